@@ -1,0 +1,233 @@
+"""The wire contract between edge agents and the backend: MQTT topics and payload schema.
+
+Everything that crosses the broker is described here and nowhere else, so the backend can
+import this one module of ``edge`` and stay independent of the agent's internals.
+
+Payloads are JSON (encoded with orjson) and always carry ``schema`` (the version of this
+contract), ``kind``, ``msg_id`` (unique per message; the backend lands each id at most once)
+and ``vehicle_id``. Telemetry is columnar: three parallel arrays ``ts``, ``signal``, ``value``,
+so one message carries hundreds of signals at the cost of a few kilobytes.
+
+Topics (``{v}`` is the vehicle id)::
+
+    fleetcare/v1/vehicles/{v}/telemetry   kind="telemetry"  batched signal samples
+    fleetcare/v1/vehicles/{v}/dtc         kind="dtc"        fault-code events
+    fleetcare/v1/sim/{v}/truth            kind="truth"      simulator ground truth (CI, demo)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from edge.errors import ContractError
+
+SCHEMA_VERSION: Final = 1
+TOPIC_ROOT: Final = "fleetcare/v1"
+MAX_PAYLOAD_BYTES: Final = 1_000_000
+"""Messages larger than this are refused by the backend (dead-lettered as oversize)."""
+
+DTC_STATUSES: Final = ("stored", "pending", "permanent", "active")
+COMPONENTS: Final = ("traction_battery", "lv_battery", "brakes")
+"""Components whose failure fleetcare predicts; ground truth and leads use these names."""
+
+_VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_J2012 = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
+
+
+def telemetry_topic(vehicle_id: str) -> str:
+    """Topic an agent publishes batched telemetry on."""
+    return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/telemetry"
+
+
+def dtc_topic(vehicle_id: str) -> str:
+    """Topic an agent publishes fault-code events on."""
+    return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/dtc"
+
+
+def truth_topic(vehicle_id: str) -> str:
+    """Topic the simulator publishes a vehicle's ground truth on."""
+    return f"{TOPIC_ROOT}/sim/{_checked_vehicle_id(vehicle_id)}/truth"
+
+
+INGEST_TOPICS: Final = (
+    f"{TOPIC_ROOT}/vehicles/+/telemetry",
+    f"{TOPIC_ROOT}/vehicles/+/dtc",
+    f"{TOPIC_ROOT}/sim/+/truth",
+)
+"""Topic filters the ingest process subscribes to."""
+
+
+def vehicle_of_topic(topic: str) -> str | None:
+    """The vehicle id in a contract topic, or None when the topic is not ours."""
+    parts = topic.split("/")
+    if len(parts) == 5 and "/".join(parts[:2]) == TOPIC_ROOT and parts[2] in ("vehicles", "sim"):
+        return parts[3]
+    return None
+
+
+def _checked_vehicle_id(vehicle_id: str) -> str:
+    if not _VEHICLE_ID.match(vehicle_id):
+        raise ContractError(
+            f"vehicle id {vehicle_id!r} is invalid: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return vehicle_id
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryBatch:
+    """Many signal samples of one vehicle, columnar. ``ts`` is Unix time in seconds."""
+
+    msg_id: str
+    vehicle_id: str
+    ts: list[float]
+    signal: list[str]
+    value: list[float]
+
+    def __post_init__(self) -> None:
+        if not (len(self.ts) == len(self.signal) == len(self.value)):
+            raise ContractError(
+                f"telemetry {self.msg_id}: ts, signal and value must have the same length "
+                f"(got {len(self.ts)}, {len(self.signal)}, {len(self.value)})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class DtcEvent:
+    """One fault code seen (or cleared) on a vehicle. ``code`` is upper-case SAE J2012."""
+
+    ts: float
+    code: str
+    status: str
+    ecu: str = ""
+    source: str = "can"
+    cleared: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DtcBatch:
+    """Fault-code events of one vehicle."""
+
+    msg_id: str
+    vehicle_id: str
+    events: list[DtcEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentTruth:
+    """When a simulated component really fails (``failure_ts`` None: not within the horizon)."""
+
+    component: str
+    failure_ts: float | None
+    health_at_end: float
+
+
+@dataclass(frozen=True, slots=True)
+class TruthRecord:
+    """Ground truth the simulator publishes once per vehicle, for scoring models."""
+
+    msg_id: str
+    vehicle_id: str
+    model: str
+    region: str
+    sim_start_ts: float
+    sim_end_ts: float
+    components: list[ComponentTruth] = field(default_factory=list)
+
+
+Message = TelemetryBatch | DtcBatch | TruthRecord
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a contract message to its wire form."""
+    body: dict[str, Any]
+    if isinstance(message, TelemetryBatch):
+        body = {"kind": "telemetry", "ts": message.ts, "signal": message.signal,
+                "value": message.value}
+    elif isinstance(message, DtcBatch):
+        body = {"kind": "dtc", "events": [_dtc_dict(e) for e in message.events]}
+    else:
+        body = {
+            "kind": "truth", "model": message.model, "region": message.region,
+            "sim_start_ts": message.sim_start_ts, "sim_end_ts": message.sim_end_ts,
+            "components": [
+                {"component": c.component, "failure_ts": c.failure_ts,
+                 "health_at_end": c.health_at_end}
+                for c in message.components
+            ],
+        }
+    head = {"schema": SCHEMA_VERSION, "msg_id": message.msg_id, "vehicle_id": message.vehicle_id}
+    return orjson.dumps(head | body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _dtc_dict(event: DtcEvent) -> dict[str, Any]:
+    return {"ts": event.ts, "code": event.code, "status": event.status, "ecu": event.ecu,
+            "source": event.source, "cleared": event.cleared}
+
+
+def decode(payload: bytes) -> Message:
+    """Parse and validate a wire payload.
+
+    Raises:
+        ContractError: the payload is not valid JSON, has another schema version, or
+            misses or mistypes a field; the message says which.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"payload is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ContractError("payload must be a JSON object")
+    if doc.get("schema") != SCHEMA_VERSION:
+        raise ContractError(
+            f"unsupported schema version {doc.get('schema')!r}; this build reads {SCHEMA_VERSION}"
+        )
+    try:
+        return _decode_body(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ContractError(f"malformed {doc.get('kind', '?')} payload: {exc!r}") from exc
+
+
+def _decode_body(doc: dict[str, Any]) -> Message:
+    msg_id, vehicle_id, kind = str(doc["msg_id"]), doc["vehicle_id"], doc["kind"]
+    if not msg_id:
+        raise ValueError("msg_id is empty")
+    _checked_vehicle_id(vehicle_id)
+    if kind == "telemetry":
+        ts = [float(t) for t in doc["ts"]]
+        values = [float(v) for v in doc["value"]]
+        if not all(math.isfinite(x) for x in ts) or not all(math.isfinite(v) for v in values):
+            raise ValueError("ts and value must be finite numbers")
+        signals = [str(s) for s in doc["signal"]]
+        return TelemetryBatch(msg_id, vehicle_id, ts, signals, values)
+    if kind == "dtc":
+        return DtcBatch(msg_id, vehicle_id, [_decode_dtc(e) for e in doc["events"]])
+    if kind == "truth":
+        components = [
+            ComponentTruth(str(c["component"]), _opt_float(c["failure_ts"]),
+                           float(c["health_at_end"]))
+            for c in doc["components"]
+        ]
+        return TruthRecord(msg_id, vehicle_id, str(doc["model"]), str(doc["region"]),
+                           float(doc["sim_start_ts"]), float(doc["sim_end_ts"]), components)
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def _decode_dtc(raw: dict[str, Any]) -> DtcEvent:
+    code, status = str(raw["code"]), str(raw["status"])
+    if not _J2012.match(code) and not re.match(r"^\d+:\d+$", code):
+        raise ValueError(f"fault code {code!r} is neither upper-case J2012 nor SPN:FMI")
+    if status not in DTC_STATUSES:
+        raise ValueError(f"fault status {status!r} is not one of {DTC_STATUSES}")
+    return DtcEvent(float(raw["ts"]), code, status, str(raw.get("ecu", "")),
+                    str(raw.get("source", "can")), bool(raw.get("cleared", False)))
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)

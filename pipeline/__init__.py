@@ -1,0 +1,1 @@
+"""fleetcare pipeline: landing MQTT messages in DuckDB, features, advice and CRM delivery."""
