@@ -1,0 +1,154 @@
+"""The agent on a python-can virtual bus, publishing to a real broker through its spool."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import can
+import cantools
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge import contract
+from edge.agent import Agent
+from edge.config import REFERENCE_DBC, REFERENCE_RULES
+from edge.decode import Decoder, load_dbcs
+from edge.publish import Publisher, parse_mqtt_url
+from edge.rules import load_rules
+from edge.spool import Spool
+
+
+class Collector:
+    """A real subscriber that keeps every contract message it receives."""
+
+    def __init__(self, broker_url: str, vehicle_id: str) -> None:
+        host, port = parse_mqtt_url(broker_url)
+        self.messages: list[contract.Message] = []
+        self._cond = threading.Condition()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *a: subscribed.set()
+        self._client.connect(host, port)
+        self._client.subscribe(f"{contract.TOPIC_ROOT}/vehicles/{vehicle_id}/#", qos=1)
+        self._client.loop_start()
+        assert subscribed.wait(10)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append(contract.decode(msg.payload))
+            self._cond.notify_all()
+
+    def wait_signals(self, count: int, timeout: float = 20.0) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self.signals() >= count, timeout)
+            return self.signals()
+
+    def signals(self) -> int:
+        return sum(len(m.ts) for m in self.messages if isinstance(m, contract.TelemetryBatch))
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+@pytest.fixture
+def db() -> cantools.database.can.Database:
+    return load_dbcs([REFERENCE_DBC])[0]
+
+
+@pytest.fixture
+def buses() -> Iterator[tuple[can.BusABC, can.BusABC]]:
+    channel = f"test-agent-{uuid.uuid4().hex}"
+    sender = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
+    reader = can.Bus(interface="virtual", channel=channel)
+    yield sender, reader
+    sender.shutdown()
+    reader.shutdown()
+
+
+def _frames(db: cantools.database.can.Database, n: int) -> list[can.Message]:
+    health = db.get_message_by_name("BMS_Health")
+    dtc = db.get_message_by_name("DIAG_DtcReport")
+    frames = []
+    for i in range(n):
+        data = health.encode({"StateOfHealth": 90.0 - i * 0.1, "InsulationResistance": 500,
+                              "CellTempMin": 20, "CellTempMax": 25})
+        frames.append(can.Message(arbitration_id=health.frame_id, data=data, is_extended_id=False,
+                                  timestamp=1_767_225_600.0 + i))
+    frames.append(can.Message(arbitration_id=0x7FF, data=bytes(8), is_extended_id=False,
+                              timestamp=1_767_225_600.0 + n))
+    code = dtc.encode({"DtcCode": 0x0A80, "DtcStatus": 0, "EcuAddress": 0x10, "DtcCount": 1})
+    frames += [can.Message(arbitration_id=dtc.frame_id, data=code, is_extended_id=False,
+                           timestamp=1_767_225_600.0 + n + k) for k in range(3)]
+    return frames
+
+
+@pytest.mark.broker
+def test_agent_publishes_every_decoded_signal_once(
+    broker_url: str, tmp_path: Path, db: cantools.database.can.Database,
+    buses: tuple[can.BusABC, can.BusABC],
+) -> None:
+    sender, reader = buses
+    vehicle = f"V{uuid.uuid4().hex[:8]}"
+    collector = Collector(broker_url, vehicle)
+    spool = Spool(tmp_path / "spool")
+    publisher = Publisher(spool, broker_url, client_id=f"test-{vehicle}")
+    agent = Agent(vehicle, reader, Decoder([db]), load_rules(REFERENCE_RULES), spool, publisher,
+                  batch_signals=50)
+    publisher.start()
+    frames = _frames(db, 40)
+    for frame in frames:
+        sender.send(frame)
+    agent.drain(lambda: agent.stats().frames_read >= len(frames))
+    agent.flush()
+    assert publisher.wait_drained(20)
+    stats = agent.stats()
+    assert stats.frames_read == len(frames)
+    assert stats.unknown_frames == 1
+    assert stats.dtc_events == 1  # the same pending code three times is one event
+    assert collector.wait_signals(stats.signals_spooled) == stats.signals_spooled == 40 * 4
+    telemetry = [m for m in collector.messages if isinstance(m, contract.TelemetryBatch)]
+    soh = [v for m in telemetry for s, v in zip(m.signal, m.value, strict=True)
+           if s == "Vehicle.Powertrain.TractionBattery.StateOfHealth"]
+    assert soh[0] == pytest.approx(90.0, abs=0.1)
+    assert telemetry[0].ts[0] == 1_767_225_600.0  # stamped with the frame's own time
+    dtcs = [e for m in collector.messages if isinstance(m, contract.DtcBatch) for e in m.events]
+    assert [(e.code, e.status) for e in dtcs] == [("P0A80", "pending")]
+    assert len({m.msg_id for m in collector.messages}) == len(collector.messages)
+    publisher.stop()
+    collector.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.broker
+def test_dead_broker_loses_nothing(broker_url: str, tmp_path: Path) -> None:
+    vehicle = f"V{uuid.uuid4().hex[:8]}"
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    offline = Publisher(spool, f"mqtt://127.0.0.1:{_closed_port()}", "offline")
+    offline.start()
+    for i in range(5):
+        batch = contract.TelemetryBatch(f"m{i}", vehicle, [1.0], ["Vehicle.Speed"], [float(i)])
+        spool.append(contract.telemetry_topic(vehicle), contract.encode(batch))
+    offline.notify()
+    assert not offline.wait_drained(0.5)  # nobody acknowledged: everything stays on disk
+    offline.stop()
+
+    collector = Collector(broker_url, vehicle)
+    online = Publisher(Spool(spool_dir), broker_url, f"online-{vehicle}")  # as after a reboot
+    online.start()
+    assert online.wait_drained(20)
+    assert collector.wait_signals(5) == 5
+    assert sorted(m.msg_id for m in collector.messages) == [f"m{i}" for i in range(5)]
+    online.stop()
+    collector.close()
