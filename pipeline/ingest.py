@@ -1,0 +1,303 @@
+"""MQTT to DuckDB, exactly once: acknowledge a message only after its rows are committed.
+
+The subscriber keeps a persistent session (``clean_session=False``, fixed client id) and
+acknowledges QoS 1 messages by hand, so a message is either committed and acked, or
+unacked and redelivered by the broker after a reconnect or restart. Redelivery is
+harmless because landing skips every ``msg_id`` already in ``ingested_messages``.
+
+Threads: paho's network thread only hands each message to a bounded queue; one writer
+thread decodes, batches, lands and then acks in arrival order (MQTT requires PUBACKs in
+the order the PUBLISHes came). When the queue is full the network thread waits, which
+stops reading the socket and pushes back on the broker instead of dropping anything.
+
+The broker must let a whole batch be in flight unacknowledged: mosquitto's default of 20
+in-flight messages per client would cap a batch at 20 messages per ``flush_interval_s``.
+:class:`pipeline.broker.EmbeddedBroker` configures 10,000.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import duckdb
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge import contract
+from pipeline import store
+from pipeline.broker import parse_broker_url
+from pipeline.errors import BrokerError
+from pipeline.landing import InboundMessage, LandResult, Prepared, land_prepared, prepare
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S: Final = 10.0
+KEEPALIVE_S: Final = 30
+_STOP: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    """Counters since the ingestor started; ``last_flush_at`` is Unix time or None."""
+
+    messages_received: int = 0
+    messages_landed: int = 0
+    telemetry_rows: int = 0
+    dtc_rows: int = 0
+    truth_rows: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    flush_failures: int = 0
+    last_flush_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """A message plus what acking it needs; ``session`` tells acks of an old connection."""
+
+    mid: int
+    qos: int
+    session: int
+    item: InboundMessage
+
+
+class Ingestor:
+    """Subscribes to every ingest topic and lands what arrives in the DuckDB store.
+
+    Args:
+        broker_url: ``mqtt://host:port`` of the broker.
+        db_path: the DuckDB file (opened read-write: this process is the store's writer).
+        client_id: fixed MQTT client id; the broker keeps its session across restarts.
+        flush_rows: land a batch once it holds this many telemetry rows...
+        flush_interval_s: ...or once its first message has waited this long.
+        share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
+        queue_size: messages the network thread may hand over before it has to wait.
+    """
+
+    def __init__(self, broker_url: str, db_path: str | Path, *,
+                 client_id: str = "fleetcare-ingest", flush_rows: int = 100_000,
+                 flush_interval_s: float = 1.0, share_group: str | None = None,
+                 queue_size: int = 10_000) -> None:
+        self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
+        self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
+        self.share_group, self.queue_size = share_group, queue_size
+        self._inbox: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._cond = threading.Condition()
+        self._stats = IngestStats()
+        self._session = 0
+        self._subscribed = threading.Event()
+        self._closing = threading.Event()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._client: mqtt.Client | None = None
+        self._writer: threading.Thread | None = None
+
+    @property
+    def topic_filters(self) -> list[str]:
+        """The filters subscribed to, with the shared-subscription prefix if any."""
+        prefix = f"$share/{self.share_group}/" if self.share_group else ""
+        return [prefix + topic for topic in contract.INGEST_TOPICS]
+
+    @property
+    def stats(self) -> IngestStats:
+        """A snapshot of the counters."""
+        with self._cond:
+            return self._stats
+
+    def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float) -> bool:
+        """Block until ``predicate(stats)`` holds; False if ``timeout`` seconds pass first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._stats), timeout)
+
+    def start(self) -> Ingestor:
+        """Open the store, connect, subscribe, and return once the subscription is active.
+
+        Raises:
+            StoreError: the DuckDB file cannot be opened for writing.
+            BrokerError: the broker cannot be reached or refuses the connection.
+        """
+        host, port = parse_broker_url(self.broker_url)
+        self._con = store.connect(self.db_path)
+        self._client = self._make_client()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
+                                        daemon=True)
+        self._writer.start()
+        try:
+            self._client.connect(host, port, keepalive=KEEPALIVE_S)
+        except OSError as exc:
+            self.stop()
+            raise BrokerError(f"cannot connect to the broker at {self.broker_url}: {exc}") from exc
+        self._client.loop_start()
+        if not self._subscribed.wait(CONNECT_TIMEOUT_S):
+            self.stop()
+            raise BrokerError(f"no subscription at {self.broker_url} within "
+                              f"{CONNECT_TIMEOUT_S:g} s (see the log for the broker's answer)")
+        log.info("ingesting %s from %s into %s", self.topic_filters, self.broker_url,
+                 self.db_path)
+        return self
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
+                             manual_ack=True)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        return client
+
+    def stop(self) -> None:
+        """Land and ack what is pending, disconnect and close the store (idempotent)."""
+        if self._writer is not None:
+            self._inbox.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        self._closing.set()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> Ingestor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # paho's network thread: hand over and return, nothing else.
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("broker %s refused the connection: %s", self.broker_url, reason)
+            return
+        self._session += 1
+        client.subscribe([(topic, 1) for topic in self.topic_filters])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reasons: list[ReasonCode], properties: Any) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker %s refused subscriptions: %s", self.broker_url, refused)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Any) -> None:
+        if not self._closing.is_set():
+            log.warning("lost the broker %s (%s); reconnecting", self.broker_url, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        delivery = _Delivery(msg.mid, msg.qos, self._session,
+                             InboundMessage(msg.topic, bytes(msg.payload), time.time()))
+        while not self._closing.is_set():
+            try:
+                self._inbox.put(delivery, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        # Shutting down: leave it unacked; the broker redelivers it to the next session.
+
+    # The writer thread: decode, batch, land, ack.
+
+    def _write_loop(self) -> None:
+        batch: list[tuple[_Delivery, Prepared]] = []
+        rows, deadline = 0, 0.0
+        while True:
+            timeout = max(0.0, deadline - time.monotonic()) if batch else None
+            try:
+                delivery = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                delivery = None
+            if delivery is _STOP:
+                self._flush(batch)
+                return
+            if isinstance(delivery, _Delivery):
+                if not batch:
+                    deadline = time.monotonic() + self.flush_interval_s
+                prepared = prepare(delivery.item)
+                batch.append((delivery, prepared))
+                rows += prepared.telemetry_rows
+                self._count_received()
+            if batch and (rows >= self.flush_rows or time.monotonic() >= deadline):
+                self._flush(batch)
+                batch, rows = [], 0
+
+    def _count_received(self) -> None:
+        with self._cond:
+            self._stats = replace(self._stats,
+                                  messages_received=self._stats.messages_received + 1)
+            self._cond.notify_all()
+
+    def _flush(self, batch: Sequence[tuple[_Delivery, Prepared]]) -> None:
+        if not batch or self._con is None:
+            return
+        try:
+            result = land_prepared(self._con, [prepared for _, prepared in batch])
+        except Exception:
+            # Not acked: the broker redelivers after a reconnect, and landing is idempotent.
+            log.exception("landing %d messages failed; they stay unacknowledged", len(batch))
+            self._record(LandResult(), failed=True)
+            return
+        self._ack([delivery for delivery, _ in batch])
+        self._record(result, failed=False)
+
+    def _ack(self, deliveries: Sequence[_Delivery]) -> None:
+        client, session = self._client, self._session
+        if client is None:
+            return
+        for delivery in deliveries:
+            # A mid from an earlier connection may name another message now; the broker
+            # resends those anyway and the resent copy is acked as a duplicate.
+            if delivery.session == session:
+                client.ack(delivery.mid, delivery.qos)
+
+    def _record(self, result: LandResult, *, failed: bool) -> None:
+        with self._cond:
+            s = self._stats
+            self._stats = replace(
+                s, messages_landed=s.messages_landed + result.messages_landed,
+                telemetry_rows=s.telemetry_rows + result.telemetry_rows,
+                dtc_rows=s.dtc_rows + result.dtc_rows, truth_rows=s.truth_rows + result.truth_rows,
+                duplicates=s.duplicates + result.duplicates,
+                dead_letters=s.dead_letters + result.dead_letters,
+                flush_failures=s.flush_failures + int(failed),
+                last_flush_at=s.last_flush_at if failed else time.time(),
+            )
+            self._cond.notify_all()
+
+
+def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:
+    """Run an :class:`Ingestor` until SIGINT or SIGTERM, then stop it cleanly.
+
+    ``options`` are :class:`Ingestor`'s keyword arguments. Prints nothing: the CLI does.
+
+    Raises:
+        StoreError: the DuckDB file cannot be opened for writing.
+        BrokerError: the broker cannot be reached.
+    """
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Ingestor(broker_url, db_path, **options):
+            stop.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
