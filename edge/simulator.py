@@ -143,61 +143,61 @@ class _DayView:
     def current(self, t: float) -> float:
         return 15.0 + 0.9 * self.speed(t) + 8.0 * self.accel + self.rng.gauss(0.0, 6.0)
 
-    def BMS_PackStatus(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BMS_PackStatus(self, t: float, k: int) -> dict[str, float]:
         amps = self.current(t)
         volts = 96.0 * _ocv(self.soc) - amps * self.pack_mohm / 1000.0
         return {"PackVoltage": volts + self.rng.gauss(0.0, 0.2), "PackCurrent": amps,
                 "StateOfCharge": self.soc, "BmsState": 2}
 
-    def BMS_Health(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BMS_Health(self, t: float, k: int) -> dict[str, float]:
         gauss = self.rng.gauss
         return {"StateOfHealth": self.s.soh + gauss(0.0, 0.3),
                 "InsulationResistance": 3500.0 - 20.0 * (100.0 - self.s.soh) + gauss(0.0, 80.0),
                 "CellTempMin": self.battery_c - 2.0, "CellTempMax": self.battery_c + 2.0}
 
-    def BMS_CellVoltages(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BMS_CellVoltages(self, t: float, k: int) -> dict[str, float]:
         group, gauss = k % 4, self.rng.gauss
         values: dict[str, float] = {"CellGroup": group}
         for cell in range(4 * group, 4 * group + 4):
             values[f"Cell{cell + 1:02d}_Voltage"] = self.cells[cell] + gauss(0.0, 0.002)
         return values
 
-    def BMS_CellSummary(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BMS_CellSummary(self, t: float, k: int) -> dict[str, float]:
         low, high = min(self.cells), max(self.cells)
         return {"MinCellVoltage": low + self.rng.gauss(0.0, 0.002),
                 "MaxCellVoltage": high + self.rng.gauss(0.0, 0.002),
                 "MinCellId": self.cells.index(low) + 1, "MaxCellId": self.cells.index(high) + 1}
 
-    def VCU_Motion(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def VCU_Motion(self, t: float, k: int) -> dict[str, float]:
         km = self.s.km
         odometer = self.s.odometer_km + min(km, 0.4 * km + self.speed0 * t / 3600.0)
         return {"VehicleSpeed": self.speed(t) + self.rng.gauss(0.0, 0.05), "Odometer": odometer}
 
-    def ESC_WheelSpeeds(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def ESC_WheelSpeeds(self, t: float, k: int) -> dict[str, float]:
         v, slip, gauss = self.speed(t), self.wheel_slip, self.rng.gauss
         return {"WheelSpeed_FL": v * (1 + slip[0]) + gauss(0.0, 0.03),
                 "WheelSpeed_FR": v * (1 + slip[1]) + gauss(0.0, 0.03),
                 "WheelSpeed_RL": v * (1 + slip[2]) + gauss(0.0, 0.03),
                 "WheelSpeed_RR": v * (1 + slip[3]) + gauss(0.0, 0.03)}
 
-    def BCM_Brakes(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BCM_Brakes(self, t: float, k: int) -> dict[str, float]:
         pads, gauss = self.s.pads, self.rng.gauss
         return {"PadWear_FL": pads[0] + gauss(0.0, 0.4), "PadWear_FR": pads[1] + gauss(0.0, 0.4),
                 "PadWear_RL": pads[2] + gauss(0.0, 0.4), "PadWear_RR": pads[3] + gauss(0.0, 0.4),
                 "BrakeFluidLevel": 1 if self.s.max_pad_wear > 92.0 else 0,
                 "BrakeTemperature": self.brake_c}
 
-    def ECM_Engine(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def ECM_Engine(self, t: float, k: int) -> dict[str, float]:
         rpm = 750.0 + 28.0 * self.speed(t) + self.rng.gauss(0.0, 15.0)
         return {"EngineSpeed": rpm, "CoolantTemp": 88.0 + self.rng.gauss(0.0, 1.0),
                 "EngineRunning": 1}
 
-    def BCM_LowVoltage(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BCM_LowVoltage(self, t: float, k: int) -> dict[str, float]:
         charging = 13.9 if self.p.is_ev else 14.1
         return {"LvBatteryVoltage": charging + self.rng.gauss(0.0, 0.03),
                 "CrankMinVoltage": self.dip, "CrankCount": self.s.crank_count + 1}
 
-    def BCM_Ambient(self, t: float, k: int) -> dict[str, float]:  # noqa: N802
+    def BCM_Ambient(self, t: float, k: int) -> dict[str, float]:
         return {"AmbientTemperature": self.ambient + self.rng.gauss(0.0, 0.1)}
 
 
@@ -298,7 +298,7 @@ class VehicleSimulator:
             ("P0562", state.dip_v < 10.3, "BCM"),
             ("C1B00", state.max_pad_wear > 85.0, "ESC"),
         )
-        active = []
+        active: list[dict[str, float]] = []
         for code, holds, ecu in conditions:
             if holds:
                 first_seen.setdefault(code, state.day)
