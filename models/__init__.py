@@ -2,3 +2,7 @@
 
 Knows nothing of MQTT, DuckDB or Prefect: it takes arrays and DataFrames.
 """
+
+from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
+
+__all__ = ["FaultWarningClassifier", "cost_optimal_threshold"]

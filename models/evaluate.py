@@ -1,0 +1,107 @@
+"""Honest evaluation of fault-warning models: split by vehicle, report what a fleet sees.
+
+Rows of one vehicle on neighbouring days are nearly identical, so a row-wise split would let
+the model recognise vehicles instead of failures. Held-out vehicles are never seen in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from models.errors import InsufficientDataError
+
+
+def split_by_vehicle(
+    vehicle_ids: ArrayLike,
+    test_fraction: float,
+    seed: int,
+    *,
+    stratify: ArrayLike | None = None,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Split rows into train and test masks so that no vehicle lands in both.
+
+    Args:
+        vehicle_ids: the vehicle of each row.
+        test_fraction: share of vehicles (not rows) to hold out, in (0, 1).
+        seed: makes the split reproducible.
+        stratify: optional per-row labels; vehicles with any positive row are then spread
+            over both sides in proportion, so the test set sees failures when it can.
+
+    Returns:
+        ``(train_mask, test_mask)``, boolean arrays as long as ``vehicle_ids``.
+
+    Raises:
+        InsufficientDataError: fewer than two vehicles.
+        ValueError: ``test_fraction`` outside (0, 1).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    ids = np.asarray(vehicle_ids)
+    vehicles = np.unique(ids)
+    if vehicles.size < 2:
+        raise InsufficientDataError(f"need at least 2 vehicles to split, got {vehicles.size}")
+    rng = np.random.default_rng(seed)
+    groups = _vehicle_groups(ids, vehicles, stratify)
+    test: list[Any] = []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        test.extend(shuffled[: round(test_fraction * shuffled.size)])
+    if not test:
+        test = [rng.choice(vehicles)]
+    if len(test) == vehicles.size:
+        test = test[1:]
+    test_mask = np.isin(ids, np.asarray(test))
+    return ~test_mask, test_mask
+
+
+def _vehicle_groups(
+    ids: NDArray[Any], vehicles: NDArray[Any], stratify: ArrayLike | None
+) -> list[NDArray[Any]]:
+    if stratify is None:
+        return [vehicles]
+    labels = np.asarray(stratify).astype(bool)
+    positive = np.unique(ids[labels])
+    return [positive, np.setdiff1d(vehicles, positive)]
+
+
+def classification_report(
+    y_true: ArrayLike,
+    proba: ArrayLike,
+    threshold: float,
+    cost_fp: float,
+    cost_fn: float,
+) -> dict[str, Any]:
+    """Metrics of warnings issued at ``threshold`` (warn when ``proba >= threshold``).
+
+    Returns:
+        A JSON-ready dict: ``n``, ``n_positive``, ``tp``, ``fp``, ``tn``, ``fn``,
+        ``precision`` (None without warnings), ``recall`` (None without positives),
+        ``roc_auc`` (None when only one class is present), ``brier``, ``cost`` and
+        ``threshold``.
+
+    Raises:
+        InsufficientDataError: no rows.
+    """
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(proba, dtype=float)
+    if y.size == 0:
+        raise InsufficientDataError("cannot evaluate on zero rows")
+    warn = p >= threshold
+    tp, fp = int(np.sum(warn & y)), int(np.sum(warn & ~y))
+    fn, tn = int(np.sum(~warn & y)), int(np.sum(~warn & ~y))
+    both = 0 < int(y.sum()) < y.size
+    return {
+        "n": int(y.size),
+        "n_positive": int(y.sum()),
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "brier": float(brier_score_loss(y, p)),
+        "cost": float(cost_fp * fp + cost_fn * fn),
+        "threshold": float(threshold),
+    }
