@@ -1,0 +1,225 @@
+"""MQTT to DuckDB through a real broker: every message lands once, crashes included."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import contract
+from pipeline import store
+from pipeline.broker import parse_broker_url
+from pipeline.errors import BrokerError
+from pipeline.ingest import Ingestor, IngestStats
+from pipeline.landing import InboundMessage, land
+
+pytestmark = pytest.mark.broker
+
+T0 = 1_767_225_600.0
+SIGNALS = 50
+FAST = {"flush_interval_s": 0.05}
+Wire = tuple[str, bytes]
+
+
+def telemetry(msg_id: str, vehicle: str = "VIN1") -> Wire:
+    batch = contract.TelemetryBatch(msg_id, vehicle, [T0 + i for i in range(SIGNALS)],
+                                    [f"Vehicle.S{i}" for i in range(SIGNALS)],
+                                    [float(i) for i in range(SIGNALS)])
+    return contract.telemetry_topic(vehicle), contract.encode(batch)
+
+
+def fleet(n: int, prefix: str) -> list[Wire]:
+    """``n`` messages of every kind, spread over a few vehicles."""
+    wires = [telemetry(f"{prefix}-t{i}", f"VIN{i % 4}") for i in range(n)]
+    wires.append((contract.dtc_topic("VIN1"), contract.encode(contract.DtcBatch(
+        f"{prefix}-d", "VIN1", [contract.DtcEvent(T0, "P0A80", "stored")]))))
+    wires.append((contract.truth_topic("VIN1"), contract.encode(contract.TruthRecord(
+        f"{prefix}-g", "VIN1", "EV-A", "north", T0, T0 + 1,
+        [contract.ComponentTruth("brakes", None, 0.5)]))))
+    return wires
+
+
+def publish(url: str, wires: Sequence[Wire]) -> None:
+    """Publish at QoS 1 and return once the broker has acknowledged every message."""
+    host, port = parse_broker_url(url)
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda *_: connected.set()
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in wires]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def handled(n: int) -> Any:
+    """Predicate: ``n`` messages have been landed, skipped as duplicates or dead-lettered."""
+    return lambda s: s.messages_landed + s.duplicates + s.dead_letters >= n
+
+
+def table_counts(db_path: Path) -> tuple[int, int, int, int]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        row = con.execute("SELECT (SELECT count(*) FROM telemetry), "
+                          "(SELECT count(DISTINCT msg_id) FROM telemetry), "
+                          "(SELECT count(*) FROM dtc_events), "
+                          "(SELECT count(*) FROM ingested_messages)").fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return row[0], row[1], row[2], row[3]
+
+
+@pytest.fixture
+def client_id() -> str:
+    """A client id of its own, so no test inherits another's broker session."""
+    return f"ingest-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def ingestor(broker_url: str, db_path: Path, client_id: str) -> Iterator[Ingestor]:
+    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as running:
+        yield running
+
+
+def test_published_messages_land_exactly_once(broker_url: str, ingestor: Ingestor,
+                                              db_path: Path) -> None:
+    publish(broker_url, fleet(200, "a"))
+
+    assert ingestor.wait_for(handled(202), timeout=15)
+    stats = ingestor.stats
+    assert (stats.messages_received, stats.messages_landed, stats.telemetry_rows,
+            stats.dtc_rows, stats.truth_rows) == (202, 202, 200 * SIGNALS, 1, 1)
+    assert stats.last_flush_at is not None
+    ingestor.stop()
+    assert table_counts(db_path) == (200 * SIGNALS, 200, 1, 202)
+
+
+def test_messages_published_while_stopped_land_after_restart(
+        broker_url: str, db_path: Path, client_id: str) -> None:
+    Ingestor(broker_url, db_path, client_id=client_id, **FAST).start().stop()
+
+    publish(broker_url, fleet(100, "offline"))
+
+    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+        assert restarted.wait_for(handled(102), timeout=15)
+        assert restarted.stats.messages_landed == 102
+    assert table_counts(db_path) == (100 * SIGNALS, 100, 1, 102)
+
+
+CRASHING_INGESTOR = """
+import sys
+from pipeline.ingest import Ingestor
+url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ingestor = Ingestor(url, db, client_id=client_id, flush_interval_s=3600, flush_rows=10**9)
+ingestor.start()
+print("subscribed", flush=True)
+ingestor.wait_for(lambda s: s.messages_received >= n, 30)
+print("received", ingestor.stats.messages_received, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_messages_held_by_a_killed_ingestor_are_redelivered_once(
+        broker_url: str, db_path: Path, client_id: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_INGESTOR, broker_url, str(db_path), client_id, "50"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "subscribed"
+        publish(broker_url, [telemetry(f"crash-{i}") for i in range(50)])
+        assert child.stdout.readline().strip() == "received 50"
+    finally:
+        child.kill()
+        child.wait()
+
+    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+        assert restarted.wait_for(handled(50), timeout=15)
+        assert (restarted.stats.messages_landed, restarted.stats.duplicates) == (50, 0)
+    assert table_counts(db_path)[:2] == (50 * SIGNALS, 50)
+
+
+def test_messages_committed_but_not_acked_are_not_landed_again(
+        broker_url: str, db_path: Path, client_id: str) -> None:
+    wires = [telemetry(f"acked-late-{i}") for i in range(10)]
+    Ingestor(broker_url, db_path, client_id=client_id, **FAST).start().stop()
+    con = store.connect(db_path)
+    land(con, [InboundMessage(topic, payload, T0) for topic, payload in wires[:6]])
+    con.close()
+    publish(broker_url, wires)
+
+    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+        assert restarted.wait_for(handled(10), timeout=15)
+        assert (restarted.stats.messages_landed, restarted.stats.duplicates) == (4, 6)
+    assert table_counts(db_path)[:2] == (10 * SIGNALS, 10)
+
+
+def test_a_message_published_twice_lands_once(broker_url: str, ingestor: Ingestor,
+                                              db_path: Path) -> None:
+    wire = telemetry("twice")
+    publish(broker_url, [wire])
+    publish(broker_url, [wire])
+
+    assert ingestor.wait_for(handled(2), timeout=15)
+    assert (ingestor.stats.messages_landed, ingestor.stats.duplicates) == (1, 1)
+    ingestor.stop()
+    assert table_counts(db_path)[:2] == (SIGNALS, 1)
+
+
+def test_garbage_is_dead_lettered_and_ingest_carries_on(broker_url: str, ingestor: Ingestor,
+                                                        db_path: Path) -> None:
+    publish(broker_url, [(contract.telemetry_topic("VIN1"), b"\xde\xad\xbe\xef"),
+                         telemetry("after-garbage")])
+
+    assert ingestor.wait_for(handled(2), timeout=15)
+    assert (ingestor.stats.dead_letters, ingestor.stats.messages_landed) == (1, 1)
+    publish(broker_url, [telemetry("later")])
+    assert ingestor.wait_for(lambda s: s.messages_landed == 2, timeout=15)
+    ingestor.stop()
+    con = duckdb.connect(str(db_path), read_only=True)
+    assert con.execute("SELECT payload, reason LIKE '%not valid JSON%' FROM dead_letters"
+                       ).fetchall() == [(b"\xde\xad\xbe\xef", True)]
+    con.close()
+
+
+def test_shared_subscription_splits_the_load(broker_url: str, tmp_path: Path,
+                                             client_id: str) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}"
+    with Ingestor(broker_url, tmp_path / "a.duckdb", client_id=client_id + "a",
+                  share_group=group, **FAST) as first, \
+         Ingestor(broker_url, tmp_path / "b.duckdb", client_id=client_id + "b",
+                  share_group=group, **FAST) as second:
+        publish(broker_url, [telemetry(f"shared-{i}") for i in range(40)])
+
+        def total() -> int:
+            return first.stats.messages_landed + second.stats.messages_landed
+
+        assert first.wait_for(lambda _: total() >= 40, timeout=15)
+        assert second.wait_for(lambda _: total() >= 40, timeout=15)
+        assert total() == 40
+
+
+def test_an_unreachable_broker_is_reported(db_path: Path) -> None:
+    with pytest.raises(BrokerError, match="cannot connect"):
+        Ingestor("mqtt://127.0.0.1:1", db_path).start()
+
+
+def test_stats_start_at_zero(broker_url: str, db_path: Path) -> None:
+    assert Ingestor(broker_url, db_path).stats == IngestStats()
