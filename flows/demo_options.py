@@ -1,0 +1,21 @@
+"""The demo's options, kept apart so ``fleetcare --help`` imports nothing heavy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to simulate and where to put it."""
+
+    output_dir: Path = Path("demo-output")
+    vehicles: int = 16
+    days: int = 150
+    seed: int = 0
+    start: str = "2026-01-01"
+    snapshot_s: float = 0.5
+    horizon_days: int = 30
+    broker: str = "auto"
+    progress: bool = True

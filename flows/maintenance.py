@@ -1,0 +1,84 @@
+"""The maintenance flow: features → train → score → advise → deliver, as Prefect tasks.
+
+Each task is a thin shell: it opens the store, calls one plain function of ``pipeline``, and
+returns that function's record. All tasks run in this one process and one at a time, so the
+DuckDB file has one writer. Only transient errors are retried; a terminal error fails the run
+with the function's own message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from prefect import flow, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.tasks import Task
+
+from pipeline import advice, outbox, reference_data, scoring, store, training
+from pipeline.config import load_pipeline_settings
+from pipeline.errors import TransientPipelineError
+
+STORE_TAG = "duckdb-writer"
+"""Tag for tasks that write the store; give it a concurrency limit of 1 on a shared server."""
+
+
+def _transient_only(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry a failed task only when its error says a later attempt may succeed."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, TransientPipelineError)
+
+
+@task(tags=[STORE_TAG])
+def prepare_reference_data(db_path: str, seed: int) -> None:
+    """Customers, centres, capacity and the service catalogue (idempotent)."""
+    with store.connect(db_path) as con:
+        reference_data.seed_reference_data(con, seed=seed)
+
+
+@task(tags=[STORE_TAG])
+def train(db_path: str, horizon_days: int, seed: int) -> list[dict[str, Any]]:
+    """Fit, evaluate on held-out vehicles and register one model per component."""
+    with store.connect(db_path) as con:
+        reports = training.train_and_register(con, horizon_days=horizon_days, seed=seed)
+    return [dataclasses.asdict(r) for r in reports]
+
+
+@task(tags=[STORE_TAG])
+def score(db_path: str) -> int:
+    """Score every vehicle's latest day with the promoted models."""
+    with store.connect(db_path) as con:
+        return scoring.score_fleet(con)
+
+
+@task(tags=[STORE_TAG])
+def advise(db_path: str) -> dict[str, Any]:
+    """Turn scores and fault codes into deduplicated leads and outbox rows."""
+    with store.connect(db_path) as con:
+        return dataclasses.asdict(advice.advise(con))
+
+
+@task(tags=[STORE_TAG], retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5,
+      retry_condition_fn=_transient_only)
+def deliver(db_path: str, crm_url: str) -> dict[str, Any]:
+    """Send due outbox rows to the CRM as signed webhooks."""
+    secret = load_pipeline_settings().crm_secret.get_secret_value()
+    with store.connect(db_path) as con:
+        return dataclasses.asdict(outbox.deliver_outbox(con, url=crm_url, secret=secret))
+
+
+@flow(name="maintenance", log_prints=False)
+def maintenance_flow(db_path: str, crm_url: str, horizon_days: int = 30,
+                     seed: int = 0) -> dict[str, Any]:
+    """Train on what landed, score the fleet, advise and deliver leads to the CRM.
+
+    The CRM signing secret comes from ``FLEETCARE_PIPELINE__CRM_SECRET`` (never a parameter,
+    so it is not stored with the run).
+    """
+    prepare_reference_data(db_path, seed)
+    models = train(db_path, horizon_days, seed)
+    scored = score(db_path)
+    leads = advise(db_path)
+    delivered = deliver(db_path, crm_url)
+    return {"models": models, "scored": scored, "advice": leads, "delivery": delivered}

@@ -1,0 +1,165 @@
+"""Command-line front of the pipeline: broker, ingest, dead letters, CRM receiver, leads.
+
+Heavy modules are imported inside the handlers, so listing commands stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
+
+
+def register_broker(sub: SubParsers) -> None:
+    """``fleetcare broker``: the one-machine MQTT broker."""
+    broker = sub.add_parser("broker", help="run the embedded MQTT broker",
+                            description="mosquitto when installed, else amqtt, on 127.0.0.1.")
+    broker.add_argument("--port", type=int, default=1883)
+    broker.add_argument("--prefer", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    broker.add_argument("--data-dir", type=Path, help="where the broker persists sessions")
+    broker.set_defaults(handler=_broker)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from pipeline.broker import serve_forever
+
+    print(f"broker on mqtt://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    serve_forever(args.port, args.prefer, args.data_dir)
+    return 0
+
+
+def register_ingest(sub: SubParsers) -> None:
+    """``fleetcare ingest``: MQTT to DuckDB exactly once."""
+    ingest = sub.add_parser("ingest", help="land MQTT messages in DuckDB exactly once",
+                            description="Subscribe with a persistent QoS 1 session; acknowledge "
+                                        "each message only after its rows are committed.")
+    ingest.add_argument("--broker", required=True, help="mqtt://host:port")
+    ingest.add_argument("--db", type=Path, required=True, help="DuckDB file (the one writer)")
+    ingest.add_argument("--client-id", default="fleetcare-ingest")
+    ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
+    ingest.set_defaults(handler=_ingest)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import run_forever
+
+    run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group)
+    return 0
+
+
+def register_deadletter(sub: SubParsers) -> None:
+    """``fleetcare deadletter list|replay``."""
+    dead = sub.add_parser("deadletter", help="inspect and replay messages that did not land",
+                          description="Messages ingest could not land, with the reason.")
+    dead_sub = dead.add_subparsers(dest="dead_command", metavar="SUBCOMMAND", required=True)
+    show = dead_sub.add_parser("list", help="list dead letters with their reasons")
+    show.add_argument("--db", type=Path, required=True)
+    show.add_argument("--limit", type=int, default=50)
+    show.set_defaults(handler=_deadletter_list)
+    replay = dead_sub.add_parser("replay", help="land dead letters again (after a fix)")
+    replay.add_argument("--db", type=Path, required=True)
+    replay.add_argument("ids", nargs="*", type=int, help="only these ids (default: all)")
+    replay.set_defaults(handler=_deadletter_replay)
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    from pipeline import landing, store
+
+    with store.connect_readonly(args.db) as con:
+        letters = landing.list_dead_letters(con, limit=args.limit)
+    for letter in letters:
+        print(f"{letter.id}\t{letter.received_at:%Y-%m-%d %H:%M:%S}\t{letter.topic}\t"
+              f"{letter.reason}")
+    return 0
+
+
+def _deadletter_replay(args: argparse.Namespace) -> int:
+    from pipeline import landing, store
+
+    with store.connect(args.db) as con:
+        result = landing.replay_dead_letters(con, args.ids or None)
+    _print_json(dataclasses.asdict(result))
+    return 0
+
+
+def register_crm(sub: SubParsers) -> None:
+    """``fleetcare crm serve``: the reference CRM receiver."""
+    crm = sub.add_parser("crm", help="the reference CRM webhook receiver",
+                         description="A small CRM that verifies Standard Webhooks signatures.")
+    crm_sub = crm.add_subparsers(dest="crm_command", metavar="SUBCOMMAND", required=True)
+    serve = crm_sub.add_parser("serve", help="receive signed leads over HTTP until stopped",
+                               description="The signing secret is read from "
+                                           "FLEETCARE_PIPELINE__CRM_SECRET.")
+    serve.add_argument("--port", type=int, default=8787)
+    serve.set_defaults(handler=_crm_serve)
+
+
+def _crm_serve(args: argparse.Namespace) -> int:
+    from pipeline.config import load_pipeline_settings
+    from pipeline.crm import serve_forever
+
+    secret = load_pipeline_settings().crm_secret.get_secret_value()
+    if not secret:
+        print("set FLEETCARE_PIPELINE__CRM_SECRET (whsec_...) first", file=sys.stderr)
+        return 2
+    print(f"CRM receiver on http://127.0.0.1:{args.port}/leads", file=sys.stderr)
+    serve_forever(secret, args.port)
+    return 0
+
+
+def register_leads(sub: SubParsers) -> None:
+    """``fleetcare leads list|show``."""
+    leads = sub.add_parser("leads", help="list and show maintenance leads",
+                           description="Leads in the store, with their state.")
+    leads_sub = leads.add_subparsers(dest="leads_command", metavar="SUBCOMMAND", required=True)
+    show_all = leads_sub.add_parser("list", help="one line per lead, newest first")
+    show_all.add_argument("--db", type=Path,
+                          help="DuckDB file (default: $FLEETCARE_PIPELINE__DB_PATH)")
+    show_all.add_argument("--state", help="only leads in this state (new, sent, ...)")
+    show_all.set_defaults(handler=_leads_list)
+    show = leads_sub.add_parser("show", help="the full lead document")
+    show.add_argument("lead_id")
+    show.add_argument("--db", type=Path,
+                      help="DuckDB file (default: $FLEETCARE_PIPELINE__DB_PATH)")
+    show.set_defaults(handler=_leads_show)
+
+
+def _db(args: argparse.Namespace) -> Path:
+    """``--db``, else ``FLEETCARE_PIPELINE__DB_PATH``, else ./fleet.duckdb."""
+    from pipeline.config import load_pipeline_settings
+
+    return Path(args.db) if args.db else load_pipeline_settings().db_path
+
+
+def _leads_list(args: argparse.Namespace) -> int:
+    from pipeline import leads, store
+
+    with store.connect_readonly(_db(args)) as con:
+        rows = leads.list_leads(con, state=args.state)
+    print("lead_id\tvehicle\tcomponent\tseverity\tstate\tprobability\thorizon_days")
+    for r in rows:
+        print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t{r.state}\t"
+              f"{r.probability:.2f}\t{r.horizon_days}")
+    return 0
+
+
+def _leads_show(args: argparse.Namespace) -> int:
+    from pipeline import leads, store
+
+    with store.connect_readonly(_db(args)) as con:
+        document = leads.lead_document(con, args.lead_id)
+    if document is None:
+        print(f"no lead {args.lead_id} in {_db(args)}", file=sys.stderr)
+        return 1
+    _print_json(document)
+    return 0
