@@ -1,0 +1,97 @@
+"""Score every vehicle's latest feature row with the promoted model of each component.
+
+Scores are the bridge between models and advice: one row per (vehicle, component, as_of).
+Re-running a day replaces that day's rows, so a retried flow never duplicates them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import duckdb
+import polars as pl
+
+from pipeline.features import build_daily_features, model_features
+from pipeline.training import load_model
+
+log = logging.getLogger(__name__)
+
+_PRESENCE = {"traction_battery": "soh"}
+"""A component only some vehicles have, and the feature that shows a vehicle has it."""
+
+
+def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None) -> int:
+    """Write ``scores`` for ``as_of`` from each vehicle's latest feature row on or before it.
+
+    Args:
+        con: an open store.
+        as_of: the day to score for (default: the latest day with telemetry in the store,
+            which for replayed or simulated fleets is not today's date).
+
+    Returns:
+        The number of score rows written (0 when no model is promoted or no data exists).
+    """
+    until = None
+    if as_of is not None:
+        until = dt.datetime.combine(as_of, dt.time.max, tzinfo=dt.UTC)
+    features = build_daily_features(con, until=until)
+    if features.is_empty():
+        log.warning("nothing to score: no telemetry")
+        return 0
+    day = as_of or features["day"].max()
+    latest = _latest_rows(features)
+    models = con.execute(
+        "SELECT model_id, component, metrics, artifact FROM model_registry WHERE promoted"
+    ).fetchall()
+    frames = [_score_component(latest, day, *row) for row in models]
+    scores = pl.concat(frames) if frames else pl.DataFrame()
+    _replace_scores(con, day, [row[1] for row in models], scores)
+    log.info("scored %d (vehicle, component) pairs as of %s", scores.height, day)
+    return scores.height
+
+
+def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:
+    has = {c: pl.col(f).is_not_null().any().over("vehicle_id").alias(f"has__{c}")
+           for c, f in _PRESENCE.items()}
+    return (features.with_columns(*has.values())
+            .filter(pl.col("day") == pl.col("day").max().over("vehicle_id")))
+
+
+def _score_component(
+    latest: pl.DataFrame, day: dt.date, model_id: str, component: str,
+    metrics: str, artifact: bytes,
+) -> pl.DataFrame:
+    rows = latest
+    if component in _PRESENCE:
+        rows = latest.filter(pl.col(f"has__{component}"))
+    model = load_model(artifact)
+    X = rows.select(pl.col(model_features(component)).cast(pl.Float64)).to_numpy()
+    proba = model.predict_proba(X)[:, 1] if rows.height else []
+    horizon = int(json.loads(metrics)["horizon_days"])
+    return pl.DataFrame({
+        "vehicle_id": rows["vehicle_id"], "component": component, "as_of": day,
+        "probability": pl.Series(proba, dtype=pl.Float64), "horizon_days": horizon,
+        "model_id": model_id,
+    }, schema_overrides={"as_of": pl.Date, "horizon_days": pl.Int32})
+
+
+def _replace_scores(
+    con: duckdb.DuckDBPyConnection, day: dt.date, components: list[str], scores: pl.DataFrame
+) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
+                    [day, components])
+        if scores.height:
+            con.register("_new_scores", scores)
+            con.execute(
+                "INSERT INTO scores (vehicle_id, component, as_of, probability, horizon_days,"
+                " model_id) SELECT vehicle_id, component, as_of, probability, horizon_days,"
+                " model_id FROM _new_scores")
+            con.unregister("_new_scores")
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
