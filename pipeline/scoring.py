@@ -11,6 +11,7 @@ import json
 import logging
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from pipeline.features import build_daily_features, model_features
@@ -40,7 +41,7 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None)
     if features.is_empty():
         log.warning("nothing to score: no telemetry")
         return 0
-    day = as_of or features["day"].max()
+    day = as_of or _latest_day(features)
     latest = _latest_rows(features)
     models = con.execute(
         "SELECT model_id, component, metrics, artifact FROM model_registry WHERE promoted"
@@ -50,6 +51,13 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None)
     _replace_scores(con, day, [row[1] for row in models], scores)
     log.info("scored %d (vehicle, component) pairs as of %s", scores.height, day)
     return scores.height
+
+
+def _latest_day(features: pl.DataFrame) -> dt.date:
+    latest = features["day"].max()
+    if not isinstance(latest, dt.date):
+        raise TypeError(f"feature days must be dates, got {latest!r}")
+    return latest
 
 
 def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:
@@ -68,7 +76,7 @@ def _score_component(
         rows = latest.filter(pl.col(f"has__{component}"))
     model = load_model(artifact)
     X = rows.select(pl.col(model_features(component)).cast(pl.Float64)).to_numpy()
-    proba = model.predict_proba(X)[:, 1] if rows.height else []
+    proba = model.predict_proba(X)[:, 1] if rows.height else np.empty(0)
     horizon = int(json.loads(metrics)["horizon_days"])
     return pl.DataFrame({
         "vehicle_id": rows["vehicle_id"], "component": component, "as_of": day,
