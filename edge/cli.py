@@ -78,7 +78,7 @@ def _run_sim(args: argparse.Namespace) -> int:
     from edge.simulator import make_fleet
 
     start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC).timestamp()
-    specs = make_fleet(args.vehicles, seed=args.seed)
+    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start)
     on_day = _progress(args.days) if args.progress else None
     with tempfile.TemporaryDirectory(prefix="fleetcare-spool-") as tmp:
         result = run_fleet(specs, args.broker, load_rules(args.rules), days=args.days,
