@@ -217,14 +217,52 @@ class HealthModel:
         if params.is_ev:
             battery_c = min(45.0, max(5.0, ambient + 6.0))
             fade = soh_fade_per_day(self.soh, battery_c, km, ambient)
-            self.soh -= fade * params.battery_ageing * rng.uniform(0.8, 1.2)
+            self.soh = max(0.0, self.soh - fade * params.battery_ageing * rng.uniform(0.8, 1.2))
         regen = _EV_REGEN_SHARE if params.is_ev else 1.0
         for i in range(4):
             axle = 1.0 if i < 2 else _REAR_SHARE
             wear = km * _PAD_WEAR_PER_KM * params.stop_go * regen * axle * params.wheel_bias[i]
-            self.pads[i] += wear * max(0.0, rng.gauss(1.0, 0.1))
+            self.pads[i] = min(150.0, self.pads[i] + wear * max(0.0, rng.gauss(1.0, 0.1)))
         heat = 1.0 + 0.06 * max(0.0, ambient - 25.0) + 0.03 * max(0.0, -ambient)
         growth = 0.0022 * params.lv_ageing * heat * math.sqrt(self.r_mohm / 5.0)
-        self.r_mohm += growth * rng.uniform(0.7, 1.3)
+        self.r_mohm = min(100.0, self.r_mohm + growth * rng.uniform(0.7, 1.3))
         self.odometer_km += km
         self.crank_count += rng.randint(2, 5)
+
+
+_MEAN_KM_FACTOR: Final = math.exp(0.35**2 / 2)
+"""Mean of the daily lognormal distance factor, so placements use the true mean distance."""
+
+
+def soh_failing_after(params: VehicleParams, days: float) -> float:
+    """Initial SoH that fades to the failure threshold after about ``days`` of usual driving.
+
+    Solves the fade law at the region's mean temperature: with x = (100 - SoH) / 12 the knee
+    makes dx/dt proportional to 1 + x², so atan(x) grows linearly in time.
+    """
+    climate = params.climate
+    battery_c = min(45.0, max(5.0, climate.mean_c + 6.0))
+    km = params.km_per_day * _MEAN_KM_FACTOR
+    rate = soh_fade_per_day(100.0, battery_c, km, climate.mean_c) * params.battery_ageing
+    angle = math.atan((100.0 - SOH_FAILED) / 12.0) - rate * days / 12.0
+    return 100.0 - 12.0 * math.tan(max(0.0, angle))
+
+
+def pad_wear_failing_after(params: VehicleParams, days: float) -> float:
+    """Initial max pad wear that reaches the wear limit after about ``days`` of usual driving."""
+    per_day = params.km_per_day * _MEAN_KM_FACTOR * params.front_wear_per_km()
+    return max(0.0, PAD_WEAR_FAILED - per_day * days)
+
+
+def resistance_failing_at(params: VehicleParams, ts: float | None, margin: float) -> float:
+    """12 V resistance (mΩ) at which a slightly cold morning around ``ts`` just fails the crank.
+
+    With ``ts`` None the region's mean temperature stands in for the season. ``margin`` below 1
+    leaves headroom, so the failure waits for a colder morning or a few more weeks of ageing.
+    """
+    climate = params.climate
+    season_c = climate.mean_c if ts is None else climate.seasonal_c(ts)
+    morning_c = season_c - 7.0
+    at_zero = crank_dip_v(0.0, morning_c, params.variant)
+    per_mohm = at_zero - crank_dip_v(1.0, morning_c, params.variant)
+    return (at_zero - DIP_FAILED_V) / per_mohm * margin

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -82,13 +82,41 @@ def params_of(spec: VehicleSpec) -> VehicleParams:
     )
 
 
-@dataclass(frozen=True)
-class _Slot:
-    """One frame of the snapshot plan: when, which message, and which repeat of it."""
+def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share: float = 0.3,
+               start_ts: float | None = None) -> list[VehicleSpec]:
+    """A mixed fleet (60 % EV) in which about ``failing_share`` of vehicles near a failure.
 
-    offset_s: float
-    message: Message
-    index: int
+    Those vehicles get one component placed so that it fails after 5 to 170 days of usual
+    driving; the rest draw healthy-to-middle-aged states from their seeds (a few of them still
+    fail, e.g. an ageing 12 V battery in a northern winter). 12 V failures depend on the
+    season, so pass the simulation's ``start_ts`` to place them within the window; without it
+    they are placed for a morning of the region's mean temperature.
+    """
+    rng = random.Random(f"fleetcare-fleet/{seed}")
+    n_ev = round(0.6 * n_vehicles)
+    variants = ["ev"] * n_ev + ["ice"] * (n_vehicles - n_ev)
+    rng.shuffle(variants)
+    failing = set(rng.sample(range(n_vehicles), round(failing_share * n_vehicles)))
+    specs = []
+    for i, variant in enumerate(variants):
+        spec = VehicleSpec(f"{prefix}{i:05d}", variant, rng.choice(sorted(health.REGIONS)),
+                           rng.getrandbits(31))
+        specs.append(_near_failure(spec, rng, start_ts) if i in failing else spec)
+    return specs
+
+
+def _near_failure(spec: VehicleSpec, rng: random.Random, start_ts: float | None
+                  ) -> VehicleSpec:
+    params = params_of(spec)
+    component = rng.choice(COMPONENTS if params.is_ev else COMPONENTS[1:])
+    days = rng.uniform(5.0, 170.0)
+    if component == "traction_battery":
+        return replace(spec, battery_soh=round(health.soh_failing_after(params, days), 2))
+    if component == "brakes":
+        return replace(spec, pad_wear=round(health.pad_wear_failing_after(params, days), 2))
+    when = None if start_ts is None else start_ts + days * DAY_S
+    resistance = health.resistance_failing_at(params, when, rng.uniform(0.95, 1.03))
+    return replace(spec, lv_resistance_mohm=round(resistance, 3))
 
 
 class _Encoder:
