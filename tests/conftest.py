@@ -19,18 +19,46 @@ from pipeline.broker import EmbeddedBroker, find_mosquitto
 log = logging.getLogger(__name__)
 
 
+BROKER_ENV = "FLEETCARE_TEST_BROKER"
+"""Set to "amqtt" or "mosquitto" to force a broker; the default "auto" prefers mosquitto."""
+
+
+def _preferred_broker() -> str:
+    return os.environ.get(BROKER_ENV, "auto")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """Say up front which broker the ``broker`` tests will run against."""
-    exe = find_mosquitto()
-    return f"fleetcare broker: {f'mosquitto ({exe})' if exe else 'amqtt (mosquitto not found)'}"
+    exe = find_mosquitto() if _preferred_broker() != "amqtt" else None
+    chosen = f"mosquitto ({exe})" if exe else "amqtt (embedded)"
+    return f"fleetcare test broker: {chosen}; set {BROKER_ENV}=amqtt|mosquitto to choose"
 
 
 @pytest.fixture(scope="session")
-def broker_url() -> Iterator[str]:
-    """URL of a broker on 127.0.0.1 that lives for the whole test session."""
-    with EmbeddedBroker(prefer="auto") as broker:
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    """One broker on 127.0.0.1 for the whole session: mosquitto when found, else amqtt."""
+    with EmbeddedBroker(prefer=_preferred_broker()) as broker:
         log.info("test broker: %s at %s", broker.kind, broker.url)
-        yield broker.url
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def broker_url(embedded_broker: EmbeddedBroker) -> str:
+    """``mqtt://127.0.0.1:PORT`` of the session's broker."""
+    return embedded_broker.url
+
+
+@pytest.fixture
+def mosquitto_url(embedded_broker: EmbeddedBroker) -> str:
+    """The session broker's URL when it is mosquitto; skips the test otherwise.
+
+    amqtt 0.12.1 neither queues QoS 1 messages for an offline persistent session
+    (DESIGN.md) nor serves shared subscriptions, and every delivery guarantee must be
+    proven against mosquitto anyway.
+    """
+    if embedded_broker.kind != "mosquitto":
+        pytest.skip("needs mosquitto: amqtt has no offline queueing or shared subscriptions")
+    return embedded_broker.url
 
 
 @pytest.fixture
