@@ -20,7 +20,7 @@ import orjson
 from edge.config import REFERENCE_RULES, load_edge_settings
 
 
-def register_edge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_edge(sub: argparse._SubParsersAction) -> None:
     """``fleetcare edge run``: the agent on a gateway."""
     edge = sub.add_parser("edge", help="run the edge agent on a gateway",
                           description="The in-vehicle agent: read CAN, decode, spool, publish.")
@@ -36,7 +36,7 @@ def register_edge(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.set_defaults(handler=_run_edge)
 
 
-def register_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_sim(sub: argparse._SubParsersAction) -> None:
     """``fleetcare sim run``: a simulated fleet through real agents."""
     sim = sub.add_parser("sim", help="simulate a fleet on virtual CAN buses",
                          description="Simulated vehicles with hidden, degrading health.")

@@ -105,8 +105,9 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
             lane.agent_bus.shutdown()
 
 
-def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int], rules: RuleSet, broker_url: str,
-          start_ts: float, days: int, snapshot_s: float, spool_dir: Path) -> _Lane:
+def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
+          rules: RuleSet, broker_url: str, start_ts: float, days: int, snapshot_s: float,
+          spool_dir: Path) -> _Lane:
     channel = f"fleetcare-sim-{spec.vehicle_id}-{uuid.uuid4().hex[:8]}"
     sim_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     agent_bus = can.Bus(interface="virtual", channel=channel)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import can
 
@@ -24,7 +25,7 @@ def open_bus(settings: EdgeSettings) -> can.BusABC:
     Raises:
         ConfigError: the interface is unknown or the channel cannot be opened.
     """
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if settings.bitrate is not None:
         kwargs["bitrate"] = settings.bitrate
     try:

@@ -14,7 +14,7 @@ from flows.demo_options import DemoOptions
 FLOWS = ("maintenance",)
 
 
-def register_flows(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_flows(sub: argparse._SubParsersAction) -> None:
     """``fleetcare flows run NAME``."""
     flows = sub.add_parser("flows", help="run Prefect flows",
                            description="Prefect flows over the pipeline's plain functions.")
@@ -28,7 +28,7 @@ def register_flows(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     run.set_defaults(handler=_run_flow)
 
 
-def register_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_demo(sub: argparse._SubParsersAction) -> None:
     """``fleetcare demo``: what ``make demo`` runs."""
     demo = sub.add_parser("demo", help="run the whole pipeline on one machine",
                           description="Broker, simulated fleet through real agents, ingest to "

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-SubParsers = argparse._SubParsersAction  # type: ignore[type-arg]
+SubParsers = argparse._SubParsersAction
 
 
 def _print_json(value: Any) -> None:
