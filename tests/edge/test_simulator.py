@@ -232,3 +232,17 @@ def test_make_fleet_is_deterministic() -> None:
     assert make_fleet(10, seed=5) == make_fleet(10, seed=5)
     assert make_fleet(10, seed=5) != make_fleet(10, seed=6)
     assert make_fleet(3, seed=1, prefix="CAR")[0].vehicle_id.startswith("CAR")
+
+
+def test_frames_keep_simulated_time_across_a_virtual_bus(db: Database) -> None:
+    sim = VehicleSimulator(VehicleSpec("VIN11", "ice", "north", seed=17), db,
+                           start_ts=START_TS, days=1)
+    frames = next(sim.iter_days())
+    channel = "fleetcare-test-simulator-timestamps"
+    with can.Bus(interface="virtual", channel=channel, preserve_timestamps=True) as sender, \
+            can.Bus(interface="virtual", channel=channel) as receiver:
+        for frame in frames[:20]:
+            sender.send(frame)
+        received = [receiver.recv(timeout=1.0) for _ in range(20)]
+    assert [(m.timestamp, m.arbitration_id, bytes(m.data)) for m in received if m] == [
+        (f.timestamp, f.arbitration_id, bytes(f.data)) for f in frames[:20]]
