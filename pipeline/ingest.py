@@ -96,7 +96,9 @@ class Ingestor:
         self._stats = IngestStats()
         self._session = 0
         self._subscribed = threading.Event()
-        self._closing = threading.Event()
+        self._stopping = threading.Event()
+        self._refusing = threading.Event()
+        self._failures_in_row = 0
         self._con: duckdb.DuckDBPyConnection | None = None
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
@@ -158,11 +160,12 @@ class Ingestor:
 
     def stop(self) -> None:
         """Land and ack what is pending, disconnect and close the store (idempotent)."""
+        self._stopping.set()
         if self._writer is not None:
             self._inbox.put(_STOP)
             self._writer.join()
             self._writer = None
-        self._closing.set()
+        self._refusing.set()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -197,19 +200,19 @@ class Ingestor:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Any) -> None:
-        if not self._closing.is_set():
+        if not self._refusing.is_set():
             log.warning("lost the broker %s (%s); reconnecting", self.broker_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         delivery = _Delivery(msg.mid, msg.qos, self._session,
                              InboundMessage(msg.topic, bytes(msg.payload), time.time()))
-        while not self._closing.is_set():
+        while not self._refusing.is_set():
             try:
                 self._inbox.put(delivery, timeout=0.1)
                 return
             except queue.Full:
                 continue
-        # Shutting down: leave it unacked; the broker redelivers it to the next session.
+        # Stopping or reconnecting: leave it unacked; the broker sends it to the next session.
 
     # The writer thread: decode, batch, land, ack.
 
@@ -251,9 +254,31 @@ class Ingestor:
             # Not acked: the broker redelivers after a reconnect, and landing is idempotent.
             log.exception("landing %d messages failed; they stay unacknowledged", len(batch))
             self._record(LandResult(), failed=True)
+            self._failures_in_row += 1
+            self._restart_session()
             return
+        self._failures_in_row = 0
         self._ack([delivery for delivery, _ in batch])
         self._record(result, failed=False)
+
+    def _restart_session(self) -> None:
+        """Reconnect after a backoff, so the broker resends what is left unacknowledged.
+
+        MQTT 3.1.1 resends unacknowledged messages only on a new connection; without one
+        they would also keep occupying the broker's in-flight window for this client.
+        """
+        delay = min(30.0, 0.25 * 2 ** (self._failures_in_row - 1))
+        client = self._client
+        if client is None or self._stopping.wait(delay):
+            return
+        host, port = parse_broker_url(self.broker_url)
+        self._refusing.set()  # the network thread must not wait on a queue nobody drains
+        client.disconnect()
+        client.loop_stop()
+        self._refusing.clear()
+        client.connect_async(host, port, keepalive=KEEPALIVE_S)
+        client.loop_start()
+        log.info("reconnected to %s to get unacknowledged messages again", self.broker_url)
 
     def _ack(self, deliveries: Sequence[_Delivery]) -> None:
         client, session = self._client, self._session

@@ -223,6 +223,31 @@ def test_shared_subscription_splits_the_load(mosquitto_url: str, tmp_path: Path,
         assert first.stats.duplicates + second.stats.duplicates == 0
 
 
+def test_a_full_batch_flushes_before_its_interval(broker_url: str, db_path: Path,
+                                                  client_id: str) -> None:
+    with Ingestor(broker_url, db_path, client_id=client_id, flush_rows=10 * SIGNALS,
+                  flush_interval_s=3600) as ingestor:
+        publish(broker_url, [telemetry(f"full-{i}") for i in range(10)])
+
+        assert ingestor.wait_for(lambda s: s.messages_landed == 10, timeout=15)
+
+
+def test_a_failed_commit_is_not_acked_and_lands_on_redelivery(
+        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+    with Ingestor(mosquitto_url, db_path, client_id=client_id, **FAST) as ingestor:
+        # A second connection in this process shares the ingestor's database instance.
+        saboteur = duckdb.connect(str(db_path))
+        saboteur.execute("ALTER TABLE telemetry RENAME TO telemetry_away")
+        publish(mosquitto_url, [telemetry(f"retry-{i}") for i in range(5)])
+        assert ingestor.wait_for(lambda s: s.flush_failures >= 1, timeout=15)
+        assert ingestor.stats.messages_landed == 0
+
+        saboteur.execute("ALTER TABLE telemetry_away RENAME TO telemetry")
+        saboteur.close()
+        assert ingestor.wait_for(lambda s: s.messages_landed == 5, timeout=15)
+    assert table_counts(db_path)[:2] == (5 * SIGNALS, 5)
+
+
 def test_an_unreachable_broker_is_reported(db_path: Path) -> None:
     with pytest.raises(BrokerError, match="cannot connect"):
         Ingestor("mqtt://127.0.0.1:1", db_path).start()
