@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import repeat
@@ -197,8 +197,13 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> 
     con.register("batch", table)
     try:
         con.execute(sql)
-    finally:
-        con.unregister("batch")
+    except duckdb.Error:
+        # The transaction is aborted and refuses even unregister; the next register of
+        # "batch" replaces this one. Raise the error that says what went wrong.
+        with suppress(duckdb.Error):
+            con.unregister("batch")
+        raise
+    con.unregister("batch")
 
 
 def _per_message(values: Sequence[str], lengths: Sequence[int]) -> pa.DictionaryArray:
