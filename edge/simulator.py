@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from cantools.database.can import Database, Message
 
 from edge import health
 from edge.contract import COMPONENTS, ComponentTruth, TruthRecord
+from edge.errors import DbcError
 from edge.health import DAY_S, DayState, HealthModel, VehicleParams
 
 TRUTH_HORIZON_DAYS: Final = 730
@@ -41,6 +43,7 @@ _ICE_ONLY: Final = frozenset({"ECM_Engine"})
 _DTC_MESSAGE: Final = "DIAG_DtcReport"
 _MAX_DTCS: Final = 3
 _DTC_LETTERS: Final = "PCBU"
+_J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,28 @@ class VehicleSpec:
 
 
 def load_reference_dbc() -> Database:
-    """Load the reference vehicle's DBC shipped in the repository's ``dbc/`` folder."""
-    db = cantools.database.load_file(_DBC_PATH, strict=True)
-    assert isinstance(db, Database)
+    """Load the reference vehicle's DBC shipped in the repository's ``dbc/`` folder.
+
+    Raises:
+        DbcError: the file is missing or does not parse strictly.
+    """
+    try:
+        db = cantools.database.load_file(_DBC_PATH, strict=True)
+    except (OSError, cantools.database.UnsupportedDatabaseFormatError) as exc:
+        raise DbcError(f"cannot load reference DBC {_DBC_PATH}: {exc}") from exc
+    if not isinstance(db, Database):
+        raise DbcError(f"reference DBC {_DBC_PATH} is not a CAN database")
     return db
 
 
 def dtc_code_to_raw(code: str) -> int:
-    """Two-byte form of a J2012 code as in OBD-II mode 03 answers (``"P0A80"`` -> 0x0A80)."""
+    """Two-byte form of a J2012 code as in OBD-II mode 03 answers (``"P0A80"`` -> 0x0A80).
+
+    Raises:
+        ValueError: ``code`` is not upper-case J2012 (a letter P/C/B/U, then 0-3, then 3 hex).
+    """
+    if not _J2012.match(code):
+        raise ValueError(f"fault code {code!r} is not upper-case SAE J2012 such as 'P0A80'")
     return (_DTC_LETTERS.index(code[0]) << 14) | int(code[1:], 16)
 
 
@@ -91,7 +108,13 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
     fail, e.g. an ageing 12 V battery in a northern winter). 12 V failures depend on the
     season, so pass the simulation's ``start_ts`` to place them within the window; without it
     they are placed for a morning of the region's mean temperature.
+
+    Raises:
+        ValueError: ``n_vehicles`` is negative or ``failing_share`` is outside [0, 1].
     """
+    if n_vehicles < 0 or not 0.0 <= failing_share <= 1.0:
+        raise ValueError(f"need n_vehicles >= 0 and 0 <= failing_share <= 1, "
+                         f"got {n_vehicles} and {failing_share}")
     rng = random.Random(f"fleetcare-fleet/{seed}")
     n_ev = round(0.6 * n_vehicles)
     variants = ["ev"] * n_ev + ["ice"] * (n_vehicles - n_ev)
@@ -135,7 +158,7 @@ class _Encoder:
     def encode(self, values: dict[str, float]) -> bytes:
         limits = self._limits
         clamped = {k: min(limits[k][1], max(limits[k][0], v)) for k, v in values.items()}
-        return bytes(self._message.encode(clamped, strict=True))
+        return self._message.encode(clamped, strict=True)
 
 
 def _ocv(soc: float) -> float:

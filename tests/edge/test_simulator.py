@@ -201,6 +201,8 @@ def test_dtc_codes_convert_like_obd_answers() -> None:
     assert dtc_code_to_raw("U0100") == 0xC100
     for code in ("P0A80", "P0562", "C1B00", "B1234", "U3FFF"):
         assert dtc_raw_to_code(dtc_code_to_raw(code)) == code
+    with pytest.raises(ValueError, match="J2012"):
+        dtc_code_to_raw("p0a80")
 
 
 def test_unknown_variant_or_region_is_refused(db: Database) -> None:
