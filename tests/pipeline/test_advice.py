@@ -1,0 +1,157 @@
+"""Leads: who gets one, deduplication, escalation, critical faults, the documented shape."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jsonschema
+import pytest
+from synth_fleet import START, Car, add_dtc, build_store, day
+
+import pipeline
+from pipeline.advice import AdviceReport, advise
+from pipeline.reference_data import seed_reference_data
+
+NOW = START + dt.timedelta(days=29, hours=18)
+SCHEMA = json.loads((Path(pipeline.__file__).parent / "lead.schema.json").read_text())
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    """Three vehicles with 30 days of telemetry, reference data and one model per component.
+
+    The models are registry rows with a threshold of 0.5: advice reads scores and thresholds,
+    never the model itself, so the scores below are written directly.
+    """
+    cars = [Car("ev-sick", fails={"brakes": 35}), Car("ev-ok"),
+            Car("ice-ok", ev=False, region="south")]
+    store = build_store(tmp_path / "fleet.duckdb", cars, 30)
+    seed_reference_data(store, start=day(29))
+    for comp in ("traction_battery", "lv_battery", "brakes"):
+        store.execute(
+            "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
+            " promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
+            [f"m-{comp}", comp, json.dumps({"threshold": 0.5, "horizon_days": 30})])
+    return store
+
+
+def _score(con: duckdb.DuckDBPyConnection, vehicle: str, comp: str, p: float) -> None:
+    con.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, 30, ?)",
+                [vehicle, comp, day(29), p, f"m-{comp}"])
+
+
+def _leads(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    rows = con.execute("SELECT document FROM leads ORDER BY vehicle_id, component").fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _free_slots(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT sum(free_slots) FROM centre_capacity").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_vehicle_near_failure_gets_a_lead_and_healthy_ones_none(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    _score(con, "ev-sick", "brakes", 0.9)
+    _score(con, "ev-ok", "brakes", 0.1)
+    _score(con, "ice-ok", "lv_battery", 0.3)
+    slots = _free_slots(con)
+    assert advise(con, now=NOW) == AdviceReport(new=1, escalated=0, unchanged=0)
+    (lead,) = _leads(con)
+    jsonschema.validate(lead, SCHEMA)
+    assert (lead["vehicle"]["vehicle_id"], lead["component"]) == ("ev-sick", "brakes")
+    assert lead["severity"] == "high"
+    assert lead["roadside_assistance"] is False
+    assert lead["customer"]["name"]
+    assert lead["centre"]["centre_id"] == "centre-north"
+    assert lead["evidence"]["signals"]["pad_wear_max"] > 80
+    assert lead["recommended_work"]["total_eur"] > lead["recommended_work"]["parts_eur"]
+    booked = dt.date.fromisoformat(lead["proposed_appointment"]["day"])
+    assert day(29) < booked <= day(59)
+    assert _free_slots(con) == slots - 1
+    body, = con.execute("SELECT body FROM outbox").fetchone() or ()
+    assert json.loads(body) == lead
+
+
+def test_advising_twice_issues_one_lead(con: duckdb.DuckDBPyConnection) -> None:
+    _score(con, "ev-sick", "brakes", 0.7)
+    advise(con, now=NOW)
+    assert advise(con, now=NOW) == AdviceReport(new=0, escalated=0, unchanged=1)
+    assert _count(con, "leads") == 1
+    assert _count(con, "outbox") == 1
+
+
+def test_escalation_reissues_the_same_lead(con: duckdb.DuckDBPyConnection) -> None:
+    _score(con, "ev-sick", "brakes", 0.6)
+    advise(con, now=NOW)
+    slots = _free_slots(con)
+    _score(con, "ev-sick", "brakes", 0.65)
+    assert advise(con, now=NOW).unchanged == 1, "a small rise is not an escalation"
+    _score(con, "ev-sick", "brakes", 0.95)
+    assert advise(con, now=NOW) == AdviceReport(new=0, escalated=1, unchanged=0)
+    (lead,) = _leads(con)
+    jsonschema.validate(lead, SCHEMA)
+    assert (lead["revision"], lead["severity"], lead["probability"]) == (2, "high", 0.95)
+    events = [r[0] for r in con.execute("SELECT event_id FROM outbox ORDER BY event_id")
+              .fetchall()]
+    assert events == [f"{lead['lead_id']}.r1", f"{lead['lead_id']}.r2"]
+    assert _free_slots(con) == slots, "the old slot is released, a new one taken"
+
+
+def test_critical_fault_code_means_roadside_not_booking(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    add_dtc(con, "ev-ok", 29, "P0AA6")
+    slots = _free_slots(con)
+    assert advise(con, now=NOW).new == 1
+    (lead,) = _leads(con)
+    jsonschema.validate(lead, SCHEMA)
+    assert lead["component"] == "traction_battery"
+    assert (lead["severity"], lead["contact"], lead["roadside_assistance"]) == (
+        "critical", "immediate", True)
+    assert lead["proposed_appointment"] is None
+    assert lead["probability"] is None
+    assert lead["evidence"]["fault_codes"][0]["code"] == "P0AA6"
+    assert "isolation" in lead["evidence"]["fault_codes"][0]["description"]
+    assert _free_slots(con) == slots
+
+
+def test_fault_code_escalates_a_model_lead(con: duckdb.DuckDBPyConnection) -> None:
+    _score(con, "ev-sick", "brakes", 0.6)
+    advise(con, now=NOW)
+    add_dtc(con, "ev-sick", 29, "C1B01")
+    assert advise(con, now=NOW).escalated == 1
+    (lead,) = _leads(con)
+    assert lead["severity"] == "critical"
+    assert lead["probability"] == 0.6
+    assert [c["code"] for c in lead["evidence"]["fault_codes"]] == ["C1B01"]
+
+
+def test_unknown_cleared_and_future_codes_make_no_lead(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    add_dtc(con, "ev-ok", 20, "P0300")
+    add_dtc(con, "ev-ok", 20, "P0562")
+    add_dtc(con, "ev-ok", 21, "P0562", cleared=True)
+    add_dtc(con, "ice-ok", 31, "C1B00")
+    assert advise(con, now=NOW) == AdviceReport(0, 0, 0)
+
+
+def test_done_lead_allows_a_new_one(con: duckdb.DuckDBPyConnection) -> None:
+    _score(con, "ev-sick", "brakes", 0.9)
+    advise(con, now=NOW)
+    con.execute("UPDATE leads SET state = 'done'")
+    assert advise(con, now=NOW).new == 1
+    assert _count(con, "leads") == 2
