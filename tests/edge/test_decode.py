@@ -77,8 +77,10 @@ def test_short_frame_is_counted_as_malformed() -> None:
 
 def test_broken_dbc_names_the_file(tmp_path: Path) -> None:
     broken = tmp_path / "broken.dbc"
-    broken.write_text('VERSION ""\nBO_ 1 X: 8 Y\n SG_ s : 0|8@1+ (1,0) [0|255] "" Y\nCM_ 145 "x";\n')
-    with pytest.raises(DbcError, match="broken.dbc"):
+    broken.write_text(
+        'VERSION ""\nBO_ 1 X: 8 Y\n SG_ s : 0|8@1+ (1,0) [0|255] "" Y\nCM_ 145 "x";\n'
+    )
+    with pytest.raises(DbcError, match=r"broken\.dbc"):
         load_dbcs([broken])
     with pytest.raises(DbcError, match="does not exist"):
         load_dbcs([tmp_path / "missing.dbc"])
