@@ -128,6 +128,9 @@ class Ingestor:
             BrokerError: the broker cannot be reached or refuses the connection.
         """
         host, port = parse_broker_url(self.broker_url)
+        self._stopping.clear()
+        self._refusing.clear()
+        self._subscribed.clear()
         self._con = store.connect(self.db_path)
         self._client = self._make_client()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
