@@ -55,10 +55,9 @@ class EdgeSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then environment, then the TOML file, then defaults."""
-        toml_file = getattr(cls, "_toml_file", None)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
 
 
@@ -70,7 +69,8 @@ def load_edge_settings(config: str | Path | None = None, **overrides: Any) -> Ed
     """
     if config is not None and not Path(config).is_file():
         raise ConfigError(f"config file {config} does not exist")
-    source_cls = type("EdgeSettingsFromFile", (EdgeSettings,), {"_toml_file": config})
+    with_file = SettingsConfigDict(**{**EdgeSettings.model_config, "toml_file": config})
+    source_cls = type("EdgeSettingsFromFile", (EdgeSettings,), {"model_config": with_file})
     try:
         settings: EdgeSettings = source_cls(**overrides)
     except ValidationError as exc:
