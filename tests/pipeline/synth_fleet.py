@@ -42,21 +42,21 @@ def _signals(car: Car, d: np.ndarray, rng: np.random.Generator) -> dict[str, np.
                         healthy)
 
     sig: dict[str, np.ndarray] = {
-        "Vehicle.TraveledDistance": 10_000 + 45.0 * d,
+        "Vehicle.TraveledDistance": rng.uniform(5_000, 60_000) + rng.uniform(25, 70) * d,
         "Vehicle.Exterior.AirTemperature": 8 + rng.normal(0, 1, d.size),
         "Vehicle.LowVoltageBattery.CurrentVoltage": 12.6 + rng.normal(0, 0.02, d.size),
-        "BCM_LowVoltage.CrankMinVoltage": towards("lv_battery", 10.8 - 0.001 * d, 9.4, 25)
+        "BCM_LowVoltage.CrankMinVoltage": towards("lv_battery", 10.8 - 0.001 * d, 9.4, 45)
         + rng.normal(0, 0.03, d.size),
     }
     wear = towards("brakes", 30 + 0.05 * d, 100.0, 40)
     for i, name in enumerate(PAD_SIGNALS):
         sig[name] = wear - i + rng.normal(0, 0.2, d.size)
     if car.ev:
-        sig[SOH] = towards("traction_battery", 96 - 0.005 * d, 70.0, 30) + rng.normal(
+        sig[SOH] = towards("traction_battery", 96 - 0.005 * d, 70.0, 45) + rng.normal(
             0, 0.1, d.size)
         sig["Vehicle.Powertrain.TractionBattery.CellVoltage.Max"] = np.full(d.size, 4.10)
         sig["Vehicle.Powertrain.TractionBattery.CellVoltage.Min"] = 4.10 - towards(
-            "traction_battery", np.full(d.size, 0.02), 0.3, 30)
+            "traction_battery", np.full(d.size, 0.02), 0.3, 45)
         sig["Vehicle.Powertrain.TractionBattery.Temperature.Max"] = 28 + rng.normal(0, 1, d.size)
         sig["BMS_Health.InsulationResistance"] = np.full(d.size, 800.0)
     return sig
@@ -70,7 +70,8 @@ def telemetry_frame(car: Car, days: range, samples: int = 3, seed: int = 0) -> p
     rng = np.random.default_rng([seed, sum(car.vehicle_id.encode())])
     d = np.repeat(np.array(list(days), dtype=float), samples)
     secs = np.tile(np.arange(samples), len(days))
-    ts = [START + dt.timedelta(days=float(x), hours=12, seconds=int(s)) for x, s in zip(d, secs)]
+    ts = [START + dt.timedelta(days=float(x), hours=12, seconds=int(s))
+          for x, s in zip(d, secs, strict=True)]
     parts = [
         pl.DataFrame({"vehicle_id": car.vehicle_id, "ts": ts, "signal": name, "value": values,
                       "msg_id": f"{car.vehicle_id}-msg"})

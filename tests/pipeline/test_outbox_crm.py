@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import socket
 import time
@@ -80,9 +82,6 @@ def test_sign_and_verify_round_trip_with_rotation() -> None:
 
 
 def test_signature_is_hmac_of_id_timestamp_body() -> None:
-    import hashlib
-    import hmac
-
     key = base64.b64decode(SECRET.removeprefix("whsec_"))
     mac = hmac.new(key, b"msg_1.1700000000.hello", hashlib.sha256).digest()
     assert sign(SECRET, "msg_1", 1_700_000_000, "hello") == "v1," + base64.b64encode(mac).decode()

@@ -1,0 +1,120 @@
+"""Training, the model registry and scoring, end to end on a small synthetic fleet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+import skops.io as sio
+from sklearn.preprocessing import FunctionTransformer
+from synth_fleet import START, Car, build_store, day
+
+from models import FaultWarningClassifier
+from pipeline.advice import advise
+from pipeline.errors import NotEnoughDataError
+from pipeline.reference_data import seed_reference_data
+from pipeline.scoring import score_fleet
+from pipeline.store import connect
+from pipeline.training import UntrustedArtifactError, load_model, train_and_register
+
+N_DAYS = 80
+
+
+def _fleet() -> list[Car]:
+    cars = [Car(f"ok{i}", ev=i % 2 == 0, region=("north", "central", "south")[i % 3])
+            for i in range(6)]
+    cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
+    cars += [Car(f"lv{i}", ev=i % 2 == 0, fails={"lv_battery": 40 + 11 * i}) for i in range(3)]
+    cars += [Car(f"hv{i}", fails={"traction_battery": 42 + 10 * i}) for i in range(3)]
+    return cars
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    """A store whose three components were trained once (shared: training is the slow part)."""
+    path = tmp_path_factory.mktemp("training") / "fleet.duckdb"
+    con = build_store(path, _fleet(), N_DAYS)
+    train_and_register(con, horizon_days=30, seed=0)
+    return con
+
+
+def test_one_promoted_model_per_component_with_held_out_metrics(
+    trained: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = trained.execute("SELECT component, metrics, artifact, features FROM model_registry"
+                           " WHERE promoted ORDER BY component").fetchall()
+    assert [r[0] for r in rows] == ["brakes", "lv_battery", "traction_battery"]
+    for _, metrics, artifact, features in rows:
+        m = json.loads(metrics)
+        assert m["horizon_days"] == 30
+        assert m["n_train_vehicles"] + m["n_test_vehicles"] == m["n_vehicles"]
+        assert m["n_test_vehicles"] >= 1
+        assert m["held_out"]["n"] > 0
+        assert 0.0 <= m["threshold"] <= 1.0
+        model = load_model(artifact)
+        assert isinstance(model, FaultWarningClassifier)
+        assert model.n_features_in_ == len(features)
+
+
+def test_held_out_vehicles_are_never_trained_on(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", _fleet(), N_DAYS)
+    reports = train_and_register(con, horizon_days=30, seed=3)
+    hv = next(r for r in reports if r.component == "traction_battery")
+    assert hv.model_id is not None
+    assert hv.n_train_vehicles + hv.n_test_vehicles == hv.metrics["n_vehicles"] == 11
+    again = train_and_register(con, horizon_days=30, seed=3)
+    promoted = con.execute("SELECT component, count(*) FROM model_registry WHERE promoted"
+                           " GROUP BY ALL").fetchall()
+    assert sorted(promoted) == [("brakes", 1), ("lv_battery", 1), ("traction_battery", 1)]
+    assert {r.model_id for r in again}.isdisjoint({r.model_id for r in reports})
+
+
+def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:
+    cars = [Car(f"ok{i}") for i in range(3)] + [Car("brk", fails={"brakes": 50})]
+    con = build_store(tmp_path / "f.duckdb", cars, 70)
+    reports = {r.component: r for r in train_and_register(con, horizon_days=20)}
+    assert reports["brakes"].model_id is not None
+    assert reports["lv_battery"].model_id is None
+    assert "one class" in reports["lv_battery"].metrics["skipped"]
+
+
+def test_empty_store_is_not_enough_data(tmp_path: Path) -> None:
+    with pytest.raises(NotEnoughDataError, match="no labelled rows"):
+        train_and_register(connect(tmp_path / "empty.duckdb"))
+
+
+def test_untrusted_artifact_is_refused() -> None:
+    evil = sio.dumps(FunctionTransformer(func=os.system))
+    with pytest.raises(UntrustedArtifactError, match="untrusted"):
+        load_model(evil)
+
+
+def test_scoring_is_idempotent_and_point_in_time(trained: duckdb.DuckDBPyConnection) -> None:
+    first = score_fleet(trained, as_of=day(60))
+    assert first == score_fleet(trained, as_of=day(60))
+    dupes = trained.execute("SELECT count(*) FROM (SELECT vehicle_id, component, as_of"
+                            " FROM scores GROUP BY ALL HAVING count(*) > 1)").fetchone()
+    assert dupes == (0,)
+    per_component = dict(trained.execute(
+        "SELECT component, count(*) FROM scores WHERE as_of = ? GROUP BY ALL", [day(60)]
+    ).fetchall())
+    assert per_component == {"brakes": 15, "lv_battery": 15, "traction_battery": 11}
+    assert score_fleet(trained) > 0
+
+
+def test_near_failure_gets_a_lead_and_healthy_vehicles_none(
+    trained: duckdb.DuckDBPyConnection,
+) -> None:
+    as_of = day(50)
+    score_fleet(trained, as_of=as_of)
+    seed_reference_data(trained, start=as_of)
+    now = START + dt.timedelta(days=50, hours=20)
+    advise(trained, now=now)
+    leads = trained.execute("SELECT vehicle_id, component FROM leads").fetchall()
+    assert ("brk0", "brakes") in leads
+    assert ("hv0", "traction_battery") in leads
+    assert not [v for v, _ in leads if v.startswith("ok")]
