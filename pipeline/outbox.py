@@ -164,13 +164,23 @@ def _deliver_one(
         log.warning("delivery of %s failed (attempt %d), retry at %s: %s",
                     event_id, attempt, retry_at, exc)
         return "retrying"
-    con.execute("BEGIN TRANSACTION")
-    con.execute("UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?,"
-                " last_error = NULL WHERE event_id = ?", [attempt, now, event_id])
-    con.execute("UPDATE leads SET state = 'sent', updated_at = ? WHERE lead_id = ?"
-                " AND state = 'new'", [now, lead_id])
-    con.execute("COMMIT")
+    _mark_delivered(con, event_id, lead_id, attempt, now)
     return "delivered"
+
+
+def _mark_delivered(con: duckdb.DuckDBPyConnection, event_id: str, lead_id: str,
+                    attempt: int, now: dt.datetime) -> None:
+    """Record the delivery and move the lead from new to sent, together."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?,"
+                    " last_error = NULL WHERE event_id = ?", [attempt, now, event_id])
+        con.execute("UPDATE leads SET state = 'sent', updated_at = ? WHERE lead_id = ?"
+                    " AND state = 'new'", [now, lead_id])
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        raise
 
 
 def _mark_dead(con: duckdb.DuckDBPyConnection, event_id: str, attempt: int, reason: str) -> str:
