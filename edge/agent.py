@@ -56,11 +56,13 @@ class Agent:
         publisher: told when the spool grows; None when another component drains the spool.
         batch_signals: samples per telemetry message.
         batch_interval_s: longest a sample waits in a batch, in wall-clock seconds.
+        dtc_refresh_s: a fault code that stays active is reported again after this many
+            seconds of bus time, so the backend can tell a code still present from a stale one.
     """
 
     def __init__(self, vehicle_id: str, bus: can.BusABC, decoder: Decoder, rules: RuleSet,
                  spool: Spool, publisher: Publisher | None, *, batch_signals: int = 500,
-                 batch_interval_s: float = 1.0) -> None:
+                 batch_interval_s: float = 1.0, dtc_refresh_s: float = 3600.0) -> None:
         self.vehicle_id = vehicle_id
         self._bus = bus
         self._decoder = decoder
@@ -76,7 +78,8 @@ class Agent:
         self._signal: list[str] = []
         self._value: list[float] = []
         self._batch_started = time.monotonic()
-        self._active_dtcs: set[tuple[str, str]] = set()
+        self._dtc_refresh_s = dtc_refresh_s
+        self._dtc_reported: dict[tuple[str, str], float] = {}
         self._frames_read = self._signals_spooled = self._dtc_events = self._messages = 0
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.1) -> None:
@@ -154,9 +157,10 @@ class Agent:
         if raw_code is None or status is None:
             return
         code = j2012_code(int(raw_code))
-        if (code, status) in self._active_dtcs:
+        reported = self._dtc_reported.get((code, status))
+        if reported is not None and ts - reported < self._dtc_refresh_s:
             return
-        self._active_dtcs.add((code, status))
+        self._dtc_reported[(code, status)] = ts
         ecu_signal = self._dtc.ecu_signal
         ecu = f"0x{int(signals[ecu_signal]):02X}" if ecu_signal and ecu_signal in signals else ""
         event = contract.DtcEvent(ts, code, status, ecu, "can")

@@ -95,6 +95,8 @@ def _progress(days: int) -> Any:
     def on_day(day: int) -> None:
         done = day + 1
         width = 30
+        if done != days and (done * 100 // days) == (day * 100 // days):
+            return  # redraw once per percent, not once per day
         filled = width * done // days
         sys.stderr.write(f"\r  simulating [{'#' * filled}{'.' * (width - filled)}] "
                          f"day {done}/{days}")

@@ -9,6 +9,7 @@ flow on Prefect's ephemeral local server. It returns a report of what happened.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import secrets
@@ -55,7 +56,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         started = time.monotonic()
         fleet, landed = _simulate_and_ingest(options, broker.url, db_path, log)
         seconds["simulate_and_ingest"] = round(time.monotonic() - started, 1)
-    secret = "whsec_" + secrets.token_urlsafe(24)
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     os.environ["FLEETCARE_PIPELINE__CRM_SECRET"] = secret  # read by the flow's deliver task
     with CrmReceiver(secret) as crm:
         log(f"CRM receiver: {crm.url}")

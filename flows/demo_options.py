@@ -11,9 +11,9 @@ class DemoOptions:
     """What to simulate and where to put it."""
 
     output_dir: Path = Path("demo-output")
-    vehicles: int = 16
-    days: int = 150
-    seed: int = 0
+    vehicles: int = 60
+    days: int = 180
+    seed: int = 1
     start: str = "2026-01-01"
     snapshot_s: float = 0.5
     horizon_days: int = 30

@@ -84,7 +84,7 @@ def _frames(db: cantools.database.can.Database, n: int) -> list[can.Message]:
                               timestamp=1_767_225_600.0 + n))
     code = dtc.encode({"DtcCode": 0x0A80, "DtcStatus": 0, "EcuAddress": 0x10, "DtcCount": 1})
     frames += [can.Message(arbitration_id=dtc.frame_id, data=code, is_extended_id=False,
-                           timestamp=1_767_225_600.0 + n + k) for k in range(3)]
+                           timestamp=1_767_225_600.0 + n + k) for k in (0, 1, 2, 7200)]
     return frames
 
 
@@ -110,7 +110,9 @@ def test_agent_publishes_every_decoded_signal_once(
     stats = agent.stats()
     assert stats.frames_read == len(frames)
     assert stats.unknown_frames == 1
-    assert stats.dtc_events == 1  # the same pending code three times is one event
+    # The same pending code within the refresh interval is one event; two hours later it is
+    # reported again, so the backend knows it is still present.
+    assert stats.dtc_events == 2
     assert collector.wait_signals(stats.signals_spooled) == stats.signals_spooled == 40 * 4
     telemetry = [m for m in collector.messages if isinstance(m, contract.TelemetryBatch)]
     soh = [v for m in telemetry for s, v in zip(m.signal, m.value, strict=True)
@@ -118,7 +120,8 @@ def test_agent_publishes_every_decoded_signal_once(
     assert soh[0] == pytest.approx(90.0, abs=0.1)
     assert telemetry[0].ts[0] == 1_767_225_600.0  # stamped with the frame's own time
     dtcs = [e for m in collector.messages if isinstance(m, contract.DtcBatch) for e in m.events]
-    assert [(e.code, e.status) for e in dtcs] == [("P0A80", "pending")]
+    assert [(e.code, e.status) for e in dtcs] == [("P0A80", "pending")] * 2
+    assert dtcs[1].ts - dtcs[0].ts == 7200
     assert len({m.msg_id for m in collector.messages}) == len(collector.messages)
     publisher.stop()
     collector.close()
