@@ -25,7 +25,6 @@ from pipeline.dtc_catalog import catalog_frame, severity_rank
 from pipeline.features import (
     COMPONENT_FEATURES,
     CONTEXT_FEATURES,
-    DTC_ACTIVE_DAYS,
     build_daily_features,
 )
 
@@ -122,21 +121,12 @@ WHERE l.rn = 1 AND l.probability >= CAST(m.metrics->>'$.threshold' AS DOUBLE)
 """
 
 _CODES_SQL: Final = """
-WITH ev AS (
-  SELECT vehicle_id, upper(code) AS code, ts, cleared, status FROM dtc_events WHERE ts <= $now
-), latest AS (
-  SELECT vehicle_id, code, max(ts) AS last_seen, arg_max(cleared, ts) AS cleared,
-         arg_max(status, ts) AS status
-  FROM ev GROUP BY ALL
-), ref AS (
-  SELECT vehicle_id, max(ts) AS ref_ts FROM (
-    SELECT vehicle_id, ts FROM ev
-    UNION ALL SELECT vehicle_id, max(ts) FROM telemetry WHERE ts <= $now GROUP BY vehicle_id
-  ) GROUP BY vehicle_id
-)
-SELECT latest.vehicle_id, code, last_seen, status FROM latest JOIN ref USING (vehicle_id)
-WHERE NOT cleared AND last_seen > ref_ts - to_days({days})
+SELECT vehicle_id, upper(code) AS code, max(ts) AS last_seen, arg_max(status, ts) AS status
+FROM dtc_events WHERE ts <= $now
+GROUP BY ALL
+HAVING NOT arg_max(cleared, ts)
 """
+"""Fault codes active at ``now``: their latest event did not clear them (see features)."""
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Candidate]:
@@ -157,7 +147,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Candid
 
 
 def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> pl.DataFrame:
-    rel = con.sql(_CODES_SQL.format(days=DTC_ACTIVE_DAYS), params={"now": now})
+    rel = con.sql(_CODES_SQL, params={"now": now})
     active = rel.pl() if rel is not None else pl.DataFrame()
     if active.is_empty():
         return active

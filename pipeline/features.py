@@ -4,6 +4,10 @@ One row per (vehicle_id, day). Every value for day D is computed from data stamp
 including D (UTC): per-day aggregates come from DuckDB, trends are backward rolling windows in
 polars, so appending later telemetry never changes an earlier day's row. That is what lets a
 model trained on history be trusted on today's row.
+
+A fault code counts as active on day D when its latest event up to D did not clear it: edge
+agents report a code once per status change (pending, then stored) and do not re-send it while
+it stays set.
 """
 
 from __future__ import annotations
@@ -22,13 +26,6 @@ log = logging.getLogger(__name__)
 
 TREND_WINDOW: Final = "14d"
 """Backward window of the slope features (the day itself and the 13 before it)."""
-DTC_ACTIVE_DAYS: Final = 7
-"""A code counts as active on day D when its last event in the 7 days up to D did not clear it.
-
-Vehicles re-report stored codes with every snapshot, so a code not seen for a week is gone even
-when no explicit clear event arrived.
-"""
-
 SOH = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
 _WHEELS = [f"Row{r}.Wheel.{s}" for r in (1, 2) for s in ("Left", "Right")]
 PAD_WEAR = tuple(f"Vehicle.Chassis.Axle.{w}.Brake.PadWear" for w in _WHEELS)
@@ -65,7 +62,7 @@ WITH days AS (
 SELECT days.vehicle_id, days.day, upper(ev.code) AS code,
        arg_max(ev.cleared, ev.ts) AS cleared_last
 FROM days JOIN ev ON ev.vehicle_id = days.vehicle_id
-  AND ev.d <= days.day AND ev.d > days.day - {active_days}
+  AND ev.d <= days.day
 GROUP BY ALL
 """
 
@@ -154,8 +151,7 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
 
 
 def _dtc_counts(con: duckdb.DuckDBPyConnection, bound: dt.datetime) -> pl.LazyFrame:
-    sql = _DTC_SQL.format(active_days=DTC_ACTIVE_DAYS)
-    active = _query(con, sql, {"until": bound}).filter(~pl.col("cleared_last"))
+    active = _query(con, _DTC_SQL, {"until": bound}).filter(~pl.col("cleared_last"))
     comp = catalog_frame().lazy().select("code", "component")
     joined = active.join(comp, on="code", how="left")
     return joined.group_by("vehicle_id", "day").agg(

@@ -65,8 +65,7 @@ def test_fault_codes_count_while_active_per_component(tmp_path: Path) -> None:
     assert _row(feats, "ev", 5)["dtc_count__brakes"] == 1
     assert _row(feats, "ev", 7)["dtc_count__lv_battery"] == 1
     assert _row(feats, "ev", 8)["dtc_count__lv_battery"] == 0
-    assert _row(feats, "ev", 11)["dtc_count__brakes"] == 1
-    assert _row(feats, "ev", 12)["dtc_count__brakes"] == 0, "not re-reported for a week"
+    assert _row(feats, "ev", 29)["dtc_count__brakes"] == 1, "active until cleared"
     assert _row(feats, "ev", 6)["dtc_count__traction_battery"] == 0
 
 
