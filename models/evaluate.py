@@ -29,7 +29,8 @@ def split_by_vehicle(
         test_fraction: share of vehicles (not rows) to hold out, in (0, 1).
         seed: makes the split reproducible.
         stratify: optional per-row labels; vehicles with any positive row are then spread
-            over both sides in proportion, so the test set sees failures when it can.
+            over both sides in proportion (at least one each way when there are two), so the
+            held-out set sees failures whenever it can.
 
     Returns:
         ``(train_mask, test_mask)``, boolean arrays as long as ``vehicle_ids``.
@@ -49,13 +50,20 @@ def split_by_vehicle(
     test: list[Any] = []
     for group in groups:
         shuffled = rng.permutation(group)
-        test.extend(shuffled[: round(test_fraction * shuffled.size)])
+        test.extend(shuffled[: _n_test(shuffled.size, test_fraction)])
     if not test:
         test = [rng.choice(vehicles)]
     if len(test) == vehicles.size:
         test = test[1:]
     test_mask = np.isin(ids, np.asarray(test))
     return ~test_mask, test_mask
+
+
+def _n_test(size: int, test_fraction: float) -> int:
+    """Vehicles of a group to hold out: at least one and never all, when the group has two."""
+    if size < 2:
+        return 0
+    return min(size - 1, max(1, round(test_fraction * size)))
 
 
 def _vehicle_groups(

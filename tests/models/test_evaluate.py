@@ -34,6 +34,14 @@ def test_stratified_split_puts_failing_vehicles_on_both_sides() -> None:
     assert y[test].any()
 
 
+def test_two_failing_vehicles_are_split_one_each_way() -> None:
+    ids = np.repeat([f"v{i}" for i in range(10)], 2)
+    y = np.isin(ids, ["v3", "v7"])
+    for seed in range(5):
+        train, test = split_by_vehicle(ids, 0.25, seed=seed, stratify=y)
+        assert set(ids[test & y]) and set(ids[train & y])
+
+
 def test_split_needs_two_vehicles() -> None:
     with pytest.raises(InsufficientDataError):
         split_by_vehicle(np.array(["a", "a"]), 0.5, seed=0)
