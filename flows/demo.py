@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pipeline.crm import CrmReceiver
 
 from flows.demo_options import DemoOptions
 from pipeline import store
 from pipeline.broker import EmbeddedBroker
+from pipeline.crm import CrmReceiver
 from pipeline.ingest import Ingestor, IngestStats
 
 
