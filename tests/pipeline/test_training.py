@@ -60,17 +60,17 @@ def test_one_promoted_model_per_component_with_held_out_metrics(
         assert model.n_features_in_ == len(features)
 
 
-def test_held_out_vehicles_are_never_trained_on(tmp_path: Path) -> None:
-    con = build_store(tmp_path / "f.duckdb", _fleet(), N_DAYS)
-    reports = train_and_register(con, horizon_days=30, seed=3)
+def test_retraining_promotes_the_new_model_only(trained: duckdb.DuckDBPyConnection) -> None:
+    before = {r[0] for r in trained.execute("SELECT model_id FROM model_registry").fetchall()}
+    reports = train_and_register(trained, horizon_days=30, seed=3)
     hv = next(r for r in reports if r.component == "traction_battery")
     assert hv.model_id is not None
     assert hv.n_train_vehicles + hv.n_test_vehicles == hv.metrics["n_vehicles"] == 11
-    again = train_and_register(con, horizon_days=30, seed=3)
-    promoted = con.execute("SELECT component, count(*) FROM model_registry WHERE promoted"
-                           " GROUP BY ALL").fetchall()
-    assert sorted(promoted) == [("brakes", 1), ("lv_battery", 1), ("traction_battery", 1)]
-    assert {r.model_id for r in again}.isdisjoint({r.model_id for r in reports})
+    promoted = trained.execute("SELECT component, model_id FROM model_registry WHERE promoted"
+                               " ORDER BY component").fetchall()
+    assert [c for c, _ in promoted] == ["brakes", "lv_battery", "traction_battery"]
+    assert {m for _, m in promoted} == {r.model_id for r in reports}
+    assert {m for _, m in promoted}.isdisjoint(before)
 
 
 def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:
