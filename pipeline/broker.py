@@ -12,18 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pipeline.errors import BrokerError
+from pipeline.lifecycle import run_until_terminated
 
 log = logging.getLogger(__name__)
 
@@ -290,15 +290,4 @@ def serve_forever(port: int | None, prefer: str = "auto",
     Raises:
         BrokerError: the broker did not start.
     """
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with EmbeddedBroker(port=port, prefer=prefer, data_dir=data_dir):
-            stop.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run_until_terminated(EmbeddedBroker(port=port, prefer=prefer, data_dir=data_dir))

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 
+from pipeline.lifecycle import run_until_terminated
 from pipeline.outbox import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,4 @@ def serve_forever(secret: str, port: int, host: str = "127.0.0.1") -> None:
     """Run a receiver in the foreground until interrupted (for the CLI)."""
     receiver = CrmReceiver(secret, host=host, port=port)
     log.info("reference CRM listening on %s", receiver.url)
-    try:
-        receiver._server.serve_forever()
-    except KeyboardInterrupt:
-        log.info("reference CRM stopping")
-    finally:
-        receiver._server.server_close()
+    run_until_terminated(receiver)

@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import logging
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import duckdb
@@ -38,6 +36,7 @@ from pipeline import store
 from pipeline.broker import parse_broker_url
 from pipeline.errors import BrokerError
 from pipeline.landing import InboundMessage, LandResult, Prepared, land_prepared, prepare
+from pipeline.lifecycle import run_until_terminated
 
 log = logging.getLogger(__name__)
 
@@ -317,15 +316,4 @@ def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:
         StoreError: the DuckDB file cannot be opened for writing.
         BrokerError: the broker cannot be reached.
     """
-    stop = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with Ingestor(broker_url, db_path, **options):
-            stop.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    run_until_terminated(Ingestor(broker_url, db_path, **options))
