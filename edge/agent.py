@@ -82,14 +82,23 @@ class Agent:
         self._dtc_reported: dict[tuple[str, str], float] = {}
         self._frames_read = self._signals_spooled = self._dtc_events = self._messages = 0
 
-    def run(self, stop: threading.Event, *, poll_s: float = 0.1) -> None:
-        """Read until ``stop`` is set, then spool what is still batched."""
+    def run(self, stop: threading.Event, *, poll_s: float = 0.1,
+            drain_limit: int = 100_000) -> None:
+        """Read until ``stop`` is set, then read what the driver still holds and spool it all.
+
+        ``drain_limit`` bounds the final read, so a stop on a busy bus still ends.
+        """
         while not stop.is_set():
             frame = self._bus.recv(timeout=poll_s)
             if frame is not None:
                 self.process(frame)
             if self._ts and time.monotonic() - self._batch_started >= self._batch_interval_s:
                 self.flush()
+        for _ in range(drain_limit):
+            frame = self._bus.recv(timeout=0)
+            if frame is None:
+                break
+            self.process(frame)
         self.flush()
 
     def drain(self, until: Callable[[], bool], *, poll_s: float = 0.05) -> None:
