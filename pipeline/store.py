@@ -4,12 +4,13 @@ DuckDB allows one writer process. The ingest process (or, in tests and the demo,
 process that runs every step in turn) opens the file read-write; everyone else opens it
 read-only with :func:`connect_readonly`.
 
-Every table and column is documented in the README ("The store"). A migration is never
-edited once released: add a new one at the end of ``MIGRATIONS``.
+Every table and column is documented in the README ("The store"). Migrations are SQL files in
+``pipeline/migrations/``; one is never edited once released: add a new, higher-numbered file.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -17,129 +18,36 @@ import duckdb
 
 from pipeline.errors import StoreError
 
-MIGRATIONS: Final[tuple[tuple[int, str, str], ...]] = (
-    (1, "telemetry, fault codes, ground truth, dead letters", """
-        CREATE TABLE ingested_messages (
-            msg_id      VARCHAR PRIMARY KEY,
-            vehicle_id  VARCHAR NOT NULL,
-            kind        VARCHAR NOT NULL,
-            topic       VARCHAR NOT NULL,
-            n_rows      INTEGER NOT NULL,
-            landed_at   TIMESTAMPTZ NOT NULL DEFAULT now()
-        );
-        CREATE TABLE telemetry (
-            vehicle_id  VARCHAR NOT NULL,
-            ts          TIMESTAMPTZ NOT NULL,
-            signal      VARCHAR NOT NULL,
-            value       DOUBLE NOT NULL,
-            msg_id      VARCHAR NOT NULL
-        );
-        CREATE TABLE dtc_events (
-            vehicle_id  VARCHAR NOT NULL,
-            ts          TIMESTAMPTZ NOT NULL,
-            code        VARCHAR NOT NULL,
-            status      VARCHAR NOT NULL,
-            ecu         VARCHAR NOT NULL,
-            source      VARCHAR NOT NULL,
-            cleared     BOOLEAN NOT NULL,
-            msg_id      VARCHAR NOT NULL
-        );
-        CREATE TABLE ground_truth (
-            vehicle_id     VARCHAR NOT NULL,
-            component      VARCHAR NOT NULL,
-            failure_ts     TIMESTAMPTZ,
-            health_at_end  DOUBLE NOT NULL,
-            sim_start_ts   TIMESTAMPTZ NOT NULL,
-            sim_end_ts     TIMESTAMPTZ NOT NULL,
-            msg_id         VARCHAR NOT NULL,
-            PRIMARY KEY (vehicle_id, component)
-        );
-        CREATE TABLE vehicles (
-            vehicle_id   VARCHAR PRIMARY KEY,
-            model        VARCHAR NOT NULL,
-            region       VARCHAR NOT NULL,
-            customer_id  VARCHAR,
-            centre_id    VARCHAR
-        );
-        CREATE SEQUENCE dead_letter_id;
-        CREATE TABLE dead_letters (
-            id           BIGINT PRIMARY KEY DEFAULT nextval('dead_letter_id'),
-            received_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-            topic        VARCHAR NOT NULL,
-            reason       VARCHAR NOT NULL,
-            payload      BLOB NOT NULL,
-            replayed_at  TIMESTAMPTZ
-        );
-    """),
-    (2, "customers, service centres, catalogue, models, scores, leads and outbox", """
-        CREATE TABLE customers (
-            customer_id  VARCHAR PRIMARY KEY,
-            name         VARCHAR NOT NULL,
-            email        VARCHAR,
-            phone        VARCHAR
-        );
-        CREATE TABLE service_centres (
-            centre_id  VARCHAR PRIMARY KEY,
-            name       VARCHAR NOT NULL,
-            region     VARCHAR NOT NULL,
-            bays       INTEGER NOT NULL
-        );
-        CREATE TABLE centre_capacity (
-            centre_id   VARCHAR NOT NULL,
-            day         DATE NOT NULL,
-            free_slots  INTEGER NOT NULL,
-            PRIMARY KEY (centre_id, day)
-        );
-        CREATE TABLE service_catalogue (
-            component      VARCHAR PRIMARY KEY,
-            work           VARCHAR NOT NULL,
-            parts_eur      DOUBLE NOT NULL,
-            labour_hours   DOUBLE NOT NULL,
-            labour_rate_eur DOUBLE NOT NULL
-        );
-        CREATE TABLE model_registry (
-            model_id    VARCHAR PRIMARY KEY,
-            component   VARCHAR NOT NULL,
-            created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-            features    VARCHAR[] NOT NULL,
-            metrics     JSON NOT NULL,
-            artifact    BLOB NOT NULL,
-            promoted    BOOLEAN NOT NULL DEFAULT false
-        );
-        CREATE TABLE scores (
-            vehicle_id    VARCHAR NOT NULL,
-            component     VARCHAR NOT NULL,
-            as_of         DATE NOT NULL,
-            probability   DOUBLE NOT NULL,
-            horizon_days  INTEGER NOT NULL,
-            model_id      VARCHAR NOT NULL,
-            PRIMARY KEY (vehicle_id, component, as_of)
-        );
-        CREATE TABLE leads (
-            lead_id       VARCHAR PRIMARY KEY,
-            vehicle_id    VARCHAR NOT NULL,
-            component     VARCHAR NOT NULL,
-            state         VARCHAR NOT NULL,
-            severity      VARCHAR NOT NULL,
-            probability   DOUBLE NOT NULL,
-            horizon_days  INTEGER NOT NULL,
-            created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-            updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
-            document      JSON NOT NULL
-        );
-        CREATE TABLE outbox (
-            event_id         VARCHAR PRIMARY KEY,
-            lead_id          VARCHAR NOT NULL,
-            body             JSON NOT NULL,
-            status           VARCHAR NOT NULL DEFAULT 'pending',
-            attempts         INTEGER NOT NULL DEFAULT 0,
-            next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
-            delivered_at     TIMESTAMPTZ,
-            last_error       VARCHAR
-        );
-    """),
-)
-"""(version, summary, DDL) in the order they apply."""
+MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+"""One file per migration: ``NNN_summary.sql``, first line ``-- summary``; applied in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    summary: str
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file, in version order.
+
+    Raises:
+        StoreError: two files share a version, or a file name does not start with a number.
+    """
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        number = path.name.split("_", 1)[0]
+        if not number.isdigit():
+            raise StoreError(f"migration {path.name} must start with its version, e.g. 003_")
+        sql = path.read_text(encoding="utf-8")
+        summary = sql.splitlines()[0].removeprefix("--").strip() if sql else path.stem
+        if int(number) in migrations:
+            raise StoreError(f"two migrations have version {int(number)}: {path.name}")
+        migrations[int(number)] = Migration(int(number), summary, sql)
+    return [migrations[v] for v in sorted(migrations)]
 
 
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
@@ -173,19 +81,20 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     )
     done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
-    for version, summary, ddl in MIGRATIONS:
-        if version in done:
+    for migration in load_migrations():
+        if migration.version in done:
             continue
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(ddl)
+            con.execute(migration.sql)
             con.execute("INSERT INTO schema_migrations (version, summary) VALUES (?, ?)",
-                        [version, summary])
+                        [migration.version, migration.summary])
             con.execute("COMMIT")
         except duckdb.Error as exc:
             con.execute("ROLLBACK")
-            raise StoreError(f"migration {version} ({summary}) failed: {exc}") from exc
-        applied.append(version)
+            raise StoreError(
+                f"migration {migration.version} ({migration.summary}) failed: {exc}") from exc
+        applied.append(migration.version)
     return applied
 
 
