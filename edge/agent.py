@@ -16,8 +16,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import can
 
@@ -28,6 +29,25 @@ from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
 from edge.spool import Spool
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TapResult:
+    """What a frame tap found in a frame: samples ``(ts, signal, value)`` and fault codes."""
+
+    samples: tuple[tuple[float, str, float], ...] = ()
+    dtcs: tuple[contract.DtcEvent, ...] = ()
+
+
+class FrameTap(Protocol):
+    """A decoder beside the DBC path that sees every frame (OBD-II, J1939 transport, UDS).
+
+    Taps keep their own state (multi-frame reassembly, request/response pairing) and must
+    never raise on a bad frame: count it and return None.
+    """
+
+    def feed(self, frame: can.Message) -> TapResult | None:
+        """Look at one frame; return what it completed, if anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +76,15 @@ class Agent:
         publisher: told when the spool grows; None when another component drains the spool.
         batch_signals: samples per telemetry message.
         batch_interval_s: longest a sample waits in a batch, in wall-clock seconds.
+        taps: extra decoders that see every frame before the DBC decoder does.
         dtc_refresh_s: a fault code that stays active is reported again after this many
             seconds of bus time, so the backend can tell a code still present from a stale one.
     """
 
     def __init__(self, vehicle_id: str, bus: can.BusABC, decoder: Decoder, rules: RuleSet,
                  spool: Spool, publisher: Publisher | None, *, batch_signals: int = 500,
-                 batch_interval_s: float = 1.0, dtc_refresh_s: float = 3600.0) -> None:
+                 batch_interval_s: float = 1.0, dtc_refresh_s: float = 3600.0,
+                 taps: Sequence[FrameTap] = ()) -> None:
         self.vehicle_id = vehicle_id
         self._bus = bus
         self._decoder = decoder
@@ -78,8 +100,9 @@ class Agent:
         self._signal: list[str] = []
         self._value: list[float] = []
         self._batch_started = time.monotonic()
+        self._taps = tuple(taps)
         self._dtc_refresh_s = dtc_refresh_s
-        self._dtc_reported: dict[tuple[str, str], float] = {}
+        self._dtc_reported: dict[tuple[str, str, str, str], float] = {}
         self._frames_read = self._signals_spooled = self._dtc_events = self._messages = 0
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.1,
@@ -115,6 +138,10 @@ class Agent:
         self._frames_read += 1
         if frame.is_error_frame or frame.is_remote_frame:
             return
+        for tap in self._taps:
+            found = tap.feed(frame)
+            if found is not None:
+                self._take(found)
         decoded = self._decoder.decode(frame.arbitration_id, frame.is_extended_id,
                                        bytes(frame.data))
         if decoded is None:
@@ -165,17 +192,35 @@ class Agent:
         status = DTC_STATUS_BY_VALUE.get(int(raw_status)) if raw_status is not None else None
         if raw_code is None or status is None:
             return
-        code = j2012_code(int(raw_code))
-        reported = self._dtc_reported.get((code, status))
-        if reported is not None and ts - reported < self._dtc_refresh_s:
-            return
-        self._dtc_reported[(code, status)] = ts
         ecu_signal = self._dtc.ecu_signal
         ecu = f"0x{int(signals[ecu_signal]):02X}" if ecu_signal and ecu_signal in signals else ""
-        event = contract.DtcEvent(ts, code, status, ecu, "can")
-        message = contract.DtcBatch(self._next_msg_id(), self.vehicle_id, [event])
+        self._report_dtcs([contract.DtcEvent(ts, j2012_code(int(raw_code)), status, ecu, "can")])
+
+    def _take(self, found: TapResult) -> None:
+        """Add a tap's samples to the batch and report its fault codes at once."""
+        for ts, name, value in found.samples:
+            self._ts.append(ts)
+            self._signal.append(name)
+            self._value.append(value)
+        if found.dtcs:
+            self._report_dtcs(list(found.dtcs))
+        if len(self._ts) >= self._batch_signals:
+            self.flush()
+
+    def _report_dtcs(self, events: list[contract.DtcEvent]) -> None:
+        """Spool new, changed or refresh-due fault codes as one event message, right away."""
+        fresh = []
+        for event in events:
+            key = (event.code, event.status, event.ecu, event.source)
+            reported = self._dtc_reported.get(key)
+            if reported is None or event.cleared or event.ts - reported >= self._dtc_refresh_s:
+                self._dtc_reported[key] = event.ts
+                fresh.append(event)
+        if not fresh:
+            return
+        message = contract.DtcBatch(self._next_msg_id(), self.vehicle_id, fresh)
         self._spool.append(contract.dtc_topic(self.vehicle_id), contract.encode(message))
-        self._dtc_events += 1
+        self._dtc_events += len(fresh)
         self._messages += 1
         if self._publisher is not None:
             self._publisher.notify()

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge import contract
-from edge.agent import Agent
+from edge.agent import Agent, TapResult
 from edge.config import REFERENCE_DBC, REFERENCE_RULES
 from edge.decode import Decoder, load_dbcs
 from edge.publish import Publisher, parse_mqtt_url
@@ -155,3 +155,35 @@ def test_dead_broker_loses_nothing(broker_url: str, tmp_path: Path) -> None:
     assert sorted(m.msg_id for m in collector.messages) == [f"m{i}" for i in range(5)]
     online.stop()
     collector.close()
+
+
+class _EchoTap:
+    """A tap that reads byte 0 of 0x7E8 frames as a value and byte 1 = 1 as a fault code."""
+
+    def feed(self, frame: can.Message) -> TapResult | None:
+        if frame.arbitration_id != 0x7E8:
+            return None
+        dtcs = (contract.DtcEvent(frame.timestamp, "P0562", "stored", "0x7E8", "obd"),)
+        return TapResult(((frame.timestamp, "OBD.ECHO", float(frame.data[0])),),
+                         dtcs if frame.data[1] else ())
+
+
+def test_taps_add_samples_and_report_fault_codes_at_once(
+    tmp_path: Path, db: cantools.database.can.Database, buses: tuple[can.BusABC, can.BusABC],
+) -> None:
+    sender, reader = buses
+    spool = Spool(tmp_path / "spool", fsync=False)
+    agent = Agent("V1", reader, Decoder([db]), load_rules(REFERENCE_RULES), spool, None,
+                  taps=[_EchoTap()])
+    for i, flag in enumerate((0, 1, 1)):
+        sender.send(can.Message(arbitration_id=0x7E8, data=bytes([40 + i, flag]),
+                                is_extended_id=False, timestamp=100.0 + i))
+    agent.drain(lambda: agent.stats().frames_read >= 3)
+    # The fault code was spooled before any telemetry batch closed.
+    first = spool.read(spool.pending()[0])
+    assert first is not None and first.topic == contract.dtc_topic("V1")
+    agent.flush()
+    messages = [contract.decode(e.payload) for s in spool.pending() if (e := spool.read(s))]
+    telemetry = [m for m in messages if isinstance(m, contract.TelemetryBatch)]
+    assert [v for m in telemetry for v in m.value] == [40.0, 41.0, 42.0]
+    assert agent.stats().dtc_events == 1  # the repeat within the refresh interval is not news
