@@ -12,6 +12,7 @@ Topics (``{v}`` is the vehicle id)::
 
     fleetcare/v1/vehicles/{v}/telemetry   kind="telemetry"  batched signal samples
     fleetcare/v1/vehicles/{v}/dtc         kind="dtc"        fault-code events
+    fleetcare/v1/vehicles/{v}/health      kind="health"     agent counters; also its last will
     fleetcare/v1/sim/{v}/truth            kind="truth"      simulator ground truth (CI, demo)
 """
 
@@ -49,6 +50,11 @@ def dtc_topic(vehicle_id: str) -> str:
     return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/dtc"
 
 
+def health_topic(vehicle_id: str) -> str:
+    """Topic an agent publishes its health counters (and its last will) on."""
+    return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/health"
+
+
 def truth_topic(vehicle_id: str) -> str:
     """Topic the simulator publishes a vehicle's ground truth on."""
     return f"{TOPIC_ROOT}/sim/{_checked_vehicle_id(vehicle_id)}/truth"
@@ -57,6 +63,7 @@ def truth_topic(vehicle_id: str) -> str:
 INGEST_TOPICS: Final = (
     f"{TOPIC_ROOT}/vehicles/+/telemetry",
     f"{TOPIC_ROOT}/vehicles/+/dtc",
+    f"{TOPIC_ROOT}/vehicles/+/health",
     f"{TOPIC_ROOT}/sim/+/truth",
 )
 """Topic filters the ingest process subscribes to."""
@@ -98,7 +105,13 @@ class TelemetryBatch:
 
 @dataclass(frozen=True, slots=True)
 class DtcEvent:
-    """One fault code seen (or cleared) on a vehicle. ``code`` is upper-case SAE J2012."""
+    """One fault code seen (or cleared) on a vehicle.
+
+    ``code`` is upper-case SAE J2012 (``P0A80``) or ``SPN:FMI`` for J1939; ``source`` says how
+    it was read (``can`` broadcast, ``obd`` request, ``j1939``, ``uds``); ``first_seen`` and
+    ``last_seen`` (Unix seconds) span the agent's sightings; ``description`` is the agent's
+    text for the code, empty when it has none.
+    """
 
     ts: float
     code: str
@@ -106,6 +119,24 @@ class DtcEvent:
     ecu: str = ""
     source: str = "can"
     cleared: bool = False
+    first_seen: float | None = None
+    last_seen: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """An agent's counters, sent periodically and, with ``online`` false, as its last will.
+
+    ``counters`` holds at least frames_received, frames_decoded, unknown_frames, filtered,
+    invalid_signals, published, spool_bytes, evicted and reconnects; agents may add more.
+    """
+
+    msg_id: str
+    vehicle_id: str
+    ts: float
+    online: bool
+    counters: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +170,7 @@ class TruthRecord:
     components: list[ComponentTruth] = field(default_factory=list)
 
 
-Message = TelemetryBatch | DtcBatch | TruthRecord
+Message = TelemetryBatch | DtcBatch | HealthReport | TruthRecord
 
 
 def encode(message: Message) -> bytes:
@@ -150,6 +181,9 @@ def encode(message: Message) -> bytes:
                 "value": message.value}
     elif isinstance(message, DtcBatch):
         body = {"kind": "dtc", "events": [_dtc_dict(e) for e in message.events]}
+    elif isinstance(message, HealthReport):
+        body = {"kind": "health", "ts": message.ts, "online": message.online,
+                "counters": message.counters}
     else:
         body = {
             "kind": "truth", "model": message.model, "region": message.region,
@@ -166,7 +200,8 @@ def encode(message: Message) -> bytes:
 
 def _dtc_dict(event: DtcEvent) -> dict[str, Any]:
     return {"ts": event.ts, "code": event.code, "status": event.status, "ecu": event.ecu,
-            "source": event.source, "cleared": event.cleared}
+            "source": event.source, "cleared": event.cleared, "first_seen": event.first_seen,
+            "last_seen": event.last_seen, "description": event.description}
 
 
 def decode(payload: bytes) -> Message:
@@ -208,6 +243,9 @@ def _decode_body(doc: dict[str, Any]) -> Message:
         return TelemetryBatch(msg_id, vehicle_id, ts, signals, values)
     if kind == "dtc":
         return DtcBatch(msg_id, vehicle_id, [_decode_dtc(e) for e in doc["events"]])
+    if kind == "health":
+        counters = {str(k): float(v) for k, v in dict(doc["counters"]).items()}
+        return HealthReport(msg_id, vehicle_id, float(doc["ts"]), bool(doc["online"]), counters)
     if kind == "truth":
         components = [
             ComponentTruth(str(c["component"]), _opt_float(c["failure_ts"]),
@@ -226,7 +264,9 @@ def _decode_dtc(raw: dict[str, Any]) -> DtcEvent:
     if status not in DTC_STATUSES:
         raise ValueError(f"fault status {status!r} is not one of {DTC_STATUSES}")
     return DtcEvent(float(raw["ts"]), code, status, str(raw.get("ecu", "")),
-                    str(raw.get("source", "can")), bool(raw.get("cleared", False)))
+                    str(raw.get("source", "can")), bool(raw.get("cleared", False)),
+                    _opt_float(raw.get("first_seen")), _opt_float(raw.get("last_seen")),
+                    str(raw.get("description", "")))
 
 
 def _opt_float(value: Any) -> float | None:

@@ -252,10 +252,14 @@ def _insert_dtc(con: duckdb.DuckDBPyConnection, batches: Sequence[contract.DtcBa
         "source": pa.array([r[2].source for r in rows], pa.string()),
         "cleared": pa.array([r[2].cleared for r in rows], pa.bool_()),
         "msg_id": pa.array([r[1] for r in rows], pa.string()),
+        "first_seen": pa.array([r[2].first_seen for r in rows], pa.float64()),
+        "last_seen": pa.array([r[2].last_seen for r in rows], pa.float64()),
+        "description": pa.array([r[2].description for r in rows], pa.string()),
     })
     _insert_arrow(con, table, "INSERT INTO dtc_events (vehicle_id, ts, code, status, ecu, "
-                  "source, cleared, msg_id) SELECT vehicle_id, to_timestamp(ts), code, status, "
-                  "ecu, source, cleared, msg_id FROM batch")
+                  "source, cleared, msg_id, first_seen, last_seen, description) SELECT "
+                  "vehicle_id, to_timestamp(ts), code, status, ecu, source, cleared, msg_id, "
+                  "to_timestamp(first_seen), to_timestamp(last_seen), description FROM batch")
     return len(rows)
 
 
