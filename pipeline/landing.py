@@ -313,6 +313,8 @@ def _row_count(message: contract.Message) -> int:
         return len(message.ts)
     if isinstance(message, contract.DtcBatch):
         return len(message.events)
+    if isinstance(message, contract.HealthReport):
+        return 1
     return len(message.components)
 
 

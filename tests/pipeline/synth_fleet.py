@@ -93,7 +93,8 @@ def add_dtc(con: duckdb.DuckDBPyConnection, vehicle_id: str, day: int, code: str
     """One fault-code event on day index ``day`` at 12:00 UTC."""
     ts = START + dt.timedelta(days=day, hours=12)
     con.execute(
-        "INSERT INTO dtc_events VALUES (?, ?, ?, ?, 'ECU', 'can', ?, 'm')",
+        "INSERT INTO dtc_events (vehicle_id, ts, code, status, ecu, source, cleared, msg_id)"
+        " VALUES (?, ?, ?, ?, 'ECU', 'can', ?, 'm')",
         [vehicle_id, ts, code, status, cleared],
     )
 
