@@ -1,25 +1,53 @@
 """The on-disk spool: messages wait here until the broker has acknowledged them.
 
-One file per message, named by a sequence number so the order survives a restart. A message
-is written to a temporary name, flushed (and fsynced: a gateway can lose power at any moment)
-and renamed into place, so after a crash every entry is either whole or absent. Removing the
-file is the acknowledgement. The spool is bounded: when a new message would exceed
-``max_bytes``, the oldest entries are dropped and counted (the newest data is the most useful
-for maintenance; the count tells the backend how much history is missing).
+The spool is one SQLite database in WAL mode with ``synchronous=FULL``: an append returns
+only after the entry is on disk, so a power cut or ``kill -9`` at any moment leaves every
+entry either whole or absent, never half-written. Removing the row is the acknowledgement.
+
+The spool is bounded in bytes. When a new message would exceed ``max_bytes`` entries are
+evicted lowest priority class first and, within a class, oldest first: raw telemetry goes
+before fault codes and health/crank events, so the messages a service centre needs most
+survive a long outage. Everything evicted is counted per class, and the totals survive a
+restart (they live in the same database).
 """
 
 from __future__ import annotations
 
-import os
-import struct
+import contextlib
+import sqlite3
 import threading
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 from edge.errors import SpoolError
 
-_HEADER = struct.Struct(">H")
-_SUFFIX = ".msg"
+_FILE = "spool.sqlite3"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entry (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    priority INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entry_by_priority ON entry (priority, seq);
+CREATE TABLE IF NOT EXISTS evicted (
+    priority INTEGER PRIMARY KEY,
+    messages INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+"""
+
+
+class Priority(IntEnum):
+    """Eviction classes: a lower class is always evicted before a higher one."""
+
+    TELEMETRY = 0
+    EVENT = 1
+    """Health and cranking events."""
+    FAULT = 2
+    """Fault codes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +61,7 @@ class SpoolEntry:
 
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
-    """Counters a gateway reports upstream."""
+    """Counters a gateway reports upstream; ``dropped*`` count evictions since the spool began."""
 
     pending: int
     pending_bytes: int
@@ -41,106 +69,122 @@ class SpoolStats:
     acked: int
     dropped: int
     dropped_bytes: int
+    dropped_by_priority: dict[str, int]
 
 
 class Spool:
     """A bounded, crash-safe, ordered queue of messages on disk.
 
     Args:
-        directory: where entries live; created if missing.
-        max_bytes: bound on the payload bytes kept; the oldest are dropped beyond it.
-        fsync: fsync each entry and the directory (turn off only for simulations).
+        directory: where the spool's database lives; created if missing.
+        max_bytes: bound on the bytes kept (payload plus topic); evicted beyond it.
+        fsync: ``synchronous=FULL`` (every append durable); False (``OFF``) only for
+            simulations, where the machine does not lose power.
     """
 
     def __init__(self, directory: str | Path, *, max_bytes: int = 256 * 2**20,
                  fsync: bool = True) -> None:
         self._dir = Path(directory)
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SpoolError(f"cannot create spool directory {self._dir}: {exc}") from exc
-        self._max_bytes = max_bytes
-        self._fsync = fsync
-        self._lock = threading.Lock()
-        self._sizes: dict[int, int] = {}
-        for path in sorted(self._dir.glob(f"*{_SUFFIX}")):
-            self._sizes[int(path.stem)] = path.stat().st_size
-        for stale in self._dir.glob("*.tmp"):
-            stale.unlink()  # a write the crash interrupted: it was never acknowledged as read
-        self._next_seq = max(self._sizes, default=0) + 1
-        self._written = self._acked = self._dropped = self._dropped_bytes = 0
+            self._db = sqlite3.connect(self._dir / _FILE, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
+            self._db.executescript(_SCHEMA)
+            count, used = self._db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM entry").fetchone()
+        except (OSError, sqlite3.Error) as exc:
+            raise SpoolError(f"cannot open the spool in {self._dir}: {exc}") from exc
+        self._count, self._used = int(count), int(used)
+        self._written = self._acked = 0
 
-    def append(self, topic: str, payload: bytes) -> int:
-        """Store a message durably and return its sequence number."""
-        topic_bytes = topic.encode()
-        blob = _HEADER.pack(len(topic_bytes)) + topic_bytes + payload
+    def append(self, topic: str, payload: bytes, *,
+               priority: Priority = Priority.TELEMETRY) -> int:
+        """Store a message durably (evicting to make room) and return its sequence number.
+
+        Raises:
+            SpoolError: the disk refused the write; the message was not stored.
+        """
+        size = len(payload) + len(topic)
         with self._lock:
-            seq = self._next_seq
-            self._next_seq += 1
-            self._make_room(len(blob))
-            self._write(seq, blob)
-            self._sizes[seq] = len(blob)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._make_room(size)
+                cursor = self._db.execute(
+                    "INSERT INTO entry (priority, topic, payload, size) VALUES (?, ?, ?, ?)",
+                    (int(priority), topic, payload, size))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise SpoolError(f"cannot write to the spool in {self._dir}: {exc}") from exc
+            self._count += 1
+            self._used += size
             self._written += 1
-        return seq
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
     def read(self, seq: int) -> SpoolEntry | None:
-        """The entry with this number, or None when it was acknowledged or dropped."""
-        try:
-            blob = self._path(seq).read_bytes()
-        except FileNotFoundError:
-            return None
-        (length,) = _HEADER.unpack_from(blob)
-        topic = blob[_HEADER.size:_HEADER.size + length].decode()
-        return SpoolEntry(seq, topic, blob[_HEADER.size + length:])
+        """The entry with this number, or None when it was acknowledged or evicted."""
+        with self._lock:
+            row = self._db.execute("SELECT topic, payload FROM entry WHERE seq = ?",
+                                   (seq,)).fetchone()
+        return SpoolEntry(seq, row[0], bytes(row[1])) if row else None
 
     def pending(self) -> list[int]:
         """Sequence numbers still waiting for acknowledgement, oldest first."""
+        return self.pending_after(0, limit=-1)
+
+    def pending_after(self, seq: int, *, limit: int = 64) -> list[int]:
+        """Up to ``limit`` (all when negative) waiting sequence numbers above ``seq``."""
         with self._lock:
-            return sorted(self._sizes)
+            rows = self._db.execute("SELECT seq FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
+                                    (seq, limit)).fetchall()
+        return [r[0] for r in rows]
 
     def ack(self, seq: int) -> None:
-        """The broker has the message: forget it."""
+        """The broker has the message: forget it (a second ack of one entry is harmless)."""
         with self._lock:
-            if self._sizes.pop(seq, None) is None:
+            row = self._db.execute("DELETE FROM entry WHERE seq = ? RETURNING size",
+                                   (seq,)).fetchone()
+            if row is None:
                 return
-            self._path(seq).unlink(missing_ok=True)
+            self._count -= 1
+            self._used -= int(row[0])
             self._acked += 1
 
     def stats(self) -> SpoolStats:
         """A consistent snapshot of the counters."""
         with self._lock:
-            return SpoolStats(len(self._sizes), sum(self._sizes.values()), self._written,
-                              self._acked, self._dropped, self._dropped_bytes)
+            rows = self._db.execute("SELECT priority, messages, bytes FROM evicted").fetchall()
+            by_class = {Priority(p).name.lower(): int(m) for p, m, _ in rows}
+            return SpoolStats(self._count, self._used, self._written, self._acked,
+                              sum(int(r[1]) for r in rows), sum(int(r[2]) for r in rows),
+                              by_class)
+
+    def close(self) -> None:
+        """Close the database (the entries stay on disk for the next start)."""
+        with self._lock:
+            self._db.close()
 
     def _make_room(self, incoming: int) -> None:
-        used = sum(self._sizes.values())
-        for seq in sorted(self._sizes):
-            if used + incoming <= self._max_bytes:
-                break
-            size = self._sizes.pop(seq)
-            self._path(seq).unlink(missing_ok=True)
-            used -= size
-            self._dropped += 1
-            self._dropped_bytes += size
+        """Evict lowest class first, oldest first, until ``incoming`` fits (inside BEGIN)."""
+        while self._count and self._used + incoming > self._max_bytes:
+            seq, priority, size = self._db.execute(
+                "SELECT seq, priority, size FROM entry ORDER BY priority, seq LIMIT 1"
+            ).fetchone()
+            self._db.execute("DELETE FROM entry WHERE seq = ?", (seq,))
+            self._db.execute(
+                "INSERT INTO evicted VALUES (?, 1, ?) ON CONFLICT (priority) DO UPDATE SET "
+                "messages = messages + 1, bytes = bytes + excluded.bytes", (priority, size))
+            self._count -= 1
+            self._used -= int(size)
 
-    def _write(self, seq: int, blob: bytes) -> None:
-        final = self._path(seq)
-        temp = final.with_suffix(".tmp")
-        try:
-            with open(temp, "wb") as handle:
-                handle.write(blob)
-                if self._fsync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(temp, final)
-            if self._fsync:
-                dir_fd = os.open(self._dir, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except OSError as exc:
-            raise SpoolError(f"cannot write spool entry {final}: {exc}") from exc
-
-    def _path(self, seq: int) -> Path:
-        return self._dir / f"{seq:016d}{_SUFFIX}"
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        count, used = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM entry").fetchone()
+        self._count, self._used = int(count), int(used)
