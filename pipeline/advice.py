@@ -6,7 +6,8 @@ least :data:`PROBABILITY_STEP` higher than the one the centre last saw. Every ne
 lead also writes an ``outbox`` row in the same transaction, so delivery to the CRM can never
 miss a lead nor announce one that was rolled back.
 
-The lead document is described by ``pipeline/lead.schema.json``.
+The lead document is described by ``pipeline/lead.schema.json`` and built by
+:mod:`pipeline.lead_document`.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ import datetime as dt
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import duckdb
 import polars as pl
 
+from pipeline.appointments import iso, release_slot
 from pipeline.dtc_catalog import catalog_frame, severity_rank
-from pipeline.features import (
-    COMPONENT_FEATURES,
-    CONTEXT_FEATURES,
-    build_daily_features,
-)
+from pipeline.lead_document import Context, LeadFacts, build_document, load_context
 
 log = logging.getLogger(__name__)
 
-LEAD_SCHEMA_VERSION: Final = 1
 PROBABILITY_STEP: Final = 0.10
 HIGH_PROBABILITY: Final = 0.80
 """A model probability at or above this makes a lead "high" rather than "medium"."""
@@ -38,8 +36,7 @@ DTC_HORIZON_DAYS: Final = 30
 """Horizon of a lead raised by fault codes alone (no model score)."""
 BLOCKING_STATES: Final = ("new", "sent", "acknowledged", "booked", "dismissed")
 """Lead states that stop a second lead for the same vehicle and component ("done" does not)."""
-_CONTACT: Final = {"critical": "immediate", "high": "within_48h", "medium": "routine",
-                   "low": "routine"}
+TOP_FACTORS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +46,8 @@ class AdviceReport:
     new: int
     escalated: int
     unchanged: int
+    lead_ids: tuple[str, ...] = field(default=(), compare=False)
+    """Leads created or escalated by this run (their outbox rows are pending)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +60,7 @@ class Candidate:
     horizon_days: int = DTC_HORIZON_DAYS
     model_id: str | None = None
     codes: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    top_factors: tuple[Any, ...] = ()
 
     @property
     def severity(self) -> str:
@@ -69,6 +69,11 @@ class Candidate:
         if self.probability is not None:
             levels.append("high" if self.probability >= HIGH_PROBABILITY else "medium")
         return max(levels, key=severity_rank)
+
+    def facts(self) -> LeadFacts:
+        """The candidate as the document builder sees it."""
+        return LeadFacts(self.vehicle_id, self.component, self.severity, self.probability,
+                         self.horizon_days, self.model_id, self.codes, self.top_factors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,9 @@ class _OpenLead:
     document: dict[str, Any]
 
 
-def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None) -> AdviceReport:
+def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
+           vehicles: Collection[str] | None = None, min_severity: str = "low",
+           daily_features: bool = True) -> AdviceReport:
     """Create or escalate leads from the latest scores and the active fault codes.
 
     Args:
@@ -87,27 +94,37 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None) ->
             catalogue); missing pieces leave the matching lead fields null.
         now: the advice time (default: now, UTC). Scores after ``now.date()`` and fault codes
             after ``now`` are ignored; appointments are proposed from the next day on.
+        vehicles: only these vehicles (default: the whole fleet).
+        min_severity: ignore candidates milder than this (urgent leads pass ``"critical"``).
+        daily_features: quote daily features as evidence (False: the raw signals of the
+            last day, which is much cheaper for a single urgent lead).
 
     Returns:
-        Counts of new, escalated and unchanged leads.
+        Counts of new, escalated and unchanged leads, and the ids of the leads issued.
     """
     now = now or dt.datetime.now(dt.UTC)
-    candidates = _candidates(con, now)
+    floor = severity_rank(min_severity)
+    candidates = [c for c in _candidates(con, now, vehicles)
+                  if severity_rank(c.severity) >= floor]
     open_leads = _open_leads(con)
     counts = {"new": 0, "escalated": 0, "unchanged": 0}
+    issued: list[str] = []
     con.execute("BEGIN TRANSACTION")
     try:
-        context = _context(con, now, {c.vehicle_id for c in candidates})
+        context = load_context(con, now, {c.vehicle_id for c in candidates},
+                               daily_features=daily_features)
         for cand in candidates:
-            outcome = _apply(con, cand, open_leads.get((cand.vehicle_id, cand.component)),
-                             context, now)
+            outcome, lead_id = _apply(
+                con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now)
             counts[outcome] += 1
+            if outcome != "unchanged":
+                issued.append(lead_id)
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
     log.info("advice: %s", counts)
-    return AdviceReport(**counts)
+    return AdviceReport(**counts, lead_ids=tuple(issued))
 
 
 _SCORES_SQL: Final = """
@@ -115,39 +132,65 @@ WITH latest AS (
   SELECT *, row_number() OVER (PARTITION BY vehicle_id, component ORDER BY as_of DESC) AS rn
   FROM scores WHERE as_of <= $today
 )
-SELECT l.vehicle_id, l.component, l.probability, l.horizon_days, l.model_id
+SELECT l.vehicle_id, l.component, l.probability, l.horizon_days, l.model_id, {explanation}
 FROM latest l JOIN model_registry m USING (model_id)
 WHERE l.rn = 1 AND l.probability >= CAST(m.metrics->>'$.threshold' AS DOUBLE)
 """
 
 _CODES_SQL: Final = """
 SELECT vehicle_id, upper(code) AS code, max(ts) AS last_seen, arg_max(status, ts) AS status
-FROM dtc_events WHERE ts <= $now
+FROM dtc_events WHERE ts <= $now AND ($all OR list_contains($vehicles, vehicle_id))
 GROUP BY ALL
 HAVING NOT arg_max(cleared, ts)
 """
 """Fault codes active at ``now``: their latest event did not clear them (see features)."""
 
 
-def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[Candidate]:
+def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                vehicles: Collection[str] | None) -> list[Candidate]:
     """Merge scores above their model's threshold with active, catalogued fault codes."""
-    scores = con.execute(_SCORES_SQL, {"today": now.date()}).fetchall()
-    codes = _active_codes(con, now)
+    wanted = None if vehicles is None else set(vehicles)
+    scores = [] if wanted == set() else _scores(con, now)
+    codes = _active_codes(con, now, wanted)
     by_key: dict[tuple[str, str], Candidate] = {
-        (v, c): Candidate(v, c, float(p), int(h), m) for v, c, p, h, m in scores
+        (v, c): Candidate(v, c, float(p), int(h), m, (), _top_factors(x))
+        for v, c, p, h, m, x in scores if wanted is None or v in wanted
     }
     for row in codes.iter_rows(named=True):
         key = (row["vehicle_id"], row["component"])
         base = by_key.get(key, Candidate(*key))
         code = {k: row[k] for k in ("code", "description", "severity", "status")}
-        code["last_seen"] = _iso(row["last_seen"])
-        by_key[key] = Candidate(base.vehicle_id, base.component, base.probability,
-                                base.horizon_days, base.model_id, (*base.codes, code))
+        code["last_seen"] = iso(row["last_seen"])
+        by_key[key] = replace(base, codes=(*base.codes, code))
     return [by_key[k] for k in sorted(by_key)]
 
 
-def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> pl.DataFrame:
-    rel = con.sql(_CODES_SQL, params={"now": now})
+def _scores(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[tuple[Any, ...]]:
+    """Latest score per vehicle and component above threshold, with its explanation if any."""
+    has_explanation = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'scores'"
+        " AND column_name = 'explanation'").fetchone()
+    column = "l.explanation" if has_explanation and has_explanation[0] else "NULL"
+    sql = _SCORES_SQL.format(explanation=column)
+    return con.execute(sql, {"today": now.date()}).fetchall()
+
+
+def _top_factors(explanation: Any) -> tuple[Any, ...]:
+    """The first few factors of a score's explanation, whatever its exact JSON shape."""
+    if explanation is None:
+        return ()
+    value = json.loads(explanation) if isinstance(explanation, str) else explanation
+    if isinstance(value, dict):
+        value = value.get("top_factors", value.get("factors", [value]))
+    if not isinstance(value, list):
+        value = [value]
+    return tuple(value[:TOP_FACTORS])
+
+
+def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                  wanted: set[str] | None) -> pl.DataFrame:
+    rel = con.sql(_CODES_SQL, params={"now": now, "vehicles": sorted(wanted or ()),
+                                      "all": wanted is None})
     active = rel.pl() if rel is not None else pl.DataFrame()
     if active.is_empty():
         return active
@@ -165,153 +208,47 @@ def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLe
 
 def _apply(
     con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead | None,
-    context: dict[str, Any], now: dt.datetime,
-) -> str:
-    """Create, escalate or leave one lead; return which of the three happened."""
+    context: Context, now: dt.datetime,
+) -> tuple[str, str]:
+    """Create, escalate or leave one lead; return which of the three happened, and its id."""
     prob = cand.probability if cand.probability is not None else 0.0
     if lead is None:
-        doc = _document(con, cand, f"lead-{uuid.uuid4().hex}", 1, context, now)
-        _insert_lead(con, cand, doc, prob, now)
-        return "new"
+        doc = build_document(con, cand.facts(), f"lead-{uuid.uuid4().hex}", 1, context, now)
+        insert_lead(con, doc, prob, now)
+        return "new", doc["lead_id"]
     rank_up = severity_rank(cand.severity) > severity_rank(lead.severity)
     if not rank_up and prob < lead.probability + PROBABILITY_STEP:
-        return "unchanged"
-    _release_slot(con, lead.document.get("proposed_appointment"))
-    doc = _document(con, cand, lead.lead_id, int(lead.document["revision"]) + 1, context, now)
+        return "unchanged", lead.lead_id
+    release_slot(con, lead.document.get("proposed_appointment"))
+    revision = int(lead.document["revision"]) + 1
+    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
     con.execute(
         "UPDATE leads SET state = 'new', severity = ?, probability = ?, horizon_days = ?,"
         " updated_at = ?, document = ? WHERE lead_id = ?",
         [cand.severity, prob, cand.horizon_days, now, json.dumps(doc), lead.lead_id])
-    _enqueue(con, doc)
-    return "escalated"
+    enqueue(con, doc)
+    return "escalated", lead.lead_id
 
 
-def _insert_lead(con: duckdb.DuckDBPyConnection, cand: Candidate, doc: dict[str, Any],
-                 prob: float, now: dt.datetime) -> None:
+def insert_lead(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], prob: float,
+                now: dt.datetime) -> None:
+    """Store a new lead (state ``new``) and its first outbox row; the caller commits."""
     con.execute(
         "INSERT INTO leads (lead_id, vehicle_id, component, state, severity, probability,"
         " horizon_days, created_at, updated_at, document) VALUES (?, ?, ?, 'new', ?, ?, ?, ?,"
         " ?, ?)",
-        [doc["lead_id"], cand.vehicle_id, cand.component, cand.severity, prob,
-         cand.horizon_days, now, now, json.dumps(doc)])
-    _enqueue(con, doc)
+        [doc["lead_id"], doc["vehicle"]["vehicle_id"], doc["component"], doc["severity"],
+         prob, doc["horizon_days"], now, now, json.dumps(doc)])
+    enqueue(con, doc)
 
 
-def _enqueue(con: duckdb.DuckDBPyConnection, doc: dict[str, Any]) -> None:
+def enqueue(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], event_id: str | None = None,
+            ) -> None:
     """Add the outbox row announcing this revision of the lead (same transaction)."""
-    event_id = f"{doc['lead_id']}.r{doc['revision']}"
+    event_id = event_id or f"{doc['lead_id']}.r{doc['revision']}"
     con.execute("INSERT INTO outbox (event_id, lead_id, body, next_attempt_at)"
                 " VALUES (?, ?, ?, ?)",
                 [event_id, doc["lead_id"], json.dumps(doc, separators=(",", ":")),
                  doc["issued_at"]])
 
 
-def _context(
-    con: duckdb.DuckDBPyConnection, now: dt.datetime, vehicles: set[str]
-) -> dict[str, Any]:
-    """Per-vehicle facts every lead of the run needs: who, where, what the signals say."""
-    if not vehicles:
-        return {"vehicles": {}, "features": {}, "catalogue": {}}
-    ids = sorted(vehicles)
-    rows = con.execute(
-        "SELECT v.vehicle_id, v.model, v.region, c.customer_id, c.name, c.email, c.phone,"
-        " s.centre_id, s.name, s.region FROM vehicles v"
-        " LEFT JOIN customers c USING (customer_id)"
-        " LEFT JOIN service_centres s ON s.centre_id = v.centre_id"
-        " WHERE list_contains(?, v.vehicle_id)", [ids]).fetchall()
-    feats = build_daily_features(con, until=now).filter(pl.col("vehicle_id").is_in(ids))
-    latest = feats.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
-    catalogue = {r[0]: r[1:] for r in con.execute(
-        "SELECT component, work, parts_eur, labour_hours, labour_rate_eur"
-        " FROM service_catalogue").fetchall()}
-    return {"vehicles": {r[0]: r for r in rows},
-            "features": {r["vehicle_id"]: r for r in latest.iter_rows(named=True)},
-            "catalogue": catalogue}
-
-
-def _document(
-    con: duckdb.DuckDBPyConnection, cand: Candidate, lead_id: str, revision: int,
-    context: dict[str, Any], now: dt.datetime,
-) -> dict[str, Any]:
-    """The lead as the CRM receives it (see ``lead.schema.json``)."""
-    vrow = context["vehicles"].get(cand.vehicle_id)
-    severity = cand.severity
-    centre = _centre(vrow)
-    appointment = None
-    if severity != "critical" and centre is not None:
-        appointment = _book_slot(con, centre["centre_id"], now.date(), cand.horizon_days)
-    return {
-        "schema_version": LEAD_SCHEMA_VERSION, "lead_id": lead_id, "revision": revision,
-        "issued_at": _iso(now), "component": cand.component, "severity": severity,
-        "contact": _CONTACT[severity], "roadside_assistance": severity == "critical",
-        "probability": cand.probability, "horizon_days": cand.horizon_days,
-        "model_id": cand.model_id,
-        "vehicle": {"vehicle_id": cand.vehicle_id, "model": vrow[1] if vrow else None,
-                    "region": vrow[2] if vrow else None},
-        "customer": _customer(vrow), "centre": centre,
-        "evidence": _evidence(cand, context["features"].get(cand.vehicle_id)),
-        "recommended_work": _work(context["catalogue"].get(cand.component)),
-        "proposed_appointment": appointment,
-    }
-
-
-def _customer(vrow: tuple[Any, ...] | None) -> dict[str, Any] | None:
-    if vrow is None or vrow[3] is None:
-        return None
-    return {"customer_id": vrow[3], "name": vrow[4], "email": vrow[5], "phone": vrow[6]}
-
-
-def _centre(vrow: tuple[Any, ...] | None) -> dict[str, Any] | None:
-    if vrow is None or vrow[7] is None:
-        return None
-    return {"centre_id": vrow[7], "name": vrow[8], "region": vrow[9]}
-
-
-def _evidence(cand: Candidate, feats: dict[str, Any] | None) -> dict[str, Any]:
-    names = [n for n in (*COMPONENT_FEATURES[cand.component], *CONTEXT_FEATURES)
-             if not n.startswith("dtc_count__")]
-    signals = {} if feats is None else {
-        n: round(float(feats[n]), 4) for n in names if feats.get(n) is not None}
-    return {"as_of": feats["day"].isoformat() if feats else None, "signals": signals,
-            "fault_codes": list(cand.codes)}
-
-
-def _work(entry: tuple[Any, ...] | None) -> dict[str, Any] | None:
-    if entry is None:
-        return None
-    work, parts, hours, rate = entry
-    labour = round(hours * rate, 2)
-    return {"description": work, "parts_eur": parts, "labour_hours": hours,
-            "labour_rate_eur": rate, "labour_eur": labour,
-            "total_eur": round(parts + labour, 2), "currency": "EUR"}
-
-
-def _book_slot(
-    con: duckdb.DuckDBPyConnection, centre_id: str, today: dt.date, horizon_days: int
-) -> dict[str, Any] | None:
-    """Take the first free slot at the centre after today and within the horizon."""
-    row = con.execute(
-        "SELECT day FROM centre_capacity WHERE centre_id = ? AND day > ? AND day <= ?"
-        " AND free_slots > 0 ORDER BY day LIMIT 1",
-        [centre_id, today, today + dt.timedelta(days=horizon_days)]).fetchone()
-    if row is None:
-        return None
-    day: dt.date = row[0]
-    con.execute("UPDATE centre_capacity SET free_slots = free_slots - 1"
-                " WHERE centre_id = ? AND day = ?", [centre_id, day])
-    start = dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC)
-    return {"centre_id": centre_id, "day": day.isoformat(), "window_start": _iso(start),
-            "window_end": _iso(start + dt.timedelta(hours=9))}
-
-
-def _release_slot(con: duckdb.DuckDBPyConnection, appointment: dict[str, Any] | None) -> None:
-    """Give back the slot a superseded revision of a lead had taken."""
-    if not appointment:
-        return
-    con.execute("UPDATE centre_capacity SET free_slots = free_slots + 1"
-                " WHERE centre_id = ? AND day = ?",
-                [appointment["centre_id"], dt.date.fromisoformat(appointment["day"])])
-
-
-def _iso(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -1,5 +1,9 @@
 """Deterministic synthetic reference data: customers, service centres, capacity, catalogue.
 
+Capacity has two limits per centre and day, as a workshop plans it: bay slots free for
+booking, and technician hours not yet planned (1.5 technicians per bay on an 8-hour shift,
+30-90 % already planned). Sundays are closed.
+
 The simulator produces vehicles but no dealer network. Leads need a customer to call, a centre
 with bays, a calendar of free slots and a price list, so the demo and the tests seed them here.
 Every call is idempotent: existing rows (and slots already consumed by leads) are kept.
@@ -24,6 +28,8 @@ CENTRES: Final = (
     ("centre-south", "Fleetcare Service South", "south", 3),
 )
 """(centre_id, name, region, bays): one centre per region."""
+TECHNICIANS_PER_BAY: Final = 1.5
+SHIFT_HOURS: Final = 8.0
 CATALOGUE: Final = (
     ("traction_battery",
      "High-voltage battery diagnosis, cell balancing and replacement of the weak module",
@@ -75,12 +81,18 @@ def _seed_capacity(con: duckdb.DuckDBPyConnection, first: dt.date, seed: int) ->
         for i in range(CAPACITY_DAYS):
             day = first + dt.timedelta(days=i)
             booked = rng.randint(0, bays)
-            free = 0 if day.weekday() == 6 else max(0, 2 * bays - booked - bays // 2)
-            rows.append((centre_id, day, free))
-    frame = pl.DataFrame(rows, schema=["centre_id", "day", "free_slots"], orient="row")
+            closed = day.weekday() == 6
+            free = 0 if closed else max(0, 2 * bays - booked - bays // 2)
+            planned = rng.uniform(0.3, 0.9)
+            hours = 0.0 if closed else round(
+                bays * TECHNICIANS_PER_BAY * SHIFT_HOURS * (1 - planned), 1)
+            rows.append((centre_id, day, free, hours))
+    frame = pl.DataFrame(rows, schema=["centre_id", "day", "free_slots", "technician_hours"],
+                         orient="row")
     con.register("_capacity", frame)
-    con.execute("INSERT OR IGNORE INTO centre_capacity SELECT centre_id, day, free_slots "
-                "FROM _capacity")
+    con.execute("INSERT OR IGNORE INTO centre_capacity (centre_id, day, free_slots,"
+                " technician_hours) SELECT centre_id, day, free_slots, technician_hours"
+                " FROM _capacity")
     con.unregister("_capacity")
 
 
