@@ -1,0 +1,75 @@
+"""``fleetcare pki``: the vehicle certificate authority and the broker's TLS/ACL config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+SubParsers = argparse._SubParsersAction
+
+
+def register_pki(sub: SubParsers) -> None:
+    """``fleetcare pki init|issue|revoke|broker-config``."""
+    pki = sub.add_parser("pki", help="certificates for vehicles, backend and broker",
+                         description="A small CA: one client certificate per vehicle (its "
+                                     "common name is the vehicle id), expiry, revocation, and "
+                                     "the mosquitto TLS listener and ACL that enforce them.")
+    pki_sub = pki.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", required=True)
+    init = pki_sub.add_parser("init", help="create the certificate authority")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--days", type=int, default=3650)
+    init.set_defaults(handler=_init)
+    issue = pki_sub.add_parser("issue", help="issue a certificate (vehicle id, backend or broker)")
+    issue.add_argument("dir", type=Path)
+    issue.add_argument("name", help="vehicle id, backend client name, or broker name")
+    issue.add_argument("--days", type=int, default=365)
+    issue.add_argument("--server", nargs="+", metavar="HOST",
+                       help="a broker server certificate for these host names / IPs")
+    issue.set_defaults(handler=_issue)
+    revoke = pki_sub.add_parser("revoke", help="revoke a certificate and rewrite crl.pem")
+    revoke.add_argument("dir", type=Path)
+    revoke.add_argument("name")
+    revoke.set_defaults(handler=_revoke)
+    conf = pki_sub.add_parser("broker-config",
+                              help="write mosquitto.conf (TLS listener) and the per-vehicle ACL")
+    conf.add_argument("dir", type=Path, help="the PKI directory")
+    conf.add_argument("--out", type=Path, required=True, help="where to write the files")
+    conf.add_argument("--port", type=int, default=8883)
+    conf.add_argument("--host", default="127.0.0.1")
+    conf.add_argument("--backend-user", action="append", default=None,
+                      help="certificate name allowed to read every vehicle (repeatable; "
+                           "default fleetcare-ingest)")
+    conf.set_defaults(handler=_broker_config)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pipeline import pki
+
+    print(pki.init_ca(args.dir, days=args.days))
+    return 0
+
+
+def _issue(args: argparse.Namespace) -> int:
+    from pipeline import pki
+
+    issued = pki.issue(args.dir, args.name, days=args.days,
+                       server_hosts=tuple(args.server or ()))
+    print(f"{issued.cert} {issued.key} serial={issued.serial} "
+          f"not_after={issued.not_after:%Y-%m-%dT%H:%M:%SZ}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from pipeline import pki
+
+    print(f"revoked {args.name} serial={pki.revoke(args.dir, args.name)}; reload the broker")
+    return 0
+
+
+def _broker_config(args: argparse.Namespace) -> int:
+    from pipeline.broker_acl import write_broker_config
+
+    users = tuple(args.backend_user or ("fleetcare-ingest",))
+    print(write_broker_config(args.dir, args.out, port=args.port, host=args.host,
+                              backend_users=users))
+    return 0
