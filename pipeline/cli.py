@@ -73,10 +73,10 @@ def register_deadletter(sub: SubParsers) -> None:
 
 
 def _deadletter_list(args: argparse.Namespace) -> int:
-    from pipeline import landing, store
+    from pipeline import deadletters, store
 
     with store.connect_readonly(args.db) as con:
-        letters = landing.list_dead_letters(con, limit=args.limit)
+        letters = deadletters.list_dead_letters(con, limit=args.limit)
     for letter in letters:
         print(f"{letter.id}\t{letter.received_at:%Y-%m-%d %H:%M:%S}\t{letter.topic}\t"
               f"{letter.reason}")
@@ -84,10 +84,10 @@ def _deadletter_list(args: argparse.Namespace) -> int:
 
 
 def _deadletter_replay(args: argparse.Namespace) -> int:
-    from pipeline import landing, store
+    from pipeline import deadletters, store
 
     with store.connect(args.db) as con:
-        result = landing.replay_dead_letters(con, args.ids or None)
+        result = deadletters.replay_dead_letters(con, args.ids or None)
     _print_json(dataclasses.asdict(result))
     return 0
 

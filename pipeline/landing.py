@@ -5,35 +5,38 @@ This module knows nothing of MQTT, so the exactly-once logic can be tested and r
 row of every message in it is committed, together with the ``ingested_messages`` rows that
 make redelivery harmless, or nothing is and the caller must not acknowledge the batch.
 
-Telemetry goes in as a column-wise Arrow table with one ``INSERT ... SELECT``: DuckDB takes
-millions of rows per second that way and about two thousand row by row (DESIGN.md).
+Telemetry never becomes one Python object per sample: :mod:`pipeline.columnar` turns each
+payload's arrays into Arrow arrays and validates the whole batch with vectorised checks.
+Anything that cannot land (oversize, not JSON, another schema version, a topic that does
+not match the payload, a value or time that fails validation) becomes a dead letter with
+its reason, in the same transaction as the good rows.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
-from itertools import repeat
+from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from edge import contract
 from edge.errors import ContractError
+from pipeline import inserts
+from pipeline.columnar import MAX_TS, MIN_TS, invalid_messages, telemetry_columns
 from pipeline.errors import TransientPipelineError
 
 log = logging.getLogger(__name__)
 
-_EXPECTED_TOPIC = {
-    contract.TelemetryBatch: contract.telemetry_topic,
-    contract.DtcBatch: contract.dtc_topic,
-    contract.TruthRecord: contract.truth_topic,
-}
+_TOPIC = {"telemetry": contract.telemetry_topic, "dtc": contract.dtc_topic,
+          "health": contract.health_topic, "truth": contract.truth_topic}
 _KIND = {contract.TelemetryBatch: "telemetry", contract.DtcBatch: "dtc",
-         contract.TruthRecord: "truth"}
+         contract.HealthReport: "health", contract.TruthRecord: "truth"}
 
 
 class LandingError(TransientPipelineError):
@@ -53,67 +56,121 @@ class InboundMessage:
 class Prepared:
     """An inbound message after decoding and topic checks, before any database work.
 
-    Exactly one of ``message`` and ``reason`` is set: a valid message, or why it must be
-    dead-lettered. Decoding is kept apart from landing so a subscriber can decode while
-    it waits for a batch to fill, and knows the batch's row count without decoding twice.
+    Either ``reason`` says why it must be dead-lettered, or it is valid: telemetry then
+    carries its samples as Arrow ``columns``, every other kind its decoded ``message``.
+    Decoding is kept apart from landing so a subscriber can decode while it waits for a
+    batch to fill, and knows the batch's row count without decoding twice.
     """
 
     item: InboundMessage
-    message: contract.Message | None
-    reason: str | None
+    reason: str | None = None
+    kind: str = ""
+    msg_id: str = ""
+    vehicle_id: str = ""
+    message: contract.Message | None = None
+    columns: pa.RecordBatch | None = None
 
     @property
     def telemetry_rows(self) -> int:
         """Signal samples this message carries (0 unless it is valid telemetry)."""
+        return self.columns.num_rows if self.columns is not None else 0
+
+    @property
+    def n_rows(self) -> int:
+        """Rows this message produces in its table."""
         message = self.message
-        return len(message.ts) if isinstance(message, contract.TelemetryBatch) else 0
+        if isinstance(message, contract.DtcBatch):
+            return len(message.events)
+        if isinstance(message, contract.TruthRecord):
+            return len(message.components)
+        return 1 if isinstance(message, contract.HealthReport) else self.telemetry_rows
 
 
 @dataclass(frozen=True, slots=True)
 class LandResult:
-    """What one call landed, skipped and dead-lettered."""
+    """What one call landed, skipped and dead-lettered.
+
+    ``dtc_vehicle_ids`` names the vehicles that got new ``dtc_events`` rows, sorted.
+    """
 
     messages_landed: int = 0
     telemetry_rows: int = 0
     dtc_rows: int = 0
     truth_rows: int = 0
+    health_rows: int = 0
     duplicates: int = 0
     dead_letters: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message that could not be landed, kept with its raw payload for replay."""
-
-    id: int
-    received_at: datetime
-    topic: str
-    reason: str
-    payload: bytes
-    replayed_at: datetime | None
+    dtc_vehicle_ids: tuple[str, ...] = ()
 
 
 def prepare(item: InboundMessage) -> Prepared:
-    """Decode ``item`` and check that its topic matches its payload's kind and vehicle."""
+    """Decode ``item`` and check its size, schema, fields and topic (no database work)."""
+    size = len(item.payload)
+    if size > contract.MAX_PAYLOAD_BYTES:
+        return Prepared(item, f"oversize: payload of {size} bytes exceeds the limit of "
+                              f"{contract.MAX_PAYLOAD_BYTES}")
     try:
-        message = contract.decode(item.payload)
+        doc = orjson.loads(item.payload)
+    except orjson.JSONDecodeError as exc:
+        return Prepared(item, f"payload is not valid JSON: {exc}")
+    try:
+        if (isinstance(doc, dict) and doc.get("kind") == "telemetry"
+                and doc.get("schema") == contract.SCHEMA_VERSION):
+            return _prepare_telemetry(item, doc)
+        return _prepare_other(item, contract.decode(item.payload))
     except ContractError as exc:
-        return Prepared(item, None, str(exc))
-    reason = _topic_mismatch(item.topic, message)
-    return Prepared(item, None, reason) if reason else Prepared(item, message, None)
+        return Prepared(item, str(exc))
 
 
-def _topic_mismatch(topic: str, message: contract.Message) -> str | None:
-    expected = _EXPECTED_TOPIC[type(message)](message.vehicle_id)
+def _prepare_telemetry(item: InboundMessage, doc: dict[str, Any]) -> Prepared:
+    msg_id, vehicle_id = doc.get("msg_id"), doc.get("vehicle_id")
+    if not isinstance(msg_id, str) or not msg_id:
+        raise ContractError("malformed telemetry payload: msg_id must be a non-empty string")
+    if not isinstance(vehicle_id, str):
+        raise ContractError("malformed telemetry payload: vehicle_id must be a string")
+    reason = _topic_mismatch(item.topic, "telemetry", vehicle_id)
+    if reason:
+        return Prepared(item, reason)
+    return Prepared(item, None, "telemetry", msg_id, vehicle_id,
+                    columns=telemetry_columns(doc))
+
+
+def _prepare_other(item: InboundMessage, message: contract.Message) -> Prepared:
+    kind = _KIND[type(message)]
+    reason = _topic_mismatch(item.topic, kind, message.vehicle_id) or _implausible_time(message)
+    if reason:
+        return Prepared(item, reason)
+    return Prepared(item, None, kind, message.msg_id, message.vehicle_id, message)
+
+
+def _topic_mismatch(topic: str, kind: str, vehicle_id: str) -> str | None:
+    expected = _TOPIC[kind](vehicle_id)  # raises ContractError for an invalid vehicle id
     if topic == expected:
         return None
     topic_vehicle = contract.vehicle_of_topic(topic)
     if topic_vehicle is None:
         return f"topic {topic!r} is not a fleetcare ingest topic"
-    if topic_vehicle != message.vehicle_id:
+    if topic_vehicle != vehicle_id:
         return (f"topic vehicle {topic_vehicle!r} does not match payload vehicle_id "
-                f"{message.vehicle_id!r}")
-    return f"a {_KIND[type(message)]} payload arrived on {topic!r}; expected {expected!r}"
+                f"{vehicle_id!r}")
+    return f"a {kind} payload arrived on {topic!r}; expected {expected!r}"
+
+
+def _times(message: contract.Message) -> list[float | None]:
+    if isinstance(message, contract.DtcBatch):
+        return [t for e in message.events for t in (e.ts, e.first_seen, e.last_seen)]
+    if isinstance(message, contract.TruthRecord):
+        return [message.sim_start_ts, message.sim_end_ts,
+                *(c.failure_ts for c in message.components)]
+    return [message.ts] if isinstance(message, contract.HealthReport) else []
+
+
+def _implausible_time(message: contract.Message) -> str | None:
+    for ts in _times(message):
+        if ts is not None and not (math.isfinite(ts) and MIN_TS <= ts < MAX_TS):
+            return (f"validation: time {ts} is not a Unix time in seconds between 2000 and "
+                    f"2100 (milliseconds sent as seconds?)")
+    return None
 
 
 def land(con: duckdb.DuckDBPyConnection, items: Sequence[InboundMessage]) -> LandResult:
@@ -134,16 +191,33 @@ def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> 
     Raises:
         LandingError: the transaction failed and was rolled back; do not acknowledge.
     """
-    with _transaction(con):
-        accepted, duplicates, rejected = _partition(con, batch)
-        result = _write(con, [batch[i].message for i in accepted],
-                        [batch[i].item.topic for i in accepted])
-        _insert_dead_letters(con, [batch[i] for i in rejected])
+    batch = validate(batch)
+    with transaction(con):
+        accepted, duplicates, rejected = partition(con, batch)
+        result = write(con, [batch[i] for i in accepted])
+        dead = [batch[i] for i in rejected]
+        for prepared in dead:
+            log.warning("dead-lettering a message on %s: %s", prepared.item.topic,
+                        prepared.reason)
+        inserts.insert_dead_letters(
+            con, [p.item.received_at for p in dead], [p.item.topic for p in dead],
+            [p.reason or "" for p in dead], [p.item.payload for p in dead])
     return replace(result, duplicates=len(duplicates), dead_letters=len(rejected))
 
 
+def validate(batch: Sequence[Prepared]) -> list[Prepared]:
+    """``batch`` with telemetry whose values or times fail validation turned into rejects."""
+    positions = [i for i, p in enumerate(batch) if p.columns is not None]
+    bad = invalid_messages([batch[i].columns for i in positions if batch[i].columns])
+    checked = list(batch)
+    for index, reason in bad.items():
+        checked[positions[index]] = Prepared(batch[positions[index]].item, reason)
+    return checked
+
+
 @contextmanager
-def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, or ROLLBACK and :class:`LandingError` for a database error."""
     con.begin()
     try:
         yield
@@ -155,10 +229,10 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def _partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]
-               ) -> tuple[list[int], list[int], list[int]]:
+def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]
+              ) -> tuple[list[int], list[int], list[int]]:
     """Indices of the batch to land, to skip as duplicates, and to dead-letter."""
-    ids = list({p.message.msg_id for p in batch if p.message is not None})
+    ids = list({p.msg_id for p in batch if p.reason is None})
     landed = {row[0] for row in con.execute(
         "SELECT msg_id FROM ingested_messages WHERE msg_id IN (SELECT unnest($ids))",
         {"ids": ids},
@@ -167,235 +241,33 @@ def _partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]
     duplicates: list[int] = []
     rejected: list[int] = []
     for index, prepared in enumerate(batch):
-        if prepared.message is None:
+        if prepared.reason is not None:
             rejected.append(index)
-        elif prepared.message.msg_id in landed:
+        elif prepared.msg_id in landed:
             duplicates.append(index)
         else:
-            landed.add(prepared.message.msg_id)
+            landed.add(prepared.msg_id)
             accepted.append(index)
     return accepted, duplicates, rejected
 
 
-def _write(con: duckdb.DuckDBPyConnection, messages: Sequence[contract.Message | None],
-           topics: Sequence[str]) -> LandResult:
-    telemetry = [m for m in messages if isinstance(m, contract.TelemetryBatch)]
-    dtcs = [m for m in messages if isinstance(m, contract.DtcBatch)]
-    truths = [m for m in messages if isinstance(m, contract.TruthRecord)]
+def write(con: duckdb.DuckDBPyConnection, accepted: Sequence[Prepared]) -> LandResult:
+    """Insert the rows of valid, new messages and record their ids (inside a transaction)."""
+    telemetry = [p for p in accepted if p.columns is not None]
+    dtcs = [p.message for p in accepted if isinstance(p.message, contract.DtcBatch)]
     result = LandResult(
-        messages_landed=len(messages),
-        telemetry_rows=_insert_telemetry(con, telemetry),
-        dtc_rows=_insert_dtc(con, dtcs),
-        truth_rows=_insert_truth(con, truths),
+        messages_landed=len(accepted),
+        telemetry_rows=inserts.insert_telemetry(
+            con, [p.columns for p in telemetry if p.columns is not None],
+            [p.vehicle_id for p in telemetry], [p.msg_id for p in telemetry]),
+        dtc_rows=inserts.insert_dtc(con, dtcs),
+        truth_rows=inserts.insert_truth(
+            con, [p.message for p in accepted if isinstance(p.message, contract.TruthRecord)]),
+        health_rows=inserts.insert_health(
+            con, [p.message for p in accepted if isinstance(p.message, contract.HealthReport)]),
+        dtc_vehicle_ids=tuple(sorted({d.vehicle_id for d in dtcs if d.events})),
     )
-    _insert_ingested(con, [m for m in messages if m is not None], topics)
+    inserts.insert_ingested(con, [p.msg_id for p in accepted], [p.vehicle_id for p in accepted],
+                            [p.kind for p in accepted], [p.item.topic for p in accepted],
+                            [p.n_rows for p in accepted])
     return result
-
-
-def _insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> None:
-    """Run ``sql`` with ``table`` visible as ``batch``; the one bulk path for every table."""
-    con.register("batch", table)
-    try:
-        con.execute(sql)
-    except duckdb.Error:
-        # The transaction is aborted and refuses even unregister; the next register of
-        # "batch" replaces this one. Raise the error that says what went wrong.
-        with suppress(duckdb.Error):
-            con.unregister("batch")
-        raise
-    con.unregister("batch")
-
-
-def _per_message(values: Sequence[str], lengths: Sequence[int]) -> pa.DictionaryArray:
-    """A column repeating ``values[i]`` ``lengths[i]`` times, without one string per row."""
-    indices: list[int] = []
-    for index, length in enumerate(lengths):
-        indices.extend(repeat(index, length))
-    return pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()),
-                                          pa.array(values, pa.string()))
-
-
-def _insert_telemetry(con: duckdb.DuckDBPyConnection,
-                      batches: Sequence[contract.TelemetryBatch]) -> int:
-    if not batches:
-        return 0
-    ts: list[float] = []
-    signal: list[str] = []
-    value: list[float] = []
-    for batch in batches:
-        ts.extend(batch.ts)
-        signal.extend(batch.signal)
-        value.extend(batch.value)
-    lengths = [len(b.ts) for b in batches]
-    table = pa.table({
-        "vehicle_id": _per_message([b.vehicle_id for b in batches], lengths),
-        "ts": pa.array(ts, pa.float64()),
-        "signal": pa.array(signal, pa.string()),
-        "value": pa.array(value, pa.float64()),
-        "msg_id": _per_message([b.msg_id for b in batches], lengths),
-    })
-    _insert_arrow(con, table, "INSERT INTO telemetry (vehicle_id, ts, signal, value, msg_id) "
-                  "SELECT vehicle_id, to_timestamp(ts), signal, value, msg_id FROM batch")
-    return len(ts)
-
-
-def _insert_dtc(con: duckdb.DuckDBPyConnection, batches: Sequence[contract.DtcBatch]) -> int:
-    rows = [(b.vehicle_id, b.msg_id, e) for b in batches for e in b.events]
-    if not rows:
-        return 0
-    table = pa.table({
-        "vehicle_id": pa.array([r[0] for r in rows], pa.string()),
-        "ts": pa.array([r[2].ts for r in rows], pa.float64()),
-        "code": pa.array([r[2].code for r in rows], pa.string()),
-        "status": pa.array([r[2].status for r in rows], pa.string()),
-        "ecu": pa.array([r[2].ecu for r in rows], pa.string()),
-        "source": pa.array([r[2].source for r in rows], pa.string()),
-        "cleared": pa.array([r[2].cleared for r in rows], pa.bool_()),
-        "msg_id": pa.array([r[1] for r in rows], pa.string()),
-        "first_seen": pa.array([r[2].first_seen for r in rows], pa.float64()),
-        "last_seen": pa.array([r[2].last_seen for r in rows], pa.float64()),
-        "description": pa.array([r[2].description for r in rows], pa.string()),
-    })
-    _insert_arrow(con, table, "INSERT INTO dtc_events (vehicle_id, ts, code, status, ecu, "
-                  "source, cleared, msg_id, first_seen, last_seen, description) SELECT "
-                  "vehicle_id, to_timestamp(ts), code, status, ecu, source, cleared, msg_id, "
-                  "to_timestamp(first_seen), to_timestamp(last_seen), description FROM batch")
-    return len(rows)
-
-
-def _insert_truth(con: duckdb.DuckDBPyConnection, records: Sequence[contract.TruthRecord]) -> int:
-    if not records:
-        return 0
-    # An upsert may not touch one key twice in a statement: the batch's last record wins.
-    rows = {(r.vehicle_id, c.component): (r, c) for r in records for c in r.components}
-    if rows:
-        _insert_arrow(con, pa.table({
-            "vehicle_id": pa.array([k[0] for k in rows], pa.string()),
-            "component": pa.array([k[1] for k in rows], pa.string()),
-            "failure_ts": pa.array([c.failure_ts for _, c in rows.values()], pa.float64()),
-            "health_at_end": pa.array([c.health_at_end for _, c in rows.values()], pa.float64()),
-            "sim_start_ts": pa.array([r.sim_start_ts for r, _ in rows.values()], pa.float64()),
-            "sim_end_ts": pa.array([r.sim_end_ts for r, _ in rows.values()], pa.float64()),
-            "msg_id": pa.array([r.msg_id for r, _ in rows.values()], pa.string()),
-        }), _TRUTH_UPSERT)
-    _upsert_vehicles(con, records)
-    return sum(len(r.components) for r in records)
-
-
-_TRUTH_UPSERT = """
-    INSERT INTO ground_truth (vehicle_id, component, failure_ts, health_at_end, sim_start_ts,
-                              sim_end_ts, msg_id)
-    SELECT vehicle_id, component, to_timestamp(failure_ts), health_at_end,
-           to_timestamp(sim_start_ts), to_timestamp(sim_end_ts), msg_id FROM batch
-    ON CONFLICT (vehicle_id, component) DO UPDATE SET
-        failure_ts = excluded.failure_ts, health_at_end = excluded.health_at_end,
-        sim_start_ts = excluded.sim_start_ts, sim_end_ts = excluded.sim_end_ts,
-        msg_id = excluded.msg_id
-"""
-
-
-def _upsert_vehicles(con: duckdb.DuckDBPyConnection,
-                     records: Sequence[contract.TruthRecord]) -> None:
-    # Only model and region come from the simulator; customer and centre belong to the CRM
-    # side and must survive a new truth record, hence DO UPDATE rather than REPLACE.
-    latest = {r.vehicle_id: r for r in records}
-    _insert_arrow(con, pa.table({
-        "vehicle_id": pa.array(list(latest), pa.string()),
-        "model": pa.array([r.model for r in latest.values()], pa.string()),
-        "region": pa.array([r.region for r in latest.values()], pa.string()),
-    }), "INSERT INTO vehicles (vehicle_id, model, region) SELECT vehicle_id, model, region "
-        "FROM batch ON CONFLICT (vehicle_id) DO UPDATE SET model = excluded.model, "
-        "region = excluded.region")
-
-
-def _row_count(message: contract.Message) -> int:
-    if isinstance(message, contract.TelemetryBatch):
-        return len(message.ts)
-    if isinstance(message, contract.DtcBatch):
-        return len(message.events)
-    if isinstance(message, contract.HealthReport):
-        return 1
-    return len(message.components)
-
-
-def _insert_ingested(con: duckdb.DuckDBPyConnection, messages: Sequence[contract.Message],
-                     topics: Sequence[str]) -> None:
-    if not messages:
-        return
-    _insert_arrow(con, pa.table({
-        "msg_id": pa.array([m.msg_id for m in messages], pa.string()),
-        "vehicle_id": pa.array([m.vehicle_id for m in messages], pa.string()),
-        "kind": pa.array([_KIND[type(m)] for m in messages], pa.string()),
-        "topic": pa.array(list(topics), pa.string()),
-        "n_rows": pa.array([_row_count(m) for m in messages], pa.int32()),
-    }), "INSERT INTO ingested_messages (msg_id, vehicle_id, kind, topic, n_rows) "
-        "SELECT msg_id, vehicle_id, kind, topic, n_rows FROM batch")
-
-
-def _insert_dead_letters(con: duckdb.DuckDBPyConnection, rejected: Sequence[Prepared]) -> None:
-    if not rejected:
-        return
-    for prepared in rejected:
-        log.warning("dead-lettering a message on %s: %s", prepared.item.topic, prepared.reason)
-    _insert_arrow(con, pa.table({
-        "received_at": pa.array([p.item.received_at for p in rejected], pa.float64()),
-        "topic": pa.array([p.item.topic for p in rejected], pa.string()),
-        "reason": pa.array([p.reason for p in rejected], pa.string()),
-        "payload": pa.array([p.item.payload for p in rejected], pa.binary()),
-    }), "INSERT INTO dead_letters (received_at, topic, reason, payload) "
-        "SELECT to_timestamp(received_at), topic, reason, payload FROM batch")
-
-
-def replay_dead_letters(con: duckdb.DuckDBPyConnection,
-                        ids: Sequence[int] | None = None) -> LandResult:
-    """Try again to land dead letters not yet replayed (all of them, or only ``ids``).
-
-    Run after a fix (a new contract version, a corrected topic map). Letters that land now,
-    or whose ``msg_id`` has landed meanwhile, get ``replayed_at``; the rest stay with their
-    reason updated to today's. All of it happens in one transaction.
-
-    Raises:
-        LandingError: the transaction failed and was rolled back.
-    """
-    with _transaction(con):
-        letters = _pending_letters(con, ids)
-        batch = [prepare(item) for _, item in letters]
-        accepted, duplicates, rejected = _partition(con, batch)
-        result = _write(con, [batch[i].message for i in accepted],
-                        [batch[i].item.topic for i in accepted])
-        done = [letters[i][0] for i in accepted + duplicates]
-        if done:
-            con.execute("UPDATE dead_letters SET replayed_at = now() "
-                        "WHERE id IN (SELECT unnest($ids))", {"ids": done})
-        _update_reasons(con, [(letters[i][0], batch[i].reason or "") for i in rejected])
-    return replace(result, duplicates=len(duplicates), dead_letters=len(rejected))
-
-
-def _pending_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None
-                     ) -> list[tuple[int, InboundMessage]]:
-    sql = ("SELECT id, epoch(received_at), topic, payload FROM dead_letters "
-           "WHERE replayed_at IS NULL")
-    params: dict[str, object] = {}
-    if ids is not None:
-        sql += " AND id IN (SELECT unnest($ids::BIGINT[]))"
-        params["ids"] = list(ids)
-    rows = con.execute(sql + " ORDER BY id", params).fetchall()
-    return [(int(r[0]), InboundMessage(str(r[2]), bytes(r[3]), float(r[1]))) for r in rows]
-
-
-def _update_reasons(con: duckdb.DuckDBPyConnection, reasons: Sequence[tuple[int, str]]) -> None:
-    if not reasons:
-        return
-    _insert_arrow(con, pa.table({
-        "id": pa.array([r[0] for r in reasons], pa.int64()),
-        "reason": pa.array([r[1] for r in reasons], pa.string()),
-    }), "UPDATE dead_letters SET reason = batch.reason FROM batch WHERE dead_letters.id = batch.id")
-
-
-def list_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 50) -> list[DeadLetter]:
-    """The most recent dead letters, newest first, replayed ones included."""
-    rows = con.execute(
-        "SELECT id, received_at, topic, reason, payload, replayed_at FROM dead_letters "
-        "ORDER BY id DESC LIMIT $limit", {"limit": limit},
-    ).fetchall()
-    return [DeadLetter(int(r[0]), r[1], str(r[2]), str(r[3]), bytes(r[4]), r[5]) for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +12,13 @@ import pytest
 
 from edge import contract
 from pipeline import store
+from pipeline.columnar import invalid_messages, telemetry_columns
+from pipeline.deadletters import list_dead_letters, replay_dead_letters
 from pipeline.landing import (
     InboundMessage,
     LandResult,
     land,
-    list_dead_letters,
     prepare,
-    replay_dead_letters,
 )
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -60,10 +61,17 @@ def count(con: duckdb.DuckDBPyConnection, table: str) -> int:
     return int(row[0])
 
 
-def test_every_kind_lands_with_its_rows(con: duckdb.DuckDBPyConnection) -> None:
-    result = land(con, [telemetry("t1"), dtc("d1"), truth("g1")])
+def health(msg_id: str, vehicle: str = "VIN1", online: bool = True) -> InboundMessage:
+    report = contract.HealthReport(msg_id, vehicle, T0 + 60, online,
+                                   {"frames_received": 12.0, "evicted": 0.0})
+    return InboundMessage(contract.health_topic(vehicle), contract.encode(report), T0)
 
-    assert result == LandResult(messages_landed=3, telemetry_rows=3, dtc_rows=2, truth_rows=2)
+
+def test_every_kind_lands_with_its_rows(con: duckdb.DuckDBPyConnection) -> None:
+    result = land(con, [telemetry("t1"), dtc("d1"), truth("g1"), health("h1")])
+
+    assert result == LandResult(messages_landed=4, telemetry_rows=3, dtc_rows=2, truth_rows=2,
+                                health_rows=1, dtc_vehicle_ids=("VIN1",))
     rows = con.execute("SELECT vehicle_id, epoch(ts), signal, value, msg_id FROM telemetry "
                        "ORDER BY ts").fetchall()
     assert rows == [("VIN1", T0, "Vehicle.Sig0", 0.0, "t1"), ("VIN1", T0 + 1, "Vehicle.Sig1", 1.0,
@@ -76,9 +84,12 @@ def test_every_kind_lands_with_its_rows(con: duckdb.DuckDBPyConnection) -> None:
                                                             ("traction_battery", T0 + 3600, 0.4)]
     assert con.execute("SELECT * FROM vehicles").fetchall() == [("VIN1", "EV-A", "north", None,
                                                                  None)]
+    assert con.execute("SELECT vehicle_id, epoch(ts), online, counters->>'$.frames_received', "
+                       "msg_id FROM edge_health").fetchall() == [("VIN1", T0 + 60, True, "12.0",
+                                                                  "h1")]
     assert con.execute("SELECT msg_id, kind, n_rows FROM ingested_messages ORDER BY msg_id"
                        ).fetchall() == [("d1", "dtc", 2), ("g1", "truth", 2),
-                                        ("t1", "telemetry", 3)]
+                                        ("h1", "health", 1), ("t1", "telemetry", 3)]
 
 
 def test_landing_the_same_batch_twice_writes_nothing_new(con: duckdb.DuckDBPyConnection) -> None:
@@ -87,7 +98,7 @@ def test_landing_the_same_batch_twice_writes_nothing_new(con: duckdb.DuckDBPyCon
 
     again = land(con, batch)
 
-    assert again == LandResult(duplicates=3)
+    assert again == LandResult(duplicates=3)  # no dtc_vehicle_ids either: nothing new
     assert (count(con, "telemetry"), count(con, "dtc_events"), count(con, "ground_truth")) == (
         3, 2, 2)
 
@@ -114,6 +125,12 @@ def _raw(topic: str, payload: bytes) -> InboundMessage:
     return InboundMessage(topic, payload, T0)
 
 
+def _edited(message: InboundMessage, **fields: object) -> InboundMessage:
+    """``message`` with some payload fields replaced (None removes the field)."""
+    doc = orjson.loads(message.payload) | fields
+    return _raw(message.topic, orjson.dumps({k: v for k, v in doc.items() if v is not None}))
+
+
 BAD_MESSAGES = {
     "garbage": (_raw(contract.telemetry_topic("VIN1"), b"\x00\xffnot json"), "not valid JSON"),
     "truncated": (_raw(contract.telemetry_topic("VIN1"), telemetry("x").payload[:40]),
@@ -124,6 +141,23 @@ BAD_MESSAGES = {
                 "does not match payload vehicle_id 'VIN1'"),
     "kind": (_raw(contract.dtc_topic("VIN1"), telemetry("k").payload), "a telemetry payload"),
     "topic": (_raw("somewhere/else", telemetry("o").payload), "not a fleetcare ingest topic"),
+    "oversize": (_raw(contract.telemetry_topic("VIN1"), b" " * (contract.MAX_PAYLOAD_BYTES + 1)),
+                 "oversize: payload of 1000001 bytes"),
+    "ms_timestamps": (_edited(telemetry("ms"), ts=[T0 * 1000, T0 * 1000, T0 * 1000]),
+                      "ts[0] = 1767225600000.0 is not a Unix time in seconds"),
+    "null_value": (_edited(telemetry("nv"), value=[1.0, None, 2.0]), "value holds 1 null"),
+    "text_value": (_edited(telemetry("tv"), value=[1.0, "high", 2.0]), "Could not convert"),
+    "lengths": (_edited(telemetry("ln"), signal=["a"]), "must have the same length"),
+    "no_values": (_edited(telemetry("nv2"), value=None), "missing 'value'"),
+    "no_msg_id": (_edited(telemetry("ni"), msg_id=""), "msg_id must be a non-empty string"),
+    "bad_vehicle": (_edited(telemetry("bv"), vehicle_id="no/slashes"), "vehicle id"),
+    "not_object": (_raw(contract.telemetry_topic("VIN1"), b"[1, 2]"), "must be a JSON object"),
+    "unknown_kind": (_edited(telemetry("uk"), kind="selfie"), "unknown kind 'selfie'"),
+    "dtc_ms_time": (_raw(contract.dtc_topic("VIN1"), contract.encode(contract.DtcBatch(
+        "dm", "VIN1", [contract.DtcEvent(T0 * 1000, "P0A80", "stored")]))),
+        "is not a Unix time in seconds"),
+    "health_topic": (_raw(contract.telemetry_topic("VIN1"), health("hx").payload),
+                     "a health payload arrived"),
 }
 
 
@@ -139,6 +173,7 @@ def test_bad_messages_are_dead_lettered_and_the_rest_lands(
     assert reason in letter.reason
     assert (letter.topic, letter.payload, letter.replayed_at) == (bad.topic, bad.payload, None)
     assert count(con, "telemetry") == 3
+    assert count(con, "ingested_messages") == 2
 
 
 def test_replay_lands_a_fixed_letter_and_keeps_a_broken_one(
@@ -176,3 +211,39 @@ def test_prepare_counts_telemetry_rows_without_touching_the_store() -> None:
     assert prepare(telemetry("t1", n=7)).telemetry_rows == 7
     assert prepare(dtc("d1")).telemetry_rows == 0
     assert prepare(_raw("a/b", b"")).reason is not None
+
+
+def test_non_finite_values_fail_validation_with_the_message_named() -> None:
+    good = telemetry_columns({"ts": [T0, T0], "signal": ["a", "b"], "value": [1.0, 2.0]})
+    nan = telemetry_columns({"ts": [T0, T0], "signal": ["a", "b"], "value": [1.0, math.nan]})
+    early = telemetry_columns({"ts": [T0, 3.0], "signal": ["a", "b"], "value": [1.0, 2.0]})
+
+    assert invalid_messages([good, good]) == {}
+    reasons = invalid_messages([good, nan, good, early])
+    assert sorted(reasons) == [1, 3]
+    assert "value[1] = nan is not a finite number" in reasons[1]
+    assert "ts[1] = 3.0" in reasons[3]
+
+
+def test_dtc_vehicle_ids_name_only_vehicles_with_new_fault_rows(
+        con: duckdb.DuckDBPyConnection) -> None:
+    land(con, [dtc("d1", "VIN1")])
+    empty = InboundMessage(contract.dtc_topic("VIN3"), contract.encode(
+        contract.DtcBatch("d3", "VIN3", [])), T0)
+
+    result = land(con, [dtc("d1", "VIN1"), dtc("d2", "VIN2"), empty, telemetry("t1", "VIN4")])
+
+    assert result.dtc_vehicle_ids == ("VIN2",)
+
+
+def test_a_large_mixed_batch_lands_every_good_row(con: duckdb.DuckDBPyConnection) -> None:
+    good = [telemetry(f"g{i}", f"VIN{i % 7}", n=50) for i in range(300)]
+    bad = [case[0] for case in BAD_MESSAGES.values()]
+    mixed = [m for pair in zip(good, bad * 50, strict=False) for m in pair] + good[len(bad) * 50:]
+
+    result = land(con, mixed)
+
+    assert (result.messages_landed, result.telemetry_rows, result.dead_letters) == (
+        300, 300 * 50, min(len(bad) * 50, 300))
+    assert con.execute("SELECT count(*), count(DISTINCT msg_id) FROM telemetry").fetchone() == (
+        300 * 50, 300)
