@@ -3,6 +3,27 @@
 Knows nothing of MQTT, DuckDB or Prefect: it takes arrays and DataFrames.
 """
 
+from models._battery_life import (
+    BatteryLifeForecaster,
+    LifeForecast,
+    crossing_index,
+    snapshot_features,
+    training_snapshots,
+)
+from models._brake_life import BrakePadLifeForecaster, PadLife, pad_life
 from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
+from models._no_start import NoStartRiskClassifier
 
-__all__ = ["FaultWarningClassifier", "cost_optimal_threshold"]
+__all__ = [
+    "BatteryLifeForecaster",
+    "BrakePadLifeForecaster",
+    "FaultWarningClassifier",
+    "LifeForecast",
+    "NoStartRiskClassifier",
+    "PadLife",
+    "cost_optimal_threshold",
+    "crossing_index",
+    "pad_life",
+    "snapshot_features",
+    "training_snapshots",
+]

@@ -125,6 +125,46 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         warn = self.predict_proba(X)[:, 1] >= self.threshold_
         return np.asarray(self.classes_[warn.astype(int)])
 
+    def design_names(self) -> list[str]:
+        """Names of the columns the regression sees (input names, then derived ones)."""
+        check_is_fitted(self)
+        if hasattr(self, "feature_names_in_"):
+            return [str(n) for n in self.feature_names_in_]
+        return [f"x{i}" for i in range(self.n_features_in_)]
+
+    def contributions(self, X: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Each design column's additive share of the log-odds, and the value it came from.
+
+        For a logistic regression on scaled, imputed inputs the log-odds are exactly
+        ``intercept + sum(coef_j * z_j)``, so ``coef_j * z_j`` is column j's contribution
+        (positive: pushes towards a warning), measured against the training mean.
+
+        Returns:
+            ``(contributions, values)``, both ``(n_rows, n_design_columns)``; values are the
+            inputs before imputation (NaN where the vehicle did not report).
+        """
+        check_is_fitted(self)
+        Xv = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        steps = self.pipeline_.steps
+        raw = np.asarray(Xv, dtype=float)
+        for _, step in steps[:-3]:
+            raw = np.asarray(step.transform(raw), dtype=float)
+        z = self.pipeline_[-2].transform(self.pipeline_[-3].transform(raw))
+        coef = np.asarray(self.pipeline_[-1].coef_[0], dtype=float)
+        return np.asarray(z, dtype=float) * coef, raw
+
+    def explain(self, X: ArrayLike, top: int = 3) -> list[list[dict[str, Any]]]:
+        """The ``top`` contributions per row, largest magnitude first, JSON-ready."""
+        contrib, raw = self.contributions(X)
+        names = self.design_names()
+        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
+        return [
+            [{"feature": names[j], "contribution": round(float(contrib[i, j]), 4),
+              "value": None if np.isnan(raw[i, j]) else round(float(raw[i, j]), 4)}
+             for j in order[i]]
+            for i in range(contrib.shape[0])
+        ]
+
 
 def cost_optimal_threshold(
     y: NDArray[Any], proba: NDArray[np.float64], cost_fp: float, cost_fn: float
