@@ -1,0 +1,48 @@
+"""The diagnostic frame taps an agent can run beside its DBC decoder, by name.
+
+``make_taps(["obd", "j1939", "uds"])`` builds them; ``uds`` reads every map in ``dbc/uds``
+unless maps are named (``uds:nissan_leaf``). The taps expose what a ``TapResult`` cannot carry:
+``ObdTap.vin`` and ``J1939Tap.vin`` (validated, 17 characters) and their counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge.agent import FrameTap
+from edge.diag.j1939_tap import J1939Tap
+from edge.diag.obd_tap import ObdTap
+from edge.diag.uds_map import UDS_MAP_DIR, load_did_map
+from edge.diag.uds_tap import UdsTap
+from edge.errors import ConfigError
+
+TAP_NAMES = ("obd", "j1939", "uds")
+
+
+def make_taps(names: Sequence[str]) -> list[FrameTap]:
+    """One tap per name: ``obd``, ``j1939``, ``uds`` or ``uds:<map>[,<map>...]``.
+
+    Raises:
+        ConfigError: a name is not one of the valid ones, or a UDS map cannot be read.
+    """
+    taps: list[FrameTap] = []
+    for name in names:
+        kind, _, arg = name.strip().partition(":")
+        if kind == "obd" and not arg:
+            taps.append(ObdTap())
+        elif kind == "j1939" and not arg:
+            taps.append(J1939Tap())
+        elif kind == "uds":
+            taps.append(_uds_tap(arg))
+        else:
+            raise ConfigError(
+                f"unknown diagnostic tap {name!r}; valid taps are {', '.join(TAP_NAMES)} "
+                "(and uds:<map> for maps in dbc/uds)"
+            )
+    return taps
+
+
+def _uds_tap(arg: str) -> UdsTap:
+    if arg:
+        return UdsTap([load_did_map(m) for m in arg.split(",")])
+    return UdsTap([load_did_map(p) for p in sorted(UDS_MAP_DIR.glob("*.toml"))])
