@@ -87,7 +87,7 @@ class Reassembler:
         self.counters.messages += 1
         return message
 
-    def _bad(self, reason: str) -> None:
+    def _bad(self, reason: str) -> bytes | None:
         self.counters.malformed += 1
         self.counters.by_reason[reason] = self.counters.by_reason.get(reason, 0) + 1
         return None

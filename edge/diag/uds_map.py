@@ -13,7 +13,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edge.diag.errors import DiagParseError
 from edge.errors import ConfigError
@@ -77,7 +77,9 @@ def load_did_map(path: str | Path) -> DidMap:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"UDS map {file} is not valid TOML: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"UDS map {file}: missing or bad key {exc}; see README, On-board diagnostics") from exc
+        raise ConfigError(
+            f"UDS map {file}: missing or bad key {exc} (see README, On-board diagnostics)"
+        ) from exc
 
 
 def _did(raw: dict[str, Any]) -> Did:
@@ -129,7 +131,7 @@ def _values(payload: bytes, s: DidSignal) -> list[tuple[str, float]]:
         if len(chunk) < s.length:
             raise DiagParseError(f"{s.name}: needs bytes {start}-{start + s.length - 1}, "
                                  f"the answer has {len(payload)}")
-        order = "little" if s.little_endian else "big"
+        order: Literal["little", "big"] = "little" if s.little_endian else "big"
         if int.from_bytes(chunk, order) in s.invalid:
             continue
         raw = int.from_bytes(chunk, order, signed=s.signed)
