@@ -1,55 +1,66 @@
-"""A small but real reference CRM: an HTTP endpoint that receives signed lead webhooks.
+"""A small but real reference CRM: receives signed lead webhooks, lets advisors act on them.
 
 It is what tests and the demo deliver to, and a model for a dealer integration: verify the
 Standard Webhooks signature and timestamp before trusting a byte, store each ``webhook-id``
-once (a redelivery is answered 200 and stored nothing), answer fast.
+once (a redelivery is answered 200 and stored nothing), answer fast. When an advisor
+acknowledges, books, finishes or dismisses a lead, the CRM sends a signed status update to
+fleetcare's inbound endpoint (``status_url``), the way a dealer CRM's outbound webhook would.
 
-Endpoints: ``POST /leads`` (a lead document), ``GET /leads`` (every stored lead as JSON).
+Endpoints: ``POST /leads`` (a lead: JSON, or ADF XML), ``GET /leads`` (every stored delivery),
+``POST /leads/<lead_id>/status`` (an advisor's action: ``{"state": "booked", ...}``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+import urllib.error
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any, Final
 
+from pipeline.appointments import iso
+from pipeline.http_json import JsonHttpServer
 from pipeline.lifecycle import run_until_terminated
-from pipeline.outbox import SignatureError, verify
+from pipeline.signing import SignatureError, newest, signed_headers, verify
 
 log = logging.getLogger(__name__)
 
 PATH: Final = "/leads"
-MAX_BODY: Final = 1_000_000
 
 
-class CrmReceiver:
+class CrmReceiver(JsonHttpServer):
     """A threaded HTTP server in the background that stores verified leads in memory.
 
     Args:
-        secret: the shared ``whsec_`` signing secret.
+        secret: the ``whsec_`` key, or every key live during a rotation.
         host: interface to listen on.
         port: TCP port (0: any free port; read it back from :attr:`url`).
+        status_url: fleetcare's inbound endpoint for advisors' status updates (optional).
+        status_secret: key that signs those updates (default: the newest of ``secret``).
     """
 
-    def __init__(self, secret: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._secret = secret
+    def __init__(self, secret: str | Sequence[str], *, host: str = "127.0.0.1", port: int = 0,
+                 status_url: str | None = None, status_secret: str | None = None) -> None:
+        self._secrets = [secret] if isinstance(secret, str) else list(secret)
+        self.status_url = status_url
+        self._status_secret = status_secret or newest(self._secrets)
         self._lock = threading.Lock()
         self._leads: dict[str, dict[str, Any]] = {}
         self._received = 0
         self._rejected = 0
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__({("POST", PATH): self._post, ("GET", PATH): self._get},
+                         host=host, port=port)
 
     @property
     def url(self) -> str:
         """The POST endpoint, e.g. ``http://127.0.0.1:41234/leads``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{PATH}"
+        return self.base_url + PATH
 
     @property
     def received_count(self) -> int:
@@ -64,46 +75,66 @@ class CrmReceiver:
             return self._rejected
 
     def leads(self) -> list[dict[str, Any]]:
-        """Stored lead documents, one per distinct webhook-id, in arrival order."""
+        """Stored deliveries, one per distinct webhook-id, in arrival order."""
         with self._lock:
             return list(self._leads.values())
 
-    def start(self) -> CrmReceiver:
-        """Serve in a background thread; returns self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="crm",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and free the port."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> CrmReceiver:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def rotate(self, secrets: Sequence[str]) -> None:
+        """Replace the accepted keys (a rotation: list old and new until senders switched)."""
+        with self._lock:
+            self._secrets = list(secrets)
 
     def accept(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Verify and store one delivery; return (HTTP status, JSON answer)."""
+        with self._lock:
+            keys = list(self._secrets)
         try:
-            msg_id = verify(self._secret, headers, body, time.time())
-            doc = json.loads(body)
+            msg_id = verify(keys, headers, body, time.time())
+            doc = _parse(headers, body)
         except SignatureError as exc:
             return self._reject(exc.status, str(exc))
-        except ValueError as exc:
-            return self._reject(400, f"body is not JSON: {exc}")
+        except (ValueError, ET.ParseError) as exc:
+            return self._reject(400, f"body is neither JSON nor XML: {exc}")
         with self._lock:
             self._received += 1
             duplicate = msg_id in self._leads
             self._leads.setdefault(msg_id, doc)
         return 200, {"status": "duplicate" if duplicate else "stored", "webhook_id": msg_id}
+
+    def set_status(self, lead_id: str, state: str, **detail: Any) -> tuple[int, dict[str, Any]]:
+        """An advisor acts on a lead: send the signed update to fleetcare; its answer back."""
+        if self.status_url is None:
+            return 409, {"error": "this CRM has no status_url to report to"}
+        update = {"update_id": f"upd-{uuid.uuid4().hex}", "lead_id": lead_id, "state": state,
+                  "at": detail.pop("at", None) or iso(dt.datetime.now(dt.UTC)), **detail}
+        body = json.dumps(update).encode()
+        headers = signed_headers(self._status_secret, update["update_id"], int(time.time()),
+                                 body)
+        request = urllib.request.Request(self.status_url, data=body, method="POST", headers={
+            "content-type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+        except OSError as exc:
+            return 502, {"error": f"cannot reach {self.status_url}: {exc}"}
+
+    def _post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        if path == PATH:
+            return self.accept(headers, body)
+        lead_id, _, action = path.removeprefix(PATH + "/").partition("/")
+        if action != "status":
+            return 404, {"error": f"no such endpoint POST {path}"}
+        try:
+            request = json.loads(body)
+            state = request.pop("state")
+        except (ValueError, KeyError, AttributeError):
+            return 400, {"error": 'send {"state": "acknowledged|booked|done|dismissed", ...}'}
+        return self.set_status(lead_id, state, **request)
+
+    def _get(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        return (200, self.leads()) if path == PATH else (404, {"error": f"no such {path}"})
 
     def _reject(self, status: int, reason: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -112,39 +143,19 @@ class CrmReceiver:
         return status, {"error": reason}
 
 
-def _handler_for(receiver: CrmReceiver) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            if self.path != PATH:
-                return self._answer(404, {"error": f"no such endpoint {self.path}"})
-            length = int(self.headers.get("content-length") or 0)
-            if length > MAX_BODY:
-                return self._answer(413, {"error": "body too large"})
-            body = self.rfile.read(length)
-            status, answer = receiver.accept(dict(self.headers.items()), body)
-            self._answer(status, answer)
-
-        def do_GET(self) -> None:
-            if self.path != PATH:
-                return self._answer(404, {"error": f"no such endpoint {self.path}"})
-            self._answer(200, receiver.leads())
-
-        def _answer(self, status: int, doc: Any) -> None:
-            data = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("crm %s: " + format, self.address_string(), *args)
-
-    return Handler
+def _parse(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """A JSON body as is; an XML body (ADF) kept whole after checking it parses."""
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    if "xml" in content_type:
+        root = ET.fromstring(body)
+        return {"format": root.tag, "xml": body.decode()}
+    doc: dict[str, Any] = json.loads(body)
+    return doc
 
 
-def serve_forever(secret: str, port: int, host: str = "127.0.0.1") -> None:
+def serve_forever(secret: str | Sequence[str], port: int, host: str = "127.0.0.1",
+                  status_url: str | None = None) -> None:
     """Run a receiver in the foreground until interrupted (for the CLI)."""
-    receiver = CrmReceiver(secret, host=host, port=port)
+    receiver = CrmReceiver(secret, host=host, port=port, status_url=status_url)
     log.info("reference CRM listening on %s", receiver.url)
     run_until_terminated(receiver)

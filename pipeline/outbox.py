@@ -1,50 +1,53 @@
 """Deliver the lead outbox to a CRM as signed webhooks (Standard Webhooks).
 
 Each outbox row is POSTed with ``webhook-id`` (the row's event_id, the idempotency key the CRM
-deduplicates on), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature``
-(``v1,`` + base64 HMAC-SHA256 of ``"{id}.{timestamp}.{body}"`` keyed with the secret, which
-is written ``whsec_<base64 key>``). A 2xx marks the row delivered and the lead sent; a 5xx,
-408, 429, timeout or refused connection schedules a retry with exponential backoff and jitter;
-any other 4xx, or running out of attempts, marks it dead with the reason. Each row's outcome is
-committed right after its request, so a crash re-sends at most one row, which the CRM drops
-as a duplicate.
+deduplicates on), ``webhook-timestamp`` (Unix seconds) and ``webhook-signature`` (see
+:mod:`pipeline.signing`; the newest of the given keys signs). A 2xx marks the row delivered and
+the lead sent. A 5xx, 408, 429, timeout or refused connection is the CRM's trouble, not the
+lead's: the row is retried with exponential backoff and jitter for up to
+:data:`RETRY_WINDOW` after its first failure. Any other 4xx says the request itself is wrong
+(bad signature, a body the CRM cannot take), so retrying would only repeat it: the row is dead
+at once, with the CRM's answer as the reason. Each row's outcome is committed right after its
+request, so a crash re-sends at most one row, which the CRM drops as a duplicate.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hashlib
-import hmac
 import logging
 import random
-import secrets as _secrets
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import duckdb
+import orjson
 
-from pipeline.errors import DeliveryError, RejectedError, TerminalPipelineError
+from pipeline.crm_adapters import render
+from pipeline.errors import DeliveryError, RejectedError
+from pipeline.signing import (
+    SECRET_PREFIX,
+    SignatureError,
+    check_secret,
+    new_secret,
+    sign,
+    signed_headers,
+    verify,
+)
+
+__all__ = ["BACKOFF_BASE_S", "BACKOFF_CAP_S", "RETRY_WINDOW", "SECRET_PREFIX", "DeliveryReport",
+           "SignatureError", "backoff_s", "deliver_outbox", "new_secret", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
-SECRET_PREFIX: Final = "whsec_"
 BACKOFF_BASE_S: Final = 30.0
 BACKOFF_CAP_S: Final = 6 * 3600.0
+RETRY_WINDOW: Final = dt.timedelta(days=3)
+"""A row that still fails this long after its first failure is dead."""
 _RETRY_STATUSES: Final = frozenset({408, 429})
-
-
-class SignatureError(TerminalPipelineError):
-    """A webhook failed verification; ``status`` is the HTTP status a receiver should answer."""
-
-    def __init__(self, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,90 +59,52 @@ class DeliveryReport:
     dead: int
 
 
-def new_secret() -> str:
-    """A fresh random signing secret in ``whsec_<base64>`` form (24 random bytes)."""
-    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(24)).decode()
-
-
-def _key(secret: str) -> bytes:
-    raw = secret.removeprefix(SECRET_PREFIX)
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("webhook secret must be 'whsec_' followed by base64") from exc
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
-    """The ``webhook-signature`` value (``v1,<base64>``) for one message."""
-    payload = body.decode() if isinstance(body, bytes) else body
-    content = f"{msg_id}.{timestamp}.{payload}".encode()
-    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
-def verify(
-    secrets: str | Sequence[str],
-    headers: Mapping[str, str],
-    body: str | bytes,
-    now: dt.datetime | float,
-    tolerance_s: float = 300,
-) -> str:
-    """Check a received webhook; return its ``webhook-id`` when authentic and fresh.
-
-    Accepts several secrets (key rotation) and several space-separated signatures.
-
-    Raises:
-        SignatureError: a header is missing or malformed (status 400), the timestamp is more
-            than ``tolerance_s`` away from ``now`` (status 400), or no signature matches
-            (status 401).
-    """
-    lower = {k.lower(): v for k, v in headers.items()}
-    msg_id, stamp = lower.get("webhook-id"), lower.get("webhook-timestamp")
-    sigs = lower.get("webhook-signature")
-    if not msg_id or not stamp or not sigs:
-        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature", 400)
-    try:
-        ts = int(stamp)
-    except ValueError:
-        raise SignatureError(f"webhook-timestamp {stamp!r} is not Unix seconds", 400) from None
-    clock = now.timestamp() if isinstance(now, dt.datetime) else float(now)
-    if abs(clock - ts) > tolerance_s:
-        raise SignatureError(
-            f"webhook-timestamp {ts} is more than {tolerance_s:.0f} s from now", 400)
-    keys = [secrets] if isinstance(secrets, str) else list(secrets)
-    expected = {sign(k, msg_id, ts, body).split(",", 1)[1] for k in keys}
-    for candidate in sigs.split():
-        version, _, value = candidate.partition(",")
-        if version == "v1" and any(hmac.compare_digest(value, e) for e in expected):
-            return msg_id
-    raise SignatureError("no webhook-signature matches the body", 401)
+@dataclass(frozen=True, slots=True)
+class _Row:
+    event_id: str
+    lead_id: str
+    body: str
+    attempt: int
+    first_failed_at: dt.datetime | None
+    payload_format: str
 
 
 def deliver_outbox(
     con: duckdb.DuckDBPyConnection,
     *,
     url: str,
-    secret: str,
+    secret: str | Sequence[str],
     now: dt.datetime | None = None,
     timeout_s: float = 5.0,
-    max_attempts: int = 12,
+    max_attempts: int | None = None,
+    payload_format: str = "json",
+    event_ids: Collection[str] | None = None,
 ) -> DeliveryReport:
     """POST every pending outbox row that is due at ``now`` to ``url``.
 
-    ``now`` decides which rows are due and when retries are scheduled; the signed
-    ``webhook-timestamp`` is always the real send time, which receivers check against their
-    clock.
+    Args:
+        con: the store (this process is its writer).
+        url: the CRM endpoint.
+        secret: the ``whsec_`` key, or the live keys of a rotation, newest last.
+        now: decides which rows are due and when retries are scheduled (default: now). The
+            signed ``webhook-timestamp`` is always the real send time, which receivers check.
+        timeout_s: per request.
+        max_attempts: give up sooner than the retry window (None: only the window counts).
+        payload_format: ``json``, ``salesforce`` or ``adf`` for rows that do not name one.
+        event_ids: only these rows (urgent leads deliver their own rows at once).
     """
     now = now or dt.datetime.now(dt.UTC)
-    _key(secret)
+    for key in [secret] if isinstance(secret, str) else secret:
+        check_secret(key)
     rows = con.execute(
-        "SELECT event_id, lead_id, CAST(body AS VARCHAR), attempts FROM outbox"
-        " WHERE status = 'pending' AND next_attempt_at <= ?"
-        " ORDER BY next_attempt_at, event_id", [now]).fetchall()
+        "SELECT event_id, lead_id, CAST(body AS VARCHAR), attempts + 1, first_failed_at,"
+        " coalesce(payload_format, ?) FROM outbox WHERE status = 'pending'"
+        " AND next_attempt_at <= ? AND (? OR list_contains(?, event_id))"
+        " ORDER BY next_attempt_at, event_id",
+        [payload_format, now, event_ids is None, list(event_ids or ())]).fetchall()
     tally = {"delivered": 0, "retrying": 0, "dead": 0}
-    for event_id, lead_id, body, attempts in rows:
-        outcome = _deliver_one(con, url, secret, timeout_s, (event_id, lead_id, body),
-                               attempts + 1, max_attempts, now)
+    for row in rows:
+        outcome = _deliver_one(con, url, secret, timeout_s, _Row(*row), max_attempts, now)
         tally[outcome] += 1
     if rows:
         log.info("outbox delivery to %s: %s", url, tally)
@@ -147,24 +112,29 @@ def deliver_outbox(
 
 
 def _deliver_one(
-    con: duckdb.DuckDBPyConnection, url: str, secret: str, timeout_s: float,
-    row: tuple[str, str, str], attempt: int, max_attempts: int, now: dt.datetime,
+    con: duckdb.DuckDBPyConnection, url: str, secret: str | Sequence[str], timeout_s: float,
+    row: _Row, max_attempts: int | None, now: dt.datetime,
 ) -> str:
-    event_id, lead_id, body = row
     try:
-        _post(url, secret, event_id, body, timeout_s)
-    except RejectedError as exc:
-        return _mark_dead(con, event_id, attempt, str(exc))
+        body, content_type = render(orjson.loads(row.body), row.payload_format) \
+            if row.payload_format != "json" else (row.body.encode(), "application/json")
+        _post(url, secret, row.event_id, body, content_type, timeout_s)
+    except (RejectedError, ValueError) as exc:
+        return _mark_dead(con, row.event_id, row.attempt, str(exc))
     except DeliveryError as exc:
-        if attempt >= max_attempts:
-            return _mark_dead(con, event_id, attempt, f"gave up after {attempt}: {exc}")
-        retry_at = now + dt.timedelta(seconds=backoff_s(attempt))
-        con.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?"
-                    " WHERE event_id = ?", [attempt, retry_at, str(exc), event_id])
+        first = row.first_failed_at or now
+        out_of_time = now - first >= RETRY_WINDOW
+        if out_of_time or (max_attempts is not None and row.attempt >= max_attempts):
+            why = f"gave up after {row.attempt} attempts since {first:%Y-%m-%d %H:%M} UTC"
+            return _mark_dead(con, row.event_id, row.attempt, f"{why}: {exc}")
+        retry_at = min(now + dt.timedelta(seconds=backoff_s(row.attempt)), first + RETRY_WINDOW)
+        con.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,"
+                    " first_failed_at = ? WHERE event_id = ?",
+                    [row.attempt, retry_at, str(exc), first, row.event_id])
         log.warning("delivery of %s failed (attempt %d), retry at %s: %s",
-                    event_id, attempt, retry_at, exc)
+                    row.event_id, row.attempt, retry_at, exc)
         return "retrying"
-    _mark_delivered(con, event_id, lead_id, attempt, now)
+    _mark_delivered(con, row.event_id, row.lead_id, row.attempt, now)
     return "delivered"
 
 
@@ -196,24 +166,21 @@ def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
     Doubles from :data:`BACKOFF_BASE_S` up to :data:`BACKOFF_CAP_S`, then keeps a random
     50-100 % of it, so many leads failing together do not retry in lockstep.
     """
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(attempt - 1, 30))
     return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 
-def _post(url: str, secret: str, event_id: str, body: str, timeout_s: float) -> None:
+def _post(url: str, secret: str | Sequence[str], event_id: str, body: bytes,
+          content_type: str, timeout_s: float) -> None:
     """Send one webhook.
 
     Raises:
         RejectedError: the CRM answered a 4xx other than 408/429.
         DeliveryError: a 5xx, 408, 429, timeout or network error.
     """
-    stamp = int(time.time())
-    request = urllib.request.Request(url, data=body.encode(), method="POST", headers={
-        "content-type": "application/json",
-        "webhook-id": event_id,
-        "webhook-timestamp": str(stamp),
-        "webhook-signature": sign(secret, event_id, stamp, body),
-    })
+    headers = signed_headers(secret, event_id, int(time.time()), body)
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"content-type": content_type, **headers})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()

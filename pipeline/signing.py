@@ -1,0 +1,114 @@
+"""Standard Webhooks signatures: what proves a webhook came from us and was not altered.
+
+``webhook-signature`` is ``v1,`` + base64 HMAC-SHA256 of ``"{id}.{timestamp}.{body}"`` keyed
+with the secret, written ``whsec_<base64 key>``. Several keys may be live during a rotation:
+the sender signs with the newest (the last of the list it is given), a receiver accepts a
+signature made with any of them, so a webhook signed before the rotation and retried after
+it still verifies as long as the receiver lists both keys. Used in both directions: leads
+out to the CRM, status updates in from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import secrets as _secrets
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from pipeline.errors import TerminalPipelineError
+
+SECRET_PREFIX: Final = "whsec_"
+TOLERANCE_S: Final = 300.0
+"""A receiver refuses timestamps further than this from its clock (replay protection)."""
+
+
+class SignatureError(TerminalPipelineError):
+    """A webhook failed verification; ``status`` is the HTTP status a receiver should answer."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def new_secret() -> str:
+    """A fresh random signing secret in ``whsec_<base64>`` form (24 random bytes)."""
+    return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(24)).decode()
+
+
+def check_secret(secret: str) -> bytes:
+    """The raw key of a ``whsec_`` secret.
+
+    Raises:
+        ValueError: the secret is not ``whsec_`` followed by base64.
+    """
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("webhook secret must be 'whsec_' followed by base64") from exc
+
+
+def newest(secrets: str | Sequence[str]) -> str:
+    """The key a sender signs with: the only one, or the last (newest) of a rotation list."""
+    if isinstance(secrets, str):
+        return secrets
+    if not secrets:
+        raise ValueError("at least one webhook secret is needed")
+    return secrets[-1]
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
+    """The ``webhook-signature`` value (``v1,<base64>``) for one message."""
+    payload = body.decode() if isinstance(body, bytes) else body
+    content = f"{msg_id}.{timestamp}.{payload}".encode()
+    digest = hmac.new(check_secret(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(secrets: str | Sequence[str], msg_id: str, timestamp: int,
+                   body: str | bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers, signed with the newest key."""
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(newest(secrets), msg_id, timestamp, body)}
+
+
+def verify(
+    secrets: str | Sequence[str],
+    headers: Mapping[str, str],
+    body: str | bytes,
+    now: dt.datetime | float,
+    tolerance_s: float = TOLERANCE_S,
+) -> str:
+    """Check a received webhook; return its ``webhook-id`` when authentic and fresh.
+
+    Accepts several secrets (key rotation) and several space-separated signatures.
+
+    Raises:
+        SignatureError: a header is missing or malformed (status 400), the timestamp is more
+            than ``tolerance_s`` away from ``now`` (status 400), or no signature matches
+            (status 401).
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, stamp = lower.get("webhook-id"), lower.get("webhook-timestamp")
+    sigs = lower.get("webhook-signature")
+    if not msg_id or not stamp or not sigs:
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature", 400)
+    try:
+        ts = int(stamp)
+    except ValueError:
+        raise SignatureError(f"webhook-timestamp {stamp!r} is not Unix seconds", 400) from None
+    clock = now.timestamp() if isinstance(now, dt.datetime) else float(now)
+    if abs(clock - ts) > tolerance_s:
+        raise SignatureError(
+            f"webhook-timestamp {ts} is more than {tolerance_s:.0f} s from now", 400)
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    expected = {sign(k, msg_id, ts, body).split(",", 1)[1] for k in keys}
+    for candidate in sigs.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and any(hmac.compare_digest(value, e) for e in expected):
+            return msg_id
+    raise SignatureError("no webhook-signature matches the body", 401)
