@@ -1,10 +1,12 @@
-"""The edge agent: read a CAN bus, decode, batch by rule, spool, publish.
+"""The edge agent: read a CAN source, decode, collect by rule, spool, publish.
 
-One agent owns one bus (two readers of one bus split its frames between them). Its loop reads a
-frame, decodes it, appends the mapped signals to a columnar batch, and writes the batch to the
-spool when it holds ``batch_signals`` samples or ``batch_interval_s`` has passed; only then are
-those samples counted as read. The publisher sends the spool to the broker. Fault-code frames
-become fault-code events, which are spooled at once rather than with the next batch.
+One agent owns one source (two readers of one bus split its frames between them). Its loop
+reads a frame, hands it to the frame taps and the DBC decoder, maps the decoded signals to
+their published names, passes them through their collection mode, and appends what comes out
+to a columnar batch. A batch is written to the spool when it holds ``batch_signals`` samples or
+``batch_interval_s`` has passed; only then are its samples counted. The publisher sends the
+spool to the broker. Fault-code frames become fault-code events and cranking becomes a crank
+event, both spooled at once rather than with the next batch.
 
 Samples are stamped with the frame's own timestamp (the driver's receive time, a log's
 recorded time, or the simulator's simulated time), never with the time the agent got to it.
@@ -15,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,8 +24,9 @@ from typing import Protocol
 import can
 
 from edge import contract
+from edge.batch import BatchWriter, Notifiable
+from edge.cranking import CrankDetector
 from edge.decode import Decoder
-from edge.publish import Publisher
 from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
 from edge.spool import Spool
 
@@ -50,6 +52,13 @@ class FrameTap(Protocol):
         """Look at one frame; return what it completed, if anything."""
 
 
+class FrameReader(Protocol):
+    """A python-can bus or an :class:`edge.source.FrameSource`."""
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """The next frame, or None after ``timeout`` seconds."""
+
+
 @dataclass(frozen=True, slots=True)
 class AgentStats:
     """Everything the agent counted; ``signals_spooled`` equals the rows the backend lands."""
@@ -62,16 +71,19 @@ class AgentStats:
     signals_spooled: int
     dtc_events: int
     messages_spooled: int
+    filtered_frames: int = 0
+    signals_not_collected: int = 0
+    crank_events: int = 0
 
 
 class Agent:
-    """Reads one bus and feeds one spool.
+    """Reads one source and feeds one spool.
 
     Args:
         vehicle_id: the vehicle this gateway speaks for.
-        bus: the python-can bus to read (owned by this agent alone).
+        bus: the source to read (owned by this agent alone).
         decoder: the DBC decoder.
-        rules: collection rules (published names, the fault-code message).
+        rules: collection rules (published names, modes, fault codes, cranking).
         spool: the on-disk spool the publisher drains.
         publisher: told when the spool grows; None when another component drains the spool.
         batch_signals: samples per telemetry message.
@@ -81,48 +93,47 @@ class Agent:
             seconds of bus time, so the backend can tell a code still present from a stale one.
     """
 
-    def __init__(self, vehicle_id: str, bus: can.BusABC, decoder: Decoder, rules: RuleSet,
-                 spool: Spool, publisher: Publisher | None, *, batch_signals: int = 500,
+    def __init__(self, vehicle_id: str, bus: FrameReader, decoder: Decoder, rules: RuleSet,
+                 spool: Spool, publisher: Notifiable | None, *, batch_signals: int = 500,
                  batch_interval_s: float = 1.0, dtc_refresh_s: float = 3600.0,
                  taps: Sequence[FrameTap] = ()) -> None:
         self.vehicle_id = vehicle_id
         self._bus = bus
         self._decoder = decoder
         self._names = rules.compile()
+        self._unmapped = rules.publish_unmapped
         self._dtc = rules.dtc
-        self._spool = spool
-        self._publisher = publisher
-        self._batch_signals = batch_signals
+        self._out = BatchWriter(vehicle_id, spool, publisher, batch_signals=batch_signals)
         self._batch_interval_s = batch_interval_s
-        self._session = uuid.uuid4().hex[:12]
-        self._seq = 0
-        self._ts: list[float] = []
-        self._signal: list[str] = []
-        self._value: list[float] = []
         self._batch_started = time.monotonic()
         self._taps = tuple(taps)
+        self._crank = CrankDetector(rules.cranking) if rules.cranking else None
         self._dtc_refresh_s = dtc_refresh_s
         self._dtc_reported: dict[tuple[str, str, str, str], float] = {}
-        self._frames_read = self._signals_spooled = self._dtc_events = self._messages = 0
+        self._frames_read = self._dtc_events = self._not_collected = 0
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.1,
             drain_limit: int = 100_000) -> None:
-        """Read until ``stop`` is set, then read what the driver still holds and spool it all.
+        """Read until ``stop`` is set or the source ends, then read what is left and spool it.
 
         ``drain_limit`` bounds the final read, so a stop on a busy bus still ends.
         """
-        while not stop.is_set():
+        while not stop.is_set() and not self._source_ended():
             frame = self._bus.recv(timeout=poll_s)
             if frame is not None:
                 self.process(frame)
-            if self._ts and time.monotonic() - self._batch_started >= self._batch_interval_s:
+            if self._out.ts and time.monotonic() - self._batch_started >= self._batch_interval_s:
                 self.flush()
         for _ in range(drain_limit):
             frame = self._bus.recv(timeout=0)
             if frame is None:
                 break
             self.process(frame)
-        self.flush()
+        self.finish()
+
+    def _source_ended(self) -> bool:
+        """True at the end of a recording (a live bus never ends)."""
+        return bool(getattr(self._bus, "exhausted", False))
 
     def drain(self, until: Callable[[], bool], *, poll_s: float = 0.05) -> None:
         """Read until ``until()`` holds and no frame is waiting (used by simulations)."""
@@ -146,44 +157,74 @@ class Agent:
                                        bytes(frame.data))
         if decoded is None:
             return
-        if self._dtc is not None and decoded.message == self._dtc.message:
-            self._on_dtc(frame.timestamp, decoded.signals)
-            return
-        names = self._names.get(decoded.message, {})
         ts = frame.timestamp
+        if self._dtc is not None and decoded.message == self._dtc.message:
+            self._on_dtc(ts, decoded.signals)
+            return
+        if self._crank is not None:
+            self._watch_crank(ts, decoded.message, decoded.signals)
+        names = self._names.get(decoded.message, {})
+        out = self._out
         for signal, value in decoded.signals.items():
             mapped = names.get(signal)
             if mapped is None:
-                name = f"{decoded.message}.{signal}"
+                if not self._unmapped:
+                    self._not_collected += 1
+                    continue
+                out.ts.append(ts)
+                out.signal.append(f"{decoded.message}.{signal}")
+                out.value.append(value)
+                continue
+            name, scale, offset, collector = mapped
+            value = value * scale + offset
+            if collector is None:
+                out.ts.append(ts)
+                out.signal.append(name)
+                out.value.append(value)
             else:
-                name, scale, offset = mapped
-                value = value * scale + offset
-            self._ts.append(ts)
-            self._signal.append(name)
-            self._value.append(value)
-        if len(self._ts) >= self._batch_signals:
+                self._add(collector.feed(ts, value))
+        if out.full():
             self.flush()
 
     def flush(self) -> None:
         """Spool the current batch as one telemetry message."""
         self._batch_started = time.monotonic()
-        if not self._ts:
-            return
-        batch = contract.TelemetryBatch(self._next_msg_id(), self.vehicle_id, self._ts,
-                                        self._signal, self._value)
-        self._spool.append(contract.telemetry_topic(self.vehicle_id), contract.encode(batch))
-        self._signals_spooled += len(self._ts)
-        self._messages += 1
-        self._ts, self._signal, self._value = [], [], []
-        if self._publisher is not None:
-            self._publisher.notify()
+        self._out.flush()
+
+    def finish(self) -> None:
+        """Close every open collection window, then spool the batch (the agent is stopping)."""
+        for table in self._names.values():
+            for _, _, _, collector in table.values():
+                if collector is not None:
+                    self._add(collector.flush())
+        self.flush()
 
     def stats(self) -> AgentStats:
         """A snapshot of the counters."""
         c = self._decoder.counters
         return AgentStats(self._frames_read, c.decoded, c.unknown, c.malformed,
-                          c.invalid_signals, self._signals_spooled, self._dtc_events,
-                          self._messages)
+                          c.invalid_signals, self._out.signals_spooled, self._dtc_events,
+                          self._out.messages, c.filtered, self._not_collected,
+                          self._crank.events if self._crank else 0)
+
+    def _add(self, samples: list[tuple[float, str, float]]) -> None:
+        out = self._out
+        for ts, name, value in samples:
+            out.ts.append(ts)
+            out.signal.append(name)
+            out.value.append(value)
+
+    def _watch_crank(self, ts: float, message: str, signals: dict[str, float]) -> None:
+        assert self._crank is not None
+        rule = self._crank.rule
+        for key, value in signals.items():
+            full = f"{message}.{key}"
+            if full == rule.voltage:
+                self._crank.on_voltage(ts, value)
+            elif full == rule.engine_speed:
+                event = self._crank.on_speed(ts, value)
+                if event:
+                    self._out.spool_event(event)
 
     def _on_dtc(self, ts: float, signals: dict[str, float]) -> None:
         assert self._dtc is not None
@@ -198,13 +239,10 @@ class Agent:
 
     def _take(self, found: TapResult) -> None:
         """Add a tap's samples to the batch and report its fault codes at once."""
-        for ts, name, value in found.samples:
-            self._ts.append(ts)
-            self._signal.append(name)
-            self._value.append(value)
+        self._add(list(found.samples))
         if found.dtcs:
             self._report_dtcs(list(found.dtcs))
-        if len(self._ts) >= self._batch_signals:
+        if self._out.full():
             self.flush()
 
     def _report_dtcs(self, events: list[contract.DtcEvent]) -> None:
@@ -216,15 +254,6 @@ class Agent:
             if reported is None or event.cleared or event.ts - reported >= self._dtc_refresh_s:
                 self._dtc_reported[key] = event.ts
                 fresh.append(event)
-        if not fresh:
-            return
-        message = contract.DtcBatch(self._next_msg_id(), self.vehicle_id, fresh)
-        self._spool.append(contract.dtc_topic(self.vehicle_id), contract.encode(message))
-        self._dtc_events += len(fresh)
-        self._messages += 1
-        if self._publisher is not None:
-            self._publisher.notify()
-
-    def _next_msg_id(self) -> str:
-        self._seq += 1
-        return f"{self.vehicle_id}-{self._session}-{self._seq:010d}"
+        if fresh:
+            self._out.spool_dtcs(fresh)
+            self._dtc_events += len(fresh)

@@ -3,8 +3,15 @@
 All the work is done once, at load time: every DBC is parsed, and one dict maps each frame id
 to its cantools message, so decoding a frame is a dict lookup plus cantools' precompiled unpack.
 A real bus always carries frames the DBCs do not describe; those are counted per id, never
-raised. A decoded value outside its signal's DBC range (often the all-bits-set "not available"
-pattern) is counted as invalid and left out, so it is never published as data.
+raised. A decoded value outside its signal's DBC range, or carrying the all-bits-set "not
+available" pattern (unsigned signals of 4 bits or more, unless the DBC's value table names that
+raw value), is counted as invalid and left out, so it is never published as data.
+
+J1939 messages (a DBC with ``ProtocolType "J1939"``) are matched by parameter group number,
+whatever the source address in the frame id's low byte; for PDU1 groups (PF < 240) the
+destination byte is masked too. 11- and 29-bit ids are told apart, using the DBC convention
+that bit 31 marks an extended id. CAN FD frames and multiplexed messages decode like any other
+(cantools picks the multiplexed signals).
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ class DecodedFrame:
 
 @dataclass
 class DecodeCounters:
-    """What the decoder saw; every frame lands in exactly one of the first three buckets."""
+    """What the decoder saw; every frame lands in exactly one of the first four buckets."""
 
     decoded: int = 0
     unknown: int = 0
     malformed: int = 0
+    filtered: int = 0
     invalid_signals: int = 0
     unknown_ids: Counter[int] = field(default_factory=Counter)
     malformed_ids: Counter[int] = field(default_factory=Counter)
@@ -67,25 +75,39 @@ class Decoder:
     Args:
         databases: loaded cantools databases; on a frame id defined twice, the first wins.
         frame_ids: when given, only these ids are decoded (the rest count as unknown).
+        only_messages: when given, frames of other known messages are counted as filtered and
+            not decoded (the collection rules need nothing from them).
     """
 
     def __init__(
         self,
         databases: Sequence[cantools.database.Database],
         frame_ids: set[int] | None = None,
+        only_messages: set[str] | None = None,
     ) -> None:
         self._messages: dict[int, cantools.database.can.Message] = {}
-        self._ranges: dict[int, dict[str, tuple[float | None, float | None]]] = {}
+        self._by_pgn: dict[int, cantools.database.can.Message] = {}
+        self._checks: dict[str, dict[str, _Check]] = {}
+        self._only = only_messages
         for db in databases:
             for message in db.messages:
                 key = _frame_key(message.frame_id, message.is_extended_frame)
                 if key in self._messages or (frame_ids is not None and key not in frame_ids):
                     continue
                 self._messages[key] = message
-                self._ranges[key] = {
-                    s.name: (s.minimum, s.maximum) for s in message.signals
-                }
+                self._checks[message.name] = {s.name: _check(s) for s in message.signals}
+                if message.protocol == "j1939" and message.is_extended_frame:
+                    self._by_pgn.setdefault(j1939_pgn(message.frame_id), message)
         self.counters = DecodeCounters()
+
+    @property
+    def messages(self) -> list[cantools.database.can.Message]:
+        """Every message this decoder knows, in load order."""
+        return list(self._messages.values())
+
+    def is_j1939(self, message: str) -> bool:
+        """True when frames of ``message`` are matched by PGN."""
+        return any(m.name == message for m in self._by_pgn.values())
 
     @property
     def frame_ids(self) -> set[int]:
@@ -94,17 +116,20 @@ class Decoder:
 
     def message_for(self, arbitration_id: int, is_extended: bool) -> str | None:
         """The DBC message name for a frame id, or None when no DBC knows it."""
-        message = self._messages.get(_frame_key(arbitration_id, is_extended))
+        message = self._lookup(_frame_key(arbitration_id, is_extended), is_extended)
         return message.name if message else None
 
     def decode(self, arbitration_id: int, is_extended: bool, data: bytes) -> DecodedFrame | None:
-        """Decode one frame; None (and a counter) for unknown ids and malformed payloads."""
+        """Decode one frame; None (and a counter) for unknown, filtered and malformed frames."""
         key = _frame_key(arbitration_id, is_extended)
-        message = self._messages.get(key)
+        message = self._messages.get(key) or self._lookup(key, is_extended)
         counters = self.counters
         if message is None:
             counters.unknown += 1
             counters.unknown_ids[key] += 1
+            return None
+        if self._only is not None and message.name not in self._only:
+            counters.filtered += 1
             return None
         try:
             raw = message.decode_simple(data, decode_choices=False)
@@ -113,16 +138,46 @@ class Decoder:
             counters.malformed_ids[key] += 1
             return None
         counters.decoded += 1
-        ranges = self._ranges[key]
+        checks = self._checks[message.name]
         signals: dict[str, float] = {}
         for name, value in raw.items():
-            low, high = ranges[name]
+            low, high, not_available = checks[name]
             number = float(value)  # type: ignore[arg-type]
-            if (low is not None and number < low) or (high is not None and number > high):
+            if ((low is not None and number < low) or (high is not None and number > high)
+                    or number == not_available):
                 counters.invalid_signals += 1
                 continue
             signals[name] = number
         return DecodedFrame(message.name, signals)
+
+    def _lookup(self, key: int, is_extended: bool) -> cantools.database.can.Message | None:
+        message = self._messages.get(key)
+        if message is None and is_extended and self._by_pgn:
+            message = self._by_pgn.get(j1939_pgn(key))
+        return message
+
+
+_Check = tuple[float | None, float | None, float | None]
+"""A signal's DBC minimum, maximum and the physical value of its "not available" pattern."""
+
+
+def _check(signal: cantools.database.can.Signal) -> _Check:
+    """Precompute what makes a decoded value of ``signal`` invalid."""
+    all_ones = (1 << signal.length) - 1
+    not_available: float | None = None
+    if (not signal.is_signed and signal.length >= 4 and not signal.is_multiplexer
+            and all_ones not in (signal.choices or {})):
+        scaled = signal.conversion.raw_to_scaled(all_ones, decode_choices=False)
+        not_available = float(scaled)  # type: ignore[arg-type]
+    return signal.minimum, signal.maximum, not_available
+
+
+def j1939_pgn(frame_id: int) -> int:
+    """The parameter group number of a 29-bit J1939 id (destination masked for PDU1)."""
+    pgn = (frame_id >> 8) & 0x3FFFF
+    if ((pgn >> 8) & 0xFF) < 240:
+        pgn &= 0x3FF00
+    return pgn
 
 
 def _frame_key(arbitration_id: int, is_extended: bool) -> int:

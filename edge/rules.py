@@ -1,9 +1,16 @@
-"""Collection rules: which DBC signals become which published signal names.
+"""Collection rules: which DBC signals become which published signal names, and how often.
 
-A rules file (TOML) maps DBC signals to COVESA VSS paths, with an optional linear unit
-conversion, and names the DBC message that carries fault codes. Signals no rule names are
-published under their raw name ``<Message>.<Signal>``, so nothing decoded is lost for want of
-a mapping. The mapping is compiled once per message so the hot path is two dict lookups.
+A rules file (TOML) maps DBC signals to COVESA VSS paths (the file states the VSS version),
+with an optional linear unit conversion, and a collection mode per signal (``every`` sample,
+a fixed ``window`` with min/max/mean/last, or ``on_change`` with deadbands and a maximum
+silence; see :mod:`edge.collect`). It names the DBC message that carries fault codes and,
+optionally, the signals cranking detection watches.
+
+With ``publish_unmapped = true`` (the default) signals no rule names are published under their
+raw name ``<Message>.<Signal>``, so nothing decoded is lost for want of a mapping. With
+``false`` only the messages the rules need are decoded, and the CAN filter derived from them
+keeps every other id out of Python (in the kernel, on SocketCAN). The mapping is compiled once
+per message so the hot path is two dict lookups.
 """
 
 from __future__ import annotations
@@ -13,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.collect import Collector, OnChangeCollector, WindowCollector
+from edge.cranking import CrankRule
 from edge.errors import ConfigError
+
+MODES = ("every", "window", "on_change")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,25 @@ class SignalRule:
     name: str
     scale: float = 1.0
     offset: float = 0.0
+    mode: str = "every"
+    window_s: float = 1.0
+    deadband_abs: float = 0.0
+    deadband_rel: float = 0.0
+    max_silence_s: float | None = None
+
+    def collector(self) -> Collector | None:
+        """A fresh collector for this rule's mode; None for ``every`` (the fast path)."""
+        if self.mode == "window":
+            return WindowCollector(self.name, self.window_s)
+        if self.mode == "on_change":
+            return OnChangeCollector(self.name, deadband_abs=self.deadband_abs,
+                                     deadband_rel=self.deadband_rel,
+                                     max_silence_s=self.max_silence_s)
+        return None
+
+
+Compiled = dict[str, dict[str, tuple[str, float, float, Collector | None]]]
+"""message -> DBC signal -> (published name, scale, offset, collector or None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +78,28 @@ class RuleSet:
     vss_version: str
     signals: tuple[SignalRule, ...]
     dtc: DtcRule | None
+    publish_unmapped: bool = True
+    cranking: CrankRule | None = None
 
-    def compile(self) -> dict[str, dict[str, tuple[str, float, float]]]:
-        """message -> DBC signal -> (published name, scale, offset), for the hot path."""
-        table: dict[str, dict[str, tuple[str, float, float]]] = {}
+    def compile(self) -> Compiled:
+        """The hot path's table, with fresh collectors (one set per agent)."""
+        table: Compiled = {}
         for rule in self.signals:
-            table.setdefault(rule.message, {})[rule.signal] = (rule.name, rule.scale, rule.offset)
+            table.setdefault(rule.message, {})[rule.signal] = (
+                rule.name, rule.scale, rule.offset, rule.collector())
         return table
+
+    def needed_messages(self) -> set[str] | None:
+        """DBC messages the rules need, or None when every message is (``publish_unmapped``)."""
+        if self.publish_unmapped:
+            return None
+        needed = {rule.message for rule in self.signals}
+        if self.dtc is not None:
+            needed.add(self.dtc.message)
+        if self.cranking is not None:
+            needed |= {self.cranking.voltage.split(".")[0],
+                       self.cranking.engine_speed.split(".")[0]}
+        return needed
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -71,19 +116,54 @@ def load_rules(path: str | Path) -> RuleSet:
         raise ConfigError(f"rules file {path} is not valid TOML: {exc}") from exc
     signals = tuple(_signal_rule(path, i, raw) for i, raw in enumerate(doc.get("signal", [])))
     dtc = _dtc_rule(path, doc["dtc"]) if "dtc" in doc else None
-    return RuleSet(str(doc.get("vss_version", "")), signals, dtc)
+    cranking = _crank_rule(path, doc["cranking"]) if "cranking" in doc else None
+    unmapped = doc.get("publish_unmapped", True)
+    if not isinstance(unmapped, bool):
+        raise ConfigError(f"{path}: publish_unmapped must be true or false, got {unmapped!r}")
+    return RuleSet(str(doc.get("vss_version", "")), signals, dtc, unmapped, cranking)
 
 
 def _signal_rule(path: str | Path, index: int, raw: dict[str, Any]) -> SignalRule:
-    dbc, vss = raw.get("dbc"), raw.get("vss")
+    dbc, vss = raw.get("dbc"), raw.get("vss", raw.get("dbc"))
+    where = f"{path}: signal rule #{index + 1} ({dbc})"
     if not isinstance(dbc, str) or dbc.count(".") != 1 or not isinstance(vss, str):
         raise ConfigError(
             f"{path}: signal rule #{index + 1} needs dbc = \"<Message>.<Signal>\" and vss = "
             f"\"<VSS path>\" (got dbc={dbc!r}, vss={vss!r})"
         )
+    mode = raw.get("mode", "every")
+    if mode not in MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(MODES)}, got {mode!r}")
     message, signal = dbc.split(".")
-    return SignalRule(message, signal, vss, float(raw.get("scale", 1.0)),
-                      float(raw.get("offset", 0.0)))
+    try:
+        rule = SignalRule(message, signal, vss, float(raw.get("scale", 1.0)),
+                          float(raw.get("offset", 0.0)), mode, float(raw.get("window_s", 1.0)),
+                          float(raw.get("deadband_abs", 0.0)), float(raw.get("deadband_rel", 0.0)),
+                          _opt_float(raw.get("max_silence_s")))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: numbers expected for scale, offset, window_s, "
+                          f"deadband_abs, deadband_rel, max_silence_s ({exc})") from exc
+    if rule.window_s <= 0 or rule.deadband_abs < 0 or rule.deadband_rel < 0:
+        raise ConfigError(f"{where}: window_s must be > 0 and deadbands >= 0")
+    return rule
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _crank_rule(path: str | Path, raw: dict[str, Any]) -> CrankRule:
+    try:
+        rule = CrankRule(str(raw["voltage"]), str(raw["engine_speed"]),
+                         float(raw.get("crank_rpm", 50.0)), float(raw.get("running_rpm", 400.0)),
+                         float(raw.get("pre_s", 0.5)))
+    except KeyError as exc:
+        raise ConfigError(f"{path}: [cranking] needs voltage and engine_speed "
+                          "(\"<Message>.<Signal>\")") from exc
+    if rule.voltage.count(".") != 1 or rule.engine_speed.count(".") != 1:
+        raise ConfigError(f"{path}: [cranking] voltage and engine_speed are "
+                          "\"<Message>.<Signal>\"")
+    return rule
 
 
 def _dtc_rule(path: str | Path, raw: dict[str, Any]) -> DtcRule:

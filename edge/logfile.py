@@ -1,0 +1,151 @@
+"""Reading recorded CAN logs: candump text (our own tolerant parser), ASC, BLF, TRC and MF4.
+
+``candump -l`` text is parsed here rather than by python-can because a recording with one bad
+line must not be lost as a whole, and the person fixing it needs the file and line number.
+Both variants are accepted: the plain ``(ts) can0 123#DEADBEEF`` and the one python-can's
+writer produces, with a trailing `` R``/`` T`` (received/transmitted). CAN FD (``123##1…``),
+remote (``123#R``) and error frames are understood.
+
+Policy for malformed lines: by default each is counted, logged with ``file:line`` and skipped
+(the rest of the recording is still worth having); with ``strict=True`` the first one raises
+a :class:`LogFormatError` naming the file and line. Binary formats are read with python-can's
+readers (MF4 needs the optional ``asammdf``); a reader failure names the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import can
+
+from edge.errors import ConfigError, TerminalEdgeError
+
+log = logging.getLogger(__name__)
+
+_CAN_ERR_FLAG = 0x20000000
+_BINARY_SUFFIXES = (".asc", ".blf", ".trc", ".mf4")
+_KEEP_LOCATIONS = 20
+
+
+class LogFormatError(TerminalEdgeError):
+    """A recorded CAN log cannot be read; the message names the file (and line, for text)."""
+
+
+@dataclass
+class LogCounters:
+    """What the reader saw; ``malformed_at`` keeps the first few ``file:line: reason``."""
+
+    frames: int = 0
+    malformed: int = 0
+    malformed_at: list[str] = field(default_factory=list)
+
+    def bad_line(self, where: str) -> None:
+        """Count one malformed line and remember where it was (the first few only)."""
+        self.malformed += 1
+        if len(self.malformed_at) < _KEEP_LOCATIONS:
+            self.malformed_at.append(where)
+        log.warning("skipping malformed log line %s", where)
+
+
+def read_log(path: str | Path, counters: LogCounters | None = None, *,
+             strict: bool = False) -> Iterator[can.Message]:
+    """Yield the frames of one recording, in file order.
+
+    Raises:
+        ConfigError: the file is missing, or its format needs a package that is not installed.
+        LogFormatError: ``strict`` and a candump line is malformed, or a binary log is corrupt.
+    """
+    path = Path(path)
+    counters = counters if counters is not None else LogCounters()
+    if not path.is_file():
+        raise ConfigError(f"CAN log {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in _BINARY_SUFFIXES:
+        yield from _read_binary(path, counters)
+    else:
+        yield from _read_candump(path, counters, strict)
+
+
+def _read_candump(path: Path, counters: LogCounters, strict: bool) -> Iterator[can.Message]:
+    with open(path, encoding="ascii", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                frame = parse_candump_line(text)
+            except ValueError as exc:
+                where = f"{path}:{number}: {exc}"
+                if strict:
+                    raise LogFormatError(f"malformed candump line {where}") from exc
+                counters.bad_line(where)
+                continue
+            counters.frames += 1
+            yield frame
+
+
+def parse_candump_line(text: str) -> can.Message:
+    """One ``(ts) channel ID#DATA [R|T]`` line to a frame.
+
+    Raises:
+        ValueError: with a message saying what is wrong with the line.
+    """
+    parts = text.split()
+    if len(parts) == 4 and parts[3] in ("R", "T", "r", "t"):
+        parts = parts[:3]
+    if len(parts) != 3 or not (parts[0].startswith("(") and parts[0].endswith(")")):
+        raise ValueError(f"expected '(timestamp) channel ID#DATA [R|T]', got {text[:60]!r}")
+    stamp, channel, frame = parts
+    try:
+        timestamp = float(stamp[1:-1])
+    except ValueError:
+        raise ValueError(f"timestamp {stamp!r} is not a number") from None
+    ident, sep, data = frame.partition("#")
+    if not sep or len(ident) not in (3, 8):
+        raise ValueError(f"frame {frame[:40]!r} needs a 3- or 8-digit hex id before '#'")
+    can_id = _hex(ident, "id")
+    if can_id & _CAN_ERR_FLAG:
+        return can.Message(timestamp=timestamp, is_error_frame=True, channel=channel)
+    is_fd = data.startswith("#")
+    flags = _hex(data[1], "CAN FD flags") if is_fd and len(data) > 1 else 0
+    data = data[2:] if is_fd else data
+    if data[:1] in ("R", "r"):
+        dlc = int(data[1:]) if data[1:].isdigit() else 0
+        return can.Message(timestamp=timestamp, arbitration_id=can_id & 0x1FFFFFFF,
+                           is_extended_id=len(ident) == 8, is_remote_frame=True, dlc=dlc,
+                           channel=channel)
+    if len(data) % 2 or len(data) > 128:
+        raise ValueError(f"data {data[:40]!r} is not whole bytes of hex (at most 64)")
+    payload = bytes.fromhex(data) if data else b""
+    return can.Message(timestamp=timestamp, arbitration_id=can_id & 0x1FFFFFFF,
+                       is_extended_id=len(ident) == 8, is_fd=is_fd, bitrate_switch=bool(flags & 1),
+                       error_state_indicator=bool(flags & 2), data=payload, channel=channel)
+
+
+def _hex(text: str, what: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not hexadecimal") from None
+
+
+def _read_binary(path: Path, counters: LogCounters) -> Iterator[can.Message]:
+    try:
+        reader = can.LogReader(str(path))
+    except ImportError as exc:
+        raise ConfigError(f"reading {path} needs an optional package ({exc}); install it with "
+                          "pip install 'fleetcare[replay]' (asammdf for MF4)") from exc
+    except Exception as exc:  # python-can's readers raise many unrelated types
+        raise LogFormatError(f"CAN log {path} cannot be opened: {exc}") from exc
+    try:
+        for frame in reader:
+            counters.frames += 1
+            yield frame
+    except Exception as exc:
+        raise LogFormatError(f"CAN log {path} is corrupt after frame {counters.frames}: "
+                             f"{exc}") from exc
+    finally:
+        reader.stop()

@@ -1,0 +1,94 @@
+"""Cranking detection on the reference DBC's signals, through the agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import can
+import cantools
+import pytest
+
+from edge import contract
+from edge.agent import Agent
+from edge.config import REFERENCE_DBC
+from edge.cranking import CrankDetector, CrankRule
+from edge.decode import Decoder, load_dbcs
+from edge.rules import load_rules
+from edge.spool import Spool
+
+RULE = CrankRule("BCM_LowVoltage.LvBatteryVoltage", "ECM_Engine.EngineSpeed")
+
+
+Trace = list[tuple[float, float, float]]
+
+
+def _drive(detector: CrankDetector, trace: Trace) -> list[dict[str, float]]:
+    """Feed (ts, volts, rpm) triples; return each event as {name: value}."""
+    events = []
+    for ts, volts, rpm in trace:
+        detector.on_voltage(ts, volts)
+        out = detector.on_speed(ts, rpm)
+        if out:
+            events.append({name.rsplit(".", 1)[1]: value for _, name, value in out})
+    return events
+
+
+def _start(t0: float, rest: float, dip: float, *, starts: bool = True) -> Trace:
+    trace = [(t0 + i * 0.1, rest, 0.0) for i in range(20)]  # 2 s parked, key on
+    trace += [(t0 + 2.0 + i * 0.1, dip + 0.1 * abs(i - 3), 150.0) for i in range(6)]
+    trace += [(t0 + 2.6 + i * 0.1, 14.2, 800.0 if starts else 0.0) for i in range(5)]
+    return trace
+
+
+def test_a_start_is_one_event_with_rest_and_minimum_voltage() -> None:
+    events = _drive(CrankDetector(RULE), _start(0.0, 12.6, 9.4))
+    assert len(events) == 1
+    assert events[0]["RestVoltage"] == 12.6
+    assert events[0]["MinVoltage"] == pytest.approx(9.4)
+    assert events[0]["Dip"] == pytest.approx(3.2)
+    assert events[0]["Started"] == 1.0
+    assert events[0]["Duration"] == pytest.approx(0.6)
+
+
+def test_key_on_engine_off_is_not_a_crank() -> None:
+    trace = [(i * 0.1, 12.6 if i < 10 else 12.1, 0.0) for i in range(50)]  # loads on, no rpm
+    assert _drive(CrankDetector(RULE), trace) == []
+
+
+def test_running_engine_is_not_a_crank_but_a_failed_start_is_reported() -> None:
+    running = [(i * 0.1, 14.1, 820.0) for i in range(10)]
+    detector = CrankDetector(RULE)
+    assert _drive(detector, running) == []
+    events = _drive(detector, _start(10.0, 12.2, 8.0, starts=False))
+    assert [e["Started"] for e in events] == [0.0]
+
+
+def test_agent_spools_crank_event_at_once(tmp_path: Path) -> None:
+    db: cantools.database.can.Database = load_dbcs([REFERENCE_DBC])[0]
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text('[cranking]\nvoltage = "BCM_LowVoltage.LvBatteryVoltage"\n'
+                          'engine_speed = "ECM_Engine.EngineSpeed"\n')
+    spool = Spool(tmp_path / "spool", fsync=False)
+    bus = can.Bus(interface="virtual", channel=f"crank-{tmp_path.name}")
+    agent = Agent("V1", bus, Decoder([db]), load_rules(rules_path), spool, None)
+    bus.shutdown()  # frames are handed to process() directly
+    lv, ecm = db.get_message_by_name("BCM_LowVoltage"), db.get_message_by_name("ECM_Engine")
+    for ts, volts, rpm in _start(1000.0, 12.5, 9.0):
+        agent.process(can.Message(arbitration_id=lv.frame_id, is_extended_id=False, timestamp=ts,
+                                  data=lv.encode({"LvBatteryVoltage": volts, "CrankMinVoltage": 0,
+                                                  "CrankCount": 0})))
+        agent.process(can.Message(arbitration_id=ecm.frame_id, is_extended_id=False, timestamp=ts,
+                                  data=ecm.encode({"EngineSpeed": rpm, "CoolantTemp": 20,
+                                                   "EngineRunning": int(rpm > 400)})))
+    assert agent.stats().crank_events == 1
+    first = spool.read(spool.pending()[0])  # before any telemetry batch was written
+    assert first is not None
+    event = contract.decode(first.payload)
+    assert isinstance(event, contract.TelemetryBatch)
+    values = dict(zip(event.signal, event.value, strict=True))
+    assert values["Event.Crank.RestVoltage"] == pytest.approx(12.5, abs=0.01)
+    assert values["Event.Crank.MinVoltage"] == pytest.approx(9.0, abs=0.01)
+    agent.finish()
+    assert agent.stats().signals_spooled == sum(
+        len(m.ts) for s in spool.pending() if (e := spool.read(s))
+        and isinstance(m := contract.decode(e.payload), contract.TelemetryBatch))
