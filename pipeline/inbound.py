@@ -24,6 +24,7 @@ from typing import Any, Final
 import jsonschema
 
 from pipeline.errors import TerminalPipelineError
+from pipeline.http_json import JsonHttpServer
 from pipeline.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -121,3 +122,17 @@ def accept(secrets: str | Sequence[str], inbox: Inbox, headers: dict[str, str],
         return 400, {"error": str(exc)}
     inbox.append(update)
     return 200, {"status": "accepted", "update_id": update.update_id}
+
+
+INBOUND_PATH: Final = "/status"
+
+
+def inbound_server(secrets: str | Sequence[str], inbox: Inbox, *, host: str = "127.0.0.1",
+                   port: int = 0) -> JsonHttpServer:
+    """The HTTP endpoint a CRM posts status updates to: ``POST /status``."""
+    def handle(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        if path != INBOUND_PATH:
+            return 404, {"error": f"no such endpoint POST {path}"}
+        return accept(secrets, inbox, headers, body)
+
+    return JsonHttpServer({("POST", INBOUND_PATH): handle}, host=host, port=port)

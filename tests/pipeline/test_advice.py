@@ -40,7 +40,8 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 
 
 def _score(con: duckdb.DuckDBPyConnection, vehicle: str, comp: str, p: float) -> None:
-    con.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, 30, ?)",
+    con.execute("INSERT OR REPLACE INTO scores (vehicle_id, component, as_of, probability,"
+                " horizon_days, model_id) VALUES (?, ?, ?, ?, 30, ?)",
                 [vehicle, comp, day(29), p, f"m-{comp}"])
 
 
