@@ -114,6 +114,26 @@ class Decoder:
         """Keys (``id | CAN_EFF_FLAG`` for extended ids) this decoder knows."""
         return set(self._messages)
 
+    def can_filters(self, names: set[str]) -> list[dict[str, int | bool]]:
+        """python-can filters passing only the named messages' frames (J1939: any source).
+
+        On SocketCAN these run in the kernel, so ids nobody needs never reach Python.
+        """
+        filters: list[dict[str, int | bool]] = []
+        for message in self._messages.values():
+            if message.name not in names:
+                continue
+            if self.is_j1939(message.name):
+                pdu1 = ((message.frame_id >> 16) & 0xFF) < 240
+                mask = 0x3FF0000 if pdu1 else 0x3FFFF00
+                filters.append({"can_id": message.frame_id & mask, "can_mask": mask,
+                                "extended": True})
+            else:
+                mask = 0x1FFFFFFF if message.is_extended_frame else 0x7FF
+                filters.append({"can_id": message.frame_id, "can_mask": mask,
+                                "extended": message.is_extended_frame})
+        return filters
+
     def message_for(self, arbitration_id: int, is_extended: bool) -> str | None:
         """The DBC message name for a frame id, or None when no DBC knows it."""
         message = self._lookup(_frame_key(arbitration_id, is_extended), is_extended)
