@@ -113,3 +113,77 @@ def classification_report(
         "cost": float(cost_fp * fp + cost_fn * fn),
         "threshold": float(threshold),
     }
+
+
+def calibration(y_true: ArrayLike, proba: ArrayLike, bins: int = 10) -> dict[str, Any]:
+    """How far predicted probabilities are from observed failure rates.
+
+    Rows are grouped into equal-width probability bins; per bin the mean prediction is set
+    against the observed share of failures. ``ece`` (expected calibration error) is the
+    row-weighted mean gap: 0.1 means the probabilities are off by ten points on average.
+
+    Returns:
+        ``{"ece": float, "bins": [{"lo", "hi", "n", "mean_predicted", "observed"}, ...]}``
+        (empty bins left out).
+    """
+    y = np.asarray(y_true).astype(float)
+    p = np.clip(np.asarray(proba, dtype=float), 0.0, 1.0)
+    if y.size == 0:
+        raise InsufficientDataError("cannot measure calibration on zero rows")
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    out, gap = [], 0.0
+    for b in np.unique(which):
+        sel = which == b
+        mean_p, observed = float(p[sel].mean()), float(y[sel].mean())
+        gap += sel.sum() * abs(mean_p - observed)
+        out.append({"lo": b / bins, "hi": (b + 1) / bins, "n": int(sel.sum()),
+                    "mean_predicted": round(mean_p, 4), "observed": round(observed, 4)})
+    return {"ece": gap / y.size, "bins": out}
+
+
+def lead_times(vehicle_ids: ArrayLike, days: ArrayLike, warned: ArrayLike,
+               failure_days: dict[Any, float]) -> dict[str, Any]:
+    """Warning lead time: days from the first warning to the failure, per failing vehicle.
+
+    Only warnings on or before the failure day count; a failing vehicle never warned about
+    before it failed is a miss.
+
+    Args:
+        vehicle_ids, days, warned: one entry per scored row (days as numbers).
+        failure_days: the failure day of each vehicle that failed (others are absent).
+
+    Returns:
+        ``n_failures``, ``n_warned_in_time``, ``median_lead_days`` and ``min_lead_days``
+        (None when no failure was warned about) and ``per_vehicle`` lead days (None: missed).
+    """
+    ids = np.asarray(vehicle_ids)
+    d = np.asarray(days, dtype=float)
+    w = np.asarray(warned).astype(bool)
+    per_vehicle: dict[str, float | None] = {}
+    for vehicle, fail_day in failure_days.items():
+        sel = (ids == vehicle) & w & (d <= fail_day)
+        per_vehicle[str(vehicle)] = float(fail_day - d[sel].min()) if sel.any() else None
+    leads = [v for v in per_vehicle.values() if v is not None]
+    return {
+        "n_failures": len(per_vehicle), "n_warned_in_time": len(leads),
+        "median_lead_days": float(np.median(leads)) if leads else None,
+        "min_lead_days": float(min(leads)) if leads else None,
+        "per_vehicle": per_vehicle,
+    }
+
+
+def time_to_failure_error(predicted: ArrayLike, actual: ArrayLike) -> dict[str, Any]:
+    """Error of predicted times to failure (same unit as given: days, km or cycles).
+
+    Returns:
+        ``n``, ``mae``, ``median_abs`` and ``bias`` (mean of predicted minus actual: positive
+        means failures come earlier than forecast, the dangerous direction); None when empty.
+    """
+    p = np.asarray(predicted, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    ok = np.isfinite(p) & np.isfinite(a)
+    err = p[ok] - a[ok]
+    if err.size == 0:
+        return {"n": 0, "mae": None, "median_abs": None, "bias": None}
+    return {"n": int(err.size), "mae": float(np.abs(err).mean()),
+            "median_abs": float(np.median(np.abs(err))), "bias": float(err.mean())}

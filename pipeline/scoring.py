@@ -2,6 +2,10 @@
 
 Scores are the bridge between models and advice: one row per (vehicle, component, as_of).
 Re-running a day replaces that day's rows, so a retried flow never duplicates them.
+
+Each score carries its ``explanation``: the :data:`TOP_FEATURES` inputs that moved the
+log-odds most for that vehicle, as JSON ``[{"feature", "value", "contribution"}, ...]``,
+largest magnitude first (a positive contribution pushes towards a warning).
 """
 
 from __future__ import annotations
@@ -9,15 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import Final
 
 import duckdb
 import numpy as np
 import polars as pl
 
 from pipeline.features import build_daily_features, model_features
-from pipeline.training import load_model
+from pipeline.registry import load_model
 
 log = logging.getLogger(__name__)
+
+TOP_FEATURES: Final = 3
+"""How many contributing features each score's explanation lists."""
 
 _PRESENCE = {"traction_battery": "soh"}
 """A component only some vehicles have, and the feature that shows a vehicle has it."""
@@ -75,14 +83,17 @@ def _score_component(
     if component in _PRESENCE:
         rows = latest.filter(pl.col(f"has__{component}"))
     model = load_model(artifact)
-    X = rows.select(pl.col(model_features(component)).cast(pl.Float64)).to_numpy()
+    names = [str(n) for n in getattr(model, "feature_names_in_", model_features(component))]
+    X = rows.select(pl.col(names).cast(pl.Float64))
     proba = model.predict_proba(X)[:, 1] if rows.height else np.empty(0)
+    why = model.explain(X, top=TOP_FEATURES) if rows.height else []
     horizon = int(json.loads(metrics)["horizon_days"])
     return pl.DataFrame({
         "vehicle_id": rows["vehicle_id"], "component": component, "as_of": day,
         "probability": pl.Series(proba, dtype=pl.Float64), "horizon_days": horizon,
-        "model_id": model_id,
-    }, schema_overrides={"as_of": pl.Date, "horizon_days": pl.Int32})
+        "model_id": model_id, "explanation": [json.dumps(w) for w in why],
+    }, schema_overrides={"as_of": pl.Date, "horizon_days": pl.Int32,
+                         "explanation": pl.String})
 
 
 def _replace_scores(
@@ -96,8 +107,8 @@ def _replace_scores(
             con.register("_new_scores", scores)
             con.execute(
                 "INSERT INTO scores (vehicle_id, component, as_of, probability, horizon_days,"
-                " model_id) SELECT vehicle_id, component, as_of, probability, horizon_days,"
-                " model_id FROM _new_scores")
+                " model_id, explanation) SELECT vehicle_id, component, as_of, probability,"
+                " horizon_days, model_id, explanation::JSON FROM _new_scores")
             con.unregister("_new_scores")
         con.execute("COMMIT")
     except duckdb.Error:

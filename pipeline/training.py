@@ -1,17 +1,15 @@
-"""Train one fault-warning model per component and register it in the store.
+"""Train one fault-warning model per component, judge it on vehicles it never saw, register it.
 
-Each component's model is first fitted on part of the fleet and judged on vehicles it never
-saw (the numbers a data engineer should trust), then refitted on every vehicle and stored with
-those held-out metrics. The newest model of a component is the promoted one: scoring uses it.
-
-Artifacts are serialised with ``skops.io`` rather than pickle, and loading accepts only the
-types listed in :data:`TRUSTED_TYPES`, so a tampered registry row cannot run code.
+Vehicles, not rows, are split (stratified, so failing vehicles land on both sides); the model
+is fitted on the training vehicles only and keeps that fit when deployed, so its held-out
+vehicles stay unseen and later candidates can be compared with it on them. Every model is
+registered with its metadata (:mod:`pipeline.registry`); it is promoted only when it beats
+the promoted one on the same hold-out.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -20,25 +18,25 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 import polars as pl
-import sklearn
-import skops.io as sio
 
 from edge.contract import COMPONENTS
-from models import FaultWarningClassifier
+from models import FaultWarningClassifier, NoStartRiskClassifier
 from models.errors import InsufficientDataError
-from models.evaluate import classification_report, split_by_vehicle
-from pipeline.errors import NotEnoughDataError, TerminalPipelineError
+from models.evaluate import split_by_vehicle
+from pipeline import registry
+from pipeline.errors import NotEnoughDataError
 from pipeline.features import attach_labels, build_daily_features, label_column, model_features
+from pipeline.holdout import Truth, held_out_report, load_truth, time_to_failure
+from pipeline.promotion import compare_on_shared_holdout
+from pipeline.provenance import code_version, package_versions
+from pipeline.registry import UntrustedArtifactError, load_model
+
+__all__ = ["TrainReport", "UntrustedArtifactError", "estimator_for", "load_model",
+           "train_and_register"]
 
 log = logging.getLogger(__name__)
 
 TEST_FRACTION: Final = 0.25
-TRUSTED_TYPES: Final = ("models._fault_warning.FaultWarningClassifier", "numpy.dtype")
-"""Types beyond skops' defaults that a registry artifact may contain."""
-
-
-class UntrustedArtifactError(TerminalPipelineError):
-    """A registry artifact holds types outside :data:`TRUSTED_TYPES`; it is not loaded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +46,13 @@ class TrainReport:
     Attributes:
         model_id: registry id of the stored model, or None when the component was skipped.
         component: the component the model warns about.
-        n_train_vehicles: vehicles the held-out evaluation trained on.
-        n_test_vehicles: vehicles held out (never seen by that fit).
-        metrics: what was stored in the registry (held-out report, threshold, sizes); for a
-            skipped component ``{"skipped": reason}``.
+        n_train_vehicles: vehicles the model was fitted on.
+        n_test_vehicles: vehicles held out (never seen by the fit).
+        metrics: what was stored in the registry (held-out report, calibration, lead times,
+            time-to-failure error, threshold, sizes); for a skipped component
+            ``{"skipped": reason}``.
+        promoted: whether this model now scores the component.
+        promotion: why it was (or was not) promoted, with both reports on the shared hold-out.
     """
 
     model_id: str | None
@@ -59,12 +60,23 @@ class TrainReport:
     n_train_vehicles: int
     n_test_vehicles: int
     metrics: dict[str, Any]
+    promoted: bool = False
+    promotion: dict[str, Any] | None = None
+
+
+def estimator_for(component: str, features: list[str], seed: int) -> FaultWarningClassifier:
+    """The estimator of a component: the 12 V battery gets the cranking-aware classifier."""
+    if component == "lv_battery":
+        return NoStartRiskClassifier(dip_column=features.index("crank_dip_min"),
+                                     trend_column=features.index("crank_dip_trend_14d"),
+                                     random_state=seed)
+    return FaultWarningClassifier(random_state=seed)
 
 
 def train_and_register(
     con: duckdb.DuckDBPyConnection, *, horizon_days: int = 30, seed: int = 0
 ) -> list[TrainReport]:
-    """Train, evaluate on held-out vehicles, refit on all and register one model per component.
+    """Train, evaluate on held-out vehicles, register and maybe promote one model per component.
 
     Raises:
         NotEnoughDataError: the store has no labelled row for any component (no telemetry or
@@ -80,7 +92,8 @@ def train_and_register(
     reports = []
     for component in COMPONENTS:
         rows = labelled.filter(pl.col(label_column(component)).is_not_null())
-        report = _train_component(con, rows, component, horizon_days, seed)
+        truth = load_truth(con, component)
+        report = _train_component(con, rows, truth, component, horizon_days, seed)
         log.info("trained %s: %s", component, report.metrics.get("skipped", report.model_id))
         reports.append(report)
     return reports
@@ -92,11 +105,10 @@ def _skip(component: str, reason: str, n_vehicles: int = 0) -> TrainReport:
 
 
 def _train_component(
-    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, component: str,
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, truth: Truth, component: str,
     horizon_days: int, seed: int,
 ) -> TrainReport:
     names = model_features(component)
-    X = rows.select(pl.col(names).cast(pl.Float64)).to_numpy()
     y = rows[label_column(component)].to_numpy().astype(bool)
     ids = rows["vehicle_id"].to_numpy()
     n_vehicles = int(np.unique(ids).size) if ids.size else 0
@@ -105,69 +117,43 @@ def _train_component(
     if n_vehicles < 2:
         return _skip(component, "needs at least 2 labelled vehicles", n_vehicles)
     train, test = split_by_vehicle(ids, TEST_FRACTION, seed, stratify=y)
-    held_out = _held_out_metrics(X, y, train, test, seed)
-    model = FaultWarningClassifier(random_state=seed).fit(X, y)
+    X = rows.select(pl.col(names).cast(pl.Float64))
+    try:
+        model = estimator_for(component, names, seed).fit(X.filter(pl.Series(train)), y[train])
+    except InsufficientDataError as exc:
+        return _skip(component, str(exc), n_vehicles)
     metrics = {
         "horizon_days": horizon_days, "threshold": float(model.threshold_),
-        "cost_fp": model.cost_fp, "cost_fn": model.cost_fn, "held_out": held_out,
+        "cost_fp": model.cost_fp, "cost_fn": model.cost_fn,
+        **held_out_report(model, rows.filter(pl.Series(test)), names, component, truth),
+        "time_to_failure": time_to_failure(rows, set(ids[train]), set(ids[test]), component,
+                                           truth, horizon_days),
         "n_vehicles": n_vehicles, "n_train_vehicles": int(np.unique(ids[train]).size),
         "n_test_vehicles": int(np.unique(ids[test]).size), "n_rows": int(y.size),
-        "n_positive_rows": int(y.sum()), "seed": seed, "sklearn_version": sklearn.__version__,
+        "n_positive_rows": int(y.sum()), "seed": seed,
     }
-    model_id = register_model(con, component, names, metrics, model)
-    return TrainReport(model_id, component, metrics["n_train_vehicles"],
-                       metrics["n_test_vehicles"], metrics)
+    new = registry.NewModel(
+        f"{component}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        component, names, metrics, (rows["day"].min(), rows["day"].max()),  # type: ignore[arg-type]
+        sorted(np.unique(ids[train]).tolist()), sorted(np.unique(ids[test]).tolist()),
+        package_versions(), code_version())
+    registry.save_model(con, new, model)
+    promotion = _decide(con, new, model, rows)
+    return TrainReport(new.model_id, component, metrics["n_train_vehicles"],
+                       metrics["n_test_vehicles"], metrics, promotion["promoted"], promotion)
 
 
-def _held_out_metrics(
-    X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int
-) -> dict[str, Any] | None:
-    """Fit on the training vehicles and report on the held-out ones (None if it cannot fit)."""
-    try:
-        model = FaultWarningClassifier(random_state=seed).fit(X[train], y[train])
-    except InsufficientDataError as exc:
-        log.warning("no held-out evaluation: %s", exc)
-        return None
-    proba = model.predict_proba(X[test])[:, 1]
-    return classification_report(y[test], proba, model.threshold_, model.cost_fp,
-                                  model.cost_fn)
-
-
-def register_model(
-    con: duckdb.DuckDBPyConnection, component: str, features: list[str],
-    metrics: dict[str, Any], model: FaultWarningClassifier,
-) -> str:
-    """Store ``model`` as the promoted model of ``component``; return its registry id."""
-    now = dt.datetime.now(dt.UTC)
-    model_id = f"{component}-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    blob = sio.dumps(model)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("UPDATE model_registry SET promoted = false WHERE component = ?",
-                    [component])
-        con.execute(
-            "INSERT INTO model_registry (model_id, component, created_at, features, metrics,"
-            " artifact, promoted) VALUES (?, ?, ?, ?, ?, ?, true)",
-            [model_id, component, now, features, json.dumps(metrics), blob],
-        )
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise
-    return model_id
-
-
-def load_model(artifact: bytes) -> FaultWarningClassifier:
-    """Deserialise a registry artifact, refusing any type outside :data:`TRUSTED_TYPES`.
-
-    Raises:
-        UntrustedArtifactError: the artifact holds a type we did not put there.
-    """
-    untrusted = sio.get_untrusted_types(data=artifact)
-    unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
-    if unknown:
-        raise UntrustedArtifactError(f"model artifact holds untrusted types {unknown}")
-    model = sio.loads(artifact, trusted=list(untrusted))
-    if not isinstance(model, FaultWarningClassifier):
-        raise UntrustedArtifactError(f"artifact is a {type(model).__name__}, not a model")
-    return model
+def _decide(con: duckdb.DuckDBPyConnection, new: registry.NewModel,
+            model: FaultWarningClassifier, rows: pl.DataFrame) -> dict[str, Any]:
+    """Promote ``new`` when there is no promoted model or it wins on the shared hold-out."""
+    incumbent = registry.promoted_model(con, new.component)
+    if incumbent is None:
+        decision: dict[str, Any] = {"promoted": True, "reason": "first model of the component"}
+    else:
+        decision = compare_on_shared_holdout(con, new.holdout_vehicles, new.features, model,
+                                             incumbent, rows)
+    if decision["promoted"]:
+        registry.set_promoted(con, new.model_id, decision)
+    log.info("%s %s: %s", new.model_id, "promoted" if decision["promoted"] else "kept aside",
+             decision["reason"])
+    return decision

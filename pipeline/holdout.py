@@ -1,0 +1,109 @@
+"""What a model did on vehicles it never saw: warnings, calibration, lead time, time to failure.
+
+The simulator's ground truth (``ground_truth.failure_ts``) is the referee: lead time is the
+days between the first warning and the real failure, and the life forecasters' time to
+failure is set against the real failure day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Final
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from models import BatteryLifeForecaster, FaultWarningClassifier, pad_life
+from models.errors import InsufficientDataError
+from models.evaluate import calibration, classification_report, lead_times, time_to_failure_error
+from pipeline.features import label_column
+
+Truth = dict[str, dt.date]
+"""Failure day per vehicle for one component (vehicles that did not fail are absent)."""
+SOH_FAILED: Final = 70.0
+"""Traction-pack SoH (%) at which the simulator counts the pack as failed."""
+PAD_WEAR_LIMIT: Final = 100.0
+"""Pad wear (%) at the wear limit."""
+_EPOCH: Final = dt.date(2000, 1, 1)
+
+
+def load_truth(con: duckdb.DuckDBPyConnection, component: str) -> Truth:
+    """Failure days of ``component`` from ``ground_truth`` (UTC dates)."""
+    rows = con.execute(
+        "SELECT vehicle_id, CAST(timezone('UTC', failure_ts) AS DATE) FROM ground_truth"
+        " WHERE component = ? AND failure_ts IS NOT NULL", [component]).fetchall()
+    return {v: d for v, d in rows}
+
+
+def _day_numbers(days: pl.Series) -> np.ndarray:
+    return np.asarray((days - _EPOCH).dt.total_days().to_numpy(), dtype=float)
+
+
+def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: list[str],
+                    component: str, truth: Truth) -> dict[str, Any]:
+    """``held_out`` (warning metrics), ``calibration`` and ``lead_time`` on the test rows."""
+    X = test.select(pl.col(names).cast(pl.Float64))
+    y = test[label_column(component)].to_numpy().astype(bool)
+    proba = model.predict_proba(X)[:, 1]
+    ids = test["vehicle_id"].to_numpy()
+    failing = {v: float((d - _EPOCH).days) for v, d in truth.items() if v in set(ids)}
+    return {
+        "held_out": classification_report(y, proba, model.threshold_, model.cost_fp,
+                                          model.cost_fn),
+        "calibration": calibration(y, proba),
+        "lead_time": lead_times(ids, _day_numbers(test["day"]), proba >= model.threshold_,
+                                failing),
+    }
+
+
+def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
+                    component: str, truth: Truth, horizon_days: int) -> dict[str, Any] | None:
+    """Error of the life forecast made ``horizon_days`` before each held-out failure (days).
+
+    The traction battery uses :class:`models.BatteryLifeForecaster` on daily SoH (trained on
+    the training vehicles' histories down to 70 %); brakes use the worst pad's wear against
+    odometer (:func:`models.pad_life`). Other components have no life forecaster (None).
+    """
+    if component not in ("traction_battery", "brakes"):
+        return None
+    ordered = rows.sort("vehicle_id", "day")
+    predicted, actual = [], []
+    forecaster = _soh_forecaster(ordered, train_ids) if component == "traction_battery" else None
+    for vehicle in sorted(test_ids & set(truth)):
+        cut = truth[vehicle] - dt.timedelta(days=horizon_days)
+        hist = ordered.filter((pl.col("vehicle_id") == vehicle) & (pl.col("day") <= cut))
+        days_left = _days_left(hist, component, forecaster)
+        if days_left is not None:
+            predicted.append(days_left)
+            last = hist["day"].max()
+            assert isinstance(last, dt.date)
+            actual.append(float((truth[vehicle] - last).days))
+    return {"cut_days_before_failure": horizon_days,
+            **time_to_failure_error(predicted, actual)}
+
+
+def _soh_history(hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    ok = hist.filter(pl.col("soh").is_not_null())
+    return _day_numbers(ok["day"]), ok["soh"].to_numpy()
+
+
+def _soh_forecaster(rows: pl.DataFrame, train_ids: set[str]) -> BatteryLifeForecaster | None:
+    histories = [_soh_history(rows.filter(pl.col("vehicle_id") == v)) for v in sorted(train_ids)]
+    try:
+        return BatteryLifeForecaster(threshold=SOH_FAILED, window=14).fit_histories(histories)
+    except InsufficientDataError:
+        return None
+
+
+def _days_left(hist: pl.DataFrame, component: str,
+               forecaster: BatteryLifeForecaster | None) -> float | None:
+    try:
+        if component == "traction_battery":
+            return None if forecaster is None else forecaster.forecast(
+                _soh_history(hist)).remaining
+        life = pad_life(hist["odometer_km"].to_numpy(), hist["pad_wear_max"].to_numpy(),
+                        _day_numbers(hist["day"]), wear_limit=PAD_WEAR_LIMIT)
+    except (InsufficientDataError, ValueError):
+        return None
+    return life.days_left if np.isfinite(life.days_left) else None
