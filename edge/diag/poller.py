@@ -1,0 +1,92 @@
+"""Polling OBD-II PIDs on a schedule: each group of PIDs at its own interval, codes too.
+
+Engine speed and vehicle speed change by the second, coolant temperature and battery voltage
+by the minute, the odometer slower still; asking for everything at the fastest rate wastes
+the bus and the adapter (an ELM327 answers a few dozen requests per second). So PIDs come in
+groups with an interval each, the first poll discovers which PIDs the vehicle supports and
+unsupported ones are never asked, and fault codes of every status are read on their own
+interval. Results are ``TapResult``s, the same records the passive tap produces.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from edge.agent import TapResult
+from edge.diag.obd_tap import ObdTap
+from edge.diag.reader import ObdLink, discover, read_dtcs, read_values
+
+
+@dataclass(frozen=True, slots=True)
+class PollGroup:
+    """PIDs read together, every ``interval_s`` seconds."""
+
+    name: str
+    pids: tuple[int, ...]
+    interval_s: float
+
+
+DEFAULT_GROUPS = (
+    PollGroup("fast", (0x0C, 0x0D, 0x04, 0x11), 1.0),
+    PollGroup("slow", (0x05, 0x42, 0x46, 0x2F, 0x5B, 0x5C), 10.0),
+    PollGroup("distance", (0xA6, 0x31, 0x21, 0x4E), 60.0),
+)
+
+
+class Poller:
+    """Runs due groups against one link; ``poll`` returns what they found."""
+
+    def __init__(self, link: ObdLink, groups: Sequence[PollGroup] = DEFAULT_GROUPS, *,
+                 dtc_interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 tap: ObdTap | None = None) -> None:
+        self._link = link
+        self._groups = tuple(groups)
+        self._dtc_interval_s = dtc_interval_s
+        self._clock = clock
+        self.tap = tap or ObdTap()
+        self._next: dict[str, float] = {}
+        self._supported: set[int] | None = None
+        self.requests_skipped = 0
+
+    def due(self, now: float | None = None) -> list[str]:
+        """Names of the groups (and ``dtc``) whose time has come."""
+        now = self._clock() if now is None else now
+        names = [g.name for g in self._groups] + ["dtc"]
+        return [n for n in names if self._next.get(n, 0.0) <= now]
+
+    def next_due(self) -> float:
+        """Clock time of the next due group."""
+        return min(self._next.values(), default=0.0)
+
+    def poll(self, now: float | None = None) -> TapResult:
+        """Read every due group once and schedule it again."""
+        now = self._clock() if now is None else now
+        if self._supported is None:
+            found = discover(self._link, self.tap)
+            self._supported = {p for pids in found.values() for p in pids}
+        samples: list[tuple[float, str, float]] = []
+        dtcs = []
+        due = set(self.due(now))
+        for group in self._groups:
+            if group.name not in due:
+                continue
+            wanted = [p for p in group.pids if p in self._supported]
+            self.requests_skipped += len(group.pids) - len(wanted)
+            if wanted:
+                samples += read_values(self._link, self.tap, wanted)
+            self._next[group.name] = now + group.interval_s
+        if "dtc" in due:
+            dtcs = read_dtcs(self._link, self.tap)
+            self._next["dtc"] = now + self._dtc_interval_s
+        return TapResult(tuple(samples), tuple(dtcs))
+
+    def run(self, stop: threading.Event, sink: Callable[[TapResult], None]) -> None:
+        """Poll until ``stop`` is set, handing every non-empty result to ``sink``."""
+        while not stop.is_set():
+            found = self.poll()
+            if found.samples or found.dtcs:
+                sink(found)
+            stop.wait(max(0.0, self.next_due() - self._clock()))
