@@ -1,4 +1,4 @@
-"""Command-line front of the pipeline: broker, ingest, dead letters, CRM receiver, leads.
+"""Command-line front of the pipeline: broker, ingest, dead letters (crm, leads: cli_leads).
 
 Heavy modules are imported inside the handlers, so listing commands stays cheap.
 """
@@ -92,74 +92,6 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_crm(sub: SubParsers) -> None:
-    """``fleetcare crm serve``: the reference CRM receiver."""
-    crm = sub.add_parser("crm", help="the reference CRM webhook receiver",
-                         description="A small CRM that verifies Standard Webhooks signatures.")
-    crm_sub = crm.add_subparsers(dest="crm_command", metavar="SUBCOMMAND", required=True)
-    serve = crm_sub.add_parser("serve", help="receive signed leads over HTTP until stopped",
-                               description="The signing secret is read from "
-                                           "FLEETCARE_PIPELINE__CRM_SECRET.")
-    serve.add_argument("--port", type=int, default=8787)
-    serve.set_defaults(handler=_crm_serve)
-
-
-def _crm_serve(args: argparse.Namespace) -> int:
-    from pipeline.config import load_pipeline_settings
-    from pipeline.crm import serve_forever
-
-    secret = load_pipeline_settings().crm_secret.get_secret_value()
-    if not secret:
-        print("set FLEETCARE_PIPELINE__CRM_SECRET (whsec_...) first", file=sys.stderr)
-        return 2
-    print(f"CRM receiver on http://127.0.0.1:{args.port}/leads", file=sys.stderr)
-    serve_forever(secret, args.port)
-    return 0
-
-
-def register_leads(sub: SubParsers) -> None:
-    """``fleetcare leads list|show``."""
-    leads = sub.add_parser("leads", help="list and show maintenance leads",
-                           description="Leads in the store, with their state.")
-    leads_sub = leads.add_subparsers(dest="leads_command", metavar="SUBCOMMAND", required=True)
-    show_all = leads_sub.add_parser("list", help="one line per lead, newest first")
-    show_all.add_argument("--db", type=Path,
-                          help="DuckDB file (default: $FLEETCARE_PIPELINE__DB_PATH)")
-    show_all.add_argument("--state", help="only leads in this state (new, sent, ...)")
-    show_all.set_defaults(handler=_leads_list)
-    show = leads_sub.add_parser("show", help="the full lead document")
-    show.add_argument("lead_id")
-    show.add_argument("--db", type=Path,
-                      help="DuckDB file (default: $FLEETCARE_PIPELINE__DB_PATH)")
-    show.set_defaults(handler=_leads_show)
-
-
-def _db(args: argparse.Namespace) -> Path:
-    """``--db``, else ``FLEETCARE_PIPELINE__DB_PATH``, else ./fleet.duckdb."""
-    from pipeline.config import load_pipeline_settings
-
-    return Path(args.db) if args.db else load_pipeline_settings().db_path
-
-
-def _leads_list(args: argparse.Namespace) -> int:
-    from pipeline import leads, store
-
-    with store.connect_readonly(_db(args)) as con:
-        rows = leads.list_leads(con, state=args.state)
-    print("lead_id\tvehicle\tcomponent\tseverity\tstate\tprobability\thorizon_days")
-    for r in rows:
-        print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t{r.state}\t"
-              f"{r.probability:.2f}\t{r.horizon_days}")
-    return 0
-
-
-def _leads_show(args: argparse.Namespace) -> int:
-    from pipeline import leads, store
-
-    with store.connect_readonly(_db(args)) as con:
-        document = leads.lead_document(con, args.lead_id)
-    if document is None:
-        print(f"no lead {args.lead_id} in {_db(args)}", file=sys.stderr)
-        return 1
-    _print_json(document)
-    return 0
+# The crm and leads commands live with the rest of advice and delivery's CLI; the entry points
+# name them here.
+from pipeline.cli_leads import register_crm, register_leads  # noqa: E402, F401
