@@ -103,7 +103,8 @@ class Agent:
         self._names = rules.compile()
         self._unmapped = rules.publish_unmapped
         self._dtc = rules.dtc
-        self._out = BatchWriter(vehicle_id, spool, publisher, batch_signals=batch_signals)
+        self._out = BatchWriter(vehicle_id, spool, publisher, batch_signals=batch_signals,
+                                checkpoint=self._checkpoint)
         self._batch_interval_s = batch_interval_s
         self._batch_started = time.monotonic()
         self._taps = tuple(taps)
@@ -111,6 +112,8 @@ class Agent:
         self._dtc_refresh_s = dtc_refresh_s
         self._dtc_reported: dict[tuple[str, str, str, str], float] = {}
         self._frames_read = self._dtc_events = self._not_collected = 0
+        self.loops = 0
+        """Turns of the read loop: a watchdog sees the agent is alive when this grows."""
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.1,
             drain_limit: int = 100_000) -> None:
@@ -119,6 +122,7 @@ class Agent:
         ``drain_limit`` bounds the final read, so a stop on a busy bus still ends.
         """
         while not stop.is_set() and not self._source_ended():
+            self.loops += 1
             frame = self._bus.recv(timeout=poll_s)
             if frame is not None:
                 self.process(frame)
@@ -130,6 +134,11 @@ class Agent:
                 break
             self.process(frame)
         self.finish()
+
+    def _checkpoint(self) -> tuple[str, int] | None:
+        """Where a replayed source stands, saved with each spool append (None: a live bus)."""
+        key = getattr(self._bus, "checkpoint_key", None)
+        return (key, int(self._bus.position)) if key else None  # type: ignore[attr-defined]
 
     def _source_ended(self) -> bool:
         """True at the end of a recording (a live bus never ends)."""

@@ -3,13 +3,15 @@
 Samples go into three parallel lists; the batch is spooled as one telemetry message when it
 holds ``batch_signals`` samples or when the agent says so (its interval passed, or it stops).
 Events that must not wait for the next batch (fault codes, crank events) are spooled at once,
-in a higher eviction class. Only what has been spooled is counted: ``signals_spooled`` is the
-number of rows the backend will land.
+in a higher eviction class; the open batch is spooled just before them, so that every append
+can carry the source's checkpoint (all frames up to it are then in the spool). Only what has
+been spooled is counted: ``signals_spooled`` is the number of rows the backend will land.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from edge import contract
@@ -27,8 +29,10 @@ class BatchWriter:
     """Builds telemetry batches for one vehicle and appends them (and events) to its spool."""
 
     def __init__(self, vehicle_id: str, spool: Spool, publisher: Notifiable | None, *,
-                 batch_signals: int) -> None:
+                 batch_signals: int,
+                 checkpoint: Callable[[], tuple[str, int] | None] | None = None) -> None:
         self.vehicle_id = vehicle_id
+        self._checkpoint = checkpoint
         self._spool = spool
         self._publisher = publisher
         self._batch_signals = batch_signals
@@ -56,6 +60,7 @@ class BatchWriter:
 
     def spool_event(self, samples: list[tuple[float, str, float]]) -> None:
         """Spool event samples at once, as their own telemetry message in the event class."""
+        self.flush()
         batch = contract.TelemetryBatch(self.next_msg_id(), self.vehicle_id,
                                         [s[0] for s in samples], [s[1] for s in samples],
                                         [s[2] for s in samples])
@@ -65,6 +70,7 @@ class BatchWriter:
 
     def spool_dtcs(self, events: list[contract.DtcEvent]) -> None:
         """Spool fault-code events at once, in the class evicted last."""
+        self.flush()
         message = contract.DtcBatch(self.next_msg_id(), self.vehicle_id, events)
         self._append(contract.dtc_topic(self.vehicle_id), contract.encode(message),
                      Priority.FAULT)
@@ -75,7 +81,8 @@ class BatchWriter:
         return f"{self.vehicle_id}-{self._session}-{self._seq:010d}"
 
     def _append(self, topic: str, payload: bytes, priority: Priority) -> None:
-        self._spool.append(topic, payload, priority=priority)
+        checkpoint = self._checkpoint() if self._checkpoint is not None else None
+        self._spool.append(topic, payload, priority=priority, checkpoint=checkpoint)
         self.messages += 1
         if self._publisher is not None:
             self._publisher.notify()

@@ -7,6 +7,8 @@ key and says where it was looked for.
 
 from __future__ import annotations
 
+import os
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +34,33 @@ class EdgeSettings(BaseSettings):
                                       extra="forbid")
 
     vehicle_id: str = Field(description="The vehicle this gateway speaks for.")
-    interface: str = Field("socketcan", description="python-can interface name.")
-    channel: str = Field("can0", description="python-can channel (e.g. can0, vcan0).")
+    interface: str = Field("socketcan", description="python-can interface name, or 'replay'.")
+    channel: str = Field("can0", description="python-can channel (e.g. can0, vcan0); for "
+                                             "'replay', comma-separated log files.")
     bitrate: int | None = Field(None, description="Bus bitrate, when the driver sets it.")
+    fd: bool = Field(False, description="Open the bus in CAN FD mode.")
+    replay_speed: float = Field(0.0, ge=0, description="Replay pace: 0 as fast as possible, "
+                                                       "1 recorded, N times recorded.")
+    strict_logs: bool = Field(False, description="Fail on a malformed log line (else count).")
+    taps: list[str] = Field(default_factory=list,
+                            description="Frame taps beside the DBC path: obd, j1939, uds.")
     dbc: list[Path] = Field(default_factory=lambda: [REFERENCE_DBC],
                             description="DBC files to decode with.")
     rules: Path = Field(REFERENCE_RULES, description="Collection rules (TOML).")
     broker_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker.")
     spool_dir: Path = Field(Path("/var/lib/fleetcare/spool"),
                             description="Where messages wait for the broker's ack.")
-    spool_max_bytes: int = Field(256 * 2**20, description="Spool bound; oldest dropped beyond.")
+    spool_max_bytes: int = Field(256 * 2**20, gt=0,
+                                 description="Spool bound; telemetry evicted first beyond it.")
+    spool_fsync: bool = Field(True, description="Every spool write durable (synchronous=FULL).")
     batch_signals: int = Field(500, gt=0, description="Samples per telemetry message.")
     batch_interval_s: float = Field(1.0, gt=0, description="Longest a sample waits to be sent.")
+    health_interval_s: float = Field(60.0, gt=0, description="Seconds between health reports.")
+    reconnect_min_s: int = Field(1, ge=1, description="First reconnect delay (doubles).")
+    reconnect_max_s: int = Field(60, ge=1, description="Longest reconnect delay.")
+    tls_ca: Path | None = Field(None, description="CA file that signed the broker (PEM).")
+    tls_cert: Path | None = Field(None, description="Client certificate (PEM).")
+    tls_key: Path | None = Field(None, description="Client private key (PEM).")
 
     @classmethod
     def settings_customise_sources(
@@ -73,10 +90,35 @@ def load_edge_settings(config: str | Path | None = None, **overrides: Any) -> Ed
     source_cls = type("EdgeSettingsFromFile", (EdgeSettings,), {"model_config": with_file})
     try:
         settings: EdgeSettings = source_cls(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {config} is not valid TOML: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{key}: {err['msg']} (from {_origin(key, config, overrides)})"
+            for err in exc.errors() if (key := _key(err["loc"]))
         )
         where = f"arguments, FLEETCARE_EDGE__* environment variables or {config or 'no file'}"
         raise ConfigError(f"invalid edge configuration ({problems}); looked in {where}") from exc
     return settings
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _origin(key: str, config: str | Path | None, overrides: dict[str, Any]) -> str:
+    """Where the winning value of ``key`` came from, in the precedence order."""
+    field = key.split(".")[0]
+    if field in overrides:
+        return "command-line argument"
+    env = f"FLEETCARE_EDGE__{field.upper()}"
+    if any(name.upper() == env for name in os.environ):
+        return f"environment variable {env}"
+    if config is not None:
+        try:
+            if field in tomllib.loads(Path(config).read_text(encoding="utf-8")):
+                return f"{config}"
+        except (OSError, tomllib.TOMLDecodeError):
+            return f"{config} (not valid TOML)"
+    return "not set anywhere" if field not in EdgeSettings.model_fields or \
+        EdgeSettings.model_fields[field].is_required() else "default"

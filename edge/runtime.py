@@ -1,60 +1,157 @@
-"""Assembling a running agent from its settings: bus, decoder, rules, spool, publisher."""
+"""Assembling a running agent from its settings: source, decoder, rules, taps, spool, publisher.
+
+``run_agent_forever`` is ``fleetcare edge run`` (a gateway: read until SIGTERM);
+``run_replay`` is ``fleetcare edge replay`` (read recordings to their end, then wait until the
+broker has everything). Both tell systemd when they are ready and keep its watchdog fed only
+while the agent's loop is making progress.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
-import can
-
-from edge.agent import Agent, AgentStats
+from edge.agent import Agent, AgentStats, FrameTap
 from edge.config import EdgeSettings
 from edge.decode import Decoder, load_dbcs
 from edge.errors import ConfigError
-from edge.publish import Publisher
+from edge.mqttlink import TlsFiles
+from edge.publish import Health, Publisher
 from edge.rules import load_rules
+from edge.sdnotify import Watchdog
+from edge.source import FrameSource, ReplaySource, open_source
 from edge.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
-def open_bus(settings: EdgeSettings) -> can.BusABC:
-    """Open the configured python-can bus, ignoring python-can's own config files.
+@dataclass
+class Assembly:
+    """The parts of one running agent."""
+
+    agent: Agent
+    source: FrameSource
+    spool: Spool
+    publisher: Publisher
+
+    def counters(self) -> dict[str, float]:
+        """Everything counted so far, for health reports and summaries."""
+        a, s, p = self.agent.stats(), self.spool.stats(), self.publisher.stats()
+        counters: dict[str, float] = {
+            "frames_received": a.frames_read, "frames_decoded": a.frames_decoded,
+            "unknown_frames": a.unknown_frames, "filtered": a.filtered_frames,
+            "invalid_signals": a.invalid_signals, "malformed_frames": a.malformed_frames,
+            "signals_spooled": a.signals_spooled, "dtc_events": a.dtc_events,
+            "crank_events": a.crank_events, "published": p.acked,
+            "spool_messages": s.pending, "spool_bytes": s.pending_bytes,
+            "evicted": s.dropped, "evicted_bytes": s.dropped_bytes,
+            "reconnects": p.reconnects,
+        }
+        if isinstance(self.source, ReplaySource):
+            counters["log_malformed_lines"] = self.source.counters.malformed
+        return counters
+
+
+def load_taps(names: list[str]) -> list[FrameTap]:
+    """The named frame taps (``obd``, ``j1939``, ``uds``), imported only when asked for.
 
     Raises:
-        ConfigError: the interface is unknown or the channel cannot be opened.
+        ConfigError: the diagnostics package is not installed, or a name is unknown.
     """
-    kwargs: dict[str, Any] = {}
-    if settings.bitrate is not None:
-        kwargs["bitrate"] = settings.bitrate
+    if not names:
+        return []
     try:
-        return can.Bus(interface=settings.interface, channel=settings.channel,
-                       ignore_config=True, **kwargs)
-    except (can.CanError, ValueError, OSError, NotImplementedError) as exc:
-        raise ConfigError(
-            f"cannot open CAN interface {settings.interface!r} channel {settings.channel!r}: "
-            f"{exc}"
-        ) from exc
+        module = importlib.import_module("edge.diag.taps")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"taps {', '.join(names)} need the edge.diag.taps module, which is "
+                          f"not available in this install ({exc}); run without --taps") from exc
+    try:
+        taps: list[FrameTap] = module.make_taps(names)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"unknown tap in {names}: {exc}") from exc
+    return taps
 
 
-def run_agent_forever(settings: EdgeSettings, stop: threading.Event) -> AgentStats:
-    """Run one agent until ``stop`` is set; return its final counters."""
-    decoder = Decoder(load_dbcs(settings.dbc))
+def assemble(settings: EdgeSettings) -> Assembly:
+    """Build every part from the settings (nothing runs yet).
+
+    Raises:
+        ConfigError, DbcError, SpoolError: something a person must fix; the message says what.
+    """
     rules = load_rules(settings.rules)
-    spool = Spool(settings.spool_dir / settings.vehicle_id, max_bytes=settings.spool_max_bytes)
-    publisher = Publisher(spool, settings.broker_url, client_id=f"fleetcare-edge-"
-                          f"{settings.vehicle_id}")
-    bus = open_bus(settings)
-    agent = Agent(settings.vehicle_id, bus, decoder, rules, spool, publisher,
+    taps = load_taps(settings.taps)
+    needed = rules.needed_messages()
+    decoder = Decoder(load_dbcs(settings.dbc), only_messages=needed)
+    options: dict[str, Any] = {}
+    if settings.interface == "replay":
+        options.update(speed=settings.replay_speed, strict=settings.strict_logs)
+    else:
+        options.update({"bitrate": settings.bitrate} if settings.bitrate else {})
+        options.update({"fd": True} if settings.fd else {})
+        if needed is not None and not taps:  # taps need every frame
+            options["can_filters"] = decoder.can_filters(needed)
+    spool = Spool(settings.spool_dir / settings.vehicle_id, max_bytes=settings.spool_max_bytes,
+                  fsync=settings.spool_fsync)
+    source = open_source(settings.interface, settings.channel, **options)
+    if isinstance(source, ReplaySource):
+        done = spool.checkpoint(source.checkpoint_key)
+        if done:
+            log.info("resuming %s after frame %d (already in the spool)", settings.channel, done)
+            source.skip(done)
+    parts: dict[str, Any] = {}
+    publisher = Publisher(
+        spool, settings.broker_url, client_id=f"fleetcare-edge-{settings.vehicle_id}",
+        health=Health(settings.vehicle_id, lambda: parts["assembly"].counters(),
+                      settings.health_interval_s),
+        tls=TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key),
+        reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s)
+    agent = Agent(settings.vehicle_id, source, decoder, rules, spool, publisher,
                   batch_signals=settings.batch_signals,
-                  batch_interval_s=settings.batch_interval_s)
-    publisher.start()
-    log.info("agent %s reading %s:%s", settings.vehicle_id, settings.interface, settings.channel)
+                  batch_interval_s=settings.batch_interval_s, taps=taps)
+    parts["assembly"] = Assembly(agent, source, spool, publisher)
+    result: Assembly = parts["assembly"]
+    return result
+
+
+def run_agent_forever(settings: EdgeSettings, stop: threading.Event, *,
+                      notify_socket: str | None = None, watchdog_usec: int | None = None,
+                      drain_timeout_s: float = 5.0) -> AgentStats:
+    """Run one agent until ``stop`` is set (or its recording ends); return its final counters."""
+    return run(settings, stop, notify_socket=notify_socket, watchdog_usec=watchdog_usec,
+               drain_timeout_s=drain_timeout_s)[0]
+
+
+def run(settings: EdgeSettings, stop: threading.Event, *, notify_socket: str | None = None,
+        watchdog_usec: int | None = None,
+        drain_timeout_s: float = 5.0) -> tuple[AgentStats, dict[str, float], bool]:
+    """Run one agent; return its stats, its final counters and whether the spool drained.
+
+    After the source ends or ``stop`` is set, waits up to ``drain_timeout_s`` for the broker
+    to acknowledge what is left (what is not stays in the spool for the next start).
+    """
+    parts = assemble(settings)
+    watchdog = Watchdog(notify_socket, watchdog_usec, progress=lambda: parts.agent.loops)
+    parts.publisher.start()
+    log.info("agent %s reading %s:%s", settings.vehicle_id, settings.interface,
+             settings.channel)
+    drained = False
     try:
-        agent.run(stop)
-        publisher.wait_drained(timeout=5.0)
+        watchdog.start()
+        parts.agent.run(stop)
+        drained = parts.publisher.wait_drained(timeout=drain_timeout_s)
     finally:
-        publisher.stop()
-        bus.shutdown()
-    return agent.stats()
+        watchdog.stop()
+        parts.publisher.stop()
+        parts.source.shutdown()
+        counters = parts.counters()
+        parts.spool.close()
+    return parts.agent.stats(), counters, drained
+
+
+def summary(stats: AgentStats, counters: dict[str, float], drained: bool) -> dict[str, Any]:
+    """The one-line JSON summary ``edge run``/``edge replay`` print last."""
+    return dataclasses.asdict(stats) | {"counters": counters, "drained": drained}

@@ -84,6 +84,10 @@ class ReplaySource(FrameSource):
             if not Path(path).is_file():
                 raise ConfigError(f"CAN log {path} does not exist")
         self.counters = LogCounters()
+        self.checkpoint_key = "replay:" + "|".join(str(Path(p).resolve()) for p in paths)
+        """Names this recording in the spool's checkpoints."""
+        self.position = 0
+        """Frames handed out so far (skipped ones included)."""
         self._frames = self._chain(paths, strict)
         self._speed = speed
         self._done = False
@@ -97,6 +101,14 @@ class ReplaySource(FrameSource):
     @property
     def exhausted(self) -> bool:
         return self._done and self._next is None
+
+    def skip(self, frames: int) -> int:
+        """Resume after a checkpoint: pass over ``frames`` frames; returns how many there were."""
+        skipped = 0
+        while skipped < frames and next(self._frames, None) is not None:
+            skipped += 1
+        self.position += skipped
+        return skipped
 
     def _read_internal(self, timeout: float | None) -> can.Message | None:
         if self._next is None:
@@ -112,6 +124,7 @@ class ReplaySource(FrameSource):
                 if self._due(frame.timestamp) > time.monotonic():
                     return None
         self._next = None
+        self.position += 1
         return frame
 
     def _due(self, ts: float) -> float:

@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS entry (
     size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entry_by_priority ON entry (priority, seq);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    key TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS evicted (
     priority INTEGER PRIMARY KEY,
     messages INTEGER NOT NULL,
@@ -101,9 +105,12 @@ class Spool:
         self._count, self._used = int(count), int(used)
         self._written = self._acked = 0
 
-    def append(self, topic: str, payload: bytes, *,
-               priority: Priority = Priority.TELEMETRY) -> int:
+    def append(self, topic: str, payload: bytes, *, priority: Priority = Priority.TELEMETRY,
+               checkpoint: tuple[str, int] | None = None) -> int:
         """Store a message durably (evicting to make room) and return its sequence number.
+
+        ``checkpoint`` (key, position) is recorded in the same transaction: a replay that is
+        killed resumes after the last frame whose data is in the spool, never before or after.
 
         Raises:
             SpoolError: the disk refused the write; the message was not stored.
@@ -116,6 +123,9 @@ class Spool:
                 cursor = self._db.execute(
                     "INSERT INTO entry (priority, topic, payload, size) VALUES (?, ?, ?, ?)",
                     (int(priority), topic, payload, size))
+                if checkpoint is not None:
+                    self._db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
+                                     checkpoint)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -125,6 +135,13 @@ class Spool:
             self._written += 1
             assert cursor.lastrowid is not None
             return cursor.lastrowid
+
+    def checkpoint(self, key: str) -> int | None:
+        """The position last recorded under ``key``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT position FROM checkpoint WHERE key = ?",
+                                   (key,)).fetchone()
+        return int(row[0]) if row else None
 
     def read(self, seq: int) -> SpoolEntry | None:
         """The entry with this number, or None when it was acknowledged or evicted."""

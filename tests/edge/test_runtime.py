@@ -14,7 +14,8 @@ from edge.agent import AgentStats
 from edge.config import load_edge_settings
 from edge.decode import load_dbcs
 from edge.errors import ConfigError
-from edge.runtime import open_bus, run_agent_forever
+from edge.runtime import run_agent_forever
+from edge.source import open_source
 from edge.spool import Spool
 
 
@@ -50,6 +51,5 @@ def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str,
 
 
 def test_unknown_interface_is_a_config_error() -> None:
-    settings = load_edge_settings(vehicle_id="GW1", interface="no-such-driver", channel="x")
     with pytest.raises(ConfigError, match="no-such-driver"):
-        open_bus(settings)
+        open_source("no-such-driver", "x")
