@@ -74,6 +74,8 @@ class AgentStats:
     filtered_frames: int = 0
     signals_not_collected: int = 0
     crank_events: int = 0
+    unknown_ids: int = 0
+    """How many distinct frame ids no DBC knows."""
 
 
 class Agent:
@@ -214,7 +216,7 @@ class Agent:
         return AgentStats(self._frames_read, c.decoded, c.unknown, c.malformed,
                           c.invalid_signals, self._out.signals_spooled, self._dtc_events,
                           self._out.messages, c.filtered, self._not_collected,
-                          self._crank.events if self._crank else 0)
+                          self._crank.events if self._crank else 0, len(c.unknown_ids))
 
     def _add(self, samples: list[tuple[float, str, float]]) -> None:
         out = self._out

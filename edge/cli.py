@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import importlib.util
+import logging
+import os
 import signal
 import sys
 import tempfile
@@ -19,21 +22,67 @@ import orjson
 
 from edge.config import REFERENCE_RULES, load_edge_settings
 
+log = logging.getLogger(__name__)
+
+REPLAY_DEFAULT_TAPS = "obd,j1939"
+
 
 def register_edge(sub: argparse._SubParsersAction) -> None:
-    """``fleetcare edge run``: the agent on a gateway."""
+    """``fleetcare edge run`` (the agent on a gateway) and ``fleetcare edge replay``."""
     edge = sub.add_parser("edge", help="run the edge agent on a gateway",
                           description="The in-vehicle agent: read CAN, decode, spool, publish.")
     edge_sub = edge.add_subparsers(dest="edge_command", metavar="SUBCOMMAND", required=True)
     run = edge_sub.add_parser("run", help="read a bus and publish until stopped",
                               description="Read a CAN bus, decode it with DBC files, keep what "
-                                          "was read in the on-disk spool and publish it.")
+                                          "was read in the on-disk spool and publish it. Prints "
+                                          "a JSON summary when stopped (SIGTERM).")
     run.add_argument("--config", type=Path, help="edge.toml (see README: configuration)")
     run.add_argument("--vehicle-id", help="overrides vehicle_id")
-    run.add_argument("--interface", help="python-can interface (socketcan, virtual, ...)")
+    run.add_argument("--interface", help="python-can interface (socketcan, virtual, ...) or "
+                                         "replay")
     run.add_argument("--channel", help="python-can channel (can0, vcan0, ...)")
     run.add_argument("--broker", dest="broker_url", help="mqtt://host:port")
+    run.add_argument("--taps", type=_names, help="frame taps, e.g. obd,j1939,uds")
     run.set_defaults(handler=_run_edge)
+    replay = edge_sub.add_parser(
+        "replay", help="replay recorded CAN logs through the agent to a broker",
+        description="Read candump (.log), ASC, BLF, TRC or MF4 recordings through the whole "
+                    "agent (decode, rules, spool, publish) and wait until the broker has "
+                    "everything. A killed replay resumes where its spool says it stopped. "
+                    "Prints a JSON summary as the last line.")
+    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
+    replay.add_argument("--dbc", type=Path, nargs="*", default=[], help="DBC files")
+    replay.add_argument("--rules", type=Path, default=REFERENCE_RULES, help="collection rules")
+    replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
+    replay.add_argument("--broker", required=True, help="mqtt://host:port")
+    replay.add_argument("--speed", type=float, default=0.0,
+                        help="0 as fast as possible (default), 1 recorded pace, N times it")
+    replay.add_argument("--taps", type=_names, default=None,
+                        help=f"frame taps (default {REPLAY_DEFAULT_TAPS} when installed; '' none)")
+    replay.add_argument("--spool-dir", type=Path, help="spool parent (default: a temporary one)")
+    replay.add_argument("--strict", action="store_true",
+                        help="fail on the first malformed log line (default: count and skip)")
+    replay.add_argument("--drain-timeout", type=float, default=600.0,
+                        help="seconds to wait for the broker at the end (default 600)")
+    replay.set_defaults(handler=_run_replay)
+
+
+def register_dbc(sub: argparse._SubParsersAction) -> None:
+    """``fleetcare dbc check PATH...``."""
+    dbc = sub.add_parser("dbc", help="check DBC files", description="DBC file tools.")
+    dbc_sub = dbc.add_subparsers(dest="dbc_command", metavar="SUBCOMMAND", required=True)
+    check = dbc_sub.add_parser(
+        "check", help="does each DBC load (strict, then lenient), and if not, why",
+        description="For each file (directories are searched for *.dbc): whether it loads "
+                    "strictly, leniently or not at all, its message and signal counts, and the "
+                    "parser's error. Exit status 1 when any file does not load.")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    check.add_argument("--json", action="store_true", help="one JSON object per file")
+    check.set_defaults(handler=_run_dbc_check)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def register_sim(sub: argparse._SubParsersAction) -> None:
@@ -59,17 +108,61 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_edge(args: argparse.Namespace) -> int:
-    from edge.runtime import run_agent_forever
+    from edge.runtime import run, summary
 
     overrides = {k: v for k, v in vars(args).items()
-                 if k in ("vehicle_id", "interface", "channel", "broker_url") and v is not None}
+                 if k in ("vehicle_id", "interface", "channel", "broker_url", "taps")
+                 and v is not None}
     settings = load_edge_settings(args.config, **overrides)
+    stop = _stop_on_signals()
+    watchdog = os.environ.get("WATCHDOG_USEC")
+    result = run(settings, stop, notify_socket=os.environ.get("NOTIFY_SOCKET"),
+                 watchdog_usec=int(watchdog) if watchdog and watchdog.isdigit() else None)
+    print(orjson.dumps(summary(*result)).decode())
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from edge.runtime import run, summary
+
+    taps = args.taps
+    if taps is None:  # the default applies only where the diagnostics taps are installed
+        have = importlib.util.find_spec("edge.diag.taps") is not None
+        taps = _names(REPLAY_DEFAULT_TAPS) if have else []
+        if not have:
+            log.warning("edge.diag.taps is not installed: replaying without frame taps")
+    with tempfile.TemporaryDirectory(prefix="fleetcare-replay-") as tmp:
+        settings = load_edge_settings(
+            vehicle_id=args.vehicle, interface="replay",
+            channel=",".join(str(p) for p in args.logs), dbc=args.dbc, rules=args.rules,
+            broker_url=args.broker, spool_dir=args.spool_dir or Path(tmp),
+            replay_speed=args.speed, strict_logs=args.strict, taps=taps)
+        stats, counters, drained = run(settings, _stop_on_signals(),
+                                       drain_timeout_s=args.drain_timeout)
+    print(orjson.dumps(summary(stats, counters, drained)).decode())
+    return 0 if drained else 1
+
+
+def _run_dbc_check(args: argparse.Namespace) -> int:
+    from edge.dbccheck import check_all
+
+    reports = check_all(args.paths)
+    for report in reports:
+        if args.json:
+            print(orjson.dumps(dataclasses.asdict(report) | {"verdict": report.verdict}).decode())
+        else:
+            print(f"{report.verdict:7} {report.path}: {report.messages} messages, "
+                  f"{report.signals} signals" + (f" - {report.error}" if report.error else ""))
+    failed = sum(1 for r in reports if not r.loads)
+    print(f"{len(reports)} files: {len(reports) - failed} load, {failed} fail", file=sys.stderr)
+    return 1 if failed or not reports else 0
+
+
+def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stats = run_agent_forever(settings, stop)
-    print(orjson.dumps(dataclasses.asdict(stats)).decode())
-    return 0
+    return stop
 
 
 def _run_sim(args: argparse.Namespace) -> int:

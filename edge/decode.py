@@ -16,6 +16,7 @@ that bit 31 marks an extended id. CAN FD frames and multiplexed messages decode 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ import cantools
 import cantools.database
 
 from edge.errors import DbcError
+
+log = logging.getLogger(__name__)
 
 CAN_EFF_FLAG = 0x80000000
 """Bit 31: how DBC files mark a 29-bit (extended) frame id."""
@@ -52,19 +55,22 @@ class DecodeCounters:
 
 
 def load_dbcs(
-    paths: Sequence[str | Path], *, strict: bool = True
+    paths: Sequence[str | Path], *, strict: bool = True, lenient_fallback: bool = False
 ) -> list[cantools.database.Database]:
-    """Load DBC files, wrapping parser failures into a :class:`DbcError` naming the file."""
+    """Load DBC files, wrapping parser failures into a :class:`DbcError` naming the file.
+
+    With ``lenient_fallback`` a file that fails the strict checks (overlapping signals, a
+    signal outside its message) is loaded leniently, with a warning; syntax errors still fail.
+    """
     databases = []
     for path in paths:
         try:
-            db = cantools.database.load_file(str(path), database_format="dbc", strict=strict)
-        except FileNotFoundError as exc:
-            raise DbcError(f"DBC file {path} does not exist") from exc
-        except Exception as exc:  # cantools raises several unrelated types on bad input
-            raise DbcError(f"DBC file {path} does not load: {exc}") from exc
-        if not isinstance(db, cantools.database.can.Database):
-            raise DbcError(f"{path} is not a CAN database")
+            db = _load_one(path, strict)
+        except DbcError as exc:
+            if not (strict and lenient_fallback):
+                raise
+            db = _load_one(path, False)
+            log.warning("%s; loaded without strict checks", exc)
         databases.append(db)
     return databases
 
@@ -198,6 +204,18 @@ def j1939_pgn(frame_id: int) -> int:
     if ((pgn >> 8) & 0xFF) < 240:
         pgn &= 0x3FF00
     return pgn
+
+
+def _load_one(path: str | Path, strict: bool) -> cantools.database.can.Database:
+    try:
+        db = cantools.database.load_file(str(path), database_format="dbc", strict=strict)
+    except FileNotFoundError as exc:
+        raise DbcError(f"DBC file {path} does not exist") from exc
+    except Exception as exc:  # cantools raises several unrelated types on bad input
+        raise DbcError(f"DBC file {path} does not load: {exc}") from exc
+    if not isinstance(db, cantools.database.can.Database):
+        raise DbcError(f"{path} is not a CAN database")
+    return db
 
 
 def _frame_key(arbitration_id: int, is_extended: bool) -> int:

@@ -85,7 +85,7 @@ def assemble(settings: EdgeSettings) -> Assembly:
     rules = load_rules(settings.rules)
     taps = load_taps(settings.taps)
     needed = rules.needed_messages()
-    decoder = Decoder(load_dbcs(settings.dbc), only_messages=needed)
+    decoder = Decoder(load_dbcs(settings.dbc, lenient_fallback=True), only_messages=needed)
     options: dict[str, Any] = {}
     if settings.interface == "replay":
         options.update(speed=settings.replay_speed, strict=settings.strict_logs)
