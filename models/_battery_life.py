@@ -196,10 +196,38 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         return np.asarray(self.model_.predict(Xv), dtype=float)
 
     def fit_histories(self, histories: Sequence[History]) -> BatteryLifeForecaster:
-        """Fit on every cut point of the histories that reach the threshold."""
+        """Fit on every cut point of the histories that reach the threshold.
+
+        With two or more such histories the interval comes from leave-one-history-out
+        errors (what a cell the model never saw experiences); with one, from in-sample
+        errors, which understate the spread between cells.
+        """
         X, y = training_snapshots(histories, self.threshold, window=self.window,
                                   min_points=self.min_points)
-        return self.fit(X, y)
+        self.fit(X, y)
+        rel = self._held_out_errors(histories)
+        if rel.size:
+            tail = (1.0 - self.coverage) / 2.0
+            self.error_quantiles_ = np.quantile(rel, [tail, 1.0 - tail])
+        return self
+
+    def _held_out_errors(self, histories: Sequence[History]) -> NDArray[np.float64]:
+        """Relative errors on each crossing history by a model fitted on the others."""
+        snaps = []
+        for hist in histories:
+            try:
+                snaps.append(training_snapshots([hist], self.threshold, window=self.window,
+                                                min_points=self.min_points))
+            except InsufficientDataError:
+                continue
+        errors = []
+        for i, (Xi, yi) in enumerate(snaps if len(snaps) >= 2 else []):
+            others = [s for j, s in enumerate(snaps) if j != i]
+            Xo, yo = np.vstack([s[0] for s in others]), np.concatenate([s[1] for s in others])
+            model = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(Xo, yo)
+            pred = model.predict(Xi)
+            errors.append((yi - pred) / np.maximum(np.abs(pred), 1e-9))
+        return np.concatenate(errors) if errors else np.empty(0)
 
     def forecast(self, history: History) -> LifeForecast:
         """Where ``history`` (all of it is "so far") reaches the threshold, with the interval."""

@@ -190,7 +190,7 @@ def attach_labels(
         out = out.join(t, on="vehicle_id", how="left").with_columns(
             _label(horizon_days).alias(label_column(comp))
         ).drop("failure_day", "end_day")
-    return out.collect()
+    return out.sort("vehicle_id", "day").collect()
 
 
 def _label(horizon_days: int) -> pl.Expr:

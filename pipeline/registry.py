@@ -166,10 +166,14 @@ def set_promoted(con: duckdb.DuckDBPyConnection, model_id: str,
 
 
 def beats(candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:
-    """Does the candidate's report on the shared hold-out beat the incumbent's?"""
+    """Does the candidate's report on the shared hold-out beat the incumbent's?
+
+    Lower cost wins; at equal cost a Brier score lower by more than 0.1 % (not rounding
+    noise) wins; anything else keeps the incumbent.
+    """
     if candidate["cost"] != incumbent["cost"]:
         return bool(candidate["cost"] < incumbent["cost"])
-    return bool(candidate["brier"] < incumbent["brier"] - 1e-12)
+    return bool(candidate["brier"] < incumbent["brier"] * (1.0 - 1e-3))
 
 
 def load_model(artifact: bytes) -> FaultWarningClassifier:

@@ -13,7 +13,7 @@ import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 from synth_fleet import START, Car, build_store, day
 
-from models import FaultWarningClassifier
+from models import FaultWarningClassifier, NoStartRiskClassifier
 from pipeline.advice import advise
 from pipeline.errors import NotEnoughDataError
 from pipeline.reference_data import seed_reference_data
@@ -60,17 +60,31 @@ def test_one_promoted_model_per_component_with_held_out_metrics(
         assert model.n_features_in_ == len(features)
 
 
-def test_retraining_promotes_the_new_model_only(trained: duckdb.DuckDBPyConnection) -> None:
-    before = {r[0] for r in trained.execute("SELECT model_id FROM model_registry").fetchall()}
-    reports = train_and_register(trained, horizon_days=30, seed=3)
-    hv = next(r for r in reports if r.component == "traction_battery")
-    assert hv.model_id is not None
-    assert hv.n_train_vehicles + hv.n_test_vehicles == hv.metrics["n_vehicles"] == 11
-    promoted = trained.execute("SELECT component, model_id FROM model_registry WHERE promoted"
-                               " ORDER BY component").fetchall()
-    assert [c for c, _ in promoted] == ["brakes", "lv_battery", "traction_battery"]
-    assert {m for _, m in promoted} == {r.model_id for r in reports}
-    assert {m for _, m in promoted}.isdisjoint(before)
+def test_the_twelve_volt_battery_gets_the_no_start_classifier(
+    trained: duckdb.DuckDBPyConnection,
+) -> None:
+    row = trained.execute("SELECT artifact, estimator FROM model_registry"
+                          " WHERE promoted AND component = 'lv_battery'").fetchall()[0]
+    assert isinstance(load_model(row[0]), NoStartRiskClassifier)
+    assert row[1] == "NoStartRiskClassifier"
+
+
+def test_held_out_metrics_include_calibration_lead_time_and_time_to_failure(
+    trained: duckdb.DuckDBPyConnection,
+) -> None:
+    metrics = {c: json.loads(m) for c, m in trained.execute(
+        "SELECT component, metrics FROM model_registry WHERE promoted").fetchall()}
+    for m in metrics.values():
+        assert 0.0 <= m["calibration"]["ece"] <= 1.0
+        assert sum(b["n"] for b in m["calibration"]["bins"]) == m["held_out"]["n"]
+        lead = m["lead_time"]
+        assert lead["n_failures"] >= 1
+        assert lead["n_failures"] == len(lead["per_vehicle"])
+        if lead["median_lead_days"] is not None:
+            assert 0 <= lead["median_lead_days"] <= 30 + 1
+    ttf = metrics["traction_battery"]["time_to_failure"]
+    assert ttf["n"] >= 1 and ttf["mae"] is not None
+    assert metrics["lv_battery"]["time_to_failure"] is None, "no life forecaster for 12 V"
 
 
 def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""``fleetcare models``: evaluation on any CSV, battery life on NASA files, the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import polars as pl
+import pytest
+from synth_fleet import Car, build_store
+
+from flows.cli import main
+from pipeline.training import train_and_register
+
+NASA = Path(__file__).resolve().parents[3] / "shared" / "data" / "battery_nasa"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _fleet_csv(path: Path, n: int = 600) -> Path:
+    rng = np.random.default_rng(7)
+    wear = rng.uniform(20, 100, n)
+    fails = (wear + rng.normal(0, 5, n) > 90).astype(int)
+    cells = [f"{w:.2f}" if i % 9 else "na" for i, w in enumerate(wear)]
+    pl.DataFrame({"vehicle": [f"v{i}" for i in range(n)], "pad_wear": cells,
+                  "ambient": rng.normal(10, 5, n).round(2), "failed": fails}).write_csv(path)
+    return path
+
+
+def test_evaluate_reports_cost_confusion_and_threshold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = _fleet_csv(tmp_path / "fleet.csv")
+    code, out, _ = _run(capsys, "models", "evaluate", str(data), "--label", "failed",
+                        "--cost-fp", "1", "--cost-fn", "20", "--folds", "4", "--json")
+    assert code == 0
+    rep = orjson.loads(out)
+    assert rep["tp"] + rep["fp"] + rep["tn"] + rep["fn"] == rep["rows"] == 600
+    assert rep["total_cost"] == rep["fp"] * 1 + rep["fn"] * 20
+    assert rep["features"] == ["pad_wear", "ambient"]
+    assert rep["ignored_columns"] == {"vehicle": "v0"}
+    assert rep["folds"] == 4 and len(rep["fold_thresholds"]) == 4
+    assert rep["recall"] > 0.7
+    cheap = orjson.loads(_run(capsys, "models", "evaluate", str(data), "--label", "failed",
+                              "--cost-fp", "20", "--cost-fn", "1", "--json")[1])
+    assert cheap["threshold"] > rep["threshold"]
+    assert cheap["tp"] + cheap["fp"] < rep["tp"] + rep["fp"]
+
+
+def test_evaluate_text_output_and_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = _fleet_csv(tmp_path / "fleet.csv")
+    code, out, _ = _run(capsys, "models", "evaluate", str(data), "--label", "failed",
+                        "--cost-fp", "1", "--cost-fn", "10")
+    assert code == 0
+    assert "total cost" in out and "threshold" in out and "left out (not numeric): vehicle" in out
+    code, _, err = _run(capsys, "models", "evaluate", str(data), "--label", "broken",
+                        "--cost-fp", "1", "--cost-fn", "10")
+    assert code == 1 and "no column 'broken'" in err
+    code, _, err = _run(capsys, "models", "evaluate", str(data), "--label", "ambient",
+                        "--cost-fp", "1", "--cost-fn", "10")
+    assert code == 1 and "must hold 0 and 1" in err
+
+
+@pytest.mark.skipif(not NASA.exists(), reason=f"NASA battery data not found at {NASA}")
+def test_battery_life_on_nasa_cells(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "models", "battery-life", "--train",
+                        str(NASA / "B0006_cycles.csv"), str(NASA / "B0007_cycles.csv"),
+                        "--predict", str(NASA / "B0005_cycles.csv"), "--upto", "84",
+                        "--threshold", "1.4", "--json")
+    assert code == 0
+    rep = orjson.loads(out)
+    assert rep["now"] == 84 and rep["observed_crossing"] == 125
+    assert abs(rep["error"]) <= 15
+    assert rep["low"] <= rep["crossing"] <= rep["high"]
+    code, _, err = _run(capsys, "models", "battery-life", "--train",
+                        str(NASA / "B0006_cycles.csv"), "--predict",
+                        str(NASA / "B0005_cycles.csv"), "--upto", "84", "--threshold", "1.4",
+                        "--value", "soc")
+    assert code == 1 and "no column 'soc'" in err
+
+
+def test_list_show_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "fleet.duckdb"
+    cars = [Car(f"ok{i}") for i in range(4)] + [
+        Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
+    con = build_store(db, cars, 80)
+    first = {r.component: r for r in train_and_register(con, horizon_days=30)}["brakes"]
+    second = {r.component: r for r in train_and_register(con, horizon_days=30)}["brakes"]
+    con.close()
+    code, out, _ = _run(capsys, "models", "list", "--db", str(db), "--component", "brakes")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("model_id")
+    assert any(first.model_id in ln and "\tyes\t" in ln for ln in lines)
+    code, out, _ = _run(capsys, "models", "show", str(second.model_id), "--db", str(db))
+    shown = orjson.loads(out)
+    assert code == 0 and shown["promoted"] is False and shown["holdout_vehicles"]
+    code, out, _ = _run(capsys, "models", "promote", str(second.model_id), "--db", str(db))
+    assert code == 3 and orjson.loads(out)["promoted"] is False
+    code, out, _ = _run(capsys, "models", "promote", str(second.model_id), "--db", str(db),
+                        "--force")
+    assert code == 0 and orjson.loads(out)["promoted"] is True
+    code, _, err = _run(capsys, "models", "show", "nope", "--db", str(db))
+    assert code == 1 and "no model 'nope'" in err

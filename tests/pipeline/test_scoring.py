@@ -1,0 +1,33 @@
+"""Scores carry their explanation: the features that moved each probability most."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from synth_fleet import Car, build_store, day
+
+from pipeline.features import COMPONENT_FEATURES, CONTEXT_FEATURES
+from pipeline.scoring import TOP_FEATURES, score_fleet
+from pipeline.training import train_and_register
+
+
+def test_each_score_names_its_top_contributing_features(tmp_path: Path) -> None:
+    cars = [Car(f"ok{i}") for i in range(5)]
+    cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
+    con = build_store(tmp_path / "fleet.duckdb", cars, 80)
+    train_and_register(con, horizon_days=30, seed=0)
+    assert score_fleet(con, as_of=day(50)) > 0
+    rows = con.execute("SELECT vehicle_id, probability, explanation FROM scores"
+                       " WHERE component = 'brakes' AND as_of = ?", [day(50)]).fetchall()
+    allowed = set(COMPONENT_FEATURES["brakes"]) | set(CONTEXT_FEATURES)
+    for _, _, explanation in rows:
+        reasons = json.loads(explanation)
+        assert len(reasons) == TOP_FEATURES
+        assert {r["feature"] for r in reasons} <= allowed
+        sizes = [abs(r["contribution"]) for r in reasons]
+        assert sizes == sorted(sizes, reverse=True)
+    by_vehicle = {v: (p, json.loads(e)) for v, p, e in rows}
+    proba, reasons = by_vehicle["brk0"]
+    assert proba > 0.5
+    assert reasons[0]["feature"].startswith("pad_wear") and reasons[0]["contribution"] > 0
