@@ -27,7 +27,7 @@ from typing import Any, Final
 from pipeline.appointments import iso
 from pipeline.http_json import JsonHttpServer
 from pipeline.lifecycle import run_until_terminated
-from pipeline.signing import SignatureError, newest, signed_headers, verify
+from pipeline.signing import SignatureError, key_list, newest, signed_headers, verify
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CrmReceiver(JsonHttpServer):
 
     def __init__(self, secret: str | Sequence[str], *, host: str = "127.0.0.1", port: int = 0,
                  status_url: str | None = None, status_secret: str | None = None) -> None:
-        self._secrets = [secret] if isinstance(secret, str) else list(secret)
+        self._secrets = key_list(secret)
         self.status_url = status_url
         self._status_secret = status_secret or newest(self._secrets)
         self._lock = threading.Lock()

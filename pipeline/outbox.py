@@ -32,6 +32,7 @@ from pipeline.signing import (
     SECRET_PREFIX,
     SignatureError,
     check_secret,
+    key_list,
     new_secret,
     sign,
     signed_headers,
@@ -85,7 +86,8 @@ def deliver_outbox(
     Args:
         con: the store (this process is its writer).
         url: the CRM endpoint.
-        secret: the ``whsec_`` key, or the live keys of a rotation, newest last.
+        secret: the ``whsec_`` key, or the live keys of a rotation, newest last (a list, or
+            one string with the keys separated by spaces).
         now: decides which rows are due and when retries are scheduled (default: now). The
             signed ``webhook-timestamp`` is always the real send time, which receivers check.
         timeout_s: per request.
@@ -94,7 +96,10 @@ def deliver_outbox(
         event_ids: only these rows (urgent leads deliver their own rows at once).
     """
     now = now or dt.datetime.now(dt.UTC)
-    for key in [secret] if isinstance(secret, str) else secret:
+    keys = key_list(secret)
+    if not keys:
+        raise ValueError("no webhook secret given: set FLEETCARE_PIPELINE__CRM_SECRET")
+    for key in keys:
         check_secret(key)
     rows = con.execute(
         "SELECT event_id, lead_id, CAST(body AS VARCHAR), attempts + 1, first_failed_at,"

@@ -52,13 +52,22 @@ def check_secret(secret: str) -> bytes:
         raise ValueError("webhook secret must be 'whsec_' followed by base64") from exc
 
 
+def key_list(secrets: str | Sequence[str]) -> list[str]:
+    """The live keys, oldest first: a list, or one string of keys separated by spaces/commas.
+
+    The string form is what ``FLEETCARE_PIPELINE__CRM_SECRET`` holds during a rotation.
+    """
+    if isinstance(secrets, str):
+        return secrets.replace(",", " ").split()
+    return list(secrets)
+
+
 def newest(secrets: str | Sequence[str]) -> str:
     """The key a sender signs with: the only one, or the last (newest) of a rotation list."""
-    if isinstance(secrets, str):
-        return secrets
-    if not secrets:
+    keys = key_list(secrets)
+    if not keys:
         raise ValueError("at least one webhook secret is needed")
-    return secrets[-1]
+    return keys[-1]
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: str | bytes) -> str:
@@ -105,7 +114,7 @@ def verify(
     if abs(clock - ts) > tolerance_s:
         raise SignatureError(
             f"webhook-timestamp {ts} is more than {tolerance_s:.0f} s from now", 400)
-    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    keys = key_list(secrets)
     expected = {sign(k, msg_id, ts, body).split(",", 1)[1] for k in keys}
     for candidate in sigs.split():
         version, _, value = candidate.partition(",")
