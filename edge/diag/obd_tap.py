@@ -72,8 +72,8 @@ class ObdTap:
         can_id, extended = frame.arbitration_id, frame.is_extended_id
         ecu = ecu_of_response(can_id, extended)
         if ecu is None:
-            if is_request(can_id, extended):
-                self.counters.requests += 1
+            if is_request(can_id, extended) and frame.data and frame.data[0] >> 4 != 3:
+                self.counters.requests += 1  # flow control frames are not requests
             return None
         payload = self._reassembler.feed(can_id, bytes(frame.data))
         if payload is None:
