@@ -126,6 +126,11 @@ class UrgentLeads:
             self._pending += pending
             self._cond.notify_all()
 
+    def wait_for(self, predicate: Callable[[UrgentStats], bool], timeout: float) -> bool:
+        """Block until ``predicate(stats)`` holds; False if ``timeout`` seconds pass first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._stats), timeout)
+
     def wait_idle(self, timeout: float) -> bool:
         """Block until every handed-over delivery finished; False on timeout."""
         with self._cond:

@@ -6,16 +6,21 @@ import base64
 import datetime as dt
 import json
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import jsonschema
+import paho.mqtt.client as mqtt
 import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
+from edge import contract
+from pipeline.broker import parse_broker_url
 from pipeline.crm import CrmReceiver
+from pipeline.ingest import Ingestor
 from pipeline.reference_data import seed_reference_data
 from pipeline.urgent import UrgentLeads
 
@@ -106,3 +111,33 @@ def test_batches_without_fault_codes_cost_nothing(con: duckdb.DuckDBPyConnection
     hook(con, object())
     assert hook.stats.batches_seen == 2
     assert _state(con) == []
+
+
+@pytest.mark.broker
+def test_ingest_hook_turns_a_landed_critical_code_into_a_lead(
+    broker_url: str, db_path: Path, tmp_path: Path,
+) -> None:
+    build_store(db_path, [Car("ev-live")], 2).close()
+    now = time.time()
+    batch = contract.DtcBatch(f"dtc-{tmp_path.name}", "ev-live",
+                              [contract.DtcEvent(now - 1, "P0AA6", "stored", "0x10")])
+    with CrmReceiver(SECRET) as crm:
+        hook = UrgentLeads(crm.url, SECRET)
+        ingestor = Ingestor(broker_url, db_path, client_id=f"urgent-{tmp_path.name}",
+                            flush_interval_s=0.05, after_commit=hook)
+        ingestor.start()
+        try:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+            client.connect(*parse_broker_url(broker_url))
+            client.loop_start()
+            client.publish(contract.dtc_topic("ev-live"), contract.encode(batch),
+                           qos=1).wait_for_publish(10)
+            client.loop_stop()
+            client.disconnect()
+            assert hook.wait_for(lambda s: s.delivered >= 1, timeout=30), hook.stats
+        finally:
+            ingestor.stop()
+            hook.close()
+        (lead,) = crm.leads()
+    assert (lead["vehicle"]["vehicle_id"], lead["severity"]) == ("ev-live", "critical")
+    assert lead["roadside_assistance"] is True
