@@ -156,3 +156,44 @@ def test_done_lead_allows_a_new_one(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("UPDATE leads SET state = 'done'")
     assert advise(con, now=NOW).new == 1
     assert _count(con, "leads") == 2
+
+
+def test_appointment_needs_a_free_bay_and_enough_technician_hours(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    _score(con, "ev-sick", "brakes", 0.9)
+    labour = con.execute("SELECT labour_hours FROM service_catalogue"
+                         " WHERE component = 'brakes'").fetchone()
+    assert labour is not None
+    con.execute("UPDATE centre_capacity SET free_slots = 0, technician_hours = 40")
+    con.execute("UPDATE centre_capacity SET free_slots = 2, technician_hours = ?"
+                " WHERE centre_id = 'centre-north' AND day = ?", [labour[0] / 2, day(31)])
+    con.execute("UPDATE centre_capacity SET free_slots = 1, technician_hours = 12"
+                " WHERE centre_id = 'centre-north' AND day = ?", [day(33)])
+    advise(con, now=NOW)
+    (lead,) = _leads(con)
+    jsonschema.validate(lead, SCHEMA)
+    assert lead["proposed_appointment"]["day"] == day(33).isoformat(), "day 31 lacks technicians"
+    left = con.execute("SELECT free_slots, technician_hours FROM centre_capacity"
+                       " WHERE centre_id = 'centre-north' AND day = ?", [day(33)]).fetchone()
+    assert left == (0, 12 - labour[0])
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["scoring-list", "object"])
+def test_score_explanation_becomes_the_leads_top_factors(
+    con: duckdb.DuckDBPyConnection, wrapped: bool,
+) -> None:
+    """pipeline.scoring writes ``[{"feature", "value", "contribution"}, ...]``."""
+    factors = [{"feature": f"f{i}", "value": float(i), "contribution": 1.0 / (i + 1)}
+               for i in range(7)]
+    _score(con, "ev-sick", "brakes", 0.9)
+    has_column = con.execute("SELECT count(*) FROM information_schema.columns WHERE"
+                             " table_name = 'scores' AND column_name = 'explanation'").fetchone()
+    if not has_column or not has_column[0]:
+        pytest.skip("scores.explanation (migration 005) is not in this tree")
+    explanation = {"top_factors": factors} if wrapped else factors
+    con.execute("UPDATE scores SET explanation = ?", [json.dumps(explanation)])
+    advise(con, now=NOW)
+    (lead,) = _leads(con)
+    jsonschema.validate(lead, SCHEMA)
+    assert lead["evidence"]["top_factors"] == factors[:5]
