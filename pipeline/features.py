@@ -20,58 +20,42 @@ import duckdb
 import polars as pl
 
 from edge.contract import COMPONENTS
+from pipeline import feature_sql
 from pipeline.dtc_catalog import catalog_frame
+from pipeline.feature_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 
 log = logging.getLogger(__name__)
 
 TREND_WINDOW: Final = "14d"
 """Backward window of the slope features (the day itself and the 13 before it)."""
+EXPOSURE_WINDOW: Final = "30d"
+"""Backward window of the exposure features (heat, distance, braking energy)."""
+HOT_CELL_C: Final = 40.0
+"""Hottest-cell temperature (°C) above which a day counts as a hot day for the pack."""
+SOH_FAILED: Final = 70.0
+"""Traction-pack SoH (%) treated as end of life by the days-to-threshold feature."""
+PAD_WEAR_LIMIT: Final = 100.0
+"""Pad wear (%) at the wear limit."""
+HORIZON_CAP_DAYS: Final = 3650.0
+"""Days-to-threshold features are capped here (a flat trend would give infinity)."""
 SOH = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
-_WHEELS = [f"Row{r}.Wheel.{s}" for r in (1, 2) for s in ("Left", "Right")]
-PAD_WEAR = tuple(f"Vehicle.Chassis.Axle.{w}.Brake.PadWear" for w in _WHEELS)
-
-_DAILY_SQL: Final = """
-SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
-  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.StateOfHealth') AS soh,
-  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Max')
-    - median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Min')
-    AS cell_voltage_spread,
-  max(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.Temperature.Max')
-    AS cell_temp_max,
-  min(value) FILTER (WHERE signal = 'BMS_Health.InsulationResistance')
-    AS insulation_resistance_min,
-  max(value) FILTER (WHERE signal IN ({pads})) AS pad_wear_max,
-  min(value) FILTER (WHERE signal = 'BCM_LowVoltage.CrankMinVoltage') AS crank_dip_min,
-  median(value) FILTER (WHERE signal = 'Vehicle.LowVoltageBattery.CurrentVoltage')
-    AS rest_voltage,
-  max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
-  median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
-FROM telemetry
-WHERE ts <= $until
-GROUP BY ALL
-"""
-
-_DTC_SQL: Final = """
-WITH days AS (
-  SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
-  FROM telemetry WHERE ts <= $until
-), ev AS (
-  SELECT vehicle_id, code, ts, cleared, CAST(timezone('UTC', ts) AS DATE) AS d
-  FROM dtc_events WHERE ts <= $until
-)
-SELECT days.vehicle_id, days.day, upper(ev.code) AS code,
-       arg_max(ev.cleared, ev.ts) AS cleared_last
-FROM days JOIN ev ON ev.vehicle_id = days.vehicle_id
-  AND ev.d <= days.day
-GROUP BY ALL
-"""
+PAD_WEAR = tuple(PAD_WEAR_SIGNALS.values())
+_WHEEL_KEYS = tuple(PAD_WEAR_SIGNALS)
 
 COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
-    "traction_battery": ("soh", "soh_slope_14d", "cell_voltage_spread", "cell_temp_max",
-                         "insulation_resistance_min", "dtc_count__traction_battery"),
+    "traction_battery": ("soh", "soh_slope_14d", "soh_days_to_threshold",
+                         "cell_voltage_spread", "cell_temp_max", "cell_temp_mean_30d",
+                         "hot_days_30d", "insulation_resistance_min",
+                         "dtc_count__traction_battery", "dtc_events_30d__traction_battery",
+                         "dtc_age_days__traction_battery"),
     "lv_battery": ("crank_dip_min", "crank_dip_trend_14d", "rest_voltage",
-                   "dtc_count__lv_battery"),
-    "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "dtc_count__brakes"),
+                   "rest_voltage_trend_14d", "dtc_count__lv_battery",
+                   "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery"),
+    "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "pad_km_to_limit",
+               "pad_days_to_limit", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
+               *(f"pad_wear_rate_per_100km_{k}" for k in _WHEEL_KEYS),
+               "braking_energy_30d", "pad_wear_per_braking_energy", "dtc_count__brakes",
+               "dtc_events_30d__brakes", "dtc_age_days__brakes"),
 }
 """The features that describe each component's own health (also the lead's evidence)."""
 CONTEXT_FEATURES: Final = ("distance_km", "ambient_temp", "odometer_km")
@@ -96,16 +80,18 @@ def build_daily_features(
 
     Returns:
         Columns ``vehicle_id``, ``day`` (pl.Date), the per-day signals, their trends and
-        ``dtc_count__<component>``, sorted by vehicle and day. Values a vehicle does not
-        report (an ICE car's battery pack) are null.
+        exposures, and the fault-code features per component, sorted by vehicle and day.
+        Values a vehicle does not report (an ICE car's battery pack) are null.
     """
     bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
-    pads = ", ".join(f"'{p}'" for p in PAD_WEAR)
-    daily = _query(con, _DAILY_SQL.format(pads=pads), {"until": bound})
+    daily = _query(con, feature_sql.DAILY, {"until": bound})
+    braking = _query(con, feature_sql.BRAKING, {"until": bound})
+    daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
-    dtc = _dtc_counts(con, bound)
+    dtc = _dtc_features(con, bound)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
-        pl.col(f"dtc_count__{c}").fill_null(0) for c in COMPONENTS
+        pl.col(f"dtc_{kind}__{c}").fill_null(0)
+        for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
     )
     return out.sort("vehicle_id", "day").collect()
 
@@ -118,17 +104,52 @@ def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) 
     return rel.pl().lazy()
 
 
+def _backward(e: pl.Expr, how: str) -> pl.Expr:
+    """A backward rolling aggregate over :data:`EXPOSURE_WINDOW` per vehicle."""
+    rolled = (e.rolling_mean_by("day", EXPOSURE_WINDOW) if how == "mean"
+              else e.fill_null(0.0).rolling_sum_by("day", EXPOSURE_WINDOW))
+    return rolled.over("vehicle_id")
+
+
+def _days_to(gap: pl.Expr, rate: pl.Expr) -> pl.Expr:
+    """Days until ``gap`` closes at ``rate`` per day (capped; the cap when not closing)."""
+    return (pl.when(rate > 1e-9).then(gap.clip(lower_bound=0.0) / rate)
+            .otherwise(HORIZON_CAP_DAYS).clip(upper_bound=HORIZON_CAP_DAYS))
+
+
 def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     x_day = (pl.col("day") - pl.date(2000, 1, 1)).dt.total_days().cast(pl.Float64)
+    odo = pl.col("odometer_km")
     prev_day = pl.col("day").shift(1).over("vehicle_id")
-    prev_odo = pl.col("odometer_km").forward_fill().shift(1).over("vehicle_id")
+    prev_odo = odo.forward_fill().shift(1).over("vehicle_id")
     gap = (pl.col("day") - prev_day).dt.total_days()
-    return daily.with_columns(
+    energy = pl.col("braking_energy_kj_per_kg")
+    cum_energy = energy.fill_null(0.0).cum_sum().over("vehicle_id")
+    first = daily.with_columns(
         _rolling_slope(pl.col("soh"), x_day).alias("soh_slope_14d"),
         _rolling_slope(pl.col("crank_dip_min"), x_day).alias("crank_dip_trend_14d"),
-        (_rolling_slope(pl.col("pad_wear_max"), pl.col("odometer_km")) * 100.0)
-        .alias("pad_wear_rate_per_100km"),
-        ((pl.col("odometer_km") - prev_odo) / gap).alias("distance_km"),
+        _rolling_slope(pl.col("rest_voltage"), x_day).alias("rest_voltage_trend_14d"),
+        (_rolling_slope(pl.col("pad_wear_max"), odo) * 100.0).alias("pad_wear_rate_per_100km"),
+        *((_rolling_slope(pl.col(f"pad_wear_{k}"), odo) * 100.0)
+          .alias(f"pad_wear_rate_per_100km_{k}") for k in _WHEEL_KEYS),
+        _rolling_slope(pl.col("pad_wear_max"), cum_energy).alias("pad_wear_per_braking_energy"),
+        ((odo - prev_odo) / gap).alias("distance_km"),
+        _backward(pl.col("cell_temp_max"), "mean").alias("cell_temp_mean_30d"),
+        _backward((pl.col("cell_temp_max") >= HOT_CELL_C).cast(pl.Float64), "sum")
+        .alias("hot_days_30d"),
+        _backward(energy, "sum").alias("braking_energy_30d"),
+    )
+    km_per_day = _backward(pl.col("distance_km"), "mean")
+    km_left = (PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / (pl.col("pad_wear_rate_per_100km")
+                                                            / 100.0)
+    return first.with_columns(
+        _days_to(pl.col("soh") - SOH_FAILED, -pl.col("soh_slope_14d"))
+        .alias("soh_days_to_threshold"),
+        pl.when(pl.col("pad_wear_rate_per_100km") > 1e-9).then(km_left)
+        .alias("pad_km_to_limit"),
+        _days_to(PAD_WEAR_LIMIT - pl.col("pad_wear_max"),
+                 pl.col("pad_wear_rate_per_100km") / 100.0 * km_per_day)
+        .alias("pad_days_to_limit"),
     )
 
 
@@ -150,13 +171,24 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
     return pl.when((n >= 2) & (den.abs() > 1e-9)).then((n * sxy - sx * sy) / den)
 
 
-def _dtc_counts(con: duckdb.DuckDBPyConnection, bound: dt.datetime) -> pl.LazyFrame:
-    active = _query(con, _DTC_SQL, {"until": bound}).filter(~pl.col("cleared_last"))
+def _dtc_features(con: duckdb.DuckDBPyConnection, bound: dt.datetime) -> pl.LazyFrame:
+    """Active codes, reports in the last 30 days and the oldest active code's age per component."""
+    events = _query(con, feature_sql.DTC, {"until": bound})
     comp = catalog_frame().lazy().select("code", "component")
-    joined = active.join(comp, on="code", how="left")
+    joined = events.join(comp, on="code", how="left").with_columns(
+        active=~pl.col("cleared_last"),
+        age=(pl.col("day") - pl.col("first_seen")).dt.total_days().cast(pl.Float64))
     return joined.group_by("vehicle_id", "day").agg(
-        (pl.col("component") == c).sum().cast(pl.Int64).alias(f"dtc_count__{c}")
+        expr
         for c in COMPONENTS
+        for expr in (
+            ((pl.col("component") == c) & pl.col("active")).sum().cast(pl.Int64)
+            .alias(f"dtc_count__{c}"),
+            pl.col("events_30d").filter(pl.col("component") == c).sum().cast(pl.Int64)
+            .alias(f"dtc_events_30d__{c}"),
+            pl.col("age").filter((pl.col("component") == c) & pl.col("active")).max()
+            .alias(f"dtc_age_days__{c}"),
+        )
     )
 
 

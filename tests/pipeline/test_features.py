@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import duckdb
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
-from synth_fleet import Car, add_dtc, add_telemetry, build_store, day
+from synth_fleet import START, Car, add_dtc, add_telemetry, build_store, day
 
 from pipeline.features import attach_labels, build_daily_features, label_column
 
@@ -46,8 +49,11 @@ def test_features_of_a_day_ignore_everything_after_it(tmp_path: Path) -> None:
     car = Car("ev", fails={"brakes": 50})
     con = build_store(tmp_path / "f.duckdb", [car], 30)
     add_dtc(con, "ev", 12, "C1B00")
+    _add_speed(con, "ev", 20, [50.0, 20.0])
     before = build_daily_features(con)
     add_telemetry(con, car, range(30, 45))
+    _add_speed(con, "ev", 30, [90.0, 0.0])
+    add_dtc(con, "ev", 30, "C1B00", cleared=True)
     add_dtc(con, "ev", 31, "P0562")
     add_dtc(con, "ev", 33, "C1B00", cleared=True)
     after = build_daily_features(con).filter(pl.col("day") <= day(29))
@@ -83,3 +89,57 @@ def test_labels_horizon_after_failure_and_missing_component(tmp_path: Path) -> N
     assert _row(labels, "ice", 50)[brakes] is False
     assert _row(labels, "ice", 51)[brakes] is None, "horizon runs past the simulation"
     assert _row(labels, "sick", 10)[label_column("lv_battery")] is False
+
+
+def _add_speed(con: duckdb.DuckDBPyConnection, vehicle: str, i: int, kmh: list[float]) -> None:
+    """Speed samples one second apart at 08:00 UTC on day index ``i``."""
+    t0 = START + dt.timedelta(days=i, hours=8)
+    frame = pl.DataFrame({"vehicle_id": vehicle,
+                          "ts": [t0 + dt.timedelta(seconds=s) for s in range(len(kmh))],
+                          "signal": "Vehicle.Speed", "value": kmh, "msg_id": "m"})
+    con.register("_speed", frame)
+    con.execute("INSERT INTO telemetry SELECT vehicle_id, ts, signal, value, msg_id FROM _speed")
+    con.unregister("_speed")
+
+
+def test_per_wheel_wear_braking_energy_and_distance_to_the_limit(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("ev", fails={"brakes": 50})], 30)
+    _add_speed(con, "ev", 10, [72.0, 36.0, 36.0, 0.0, 18.0])
+    feats = build_daily_features(con)
+    r = _row(feats, "ev", 20)
+    assert r["pad_wear_fl"] > r["pad_wear_fr"] > r["pad_wear_rl"] > r["pad_wear_rr"]
+    assert r["pad_wear_max"] == pytest.approx(r["pad_wear_fl"])
+    assert r["pad_wear_rate_per_100km_fl"] > 0
+    km_left = (100 - r["pad_wear_max"]) / (r["pad_wear_rate_per_100km"] / 100)
+    assert r["pad_km_to_limit"] == pytest.approx(km_left)
+    assert 0 < r["pad_days_to_limit"] < 3650
+    # 72 -> 36 -> 36 -> 0 km/h: (20² - 10²)/2 + 10²/2 = 200 J/kg; the rise to 18 km/h is no braking
+    assert _row(feats, "ev", 10)["braking_energy_kj_per_kg"] == pytest.approx(0.2)
+    assert _row(feats, "ev", 9)["braking_energy_30d"] == 0
+    assert _row(feats, "ev", 25)["braking_energy_30d"] == pytest.approx(0.2)
+
+
+def test_heat_exposure_and_days_to_end_of_life(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("sick", fails={"traction_battery": 40}),
+                                              Car("ok")], 40)
+    feats = build_daily_features(con)
+    sick, ok = _row(feats, "sick", 30), _row(feats, "ok", 30)
+    assert sick["soh_days_to_threshold"] < 30 < ok["soh_days_to_threshold"]
+    assert 20 < sick["cell_temp_mean_30d"] < 35
+    assert sick["hot_days_30d"] == 0
+
+
+def test_fault_code_recurrence_and_age_restart_after_a_clear(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("ev")], 40)
+    for i in (5, 7):
+        add_dtc(con, "ev", i, "C1B00", status="pending" if i == 5 else "stored")
+    add_dtc(con, "ev", 9, "C1B00", cleared=True)
+    add_dtc(con, "ev", 20, "C1B00")
+    feats = build_daily_features(con)
+    assert _row(feats, "ev", 8)["dtc_age_days__brakes"] == 3
+    assert _row(feats, "ev", 8)["dtc_events_30d__brakes"] == 2
+    assert _row(feats, "ev", 12)["dtc_count__brakes"] == 0
+    assert _row(feats, "ev", 12)["dtc_age_days__brakes"] == 0
+    assert _row(feats, "ev", 25)["dtc_age_days__brakes"] == 5, "counted from the re-report"
+    assert _row(feats, "ev", 25)["dtc_events_30d__brakes"] == 3
+    assert _row(feats, "ev", 39)["dtc_events_30d__brakes"] == 1, "older reports age out"
