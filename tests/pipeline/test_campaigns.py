@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -105,3 +107,22 @@ def test_follow_up_goes_out_24_hours_after_the_visit(con: duckdb.DuckDBPyConnect
         deliver_outbox(con, url=crm.url, secret=SECRET, now=due)
         campaigns = sorted(str(d["campaign"]) for d in crm.leads())
     assert campaigns == ["post_visit_follow_up", "pre_winter_12v"]
+
+
+def test_winter_command_loads_the_forecast_and_runs_once(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path,
+) -> None:
+    db = con.execute("SELECT path FROM duckdb_databases() WHERE NOT internal").fetchone()
+    assert db is not None
+    con.execute("DELETE FROM region_forecasts")
+    con.close()
+    forecast = tmp_path / "forecast.csv"
+    forecast.write_text("region,day,min_temp_c\n" + "".join(
+        f"north,{day(29 + i)},{-4.0 if i > 2 else 5.0}\n" for i in range(1, 10)))
+    command = [sys.executable, "-m", "flows.cli", "campaigns", "winter", "--db", db[0],
+               "--forecast", str(forecast), "--now", NOW.isoformat()]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["contacted"] == ["weak-north"]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout)["contacted"] == []

@@ -19,7 +19,9 @@ from pipeline.crm import CrmReceiver
 from pipeline.inbound import Inbox, StatusUpdate
 from pipeline.lead_lifecycle import apply_inbound
 from pipeline.outbox import deliver_outbox
+from pipeline.reference_data import seed_reference_data
 from pipeline.report import write_report
+from pipeline.store import connect
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-report-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -34,8 +36,6 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """
     cars = [Car("ev-a"), Car("ev-b"), Car("ev-c"), Car("ice-a", ev=False, region="south")]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
-    from pipeline.reference_data import seed_reference_data
-
     seed_reference_data(store, start=day(29))
     store.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
                   " artifact, promoted) VALUES ('m', 'brakes', [], '{\"threshold\": 0.5}',"
@@ -78,8 +78,6 @@ def test_report_tables_say_where_failures_cluster_and_who_answers(
 
 
 def test_report_command_on_an_empty_store(db_path: Path, tmp_path: Path) -> None:
-    from pipeline.store import connect
-
     connect(db_path).close()
     out = tmp_path / "empty-report"
     done = subprocess.run([sys.executable, "-m", "flows.cli", "report", "--db", str(db_path),
