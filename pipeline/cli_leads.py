@@ -16,8 +16,6 @@ from typing import Any
 
 import orjson
 
-from pipeline.errors import TerminalPipelineError
-
 SubParsers = argparse._SubParsersAction
 DEFAULT_INBOX = Path("crm-inbox.jsonl")
 
@@ -27,14 +25,14 @@ def _print_json(value: Any) -> None:
 
 
 def _secrets() -> list[str]:
+    """The live signing keys, oldest first (empty when none is configured)."""
     from pipeline.config import load_pipeline_settings
 
-    keys = load_pipeline_settings().crm_secret.get_secret_value().replace(",", " ").split()
-    if not keys:
-        raise TerminalPipelineError(
-            "set FLEETCARE_PIPELINE__CRM_SECRET (whsec_...; several separated by spaces, "
-            "newest last)")
-    return keys
+    return load_pipeline_settings().crm_secret.get_secret_value().replace(",", " ").split()
+
+
+_NO_SECRET = ("set FLEETCARE_PIPELINE__CRM_SECRET (whsec_...; during a rotation several keys "
+              "separated by spaces, newest last)")
 
 
 def _db(args: argparse.Namespace) -> Path:
@@ -81,6 +79,9 @@ def _crm_serve(args: argparse.Namespace) -> int:
     from pipeline.crm import serve_forever
 
     keys = _secrets()
+    if not keys:
+        print(_NO_SECRET, file=sys.stderr)
+        return 2
     print(f"CRM receiver on http://127.0.0.1:{args.port}/leads", file=sys.stderr)
     serve_forever(keys, args.port, status_url=args.status_url)
     return 0
@@ -90,7 +91,11 @@ def _crm_inbound(args: argparse.Namespace) -> int:
     from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
     from pipeline.lifecycle import run_until_terminated
 
-    server = inbound_server(_secrets(), Inbox(args.inbox), port=args.port)
+    keys = _secrets()
+    if not keys:
+        print(_NO_SECRET, file=sys.stderr)
+        return 2
+    server = inbound_server(keys, Inbox(args.inbox), port=args.port)
     print(f"status updates on {server.base_url}{INBOUND_PATH} -> {args.inbox}", file=sys.stderr)
     run_until_terminated(server)
     return 0
@@ -101,8 +106,12 @@ def _crm_deliver(args: argparse.Namespace) -> int:
     from pipeline.config import load_pipeline_settings
 
     url = args.url or load_pipeline_settings().crm_url
+    keys = _secrets()
+    if not keys:
+        print(_NO_SECRET, file=sys.stderr)
+        return 2
     with store.connect(_db(args)) as con:
-        report = outbox.deliver_outbox(con, url=url, secret=_secrets(),
+        report = outbox.deliver_outbox(con, url=url, secret=keys,
                                        payload_format=args.format)
     _print_json(dataclasses.asdict(report))
     return 0
