@@ -14,20 +14,15 @@ changing the port's speed, which breaks the TCP connection, so 38400 is used by 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection
 
+from edge.diag.elm_answers import answers_of
 from edge.diag.errors import DiagLinkError
-from edge.diag.obd_tap import ecu_of_response
-from edge.diag.reassembly import Reassembler
 from edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SOCKET_BAUDRATE = 38400
-_CAN_PROTOCOLS = {"6": (False, 3), "7": (True, 8), "8": (False, 3), "9": (True, 8),
-                  "A": (True, 8), "B": (False, 3), "C": (False, 3)}
-"""ELM protocol id -> (29-bit ids, header length in hex digits) for the CAN protocols."""
 
 
 class ElmConnection:
@@ -70,15 +65,7 @@ class ElmConnection:
         ``expect`` is not needed here: the adapter itself waits for the answers.
         """
         messages = self._elm.send_and_parse(request.hex().upper().encode()) or []
-        can = _CAN_PROTOCOLS.get(str(self._elm.protocol_id()))
-        answers: list[tuple[str, bytes]] = []
-        for message in messages:
-            if can is None:
-                ecu = f"0x{message.tx_id:02X}" if message.tx_id is not None else ""
-                answers.append((ecu, bytes(message.data)))
-                continue
-            answers += _rebuild(message.frames, *can)
-        return answers
+        return answers_of(messages)
 
     def close(self) -> None:
         """Release the adapter."""
@@ -90,19 +77,3 @@ class ElmConnection:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _rebuild(frames: Sequence[Any], extended: bool, digits: int) -> list[tuple[str, bytes]]:
-    """Reassemble one ECU's raw CAN frames (header + PCI + data) into complete answers."""
-    reassembler = Reassembler()
-    answers = []
-    for frame in frames:
-        raw = str(frame.raw)
-        try:
-            can_id, data = int(raw[:digits], 16), bytes.fromhex(raw[digits:])
-        except ValueError:
-            continue
-        payload = reassembler.feed(can_id, data)
-        ecu = ecu_of_response(can_id, extended)
-        if payload is not None and ecu is not None:
-            answers.append((ecu, payload))
-    return answers
