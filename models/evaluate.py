@@ -159,10 +159,18 @@ def lead_times(vehicle_ids: ArrayLike, days: ArrayLike, warned: ArrayLike,
     ids = np.asarray(vehicle_ids)
     d = np.asarray(days, dtype=float)
     w = np.asarray(warned).astype(bool)
-    per_vehicle: dict[str, float | None] = {}
-    for vehicle, fail_day in failure_days.items():
-        sel = (ids == vehicle) & w & (d <= fail_day)
-        per_vehicle[str(vehicle)] = float(fail_day - d[sel].min()) if sel.any() else None
+    failing = np.asarray(list(failure_days), dtype=ids.dtype if ids.size else object)
+    fail_at = np.asarray(list(failure_days.values()), dtype=float)
+    order = np.argsort(failing, kind="stable")
+    failing, fail_at = failing[order], fail_at[order]
+    first = np.full(failing.size, np.inf)
+    if failing.size and w.any():
+        pos = np.clip(np.searchsorted(failing, ids[w]), 0, failing.size - 1)
+        hit = (failing[pos] == ids[w]) & (d[w] <= fail_at[pos])
+        np.minimum.at(first, pos[hit], d[w][hit])
+    per_vehicle: dict[str, float | None] = {
+        str(v): (float(f - s) if np.isfinite(s) else None)
+        for v, f, s in zip(failing, fail_at, first, strict=True)}
     leads = [v for v in per_vehicle.values() if v is not None]
     return {
         "n_failures": len(per_vehicle), "n_warned_in_time": len(leads),

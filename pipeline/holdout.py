@@ -67,12 +67,14 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
     """
     if component not in ("traction_battery", "brakes"):
         return None
-    ordered = rows.sort("vehicle_id", "day")
+    by_vehicle = rows.sort("vehicle_id", "day").partition_by("vehicle_id", as_dict=True)
+    histories = {str(k[0]): v for k, v in by_vehicle.items()}
     predicted, actual = [], []
-    forecaster = _soh_forecaster(ordered, train_ids) if component == "traction_battery" else None
-    for vehicle in sorted(test_ids & set(truth)):
+    forecaster = (_soh_forecaster(histories, train_ids) if component == "traction_battery"
+                  else None)
+    for vehicle in sorted(test_ids & set(truth) & set(histories)):
         cut = truth[vehicle] - dt.timedelta(days=horizon_days)
-        hist = ordered.filter((pl.col("vehicle_id") == vehicle) & (pl.col("day") <= cut))
+        hist = histories[vehicle].filter(pl.col("day") <= cut)
         days_left = _days_left(hist, component, forecaster)
         if days_left is not None:
             predicted.append(days_left)
@@ -88,8 +90,9 @@ def _soh_history(hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return _day_numbers(ok["day"]), ok["soh"].to_numpy()
 
 
-def _soh_forecaster(rows: pl.DataFrame, train_ids: set[str]) -> BatteryLifeForecaster | None:
-    histories = [_soh_history(rows.filter(pl.col("vehicle_id") == v)) for v in sorted(train_ids)]
+def _soh_forecaster(by_vehicle: dict[str, pl.DataFrame], train_ids: set[str]
+                    ) -> BatteryLifeForecaster | None:
+    histories = [_soh_history(by_vehicle[v]) for v in sorted(train_ids & set(by_vehicle))]
     try:
         return BatteryLifeForecaster(threshold=SOH_FAILED, window=14).fit_histories(histories)
     except InsufficientDataError:

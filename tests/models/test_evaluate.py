@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from models.crossval import cross_validate_cost
 from models.errors import InsufficientDataError
-from models.evaluate import classification_report, split_by_vehicle
+from models.evaluate import (
+    calibration,
+    classification_report,
+    lead_times,
+    split_by_vehicle,
+    time_to_failure_error,
+)
 
 
 def test_split_keeps_each_vehicle_on_one_side() -> None:
@@ -65,3 +72,42 @@ def test_report_with_one_class_has_no_auc() -> None:
     assert rep["roc_auc"] is None
     assert rep["recall"] is None
     assert rep["fp"] == 1
+
+
+def test_lead_time_counts_only_warnings_before_the_failure() -> None:
+    ids = np.array(["a"] * 5 + ["b"] * 5 + ["c"] * 5)
+    days = np.tile(np.arange(5.0), 3)
+    warned = np.array([[0, 1, 1, 0, 1], [0, 0, 0, 0, 1], [1, 0, 0, 0, 0]], dtype=bool).ravel()
+    rep = lead_times(ids, days, warned, {"a": 4.0, "b": 3.0})
+    assert rep["per_vehicle"] == {"a": 3.0, "b": None}, "b warned only after failing"
+    assert rep["n_failures"] == 2 and rep["n_warned_in_time"] == 1
+    assert rep["median_lead_days"] == 3.0
+
+
+def test_calibration_of_honest_and_overconfident_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20_000)
+    y = rng.uniform(0, 1, p.size) < p
+    assert calibration(y, p)["ece"] < 0.02
+    assert calibration(y, np.where(p > 0.5, 1.0, 0.0))["ece"] > 0.2
+    assert sum(b["n"] for b in calibration(y, p)["bins"]) == p.size
+
+
+def test_time_to_failure_error_sign_and_size() -> None:
+    rep = time_to_failure_error([12.0, 8.0, np.inf], [10.0, 10.0, 5.0])
+    assert rep == {"n": 2, "mae": 2.0, "median_abs": 2.0, "bias": 0.0}
+    assert time_to_failure_error([], [])["mae"] is None
+
+
+def test_cross_validation_tunes_each_fold_on_its_own_training_part() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 2))
+    X[::5, 1] = np.nan
+    y = (X[:, 0] + rng.normal(0, 0.5, 400) > 1.5).astype(int)
+    cv = cross_validate_cost(X, y, cost_fp=1.0, cost_fn=10.0, folds=4)
+    rep = cv.report
+    assert rep["tp"] + rep["fp"] + rep["tn"] + rep["fn"] == 400
+    assert rep["cost"] == rep["fp"] + 10 * rep["fn"]
+    assert len(cv.fold_thresholds) == cv.folds == 4
+    with pytest.raises(InsufficientDataError, match="at least 2"):
+        cross_validate_cost(X, np.r_[1, np.zeros(399, dtype=int)], cost_fp=1, cost_fn=1)
