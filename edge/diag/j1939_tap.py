@@ -8,6 +8,7 @@ each code's occurrence count land as samples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import can
@@ -53,10 +54,14 @@ class J1939Counters:
 
 
 class J1939Tap:
-    """A ``FrameTap`` for J1939 DM1; ``vin`` holds a valid VIN from PGN 0xFEEC, if any."""
+    """A ``FrameTap`` for J1939 DM1; ``vin`` holds a valid VIN from PGN 0xFEEC, if any.
 
-    def __init__(self) -> None:
+    ``on_vin`` is called with the VIN whenever a valid one differs from the last.
+    """
+
+    def __init__(self, on_vin: Callable[[str], None] | None = None) -> None:
         self.vin: str | None = None
+        self._on_vin = on_vin
         self.counters = J1939Counters()
         self._open: dict[tuple[int, int], _Transfer] = {}
         self._tracker = DtcTracker("j1939", describe_spn_fmi)
@@ -80,9 +85,13 @@ class J1939Tap:
     def _message(self, ts: float, pgn: int, source: int, data: bytes) -> TapResult | None:
         if pgn == PGN_VIN:
             try:
-                self.vin = validate_vin(parse_j1939_vin(data))
+                vin = validate_vin(parse_j1939_vin(data))
             except DiagParseError:
                 self.counters.parse_errors += 1
+                return None
+            if vin != self.vin and self._on_vin is not None:
+                self._on_vin(vin)
+            self.vin = vin
             return None
         if pgn != PGN_DM1:
             return None

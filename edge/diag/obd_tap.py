@@ -9,6 +9,7 @@ requests were not recorded still decodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import can
@@ -53,10 +54,15 @@ class ObdCounters:
 
 
 class ObdTap:
-    """A ``FrameTap`` for OBD-II traffic; ``vin`` holds the last valid VIN heard."""
+    """A ``FrameTap`` for OBD-II traffic; ``vin`` holds the last valid VIN heard.
 
-    def __init__(self) -> None:
+    ``on_vin`` is called with the VIN whenever a valid one differs from the last, so the agent
+    can publish it once per change (a ``TapResult`` carries only numbers and fault codes).
+    """
+
+    def __init__(self, on_vin: Callable[[str], None] | None = None) -> None:
         self.vin: str | None = None
+        self._on_vin = on_vin
         self.supported: dict[str, set[int]] = {}
         self.counters = ObdCounters()
         self._reassembler = Reassembler()
@@ -93,7 +99,7 @@ class ObdTap:
         if isinstance(answer, DtcAnswer):
             return TapResult(dtcs=tuple(self.dtc_events(ts, ecu, answer)))
         if isinstance(answer, str):
-            self.vin = answer
+            self._set_vin(answer)
         elif isinstance(answer, NegativeAnswer):
             self.counters.negative += 1
         return None
@@ -101,6 +107,12 @@ class ObdTap:
     def dtc_events(self, ts: float, ecu: str, answer: DtcAnswer) -> list[DtcEvent]:
         """Fault-code events for one complete answer (present codes and cleared ones)."""
         return self._tracker.update(ts, ecu, answer)
+
+    def _set_vin(self, vin: str) -> None:
+        changed = vin != self.vin
+        self.vin = vin
+        if changed and self._on_vin is not None:
+            self._on_vin(vin)
 
     def _pids(self, ts: float, ecu: str, answer: PidAnswer) -> TapResult | None:
         if answer.supported:

@@ -2,12 +2,13 @@
 
 ``make_taps(["obd", "j1939", "uds"])`` builds them; ``uds`` reads every map in ``dbc/uds``
 unless maps are named (``uds:nissan_leaf``). The taps expose what a ``TapResult`` cannot carry:
-``ObdTap.vin`` and ``J1939Tap.vin`` (validated, 17 characters) and their counters.
+``ObdTap.vin`` and ``J1939Tap.vin`` (validated, 17 characters; also handed to ``on_vin`` when
+it changes) and their counters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from edge.agent import FrameTap
 from edge.diag.j1939_tap import J1939Tap
@@ -19,8 +20,11 @@ from edge.errors import ConfigError
 TAP_NAMES = ("obd", "j1939", "uds")
 
 
-def make_taps(names: Sequence[str]) -> list[FrameTap]:
+def make_taps(names: Sequence[str], *,
+              on_vin: Callable[[str], None] | None = None) -> list[FrameTap]:
     """One tap per name: ``obd``, ``j1939``, ``uds`` or ``uds:<map>[,<map>...]``.
+
+    ``on_vin`` is called with a valid VIN whenever the OBD-II or J1939 tap hears a new one.
 
     Raises:
         ConfigError: a name is not one of the valid ones, or a UDS map cannot be read.
@@ -29,9 +33,9 @@ def make_taps(names: Sequence[str]) -> list[FrameTap]:
     for name in names:
         kind, _, arg = name.strip().partition(":")
         if kind == "obd" and not arg:
-            taps.append(ObdTap())
+            taps.append(ObdTap(on_vin))
         elif kind == "j1939" and not arg:
-            taps.append(J1939Tap())
+            taps.append(J1939Tap(on_vin))
         elif kind == "uds":
             taps.append(_uds_tap(arg))
         else:

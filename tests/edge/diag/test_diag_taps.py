@@ -134,3 +134,21 @@ def test_uds_tap_on_a_virtual_bus(tmp_path: Path) -> None:
     assert isinstance(tap, UdsTap)
     assert tap.counters.parse_errors == 1 and "negative answer" in tap.last_error
     assert wait_until(lambda: tap.counters.request_frames == 1, 1)
+
+
+def test_a_new_vin_is_handed_over_once_per_change() -> None:
+    seen: list[str] = []
+    obd, j1939 = make_taps(["obd", "j1939"], on_vin=seen.append)
+    vin_frames = [_msg(0x7E8, "1014490201575030", 1.0), _msg(0x7E8, "215A5A5A39395A54", 1.1),
+                  _msg(0x7E8, "2253333930303030", 1.2)]
+    for frame in vin_frames * 2:
+        obd.feed(frame)
+    field = b"WVWZZZ1JZXW000001*"
+    packets = [field[i:i + 7].ljust(7, b"\xff") for i in range(0, len(field), 7)]
+    bam = [can.Message(arbitration_id=0x1CECFF00, is_extended_id=True,
+                       data=bytes([32, len(field), 0, len(packets), 0xFF, 0xEC, 0xFE, 0]))]
+    bam += [can.Message(arbitration_id=0x1CEBFF00, is_extended_id=True,
+                        data=bytes([n + 1]) + p) for n, p in enumerate(packets)]
+    for frame in bam:
+        j1939.feed(frame)
+    assert seen == ["WP0ZZZ99ZTS390000", "WVWZZZ1JZXW000001"]
