@@ -195,3 +195,23 @@ def time_to_failure_error(predicted: ArrayLike, actual: ArrayLike) -> dict[str, 
         return {"n": 0, "mae": None, "median_abs": None, "bias": None}
     return {"n": int(err.size), "mae": float(np.abs(err).mean()),
             "median_abs": float(np.median(np.abs(err))), "bias": float(err.mean())}
+
+
+def split_by_vehicle_and_time(
+    vehicle_ids: ArrayLike, days: ArrayLike, test_vehicles: ArrayLike, cutoff: float,
+    horizon: float,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Train on other vehicles' past, test on the held-out vehicles' future.
+
+    A training row on day D is labelled by what happens up to D + horizon, so rows whose
+    horizon reaches past ``cutoff`` are purged: otherwise the label would carry the future
+    the test is about.
+
+    Returns:
+        ``(train_mask, test_mask)``: train = not a test vehicle and ``D + horizon < cutoff``;
+        test = a test vehicle and ``D >= cutoff``.
+    """
+    ids = np.asarray(vehicle_ids)
+    d = np.asarray(days, dtype=float)
+    held = np.isin(ids, np.asarray(test_vehicles))
+    return ~held & (d + horizon < cutoff), held & (d >= cutoff)

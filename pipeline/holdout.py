@@ -13,10 +13,17 @@ from typing import Any, Final
 import duckdb
 import numpy as np
 import polars as pl
+from sklearn.base import clone
 
 from models import BatteryLifeForecaster, FaultWarningClassifier, pad_life
 from models.errors import InsufficientDataError
-from models.evaluate import calibration, classification_report, lead_times, time_to_failure_error
+from models.evaluate import (
+    calibration,
+    classification_report,
+    lead_times,
+    split_by_vehicle_and_time,
+    time_to_failure_error,
+)
 from pipeline.features import label_column
 
 Truth = dict[str, dt.date]
@@ -55,6 +62,45 @@ def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: li
         "lead_time": lead_times(ids, _day_numbers(test["day"]), proba >= model.threshold_,
                                 failing),
     }
+
+
+FUTURE_CUTOFF: Final = 0.6
+"""The time split's cutoff, as a share of the labelled date range."""
+
+
+def held_out_future(model: FaultWarningClassifier, rows: pl.DataFrame, names: list[str],
+                    component: str, test_ids: set[str], horizon_days: int
+                    ) -> dict[str, Any] | None:
+    """Split by vehicle *and* time: fit on the training vehicles' past, judge the held-out
+    vehicles' future (:func:`models.evaluate.split_by_vehicle_and_time`).
+
+    The cutoff is 60 % into the labelled date range, or later when the training vehicles'
+    first failure label would otherwise be purged (chosen from training vehicles only).
+
+    Returns None when either side lacks what it needs (one class in training, no test rows).
+    """
+    day = _day_numbers(rows["day"])
+    if day.size == 0:
+        return None
+    y = rows[label_column(component)].to_numpy().astype(bool)
+    ids = rows["vehicle_id"].to_numpy()
+    positives = day[y & ~np.isin(ids, sorted(test_ids))]
+    cutoff = day.min() + FUTURE_CUTOFF * (day.max() - day.min())
+    if positives.size:
+        cutoff = max(cutoff, positives.min() + horizon_days + 1)
+    train, test = split_by_vehicle_and_time(ids, day, sorted(test_ids), cutoff, horizon_days)
+    if not test.any() or np.unique(y[train]).size < 2:
+        return None
+    X = rows.select(pl.col(names).cast(pl.Float64))
+    try:
+        fitted = clone(model).fit(X.filter(pl.Series(train)), y[train])
+    except InsufficientDataError:
+        return None
+    proba = fitted.predict_proba(X.filter(pl.Series(test)))[:, 1]
+    report = classification_report(y[test], proba, fitted.threshold_, fitted.cost_fp,
+                                   fitted.cost_fn)
+    cut = _EPOCH + dt.timedelta(days=float(cutoff))
+    return {**report, "cutoff": cut.isoformat(), "n_train_rows": int(train.sum())}
 
 
 def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],

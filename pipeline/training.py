@@ -26,7 +26,13 @@ from models.evaluate import split_by_vehicle
 from pipeline import registry
 from pipeline.errors import NotEnoughDataError
 from pipeline.features import attach_labels, build_daily_features, label_column, model_features
-from pipeline.holdout import Truth, held_out_report, load_truth, time_to_failure
+from pipeline.holdout import (
+    Truth,
+    held_out_future,
+    held_out_report,
+    load_truth,
+    time_to_failure,
+)
 from pipeline.promotion import compare_on_shared_holdout
 from pipeline.provenance import code_version, package_versions
 from pipeline.registry import UntrustedArtifactError, load_model
@@ -126,6 +132,8 @@ def _train_component(
         "horizon_days": horizon_days, "threshold": float(model.threshold_),
         "cost_fp": model.cost_fp, "cost_fn": model.cost_fn,
         **held_out_report(model, rows.filter(pl.Series(test)), names, component, truth),
+        "held_out_future": held_out_future(model, rows, names, component, set(ids[test]),
+                                           horizon_days),
         "time_to_failure": time_to_failure(rows, set(ids[train]), set(ids[test]), component,
                                            truth, horizon_days),
         "n_vehicles": n_vehicles, "n_train_vehicles": int(np.unique(ids[train]).size),

@@ -12,6 +12,7 @@ from models.evaluate import (
     classification_report,
     lead_times,
     split_by_vehicle,
+    split_by_vehicle_and_time,
     time_to_failure_error,
 )
 
@@ -111,3 +112,12 @@ def test_cross_validation_tunes_each_fold_on_its_own_training_part() -> None:
     assert len(cv.fold_thresholds) == cv.folds == 4
     with pytest.raises(InsufficientDataError, match="at least 2"):
         cross_validate_cost(X, np.r_[1, np.zeros(399, dtype=int)], cost_fp=1, cost_fn=1)
+
+
+def test_vehicle_and_time_split_purges_rows_whose_label_sees_the_future() -> None:
+    ids = np.repeat(["a", "b", "c"], 10)
+    days = np.tile(np.arange(10.0), 3)
+    train, test = split_by_vehicle_and_time(ids, days, ["c"], cutoff=6.0, horizon=2.0)
+    assert set(days[train]) == {0.0, 1.0, 2.0, 3.0}
+    assert set(ids[train]) == {"a", "b"}
+    assert set(ids[test]) == {"c"} and days[test].min() == 6.0

@@ -82,6 +82,8 @@ def test_held_out_metrics_include_calibration_lead_time_and_time_to_failure(
         assert lead["n_failures"] == len(lead["per_vehicle"])
         if lead["median_lead_days"] is not None:
             assert 0 <= lead["median_lead_days"] <= N_DAYS
+    future = metrics["brakes"]["held_out_future"]
+    assert future is not None and future["n"] > 0 and future["n_train_rows"] > 0
     ttf = metrics["traction_battery"]["time_to_failure"]
     assert ttf["n"] >= 1 and ttf["mae"] is not None
     assert metrics["lv_battery"]["time_to_failure"] is None, "no life forecaster for 12 V"
