@@ -1,0 +1,200 @@
+"""Benchmark: feature build, training and scoring for 10k and 100k simulated vehicles.
+
+Prints one JSON object. Each fleet size runs in its own process (so its peak RSS is its own)
+on a synthetic store generated directly with numpy/polars and bulk-inserted into a DuckDB
+file: one sample per signal per vehicle-day, about 5 % of vehicles degrading towards a
+failure per component. The CAN simulator is not run: this measures the backend only.
+
+Every throughput comes with a reference measured in the same process on the same data:
+- features: a bare DuckDB ``GROUP BY vehicle, day, signal`` over the same telemetry;
+- training: a bare impute + scale + logistic regression fit on the same matrix (our
+  classifier adds the out-of-fold threshold tuning);
+- scoring: bare ``predict_proba`` on the same rows (ours adds the explanations), and the
+  whole ``score_fleet`` (features of the day + every component + writing ``scores``).
+
+    .venv/bin/python bench/models.py [--sizes 10000 100000] [--days 14]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# ``models`` package: drop that folder before importing ours.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from models import FaultWarningClassifier  # noqa: E402
+from pipeline.features import (  # noqa: E402
+    attach_labels,
+    build_daily_features,
+    label_column,
+    model_features,
+)
+from pipeline.scoring import score_fleet  # noqa: E402
+from pipeline.store import connect  # noqa: E402
+
+START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+PADS = [f"Vehicle.Chassis.Axle.Row{r}.Wheel.{s}.Brake.PadWear" for r in (1, 2)
+        for s in ("Left", "Right")]
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _signals(n: int, days: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per (vehicle, day) values, shape (n, days); ~5 % of vehicles degrade per component."""
+    d = np.arange(days, dtype=float)[None, :]
+    sick = {c: rng.uniform(size=(n, 1)) < 0.05 for c in ("hv", "lv", "brk")}
+    ramp = np.clip(d / days, 0, 1)
+    noise = lambda s: rng.normal(0, s, (n, days))  # noqa: E731
+    wear = 30 + 0.05 * d + sick["brk"] * 65 * ramp
+    out = {
+        "Vehicle.Powertrain.TractionBattery.StateOfHealth": 96 - 0.01 * d - sick["hv"] * 25 * ramp
+        + noise(0.1),
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Max": np.full((n, days), 4.1),
+        "Vehicle.Powertrain.TractionBattery.CellVoltage.Min": 4.08 - sick["hv"] * 0.2 * ramp,
+        "Vehicle.Powertrain.TractionBattery.Temperature.Max": 28 + noise(2),
+        "BCM_LowVoltage.CrankMinVoltage": 10.8 - sick["lv"] * 1.3 * ramp + noise(0.03),
+        "Vehicle.LowVoltageBattery.CurrentVoltage": 12.6 + noise(0.02),
+        "Vehicle.TraveledDistance": rng.uniform(5e3, 6e4, (n, 1)) + rng.uniform(25, 70, (n, 1))
+        * d,
+        "Vehicle.Exterior.AirTemperature": 8 + noise(3),
+    }
+    for i, pad in enumerate(PADS):
+        out[pad] = wear - i + noise(0.2)
+    out["_sick"] = np.column_stack([sick["hv"], sick["lv"], sick["brk"]])
+    return out
+
+
+def build_store(path: Path, n: int, days: int, seed: int = 0) -> tuple[Any, int]:
+    """A migrated store with ``n`` vehicles x ``days`` days of telemetry and ground truth."""
+    rng = np.random.default_rng(seed)
+    sig = _signals(n, days, rng)
+    sick = sig.pop("_sick")
+    con = connect(path)
+    ids = np.array([f"V{i:07d}" for i in range(n)])
+    ts = (np.datetime64("2025-01-01T12:00", "us")
+          + np.arange(days) * np.timedelta64(1, "D")).astype("datetime64[us]")
+    rows = 0
+    for name, values in sig.items():
+        frame = pl.DataFrame({
+            "vehicle_id": np.repeat(ids, days), "ts": np.tile(ts, n), "signal": name,
+            "value": values.ravel(), "msg_id": "bench"}).with_columns(
+                pl.col("ts").dt.replace_time_zone("UTC"))
+        con.register("_t", frame)
+        con.execute("INSERT INTO telemetry SELECT vehicle_id, ts, signal, value, msg_id FROM _t")
+        con.unregister("_t")
+        rows += frame.height
+    fail = START + dt.timedelta(days=days + 5)
+    end = START + dt.timedelta(days=days + 60)
+    truth = pl.concat([
+        pl.DataFrame({"vehicle_id": ids, "component": comp, "sick": sick[:, j]}).select(
+            "vehicle_id", "component",
+            pl.when(pl.col("sick")).then(pl.lit(fail)).alias("failure_ts"),
+            pl.lit(50.0).alias("health_at_end"), pl.lit(START).alias("sim_start_ts"),
+            pl.lit(end).alias("sim_end_ts"), pl.lit("bench").alias("msg_id"))
+        for j, comp in enumerate(("traction_battery", "lv_battery", "brakes"))])
+    con.register("_g", truth)
+    con.execute("INSERT INTO ground_truth SELECT * FROM _g")
+    con.unregister("_g")
+    return con, rows
+
+
+def _bare_pipeline() -> Any:
+    return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                         StandardScaler(),
+                         LogisticRegression(class_weight="balanced", max_iter=1000))
+
+
+def run_one(n: int, days: int) -> dict[str, Any]:
+    """Measure one fleet size; returns throughputs, ratios and peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (con, rows), t_load = _timed(lambda: build_store(Path(tmp) / "b.duckdb", n, days))
+        _, t_ref = _timed(lambda: con.sql(
+            "SELECT vehicle_id, CAST(ts AS DATE) d, signal, avg(value) FROM telemetry"
+            " GROUP BY ALL").pl())
+        feats, t_feat = _timed(lambda: build_daily_features(con))
+        labelled = attach_labels(feats, con, 30)
+        names = model_features("brakes")
+        part = labelled.filter(pl.col(label_column("brakes")).is_not_null())
+        X = part.select(pl.col(names).cast(pl.Float64))
+        y = part[label_column("brakes")].to_numpy().astype(int)
+        model, t_fit = _timed(lambda: FaultWarningClassifier().fit(X, y))
+        _, t_bare_fit = _timed(lambda: _bare_pipeline().fit(X, y))
+        latest = feats.filter(pl.col("day") == pl.col("day").max()).select(
+            pl.col(names).cast(pl.Float64))
+        _, t_pred = _timed(lambda: model.predict_proba(latest))
+        _, t_explain = _timed(lambda: (model.predict_proba(latest), model.explain(latest)))
+        _register_for_scoring(con, model, names)
+        scored, t_score = _timed(lambda: score_fleet(con))
+        con.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "vehicles": n, "days": days, "telemetry_rows": rows, "feature_rows": feats.height,
+        "load_rows_per_s": rows / t_load,
+        "features": {"telemetry_rows_per_s": rows / t_feat, "seconds": t_feat,
+                     "ratio_to_bare_group_by": t_ref / t_feat},
+        "training": {"rows": int(y.size), "rows_per_s": y.size / t_fit, "seconds": t_fit,
+                     "ratio_to_bare_fit": t_bare_fit / t_fit},
+        "scoring": {"rows": latest.height, "predict_explain_rows_per_s": latest.height / t_explain,
+                    "ratio_to_bare_predict_proba": t_pred / t_explain,
+                    "score_fleet_rows_per_s": scored / t_score, "score_fleet_seconds": t_score},
+        "peak_rss_mb": round(peak_mb, 1),
+    }
+
+
+def _register_for_scoring(con: Any, model: FaultWarningClassifier, names: list[str]) -> None:
+    from pipeline import registry
+
+    new = registry.NewModel("brakes-bench", "brakes", names, {"horizon_days": 30}, (None, None),
+                            [], [], {}, "bench")
+    registry.save_model(con, new, model)
+    registry.set_promoted(con, new.model_id, {"promoted": True, "reason": "bench"})
+
+
+def main() -> None:
+    """Run each size in a child process and print one JSON object."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one, args.days)))
+        return
+    results = []
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--days",
+                              str(args.days)], capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(json.dumps({"benchmark": "models", "cpu_count": _cpus(), "runs": results}))
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+if __name__ == "__main__":
+    main()
