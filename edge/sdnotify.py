@@ -49,6 +49,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.pings = 0
+        self._seen = progress()
 
     def start(self) -> None:
         """Report readiness and start feeding the watchdog."""
@@ -64,11 +65,16 @@ class Watchdog:
             self._thread.join(timeout=5)
         notify(self._socket, "STOPPING=1")
 
+    def tick(self) -> bool:
+        """Feed the watchdog if the agent progressed since the last tick; True if fed."""
+        now = self._progress()
+        fed = now != self._seen and notify(self._socket, "WATCHDOG=1")
+        self._seen = now
+        if fed:
+            self.pings += 1
+        return fed
+
     def _run(self) -> None:
         assert self._period is not None
-        seen = self._progress()
         while not self._stop.wait(self._period):
-            now = self._progress()
-            if now != seen and notify(self._socket, "WATCHDOG=1"):
-                self.pings += 1
-            seen = now
+            self.tick()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -53,3 +54,44 @@ def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str,
 def test_unknown_interface_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no-such-driver"):
         open_source("no-such-driver", "x")
+
+
+def test_taps_need_the_diagnostics_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.runtime import load_taps
+
+    assert load_taps([]) == []  # nothing imported when no tap is asked for
+    monkeypatch.setitem(sys.modules, "edge.diag.taps", None)  # as before issue 5 lands
+    with pytest.raises(ConfigError, match=r"taps obd, j1939 need the edge\.diag\.taps module"):
+        load_taps(["obd", "j1939"])
+
+
+def test_rules_derived_filter_keeps_unneeded_ids_out_of_the_agent(tmp_path: Path) -> None:
+    from edge.runtime import assemble
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('vss_version = "4.0"\npublish_unmapped = false\n'
+                     '[[signal]]\ndbc = "BCM_Ambient.AmbientTemperature"\n'
+                     'vss = "Vehicle.Exterior.AirTemperature"\n')
+    channel = f"filter-{uuid.uuid4().hex}"
+    settings = load_edge_settings(vehicle_id="GW2", interface="virtual", channel=channel,
+                                  rules=rules, spool_dir=tmp_path, spool_fsync=False)
+    parts = assemble(settings)
+    db = load_dbcs(settings.dbc)[0]
+    ambient, motion = db.get_message_by_name("BCM_Ambient"), db.get_message_by_name("VCU_Motion")
+    sender = can.Bus(interface="virtual", channel=channel)
+    try:
+        for i in range(5):
+            sender.send(can.Message(arbitration_id=motion.frame_id, is_extended_id=False,
+                                    data=motion.encode({"VehicleSpeed": 50, "Odometer": i})))
+            sender.send(can.Message(arbitration_id=ambient.frame_id, is_extended_id=False,
+                                    data=ambient.encode({"AmbientTemperature": 10 + i})))
+        parts.agent.drain(lambda: parts.agent.stats().frames_read >= 5)
+        parts.agent.finish()
+    finally:
+        sender.shutdown()
+        parts.source.shutdown()
+        parts.spool.close()
+    stats = parts.agent.stats()
+    # The motion frames never reached Python: the bus filter dropped them.
+    assert (stats.frames_read, stats.unknown_frames, stats.filtered_frames) == (5, 0, 0)
+    assert stats.signals_spooled == 5
