@@ -9,6 +9,8 @@ Threads: paho's network thread only hands each message to a bounded queue; one w
 thread decodes, batches, lands and then acks in arrival order (MQTT requires PUBACKs in
 the order the PUBLISHes came). When the queue is full the network thread waits, which
 stops reading the socket and pushes back on the broker instead of dropping anything.
+The writer thread owns the DuckDB connection, so the ``after_commit`` hook and the
+periodic ``maintenance`` (exports, snapshots) run there too, between batches.
 
 The broker must let a whole batch be in flight unacknowledged: mosquitto's default of 20
 in-flight messages per client would cap a batch at 20 messages per ``flush_interval_s``.
@@ -22,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,8 +37,12 @@ from edge import contract
 from pipeline import store
 from pipeline.broker import parse_broker_url
 from pipeline.errors import BrokerError
-from pipeline.landing import InboundMessage, LandResult, Prepared, land_prepared, prepare
+from pipeline.ingest_stats import IngestStats, StatsBoard
+from pipeline.ingest_writer import BatchWriter
+from pipeline.landing import InboundMessage, LandResult
 from pipeline.lifecycle import run_until_terminated
+
+__all__ = ["AfterCommit", "IngestStats", "Ingestor", "Maintenance", "run_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +50,10 @@ CONNECT_TIMEOUT_S: Final = 10.0
 KEEPALIVE_S: Final = 30
 _STOP: Final = object()
 
-
-@dataclass(frozen=True, slots=True)
-class IngestStats:
-    """Counters since the ingestor started; ``last_flush_at`` is Unix time or None."""
-
-    messages_received: int = 0
-    messages_landed: int = 0
-    telemetry_rows: int = 0
-    dtc_rows: int = 0
-    truth_rows: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    flush_failures: int = 0
-    last_flush_at: float | None = None
+AfterCommit = Callable[[duckdb.DuckDBPyConnection, LandResult], None]
+"""Called in the writer thread after each commit and ack, with the writer's connection."""
+Maintenance = Callable[[duckdb.DuckDBPyConnection], None]
+"""Periodic work on the writer's connection between batches (exports, snapshots)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +77,25 @@ class Ingestor:
         flush_interval_s: ...or once its first message has waited this long.
         share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
         queue_size: messages the network thread may hand over before it has to wait.
+        after_commit: called after each successful commit and ack (see :data:`AfterCommit`);
+            its exceptions are logged and counted, never stop ingest.
+        maintenance: called every ``maintenance_interval_s`` between batches (for example
+            :class:`pipeline.export.ExportPolicy`); exceptions are logged and counted.
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
                  client_id: str = "fleetcare-ingest", flush_rows: int = 100_000,
                  flush_interval_s: float = 1.0, share_group: str | None = None,
-                 queue_size: int = 10_000) -> None:
+                 queue_size: int = 10_000, after_commit: AfterCommit | None = None,
+                 maintenance: Maintenance | None = None,
+                 maintenance_interval_s: float = 60.0) -> None:
         self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
         self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
         self.share_group, self.queue_size = share_group, queue_size
+        self.after_commit, self.maintenance = after_commit, maintenance
+        self.maintenance_interval_s = maintenance_interval_s
         self._inbox: queue.Queue[object] = queue.Queue(maxsize=queue_size)
-        self._cond = threading.Condition()
-        self._stats = IngestStats()
+        self._board = StatsBoard()
         self._session = 0
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
@@ -111,13 +114,11 @@ class Ingestor:
     @property
     def stats(self) -> IngestStats:
         """A snapshot of the counters."""
-        with self._cond:
-            return self._stats
+        return self._board.stats
 
     def wait_for(self, predicate: Callable[[IngestStats], bool], timeout: float) -> bool:
         """Block until ``predicate(stats)`` holds; False if ``timeout`` seconds pass first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: predicate(self._stats), timeout)
+        return self._board.wait_for(predicate, timeout)
 
     def start(self) -> Ingestor:
         """Open the store, connect, subscribe, and return once the subscription is active.
@@ -132,8 +133,9 @@ class Ingestor:
         self._subscribed.clear()
         self._con = store.connect(self.db_path)
         self._client = self._make_client()
-        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer",
-                                        daemon=True)
+        writer = BatchWriter(self._con, self._board, self.after_commit)
+        self._writer = threading.Thread(target=self._write_loop, args=(writer,),
+                                        name="ingest-writer", daemon=True)
         self._writer.start()
         try:
             self._client.connect(host, port, keepalive=KEEPALIVE_S)
@@ -208,6 +210,11 @@ class Ingestor:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         delivery = _Delivery(msg.mid, msg.qos, self._session,
                              InboundMessage(msg.topic, bytes(msg.payload), time.time()))
+        try:
+            self._inbox.put_nowait(delivery)
+            return
+        except queue.Full:
+            pass
         while not self._refusing.is_set():
             try:
                 self._inbox.put(delivery, timeout=0.1)
@@ -216,52 +223,57 @@ class Ingestor:
                 continue
         # Stopping or reconnecting: leave it unacked; the broker sends it to the next session.
 
-    # The writer thread: decode, batch, land, ack.
+    # The writer thread: decode, batch, land, ack, maintain.
 
-    def _write_loop(self) -> None:
-        batch: list[tuple[_Delivery, Prepared]] = []
-        rows, deadline = 0, 0.0
+    def _write_loop(self, writer: BatchWriter) -> None:
+        batch: list[_Delivery] = []
+        deadline = 0.0
+        next_maintenance = time.monotonic() + self.maintenance_interval_s
         while True:
-            timeout = max(0.0, deadline - time.monotonic()) if batch else None
-            try:
-                delivery = self._inbox.get(timeout=timeout)
-            except queue.Empty:
-                delivery = None
-            if delivery is _STOP:
-                self._flush(batch)
+            wake = min(deadline, next_maintenance) if batch else next_maintenance
+            got = self._take(timeout=max(0.0, wake - time.monotonic())
+                             if batch or self.maintenance else None)
+            if got and not batch:
+                deadline = time.monotonic() + self.flush_interval_s
+            stop = _STOP in got
+            for delivery in got:
+                if isinstance(delivery, _Delivery):
+                    batch.append(delivery)
+                    writer.add(delivery.item)
+            self._board.add(messages_received=len(got) - int(stop))
+            now = time.monotonic()
+            if batch and (stop or writer.rows >= self.flush_rows or now >= deadline):
+                self._flush(writer, batch)
+                batch = []
+            if stop:
                 return
-            if isinstance(delivery, _Delivery):
-                if not batch:
-                    deadline = time.monotonic() + self.flush_interval_s
-                prepared = prepare(delivery.item)
-                batch.append((delivery, prepared))
-                rows += prepared.telemetry_rows
-                self._count_received()
-            if batch and (rows >= self.flush_rows or time.monotonic() >= deadline):
-                self._flush(batch)
-                batch, rows = [], 0
+            if self.maintenance and now >= next_maintenance:
+                writer.maintain(self.maintenance)
+                next_maintenance = time.monotonic() + self.maintenance_interval_s
 
-    def _count_received(self) -> None:
-        with self._cond:
-            self._stats = replace(self._stats,
-                                  messages_received=self._stats.messages_received + 1)
-            self._cond.notify_all()
-
-    def _flush(self, batch: Sequence[tuple[_Delivery, Prepared]]) -> None:
-        if not batch or self._con is None:
-            return
+    def _take(self, timeout: float | None) -> list[object]:
+        """One message (waiting up to ``timeout``) plus whatever else is already queued."""
         try:
-            result = land_prepared(self._con, [prepared for _, prepared in batch])
-        except Exception:
+            got = [self._inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(got) < 1000:
+            try:
+                got.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        return got
+
+    def _flush(self, writer: BatchWriter, batch: Sequence[_Delivery]) -> None:
+        result = writer.flush()
+        if result is None:
             # Not acked: the broker redelivers after a reconnect, and landing is idempotent.
-            log.exception("landing %d messages failed; they stay unacknowledged", len(batch))
-            self._record(LandResult(), failed=True)
             self._failures_in_row += 1
             self._restart_session()
             return
         self._failures_in_row = 0
-        self._ack([delivery for delivery, _ in batch])
-        self._record(result, failed=False)
+        self._ack(batch)
+        writer.committed(result)
 
     def _restart_session(self) -> None:
         """Reconnect after a backoff, so the broker resends what is left unacknowledged.
@@ -291,20 +303,6 @@ class Ingestor:
             # resends those anyway and the resent copy is acked as a duplicate.
             if delivery.session == session:
                 client.ack(delivery.mid, delivery.qos)
-
-    def _record(self, result: LandResult, *, failed: bool) -> None:
-        with self._cond:
-            s = self._stats
-            self._stats = replace(
-                s, messages_landed=s.messages_landed + result.messages_landed,
-                telemetry_rows=s.telemetry_rows + result.telemetry_rows,
-                dtc_rows=s.dtc_rows + result.dtc_rows, truth_rows=s.truth_rows + result.truth_rows,
-                duplicates=s.duplicates + result.duplicates,
-                dead_letters=s.dead_letters + result.dead_letters,
-                flush_failures=s.flush_failures + int(failed),
-                last_flush_at=s.last_flush_at if failed else time.time(),
-            )
-            self._cond.notify_all()
 
 
 def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:

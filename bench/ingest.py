@@ -1,0 +1,133 @@
+"""Benchmark: draining an MQTT backlog into DuckDB against a bare decode-and-insert loop.
+
+A backlog of telemetry messages (100 signals each) is published at QoS 1 to a real local
+mosquitto while the ingestor's persistent session is offline; then the ingestor starts and
+the clock runs until every message is committed and acknowledged. The reference, measured
+in the same run on the same payloads, is the floor any MQTT-to-DuckDB path sits on: orjson
+decode, Arrow arrays, ``INSERT ... SELECT`` of 100k-row batches into a DuckDB file, no MQTT,
+no deduplication, no acks. Prints one JSON object.
+
+    .venv/bin/python bench/ingest.py [--messages 5000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import paho.mqtt.client as mqtt
+import pyarrow as pa
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import contract
+from pipeline import store
+from pipeline.broker import EmbeddedBroker, parse_broker_url
+from pipeline.ingest import Ingestor
+
+SIGNALS = 100
+BATCH_ROWS = 100_000
+START_TS = 1_767_225_600.0
+NAMES = [f"Vehicle.Powertrain.TractionBattery.Cell{i:02d}.Voltage" for i in range(SIGNALS)]
+
+
+def _payloads(n: int, run: str) -> list[tuple[str, bytes]]:
+    wires = []
+    for i in range(n):
+        vehicle = f"BENCH{i % 50:03d}"
+        ts = [START_TS + i + k / SIGNALS for k in range(SIGNALS)]
+        values = [3.6 + (i * SIGNALS + k) % 97 / 1000 for k in range(SIGNALS)]
+        batch = contract.TelemetryBatch(f"{run}-{i}", vehicle, ts, NAMES, values)
+        wires.append((contract.telemetry_topic(vehicle), contract.encode(batch)))
+    return wires
+
+
+def _bare_loop(payloads: list[bytes], db: Path) -> float:
+    con = store.connect(db)
+    per_batch = BATCH_ROWS // SIGNALS
+    started = time.perf_counter()
+    for first in range(0, len(payloads), per_batch):
+        vehicle: list[str] = []
+        msg: list[str] = []
+        ts: list[float] = []
+        signal: list[str] = []
+        value: list[float] = []
+        for payload in payloads[first:first + per_batch]:
+            doc = orjson.loads(payload)
+            n = len(doc["ts"])
+            vehicle.extend([doc["vehicle_id"]] * n)
+            msg.extend([doc["msg_id"]] * n)
+            ts.extend(doc["ts"])
+            signal.extend(doc["signal"])
+            value.extend(doc["value"])
+        batch = pa.table({"vehicle_id": vehicle, "ts": pa.array(ts, pa.float64()),
+                          "signal": signal, "value": pa.array(value, pa.float64()),
+                          "msg_id": msg})
+        con.execute("INSERT INTO telemetry SELECT vehicle_id, to_timestamp(ts), signal, value, "
+                    "msg_id FROM batch")
+    elapsed = time.perf_counter() - started
+    con.close()
+    return elapsed
+
+
+def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
+    host, port = parse_broker_url(url)
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_connect = lambda *_: connected.set()
+    client.connect(host, port)
+    client.loop_start()
+    if not connected.wait(10):
+        raise SystemExit("bench: no connection to the broker")
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in wires]
+    infos[-1].wait_for_publish(timeout=120)
+    while client.want_write() or any(not i.is_published() for i in infos[-100:]):
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _ingest(url: str, wires: list[tuple[str, bytes]], db: Path) -> float:
+    client_id = f"bench-{uuid.uuid4().hex[:8]}"
+    Ingestor(url, db, client_id=client_id).start().stop()  # the session exists: mosquitto queues
+    _publish(url, wires)
+    started = time.perf_counter()
+    with Ingestor(url, db, client_id=client_id, flush_rows=BATCH_ROWS) as ingestor:
+        if not ingestor.wait_for(lambda s: s.messages_landed >= len(wires), timeout=600):
+            raise SystemExit(f"bench: only {ingestor.stats.messages_landed} messages landed")
+        elapsed = time.perf_counter() - started
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    bare: list[float] = []
+    ingest: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(prefer="mosquitto") as broker:
+        for run in range(args.repeat):
+            wires = _payloads(args.messages, f"r{run}")
+            bare.append(_bare_loop([p for _, p in wires], Path(tmp) / f"bare{run}.duckdb"))
+            ingest.append(_ingest(broker.url, wires, Path(tmp) / f"ingest{run}.duckdb"))
+    rows = args.messages * SIGNALS
+    bare_rate, ingest_rate = rows / statistics.median(bare), rows / statistics.median(ingest)
+    print(orjson.dumps({
+        "bench": "ingest", "broker": "mosquitto", "messages": args.messages,
+        "signals_per_message": SIGNALS, "rows": rows, "repeat": args.repeat,
+        "bare_loop_rows_per_s": round(bare_rate), "ingest_rows_per_s": round(ingest_rate),
+        "ratio_to_bare_loop": round(ingest_rate / bare_rate, 3),
+        "targets": {"ratio_to_bare_loop": 0.5, "ingest_rows_per_s": 800_000},
+    }).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
