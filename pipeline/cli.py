@@ -1,4 +1,5 @@
-"""Command-line front of the pipeline: broker, ingest, dead letters (crm, leads: cli_leads).
+"""Command-line front of the pipeline: broker, ingest, dead letters, export (crm, leads:
+cli_leads).
 
 Heavy modules are imported inside the handlers, so listing commands stays cheap.
 """
@@ -47,13 +48,67 @@ def register_ingest(sub: SubParsers) -> None:
     ingest.add_argument("--db", type=Path, required=True, help="DuckDB file (the one writer)")
     ingest.add_argument("--client-id", default="fleetcare-ingest")
     ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
+    ingest.add_argument("--flush-rows", type=int, default=100_000,
+                        help="land a batch at this many telemetry rows (default 100000)")
+    ingest.add_argument("--flush-interval", type=float, default=1.0,
+                        help="...or when its oldest message has waited this many seconds")
+    _add_maintenance_arguments(ingest)
     ingest.set_defaults(handler=_ingest)
 
 
+def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--export-dir", type=Path,
+                        help="move cold telemetry to Parquet here (date/vehicle partitions)")
+    parser.add_argument("--cold-after-days", type=float, default=7.0,
+                        help="telemetry older than this many whole days is cold (default 7)")
+    parser.add_argument("--snapshot", type=Path,
+                        help="keep a read-only copy of the store here for readers")
+    parser.add_argument("--maintenance-interval", type=float, default=300.0,
+                        help="seconds between exports/snapshots (default 300)")
+
+
 def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.export import ExportPolicy
     from pipeline.ingest import run_forever
 
-    run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group)
+    policy = None
+    if args.export_dir or args.snapshot:
+        policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
+    run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
+                flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
+                maintenance=policy, maintenance_interval_s=args.maintenance_interval)
+    return 0
+
+
+def register_export(sub: SubParsers) -> None:
+    """``fleetcare export``: cold telemetry to Parquet and a snapshot, now (ingest stopped)."""
+    export = sub.add_parser(
+        "export", help="move cold telemetry to Parquet and/or write a snapshot now",
+        description="Needs the store's write lock: run it while ingest is stopped, or let "
+                    "ingest do it periodically (fleetcare ingest --export-dir/--snapshot).")
+    export.add_argument("--db", type=Path, required=True, help="DuckDB file")
+    export.add_argument("--dir", type=Path, help="Parquet export folder")
+    export.add_argument("--older-than-days", type=float, default=7.0,
+                        help="move telemetry older than this many whole days (default 7)")
+    export.add_argument("--snapshot", type=Path, help="also write a snapshot of the store here")
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline import export, store
+
+    if args.dir is None and args.snapshot is None:
+        print("nothing to do: give --dir (Parquet export) and/or --snapshot PATH",
+              file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {}
+    with store.connect(args.db) as con:
+        if args.dir is not None:
+            report["export"] = dataclasses.asdict(
+                export.export_cold(con, args.dir, args.older_than_days))
+        if args.snapshot is not None:
+            report["snapshot"] = str(export.write_snapshot(con, args.snapshot))
+    _print_json(report)
     return 0
 
 
@@ -65,6 +120,7 @@ def register_deadletter(sub: SubParsers) -> None:
     show = dead_sub.add_parser("list", help="list dead letters with their reasons")
     show.add_argument("--db", type=Path, required=True)
     show.add_argument("--limit", type=int, default=50)
+    show.add_argument("--pending", action="store_true", help="only letters not yet replayed")
     show.set_defaults(handler=_deadletter_list)
     replay = dead_sub.add_parser("replay", help="land dead letters again (after a fix)")
     replay.add_argument("--db", type=Path, required=True)
@@ -76,7 +132,8 @@ def _deadletter_list(args: argparse.Namespace) -> int:
     from pipeline import deadletters, store
 
     with store.connect_readonly(args.db) as con:
-        letters = deadletters.list_dead_letters(con, limit=args.limit)
+        letters = deadletters.list_dead_letters(con, limit=args.limit,
+                                                pending_only=args.pending)
     for letter in letters:
         print(f"{letter.id}\t{letter.received_at:%Y-%m-%d %H:%M:%S}\t{letter.topic}\t"
               f"{letter.reason}")
