@@ -202,32 +202,31 @@ class Publisher:
                 self._send_more()
 
     def _retire_acked(self) -> None:
+        done = []
         while self._acks:
             session, mid = self._acks.popleft()
             if session != self._session:
                 continue  # an acknowledgement from a connection whose flight was resent
             seq = self._inflight.pop(mid, None)
             if seq is not None:
-                self._spool.ack(seq)
-                self._acked += 1
-                if self._on_ack is not None:
-                    self._on_ack(seq)
+                done.append(seq)
+        self._spool.ack_many(done)
+        self._acked += len(done)
+        if self._on_ack is not None:
+            for seq in done:
+                self._on_ack(seq)
 
     def _send_more(self) -> None:
         """Send waiting entries in order, past those already in flight, up to the window."""
         while len(self._inflight) < self._window:
-            batch = self._spool.pending_after(self._sent_up_to,
-                                              limit=self._window - len(self._inflight))
-            if not batch:
+            entries = self._spool.entries_after(self._sent_up_to,
+                                                limit=self._window - len(self._inflight))
+            if not entries:
                 return
-            for seq in batch:
-                entry = self._spool.read(seq)
-                if entry is None:  # evicted meanwhile
-                    self._sent_up_to = seq
-                    continue
+            for entry in entries:
                 info = self._client.publish(entry.topic, entry.payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return
-                self._inflight[info.mid] = seq
-                self._sent_up_to = seq
+                self._inflight[info.mid] = entry.seq
+                self._sent_up_to = entry.seq
                 self._published += 1

@@ -21,6 +21,11 @@ from edge.errors import ConfigError
 from edge.logfile import LogCounters, read_log
 
 
+_BURST_S = 0.002
+"""A paced replay hands out every frame due within this many seconds at once, as a driver's
+receive buffer does, instead of waking once per frame."""
+
+
 class FrameSource(ABC):
     """One reader of one source of frames."""
 
@@ -119,9 +124,9 @@ class ReplaySource(FrameSource):
         frame = self._next
         if self._speed > 0:
             wait = self._due(frame.timestamp) - time.monotonic()
-            if wait > 0:
+            if wait > _BURST_S:
                 time.sleep(wait if timeout is None else min(wait, timeout))
-                if self._due(frame.timestamp) > time.monotonic():
+                if self._due(frame.timestamp) - time.monotonic() > _BURST_S:
                     return None
         self._next = None
         self.position += 1

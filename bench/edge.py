@@ -1,0 +1,213 @@
+"""Benchmark: a fully loaded 500 kbit/s bus through the whole edge agent, to a real broker.
+
+A recording of the reference bus is synthesised from ``dbc/fleetcare_ref.dbc``: every message
+at its share of the DBC's cycle times, scaled up to 4,500 frames/s (a full 500 kbit/s bus of
+8-byte frames), with plausible values. The agent reads it through its ``replay`` source, decodes,
+maps by rule, writes batches to the on-disk spool (SQLite, ``synchronous=FULL``: what a gateway
+runs) and publishes at QoS 1 to a local mosquitto (or the embedded broker). Each agent run is a
+child process, so its CPU time and peak RSS are its own.
+
+- **fast**: as fast as possible; sustained frames/s until the broker acknowledged everything,
+  and its ratio to bare cantools ``Message.decode_simple`` on the same frames, same run.
+- **paced**: at the recorded 4,500 frames/s; the share of one core it takes
+  (user + system CPU / wall time), p50/p99 latency from a frame's due time to the PUBACK of
+  the message that carried it, and peak RSS.
+
+Targets (issue 4): ratio >= 1/3, core share <= 10 %, RSS < 60 MB. Prints one JSON object.
+
+    .venv/bin/python bench/edge.py [--seconds 5] [--fast-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+if "--child" in sys.argv:
+    # A gateway installs without the replay extra: keep asammdf (which python-can imports
+    # whenever it is installed, ~130 MB) out of the agent's process, as it would be there.
+    sys.modules["asammdf"] = None  # type: ignore[assignment]
+
+from edge.config import REFERENCE_DBC, REFERENCE_RULES, load_edge_settings  # noqa: E402
+from edge.decode import load_dbcs  # noqa: E402
+from edge.logfile import read_log  # noqa: E402
+from edge.runtime import assemble  # noqa: E402
+from edge.spool import Priority  # noqa: E402
+
+FULL_BUS_FPS = 4500
+
+
+def synthesise(path: Path, seconds: float, fps: int = FULL_BUS_FPS, seed: int = 1) -> int:
+    """Write a candump log of the reference mix at ``fps`` frames/s; returns the frame count."""
+    db = load_dbcs([REFERENCE_DBC])[0]
+    rng = random.Random(seed)
+    weights = []
+    for message in db.messages:
+        cycle = message.cycle_time or 1000
+        weights.append(1000.0 / cycle)
+    pools = {m.frame_id: [_payload(m, rng) for _ in range(64)] for m in db.messages}
+    ids = [m.frame_id for m in db.messages]
+    n = int(seconds * fps)
+    chosen = rng.choices(ids, weights=weights, k=n)
+    with open(path, "w", encoding="ascii") as out:
+        for i, frame_id in enumerate(chosen):
+            data = rng.choice(pools[frame_id]).hex().upper()
+            out.write(f"({1_767_225_600 + i / fps:.6f}) can0 {frame_id:03X}#{data}\n")
+    return n
+
+
+def _payload(message: Any, rng: random.Random) -> bytes:
+    values = {}
+    for signal in message.signals:
+        low = signal.minimum if signal.minimum is not None else 0
+        high = signal.maximum if signal.maximum is not None else 1
+        values[signal.name] = low + (high - low) * rng.uniform(0.1, 0.9)
+        if signal.is_multiplexer or signal.choices:
+            values[signal.name] = int(low)
+        elif signal.scale == 1 and signal.offset == 0:
+            values[signal.name] = int(values[signal.name])
+    data: bytes = message.encode(values, strict=False)
+    return data
+
+
+def bare_decode_fps(log: Path, repeat: int = 3) -> float:
+    """Frames/s of a bare ``decode_simple`` loop over the same frames (median of runs)."""
+    by_id = {m.frame_id: m for m in load_dbcs([REFERENCE_DBC])[0].messages}
+    frames = [(f.arbitration_id, bytes(f.data)) for f in read_log(log)]
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for frame_id, data in frames:
+            by_id[frame_id].decode_simple(data, decode_choices=False)
+        runs.append(len(frames) / (time.perf_counter() - started))
+    return statistics.median(runs)
+
+
+def child(log: Path, broker_url: str, spool_dir: Path, speed: float) -> dict[str, Any]:
+    """One agent run in this process: read the log, publish, wait for every PUBACK."""
+    settings = load_edge_settings(vehicle_id="BENCH", interface="replay", channel=str(log),
+                                  rules=REFERENCE_RULES, broker_url=broker_url,
+                                  spool_dir=spool_dir, replay_speed=speed)
+    parts = assemble(settings)
+    times: dict[int, list[float]] = {}
+    spool_append = parts.spool.append
+
+    def append(topic: str, payload: bytes, *, priority: Priority = Priority.TELEMETRY,
+               checkpoint: tuple[str, int] | None = None) -> int:
+        """The spool's append, also noting which frame times each message carries."""
+        seq = spool_append(topic, payload, priority=priority, checkpoint=checkpoint)
+        times[seq] = orjson.loads(payload).get("ts", [])
+        return seq
+
+    parts.spool.append = append  # type: ignore[method-assign]
+    latencies: list[float] = []
+    source = parts.source
+
+    def on_ack(seq: int) -> None:
+        now = time.monotonic()
+        origin = getattr(source, "_origin", None)
+        if origin is not None and speed > 0:
+            first_ts, started = origin
+            latencies.extend(now - (started + (ts - first_ts) / speed)
+                             for ts in times.pop(seq, []))
+    parts.publisher._on_ack = on_ack
+    parts.publisher.start()
+    cpu0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    parts.agent.run(threading.Event())
+    drained = parts.publisher.wait_drained(120)
+    wall = time.monotonic() - wall0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    parts.publisher.stop()
+    stats = parts.agent.stats()
+    latencies.sort()
+    return {
+        "frames": stats.frames_read, "signals": stats.signals_spooled, "drained": drained,
+        "wall_s": wall, "frames_per_s": stats.frames_read / wall,
+        "cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
+        "peak_rss_mb": _peak_rss_mb(),
+        "latency_p50_ms": _pct(latencies, 0.50) * 1000 if latencies else None,
+        "latency_p99_ms": _pct(latencies, 0.99) * 1000 if latencies else None,
+    }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM; ru_maxrss would include the parent's, kept over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _run_child(log: Path, broker_url: str, tmp: Path, speed: float) -> dict[str, Any]:
+    spool = tmp / f"spool-{speed}-{time.monotonic_ns()}"
+    done = subprocess.run([sys.executable, __file__, "--child", str(log), broker_url,
+                           str(spool), str(speed)], stdout=subprocess.PIPE, check=True, cwd=REPO)
+    result: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="paced run, bus seconds")
+    parser.add_argument("--fast-seconds", type=float, default=10.0,
+                        help="bus seconds replayed as fast as possible")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        log, url, spool, speed = args.child
+        print(orjson.dumps(child(Path(log), url, Path(spool), float(speed))).decode())
+        return 0
+    from pipeline.broker import EmbeddedBroker
+
+    with tempfile.TemporaryDirectory() as name, EmbeddedBroker() as broker:
+        tmp = Path(name)
+        fast_log, paced_log = tmp / "fast.log", tmp / "paced.log"
+        synthesise(fast_log, args.fast_seconds)
+        synthesise(paced_log, args.seconds, seed=2)
+        bare = bare_decode_fps(fast_log)
+        fast = _run_child(fast_log, broker.url, tmp, 0.0)
+        paced = _run_child(paced_log, broker.url, tmp, 1.0)
+        kind = broker.kind
+    share = paced["cpu_s"] / paced["wall_s"]
+    print(orjson.dumps({
+        "benchmark": "edge agent, full 500 kbit/s bus, decode+rules+spool(FULL)+publish QoS 1",
+        "broker": kind, "bus_frames_per_s": FULL_BUS_FPS,
+        "reference_bare_decode_frames_per_s": round(bare),
+        "agent_sustained_frames_per_s": round(fast["frames_per_s"]),
+        "agent_to_bare_decode_ratio": round(fast["frames_per_s"] / bare, 3),
+        "fast_run": {k: fast[k] for k in ("frames", "signals", "drained", "wall_s")},
+        "paced_core_share_per_bus": round(share, 4),
+        "paced_latency_p50_ms": _round(paced["latency_p50_ms"]),
+        "paced_latency_p99_ms": _round(paced["latency_p99_ms"]),
+        "paced_peak_rss_mb": round(paced["peak_rss_mb"], 1),
+        "paced_run": {k: paced[k] for k in ("frames", "signals", "drained", "wall_s", "cpu_s")},
+        "targets": {"ratio_min": 0.333, "core_share_max": 0.10, "rss_mb_max": 60},
+        "meets_targets": (fast["frames_per_s"] / bare >= 1 / 3 and share <= 0.10
+                          and paced["peak_rss_mb"] < 60),
+    }).decode())
+    return 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
