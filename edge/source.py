@@ -20,7 +20,6 @@ import can
 from edge.errors import ConfigError
 from edge.logfile import LogCounters, read_log
 
-
 _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
 receive buffer does, instead of waking once per frame."""
