@@ -1,6 +1,7 @@
 """The per-day aggregates behind :mod:`pipeline.features`, as DuckDB SQL.
 
-Each query groups by (vehicle, UTC day) and reads only rows stamped up to ``$until``: the
+Each query groups by (vehicle, UTC day) and reads only telemetry stamped in
+``[$since, $until]`` (fault-code history is read back to the beginning, for code ages): the
 store does the heavy scan, polars does the backward windows. A day's aggregates use that
 day's rows only, so they are point-in-time by construction.
 """
@@ -37,7 +38,7 @@ SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
   max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
   median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
 FROM telemetry
-WHERE ts <= $until
+WHERE ts <= $until AND ts >= $since
 GROUP BY ALL
 """
 """Daily medians, minima and maxima of the health and context signals."""
@@ -47,7 +48,7 @@ WITH v AS (
   SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day, value / 3.6 AS mps,
          lag(value / 3.6) OVER (PARTITION BY vehicle_id, CAST(timezone('UTC', ts) AS DATE)
                                 ORDER BY ts) AS prev
-  FROM telemetry WHERE signal = '{SPEED}' AND ts <= $until
+  FROM telemetry WHERE signal = '{SPEED}' AND ts <= $until AND ts >= $since
 )
 SELECT vehicle_id, day,
        sum(greatest(prev * prev - mps * mps, 0.0)) / 2000.0 AS braking_energy_kj_per_kg
@@ -63,7 +64,7 @@ is counted too, so it is an upper bound on what the friction brakes absorbed.
 DTC: Final = """
 WITH days AS (
   SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
-  FROM telemetry WHERE ts <= $until
+  FROM telemetry WHERE ts <= $until AND ts >= $since
 ), raw AS (
   SELECT vehicle_id, upper(code) AS code, ts, cleared,
          CAST(timezone('UTC', ts) AS DATE) AS d,

@@ -36,6 +36,9 @@ SOH_FAILED: Final = 70.0
 """Traction-pack SoH (%) treated as end of life by the days-to-threshold feature."""
 PAD_WEAR_LIMIT: Final = 100.0
 """Pad wear (%) at the wear limit."""
+LOOKBACK_DAYS: Final = 32
+"""The longest backward reach of any feature (the 30-day exposure window, plus the previous
+day's odometer): a row this many days after ``since`` equals the full build's row."""
 HORIZON_CAP_DAYS: Final = 3650.0
 """Days-to-threshold features are capped here (a flat trend would give infinity)."""
 SOH = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
@@ -68,7 +71,8 @@ def model_features(component: str) -> list[str]:
 
 
 def build_daily_features(
-    con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None
+    con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None,
+    since: dt.datetime | None = None,
 ) -> pl.DataFrame:
     """One feature row per (vehicle_id, day) from everything in the store up to ``until``.
 
@@ -77,6 +81,9 @@ def build_daily_features(
         until: ignore telemetry and fault codes stamped after this instant (default: none
             ignored). Rows are point-in-time either way; this only saves work when scoring
             the past.
+        since: ignore telemetry before this instant. Rows whose windows reach back past it
+            are computed from less data; rows at least :data:`LOOKBACK_DAYS` after it are
+            exactly what a full build gives (what scoring the latest day needs).
 
     Returns:
         Columns ``vehicle_id``, ``day`` (pl.Date), the per-day signals, their trends and
@@ -84,11 +91,13 @@ def build_daily_features(
         Values a vehicle does not report (an ICE car's battery pack) are null.
     """
     bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
-    daily = _query(con, feature_sql.DAILY, {"until": bound})
-    braking = _query(con, feature_sql.BRAKING, {"until": bound})
+    window: dict[str, object] = {
+        "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
+    daily = _query(con, feature_sql.DAILY, window)
+    braking = _query(con, feature_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
-    dtc = _dtc_features(con, bound)
+    dtc = _dtc_features(con, window)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
         pl.col(f"dtc_{kind}__{c}").fill_null(0)
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
@@ -171,9 +180,9 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
     return pl.when((n >= 2) & (den.abs() > 1e-9)).then((n * sxy - sx * sy) / den)
 
 
-def _dtc_features(con: duckdb.DuckDBPyConnection, bound: dt.datetime) -> pl.LazyFrame:
+def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> pl.LazyFrame:
     """Active codes, reports in the last 30 days and the oldest active code's age per component."""
-    events = _query(con, feature_sql.DTC, {"until": bound})
+    events = _query(con, feature_sql.DTC, window)
     comp = catalog_frame().lazy().select("code", "component")
     joined = events.join(comp, on="code", how="left").with_columns(
         active=~pl.col("cleared_last"),

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 TOP_FEATURES: Final = 3
 """How many contributing features each score's explanation lists."""
+LOOKBACK_DAYS: Final = 90
+"""Telemetry read when scoring a day: features need 32 days; a vehicle silent for longer
+than this is not scored (its latest features would describe a stale state)."""
 
 _PRESENCE = {"traction_battery": "soh"}
 """A component only some vehicles have, and the feature that shows a vehicle has it."""
@@ -37,19 +40,22 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None)
     Args:
         con: an open store.
         as_of: the day to score for (default: the latest day with telemetry in the store,
-            which for replayed or simulated fleets is not today's date).
+            which for replayed or simulated fleets is not today's date). Each vehicle is
+            scored on its latest feature row in the :data:`LOOKBACK_DAYS` up to that day.
 
     Returns:
         The number of score rows written (0 when no model is promoted or no data exists).
     """
-    until = None
-    if as_of is not None:
-        until = dt.datetime.combine(as_of, dt.time.max, tzinfo=dt.UTC)
-    features = build_daily_features(con, until=until)
-    if features.is_empty():
+    day = as_of or _latest_telemetry_day(con)
+    if day is None:
         log.warning("nothing to score: no telemetry")
         return 0
-    day = as_of or _latest_day(features)
+    until = dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
+    since = until - dt.timedelta(days=LOOKBACK_DAYS)
+    features = build_daily_features(con, until=until, since=since)
+    if features.is_empty():
+        log.warning("nothing to score: no telemetry in the %d days up to %s", LOOKBACK_DAYS, day)
+        return 0
     latest = _latest_rows(features)
     models = con.execute(
         "SELECT model_id, component, metrics, artifact FROM model_registry WHERE promoted"
@@ -61,11 +67,9 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None)
     return scores.height
 
 
-def _latest_day(features: pl.DataFrame) -> dt.date:
-    latest = features["day"].max()
-    if not isinstance(latest, dt.date):
-        raise TypeError(f"feature days must be dates, got {latest!r}")
-    return latest
+def _latest_telemetry_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    rows = con.execute("SELECT CAST(timezone('UTC', max(ts)) AS DATE) FROM telemetry").fetchall()
+    return rows[0][0] if rows and rows[0][0] is not None else None
 
 
 def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from synth_fleet import START, Car, add_dtc, add_telemetry, build_store, day
 
-from pipeline.features import attach_labels, build_daily_features, label_column
+from pipeline.features import LOOKBACK_DAYS, attach_labels, build_daily_features, label_column
 
 
 def _row(frame: pl.DataFrame, vehicle: str, i: int) -> dict[str, object]:
@@ -143,3 +143,17 @@ def test_fault_code_recurrence_and_age_restart_after_a_clear(tmp_path: Path) -> 
     assert _row(feats, "ev", 25)["dtc_age_days__brakes"] == 5, "counted from the re-report"
     assert _row(feats, "ev", 25)["dtc_events_30d__brakes"] == 3
     assert _row(feats, "ev", 39)["dtc_events_30d__brakes"] == 1, "older reports age out"
+
+
+def test_a_bounded_build_matches_the_full_one_past_the_lookback(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("ev", fails={"brakes": 70}), Car("ice",
+                                                                              ev=False)], 70)
+    add_dtc(con, "ev", 3, "C1B00")
+    _add_speed(con, "ev", 60, [60.0, 30.0])
+    full = build_daily_features(con)
+    since = START + dt.timedelta(days=20)
+    part = build_daily_features(con, since=since)
+    assert part["day"].min() == day(20)
+    keep = pl.col("day") >= day(20 + LOOKBACK_DAYS)
+    assert_frame_equal(full.filter(keep), part.filter(keep))
+    assert part.filter(keep).height == 2 * (70 - 20 - LOOKBACK_DAYS)
