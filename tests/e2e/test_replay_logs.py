@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from flows.replay import ReplayOptions, edge_replay
+from pipeline import store
 from pipeline.ingest import Ingestor
 from tests.e2e.replay_helpers import CAN, DBC, REPO, expected_signals, rows_of
 
@@ -45,6 +46,27 @@ def test_shared_log_lands_in_duckdb(broker_url: str, db_path: Path, tmp_path: Pa
     finally:
         ingestor.stop()
     assert rows_of(db_path, vehicle)[0] == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.broker
+def test_default_taps_turn_obd_answers_into_rows(broker_url: str, db_path: Path,
+                                                 tmp_path: Path) -> None:
+    pytest.importorskip("edge.diag.taps", reason="the OBD-II/J1939 taps come with issue 5")
+    log = CAN / "car_obd2_gnss" / "00000002-60FE415D.candump.log"
+    vehicle = f"REPLAY-taps-{uuid.uuid4().hex[:6]}"
+    ingestor = Ingestor(broker_url, db_path, client_id=f"ingest-{vehicle}").start()
+    try:
+        summary = edge_replay(ReplayOptions([log], [], db_path, vehicle), broker_url)
+        expected = summary["signals_spooled"]
+        assert summary["frames_decoded"] == 0 and expected > 0  # no DBC: all from the tap
+        assert ingestor.wait_for(lambda s: s.telemetry_rows >= expected, timeout=120)
+    finally:
+        ingestor.stop()
+    with store.connect_readonly(db_path) as con:
+        row = con.execute("SELECT count(*), count(*) FILTER (WHERE signal LIKE 'OBD.%') "
+                          "FROM telemetry WHERE vehicle_id = ?", [vehicle]).fetchone()
+    assert row is not None and row[0] == expected and row[1] > 0
 
 
 @pytest.mark.e2e

@@ -57,11 +57,11 @@ def test_lenient_only_file_loads_with_fallback(tmp_path: Path) -> None:
 
 def test_command_exit_status(tmp_path: Path) -> None:
     good = REPO / "dbc" / "fleetcare_ref.dbc"
-    ok = subprocess.run([sys.executable, "-m", "flows.cli", "dbc", "check", str(good)],
-                        cwd=REPO, capture_output=True, text=True, check=False)
-    assert ok.returncode == 0 and ok.stdout.startswith("ok ")
-    missing = subprocess.run([sys.executable, "-m", "flows.cli", "dbc", "check", str(good),
-                              str(tmp_path / "missing.dbc")],
-                             cwd=REPO, capture_output=True, text=True, check=False)
-    assert missing.returncode == 1
-    assert "missing.dbc: 0 messages, 0 signals - file does not exist" in missing.stdout
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "dbc", "check", str(good),
+                           str(tmp_path / "missing.dbc")],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert done.returncode == 1  # one of the two does not load
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("ok ") and "fleetcare_ref.dbc: 11 messages" in lines[0]
+    assert lines[1].endswith("missing.dbc: 0 messages, 0 signals - file does not exist")
+    assert "2 files: 1 load, 1 fail" in done.stderr
