@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -35,8 +37,13 @@ START_TIMEOUT_S: Final = 10.0
 # The ingest acks only after COMMIT, so a whole batch is unacknowledged at once: the
 # in-flight window must hold a batch, and the queue must hold what arrives while the
 # ingest is down (mosquitto's defaults are 20 and 1000; beyond the queue it drops).
+#
+# Run as root, mosquitto drops privileges to the "mosquitto" user, which cannot write a data
+# directory made by the caller: persistence then fails ("Permission denied") and every
+# session dies with the broker. "user" names the caller, so it stays who started it.
 _MOSQUITTO_CONF: Final = """\
 listener {port} 127.0.0.1
+user {user}
 allow_anonymous true
 persistence true
 persistence_location {data_dir}/
@@ -112,7 +119,8 @@ class _MosquittoProcess:
 
     def start(self) -> None:
         conf = self._data_dir / "mosquitto.conf"
-        conf.write_text(_MOSQUITTO_CONF.format(port=self._port, data_dir=self._data_dir))
+        conf.write_text(_MOSQUITTO_CONF.format(port=self._port, data_dir=self._data_dir,
+                                               user=pwd.getpwuid(os.getuid()).pw_name))
         log_path = self._data_dir / "mosquitto.log"
         with log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,10 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
 from pipeline import store
-from pipeline.broker import parse_broker_url
+from pipeline.broker import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
 from pipeline.errors import BrokerError
 from pipeline.ingest import Ingestor, IngestStats
-from pipeline.landing import InboundMessage, land
+from pipeline.landing import InboundMessage, LandResult, land
 
 pytestmark = pytest.mark.broker
 
@@ -203,26 +202,6 @@ def test_garbage_is_dead_lettered_and_ingest_carries_on(broker_url: str, ingesto
     con.close()
 
 
-def test_shared_subscription_splits_the_load(mosquitto_url: str, tmp_path: Path,
-                                             client_id: str) -> None:
-    group = f"g{uuid.uuid4().hex[:8]}"
-    with Ingestor(mosquitto_url, tmp_path / "a.duckdb", client_id=client_id + "a",
-                  share_group=group, **FAST) as first, \
-         Ingestor(mosquitto_url, tmp_path / "b.duckdb", client_id=client_id + "b",
-                  share_group=group, **FAST) as second:
-        publish(mosquitto_url, [telemetry(f"shared-{i}") for i in range(40)])
-
-        def done(_: IngestStats) -> bool:
-            return first.stats.messages_landed + second.stats.messages_landed >= 40
-
-        # Either ingestor may land the last message, so wait on both in turn.
-        deadline = time.monotonic() + 15
-        while not done(first.stats) and time.monotonic() < deadline:
-            first.wait_for(done, timeout=0.1) or second.wait_for(done, timeout=0.1)
-        assert first.stats.messages_landed + second.stats.messages_landed == 40
-        assert first.stats.duplicates + second.stats.duplicates == 0
-
-
 def test_a_full_batch_flushes_before_its_interval(broker_url: str, db_path: Path,
                                                   client_id: str) -> None:
     with Ingestor(broker_url, db_path, client_id=client_id, flush_rows=10 * SIGNALS,
@@ -255,3 +234,146 @@ def test_an_unreachable_broker_is_reported(db_path: Path) -> None:
 
 def test_stats_start_at_zero(broker_url: str, db_path: Path) -> None:
     assert Ingestor(broker_url, db_path).stats == IngestStats()
+
+
+KILLABLE_INGESTOR = """
+import sys
+from pipeline.ingest import Ingestor
+url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02,
+                    queue_size=20)
+ingestor.start()
+print("subscribed", flush=True)
+ingestor.wait_for(lambda s: s.messages_landed >= n, 60)
+print("landed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_kill_9_while_landing_then_restart_lands_every_message_once(
+        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+    wires = [telemetry(f"k9-{i}", f"VIN{i % 3}") for i in range(400)]
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_INGESTOR, mosquitto_url, str(db_path), client_id, "60"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "subscribed"
+        publish(mosquitto_url, wires)
+        assert child.stdout.readline().strip() == "landed"
+    finally:
+        child.kill()  # SIGKILL while batches are still being landed and acked
+        child.wait()
+
+    in_store = StoreWatcher(expected=401)
+    with Ingestor(mosquitto_url, db_path, client_id=client_id, after_commit=in_store,
+                  **FAST) as restarted:
+        publish(mosquitto_url, [telemetry("k9-sentinel")])  # at least one commit after restart
+        assert in_store.reached.wait(30), f"only {in_store.count} messages in the store"
+        assert restarted.stats.flush_failures == 0
+    # The kill really came mid-stream: the restarted process landed more than the sentinel.
+    assert sum(r.messages_landed for r in in_store.results) > 1
+    assert table_counts(db_path) == (401 * SIGNALS, 401, 0, 401)
+
+
+class StoreWatcher:
+    """An ``after_commit`` hook that counts landed messages on the writer's own connection."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected, self.count = expected, 0
+        self.reached = threading.Event()
+        self.results: list[LandResult] = []
+
+    def __call__(self, con: duckdb.DuckDBPyConnection, result: LandResult) -> None:
+        self.results.append(result)
+        row = con.execute("SELECT count(*) FROM ingested_messages").fetchone()
+        self.count = int(row[0]) if row else 0
+        if self.count >= self.expected:
+            self.reached.set()
+
+
+def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path, db_path: Path,
+                                                   client_id: str) -> None:
+    if find_mosquitto() is None:
+        pytest.skip("needs mosquitto: amqtt does not persist sessions across a restart")
+    port = free_port()
+    first_half = [telemetry(f"br-a{i}", f"VIN{i % 5}") for i in range(300)]
+    second_half = [telemetry(f"br-b{i}", f"VIN{i % 5}") for i in range(300)]
+    in_store = StoreWatcher(expected=600)
+    broker = EmbeddedBroker(port=port, prefer="mosquitto", data_dir=tmp_path / "mq").start()
+    try:
+        with Ingestor(broker.url, db_path, client_id=client_id, after_commit=in_store,
+                      flush_rows=20 * SIGNALS, flush_interval_s=0.02, queue_size=50):
+            publish(broker.url, first_half)
+            broker.stop()  # while the ingestor still holds unacknowledged messages
+            broker = EmbeddedBroker(port=port, prefer="mosquitto",
+                                    data_dir=tmp_path / "mq").start()
+            publish(broker.url, second_half)
+            assert in_store.reached.wait(60), f"only {in_store.count} messages in the store"
+    finally:
+        broker.stop()
+    assert table_counts(db_path) == (600 * SIGNALS, 600, 0, 600)
+
+
+def test_garbage_mixed_into_good_traffic(broker_url: str, ingestor: Ingestor,
+                                         db_path: Path) -> None:
+    from tests.pipeline.test_landing import BAD_MESSAGES
+
+    cases = [(case.topic, case.payload, reason) for case, reason in BAD_MESSAGES.values()
+             if contract.vehicle_of_topic(case.topic)]  # the ingest subscribes to ours only
+    cases = [cases[k % len(cases)] for k in range(20)]
+    bad = [(topic, payload) for topic, payload, _ in cases]
+    good = [telemetry(f"mix-{i}", f"VIN{i % 4}") for i in range(200)]
+    mixed = [w for i, g in enumerate(good) for w in ([g, bad[i // 10]] if i % 10 == 0 else [g])]
+
+    publish(broker_url, mixed)
+
+    assert ingestor.wait_for(handled(len(mixed)), timeout=30)
+    assert (ingestor.stats.messages_landed, ingestor.stats.dead_letters) == (200, 20)
+    ingestor.stop()
+    assert table_counts(db_path)[:2] == (200 * SIGNALS, 200)
+    con = duckdb.connect(str(db_path), read_only=True)
+    letters = con.execute("SELECT payload, reason FROM dead_letters ORDER BY id").fetchall()
+    con.close()
+    assert [p for p, _ in letters] == [payload for _, payload, _ in cases]
+    for (_, reason), (_, _, wanted) in zip(letters, cases, strict=True):
+        assert wanted in reason
+
+
+def test_after_commit_sees_fault_vehicles_and_its_failures_never_stop_ingest(
+        broker_url: str, db_path: Path, client_id: str) -> None:
+    calls: list[tuple[tuple[str, ...], int]] = []
+
+    def hook(con: duckdb.DuckDBPyConnection, result: LandResult) -> None:
+        row = con.execute("SELECT count(*) FROM dtc_events").fetchone()
+        calls.append((result.dtc_vehicle_ids, row[0] if row else -1))
+        raise RuntimeError("the advice service is down")
+
+    with Ingestor(broker_url, db_path, client_id=client_id, after_commit=hook,
+                  **FAST) as ingestor:
+        publish(broker_url, [fault("VIN7", "h1")])
+        assert ingestor.wait_for(lambda s: s.hook_failures == 1, timeout=15)
+        publish(broker_url, [telemetry("h2"), fault("VIN8", "h3")])
+        assert ingestor.wait_for(lambda s: s.messages_landed == 3, timeout=15)
+        assert ingestor.wait_for(lambda s: s.hook_failures >= 2, timeout=15)
+    assert calls[0] == (("VIN7",), 1)
+    assert ("VIN8",) in [ids for ids, _ in calls[1:]]
+
+
+def fault(vehicle: str, msg_id: str) -> Wire:
+    return contract.dtc_topic(vehicle), contract.encode(contract.DtcBatch(
+        msg_id, vehicle, [contract.DtcEvent(T0, "P0AA6", "stored")]))
+
+
+def test_health_reports_land_in_edge_health(broker_url: str, ingestor: Ingestor,
+                                            db_path: Path) -> None:
+    report = contract.HealthReport("hr1", "VIN9", T0, False, {"published": 3.0})
+    publish(broker_url, [(contract.health_topic("VIN9"), contract.encode(report))])
+
+    assert ingestor.wait_for(lambda s: s.health_rows == 1, timeout=15)
+    ingestor.stop()
+    con = duckdb.connect(str(db_path), read_only=True)
+    assert con.execute("SELECT vehicle_id, online, counters->>'$.published' FROM edge_health"
+                       ).fetchall() == [("VIN9", False, "3.0")]
+    con.close()

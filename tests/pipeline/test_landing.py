@@ -247,3 +247,44 @@ def test_a_large_mixed_batch_lands_every_good_row(con: duckdb.DuckDBPyConnection
         300, 300 * 50, min(len(bad) * 50, 300))
     assert con.execute("SELECT count(*), count(DISTINCT msg_id) FROM telemetry").fetchone() == (
         300 * 50, 300)
+
+
+def test_a_message_the_store_refuses_is_isolated_and_the_rest_lands(db_path: Path) -> None:
+    from pipeline.ingest_stats import StatsBoard
+    from pipeline.ingest_writer import BatchWriter
+
+    con = store.connect(db_path)
+    # A store that refuses some values (as a stricter schema or a full column type would).
+    con.execute("ALTER TABLE telemetry RENAME TO telemetry_loose")
+    con.execute("CREATE TABLE telemetry AS SELECT * FROM telemetry_loose LIMIT 0")
+    con.execute("ALTER TABLE telemetry ALTER COLUMN value SET DATA TYPE DECIMAL(4, 1)")
+    board = StatsBoard()
+    writer = BatchWriter(con, board, None)
+    poison = InboundMessage(contract.telemetry_topic("VIN1"), contract.encode(
+        contract.TelemetryBatch("poison", "VIN1", [T0], ["S"], [1e12])), T0)
+    for item in (telemetry("ok1"), poison, telemetry("ok2")):
+        writer.add(item)
+
+    result = writer.flush()
+
+    assert result is not None
+    assert (result.messages_landed, result.telemetry_rows, result.dead_letters) == (2, 6, 1)
+    [letter] = list_dead_letters(con)
+    assert letter.payload == poison.payload and "store refused the message" in letter.reason
+    assert (board.stats.flush_failures, board.stats.isolated) == (1, 1)
+    con.close()
+
+
+def test_a_store_that_refuses_everything_lands_nothing_and_acks_nothing(db_path: Path) -> None:
+    from pipeline.ingest_stats import StatsBoard
+    from pipeline.ingest_writer import BatchWriter
+
+    con = store.connect(db_path)
+    con.execute("ALTER TABLE telemetry RENAME TO telemetry_away")
+    writer = BatchWriter(con, StatsBoard(), None)
+    for item in (telemetry("a"), telemetry("b")):
+        writer.add(item)
+
+    assert writer.flush() is None
+    assert count(con, "dead_letters") == 0 and count(con, "ingested_messages") == 0
+    con.close()

@@ -1,0 +1,62 @@
+"""Two ingest workers behind one MQTT shared subscription: the union of their stores holds
+every message exactly once."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.ingest import Ingestor
+from tests.pipeline.test_ingest import FAST, SIGNALS, StoreWatcher, fleet, publish
+
+pytestmark = pytest.mark.broker
+
+
+def test_two_workers_split_the_stream_without_loss_or_duplicates(
+        mosquitto_url: str, tmp_path: Path) -> None:
+    group, tag = f"g{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    stores = [tmp_path / "worker-a.duckdb", tmp_path / "worker-b.duckdb"]
+    watchers = [StoreWatcher(expected=1), StoreWatcher(expected=1)]
+    wires = fleet(400, f"shared-{tag}")  # 400 telemetry + 1 fault-code + 1 truth message
+    workers = [Ingestor(mosquitto_url, path, client_id=f"w{i}-{tag}", share_group=group,
+                        after_commit=watcher, **FAST)
+               for i, (path, watcher) in enumerate(zip(stores, watchers, strict=True))]
+    for worker in workers:
+        worker.start()
+    try:
+        publish(mosquitto_url, wires)
+        for worker in workers:
+            assert worker.topic_filters[0].startswith(f"$share/{group}/")
+        assert _wait_total(workers, len(wires))
+    finally:
+        for worker in workers:
+            worker.stop()
+
+    assert all(w.stats.messages_landed > 0 for w in workers), "one worker got nothing"
+    union = duckdb.connect()
+    for name, path in zip(("a", "b"), stores, strict=True):
+        union.execute(f"ATTACH '{path}' AS {name} (READ_ONLY)")
+    row = union.execute(
+        "SELECT count(*), count(DISTINCT msg_id) FROM "
+        "(SELECT msg_id FROM a.ingested_messages UNION ALL SELECT msg_id FROM b.ingested_messages)"
+    ).fetchone()
+    assert row == (len(wires), len(wires))
+    rows = union.execute("SELECT count(*), count(DISTINCT (msg_id, ts, signal)) FROM "
+                         "(SELECT * FROM a.telemetry UNION ALL SELECT * FROM b.telemetry)"
+                         ).fetchone()
+    assert rows == (400 * SIGNALS, 400 * SIGNALS)
+
+
+def _wait_total(workers: list[Ingestor], total: int) -> bool:
+    """Wait until the workers together have handled ``total`` messages (either may be last)."""
+    def done() -> bool:
+        return sum(w.stats.messages_landed + w.stats.duplicates for w in workers) >= total
+
+    for _ in range(300):
+        if done():
+            return True
+        workers[0].wait_for(lambda _: done(), timeout=0.05)
+    return done()
