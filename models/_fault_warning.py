@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -71,8 +71,17 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         return tags
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> FaultWarningClassifier:
+    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
+            ) -> FaultWarningClassifier:
         """Fit the pipeline, then tune ``threshold_`` on out-of-fold probabilities.
+
+        Args:
+            X: features (NaN allowed).
+            y: binary labels.
+            groups: optional group of each row, e.g. the vehicle. The out-of-fold folds then
+                never split a group, so the threshold is tuned on vehicles each fold did not
+                see; without it, a vehicle's neighbouring days leak into the folds and the
+                threshold is tuned on over-confident probabilities.
 
         Raises:
             InsufficientDataError: ``y`` holds one class only (a ValueError too).
@@ -93,7 +102,7 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("cost_fp and cost_fn must be positive")
         target = (yv == self.classes_[1]).astype(int)
         self.pipeline_ = self._new_pipeline().fit(Xv, target)
-        oof = self._out_of_fold(Xv, target)
+        oof = self._out_of_fold(Xv, target, None if groups is None else np.asarray(groups))
         self.threshold_ = cost_optimal_threshold(target, oof, self.cost_fp, self.cost_fn)
         return self
 
@@ -104,13 +113,18 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
             LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=1000),
         )
 
-    def _out_of_fold(self, X: NDArray[Any], target: NDArray[Any]) -> NDArray[np.float64]:
-        smallest = int(np.bincount(target).min())
-        folds = min(self.cv, smallest)
+    def _out_of_fold(self, X: NDArray[Any], target: NDArray[Any],
+                     groups: NDArray[Any] | None) -> NDArray[np.float64]:
+        if groups is None:
+            folds = min(self.cv, int(np.bincount(target).min()))
+        else:
+            positive_groups = np.unique(groups[target == 1]).size
+            folds = min(self.cv, positive_groups, np.unique(groups).size - positive_groups + 1)
         if folds < 2:
             return np.asarray(self.pipeline_.predict_proba(X)[:, 1], dtype=float)
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
-        proba = cross_val_predict(self._new_pipeline(), X, target, cv=splitter,
+        splitter = (StratifiedKFold if groups is None else StratifiedGroupKFold)(
+            folds, shuffle=True, random_state=self.random_state)
+        proba = cross_val_predict(self._new_pipeline(), X, target, cv=splitter, groups=groups,
                                   method="predict_proba")
         return np.asarray(proba[:, 1], dtype=float)
 

@@ -6,6 +6,7 @@ the model recognise vehicles instead of failures. Held-out vehicles are never se
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,11 @@ def split_by_vehicle(
             over both sides in proportion (at least one each way when there are two), so the
             held-out set sees failures whenever it can.
 
+    Within each group, vehicles are ordered by a hash of (seed, vehicle id) and the first
+    ones are held out. A vehicle's side therefore does not depend on the rest of the fleet
+    (beyond where the cut falls): as the fleet grows, the vehicles held out before mostly stay
+    held out, so models trained months apart can be compared on vehicles neither saw.
+
     Returns:
         ``(train_mask, test_mask)``, boolean arrays as long as ``vehicle_ids``.
 
@@ -45,18 +51,22 @@ def split_by_vehicle(
     vehicles = np.unique(ids)
     if vehicles.size < 2:
         raise InsufficientDataError(f"need at least 2 vehicles to split, got {vehicles.size}")
-    rng = np.random.default_rng(seed)
     groups = _vehicle_groups(ids, vehicles, stratify)
     test: list[Any] = []
     for group in groups:
-        shuffled = rng.permutation(group)
-        test.extend(shuffled[: _n_test(shuffled.size, test_fraction)])
+        shuffled = sorted(group, key=lambda v: _rank(seed, v))
+        test.extend(shuffled[: _n_test(len(shuffled), test_fraction)])
     if not test:
-        test = [rng.choice(vehicles)]
+        test = [min(vehicles, key=lambda v: _rank(seed, v))]
     if len(test) == vehicles.size:
         test = test[1:]
     test_mask = np.isin(ids, np.asarray(test))
     return ~test_mask, test_mask
+
+
+def _rank(seed: int, vehicle: Any) -> bytes:
+    """A stable pseudo-random sort key of a vehicle under ``seed``."""
+    return hashlib.blake2b(f"{seed}:{vehicle}".encode(), digest_size=8).digest()
 
 
 def _n_test(size: int, test_fraction: float) -> int:

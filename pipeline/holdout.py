@@ -93,7 +93,7 @@ def held_out_future(model: FaultWarningClassifier, rows: pl.DataFrame, names: li
         return None
     X = rows.select(pl.col(names).cast(pl.Float64))
     try:
-        fitted = clone(model).fit(X.filter(pl.Series(train)), y[train])
+        fitted = clone(model).fit(X.filter(pl.Series(train)), y[train], groups=ids[train])
     except InsufficientDataError:
         return None
     proba = fitted.predict_proba(X.filter(pl.Series(test)))[:, 1]

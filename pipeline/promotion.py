@@ -48,9 +48,10 @@ def compare_on_shared_holdout(
     shared = sorted(set(candidate_holdout) - set(incumbent.train_vehicles))
     label = label_column(incumbent.component)
     sel = rows.filter(pl.col("vehicle_id").is_in(shared) & pl.col(label).is_not_null())
-    if sel.is_empty():
-        return {**base, "promoted": False,
-                "reason": "no held-out vehicle is unseen by both models; kept the promoted one"}
+    if sel.is_empty() or not sel[label].any():
+        return {**base, "promoted": False, "shared_vehicles": len(shared),
+                "reason": "no failure among the held-out vehicles unseen by both models, so "
+                          "they cannot be told apart; kept the promoted one"}
     costs = (float(candidate.cost_fp), float(candidate.cost_fn))
     old = registry.load_artifact(con, incumbent.model_id)
     cand = _report(candidate, sel, candidate_features, label, costs)

@@ -125,7 +125,8 @@ def _train_component(
     train, test = split_by_vehicle(ids, TEST_FRACTION, seed, stratify=y)
     X = rows.select(pl.col(names).cast(pl.Float64))
     try:
-        model = estimator_for(component, names, seed).fit(X.filter(pl.Series(train)), y[train])
+        model = estimator_for(component, names, seed).fit(
+            X.filter(pl.Series(train)), y[train], groups=ids[train])
     except InsufficientDataError as exc:
         return _skip(component, str(exc), n_vehicles)
     metrics = {

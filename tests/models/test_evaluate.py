@@ -121,3 +121,11 @@ def test_vehicle_and_time_split_purges_rows_whose_label_sees_the_future() -> Non
     assert set(days[train]) == {0.0, 1.0, 2.0, 3.0}
     assert set(ids[train]) == {"a", "b"}
     assert set(ids[test]) == {"c"} and days[test].min() == 6.0
+
+
+def test_split_keeps_held_out_vehicles_held_out_as_the_fleet_grows() -> None:
+    small = np.repeat([f"v{i}" for i in range(40)], 2)
+    grown = np.repeat([f"v{i}" for i in range(44)], 2)
+    before = set(small[split_by_vehicle(small, 0.25, seed=2)[1]])
+    after = set(grown[split_by_vehicle(grown, 0.25, seed=2)[1]])
+    assert len(before & after) >= len(before) - 1

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.base import clone
+from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from models import FaultWarningClassifier, cost_optimal_threshold
@@ -76,3 +77,21 @@ def test_reproducible_with_fixed_seed() -> None:
     a = FaultWarningClassifier(random_state=3).fit(X, y)
     b = clone(a).fit(X, y)
     assert a.threshold_ == b.threshold_
+
+
+def test_grouped_folds_tune_the_threshold_on_unseen_vehicles() -> None:
+    """With groups, each fold's probabilities come from a model that never saw that vehicle."""
+    rng = np.random.default_rng(4)
+    vehicles = np.repeat(np.arange(40), 30)
+    offset = rng.normal(0, 1.0, 40)[vehicles]
+    fails = np.isin(vehicles, np.arange(8)) & (np.tile(np.arange(30), 40) >= 20)
+    X = np.column_stack([offset + 1.5 * fails + rng.normal(0, 0.05, vehicles.size)])
+    model = FaultWarningClassifier(random_state=0).fit(X, fails, groups=vehicles)
+    folds = StratifiedGroupKFold(3, shuffle=True, random_state=0)
+    for train, test in folds.split(X, fails, vehicles):
+        assert not set(vehicles[train]) & set(vehicles[test])
+    oof = cross_val_predict(model._new_pipeline(), X, fails.astype(int), cv=folds,
+                            groups=vehicles, method="predict_proba")[:, 1]
+    assert model.threshold_ == cost_optimal_threshold(fails.astype(int), oof, 1.0, 10.0)
+    rowwise = FaultWarningClassifier(random_state=0).fit(X, fails)
+    np.testing.assert_allclose(model.predict_proba(X), rowwise.predict_proba(X))
