@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import can
 
@@ -28,35 +27,13 @@ from edge.batch import BatchWriter, Notifiable
 from edge.cranking import CrankDetector
 from edge.decode import Decoder
 from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
+from edge.source import FrameReader
 from edge.spool import Spool
+from edge.tap import FrameTap, TapResult
+
+__all__ = ["Agent", "AgentStats", "FrameTap", "TapResult"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class TapResult:
-    """What a frame tap found in a frame: samples ``(ts, signal, value)`` and fault codes."""
-
-    samples: tuple[tuple[float, str, float], ...] = ()
-    dtcs: tuple[contract.DtcEvent, ...] = ()
-
-
-class FrameTap(Protocol):
-    """A decoder beside the DBC path that sees every frame (OBD-II, J1939 transport, UDS).
-
-    Taps keep their own state (multi-frame reassembly, request/response pairing) and must
-    never raise on a bad frame: count it and return None.
-    """
-
-    def feed(self, frame: can.Message) -> TapResult | None:
-        """Look at one frame; return what it completed, if anything."""
-
-
-class FrameReader(Protocol):
-    """A python-can bus or an :class:`edge.source.FrameSource`."""
-
-    def recv(self, timeout: float | None = None) -> can.Message | None:
-        """The next frame, or None after ``timeout`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import can
 
@@ -23,6 +23,13 @@ from edge.logfile import LogCounters, read_log
 _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
 receive buffer does, instead of waking once per frame."""
+
+
+class FrameReader(Protocol):
+    """A python-can bus or an :class:`edge.source.FrameSource`."""
+
+    def recv(self, timeout: float | None = None) -> can.Message | None:
+        """The next frame, or None after ``timeout`` seconds."""
 
 
 class FrameSource(ABC):
