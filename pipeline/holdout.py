@@ -49,12 +49,18 @@ def _day_numbers(days: pl.Series) -> np.ndarray:
 
 def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: list[str],
                     component: str, truth: Truth) -> dict[str, Any]:
-    """``held_out`` (warning metrics), ``calibration`` and ``lead_time`` on the test rows."""
+    """``held_out`` (warning metrics), ``calibration`` and ``lead_time`` on the test rows.
+
+    Lead time counts the failures the model was asked to anticipate: held-out vehicles with
+    at least one day labelled "fails within the horizon" (a failure long after the data ends
+    is neither caught nor missed).
+    """
     X = test.select(pl.col(names).cast(pl.Float64))
     y = test[label_column(component)].to_numpy().astype(bool)
     proba = model.predict_proba(X)[:, 1]
     ids = test["vehicle_id"].to_numpy()
-    failing = {v: float((d - _EPOCH).days) for v, d in truth.items() if v in set(ids)}
+    asked = set(ids[y])
+    failing = {v: float((d - _EPOCH).days) for v, d in truth.items() if v in asked}
     return {
         "held_out": classification_report(y, proba, model.threshold_, model.cost_fp,
                                           model.cost_fn),
@@ -107,6 +113,9 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
                     component: str, truth: Truth, horizon_days: int) -> dict[str, Any] | None:
     """Error of the life forecast made ``horizon_days`` before each held-out failure (days).
 
+    Only failures whose cut day lies within the vehicle's data count: a forecast from the
+    last day seen towards a failure far past the data would not be made ``horizon_days`` ahead.
+
     The traction battery uses :class:`models.BatteryLifeForecaster` on daily SoH (trained on
     the training vehicles' histories down to 70 %); brakes use the worst pad's wear against
     odometer (:func:`models.pad_life`). Other components have no life forecaster (None).
@@ -120,6 +129,8 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
                   else None)
     for vehicle in sorted(test_ids & set(truth) & set(histories)):
         cut = truth[vehicle] - dt.timedelta(days=horizon_days)
+        if histories[vehicle]["day"].max() < cut:  # type: ignore[operator]
+            continue
         hist = histories[vehicle].filter(pl.col("day") <= cut)
         days_left = _days_left(hist, component, forecaster)
         if days_left is not None:
