@@ -91,3 +91,22 @@ def test_replay_at_recorded_pace_holds_frames_until_due(tmp_path: Path) -> None:
     fast = ReplaySource([log], speed=1000.0)
     frames = [fast.recv(timeout=1.0) for _ in range(2)]
     assert all(f is not None for f in frames)
+
+
+@pytest.mark.parametrize("suffix", [".asc", ".blf", ".trc"])
+def test_asc_blf_trc_recordings_replay_the_same_frames(tmp_path: Path, suffix: str) -> None:
+    import can
+
+    frames = list(read_log(SHARED / "truck_j1939_tp" / "00000001-60B621D9.candump.log"))[:300]
+    path = tmp_path / f"truck{suffix}"
+    with can.Logger(str(path)) as writer:
+        for frame in frames:
+            writer.on_message_received(frame)
+    source = open_source("replay", str(path))
+    replayed = []
+    while not source.exhausted:
+        frame = source.recv(timeout=0)
+        if frame is not None:
+            replayed.append(frame)
+    assert [(f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in replayed] == [
+        (f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in frames]
