@@ -105,3 +105,14 @@ def telemetry_table(batches: Sequence[pa.RecordBatch], vehicle_ids: Sequence[str
         "vehicle_id", pa.DictionaryArray.from_arrays(indices, pa.array(vehicle_ids, pa.string()))
     ).append_column(
         "msg_id", pa.DictionaryArray.from_arrays(indices, pa.array(msg_ids, pa.string())))
+
+
+def warm_up() -> None:
+    """Run the whole decode-and-check path once on a tiny batch.
+
+    pyarrow imports some modules (its pandas shim, compute kernels) on first use, which
+    takes up to a second; a subscriber calls this at start so its first batch does not wait.
+    """
+    batch = telemetry_columns({"ts": [MIN_TS], "signal": ["warm-up"], "value": [0.0]})
+    invalid_messages([batch])
+    telemetry_table([batch], ["V"], ["m"])

@@ -240,8 +240,7 @@ KILLABLE_INGESTOR = """
 import sys
 from pipeline.ingest import Ingestor
 url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02,
-                    queue_size=20)
+ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02)
 ingestor.start()
 print("subscribed", flush=True)
 ingestor.wait_for(lambda s: s.messages_landed >= n, 60)
@@ -304,7 +303,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path, db_path: Path
     broker = EmbeddedBroker(port=port, prefer="mosquitto", data_dir=tmp_path / "mq").start()
     try:
         with Ingestor(broker.url, db_path, client_id=client_id, after_commit=in_store,
-                      flush_rows=20 * SIGNALS, flush_interval_s=0.02, queue_size=50):
+                      flush_rows=20 * SIGNALS, flush_interval_s=0.02):
             publish(broker.url, first_half)
             broker.stop()  # while the ingestor still holds unacknowledged messages
             broker = EmbeddedBroker(port=port, prefer="mosquitto",
