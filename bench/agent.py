@@ -22,6 +22,9 @@ from pathlib import Path
 import can
 import orjson
 
+# bench/edge.py would shadow the edge package when this script's folder leads sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from edge.agent import Agent
 from edge.config import REFERENCE_RULES
 from edge.decode import Decoder

@@ -17,6 +17,7 @@ that bit 31 marks an extended id. CAN FD frames and multiplexed messages decode 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class Decoder:
         self._by_pgn: dict[int, cantools.database.can.Message] = {}
         self._checks: dict[str, dict[str, _Check]] = {}
         self._only = only_messages
+        self._entries: dict[int, _Entry] = {}
         for db in databases:
             for message in db.messages:
                 key = _frame_key(message.frame_id, message.is_extended_frame)
@@ -147,14 +149,15 @@ class Decoder:
 
     def decode(self, arbitration_id: int, is_extended: bool, data: bytes) -> DecodedFrame | None:
         """Decode one frame; None (and a counter) for unknown, filtered and malformed frames."""
-        key = _frame_key(arbitration_id, is_extended)
-        message = self._messages.get(key) or self._lookup(key, is_extended)
+        key = ((arbitration_id & 0x1FFFFFFF) | CAN_EFF_FLAG) if is_extended else arbitration_id
+        entry = self._entries.get(key) or self._entry(key, is_extended)
         counters = self.counters
-        if message is None:
+        if entry is None:
             counters.unknown += 1
             counters.unknown_ids[key] += 1
             return None
-        if self._only is not None and message.name not in self._only:
+        message, name, checks = entry
+        if self._only is not None and name not in self._only:
             counters.filtered += 1
             return None
         try:
@@ -164,17 +167,23 @@ class Decoder:
             counters.malformed_ids[key] += 1
             return None
         counters.decoded += 1
-        checks = self._checks[message.name]
         signals: dict[str, float] = {}
-        for name, value in raw.items():
-            low, high, not_available = checks[name]
+        for signal, value in raw.items():
+            low, high, not_available = checks[signal]
             number = float(value)  # type: ignore[arg-type]
-            if ((low is not None and number < low) or (high is not None and number > high)
-                    or number == not_available):
+            if low <= number <= high and number != not_available:
+                signals[signal] = number
+            else:
                 counters.invalid_signals += 1
-                continue
-            signals[name] = number
-        return DecodedFrame(message.name, signals)
+        return DecodedFrame(name, signals)
+
+    def _entry(self, key: int, is_extended: bool) -> _Entry | None:
+        message = self._lookup(key, is_extended)
+        if message is None:
+            return None
+        entry = (message, message.name, self._checks[message.name])
+        self._entries[key] = entry  # a J1939 id from a new source address: found once
+        return entry
 
     def _lookup(self, key: int, is_extended: bool) -> cantools.database.can.Message | None:
         message = self._messages.get(key)
@@ -183,19 +192,22 @@ class Decoder:
         return message
 
 
-_Check = tuple[float | None, float | None, float | None]
-"""A signal's DBC minimum, maximum and the physical value of its "not available" pattern."""
+_Check = tuple[float, float, float]
+"""A signal's DBC minimum, maximum (±inf when unset) and its "not available" value (NaN: none)."""
+_Entry = tuple[cantools.database.can.Message, str, dict[str, _Check]]
 
 
 def _check(signal: cantools.database.can.Signal) -> _Check:
     """Precompute what makes a decoded value of ``signal`` invalid."""
     all_ones = (1 << signal.length) - 1
-    not_available: float | None = None
+    not_available = math.nan
     if (not signal.is_signed and signal.length >= 4 and not signal.is_multiplexer
             and all_ones not in (signal.choices or {})):
         scaled = signal.conversion.raw_to_scaled(all_ones, decode_choices=False)
         not_available = float(scaled)  # type: ignore[arg-type]
-    return signal.minimum, signal.maximum, not_available
+    low = -math.inf if signal.minimum is None else float(signal.minimum)
+    high = math.inf if signal.maximum is None else float(signal.maximum)
+    return low, high, not_available
 
 
 def j1939_pgn(frame_id: int) -> int:
