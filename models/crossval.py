@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from models._fault_warning import FaultWarningClassifier
 from models.errors import InsufficientDataError
@@ -40,8 +40,13 @@ class CrossValidation:
 
 
 def cross_validate_cost(X: ArrayLike, y: ArrayLike, *, cost_fp: float, cost_fn: float,
-                        folds: int = 5, seed: int = 0) -> CrossValidation:
+                        folds: int = 5, seed: int = 0, groups: ArrayLike | None = None
+                        ) -> CrossValidation:
     """Stratified k-fold cost of :class:`FaultWarningClassifier` on (X, y).
+
+    With ``groups`` (e.g. the vehicle of each row) no group is split across folds, neither
+    the outer ones nor those the threshold is tuned on: rows of one vehicle on neighbouring
+    days are near copies, and a row-wise split would flatter the model.
 
     Raises:
         InsufficientDataError: one class only, or fewer positives than two folds need.
@@ -52,18 +57,21 @@ def cross_validate_cost(X: ArrayLike, y: ArrayLike, *, cost_fp: float, cost_fn: 
     if classes.size != 2:
         raise InsufficientDataError(
             f"the label must have exactly two values, found {classes.tolist()[:5]}")
-    smallest = int(min((ya == c).sum() for c in classes))
+    ga = None if groups is None else np.asarray(groups)
+    smallest = int(min((ya == c).sum() if ga is None else np.unique(ga[ya == c]).size
+                       for c in classes))
     k = min(folds, smallest)
     if k < 2:
         raise InsufficientDataError(
-            f"the rarer class has {smallest} row(s); cross-validation needs at least 2")
+            f"the rarer class has {smallest} row(s) or groups; cross-validation needs at least 2")
     proba = np.empty(ya.size)
     warned = np.zeros(ya.size, dtype=bool)
     thresholds = []
-    splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
-    for train, test in splitter.split(Xa, ya):
-        model = FaultWarningClassifier(cost_fp=cost_fp, cost_fn=cost_fn,
-                                       random_state=seed).fit(Xa[train], ya[train])
+    splitter = (StratifiedKFold if ga is None else StratifiedGroupKFold)(
+        k, shuffle=True, random_state=seed)
+    for train, test in splitter.split(Xa, ya, ga):
+        model = FaultWarningClassifier(cost_fp=cost_fp, cost_fn=cost_fn, random_state=seed)
+        model.fit(Xa[train], ya[train], groups=None if ga is None else ga[train])
         proba[test] = model.predict_proba(Xa[test])[:, 1]
         warned[test] = proba[test] >= model.threshold_
         thresholds.append(float(model.threshold_))
@@ -72,6 +80,6 @@ def cross_validate_cost(X: ArrayLike, y: ArrayLike, *, cost_fp: float, cost_fn: 
     scored = classification_report(positive, proba, 0.5, cost_fp, cost_fn)
     report.update(roc_auc=scored["roc_auc"], brier=scored["brier"], threshold=None)
     final = FaultWarningClassifier(cost_fp=cost_fp, cost_fn=cost_fn, random_state=seed)
-    final.fit(Xa, ya)
+    final.fit(Xa, ya, groups=ga)
     return CrossValidation(report, thresholds, float(final.threshold_),
                            float(calibration(positive, proba)["ece"]), k)

@@ -44,6 +44,9 @@ def _register_evaluate(msub: SubParsers) -> None:
     ev.add_argument("--label", required=True, help="0/1 (or true/false) column: failed?")
     ev.add_argument("--cost-fp", type=float, required=True, help="cost of a needless warning")
     ev.add_argument("--cost-fn", type=float, required=True, help="cost of a missed failure")
+    ev.add_argument("--group", metavar="COLUMN",
+                    help="keep each value's rows in one fold (e.g. the vehicle id): rows of "
+                         "one vehicle are near copies, and splitting them flatters the model")
     ev.add_argument("--folds", type=int, default=5)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -57,10 +60,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.cost_fp <= 0 or args.cost_fn <= 0:
         print("--cost-fp and --cost-fn must be positive", file=sys.stderr)
         return 2
-    table = read_labelled_csv(args.data, args.label)
+    table = read_labelled_csv(args.data, args.label, args.group)
     cv = cross_validate_cost(table.X, table.y, cost_fp=args.cost_fp, cost_fn=args.cost_fn,
-                             folds=args.folds, seed=args.seed)
-    out = {"data": str(args.data), "label": args.label, "rows": int(table.y.size),
+                             folds=args.folds, seed=args.seed, groups=table.groups)
+    out = {"data": str(args.data), "label": args.label, "group": args.group,
+           "rows": int(table.y.size),
            "features": table.features, "ignored_columns": table.ignored_columns,
            "unlabelled_rows": table.unlabelled_rows, "folds": cv.folds,
            "total_cost": cv.report["cost"], "threshold": cv.threshold,
@@ -70,7 +74,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(out)
         return 0
-    print(f"{out['rows']} rows, {len(table.features)} features, {cv.folds}-fold stratified")
+    grouped = f", grouped by {args.group}" if args.group else ""
+    print(f"{out['rows']} rows, {len(table.features)} features, {cv.folds}-fold stratified"
+          f"{grouped}")
     if table.ignored_columns:
         print(f"left out (not numeric): {', '.join(table.ignored_columns)}")
     if table.unlabelled_rows:

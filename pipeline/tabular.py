@@ -34,6 +34,7 @@ class LabelledTable:
         features: names of the columns in ``X``.
         ignored_columns: non-numeric columns left out, with an example value.
         unlabelled_rows: rows left out because their label cell was empty.
+        groups: the group column's values per row (None without a group column).
     """
 
     X: np.ndarray
@@ -41,6 +42,7 @@ class LabelledTable:
     features: list[str]
     ignored_columns: dict[str, str]
     unlabelled_rows: int
+    groups: np.ndarray | None = None
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -68,22 +70,27 @@ def _labels(column: pl.Series) -> pl.Series:
     return words.is_in(list(_TRUE)).cast(pl.Int8)
 
 
-def read_labelled_csv(path: Path, label: str) -> LabelledTable:
+def read_labelled_csv(path: Path, label: str, group: str | None = None) -> LabelledTable:
     """The numeric columns of ``path`` as features and ``label`` as the 0/1 target.
+
+    ``group`` names a column (e.g. the vehicle id) that is kept apart from the features and
+    returned as each row's group; rows with an empty group cell count as one group each.
 
     Raises:
         BadTableError: the file is unreadable, has no such label column, its labels are not
             binary, or no numeric feature column is left.
     """
     frame = _read(path)
-    if label not in frame.columns:
-        raise BadTableError(f"{path} has no column {label!r}; its columns are {frame.columns}")
+    for name in (label, group):
+        if name is not None and name not in frame.columns:
+            raise BadTableError(f"{path} has no column {name!r}; its columns are "
+                                f"{frame.columns}")
     has_label = frame.filter(pl.col(label).is_not_null())
     y = _labels(has_label[label]).to_numpy()
     features, ignored = [], {}
     for name in has_label.columns:
         column = has_label[name]
-        if name == label:
+        if name in (label, group):
             continue
         if column.dtype.is_numeric() or column.dtype == pl.Boolean or column.null_count() == len(
                 column):
@@ -93,7 +100,11 @@ def read_labelled_csv(path: Path, label: str) -> LabelledTable:
     if not features:
         raise BadTableError(f"{path} has no numeric column besides {label!r}")
     X = has_label.select(pl.col(features).cast(pl.Float64)).to_numpy()
-    return LabelledTable(X, y, features, ignored, frame.height - has_label.height)
+    groups = None
+    if group is not None:
+        col = has_label[group].cast(pl.String)
+        groups = col.fill_null(pl.Series([f"\0row{i}" for i in range(col.len())])).to_numpy()
+    return LabelledTable(X, y, features, ignored, frame.height - has_label.height, groups)
 
 
 def read_history_csv(path: Path, axis: str, value: str) -> tuple[np.ndarray, np.ndarray]:

@@ -109,3 +109,23 @@ def test_list_show_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 0 and orjson.loads(out)["promoted"] is True
     code, _, err = _run(capsys, "models", "show", "nope", "--db", str(db))
     assert code == 1 and "no model 'nope'" in err
+
+
+def test_evaluate_grouped_by_vehicle_keeps_vehicles_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    rng = np.random.default_rng(3)
+    vehicles = np.repeat([f"v{i}" for i in range(12)], 40)
+    day = np.tile(np.arange(40), 12)
+    failing = np.isin(vehicles, ["v0", "v1", "v2"]) & (day >= 25)
+    wear = 30 + day * (1 + np.isin(vehicles, ["v0", "v1", "v2"])) + rng.normal(0, 2, day.size)
+    data = tmp_path / "days.csv"
+    pl.DataFrame({"vehicle": vehicles, "day": day, "pad_wear": wear,
+                  "failed": failing.astype(int)}).write_csv(data)
+    code, out, _ = _run(capsys, "models", "evaluate", str(data), "--label", "failed",
+                        "--cost-fp", "1", "--cost-fn", "10", "--group", "vehicle", "--json")
+    rep = orjson.loads(out)
+    assert code == 0 and rep["group"] == "vehicle"
+    assert rep["features"] == ["day", "pad_wear"] and rep["ignored_columns"] == {}
+    assert rep["folds"] == 3, "three failing vehicles: at most three vehicle-wise folds"
+    assert rep["tp"] + rep["fn"] == int(failing.sum())
