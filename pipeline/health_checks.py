@@ -1,0 +1,163 @@
+"""Health of the long-running services (edge agents, ingest, delivery), judged from the store.
+
+Edge agents and ingest run for months and are not flows, so a scheduled check watches what
+they leave behind: agents' health reports (``edge_health``), the newest landed message
+(``ingested_messages``), the snapshot file readers depend on, dead letters, and the CRM outbox.
+Each check compares one number with one threshold and says in words what is wrong. Every
+run is recorded in ``health_checks``; growth checks (dead letters, dead outbox rows) compare
+with the totals the previous run recorded, so an old problem someone already saw does not
+fail every later run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When a service counts as unhealthy (seconds, rows)."""
+
+    heartbeat_max_age_s: float = 900.0
+    ingest_max_lag_s: float = 900.0
+    snapshot_max_age_s: float = 1800.0
+    dead_letter_max_growth: float = 0.0
+    outbox_max_pending: float = 100.0
+    outbox_dead_max_growth: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One measured number against its threshold."""
+
+    name: str
+    value: float | None
+    threshold: float
+    healthy: bool
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """Every check of one run."""
+
+    checked_at: dt.datetime
+    checks: tuple[Check, ...]
+
+    @property
+    def unhealthy(self) -> tuple[Check, ...]:
+        """The checks that failed."""
+        return tuple(c for c in self.checks if not c.healthy)
+
+    def summary(self) -> str:
+        """One line per failed check (empty when all are healthy)."""
+        return "; ".join(c.message for c in self.unhealthy)
+
+
+def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
+                 snapshot_path: str | Path | None = None,
+                 thresholds: Thresholds = Thresholds()) -> HealthReport:
+    """Run every check on ``con`` (a serving store, or the landing store itself)."""
+    at = now or dt.datetime.now(dt.UTC)
+    checks = [_heartbeats(con, at, thresholds.heartbeat_max_age_s),
+              _ingest_lag(con, at, thresholds.ingest_max_lag_s)]
+    if snapshot_path is not None:
+        checks.append(_snapshot_age(Path(snapshot_path), at, thresholds.snapshot_max_age_s))
+    checks += [
+        _growth(con, "dead_letters", "SELECT count(*) FROM dead_letters",
+                thresholds.dead_letter_max_growth, "dead letters"),
+        _outbox_pending(con, at, thresholds.outbox_max_pending),
+        _growth(con, "outbox_dead", "SELECT count(*) FROM outbox WHERE status = 'dead'",
+                thresholds.outbox_dead_max_growth, "dead outbox rows (leads the CRM never got)"),
+    ]
+    return HealthReport(at, tuple(checks))
+
+
+def record_health(con: duckdb.DuckDBPyConnection, report: HealthReport) -> None:
+    """Keep ``report`` in ``health_checks`` (the next run's baseline for growth checks)."""
+    con.executemany(
+        "INSERT INTO health_checks (checked_at, check_name, value, threshold, healthy, message,"
+        " detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [[report.checked_at, c.name, c.value, c.threshold, c.healthy, c.message,
+          json.dumps(c.detail)] for c in report.checks])
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _heartbeats(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) -> Check:
+    rows = con.execute(
+        "SELECT vehicle_id, epoch(CAST(? AS TIMESTAMPTZ) - max(ts)) AS age"
+        " FROM edge_health GROUP BY vehicle_id HAVING arg_max(online, ts) ORDER BY age DESC",
+        [now]).fetchall()
+    stale = [(v, age) for v, age in rows if age > limit]
+    worst = float(rows[0][1]) if rows else None
+    if not stale:
+        text = (f"{len(rows)} online agents reported within {limit:.0f} s" if rows
+                else "no online agent has reported (none running, or all said goodbye)")
+        return Check("heartbeat_age", worst, limit, True, text)
+    names = ", ".join(f"{v} ({age:.0f} s)" for v, age in stale[:5])
+    more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+    return Check("heartbeat_age", worst, limit, False,
+                 f"edge agents silent for longer than {limit:.0f} s without going offline: "
+                 f"{names}{more}", {"stale": [v for v, _ in stale]})
+
+
+def _ingest_lag(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) -> Check:
+    lag = _one(con, "SELECT epoch(CAST(? AS TIMESTAMPTZ) - max(landed_at))"
+                    " FROM ingested_messages", [now])
+    if lag is None:
+        return Check("ingest_lag", None, limit, True, "no message has landed yet")
+    healthy = lag <= limit
+    text = (f"ingest landed its newest message {lag:.0f} s ago" if healthy else
+            f"ingest lag {lag:.0f} s exceeds {limit:.0f} s: nothing landed since then "
+            "(is `fleetcare ingest` running and connected?)")
+    return Check("ingest_lag", float(lag), limit, healthy, text)
+
+
+def _snapshot_age(path: Path, now: dt.datetime, limit: float) -> Check:
+    if not path.is_file():
+        return Check("snapshot_age", None, limit, False,
+                     f"no landing snapshot at {path} (start ingest with --snapshot)")
+    written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    age = (now - written).total_seconds()
+    healthy = age <= limit
+    text = (f"snapshot {path.name} is {age:.0f} s old" if healthy else
+            f"snapshot {path} is {age:.0f} s old, older than {limit:.0f} s "
+            "(ingest's --maintenance-interval, or ingest stopped)")
+    return Check("snapshot_age", age, limit, healthy, text)
+
+
+def _growth(con: duckdb.DuckDBPyConnection, name: str, sql: str, limit: float,
+            what: str) -> Check:
+    total = int(_one(con, sql) or 0)
+    before = _one(con, "SELECT CAST(detail->>'$.total' AS BIGINT) FROM health_checks"
+                       " WHERE check_name = ? ORDER BY checked_at DESC LIMIT 1", [name])
+    if before is None:
+        return Check(name, 0.0, limit, True, f"{total} {what} (first check: baseline)",
+                     {"total": total})
+    growth = float(total - int(before))
+    healthy = growth <= limit
+    text = (f"{growth:.0f} new {what} since the last check" if healthy else
+            f"{growth:.0f} new {what} since the last check, more than {limit:.0f} "
+            f"({total} in all)")
+    return Check(name, growth, limit, healthy, text, {"total": total})
+
+
+def _outbox_pending(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) -> Check:
+    pending = int(_one(con, "SELECT count(*) FROM outbox WHERE status = 'pending'"
+                            " AND next_attempt_at <= ?", [now]) or 0)
+    healthy = pending <= limit
+    text = (f"{pending} outbox rows due for delivery" if healthy else
+            f"outbox backlog: {pending} rows due for delivery, more than {limit:.0f} "
+            "(is the CRM reachable? is deliver_leads running?)")
+    return Check("outbox_pending", float(pending), limit, healthy, text)
