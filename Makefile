@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[backend,dev]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[backend,dev,replay]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
