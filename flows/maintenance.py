@@ -1,4 +1,8 @@
-"""The maintenance flow: features → train → score → advise → deliver, as Prefect tasks.
+"""The maintenance flow: features → train → score → advise → deliver, on one DuckDB file.
+
+This is the one-file mode the demo and the end-to-end test use: ingest is stopped before the
+flow runs, so the flow may open the landing store itself. The scheduled deployments
+(``fleetcare flows serve``) use the serving store instead (:mod:`flows.common`).
 
 Each task is a thin shell: it opens the store, calls one plain function of ``pipeline``, and
 returns that function's record. All tasks run in this one process and one at a time, so the
@@ -12,22 +16,12 @@ import dataclasses
 from typing import Any
 
 from prefect import flow, task
-from prefect.client.schemas.objects import TaskRun
-from prefect.states import State
-from prefect.tasks import Task
 
+from flows.common import RETRIES, STORE_TAG
 from pipeline import advice, outbox, reference_data, scoring, store, training
 from pipeline.config import load_pipeline_settings
-from pipeline.errors import TransientPipelineError
 
-STORE_TAG = "duckdb-writer"
-"""Tag for tasks that write the store; give it a concurrency limit of 1 on a shared server."""
-
-
-def _transient_only(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry a failed task only when its error says a later attempt may succeed."""
-    error = state.result(raise_on_failure=False)
-    return isinstance(error, TransientPipelineError)
+__all__ = ["STORE_TAG", "maintenance_flow"]
 
 
 @task(tags=[STORE_TAG])
@@ -59,8 +53,7 @@ def advise(db_path: str) -> dict[str, Any]:
         return dataclasses.asdict(advice.advise(con))
 
 
-@task(tags=[STORE_TAG], retries=3, retry_delay_seconds=[2, 10, 30], retry_jitter_factor=0.5,
-      retry_condition_fn=_transient_only)
+@task(tags=[STORE_TAG], **RETRIES)
 def deliver(db_path: str, crm_url: str) -> dict[str, Any]:
     """Send due outbox rows to the CRM as signed webhooks."""
     secret = load_pipeline_settings().crm_secret.get_secret_value()

@@ -24,12 +24,17 @@ import duckdb
 import polars as pl
 
 from pipeline import scoring, store
-from pipeline.daily_features import DayRange, compute_daily_features
+from pipeline.daily_features import LONG_SCHEMA, DayRange, compute_daily_features
 from pipeline.serving import attach_landing, define_landing_views
 
 SCORE_SCHEMA = {"vehicle_id": pl.String, "component": pl.String, "as_of": pl.Date,
                 "probability": pl.Float64, "horizon_days": pl.Int32, "model_id": pl.String,
                 "explanation": pl.String}
+
+
+__all__ = ["LONG_SCHEMA", "SCORE_SCHEMA", "PromotedModel", "bucket_of", "fleet_vehicles",
+           "open_partition", "partition_features", "partition_scores", "partition_vehicles",
+           "promoted_models", "snapshot_version", "write_scores"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,12 @@ def partition_vehicles(vehicle_ids: Collection[str], buckets: int) -> list[list[
     for vehicle_id in sorted(set(vehicle_ids)):
         parts[bucket_of(vehicle_id, buckets)].append(vehicle_id)
     return parts
+
+
+def snapshot_version(snapshot_path: str | Path) -> str:
+    """Identity of the snapshot file's content (mtime and size): a new snapshot, a new key."""
+    stat = Path(snapshot_path).stat()
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
 
 
 def fleet_vehicles(con: duckdb.DuckDBPyConnection) -> list[str]:

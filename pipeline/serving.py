@@ -29,7 +29,7 @@ from typing import Final
 import duckdb
 
 from pipeline import store
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, TransientPipelineError
 from pipeline.export import HIVE_TYPES, telemetry_glob
 
 LANDING: Final = "landing"
@@ -42,15 +42,21 @@ _VEHICLE_TABLES: Final = ("telemetry", "dtc_events", "ground_truth", "edge_healt
 _TELEMETRY_COLUMNS: Final = "vehicle_id, ts, signal, value, msg_id"
 
 
+class ServingStoreBusyError(TransientPipelineError):
+    """Another process holds the serving store's write lock; a later attempt may get it."""
+
+
 def connect_serving(serving_path: str | Path, snapshot_path: str | Path,
                     export_dir: str | Path | None = None) -> duckdb.DuckDBPyConnection:
     """Open the serving store read-write, with the landing snapshot behind its views.
 
     Raises:
-        StoreError: the snapshot is missing or unreadable, or the serving file is locked.
+        ServingStoreBusyError: another process has the serving file open (transient).
+        StoreError: the snapshot is missing or unreadable, or the serving file is unusable.
     """
-    con = store.connect(serving_path)
+    con = _open_writable(Path(serving_path))
     try:
+        store.migrate(con)
         attach_landing(con, snapshot_path)
         define_landing_views(con, export_dir)
         sync_from_landing(con)
@@ -58,6 +64,20 @@ def connect_serving(serving_path: str | Path, snapshot_path: str | Path,
         con.close()
         raise
     return con
+
+
+def _open_writable(path: Path) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise ServingStoreBusyError(
+                f"the serving store {path} is open in another process (another flow run, or a "
+                f"notebook); retry later or give its tasks a concurrency limit of 1: {exc}"
+            ) from exc
+        raise StoreError(f"cannot open the serving store {path}: {exc}") from exc
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open the serving store {path}: {exc}") from exc
 
 
 def attach_landing(con: duckdb.DuckDBPyConnection, snapshot_path: str | Path) -> None:
