@@ -122,11 +122,11 @@ class Publisher:
         deadline.start()
         try:
             while not done.is_set():
-                if not self._spool.pending():
+                if self._spool.empty():
                     return True
                 self._wake.set()
                 done.wait(0.02)
-            return not self._spool.pending()
+            return self._spool.empty()
         finally:
             deadline.cancel()
 

@@ -167,6 +167,11 @@ class Spool:
                                     (seq, limit)).fetchall()
         return [r[0] for r in rows]
 
+    def empty(self) -> bool:
+        """True when nothing waits for an acknowledgement (no query: a kept count)."""
+        with self._lock:
+            return self._count == 0
+
     def ack(self, seq: int) -> None:
         """The broker has the message: forget it (a second ack of one entry is harmless)."""
         self.ack_many([seq])
