@@ -1,4 +1,4 @@
-"""The ingest writer thread's work: batch prepared messages, land them, count, call hooks.
+"""The ingest thread's store work: batch decoded messages, land them, count, call hooks.
 
 Kept apart from the MQTT session (``pipeline.ingest``) so the rules of what happens to a
 batch read in one place: it lands in one transaction; if the database refuses it, each
@@ -42,7 +42,7 @@ def merge(results: Sequence[LandResult]) -> LandResult:
 
 
 class BatchWriter:
-    """Collects prepared messages and lands them on ``con`` (used by one thread only)."""
+    """Collects decoded messages and lands them on ``con`` (used by the ingest thread only)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, board: StatsBoard,
                  after_commit: Callable[[duckdb.DuckDBPyConnection, LandResult], None] | None

@@ -1,5 +1,6 @@
 """Schema migrations: applied once, in order, recorded; a broken set is refused clearly."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,30 @@ def test_unnumbered_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "telemetry.sql").write_text("-- t\n")
     with pytest.raises(StoreError, match="must start with its version"):
         store.load_migrations(tmp_path)
+
+
+INGEST_TABLES = ("schema_migrations", "ingested_messages", "telemetry", "dtc_events",
+                 "ground_truth", "vehicles", "dead_letters", "edge_health", "telemetry_exports")
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_ingest_table_and_column_is_documented_in_the_readme(db_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## The store")
+    section = text[start:text.index("\n## ", start + 1)]
+    documented: dict[str, set[str]] = {}
+    table = ""
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) != 3 or (set(cells[0]) <= {"-"} and cells[0]):
+            continue
+        if cells[0].startswith("`"):
+            table = cells[0].strip("`").split("`")[0]
+        documented.setdefault(table, set()).update(re.findall(r"`([a-z_]+)`", cells[1]))
+    with store.connect(db_path) as con:
+        columns = con.execute("SELECT table_name, column_name FROM duckdb_columns() "
+                              "WHERE schema_name = 'main'").fetchall()
+    missing = [f"{t}.{c}" for t, c in columns
+               if t in INGEST_TABLES and c not in documented.get(t, set())]
+    assert missing == []
+    assert set(INGEST_TABLES) <= {t for t, _ in columns}
