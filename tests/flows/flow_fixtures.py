@@ -1,0 +1,57 @@
+"""A small landing store and its snapshot, as ingest would publish them, for the flow tests.
+
+The landing store is built with the synthetic fleet helpers of ``tests/pipeline``; one
+vehicle got a critical fault code that ingest's urgent path (advice restricted to critical
+faults) already turned into a lead and an outbox row in the landing store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+
+from synth_fleet import Car, add_dtc, build_store
+
+from pipeline import advice, export
+
+N_DAYS = 80
+CARS = [Car(f"ok{i}") for i in range(4)] + [
+    Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)] + [
+    Car("ice0", ev=False, fails={"lv_battery": 60})]
+URGENT_VEHICLE = "ok0"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Paths of one test's stores (as strings, the way flows take them)."""
+
+    landing: str
+    snapshot: str
+    serving: str
+    export_dir: str
+
+
+def build_landing(tmp_path: Path) -> Stores:
+    """Landing store with the fleet and one urgent lead, its snapshot; no serving store yet."""
+    stores = Stores(str(tmp_path / "landing.duckdb"), str(tmp_path / "snapshot.duckdb"),
+                    str(tmp_path / "serving.duckdb"), str(tmp_path / "exports"))
+    con = build_store(Path(stores.landing), CARS, N_DAYS)
+    try:
+        add_dtc(con, URGENT_VEHICLE, N_DAYS - 1, "C1B02")
+        advice.advise(con, vehicles=[URGENT_VEHICLE], min_severity="critical",
+                      daily_features=False)
+        export.write_snapshot(con, stores.snapshot)
+    finally:
+        con.close()
+    return stores
+
+
+def last_day() -> dt.date:
+    """The newest telemetry day of the test fleet."""
+    from synth_fleet import day
+
+    return day(N_DAYS - 1)
