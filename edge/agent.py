@@ -35,6 +35,9 @@ __all__ = ["Agent", "AgentStats", "FrameTap", "TapResult"]
 
 log = logging.getLogger(__name__)
 
+_NO_NAMES: dict = {}
+"""The name table of a message no rule names (shared, never written)."""
+
 
 @dataclass(frozen=True, slots=True)
 class AgentStats:
@@ -151,26 +154,26 @@ class Agent:
             return
         if self._crank is not None:
             self._watch_crank(ts, decoded.message, decoded.signals)
-        names = self._names.get(decoded.message, {})
+        names = self._names.get(decoded.message, _NO_NAMES)
         out = self._out
+        ts_append, sig_append, val_append = out.ts.append, out.signal.append, out.value.append
         for signal, value in decoded.signals.items():
             mapped = names.get(signal)
             if mapped is None:
                 if not self._unmapped:
                     self._not_collected += 1
                     continue
-                out.ts.append(ts)
-                out.signal.append(f"{decoded.message}.{signal}")
-                out.value.append(value)
+                ts_append(ts)
+                sig_append(f"{decoded.message}.{signal}")
+                val_append(value)
                 continue
             name, scale, offset, collector = mapped
-            value = value * scale + offset
             if collector is None:
-                out.ts.append(ts)
-                out.signal.append(name)
-                out.value.append(value)
+                ts_append(ts)
+                sig_append(name)
+                val_append(value * scale + offset)
             else:
-                self._add(collector.feed(ts, value))
+                self._add(collector.feed(ts, value * scale + offset))
         if out.full():
             self.flush()
 
