@@ -241,8 +241,13 @@ class Agent:
         fresh = []
         for event in events:
             key = (event.code, event.status, event.ecu, event.source)
+            if event.cleared:
+                # Forget the code, so its return is news however soon it comes.
+                self._dtc_reported.pop(key, None)
+                fresh.append(event)
+                continue
             reported = self._dtc_reported.get(key)
-            if reported is None or event.cleared or event.ts - reported >= self._dtc_refresh_s:
+            if reported is None or event.ts - reported >= self._dtc_refresh_s:
                 self._dtc_reported[key] = event.ts
                 fresh.append(event)
         if fresh:

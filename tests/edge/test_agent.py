@@ -187,3 +187,34 @@ def test_taps_add_samples_and_report_fault_codes_at_once(
     telemetry = [m for m in messages if isinstance(m, contract.TelemetryBatch)]
     assert [v for m in telemetry for v in m.value] == [40.0, 41.0, 42.0]
     assert agent.stats().dtc_events == 1  # the repeat within the refresh interval is not news
+
+
+class _ScriptedTap:
+    """A tap that reports P0562 present, then cleared, then present again (one frame each)."""
+
+    def __init__(self) -> None:
+        self.states = [False, True, False]
+
+    def feed(self, frame: can.Message) -> TapResult | None:
+        if frame.arbitration_id != 0x7E9 or not self.states:
+            return None
+        cleared = self.states.pop(0)
+        event = contract.DtcEvent(frame.timestamp, "P0562", "stored", "0x7E9", "obd",
+                                  cleared=cleared)
+        return TapResult((), (event,))
+
+
+def test_a_code_that_returns_soon_after_clearing_is_reported_again(
+    tmp_path: Path, db: cantools.database.can.Database, buses: tuple[can.BusABC, can.BusABC],
+) -> None:
+    sender, reader = buses
+    spool = Spool(tmp_path / "spool", fsync=False)
+    agent = Agent("V1", reader, Decoder([db]), load_rules(REFERENCE_RULES), spool, None,
+                  taps=[_ScriptedTap()])
+    for i in range(3):  # 10 s apart: far inside the one-hour refresh interval
+        sender.send(can.Message(arbitration_id=0x7E9, data=bytes(8), is_extended_id=False,
+                                timestamp=100.0 + 10 * i))
+    agent.drain(lambda: agent.stats().frames_read >= 3)
+    messages = [contract.decode(e.payload) for s in spool.pending() if (e := spool.read(s))]
+    events = [e for m in messages if isinstance(m, contract.DtcBatch) for e in m.events]
+    assert [(e.ts, e.cleared) for e in events] == [(100.0, False), (110.0, True), (120.0, False)]
