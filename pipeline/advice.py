@@ -26,6 +26,7 @@ import polars as pl
 from pipeline.appointments import iso, release_slot
 from pipeline.dtc_catalog import catalog_frame, severity_rank
 from pipeline.lead_document import Context, LeadFacts, build_document, load_context
+from pipeline.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +110,7 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
     open_leads = _open_leads(con)
     counts = {"new": 0, "escalated": 0, "unchanged": 0}
     issued: list[str] = []
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         context = load_context(con, now, {c.vehicle_id for c in candidates},
                                daily_features=daily_features)
         for cand in candidates:
@@ -119,10 +119,6 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
             counts[outcome] += 1
             if outcome != "unchanged":
                 issued.append(lead_id)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("advice: %s", counts)
     return AdviceReport(**counts, lead_ids=tuple(issued))
 

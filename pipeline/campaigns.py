@@ -31,6 +31,7 @@ from pipeline.advice import BLOCKING_STATES, enqueue, insert_lead
 from pipeline.appointments import iso
 from pipeline.features import build_daily_features
 from pipeline.lead_document import LeadFacts, build_document, load_context
+from pipeline.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,7 @@ def pre_winter_battery_check(
         [list(cold), weak, list(BLOCKING_STATES), WINTER,
          now - dt.timedelta(days=180)]).fetchall()
     contacted = []
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         context = load_context(con, now, {v for v, _ in candidates})
         for vehicle_id, region in candidates:
             horizon = max(1, (cold[region] - now.date()).days)
@@ -82,10 +82,6 @@ def pre_winter_battery_check(
             insert_lead(con, doc, 0.0, now)
             _record(con, WINTER, vehicle_id, now, doc, f"{doc['lead_id']}.r1")
             contacted.append(vehicle_id)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("campaign %s: %d vehicles", WINTER, len(contacted))
     return CampaignReport(WINTER, tuple(contacted))
 
@@ -126,17 +122,12 @@ def send_follow_ups(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> Camp
 def _resend(con: duckdb.DuckDBPyConnection, campaign: str,
             leads: list[tuple[str, dict[str, Any]]], now: dt.datetime) -> CampaignReport:
     """Queue each lead again, marked with ``campaign``, under a new webhook id."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for vehicle_id, doc in leads:
             again = {**doc, "campaign": campaign, "issued_at": iso(now)}
             event_id = f"{doc['lead_id']}.{campaign}.{now:%Y%m%d}"
             enqueue(con, again, event_id)
             _record(con, campaign, vehicle_id, now, doc, event_id)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     log.info("campaign %s: %d leads re-sent", campaign, len(leads))
     return CampaignReport(campaign, tuple(v for v, _ in leads))
 

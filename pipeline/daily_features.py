@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from pipeline.features import LOOKBACK_DAYS, build_daily_features
+from pipeline.store import transaction
 
 KEYS: Final = ("vehicle_id", "day")
 LONG_SCHEMA: Final = {"vehicle_id": pl.String, "day": pl.Date, "feature": pl.String,
@@ -70,18 +71,13 @@ def compute_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange) -> pl
 def write_daily_features(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame,
                          days: DayRange) -> int:
     """Replace every ``daily_features`` row of ``days`` with ``rows``; returns rows written."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM daily_features WHERE day BETWEEN ? AND ?", [days.start, days.end])
         if rows.height:
             con.register("_daily_features", rows)
             con.execute("INSERT INTO daily_features (vehicle_id, day, feature, value)"
                         " SELECT vehicle_id, day, feature, value FROM _daily_features")
             con.unregister("_daily_features")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return rows.height
 
 

@@ -25,6 +25,7 @@ from typing import Final
 import duckdb
 
 from pipeline.inbound import Inbox, StatusUpdate
+from pipeline.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,13 @@ def _apply_one(con: duckdb.DuckDBPyConnection, update: StatusUpdate, now: dt.dat
     else:
         reason = transition_problem(current, update.state)
         outcome = "rejected" if reason else "applied"
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         detail = {**update.detail, **({"reason_refused": reason} if reason else {})}
         con.execute("INSERT INTO lead_events VALUES (?, ?, ?, ?, ?, 'crm', ?, ?, ?)",
                     [update.update_id, update.lead_id, current, update.state, at, outcome,
                      json.dumps(detail), now])
         if outcome == "applied" and row is not None:
             _move(con, update, at, row)
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise
     if outcome == "rejected":
         log.warning("status update %s refused: %s", update.update_id, reason)
     return outcome

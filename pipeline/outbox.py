@@ -38,6 +38,7 @@ from pipeline.signing import (
     signed_headers,
     verify,
 )
+from pipeline.store import transaction
 
 __all__ = ["BACKOFF_BASE_S", "BACKOFF_CAP_S", "RETRY_WINDOW", "SECRET_PREFIX", "DeliveryReport",
            "SignatureError", "backoff_s", "deliver_outbox", "new_secret", "sign", "verify"]
@@ -146,16 +147,11 @@ def _deliver_one(
 def _mark_delivered(con: duckdb.DuckDBPyConnection, event_id: str, lead_id: str,
                     attempt: int, now: dt.datetime) -> None:
     """Record the delivery and move the lead from new to sent, together."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?,"
                     " last_error = NULL WHERE event_id = ?", [attempt, now, event_id])
         con.execute("UPDATE leads SET state = 'sent', updated_at = ? WHERE lead_id = ?"
                     " AND state = 'new'", [now, lead_id])
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _mark_dead(con: duckdb.DuckDBPyConnection, event_id: str, attempt: int, reason: str) -> str:

@@ -26,6 +26,7 @@ import polars as pl
 from pipeline import scoring, store
 from pipeline.daily_features import LONG_SCHEMA, DayRange, compute_daily_features
 from pipeline.serving import attach_landing, define_landing_views
+from pipeline.store import transaction
 
 SCORE_SCHEMA = {"vehicle_id": pl.String, "component": pl.String, "as_of": pl.Date,
                 "probability": pl.Float64, "horizon_days": pl.Int32, "model_id": pl.String,
@@ -124,8 +125,7 @@ def write_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date, components: Seq
                  scores: pl.DataFrame) -> int:
     """Replace the ``scores`` of ``as_of`` for ``components`` with ``scores``, in one
     transaction (a retried run writes the same rows again, never twice)."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
                     [as_of, list(components)])
         if scores.height:
@@ -135,8 +135,4 @@ def write_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date, components: Seq
                 " model_id, explanation) SELECT vehicle_id, component, as_of, probability,"
                 " horizon_days, model_id, explanation::JSON FROM _partition_scores")
             con.unregister("_partition_scores")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return scores.height

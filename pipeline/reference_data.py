@@ -19,6 +19,8 @@ from typing import Final
 import duckdb
 import polars as pl
 
+from pipeline.store import transaction
+
 log = logging.getLogger(__name__)
 
 CAPACITY_DAYS: Final = 60
@@ -58,8 +60,7 @@ def seed_reference_data(
             "today" when the fleet runs on simulated time.
     """
     first = start or dt.datetime.now(dt.UTC).date()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.executemany("INSERT OR IGNORE INTO service_centres VALUES (?, ?, ?, ?)",
                         [list(c) for c in CENTRES])
         con.executemany("INSERT OR IGNORE INTO service_catalogue VALUES (?, ?, ?, ?, ?)",
@@ -67,10 +68,6 @@ def seed_reference_data(
         _seed_capacity(con, first, seed)
         _seed_customers(con, seed)
         _assign_centres(con)
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise
     log.info("reference data seeded (capacity from %s for %d days)", first, CAPACITY_DAYS)
 
 

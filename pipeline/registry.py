@@ -24,6 +24,7 @@ import skops.io as sio
 
 from models import FaultWarningClassifier
 from pipeline.errors import TerminalPipelineError
+from pipeline.store import transaction
 
 TRUSTED_TYPES: Final = (
     "models._fault_warning.FaultWarningClassifier",
@@ -153,16 +154,11 @@ def set_promoted(con: duckdb.DuckDBPyConnection, model_id: str,
                  promotion: dict[str, Any]) -> None:
     """Make ``model_id`` its component's only promoted model, recording why, atomically."""
     entry = get_model(con, model_id)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("UPDATE model_registry SET promoted = false WHERE component = ? AND promoted",
                     [entry.component])
         con.execute("UPDATE model_registry SET promoted = true, promoted_at = now(),"
                     " promotion = ? WHERE model_id = ?", [json.dumps(promotion), model_id])
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise
 
 
 def beats(candidate: dict[str, Any], incumbent: dict[str, Any]) -> bool:

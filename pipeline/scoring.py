@@ -21,6 +21,7 @@ import polars as pl
 
 from pipeline.features import build_daily_features, model_features
 from pipeline.registry import load_model
+from pipeline.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,7 @@ def _score_component(
 def _replace_scores(
     con: duckdb.DuckDBPyConnection, day: dt.date, components: list[str], scores: pl.DataFrame
 ) -> None:
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
                     [day, components])
         if scores.height:
@@ -114,7 +114,3 @@ def _replace_scores(
                 " model_id, explanation) SELECT vehicle_id, component, as_of, probability,"
                 " horizon_days, model_id, explanation::JSON FROM _new_scores")
             con.unregister("_new_scores")
-        con.execute("COMMIT")
-    except duckdb.Error:
-        con.execute("ROLLBACK")
-        raise

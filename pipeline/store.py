@@ -10,6 +10,8 @@ Every table and column is documented in the README ("The store"). Migrations are
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -62,6 +64,19 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open DuckDB file {path} for writing: {exc}") from exc
     migrate(con)
     return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT; on any exception ROLLBACK and re-raise, so no half-written state and
+    no transaction left open on the connection."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
