@@ -3,6 +3,12 @@
 Precedence, highest first: explicit arguments, environment (``FLEETCARE_EDGE__<FIELD>``), the
 TOML file given with ``--config``, then the defaults below. A validation error names each bad
 key and says where it was looked for.
+
+Secrets (the MQTT password, the password of an encrypted client key) are ``SecretStr``: they
+print as ``**********`` and are revealed only in the call that hands them to paho. Each can
+instead come from a file named by ``<field>_file`` (``FLEETCARE_EDGE__MQTT_PASSWORD_FILE``, or
+``mqtt_password_file`` in the TOML file), which keeps it out of the environment and out of
+the config file a fleet shares; giving both the value and the file is an error.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,13 +31,15 @@ from edge.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_DBC = REPO_ROOT / "dbc" / "fleetcare_ref.dbc"
 REFERENCE_RULES = REPO_ROOT / "dbc" / "fleetcare_ref.rules.toml"
+SECRET_FIELDS: Final = ("mqtt_password", "tls_key_password")
+"""Fields that may be read from a file named by ``<field>_file``."""
 
 
 class EdgeSettings(BaseSettings):
     """Everything one agent on one gateway needs."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCARE_EDGE__", frozen=True,
-                                      extra="forbid")
+                                      extra="forbid", hide_input_in_errors=True)
 
     vehicle_id: str = Field(description="The vehicle this gateway speaks for.")
     interface: str = Field("socketcan", description="python-can interface name, or 'replay'.")
@@ -61,6 +69,17 @@ class EdgeSettings(BaseSettings):
     tls_ca: Path | None = Field(None, description="CA file that signed the broker (PEM).")
     tls_cert: Path | None = Field(None, description="Client certificate (PEM).")
     tls_key: Path | None = Field(None, description="Client private key (PEM).")
+    tls_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted tls_key; None: the key is not encrypted.")
+    tls_key_password_file: Path | None = Field(None, description="File holding tls_key_password.")
+    mqtt_username: str | None = Field(None, description="MQTT login (broker password_file).")
+    mqtt_password: SecretStr | None = Field(None, description="Password of mqtt_username.")
+    mqtt_password_file: Path | None = Field(None, description="File holding mqtt_password.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
 
     @classmethod
     def settings_customise_sources(
@@ -76,6 +95,32 @@ class EdgeSettings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
+
+
+def read_secret_files(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Fill each secret ``field`` from the file that ``<field>_file`` names.
+
+    The file's content is the secret, less one trailing line break (``echo pw > file``).
+    (The backend has its twin in ``pipeline/config.py``: edge imports nothing of ours.)
+
+    Raises:
+        ValueError: both the secret and its file are set, or the file cannot be read; the
+            message names the field and the file, never the content.
+    """
+    filled = dict(data)
+    for field in fields:
+        path = filled.get(f"{field}_file")
+        if not path:
+            continue
+        if filled.get(field):
+            raise ValueError(f"{field} and {field}_file are both set; keep one")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {field}_file {path}: "
+                             f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+        filled[field] = text.removesuffix("\n").removesuffix("\r")
+    return filled
 
 
 def load_edge_settings(config: str | Path | None = None, **overrides: Any) -> EdgeSettings:
@@ -95,10 +140,12 @@ def load_edge_settings(config: str | Path | None = None, **overrides: Any) -> Ed
     except ValidationError as exc:
         problems = "; ".join(
             f"{key}: {err['msg']} (from {_origin(key, config, overrides)})"
-            for err in exc.errors() if (key := _key(err["loc"]))
+            if (key := _key(err["loc"])) else err["msg"]
+            for err in exc.errors()
         )
         where = f"arguments, FLEETCARE_EDGE__* environment variables or {config or 'no file'}"
-        raise ConfigError(f"invalid edge configuration ({problems}); looked in {where}") from exc
+        # from None: pydantic's own text may quote the values it got, secrets included
+        raise ConfigError(f"invalid edge configuration ({problems}); looked in {where}") from None
     return settings
 
 

@@ -107,7 +107,9 @@ def assemble(settings: EdgeSettings) -> Assembly:
         spool, settings.broker_url, client_id=f"fleetcare-edge-{settings.vehicle_id}",
         health=Health(settings.vehicle_id, lambda: parts["assembly"].counters(),
                       settings.health_interval_s),
-        tls=TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key),
+        tls=TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key,
+                     key_password=settings.tls_key_password, username=settings.mqtt_username,
+                     password=settings.mqtt_password),
         reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s)
     agent = Agent(settings.vehicle_id, source, decoder, rules, spool, publisher,
                   batch_signals=settings.batch_signals,

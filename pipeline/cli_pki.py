@@ -1,9 +1,16 @@
-"""``fleetcare pki``: the vehicle certificate authority and the broker's TLS/ACL config."""
+"""``fleetcare pki``: the vehicle certificate authority and the broker's TLS/ACL config.
+
+The CA key's password comes from ``FLEETCARE_PIPELINE__CA_KEY_PASSWORD`` or a file named by
+``FLEETCARE_PIPELINE__CA_KEY_PASSWORD_FILE``, never from the command line (argv is visible to
+every user of the machine in ``ps``).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from pydantic import SecretStr
 
 SubParsers = argparse._SubParsersAction
 
@@ -15,7 +22,9 @@ def register_pki(sub: SubParsers) -> None:
                                      "common name is the vehicle id), expiry, revocation, and "
                                      "the mosquitto TLS listener and ACL that enforce them.")
     pki_sub = pki.add_subparsers(dest="pki_command", metavar="SUBCOMMAND", required=True)
-    init = pki_sub.add_parser("init", help="create the certificate authority")
+    init = pki_sub.add_parser("init", help="create the certificate authority (ca.key encrypted "
+                                           "when FLEETCARE_PIPELINE__CA_KEY_PASSWORD[_FILE] "
+                                           "is set)")
     init.add_argument("dir", type=Path)
     init.add_argument("--days", type=int, default=3650)
     init.set_defaults(handler=_init)
@@ -25,6 +34,8 @@ def register_pki(sub: SubParsers) -> None:
     issue.add_argument("--days", type=int, default=365)
     issue.add_argument("--server", nargs="+", metavar="HOST",
                        help="a broker server certificate for these host names / IPs")
+    issue.add_argument("--key-password-file", type=Path, metavar="FILE",
+                       help="encrypt the issued private key with the password in FILE")
     issue.set_defaults(handler=_issue)
     revoke = pki_sub.add_parser("revoke", help="revoke a certificate and rewrite crl.pem")
     revoke.add_argument("dir", type=Path)
@@ -45,7 +56,7 @@ def register_pki(sub: SubParsers) -> None:
 def _init(args: argparse.Namespace) -> int:
     from pipeline import pki
 
-    print(pki.init_ca(args.dir, days=args.days))
+    print(pki.init_ca(args.dir, days=args.days, password=_ca_password()))
     return 0
 
 
@@ -53,7 +64,8 @@ def _issue(args: argparse.Namespace) -> int:
     from pipeline import pki
 
     issued = pki.issue(args.dir, args.name, days=args.days,
-                       server_hosts=tuple(args.server or ()))
+                       server_hosts=tuple(args.server or ()), ca_password=_ca_password(),
+                       key_password=_key_password(args.key_password_file))
     print(f"{issued.cert} {issued.key} serial={issued.serial} "
           f"not_after={issued.not_after:%Y-%m-%dT%H:%M:%SZ}")
     return 0
@@ -62,7 +74,8 @@ def _issue(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from pipeline import pki
 
-    print(f"revoked {args.name} serial={pki.revoke(args.dir, args.name)}; reload the broker")
+    serial = pki.revoke(args.dir, args.name, ca_password=_ca_password())
+    print(f"revoked {args.name} serial={serial}; reload the broker")
     return 0
 
 
@@ -73,3 +86,25 @@ def _broker_config(args: argparse.Namespace) -> int:
     print(write_broker_config(args.dir, args.out, port=args.port, host=args.host,
                               backend_users=users))
     return 0
+
+
+def _ca_password() -> SecretStr | None:
+    from pipeline.config import load_pipeline_settings
+
+    return load_pipeline_settings().ca_key_password
+
+
+def _key_password(path: Path | None) -> SecretStr | None:
+    """The password in ``path`` (one trailing line break dropped), or None without a file."""
+    from pipeline.config import read_secret_files
+    from pipeline.pki import PkiError
+
+    if path is None:
+        return None
+    try:
+        password = read_secret_files({"key_password_file": path}, ("key_password",))
+    except ValueError as exc:
+        raise PkiError(str(exc).replace("key_password_file", "--key-password-file")) from None
+    if not password["key_password"]:
+        raise PkiError(f"--key-password-file {path} is empty")
+    return SecretStr(password["key_password"])

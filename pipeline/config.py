@@ -2,33 +2,80 @@
 
 Precedence, highest first: explicit arguments, environment (``FLEETCARE_PIPELINE__<FIELD>``),
 then the defaults below. Secrets are ``SecretStr``: they print as ``**********`` and are
-revealed only where they are used (signing a webhook).
+revealed only where they are used (signing a webhook, logging in to the broker, opening the
+CA key). Each secret can instead come from a file named by ``<FIELD>_FILE`` (for example
+``FLEETCARE_PIPELINE__MQTT_PASSWORD_FILE=/run/secrets/mqtt``, or systemd's
+``$CREDENTIALS_DIRECTORY``), so it need not sit in the environment of every child process;
+giving both the value and the file is an error rather than a silent choice.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import TerminalPipelineError
 
+SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password")
+"""Fields that may be read from a file named by ``<field>_file``."""
+
 
 class PipelineSettings(BaseSettings):
-    """Where the store, the broker and the CRM are, and how to sign for the CRM."""
+    """Where the store, the broker and the CRM are, and the secrets to talk to them."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCARE_PIPELINE__", frozen=True,
-                                      extra="forbid")
+                                      extra="forbid", hide_input_in_errors=True)
 
     db_path: Path = Field(Path("fleet.duckdb"), description="The DuckDB store.")
     broker_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker.")
+    mqtt_username: str | None = Field(None, description="MQTT login (broker password_file).")
+    mqtt_password: SecretStr | None = Field(None, description="Password of mqtt_username.")
+    mqtt_password_file: Path | None = Field(None, description="File holding mqtt_password.")
     crm_url: str = Field("http://127.0.0.1:8787/leads", description="CRM webhook endpoint.")
     crm_secret: SecretStr = Field(
-        SecretStr(""), description="Standard Webhooks signing secret (whsec_...).")
+        SecretStr(""), description="Standard Webhooks signing secret (whsec_...); several "
+                                   "separated by spaces during a rotation, newest last.")
+    crm_secret_file: Path | None = Field(None, description="File holding crm_secret.")
+    ca_key_password: SecretStr | None = Field(
+        None, description="Password of the CA's private key (fleetcare pki); None: unencrypted.")
+    ca_key_password_file: Path | None = Field(None, description="File holding ca_key_password.")
+    http_max_body_bytes: int = Field(
+        1_000_000, gt=0, description="Largest request body the CRM and inbound endpoints read.")
     horizon_days: int = Field(30, gt=0, description="Warn about failures this far ahead.")
     seed: int = Field(0, description="Seed for splits and models (reproducible runs).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
+
+
+def read_secret_files(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Fill each secret ``field`` from the file that ``<field>_file`` names.
+
+    The file's content is the secret, less one trailing line break (``echo pw > file``).
+
+    Raises:
+        ValueError: both the secret and its file are set, or the file cannot be read; the
+            message names the field and the file, never the content.
+    """
+    filled = dict(data)
+    for field in fields:
+        path = filled.get(f"{field}_file")
+        if not path:
+            continue
+        if filled.get(field):
+            raise ValueError(f"{field} and {field}_file are both set; keep one")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {field}_file {path}: "
+                             f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+        filled[field] = text.removesuffix("\n").removesuffix("\r")
+    return filled
 
 
 def load_pipeline_settings(**overrides: Any) -> PipelineSettings:
@@ -41,9 +88,10 @@ def load_pipeline_settings(**overrides: Any) -> PipelineSettings:
         return PipelineSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise TerminalPipelineError(
             f"invalid pipeline configuration ({problems}); set it with arguments or "
             "FLEETCARE_PIPELINE__* environment variables"
-        ) from exc
+        ) from None  # pydantic's own text may quote the values it got: secrets included
