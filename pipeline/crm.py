@@ -8,6 +8,14 @@ fleetcare's inbound endpoint (``status_url``), the way a dealer CRM's outbound w
 
 Endpoints: ``POST /leads`` (a lead: JSON, or ADF XML), ``GET /leads`` (every stored delivery),
 ``POST /leads/<lead_id>/status`` (an advisor's action: ``{"state": "booked", ...}``).
+
+What it refuses, in the order it checks: a body over ``max_body`` bytes (413, unread; see
+:mod:`pipeline.http_json`), missing or malformed webhook headers or a timestamp more than
+five minutes off (400), a signature no live key made (401), a body that is neither JSON nor
+XML, XML with a DTD (entity expansion), and, with ``validate``, a JSON lead that breaks
+``lead.schema.json``, a Salesforce composite request of the wrong shape or XML that is not ADF
+(400, every problem listed). ``validate`` is off by default because tests post bare
+documents to it; ``fleetcare crm serve`` turns it on.
 """
 
 from __future__ import annotations
@@ -22,16 +30,28 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final
 
+import jsonschema
+
 from pipeline.appointments import iso
-from pipeline.http_json import JsonHttpServer
+from pipeline.http_json import MAX_BODY, JsonHttpServer
 from pipeline.lifecycle import run_until_terminated
+from pipeline.mqtt_auth import redact_url
 from pipeline.signing import SignatureError, key_list, newest, signed_headers, verify
 
 log = logging.getLogger(__name__)
 
 PATH: Final = "/leads"
+LEAD_SCHEMA: Final = Path(__file__).with_name("lead.schema.json")
+_LEAD_VALIDATOR: Final = jsonschema.Draft202012Validator(
+    json.loads(LEAD_SCHEMA.read_text(encoding="utf-8")),
+    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+class PayloadError(ValueError):
+    """A verified delivery whose body is not a lead the CRM can take; says every problem."""
 
 
 class CrmReceiver(JsonHttpServer):
@@ -43,10 +63,13 @@ class CrmReceiver(JsonHttpServer):
         port: TCP port (0: any free port; read it back from :attr:`url`).
         status_url: fleetcare's inbound endpoint for advisors' status updates (optional).
         status_secret: key that signs those updates (default: the newest of ``secret``).
+        max_body: largest body read, in bytes (413 beyond, before reading it).
+        validate: check each lead's shape (JSON schema, Salesforce composite, ADF root).
     """
 
     def __init__(self, secret: str | Sequence[str], *, host: str = "127.0.0.1", port: int = 0,
-                 status_url: str | None = None, status_secret: str | None = None) -> None:
+                 status_url: str | None = None, status_secret: str | None = None,
+                 max_body: int = MAX_BODY, validate: bool = False) -> None:
         self._secrets = key_list(secret)
         self.status_url = status_url
         self._status_secret = status_secret or newest(self._secrets)
@@ -54,8 +77,9 @@ class CrmReceiver(JsonHttpServer):
         self._leads: dict[str, dict[str, Any]] = {}
         self._received = 0
         self._rejected = 0
+        self.validate = validate
         super().__init__({("POST", PATH): self._post, ("GET", PATH): self._get},
-                         host=host, port=port)
+                         host=host, port=port, max_body=max_body)
 
     @property
     def url(self) -> str:
@@ -70,9 +94,9 @@ class CrmReceiver(JsonHttpServer):
 
     @property
     def rejected_count(self) -> int:
-        """POSTs refused (bad signature, stale timestamp, malformed body)."""
+        """POSTs refused (bad signature, stale timestamp, malformed body, too large)."""
         with self._lock:
-            return self._rejected
+            return self._rejected + self.refused_count
 
     def leads(self) -> list[dict[str, Any]]:
         """Stored deliveries, one per distinct webhook-id, in arrival order."""
@@ -91,8 +115,12 @@ class CrmReceiver(JsonHttpServer):
         try:
             msg_id = verify(keys, headers, body, time.time())
             doc = _parse(headers, body)
+            if self.validate:
+                check_lead(doc)
         except SignatureError as exc:
             return self._reject(exc.status, str(exc))
+        except PayloadError as exc:
+            return self._reject(400, str(exc))
         except (ValueError, ET.ParseError) as exc:
             return self._reject(400, f"body is neither JSON nor XML: {exc}")
         with self._lock:
@@ -118,7 +146,7 @@ class CrmReceiver(JsonHttpServer):
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
         except OSError as exc:
-            return 502, {"error": f"cannot reach {self.status_url}: {exc}"}
+            return 502, {"error": f"cannot reach {redact_url(self.status_url)}: {exc}"}
 
     def _post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         if path == PATH:
@@ -144,18 +172,53 @@ class CrmReceiver(JsonHttpServer):
 
 
 def _parse(headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """A JSON body as is; an XML body (ADF) kept whole after checking it parses."""
+    """A JSON body as is; an XML body (ADF) kept whole after checking it parses.
+
+    Raises:
+        PayloadError: XML with a DTD (no lead needs one; entity tricks do).
+        ValueError, ET.ParseError: neither JSON nor XML.
+    """
     content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
     if "xml" in content_type:
+        if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
+            raise PayloadError("XML with a DTD or entities is refused; ADF needs neither")
         root = ET.fromstring(body)
         return {"format": root.tag, "xml": body.decode()}
     doc: dict[str, Any] = json.loads(body)
     return doc
 
 
+def check_lead(doc: Any) -> None:
+    """Check a parsed delivery's shape: a lead document, a Salesforce composite, or ADF.
+
+    Raises:
+        PayloadError: the shape is wrong; every problem is listed.
+    """
+    if not isinstance(doc, dict):
+        raise PayloadError(f"a lead must be a JSON object, not {type(doc).__name__}")
+    if "xml" in doc and "format" in doc:
+        if doc["format"] != "adf":
+            raise PayloadError(f"XML root is <{doc['format']}>; an ADF lead's root is <adf>")
+        return
+    if "compositeRequest" in doc:
+        parts = doc["compositeRequest"]
+        bad = not isinstance(parts, list) or not parts or not all(
+            isinstance(p, dict) and {"method", "url", "referenceId"} <= p.keys() for p in parts)
+        if bad:
+            raise PayloadError("compositeRequest must be a non-empty list of subrequests, "
+                               "each with method, url and referenceId")
+        return
+    problems = sorted(_LEAD_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if problems:
+        where = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+                          for e in problems[:20])
+        raise PayloadError(f"invalid lead ({where}); see {LEAD_SCHEMA.name}")
+
+
 def serve_forever(secret: str | Sequence[str], port: int, host: str = "127.0.0.1",
-                  status_url: str | None = None) -> None:
-    """Run a receiver in the foreground until interrupted (for the CLI)."""
-    receiver = CrmReceiver(secret, host=host, port=port, status_url=status_url)
+                  status_url: str | None = None, max_body: int = MAX_BODY) -> None:
+    """Run a receiver in the foreground until interrupted (for the CLI); leads validated."""
+    receiver = CrmReceiver(secret, host=host, port=port, status_url=status_url,
+                           max_body=max_body, validate=True)
     log.info("reference CRM listening on %s", receiver.url)
     run_until_terminated(receiver)

@@ -7,6 +7,11 @@ update to an append-only JSONL inbox, flushed and fsynced before it answers 200.
 applies the inbox later with :func:`pipeline.lead_lifecycle.apply_inbound`, idempotently on
 ``update_id``, so an update the CRM sends twice, or one the inbox holds after a crash, counts
 once.
+
+Checks, cheapest first, so nothing unauthenticated costs more than a header check: the body's
+size (over ``max_body`` bytes: 413 before it is read, see :mod:`pipeline.http_json`), the
+webhook headers and a timestamp within five minutes (400), the signature (401), then the
+schema (400). Only a request that passes all four touches the disk.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any, Final
 import jsonschema
 
 from pipeline.errors import TerminalPipelineError
-from pipeline.http_json import JsonHttpServer
+from pipeline.http_json import MAX_BODY, JsonHttpServer
 from pipeline.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -117,8 +122,10 @@ def accept(secrets: str | Sequence[str], inbox: Inbox, headers: dict[str, str],
         verify(secrets, headers, body, time.time())
         update = parse_update(body)
     except SignatureError as exc:
+        log.warning("inbound status update refused (%d): %s", exc.status, exc)
         return exc.status, {"error": str(exc)}
     except InboundError as exc:
+        log.warning("inbound status update refused (400): %s", exc)
         return 400, {"error": str(exc)}
     inbox.append(update)
     return 200, {"status": "accepted", "update_id": update.update_id}
@@ -128,11 +135,15 @@ INBOUND_PATH: Final = "/status"
 
 
 def inbound_server(secrets: str | Sequence[str], inbox: Inbox, *, host: str = "127.0.0.1",
-                   port: int = 0) -> JsonHttpServer:
-    """The HTTP endpoint a CRM posts status updates to: ``POST /status``."""
+                   port: int = 0, max_body: int = MAX_BODY) -> JsonHttpServer:
+    """The HTTP endpoint a CRM posts status updates to: ``POST /status``.
+
+    ``max_body`` bounds a request body in bytes (an update is well under 1 KB).
+    """
     def handle(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         if path != INBOUND_PATH:
             return 404, {"error": f"no such endpoint POST {path}"}
         return accept(secrets, inbox, headers, body)
 
-    return JsonHttpServer({("POST", INBOUND_PATH): handle}, host=host, port=port)
+    return JsonHttpServer({("POST", INBOUND_PATH): handle}, host=host, port=port,
+                          max_body=max_body)
