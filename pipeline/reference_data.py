@@ -95,7 +95,10 @@ def _seed_capacity(con: duckdb.DuckDBPyConnection, first: dt.date, seed: int) ->
 
 def _seed_customers(con: duckdb.DuckDBPyConnection, seed: int) -> None:
     missing = [r[0] for r in con.execute(
-        "SELECT vehicle_id FROM vehicles WHERE customer_id IS NULL ORDER BY vehicle_id"
+        "SELECT vehicle_id FROM vehicles WHERE customer_id IS NULL"
+        # A vehicle whose customer was forgotten (fleetcare forget) gets no made-up one again.
+        " AND vehicle_id NOT IN (SELECT vehicle_id FROM erasure_log"
+        "  UNION ALL SELECT unnest(unlinked) FROM erasure_log) ORDER BY vehicle_id"
     ).fetchall()]
     rows = [_customer(vehicle_id, seed) for vehicle_id in missing]
     if not rows:
