@@ -7,6 +7,11 @@ in the same run on the same payloads, is the floor any MQTT-to-DuckDB path sits 
 decode, Arrow arrays, ``INSERT ... SELECT`` of 100k-row batches into a DuckDB file, no MQTT,
 no deduplication, no acks. Prints one JSON object.
 
+The backend checks stay in the measured path: the 50 bench vehicles are registered, and each
+message passes the registration check and a per-vehicle rate limit. The backlog is drained
+as fast as the machine goes (a vehicle's share arrives at over 100k rows/s), far above any
+real vehicle's rate, so the limit is set high enough to refuse nothing; the JSON says so.
+
     .venv/bin/python bench/ingest.py [--messages 5000] [--repeat 3]
 """
 
@@ -32,6 +37,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from edge import contract  # noqa: E402
 from pipeline import store  # noqa: E402
+from pipeline.admission import RateLimit, Vehicle, register_vehicles  # noqa: E402
 from pipeline.broker import EmbeddedBroker, parse_broker_url  # noqa: E402
 from pipeline.ingest import Ingestor  # noqa: E402
 
@@ -39,12 +45,15 @@ SIGNALS = 100
 BATCH_ROWS = 100_000
 START_TS = 1_767_225_600.0
 NAMES = [f"Vehicle.Powertrain.TractionBattery.Cell{i:02d}.Voltage" for i in range(SIGNALS)]
+VEHICLES = [f"BENCH{i:03d}" for i in range(50)]
+LIMIT = RateLimit(rows_per_s=10_000_000.0, burst_rows=10_000_000.0)
+"""High enough that draining the backlog refuses nothing; the checks still run per message."""
 
 
 def _payloads(n: int, run: str) -> list[tuple[str, bytes]]:
     wires = []
     for i in range(n):
-        vehicle = f"BENCH{i % 50:03d}"
+        vehicle = VEHICLES[i % len(VEHICLES)]
         ts = [START_TS + i + k / SIGNALS for k in range(SIGNALS)]
         values = [3.6 + (i * SIGNALS + k) % 97 / 1000 for k in range(SIGNALS)]
         batch = contract.TelemetryBatch(f"{run}-{i}", vehicle, ts, NAMES, values)
@@ -99,13 +108,18 @@ def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
 
 def _ingest(url: str, wires: list[tuple[str, bytes]], db: Path) -> float:
     client_id = f"bench-{uuid.uuid4().hex[:8]}"
+    with store.connect(db) as con:
+        register_vehicles(con, [Vehicle(v, "Bench EV", "north") for v in VEHICLES])
     Ingestor(url, db, client_id=client_id).start().stop()  # the session exists: mosquitto queues
     _publish(url, wires)
     started = time.perf_counter()
-    with Ingestor(url, db, client_id=client_id, flush_rows=BATCH_ROWS) as ingestor:
+    with Ingestor(url, db, client_id=client_id, flush_rows=BATCH_ROWS, rate_limit=LIMIT,
+                  require_registered_vehicles=True) as ingestor:
         if not ingestor.wait_for(lambda s: s.messages_landed >= len(wires), timeout=600):
             raise SystemExit(f"bench: only {ingestor.stats.messages_landed} messages landed")
         elapsed = time.perf_counter() - started
+        if ingestor.stats.dead_letters:
+            raise SystemExit(f"bench: {ingestor.stats.dead_letters} dead letters")
     return elapsed
 
 
@@ -129,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         "bare_loop_rows_per_s": round(bare_rate), "ingest_rows_per_s": round(ingest_rate),
         "ratio_to_bare_loop": round(ingest_rate / bare_rate, 3),
         "targets": {"ratio_to_bare_loop": 0.5, "ingest_rows_per_s": 800_000},
+        "admission": {"registered_vehicles": len(VEHICLES), "checked_per_message": True,
+                      "rate_limit_rows_per_s": LIMIT.rows_per_s,
+                      "rate_burst_rows": LIMIT.burst_rows, "refused": 0},
     }).decode())
     return 0
 

@@ -72,7 +72,10 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
 
 def _simulate_and_ingest(options: DemoOptions, broker_url: str, db_path: Path,
                          log: Callable[[str], None]) -> tuple[dict[str, Any], IngestStats]:
-    ingestor = Ingestor(broker_url, db_path, client_id="fleetcare-demo-ingest")
+    # The simulated fleet registers itself through its ground-truth records, which come after
+    # its telemetry, and publishes 180 days in seconds: no registration check, no rate limit.
+    ingestor = Ingestor(broker_url, db_path, client_id="fleetcare-demo-ingest",
+                        require_registered_vehicles=False, rate_limit=None)
     ingestor.start()
     try:
         log(f"simulating {options.vehicles} vehicles for {options.days} days "

@@ -71,7 +71,10 @@ def run_replay(options: ReplayOptions, log: Any = print) -> dict[str, Any]:
 
     with EmbeddedBroker(prefer=options.broker) as broker:
         log(f"broker: {broker.kind} at {broker.url}")
-        ingestor = Ingestor(broker.url, options.db_path, client_id="fleetcare-replay-ingest")
+        # The operator names the one vehicle on a broker private to this run, and the log
+        # replays as fast as possible: no registration check, no rate limit.
+        ingestor = Ingestor(broker.url, options.db_path, client_id="fleetcare-replay-ingest",
+                            require_registered_vehicles=False, rate_limit=None)
         ingestor.start()
         try:
             edge = edge_replay(options, broker.url)

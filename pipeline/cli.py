@@ -52,8 +52,26 @@ def register_ingest(sub: SubParsers) -> None:
                         help="land a batch at this many telemetry rows (default 100000)")
     ingest.add_argument("--flush-interval", type=float, default=1.0,
                         help="...or when its oldest message has waited this many seconds")
+    _add_admission_arguments(ingest)
     _add_maintenance_arguments(ingest)
     ingest.set_defaults(handler=_ingest)
+
+
+def _add_admission_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.admission import DEFAULT_RATE_LIMIT as LIMIT  # light: no DuckDB work
+
+    parser.add_argument("--vehicles", type=Path, metavar="CSV",
+                        help="fleet register (vehicle_id,model,region) to import now and "
+                             "again whenever it changes")
+    parser.add_argument("--allow-unregistered", action="store_true",
+                        help="land messages of vehicles not in the vehicles table (default: "
+                             "dead-letter them)")
+    parser.add_argument("--rate-limit", type=float, default=LIMIT.rows_per_s, metavar="ROWS",
+                        help=f"rows per second each vehicle may send on average; excess is "
+                             f"dead-lettered; 0 turns the limit off "
+                             f"(default {LIMIT.rows_per_s:.0f})")
+    parser.add_argument("--rate-burst", type=float, default=LIMIT.burst_rows, metavar="ROWS",
+                        help=f"rows a vehicle may send at once (default {LIMIT.burst_rows:.0f})")
 
 
 def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,15 +86,19 @@ def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.admission import RateLimit
     from pipeline.export import ExportPolicy
     from pipeline.ingest import run_forever
 
     policy = None
     if args.export_dir or args.snapshot:
         policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
+    limit = RateLimit(args.rate_limit, args.rate_burst) if args.rate_limit > 0 else None
     run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
                 flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
-                maintenance=policy, maintenance_interval_s=args.maintenance_interval)
+                maintenance=policy, maintenance_interval_s=args.maintenance_interval,
+                require_registered_vehicles=not args.allow_unregistered,
+                vehicles_file=args.vehicles, rate_limit=limit)
     return 0
 
 
@@ -125,6 +147,8 @@ def register_deadletter(sub: SubParsers) -> None:
     replay = dead_sub.add_parser("replay", help="land dead letters again (after a fix)")
     replay.add_argument("--db", type=Path, required=True)
     replay.add_argument("ids", nargs="*", type=int, help="only these ids (default: all)")
+    replay.add_argument("--allow-unregistered", action="store_true",
+                        help="also land letters of vehicles not in the vehicles table")
     replay.set_defaults(handler=_deadletter_replay)
 
 
@@ -144,7 +168,8 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     from pipeline import deadletters, store
 
     with store.connect(args.db) as con:
-        result = deadletters.replay_dead_letters(con, args.ids or None)
+        result = deadletters.replay_dead_letters(
+            con, args.ids or None, require_registered_vehicles=not args.allow_unregistered)
     _print_json(dataclasses.asdict(result))
     return 0
 

@@ -2,9 +2,10 @@
 
 A message is dead-lettered instead of retried when retrying cannot help until someone fixes
 something: a payload that is not JSON, another schema version, a topic that does not match
-the payload, a value or time that fails validation, an oversize message. After the fix (a
-new contract version, a corrected producer, a corrected topic map) ``replay`` lands them
-through the same path as live traffic, so exactly-once still holds.
+the payload, a value or time that fails validation, an oversize message, a vehicle that is
+not registered, a vehicle over its rate limit. After the fix (a new contract version, a
+corrected producer, a registered vehicle, an explained flood) ``replay`` lands them through
+the same path as live traffic, so exactly-once still holds.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from pipeline.admission import registered_ids, unknown_vehicle_reason
 from pipeline.inserts import insert_arrow
 from pipeline.landing import (
     InboundMessage,
     LandResult,
+    Prepared,
     partition,
     prepare,
     transaction,
@@ -51,28 +54,38 @@ def list_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 50,
     return [DeadLetter(int(r[0]), r[1], str(r[2]), str(r[3]), bytes(r[4]), r[5]) for r in rows]
 
 
-def replay_dead_letters(con: duckdb.DuckDBPyConnection,
-                        ids: Sequence[int] | None = None) -> LandResult:
+def replay_dead_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None = None,
+                        *, require_registered_vehicles: bool = True) -> LandResult:
     """Try again to land dead letters not yet replayed (all of them, or only ``ids``).
 
-    Run after a fix. Letters that land now, or whose ``msg_id`` has landed meanwhile, get
-    ``replayed_at``; the rest stay with their reason updated to today's. All of it happens
-    in one transaction.
+    Run after a fix. Letters that land now, or whose ``msg_id`` has landed meanwhile for the
+    same vehicle, get ``replayed_at``; the rest stay with their reason updated to today's.
+    The backend checks of live ingest apply, except the rate limit (a replay is the
+    operator's decision): a vehicle must be registered by now (unless
+    ``require_registered_vehicles`` is False), and a ``msg_id`` of another vehicle stays
+    refused. All of it happens in one transaction.
 
     Raises:
         LandingError: the transaction failed and was rolled back.
     """
     with transaction(con):
         letters = _pending_letters(con, ids)
-        batch = validate([prepare(item) for _, item in letters])
-        accepted, duplicates, rejected = partition(con, batch)
-        result = write(con, [batch[i] for i in accepted])
-        done = [letters[i][0] for i in accepted + duplicates]
+        batch = [prepare(item) for _, item in letters]
+        if require_registered_vehicles:
+            known = registered_ids(con)
+            batch = [p if p.reason is not None or p.vehicle_id in known
+                     else Prepared(p.item, unknown_vehicle_reason(p.vehicle_id))
+                     for p in batch]
+        batch = validate(batch)
+        parts = partition(con, batch)
+        result = write(con, [batch[i] for i in parts.accepted])
+        done = [letters[i][0] for i in parts.accepted + parts.duplicates]
         if done:
             con.execute("UPDATE dead_letters SET replayed_at = now() "
                         "WHERE id IN (SELECT unnest($ids))", {"ids": done})
-        _update_reasons(con, [(letters[i][0], batch[i].reason or "") for i in rejected])
-    return replace(result, duplicates=len(duplicates), dead_letters=len(rejected))
+        _update_reasons(con, [(letters[i][0], reason) for i, reason in parts.rejected])
+    return replace(result, duplicates=len(parts.duplicates), dead_letters=len(parts.rejected),
+                   msg_id_conflicts=parts.conflicts)
 
 
 def _pending_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None

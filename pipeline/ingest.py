@@ -36,6 +36,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import contract
 from pipeline import store
+from pipeline.admission import (
+    DEFAULT_RATE_LIMIT,
+    REFRESH_S,
+    Admission,
+    RateLimit,
+    RateLimiter,
+    VehicleRegister,
+    store_loader,
+)
 from pipeline.broker import parse_broker_url
 from pipeline.columnar import warm_up
 from pipeline.errors import BrokerError
@@ -44,7 +53,7 @@ from pipeline.ingest_writer import BatchWriter
 from pipeline.landing import InboundMessage, LandResult
 from pipeline.lifecycle import run_until_terminated
 
-__all__ = ["AfterCommit", "IngestStats", "Ingestor", "Maintenance", "run_forever"]
+__all__ = ["AfterCommit", "IngestStats", "Ingestor", "Maintenance", "RateLimit", "run_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,13 @@ class Ingestor:
             its exceptions are logged and counted, never stop ingest.
         maintenance: called every ``maintenance_interval_s`` between batches (for example
             :class:`pipeline.export.ExportPolicy`); exceptions are logged and counted.
+        require_registered_vehicles: dead-letter messages of vehicles not in the store's
+            ``vehicles`` table (see :mod:`pipeline.admission`).
+        vehicles_file: a CSV fleet register (``vehicle_id,model,region``) imported at start
+            and again when it changes, so vehicles are registered without a restart.
+        rate_limit: the per-vehicle token bucket, or None for no limit. Simulated and
+            replayed fleets compress time and must pass None or a limit sized for it.
+        register_refresh_s: shortest interval between reloads of the registered vehicles.
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
@@ -90,12 +106,19 @@ class Ingestor:
                  flush_interval_s: float = 1.0, share_group: str | None = None,
                  after_commit: AfterCommit | None = None,
                  maintenance: Maintenance | None = None,
-                 maintenance_interval_s: float = 60.0) -> None:
+                 maintenance_interval_s: float = 60.0,
+                 require_registered_vehicles: bool = True,
+                 vehicles_file: str | Path | None = None,
+                 rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+                 register_refresh_s: float = REFRESH_S) -> None:
         self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
         self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
         self.share_group = share_group
         self.after_commit, self.maintenance = after_commit, maintenance
         self.maintenance_interval_s = maintenance_interval_s
+        self.require_registered_vehicles = require_registered_vehicles
+        self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
+        self.rate_limit, self.register_refresh_s = rate_limit, register_refresh_s
         self._board = StatsBoard()
         self._session = 0
         self._subscribed = threading.Event()
@@ -130,6 +153,7 @@ class Ingestor:
 
         Raises:
             StoreError: the DuckDB file cannot be opened for writing.
+            FleetFileError: ``vehicles_file`` cannot be read or holds an invalid line.
             BrokerError: the broker cannot be reached or refuses the connection.
         """
         host, port = parse_broker_url(self.broker_url)
@@ -137,7 +161,12 @@ class Ingestor:
         self._subscribed.clear()
         self._con = store.connect(self.db_path)
         warm_up()
-        self._writer = BatchWriter(self._con, self._board, self.after_commit)
+        try:
+            admission = self._admission(self._con)
+        except Exception:
+            self.stop()
+            raise
+        self._writer = BatchWriter(self._con, self._board, self.after_commit, admission)
         self._client = self._make_client()
         try:
             self._client.connect(host, port, keepalive=KEEPALIVE_S)
@@ -153,6 +182,18 @@ class Ingestor:
         log.info("ingesting %s from %s into %s", self.topic_filters, self.broker_url,
                  self.db_path)
         return self
+
+    def _admission(self, con: duckdb.DuckDBPyConnection) -> Admission:
+        load = store_loader(con, self.vehicles_file)
+        if self.require_registered_vehicles:
+            register = VehicleRegister(load, self.register_refresh_s)
+            log.info("admitting the %d registered vehicles", len(register))
+        else:
+            register = None
+            if self.vehicles_file is not None:
+                load()  # still register the file's vehicles (once)
+        limiter = RateLimiter(self.rate_limit) if self.rate_limit is not None else None
+        return Admission(register, limiter)
 
     def _make_client(self) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,

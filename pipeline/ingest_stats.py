@@ -18,6 +18,11 @@ class IngestStats:
     ``maintenance_failures`` those of the periodic maintenance (exports, snapshots); both
     are logged and never stop ingest. ``isolated`` counts messages dead-lettered because
     the database refused them alone while the rest of their batch landed.
+
+    The backend checks' dead letters (all also in ``dead_letters``): ``unknown_vehicles``
+    (vehicle not registered), ``rate_limited`` messages and their ``rate_limited_rows``
+    (vehicle over its rate limit), ``msg_id_conflicts`` (a ``msg_id`` that had landed for
+    another vehicle).
     """
 
     messages_received: int = 0
@@ -33,6 +38,10 @@ class IngestStats:
     hook_failures: int = 0
     maintenance_runs: int = 0
     maintenance_failures: int = 0
+    unknown_vehicles: int = 0
+    rate_limited: int = 0
+    rate_limited_rows: int = 0
+    msg_id_conflicts: int = 0
     last_flush_at: float | None = None
 
 
@@ -59,16 +68,20 @@ class StatsBoard:
             self._stats = replace(s, **{k: getattr(s, k) + v for k, v in increments.items()})
             self._cond.notify_all()
 
-    def landed(self, result: LandResult) -> None:
-        """Count a committed batch."""
+    def landed(self, result: LandResult, **refused: int) -> None:
+        """Count a committed batch, and the backend checks' refusals in it by counter name."""
         with self._cond:
             s = self._stats
+            if refused:
+                s = replace(s, **{k: getattr(s, k) + v for k, v in refused.items()})
             self._stats = replace(
                 s, messages_landed=s.messages_landed + result.messages_landed,
                 telemetry_rows=s.telemetry_rows + result.telemetry_rows,
                 dtc_rows=s.dtc_rows + result.dtc_rows, truth_rows=s.truth_rows + result.truth_rows,
                 health_rows=s.health_rows + result.health_rows,
                 duplicates=s.duplicates + result.duplicates,
-                dead_letters=s.dead_letters + result.dead_letters, last_flush_at=time.time(),
+                dead_letters=s.dead_letters + result.dead_letters,
+                msg_id_conflicts=s.msg_id_conflicts + result.msg_id_conflicts,
+                last_flush_at=time.time(),
             )
             self._cond.notify_all()

@@ -1,11 +1,12 @@
 """The ingest thread's store work: batch decoded messages, land them, count, call hooks.
 
 Kept apart from the MQTT session (``pipeline.ingest``) so the rules of what happens to a
-batch read in one place: it lands in one transaction; if the database refuses it, each
-message is tried alone, so one message the database cannot take (a poison message) is
-dead-lettered with the database's reason while the rest lands. If every message fails
-alone too, the fault is the store's, not the data's: nothing is acknowledged and the
-broker redelivers the lot after a reconnect.
+batch read in one place: each message is decoded and passes the backend checks
+(:mod:`pipeline.admission`) as it arrives; the batch lands in one transaction; if the
+database refuses it, each message is tried alone, so one message the database cannot take
+(a poison message) is dead-lettered with the database's reason while the rest lands. If
+every message fails alone too, the fault is the store's, not the data's: nothing is
+acknowledged and the broker redelivers the lot after a reconnect.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import fields
 import duckdb
 
 from pipeline import inserts
+from pipeline.admission import RATE_LIMIT, Admission, Refusal
 from pipeline.ingest_stats import StatsBoard
 from pipeline.landing import (
     InboundMessage,
@@ -42,24 +44,49 @@ def merge(results: Sequence[LandResult]) -> LandResult:
 
 
 class BatchWriter:
-    """Collects decoded messages and lands them on ``con`` (used by the ingest thread only)."""
+    """Collects decoded messages and lands them on ``con`` (used by the ingest thread only).
+
+    ``admission`` (optional) refuses messages of unregistered vehicles and of vehicles over
+    their rate limit; they stay in the batch as dead letters, so they are acknowledged after
+    the commit like the rest, and counted once that commit succeeds.
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, board: StatsBoard,
-                 after_commit: Callable[[duckdb.DuckDBPyConnection, LandResult], None] | None
-                 ) -> None:
+                 after_commit: Callable[[duckdb.DuckDBPyConnection, LandResult], None] | None,
+                 admission: Admission | None = None) -> None:
         self._con, self._board, self._after_commit = con, board, after_commit
+        self._admission = admission
         self._pending: list[Prepared] = []
+        self._refused: dict[str, int] = {}
+        self._refused_flushed: dict[str, int] = {}
         self.rows = 0
 
     def add(self, item: InboundMessage) -> None:
-        """Decode ``item`` now (while the batch fills) and keep it for the next flush."""
+        """Decode and check ``item`` now (while the batch fills); keep it for the next flush."""
         prepared = prepare(item)
+        if prepared.reason is None and self._admission is not None:
+            refusal = self._admission.refuse(prepared.vehicle_id, prepared.n_rows)
+            if refusal is not None:
+                self._count_refusal(refusal)
+                prepared = Prepared(item, refusal.reason)
         self._pending.append(prepared)
         self.rows += prepared.telemetry_rows
+
+    def _count_refusal(self, refusal: Refusal) -> None:
+        refused = self._refused
+        if refusal.check == RATE_LIMIT:
+            refused["rate_limited"] = refused.get("rate_limited", 0) + 1
+            refused["rate_limited_rows"] = refused.get("rate_limited_rows", 0) + refusal.rows
+        else:
+            refused["unknown_vehicles"] = refused.get("unknown_vehicles", 0) + 1
 
     def flush(self) -> LandResult | None:
         """Land the pending batch; None when nothing of it was committed (do not ack)."""
         batch, self._pending, self.rows = self._pending, [], 0
+        # Counted in committed(); a batch that does not commit comes back and is counted then.
+        self._refused_flushed, self._refused = self._refused, {}
+        if self._admission is not None and self._admission.limiter is not None:
+            self._admission.limiter.prune()
         if not batch:
             return LandResult()
         try:
@@ -98,7 +125,8 @@ class BatchWriter:
 
     def committed(self, result: LandResult) -> None:
         """Count a committed and acknowledged batch, then call the ``after_commit`` hook."""
-        self._board.landed(result)
+        self._board.landed(result, **self._refused_flushed)
+        self._refused_flushed = {}
         if self._after_commit is None:
             return
         try:

@@ -8,8 +8,9 @@ make redelivery harmless, or nothing is and the caller must not acknowledge the 
 Telemetry never becomes one Python object per sample: :mod:`pipeline.columnar` turns each
 payload's arrays into Arrow arrays and validates the whole batch with vectorised checks.
 Anything that cannot land (oversize, not JSON, another schema version, a topic that does
-not match the payload, a value or time that fails validation) becomes a dead letter with
-its reason, in the same transaction as the good rows.
+not match the payload, a value or time that fails validation, a ``msg_id`` that already
+landed for another vehicle) becomes a dead letter with its reason, in the same transaction
+as the good rows.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class LandResult:
     """What one call landed, skipped and dead-lettered.
 
     ``dtc_vehicle_ids`` names the vehicles that got new ``dtc_events`` rows, sorted.
+    ``msg_id_conflicts`` counts the dead letters (among ``dead_letters``) whose ``msg_id``
+    had already landed for another vehicle.
     """
 
     messages_landed: int = 0
@@ -101,6 +104,7 @@ class LandResult:
     duplicates: int = 0
     dead_letters: int = 0
     dtc_vehicle_ids: tuple[str, ...] = ()
+    msg_id_conflicts: int = 0
 
 
 def prepare(item: InboundMessage) -> Prepared:
@@ -185,24 +189,25 @@ def land(con: duckdb.DuckDBPyConnection, items: Sequence[InboundMessage]) -> Lan
 def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> LandResult:
     """Land prepared messages in one transaction, each ``msg_id`` at most once ever.
 
-    Ids already in ``ingested_messages`` and repeats inside the batch count as duplicates;
-    invalid messages become ``dead_letters`` rows with their reason.
+    Ids already in ``ingested_messages`` for the same vehicle, and repeats inside the batch,
+    count as duplicates; an id that landed for another vehicle, and invalid messages, become
+    ``dead_letters`` rows with their reason.
 
     Raises:
         LandingError: the transaction failed and was rolled back; do not acknowledge.
     """
     batch = validate(batch)
     with transaction(con):
-        accepted, duplicates, rejected = partition(con, batch)
-        result = write(con, [batch[i] for i in accepted])
-        dead = [batch[i] for i in rejected]
-        for prepared in dead:
-            log.warning("dead-lettering a message on %s: %s", prepared.item.topic,
-                        prepared.reason)
+        parts = partition(con, batch)
+        result = write(con, [batch[i] for i in parts.accepted])
+        dead = [(batch[i].item, reason) for i, reason in parts.rejected]
+        for item, reason in dead:
+            log.warning("dead-lettering a message on %s: %s", item.topic, reason)
         inserts.insert_dead_letters(
-            con, [p.item.received_at for p in dead], [p.item.topic for p in dead],
-            [p.reason or "" for p in dead], [p.item.payload for p in dead])
-    return replace(result, duplicates=len(duplicates), dead_letters=len(rejected))
+            con, [item.received_at for item, _ in dead], [item.topic for item, _ in dead],
+            [reason for _, reason in dead], [item.payload for item, _ in dead])
+    return replace(result, duplicates=len(parts.duplicates), dead_letters=len(dead),
+                   msg_id_conflicts=parts.conflicts)
 
 
 def validate(batch: Sequence[Prepared]) -> list[Prepared]:
@@ -229,26 +234,51 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]
-              ) -> tuple[list[int], list[int], list[int]]:
-    """Indices of the batch to land, to skip as duplicates, and to dead-letter."""
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """A batch split by :func:`partition`: positions to land, to skip, and to dead-letter.
+
+    ``rejected`` pairs each position with its dead-letter reason; ``conflicts`` counts those
+    refused because their ``msg_id`` belongs to another vehicle.
+    """
+
+    accepted: list[int]
+    duplicates: list[int]
+    rejected: list[tuple[int, str]]
+    conflicts: int = 0
+
+
+def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Partition:
+    """Split ``batch`` against ``ingested_messages`` (read inside the caller's transaction).
+
+    A ``msg_id`` seen before is a harmless duplicate only when the same vehicle sends it
+    again (a redelivery, or an agent resending after a lost acknowledgement). The same id
+    from another vehicle is a replayed or forged message: it is dead-lettered with a reason
+    naming the id and its owner, never counted as a duplicate.
+    """
     ids = list({p.msg_id for p in batch if p.reason is None})
-    landed = {row[0] for row in con.execute(
-        "SELECT msg_id FROM ingested_messages WHERE msg_id IN (SELECT unnest($ids))",
+    owners: dict[str, str] = dict(con.execute(
+        "SELECT msg_id, vehicle_id FROM ingested_messages WHERE msg_id IN (SELECT unnest($ids))",
         {"ids": ids},
-    ).fetchall()} if ids else set()
-    accepted: list[int] = []
-    duplicates: list[int] = []
-    rejected: list[int] = []
+    ).fetchall()) if ids else {}
+    parts = Partition([], [], [])
+    conflicts = 0
     for index, prepared in enumerate(batch):
+        owner = owners.get(prepared.msg_id)
         if prepared.reason is not None:
-            rejected.append(index)
-        elif prepared.msg_id in landed:
-            duplicates.append(index)
+            parts.rejected.append((index, prepared.reason))
+        elif owner is None:
+            owners[prepared.msg_id] = prepared.vehicle_id
+            parts.accepted.append(index)
+        elif owner == prepared.vehicle_id:
+            parts.duplicates.append(index)
         else:
-            landed.add(prepared.msg_id)
-            accepted.append(index)
-    return accepted, duplicates, rejected
+            conflicts += 1
+            parts.rejected.append((index, (
+                f"msg_id conflict: msg_id {prepared.msg_id!r} already landed for vehicle "
+                f"{owner!r}; vehicle {prepared.vehicle_id!r} sent it again (a replayed or "
+                f"forged message)")))
+    return replace(parts, conflicts=conflicts)
 
 
 def write(con: duckdb.DuckDBPyConnection, accepted: Sequence[Prepared]) -> LandResult:

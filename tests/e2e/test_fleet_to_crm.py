@@ -18,6 +18,7 @@ from edge.rules import load_rules
 from edge.simulator import VehicleSpec
 from flows.maintenance import maintenance_flow
 from pipeline import store
+from pipeline.admission import Vehicle, register_vehicles
 from pipeline.crm import CrmReceiver
 from pipeline.ingest import Ingestor
 
@@ -39,7 +40,11 @@ def test_simulated_fleet_reaches_the_crm(
     broker_url: str, db_path: Path, tmp_path: Path, prefect_harness: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ingestor = Ingestor(broker_url, db_path, client_id=f"e2e-ingest-{tmp_path.name}")
+    with store.connect(db_path) as con:  # the fleet register, kept by the operator
+        register_vehicles(con, [Vehicle(v.vehicle_id, v.variant, v.region) for v in FLEET])
+    # 40 simulated days go by in seconds: no rate limit.
+    ingestor = Ingestor(broker_url, db_path, client_id=f"e2e-ingest-{tmp_path.name}",
+                        rate_limit=None)
     ingestor.start()
     try:
         fleet = run_fleet(FLEET, broker_url, load_rules(REFERENCE_RULES), days=DAYS,

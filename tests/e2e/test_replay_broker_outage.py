@@ -54,7 +54,8 @@ def test_broker_outage_loses_nothing_and_doubles_nothing(db_path: Path, tmp_path
     data_dir.chmod(0o777)
     port = free_port()
     broker = EmbeddedBroker(port=port, prefer="mosquitto", data_dir=data_dir).start()
-    ingestor = Ingestor(broker.url, db_path, client_id=f"ingest-{vehicle}").start()
+    ingestor = Ingestor(broker.url, db_path, client_id=f"ingest-{vehicle}",
+                        require_registered_vehicles=False, rate_limit=None).start()
     settings = load_edge_settings(
         vehicle_id=vehicle, interface="replay", channel=str(KONA_LOG), dbc=[KONA_DBC],
         broker_url=broker.url, spool_dir=tmp_path / "spool", replay_speed=1.0,

@@ -33,7 +33,8 @@ def test_shared_log_lands_in_duckdb(broker_url: str, db_path: Path, tmp_path: Pa
                                     logs: list[Path], dbcs: list[Path], frames: int) -> None:
     vehicle = f"REPLAY-{name}-{uuid.uuid4().hex[:6]}"
     expected = expected_signals(logs, dbcs, tmp_path / "expected")
-    ingestor = Ingestor(broker_url, db_path, client_id=f"ingest-{vehicle}").start()
+    ingestor = Ingestor(broker_url, db_path, client_id=f"ingest-{vehicle}",
+                        require_registered_vehicles=False, rate_limit=None).start()
     try:
         options = ReplayOptions(logs, dbcs, db_path, vehicle, taps="")
         summary = edge_replay(options, broker_url)
@@ -55,7 +56,8 @@ def test_default_taps_turn_obd_answers_into_rows(broker_url: str, db_path: Path,
     pytest.importorskip("edge.diag.taps", reason="the OBD-II/J1939 taps come with issue 5")
     log = CAN / "car_obd2_gnss" / "00000002-60FE415D.candump.log"
     vehicle = f"REPLAY-taps-{uuid.uuid4().hex[:6]}"
-    ingestor = Ingestor(broker_url, db_path, client_id=f"ingest-{vehicle}").start()
+    ingestor = Ingestor(broker_url, db_path, client_id=f"ingest-{vehicle}",
+                        require_registered_vehicles=False, rate_limit=None).start()
     try:
         summary = edge_replay(ReplayOptions([log], [], db_path, vehicle), broker_url)
         expected = summary["signals_spooled"]

@@ -137,7 +137,7 @@ def test_ingest_keeps_a_snapshot_readers_can_open_while_it_runs(
     policy = ExportPolicy(snapshot=snapshot)
     with Ingestor(broker_url, db_path, client_id=f"exp-{uuid.uuid4().hex[:8]}",
                   flush_interval_s=0.05, maintenance=policy,
-                  maintenance_interval_s=0.05) as ingestor:
+                  maintenance_interval_s=0.05, require_registered_vehicles=False) as ingestor:
         msg = telemetry("snap-1", "VS", 2)
         publish(broker_url, [(msg.topic, msg.payload)])
         assert ingestor.wait_for(lambda s: s.messages_landed == 1, timeout=15)

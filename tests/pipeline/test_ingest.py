@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
 from pipeline import store
+from pipeline.admission import Vehicle, register_vehicles
 from pipeline.broker import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
 from pipeline.errors import BrokerError
 from pipeline.ingest import Ingestor, IngestStats
@@ -83,6 +84,22 @@ def table_counts(db_path: Path) -> tuple[int, int, int, int]:
         con.close()
     assert row is not None
     return row[0], row[1], row[2], row[3]
+
+
+REGISTERED = [Vehicle(f"VIN{i}", "EV-A", "north") for i in range(10)]
+
+
+def register_fleet(db_path: Path, vehicles: Sequence[Vehicle] = REGISTERED) -> None:
+    """Put ``vehicles`` in the store's register, as an operator does before they send."""
+    con = store.connect(db_path)
+    register_vehicles(con, vehicles)
+    con.close()
+
+
+@pytest.fixture(autouse=True)
+def registered_fleet(db_path: Path) -> None:
+    """The vehicles these tests publish for are registered before ingest starts."""
+    register_fleet(db_path)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from edge import contract
 from pipeline import store
+from pipeline.admission import Vehicle, register_vehicles
 from pipeline.columnar import invalid_messages, telemetry_columns
 from pipeline.deadletters import list_dead_letters, replay_dead_letters
 from pipeline.landing import (
@@ -183,6 +184,7 @@ def test_replay_lands_a_fixed_letter_and_keeps_a_broken_one(
     fixable = next(d for d in list_dead_letters(con) if d.topic != "x/y")
     con.execute("UPDATE dead_letters SET topic = ?, reason = 'old' WHERE id = ?",
                 [misrouted.topic, fixable.id])
+    register_vehicles(con, [Vehicle("VIN2", "EV-A", "north")])
 
     result = replay_dead_letters(con)
 
@@ -201,7 +203,7 @@ def test_replay_of_selected_ids_marks_already_landed_ids_as_replayed(
     letter = next(d for d in list_dead_letters(con) if d.topic != "x/y")
     con.execute("UPDATE dead_letters SET topic = ? WHERE id = ?", [message.topic, letter.id])
 
-    result = replay_dead_letters(con, [letter.id])
+    result = replay_dead_letters(con, [letter.id], require_registered_vehicles=False)
 
     assert result == LandResult(duplicates=1)
     assert [d.replayed_at is None for d in list_dead_letters(con)] == [True, False]

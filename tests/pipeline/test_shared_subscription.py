@@ -10,7 +10,14 @@ import duckdb
 import pytest
 
 from pipeline.ingest import Ingestor
-from tests.pipeline.test_ingest import FAST, SIGNALS, StoreWatcher, fleet, publish
+from tests.pipeline.test_ingest import (
+    FAST,
+    SIGNALS,
+    StoreWatcher,
+    fleet,
+    publish,
+    register_fleet,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -21,6 +28,8 @@ def test_two_workers_split_the_stream_without_loss_or_duplicates(
     stores = [tmp_path / "worker-a.duckdb", tmp_path / "worker-b.duckdb"]
     watchers = [StoreWatcher(expected=1), StoreWatcher(expected=1)]
     wires = fleet(400, f"shared-{tag}")  # 400 telemetry + 1 fault-code + 1 truth message
+    for path in stores:
+        register_fleet(path)
     workers = [Ingestor(mosquitto_url, path, client_id=f"w{i}-{tag}", share_group=group,
                         after_commit=watcher, **FAST)
                for i, (path, watcher) in enumerate(zip(stores, watchers, strict=True))]
