@@ -37,6 +37,9 @@ def register_forget(sub: SubParsers) -> None:
                         help="the flows' serving store, forgotten in the same run")
     forget.add_argument("--snapshot", type=Path, metavar="PATH",
                         help="rewrite the readers' snapshot from the cleaned landing store")
+    forget.add_argument("--inbox", type=Path, metavar="PATH",
+                        help="the CRM status-update inbox (fleetcare crm inbound --inbox; stop "
+                             "that endpoint first): advisors' notes on the leads are replaced")
     forget.add_argument("--no-compact", action="store_true",
                         help="skip rewriting the store files (deleted values then stay in "
                              "DuckDB's free blocks until reused)")
@@ -46,7 +49,7 @@ def register_forget(sub: SubParsers) -> None:
 
 def _forget(args: argparse.Namespace) -> int:
     from pipeline.config import load_pipeline_settings
-    from pipeline.forget import forget_everywhere
+    from pipeline.erasure import forget_everywhere
 
     if args.telemetry and args.exports is None:
         print("fleetcare forget: note: --telemetry without --exports leaves any Parquet "
@@ -56,7 +59,8 @@ def _forget(args: argparse.Namespace) -> int:
     landing = args.db or load_pipeline_settings().db_path
     erasure = forget_everywhere(
         args.vehicle, landing, serving=args.serving_db, snapshot=args.snapshot,
-        export_root=args.exports, telemetry=args.telemetry, compact=not args.no_compact)
+        export_root=args.exports, inbox=args.inbox, telemetry=args.telemetry,
+        compact=not args.no_compact)
     print(orjson.dumps(dataclasses.asdict(erasure), option=orjson.OPT_INDENT_2).decode())
     if args.snapshot is None:
         print("fleetcare forget: note: snapshots written before now still hold the customer "

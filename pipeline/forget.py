@@ -27,9 +27,8 @@ Files cannot join a DuckDB transaction, so the Parquet partitions move first int
 and only then is that folder deleted. A crash in between is settled by the next forget: a
 folder whose erasure is recorded is deleted, one whose erasure never committed goes back.
 
-DuckDB keeps the bytes of deleted rows in the file's free blocks until they are reused, so
-:func:`compact_store` rewrites the file; :func:`forget_everywhere` does every step for the
-landing store, the serving store, the snapshot and the exports.
+:mod:`pipeline.erasure` runs this on the landing and the serving store, rewrites the snapshot,
+the CRM inbox and the store files (DuckDB keeps deleted values in free blocks).
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from urllib.parse import unquote
 import duckdb
 
 from pipeline import export, store
-from pipeline.errors import StoreError, TerminalPipelineError, TransientPipelineError
+from pipeline.errors import TerminalPipelineError, TransientPipelineError
 
 ERASED: Final = "[erased]"
 """What replaces free text that may name a forgotten customer."""
@@ -85,6 +84,8 @@ class ForgetReport:
             so a repeated forget reports zeros.
         residual: ``table.column`` where a forgotten value still appears afterwards (should be
             empty; a new table that copies personal data shows up here).
+        lead_ids: the leads whose customer block or notes were looked at (their status
+            updates elsewhere, e.g. the CRM inbox, need the same treatment).
     """
 
     erasure_id: str
@@ -93,6 +94,7 @@ class ForgetReport:
     telemetry: bool
     counts: dict[str, int] = field(default_factory=dict)
     residual: tuple[str, ...] = ()
+    lead_ids: tuple[str, ...] = ()
 
 
 def customer_hash(customer_id: str) -> str:
@@ -167,7 +169,8 @@ def forget_vehicle(con: duckdb.DuckDBPyConnection, vehicle_id: str, *, telemetry
     try:
         with store.transaction(con):
             counts, unlinked = _erase_customers(con, ids)
-            counts |= _redact_leads(con, vehicle_id, ids, needles)
+            redacted, lead_ids = _redact_leads(con, vehicle_id, ids, needles)
+            counts |= redacted
             if telemetry:
                 counts |= _delete_measurements(con, vehicle_id)
                 counts["parquet_files"] = len(moved)
@@ -179,7 +182,8 @@ def forget_vehicle(con: duckdb.DuckDBPyConnection, vehicle_id: str, *, telemetry
         shutil.rmtree(root / TRASH / erasure_id, ignore_errors=True)
     remaining = personal_values(con, _remaining_customers(con))
     residual = find_values(con, needles - remaining)
-    return ForgetReport(erasure_id, vehicle_id, len(ids), telemetry, counts, tuple(residual))
+    return ForgetReport(erasure_id, vehicle_id, len(ids), telemetry, counts, tuple(residual),
+                        tuple(lead_ids))
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> int:
@@ -198,7 +202,7 @@ def _erase_customers(con: duckdb.DuckDBPyConnection, ids: list[str]
 
 
 def _redact_leads(con: duckdb.DuckDBPyConnection, vehicle_id: str, ids: list[str],
-                  needles: Collection[str]) -> dict[str, int]:
+                  needles: Collection[str]) -> tuple[dict[str, int], list[str]]:
     """Null the customer block of the leads and outbox rows that carry one of ``ids`` (or
     belong to the vehicle), then the free text around those leads."""
     where = ("list_contains($ids, json_extract_string({col}, '$.customer.customer_id'))"
@@ -219,7 +223,7 @@ def _redact_leads(con: duckdb.DuckDBPyConnection, vehicle_id: str, ids: list[str
         1 for r in rows if r[2] == "pending" and _has_customer(r[1]))
     lead_ids = sorted(set(lead_ids) | {r[3] for r in rows})
     counts |= _redact_free_text(con, lead_ids, needles)
-    return counts
+    return counts, lead_ids
 
 
 def _has_customer(text: str) -> bool:
@@ -359,128 +363,3 @@ def settle_trash(con: duckdb.DuckDBPyConnection, root: str | Path) -> None:
         target = Path(root).resolve() / "telemetry"
         _move_back([(target / f.relative_to(folder), f) for f in folder.rglob("*.parquet")])
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def compact_store(con: duckdb.DuckDBPyConnection, path: str | Path) -> None:
-    """Rewrite the store's file with live rows only, then close ``con``.
-
-    DuckDB leaves deleted values in free blocks of the file; a copy (``COPY FROM DATABASE``,
-    sequences and constraints included) does not carry them. The copy replaces the file by
-    rename, so a crash leaves either file whole. Only while no other process has it open.
-
-    Raises:
-        StoreError: the copy failed or a write-ahead log remained (the file is left as it was).
-    """
-    target = Path(path).resolve()
-    fresh = target.with_name(target.name + ".compact")
-    fresh.unlink(missing_ok=True)
-    try:
-        con.execute("CHECKPOINT")
-        source = str(con.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
-        con.execute(f"ATTACH '{str(fresh).replace(chr(39), chr(39) * 2)}' AS fleetcare_compact")
-        try:
-            con.execute(f'COPY FROM DATABASE "{source}" TO fleetcare_compact')
-        finally:
-            con.execute("DETACH fleetcare_compact")
-    except duckdb.Error as exc:
-        fresh.unlink(missing_ok=True)
-        raise StoreError(f"cannot compact {target}: {exc}") from exc
-    finally:
-        con.close()
-    if target.with_name(target.name + ".wal").exists():
-        fresh.unlink(missing_ok=True)
-        raise StoreError(f"{target} still has a write-ahead log; not compacted")
-    with fresh.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(fresh, target)
-
-
-_WAY_OUT: Final = {
-    "landing": "it is ingest's store: stop `fleetcare ingest` (SIGTERM lets it land its batch "
-               "and close the file), run forget, then start ingest again",
-    "serving": "a flow run (or a notebook) has it: run forget between flow runs, e.g. with "
-               "the deployments paused",
-}
-
-
-def open_store(path: str | Path, role: str = "landing") -> duckdb.DuckDBPyConnection:
-    """Open a store read-write for forget; a held write lock is reported with the way out.
-
-    Raises:
-        StoreLockedError: another process has the file open.
-        StoreError: the file cannot be opened or migrated for another reason.
-    """
-    try:
-        return store.connect(path)
-    except StoreError as exc:
-        if "lock" not in str(exc).lower():
-            raise
-        pid = re.search(r"PID (\d+)", str(exc))
-        holder = f"process {pid.group(1)}" if pid else "another process"
-        raise StoreLockedError(
-            f"the {role} store {path} is held by {holder}; {_WAY_OUT.get(role, 'close it')}. "
-            "Nothing was changed.") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Erasure:
-    """What :func:`forget_everywhere` did: one report per store, the files it rewrote."""
-
-    vehicle_id: str
-    reports: dict[str, ForgetReport]
-    snapshot: str | None = None
-    compacted: tuple[str, ...] = ()
-
-    @property
-    def residual(self) -> list[str]:
-        """``store:table.column`` where a forgotten value was still found (should be empty)."""
-        return [f"{role}:{place}" for role, r in self.reports.items() for place in r.residual]
-
-
-def forget_everywhere(vehicle_id: str, landing: str | Path, *,
-                      serving: str | Path | None = None, snapshot: str | Path | None = None,
-                      export_root: str | Path | None = None, telemetry: bool = False,
-                      compact: bool = True, now: dt.datetime | None = None) -> Erasure:
-    """Forget the vehicle's customer in the landing store, its exports, the serving store and
-    the snapshot, then rewrite each store file (``compact``) so no deleted bytes linger.
-
-    Every store is opened before anything changes, so a held lock changes nothing. The
-    customers are gathered from every store first: the serving store keeps its own owner
-    assignments, and a store where the customer was already forgotten still learns whom to
-    look for.
-
-    Raises:
-        ForgetError: a store file does not exist.
-        StoreLockedError: a store is open in another process (nothing was changed).
-        UnknownVehicleError: no store knows the vehicle.
-    """
-    paths = {"landing": Path(landing)}
-    if serving is not None:
-        paths["serving"] = Path(serving)
-    missing = [f"{role} store {path}" for role, path in paths.items() if not path.is_file()]
-    if missing:
-        raise ForgetError(f"no {' and no '.join(missing)}: check the path")
-    cons: dict[str, duckdb.DuckDBPyConnection] = {}
-    try:
-        for role, path in paths.items():
-            cons[role] = open_store(path, role)
-        if not any(is_known(con, vehicle_id) for con in cons.values()):
-            raise UnknownVehicleError(
-                f"no vehicle {vehicle_id!r} in {', '.join(str(p) for p in paths.values())}; "
-                "check the id (`fleetcare leads list` shows vehicles with leads)")
-        ids = set().union(*(customers_of(con, vehicle_id) for con in cons.values()))
-        values = set().union(*(personal_values(con, ids) for con in cons.values()))
-        reports = {role: forget_vehicle(
-            con, vehicle_id, telemetry=telemetry, customer_ids=ids, known_values=values,
-            export_root=export_root if role == "landing" else None, now=now)
-            for role, con in cons.items()}
-        written = (str(export.write_snapshot(cons["landing"], snapshot))
-                   if snapshot is not None else None)
-        compacted: list[str] = []
-        for role in list(cons) if compact else []:
-            compact_store(cons.pop(role), paths[role])
-            compacted.append(str(paths[role]))
-    finally:
-        for con in cons.values():
-            con.close()
-    return Erasure(vehicle_id, reports, written, tuple(compacted))

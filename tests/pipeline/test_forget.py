@@ -27,13 +27,8 @@ from flows.cli import main
 from pipeline import export, store
 from pipeline.advice import advise
 from pipeline.crm import CrmReceiver
-from pipeline.forget import (
-    ERASED,
-    StoreLockedError,
-    UnknownVehicleError,
-    customer_hash,
-    forget_everywhere,
-)
+from pipeline.erasure import forget_everywhere
+from pipeline.forget import ERASED, StoreLockedError, UnknownVehicleError, customer_hash
 from pipeline.inbound import Inbox, StatusUpdate
 from pipeline.landing import InboundMessage, land
 from pipeline.lead_lifecycle import apply_inbound
@@ -57,6 +52,7 @@ class Fleet:
     serving: Path
     snapshot: Path
     exports: Path
+    inbox: Path
     customer_id: str
 
     @property
@@ -81,11 +77,11 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> Any:
     return row[0]
 
 
-def _advisor_dismisses(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+def _advisor_dismisses(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """The CRM reports an advisor's note that names the customer, through the inbox."""
     lead_id = _one(con, "SELECT lead_id FROM leads WHERE vehicle_id = ? AND component ="
                         " 'brakes'", [GONE])
-    inbox = Inbox(tmp_path / "inbox.jsonl")
+    inbox = Inbox(path)
     inbox.append(StatusUpdate("upd-1", lead_id, "dismissed", "2025-03-01T10:00:00Z",
                               {"reason": f"{PERSON['name']} sold the car; call "
                                          f"{PERSON['phone']}"}))
@@ -98,7 +94,8 @@ def fleet(tmp_path: Path) -> Fleet:
     rows, a dead letter, Parquet exports and a snapshot; a serving store synced from it."""
     cars = [Car(GONE, fails={"brakes": 70}), Car(SECOND), Car(KEEP, fails={"brakes": 70})]
     paths = Fleet(tmp_path / "landing.duckdb", tmp_path / "serving.duckdb",
-                  tmp_path / "snapshot.duckdb", tmp_path / "exports", f"cust-{GONE}")
+                  tmp_path / "snapshot.duckdb", tmp_path / "exports",
+                  tmp_path / "crm-inbox.jsonl", f"cust-{GONE}")
     con = build_store(paths.landing, cars, N_DAYS)
     seed_reference_data(con, start=day(N_DAYS - 1))
     con.execute("UPDATE customers SET name = ?, email = ?, phone = ? WHERE customer_id = ?",
@@ -109,7 +106,7 @@ def fleet(tmp_path: Path) -> Fleet:
     advise(con, now=NOW)
     add_dtc(con, GONE, N_DAYS - 1, "C1B02")  # brake fluid loss: the urgent path's lead
     advise(con, now=NOW, vehicles=[GONE], min_severity="critical", daily_features=False)
-    _advisor_dismisses(con, tmp_path)
+    _advisor_dismisses(con, paths.inbox)
     con.execute("UPDATE outbox SET last_error = ? WHERE event_id = (SELECT min(event_id)"
                 " FROM outbox JOIN leads USING (lead_id) WHERE vehicle_id = ?)",
                 [f"HTTP 422: email {PERSON['email']} bounced", SECOND])
@@ -186,6 +183,7 @@ def test_forget_leaves_no_trace_of_the_customer_in_any_table_or_export(fleet: Fl
     stores = (fleet.landing, fleet.serving, fleet.snapshot)
     assert all(traces_in_store(p, fleet.needles) for p in stores)  # the search finds them
     assert _raw_bytes_hold(fleet.landing, fleet.needles)
+    assert _raw_bytes_hold(fleet.inbox, fleet.needles)
     others = {p: _other_customers(p, fleet.customer_id) for p in stores}
     kept_docs = {p: _documents(p, KEEP) for p in (fleet.landing, fleet.serving)}
     kept_files = sorted(fleet.exports.rglob(f"vehicle_id={KEEP}/*.parquet"))
@@ -193,9 +191,12 @@ def test_forget_leaves_no_trace_of_the_customer_in_any_table_or_export(fleet: Fl
 
     erasure = forget_everywhere(GONE, fleet.landing, serving=fleet.serving,
                                 snapshot=fleet.snapshot, export_root=fleet.exports,
-                                telemetry=True, now=NOW)
+                                inbox=fleet.inbox, telemetry=True, now=NOW)
 
     assert erasure.residual == []
+    assert erasure.inbox_lines_redacted == 1 and not _raw_bytes_hold(fleet.inbox, fleet.needles)
+    (update,), unreadable = Inbox(fleet.inbox).read()
+    assert (update.update_id, update.detail, unreadable) == ("upd-1", {"reason": ERASED}, 0)
     for path in stores:
         assert traces_in_store(path, fleet.needles) == [], path
         assert not _raw_bytes_hold(path, fleet.needles), f"deleted bytes linger in {path}"
@@ -303,3 +304,33 @@ def test_cli_refuses_without_yes_and_names_unknown_vehicles(fleet: Fleet) -> Non
                              capture_output=True, text=True)
     assert unknown.returncode == 1
     assert "fleetcare forget: error: no vehicle 'nope'" in unknown.stderr
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in (root / "telemetry").rglob("*.parquet"))
+
+
+def test_exports_come_back_when_the_erasure_does_not_commit(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import forget
+
+    before = _files(fleet.exports)
+
+    def crash(*args: object) -> None:
+        raise RuntimeError("power lost before the commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(forget, "_record", crash)
+        with pytest.raises(RuntimeError), store.connect(fleet.landing) as con:
+            forget.forget_vehicle(con, GONE, telemetry=True, export_root=fleet.exports)
+    assert _files(fleet.exports) == before
+    assert traces_in_store(fleet.landing, fleet.needles)  # rolled back
+
+    # A crash after the move and before the commit leaves the files aside; the next forget
+    # (of any vehicle) puts them back, since no erasure of that id was recorded.
+    staged = forget._stage_partitions(fleet.exports.resolve(), GONE, "erase-crashed")
+    assert staged and _files(fleet.exports) != before
+    with store.connect(fleet.landing) as con:
+        forget.forget_vehicle(con, SECOND, telemetry=True, export_root=fleet.exports)
+    assert _files(fleet.exports) == [f for f in before if f"vehicle_id={SECOND}" not in str(f)]
+    assert not (fleet.exports / forget.TRASH / "erase-crashed").exists()
