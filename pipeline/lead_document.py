@@ -22,6 +22,17 @@ CONTACT: Final = {"critical": "immediate", "high": "within_48h", "medium": "rout
                   "low": "routine"}
 RAW_EVIDENCE_WINDOW: Final = dt.timedelta(days=1)
 """Urgent leads quote the raw signals of the last day instead of waiting for daily features."""
+RAW_EVIDENCE: Final[dict[str, tuple[str, ...]]] = {
+    "traction_battery": ("TractionBattery", "BMS_"),
+    "lv_battery": ("LowVoltageBattery", "BCM_LowVoltage"),
+    "brakes": ("Brake",),
+}
+"""Name fragments of the raw signals (VSS path or DBC ``Message.Signal``) about each component.
+
+An urgent lead quotes only these and :data:`RAW_CONTEXT`: the centre needs the component's
+state, not how fast the customer drove that day (speeds, engine revs stay out of the lead)."""
+RAW_CONTEXT: Final = ("Vehicle.TraveledDistance", "Vehicle.Exterior.AirTemperature",
+                      "VCU_Motion.Odometer", "BCM_Ambient.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +146,9 @@ def _evidence(facts: LeadFacts, signals: dict[str, Any] | None) -> dict[str, Any
     names = {n for n in (*COMPONENT_FEATURES[facts.component], *CONTEXT_FEATURES)
              if not n.startswith("dtc_count__")}
     values = {} if signals is None else signals["values"]
-    chosen = {n: v for n, v in values.items() if n in names or "." in n}
+    raw = (*RAW_EVIDENCE[facts.component], *RAW_CONTEXT)
+    chosen = {n: v for n, v in values.items()
+              if n in names or ("." in n and any(part in n for part in raw))}
     return {"as_of": signals["as_of"] if signals else None, "signals": chosen,
             "fault_codes": list(facts.codes), "top_factors": list(facts.top_factors)}
 

@@ -105,6 +105,8 @@ def fleet(tmp_path: Path) -> Fleet:
     _score_models(con)
     advise(con, now=NOW)
     add_dtc(con, GONE, N_DAYS - 1, "C1B02")  # brake fluid loss: the urgent path's lead
+    con.execute("INSERT INTO telemetry VALUES (?, ?, 'Vehicle.Speed', 131.0, 'm-speed')",
+                [GONE, NOW - dt.timedelta(hours=1)])
     advise(con, now=NOW, vehicles=[GONE], min_severity="critical", daily_features=False)
     _advisor_dismisses(con, paths.inbox)
     con.execute("UPDATE outbox SET last_error = ? WHERE event_id = (SELECT min(event_id)"
@@ -334,3 +336,14 @@ def test_exports_come_back_when_the_erasure_does_not_commit(
         forget.forget_vehicle(con, SECOND, telemetry=True, export_root=fleet.exports)
     assert _files(fleet.exports) == [f for f in before if f"vehicle_id={SECOND}" not in str(f)]
     assert not (fleet.exports / forget.TRASH / "erase-crashed").exists()
+
+
+def test_an_urgent_lead_quotes_the_component_and_context_only(fleet: Fleet) -> None:
+    with duckdb.connect(str(fleet.landing), read_only=True) as con:
+        doc = json.loads(_one(con, "SELECT document FROM leads WHERE vehicle_id = ? AND"
+                                   " severity = 'critical'", [GONE]))
+    signals = set(doc["evidence"]["signals"])
+    assert {s for s in signals if "PadWear" in s} and "Vehicle.TraveledDistance" in signals
+    assert not {s for s in signals if "Speed" in s or "TractionBattery" in s
+                or "LowVoltage" in s}
+    assert set(doc["customer"]) == {"customer_id", "name", "email", "phone"}
