@@ -62,6 +62,9 @@ def _forget(args: argparse.Namespace) -> int:
         export_root=args.exports, inbox=args.inbox, telemetry=args.telemetry,
         compact=not args.no_compact)
     print(orjson.dumps(dataclasses.asdict(erasure), option=orjson.OPT_INDENT_2).decode())
+    if args.serving_db is None:
+        print("fleetcare forget: note: no --serving-db: a serving store of the scheduled flows "
+              "keeps the customer until it is forgotten there too", file=sys.stderr)
     if args.snapshot is None:
         print("fleetcare forget: note: snapshots written before now still hold the customer "
               "until they are rewritten (--snapshot PATH, or ingest's next snapshot)",

@@ -274,7 +274,7 @@ def _holder(path: Path) -> subprocess.Popen[str]:
     return holder
 
 
-def test_a_store_held_by_ingest_is_named_and_nothing_changes(fleet: Fleet) -> None:
+def test_a_held_store_is_named_and_nothing_changes(fleet: Fleet) -> None:
     holder = _holder(fleet.landing)
     try:
         with pytest.raises(StoreLockedError, match="stop `fleetcare ingest`") as held:
@@ -282,7 +282,15 @@ def test_a_store_held_by_ingest_is_named_and_nothing_changes(fleet: Fleet) -> No
         assert f"process {holder.pid}" in str(held.value)
     finally:
         holder.communicate("")
-    assert traces_in_store(fleet.serving, fleet.needles)  # opened first, nothing changed
+    holder = _holder(fleet.serving)  # the landing store opens, the serving store does not
+    try:
+        with pytest.raises(StoreLockedError, match="between flow runs"):
+            forget_everywhere(GONE, fleet.landing, serving=fleet.serving)
+    finally:
+        holder.communicate("")
+    assert traces_in_store(fleet.landing, fleet.needles)
+    with duckdb.connect(str(fleet.landing), read_only=True) as con:
+        assert _one(con, "SELECT count(*) FROM erasure_log") == 0
 
 
 def test_cli_forgets_and_reports(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
