@@ -275,7 +275,7 @@ def _delete_measurements(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> dic
               for table in TELEMETRY_TABLES}
     counts["dead_letters"] = _one(
         con, "DELETE FROM dead_letters WHERE list_contains(string_split(topic, '/'), $v)"
-             " OR contains(CAST(payload AS VARCHAR), $quoted)",
+             " OR contains(CAST(payload AS VARCHAR), CAST(encode($quoted) AS VARCHAR))",
         {"v": vehicle_id, "quoted": json.dumps(vehicle_id)})
     return counts
 
@@ -310,15 +310,25 @@ def find_values(con: duckdb.DuckDBPyConnection, values: Iterable[str]) -> list[s
     needles = sorted(_variants(values))
     if not needles:
         return []
-    pattern = "|".join(re.escape(n) for n in needles)
+    # A BLOB cast to VARCHAR escapes quotes and non-ASCII bytes (\x22, \xC3\xAB): look for
+    # the needles escaped the same way there.
+    patterns = {kind: "|".join(re.escape(n if kind != "BLOB" else _as_blob_text(con, n))
+                               for n in needles) for kind in ("TEXT", "BLOB")}
     columns = con.execute(
-        "SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal"
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE NOT internal"
         " AND database_name = current_database() AND schema_name = 'main'"
         " AND (data_type IN ('VARCHAR', 'JSON', 'BLOB') OR data_type LIKE 'VARCHAR[%')"
         " ORDER BY table_name, column_name").fetchall()
-    return [f"{table}.{column}" for table, column in columns
+    return [f"{table}.{column}" for table, column, kind in columns
             if _one(con, f'SELECT count(*) FROM "{table}" WHERE regexp_matches('
-                         f'CAST("{column}" AS VARCHAR), $p)', {"p": pattern})]
+                         f'CAST("{column}" AS VARCHAR), $p)',
+                    {"p": patterns["BLOB" if kind == "BLOB" else "TEXT"]})]
+
+
+def _as_blob_text(con: duckdb.DuckDBPyConnection, value: str) -> str:
+    """``value``'s UTF-8 bytes as DuckDB writes a BLOB cast to VARCHAR."""
+    row = con.execute("SELECT CAST(encode(?) AS VARCHAR)", [value]).fetchone()
+    return str(row[0]) if row else value
 
 
 def _stage_partitions(root: Path, vehicle_id: str, erasure_id: str) -> list[tuple[Path, Path]]:
