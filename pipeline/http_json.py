@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 MAX_BODY: Final = 1_000_000
 """Default limit on a request body, in bytes (leads and status updates are a few KB)."""
 READ_TIMEOUT_S: Final = 10.0
+LINGER_S: Final = 1.0
+LINGER_BYTES: Final = 4 * 2**20
+"""After a refusal, discard at most this much of the unread body, for at most LINGER_S."""
 Handler = Callable[[str, dict[str, str], bytes], tuple[int, Any]]
 """(path, headers, body) -> (HTTP status, JSON-able answer)."""
 
@@ -189,6 +194,27 @@ def _request_handler(server: JsonHttpServer,
                         self.path, status, reason)
             self.close_connection = True
             self._answer(status, {"error": reason}, close=True)
+            self._linger()
+
+        def _linger(self) -> None:
+            """Let the client read the refusal before the connection closes.
+
+            Closing a socket with unread input makes the kernel send a reset, and a client
+            still sending its body then loses the answer too. So: flush, stop writing, and
+            discard what still arrives for a moment (bounded in bytes and time).
+            """
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                deadline, left = time.monotonic() + LINGER_S, LINGER_BYTES
+                while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(wait)
+                    data = self.connection.recv(65536)
+                    if not data:
+                        break
+                    left -= len(data)
+            except OSError:
+                pass  # the client is gone or slow: either way we are done with it
 
         def do_GET(self) -> None:
             self._answer(*server.dispatch("GET", self.path, dict(self.headers.items()), b""))
