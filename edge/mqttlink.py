@@ -75,11 +75,13 @@ def configure_tls(client: mqtt.Client, broker_url: str, tls: TlsFiles | None) ->
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"TLS {label} file {path} does not exist")
     password = tls.key_password.get_secret_value() if tls.key_password else None
+    # Never None: with None, OpenSSL asks for an encrypted key's password on the terminal,
+    # and an agent under systemd would hang there instead of failing with a clear error.
     try:
         client.tls_set(ca_certs=str(tls.ca) if tls.ca else None,
                        certfile=str(tls.cert) if tls.cert else None,
                        keyfile=str(tls.key) if tls.key else None,
-                       keyfile_password=password)
+                       keyfile_password=password if password is not None else "")
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         hint = ("is the key encrypted? set tls_key_password" if password is None
                 else "is tls_key_password the key's password?")
