@@ -8,6 +8,13 @@ to a columnar batch. A batch is written to the spool when it holds ``batch_signa
 spool to the broker. Fault-code frames become fault-code events and cranking becomes a crank
 event, both spooled at once rather than with the next batch.
 
+Reading a replay without frame taps, the loop takes frames many at a time as bare
+``(timestamp, key, payload)`` tuples (:meth:`Agent.process_raw`), and each message the decoder
+can compile gets a *sink*: generated code that decodes a frame straight into the batch's
+columns under the published names (:func:`edge.decode.compile_sink`). Messages with fault
+codes, cranking or collection windows, and anything cantools must decode, take the general
+path, frame by frame; both paths spool the same samples in the same order.
+
 Samples are stamped with the frame's own timestamp (the driver's receive time, a log's
 recorded time, or the simulator's simulated time), never with the time the agent got to it.
 """
@@ -25,7 +32,8 @@ import can
 from edge import contract
 from edge.batch import BatchWriter, Notifiable
 from edge.cranking import CrankDetector
-from edge.decode import Decoder
+from edge.decode import CAN_EFF_FLAG, DecodedFrame, Decoder, Route, compile_sink
+from edge.logfile import NOT_DATA, RawFrame
 from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
 from edge.source import FrameReader
 from edge.spool import Spool
@@ -37,6 +45,16 @@ log = logging.getLogger(__name__)
 
 _NO_NAMES: dict = {}
 """The name table of a message no rule names (shared, never written)."""
+
+
+def _general(ts: float, data: bytes) -> int:
+    """The sink of a frame key the general path handles: always 'not done here'."""
+    return -1
+
+
+def _not_data(ts: float, data: bytes) -> int:
+    """The sink of error and remote frames: read, nothing to decode."""
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +109,15 @@ class Agent:
         self._batch_started = time.monotonic()
         self._taps = tuple(taps)
         self._crank = CrankDetector(rules.cranking) if rules.cranking else None
+        self._crank_messages = ({rules.cranking.voltage.split(".")[0],
+                                 rules.cranking.engine_speed.split(".")[0]}
+                                if rules.cranking else set())
         self._dtc_refresh_s = dtc_refresh_s
         self._dtc_reported: dict[tuple[str, str, str, str], float] = {}
         self._frames_read = self._dtc_events = self._not_collected = 0
+        self._sinks: dict[int, Callable[[float, bytes], int]] = {NOT_DATA: _not_data}
+        self._left = 0
+        """Frames of the raw read in hand not processed yet (not covered by a checkpoint)."""
         self.loops = 0
         """Turns of the read loop: a watchdog sees the agent is alive when this grows."""
 
@@ -103,24 +127,41 @@ class Agent:
 
         ``drain_limit`` bounds the final read, so a stop on a busy bus still ends.
         """
+        read_raw = None if self._taps else getattr(self._bus, "recv_raw", None)
         while not stop.is_set() and not self._source_ended():
             self.loops += 1
-            frame = self._bus.recv(timeout=poll_s)
-            if frame is not None:
-                self.process(frame)
+            if read_raw is not None:
+                frames = read_raw(poll_s)
+                if frames:
+                    self.process_raw(frames)
+            else:
+                frame = self._bus.recv(timeout=poll_s)
+                if frame is not None:
+                    self.process(frame)
             if self._out.ts and time.monotonic() - self._batch_started >= self._batch_interval_s:
                 self.flush()
-        for _ in range(drain_limit):
-            frame = self._bus.recv(timeout=0)
-            if frame is None:
-                break
-            self.process(frame)
+        left = drain_limit
+        while left > 0:
+            if read_raw is not None:
+                frames = read_raw(0, min(left, 1024))
+                if not frames:
+                    break
+                self.process_raw(frames)
+                left -= len(frames)
+            else:
+                frame = self._bus.recv(timeout=0)
+                if frame is None:
+                    break
+                self.process(frame)
+                left -= 1
         self.finish()
 
     def _checkpoint(self) -> tuple[str, int] | None:
         """Where a replayed source stands, saved with each spool append (None: a live bus)."""
         key = getattr(self._bus, "checkpoint_key", None)
-        return (key, int(self._bus.position)) if key else None  # type: ignore[attr-defined]
+        if not key:
+            return None
+        return key, int(self._bus.position) - self._left  # type: ignore[attr-defined]
 
     def _source_ended(self) -> bool:
         """True at the end of a recording (a live bus never ends)."""
@@ -146,9 +187,72 @@ class Agent:
                 self._take(found)
         decoded = self._decoder.decode(frame.arbitration_id, frame.is_extended_id,
                                        bytes(frame.data))
-        if decoded is None:
-            return
-        ts = frame.timestamp
+        if decoded is not None:
+            self._take_decoded(frame.timestamp, decoded)
+
+    def process_raw(self, frames: Sequence[RawFrame]) -> None:
+        """Decode many bare frames into the batch, as :meth:`process` would one by one.
+
+        The fast path, for sources without frame taps: each frame goes to its key's compiled
+        sink, or, for the messages sinks do not cover, through the general path.
+        """
+        sinks = self._sinks
+        out = self._out
+        columns, limit = out.ts, out.batch_signals
+        count = len(frames)
+        self._frames_read += count
+        not_collected = 0
+        try:
+            for i, (ts, key, data) in enumerate(frames):
+                sink = sinks.get(key)
+                if sink is None:
+                    sink = self._sink(key)
+                done = sink(ts, data)
+                if done:
+                    if done > 0:
+                        not_collected += done
+                    else:
+                        self._left = count - i - 1  # what an event spooled now covers
+                        decoded = self._decoder.decode(key & 0x1FFFFFFF,
+                                                       bool(key & CAN_EFF_FLAG), data)
+                        if decoded is not None:
+                            self._take_decoded(ts, decoded)
+                if len(columns) >= limit:
+                    self._left = count - i - 1
+                    self.flush()
+        finally:
+            self._left = 0
+            self._not_collected += not_collected
+
+    def _sink(self, key: int) -> Callable[[float, bytes], int]:
+        """Compile the sink of a frame key (once per key) or send it the general way."""
+        sink: Callable[[float, bytes], int] = _general
+        found = self._decoder.lookup(key)
+        if found is not None and found[1]:
+            message = found[0]
+            plan = self._decoder.plan(message)
+            names = self._names.get(message.name, _NO_NAMES)
+            special = (self._dtc is not None and message.name == self._dtc.message) or (
+                self._crank is not None and message.name in self._crank_messages)
+            if plan is not None and not special and all(
+                    mapped[3] is None for mapped in names.values()):
+                routes: list[Route] = []
+                for code in plan.signals:
+                    mapped = names.get(code.name)
+                    if mapped is not None:
+                        routes.append((mapped[0], mapped[1], mapped[2]))
+                    elif self._unmapped:
+                        routes.append((f"{message.name}.{code.name}", None, 0.0))
+                    else:
+                        routes.append(None)
+                out = self._out
+                sink = compile_sink(plan, routes, self._decoder.counters,
+                                    (out.ts, out.signal, out.value))
+        self._sinks[key] = sink
+        return sink
+
+    def _take_decoded(self, ts: float, decoded: DecodedFrame) -> None:
+        """The general path after decoding: fault codes, cranking, rules, the batch."""
         if self._dtc is not None and decoded.message == self._dtc.message:
             self._on_dtc(ts, decoded.signals)
             return

@@ -1,6 +1,8 @@
 """Columnar batches on their way into the spool, with one message id per batch.
 
-Samples go into three parallel lists; the batch is spooled as one telemetry message when it
+Samples go into three parallel lists, which are cleared in place, never replaced, so code
+that holds their bound ``append``/``extend`` (the agent's compiled sinks) keeps writing into
+the open batch; the batch is spooled as one telemetry message when it
 holds ``batch_signals`` samples or when the agent says so (its interval passed, or it stops).
 Events that must not wait for the next batch (fault codes, crank events) are spooled at once,
 in a higher eviction class; the open batch is spooled just before them, so that every append
@@ -35,7 +37,7 @@ class BatchWriter:
         self._checkpoint = checkpoint
         self._spool = spool
         self._publisher = publisher
-        self._batch_signals = batch_signals
+        self.batch_signals = batch_signals
         self._session = uuid.uuid4().hex[:12]
         self._seq = 0
         self.ts: list[float] = []
@@ -45,7 +47,7 @@ class BatchWriter:
 
     def full(self) -> bool:
         """True when the open batch should be spooled now."""
-        return len(self.ts) >= self._batch_signals
+        return len(self.ts) >= self.batch_signals
 
     def flush(self) -> None:
         """Spool the open batch as one telemetry message (nothing when it is empty)."""
@@ -56,7 +58,9 @@ class BatchWriter:
         self._append(contract.telemetry_topic(self.vehicle_id), contract.encode(batch),
                      Priority.TELEMETRY)
         self.signals_spooled += len(self.ts)
-        self.ts, self.signal, self.value = [], [], []
+        self.ts.clear()  # encoded already: the lists can be reused
+        self.signal.clear()
+        self.value.clear()
 
     def spool_event(self, samples: list[tuple[float, str, float]]) -> None:
         """Spool event samples at once, as their own telemetry message in the event class."""

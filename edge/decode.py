@@ -413,3 +413,58 @@ def _plan_decoder(plan: MessagePlan, counters: DecodeCounters) -> Callable[[byte
     body.append("return out")
     source = "def decode(data):\n" + "".join(f"    {line}\n" for line in body)
     return compile_plan(source, "decode", {"counters": counters})
+
+
+Route = tuple[str, float | None, float] | None
+"""Where a compiled sink sends one signal: (published name, scale, offset), scale None for
+the value as decoded; None for a signal that is decoded and checked but not published."""
+
+
+def compile_sink(plan: MessagePlan, routes: Sequence[Route], counters: DecodeCounters,
+                 columns: tuple[list[float], list[str], list[float]]) -> Callable[..., int]:
+    """``sink(ts, data)``: decode a frame of ``plan`` straight into the ``(ts, signal, value)``
+    columns of a batch, each valid signal under its route, in cantools' order.
+
+    Returns how many valid signals were not published (no route), or -1 (nothing done) when
+    the payload is too short: the caller then decodes it the slow way, which counts it
+    malformed. Counts the frame decoded and each invalid signal in ``counters``. The columns
+    must be cleared in place, never replaced, for the sink to keep writing into the batch.
+    """
+    body = plan.prologue("return -1")
+    for i, code in enumerate(plan.signals):
+        body.append(f"x{i} = {code.value}")
+    body.append("counters.decoded += 1")
+    valid = [code.valid(f"x{i}") for i, code in enumerate(plan.signals)]
+    out = []
+    for i, route in enumerate(routes):
+        if route is not None:
+            name, scale, offset = route
+            value = f"x{i}" if scale is None else f"x{i} * {scale!r} + {offset!r}"
+            out.append((name, value))
+    dropped = sum(route is None for route in routes)
+    checks = [f"({v})" for v in valid if v != "True"]
+    body.append(f"if {' and '.join(checks) or 'True'}:")
+    if len(out) == 1:
+        body += ["    ts_append(ts)", f"    sig_append({out[0][0]!r})",
+                 f"    val_append({out[0][1]})"]
+    elif out:
+        body += [f"    ts_extend(({'ts, ' * len(out)}))",
+                 f"    sig_extend({tuple(name for name, _ in out)!r})",
+                 f"    val_extend(({''.join(f'{v}, ' for _, v in out)}))"]
+    body += [f"    return {dropped}", "n = 0"]
+    for i, route in enumerate(routes):
+        body.append(f"if {valid[i]}:")
+        if route is None:
+            body.append("    n += 1")
+        else:
+            name, scale, offset = route
+            value = f"x{i}" if scale is None else f"x{i} * {scale!r} + {offset!r}"
+            body += ["    ts_append(ts)", f"    sig_append({name!r})", f"    val_append({value})"]
+        body += ["else:", "    counters.invalid_signals += 1"]
+    body.append("return n")
+    source = "def sink(ts, data):\n" + "".join(f"    {line}\n" for line in body)
+    stamps, names, values = columns
+    return compile_plan(source, "sink", {
+        "counters": counters, "ts_append": stamps.append, "sig_append": names.append,
+        "val_append": values.append, "ts_extend": stamps.extend, "sig_extend": names.extend,
+        "val_extend": values.extend})

@@ -6,6 +6,12 @@ Both variants are accepted: the plain ``(ts) can0 123#DEADBEEF`` and the one pyt
 writer produces, with a trailing `` R``/`` T`` (received/transmitted). CAN FD (``123##1…``),
 remote (``123#R``) and error frames are understood.
 
+:func:`read_raw` reads the same recordings as lists of bare ``(timestamp, key, payload)``
+tuples instead of python-can messages: the agent's fast path, where building a message object
+per frame would cost more than decoding it. Plain lines are split by a short parser; any other
+line goes through :func:`parse_candump_line`, so both readers accept, reject and count exactly
+the same lines.
+
 Policy for malformed lines: by default each is counted, logged with ``file:line`` and skipped
 (the rest of the recording is still worth having); with ``strict=True`` the first one raises
 a :class:`LogFormatError` naming the file and line. Binary formats are read with python-can's
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import can
@@ -28,6 +35,15 @@ log = logging.getLogger(__name__)
 _CAN_ERR_FLAG = 0x20000000
 _BINARY_SUFFIXES = (".asc", ".blf", ".trc", ".mf4")
 _KEEP_LOCATIONS = 20
+_CAN_EFF_FLAG = 0x80000000
+_SUFFIXES = frozenset(("R", "T", "r", "t"))
+
+RawFrame = tuple[float, int, bytes]
+"""``(timestamp, key, payload)``: ``key`` is the frame id, ``| 0x80000000`` for a 29-bit id
+(the DBC convention, as :mod:`edge.decode` keys frames), or :data:`NOT_DATA`."""
+
+NOT_DATA = -1
+"""The key of error and remote frames: read and counted, never decoded."""
 
 
 class LogFormatError(TerminalEdgeError):
@@ -149,3 +165,83 @@ def _read_binary(path: Path, counters: LogCounters) -> Iterator[can.Message]:
                              f"{exc}") from exc
     finally:
         reader.stop()
+
+
+def read_raw(path: str | Path, counters: LogCounters | None = None, *, strict: bool = False,
+             chunk: int = 1024) -> Iterator[list[RawFrame]]:
+    """Yield the frames of one recording, in file order, as lists of about ``chunk`` frames.
+
+    Accepts, rejects and counts exactly what :func:`read_log` does (same errors).
+    """
+    path = Path(path)
+    counters = counters if counters is not None else LogCounters()
+    if not path.is_file():
+        raise ConfigError(f"CAN log {path} does not exist")
+    if path.suffix.lower() in _BINARY_SUFFIXES:
+        frames = (to_raw(frame) for frame in _read_binary(path, counters))
+        while batch := list(islice(frames, chunk)):
+            yield batch
+    else:
+        yield from _raw_candump(path, counters, strict, chunk)
+
+
+def to_raw(frame: can.Message) -> RawFrame:
+    """A python-can message as a raw frame."""
+    if frame.is_error_frame or frame.is_remote_frame:
+        return frame.timestamp, NOT_DATA, b""
+    key = frame.arbitration_id
+    if frame.is_extended_id:
+        key = (key & 0x1FFFFFFF) | _CAN_EFF_FLAG
+    return frame.timestamp, key, bytes(frame.data)
+
+
+def _raw_candump(path: Path, counters: LogCounters, strict: bool,
+                 chunk: int) -> Iterator[list[RawFrame]]:
+    keys: dict[str, int] = {}  # id text -> key, for the ids of plain data frames
+    fromhex = bytes.fromhex
+    number = 0
+    with open(path, encoding="ascii", errors="replace") as handle:
+        while lines := handle.readlines(chunk * 40):  # a candump line is ~40 characters
+            out: list[RawFrame] = []
+            for line in lines:
+                number += 1
+                parts = line.split()
+                if len(parts) == 4 and parts[3] in _SUFFIXES:
+                    del parts[3]
+                if len(parts) == 3:
+                    stamp, _, frame = parts
+                    ident, _, data = frame.partition("#")
+                    key = keys.get(ident)
+                    if (key is not None and stamp[0] == "(" and stamp[-1] == ")"
+                            and len(data) <= 128):
+                        try:
+                            out.append((float(stamp[1:-1]), key, fromhex(data)))
+                            continue
+                        except ValueError:
+                            pass  # FD, remote or bad hex: the full parser says which
+                raw = _raw_line(path, number, line, counters, strict, keys)
+                if raw is not None:
+                    out.append(raw)
+            counters.frames += len(out)
+            if out:
+                yield out
+
+
+def _raw_line(path: Path, number: int, line: str, counters: LogCounters, strict: bool,
+              keys: dict[str, int]) -> RawFrame | None:
+    """Any line the short parser does not take: parsed in full, malformed ones counted."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        frame = parse_candump_line(text)
+    except ValueError as exc:
+        where = f"{path}:{number}: {exc}"
+        if strict:
+            raise LogFormatError(f"malformed candump line {where}") from exc
+        counters.bad_line(where)
+        return None
+    raw = to_raw(frame)
+    if raw[1] != NOT_DATA and not frame.is_fd:
+        keys[text.split()[2].partition("#")[0]] = raw[1]
+    return raw

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import can
 
 from edge.errors import ConfigError
-from edge.logfile import LogCounters, read_log
+from edge.logfile import LogCounters, RawFrame, read_log, read_raw
 
 _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
@@ -81,6 +81,9 @@ class BusSource(FrameSource):
 class ReplaySource(FrameSource):
     """Recorded logs, one after the other, at recorded speed × ``speed`` or as fast as possible.
 
+    Read it either with :meth:`recv` (python-can messages, for frame taps) or with
+    :meth:`recv_raw` (many bare frames per call, the agent's fast path), not both.
+
     Args:
         paths: the recordings (candump text, ASC, BLF, TRC, MF4), read in the order given.
         speed: 0 reads as fast as possible; 1 at the recorded pace; N at N times it.
@@ -99,29 +102,89 @@ class ReplaySource(FrameSource):
         """Names this recording in the spool's checkpoints."""
         self.position = 0
         """Frames handed out so far (skipped ones included)."""
-        self._frames = self._chain(paths, strict)
+        self._paths, self._strict = list(paths), strict
+        self._frames: Iterator[can.Message] | None = None
+        self._chunks = self._raw_chain()
+        self._buffer: list[RawFrame] = []
+        self._at = 0
         self._speed = speed
         self._done = False
         self._next: can.Message | None = None
         self._origin: tuple[float, float] | None = None
 
-    def _chain(self, paths: Sequence[str | Path], strict: bool) -> Iterator[can.Message]:
-        for path in paths:
-            yield from read_log(path, self.counters, strict=strict)
+    def _chain(self, counters: LogCounters) -> Iterator[can.Message]:
+        for path in self._paths:
+            yield from read_log(path, counters, strict=self._strict)
+
+    def _raw_chain(self) -> Generator[list[RawFrame], None, None]:
+        for path in self._paths:
+            yield from read_raw(path, self.counters, strict=self._strict)
 
     @property
     def exhausted(self) -> bool:
-        return self._done and self._next is None
+        return self._done and self._next is None and self._at >= len(self._buffer)
 
     def skip(self, frames: int) -> int:
         """Resume after a checkpoint: pass over ``frames`` frames; returns how many there were."""
         skipped = 0
-        while skipped < frames and next(self._frames, None) is not None:
-            skipped += 1
+        while skipped < frames and self._fill():
+            step = min(frames - skipped, len(self._buffer) - self._at)
+            self._at += step
+            skipped += step
         self.position += skipped
         return skipped
 
+    def _fill(self) -> bool:
+        """Make sure a raw frame is waiting; False at the end of the recording."""
+        if self._at < len(self._buffer):
+            return True
+        self._buffer, self._at = next(self._chunks, []), 0
+        if not self._buffer:
+            self._done = True
+        return bool(self._buffer)
+
+    def recv_raw(self, timeout: float | None = None, limit: int = 1024) -> list[RawFrame]:
+        """Up to ``limit`` frames at once (all that are due, when paced); [] after ``timeout``.
+
+        Raises:
+            ConfigError: the source was already read with :meth:`recv`.
+        """
+        if self._frames is not None:
+            raise ConfigError("a replay read frame by frame cannot switch to raw reads")
+        if not self._fill():
+            return []
+        buffer, at = self._buffer, self._at
+        end = min(len(buffer), at + limit)
+        if self._speed > 0:
+            now = time.monotonic()
+            wait = self._due(buffer[at][0]) - now
+            if wait > _BURST_S:
+                time.sleep(wait if timeout is None else min(wait, timeout))
+                now = time.monotonic()
+                if self._due(buffer[at][0]) - now > _BURST_S:
+                    return []
+            assert self._origin is not None
+            first_ts, started = self._origin
+            horizon = first_ts + (now + _BURST_S - started) * self._speed
+            stop = at
+            while stop < end and buffer[stop][0] <= horizon:
+                stop += 1
+            end = max(stop, at + 1)
+        self._at = end
+        self.position += end - at
+        return buffer[at:end]
+
     def _read_internal(self, timeout: float | None) -> can.Message | None:
+        if self._frames is None:
+            # Frame by frame from here on: a message reader, counting afresh from the start of
+            # the recording, placed where the raw reader stood (after skip(), usually).
+            self._chunks.close()
+            self._buffer, self._at, self._done = [], 0, False
+            self.counters.frames = self.counters.malformed = 0
+            self.counters.malformed_at.clear()
+            self._frames = self._chain(self.counters)
+            for _ in range(self.position):
+                next(self._frames, None)
         if self._next is None:
             self._next = next(self._frames, None)
             if self._next is None:
