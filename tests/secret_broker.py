@@ -10,6 +10,7 @@ is meant to make once it is wired (see the README, Security: Secrets).
 from __future__ import annotations
 
 import getpass
+import logging
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -100,4 +101,5 @@ class AuthIngestor(Ingestor):
     def _make_client(self) -> mqtt.Client:
         client = super()._make_client()
         apply_client_auth(client, self.broker_url, self.credentials)
+        client.enable_logger(logging.getLogger("paho.ingest"))  # its DEBUG lines are searched too
         return client
