@@ -36,6 +36,7 @@ from typing import Any, Final
 import jsonschema
 
 from pipeline.appointments import iso
+from pipeline.config import load_pipeline_settings
 from pipeline.http_json import MAX_BODY, JsonHttpServer
 from pipeline.lifecycle import run_until_terminated
 from pipeline.mqtt_auth import redact_url
@@ -216,9 +217,13 @@ def check_lead(doc: Any) -> None:
 
 
 def serve_forever(secret: str | Sequence[str], port: int, host: str = "127.0.0.1",
-                  status_url: str | None = None, max_body: int = MAX_BODY) -> None:
-    """Run a receiver in the foreground until interrupted (for the CLI); leads validated."""
+                  status_url: str | None = None, max_body: int | None = None) -> None:
+    """Run a receiver in the foreground until interrupted (for the CLI); leads validated.
+
+    ``max_body`` defaults to the settings' ``http_max_body_bytes``.
+    """
+    limit = max_body or load_pipeline_settings().http_max_body_bytes
     receiver = CrmReceiver(secret, host=host, port=port, status_url=status_url,
-                           max_body=max_body, validate=True)
+                           max_body=limit, validate=True)
     log.info("reference CRM listening on %s", receiver.url)
     run_until_terminated(receiver)
