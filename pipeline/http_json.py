@@ -34,6 +34,7 @@ READ_TIMEOUT_S: Final = 10.0
 LINGER_S: Final = 1.0
 LINGER_BYTES: Final = 4 * 2**20
 """After a refusal, discard at most this much of the unread body, for at most LINGER_S."""
+MAX_TRAILERS: Final = 32
 Handler = Callable[[str, dict[str, str], bytes], tuple[int, Any]]
 """(path, headers, body) -> (HTTP status, JSON-able answer)."""
 
@@ -121,10 +122,15 @@ class JsonHttpServer:
 def read_body(headers: Any, stream: Any, limit: int) -> bytes:
     """The request body from ``stream``, never reading more than ``limit`` bytes of it.
 
+    ``headers`` is the request's ``http.client.HTTPMessage``; ``stream`` its input file.
+
     Raises:
         BodyRefused: 413 over the limit, 411 no length given, 400 a malformed length or
             chunk, or a body shorter than announced (the client hung up).
     """
+    lengths = set(headers.get_all("content-length") or ())
+    if len(lengths) > 1:  # which one would a proxy in front of us have believed?
+        raise BodyRefused(400, "several different Content-Length headers")
     length_header = headers.get("content-length")
     encoding = (headers.get("transfer-encoding") or "").strip().lower()
     if encoding:
@@ -162,9 +168,10 @@ def _read_chunked(stream: Any, limit: int) -> bytes:
         if size < 0:
             raise BodyRefused(400, "negative chunk size in a chunked body")
         if size == 0:
-            while stream.readline(1024) not in (b"\r\n", b"\n", b""):
-                pass  # trailers: not used, read to the blank line
-            return b"".join(parts)
+            for _ in range(MAX_TRAILERS):  # trailers: not used, read to the blank line
+                if stream.readline(1024) in (b"\r\n", b"\n", b""):
+                    return b"".join(parts)
+            raise BodyRefused(400, f"more than {MAX_TRAILERS} trailer lines")
         total += size
         if total > limit:
             raise BodyRefused(413, f"chunked body passed the {limit}-byte limit")

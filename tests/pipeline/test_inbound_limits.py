@@ -110,7 +110,8 @@ def test_a_chunked_body_is_cut_off_at_the_limit(inbound: JsonHttpServer, inbox: 
     (b"Content-Length: -5\r\n", 400, "negative"),
     (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, "not both"),
     (b"Transfer-Encoding: gzip\r\n", 400, "unsupported"),
-], ids=["no-length", "bad-length", "negative", "both", "gzip"])
+    (b"Content-Length: 5\r\nContent-Length: 500000\r\n", 400, "several different"),
+], ids=["no-length", "bad-length", "negative", "both", "gzip", "two-lengths"])
 def test_malformed_framing_is_refused(inbound: JsonHttpServer, head: bytes, status: int,
                                       words: str) -> None:
     got, answer = _raw(inbound, b"POST /status HTTP/1.1\r\n" + head + b"\r\n")
