@@ -48,8 +48,9 @@ def register_ingest(sub: SubParsers) -> None:
     ingest.add_argument("--db", type=Path, required=True, help="DuckDB file (the one writer)")
     ingest.add_argument("--client-id", default="fleetcare-ingest")
     ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
-    ingest.add_argument("--flush-rows", type=int, default=100_000,
-                        help="land a batch at this many telemetry rows (default 100000)")
+    ingest.add_argument("--flush-rows", type=int, default=122_880,
+                        help="land a batch at this many telemetry rows (default 122880, "
+                             "DuckDB's row-group size)")
     ingest.add_argument("--flush-interval", type=float, default=1.0,
                         help="...or when its oldest message has waited this many seconds")
     _add_admission_arguments(ingest)

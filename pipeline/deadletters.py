@@ -76,9 +76,9 @@ def replay_dead_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | Non
             batch = [p if p.reason is not None or p.vehicle_id in known
                      else Prepared(p.item, unknown_vehicle_reason(p.vehicle_id))
                      for p in batch]
-        batch = validate(batch)
-        parts = partition(con, batch)
-        result = write(con, [batch[i] for i in parts.accepted])
+        checked = validate(batch)
+        parts = partition(con, checked.batch)
+        result = write(con, checked, parts.accepted)
         done = [letters[i][0] for i in parts.accepted + parts.duplicates]
         if done:
             con.execute("UPDATE dead_letters SET replayed_at = now() "

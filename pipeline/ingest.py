@@ -6,8 +6,10 @@ unacked and redelivered by the broker after a reconnect or restart. Redelivery i
 harmless because landing skips every ``msg_id`` already in ``ingested_messages``.
 
 One thread owns both the MQTT socket and the DuckDB connection: it runs paho's ``loop()``
-itself, decodes each message as it arrives, lands a batch when it is full or old enough,
-then acks the batch in arrival order (MQTT requires PUBACKs in PUBLISH order). Handing
+itself (through :class:`pipeline.ingest_client.IngestClient`, which reads the socket in
+large chunks and parses PUBLISH packets without paho's per-message objects), decodes each
+message as it arrives, lands a batch when it is full or old enough, then acks the batch in
+arrival order with one write (MQTT requires PUBACKs in PUBLISH order). Handing
 messages from paho's network thread to a writer thread was measured three times slower on
 a 2-core machine (280k against 840k rows/s): both threads are Python-bound and spend their
 time taking the GIL from each other. While a batch lands, nobody reads the socket, so TCP
@@ -48,6 +50,7 @@ from pipeline.admission import (
 from pipeline.broker import parse_broker_url
 from pipeline.columnar import warm_up
 from pipeline.errors import BrokerError
+from pipeline.ingest_client import IngestClient
 from pipeline.ingest_stats import IngestStats, StatsBoard
 from pipeline.ingest_writer import BatchWriter
 from pipeline.landing import InboundMessage, LandResult
@@ -59,6 +62,10 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S: Final = 10.0
 KEEPALIVE_S: Final = 30
+FLUSH_ROWS: Final = 122_880
+"""DuckDB's row-group size: a transaction appending at least this many rows writes them
+straight into the database file and its commit is nearly free; below it, every row also
+goes through the write-ahead log (measured: commit 33 µs against 1.3 µs per 100 rows)."""
 POLL_S: Final = 0.1
 """Longest the loop waits on the socket: how soon a stop or a due batch is noticed."""
 MAX_BACKOFF_S: Final = 30.0
@@ -85,7 +92,8 @@ class Ingestor:
         broker_url: ``mqtt://host:port`` of the broker.
         db_path: the DuckDB file (opened read-write: this process is the store's writer).
         client_id: fixed MQTT client id; the broker keeps its session across restarts.
-        flush_rows: land a batch once it holds this many telemetry rows...
+        flush_rows: land a batch once it holds this many telemetry rows (default: DuckDB's
+            row-group size, see :data:`FLUSH_ROWS`)...
         flush_interval_s: ...or once its first message has waited this long.
         share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
         after_commit: called after each successful commit and ack (see :data:`AfterCommit`);
@@ -102,7 +110,7 @@ class Ingestor:
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
-                 client_id: str = "fleetcare-ingest", flush_rows: int = 100_000,
+                 client_id: str = "fleetcare-ingest", flush_rows: int = FLUSH_ROWS,
                  flush_interval_s: float = 1.0, share_group: str | None = None,
                  after_commit: AfterCommit | None = None,
                  maintenance: Maintenance | None = None,
@@ -124,7 +132,7 @@ class Ingestor:
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._client: mqtt.Client | None = None
+        self._client: IngestClient | None = None
         self._writer: BatchWriter | None = None
         self._thread: threading.Thread | None = None
         self._batch: list[_Delivery] = []
@@ -195,13 +203,14 @@ class Ingestor:
         limiter = RateLimiter(self.rate_limit) if self.rate_limit is not None else None
         return Admission(register, limiter)
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
-                             manual_ack=True)
+    def _make_client(self) -> IngestClient:
+        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                              clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
+                              manual_ack=True)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish_fast = self._receive
         client.on_disconnect = self._on_disconnect
         return client
 
@@ -249,12 +258,20 @@ class Ingestor:
             log.warning("lost the broker %s (%s); reconnecting", self.broker_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._receive(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> bool:
+        """One PUBLISH, from paho's ``on_message`` or the client's direct path; returns
+        False once the batch is full, so the client stops reading until it is landed."""
         if not self._batch:
             self._deadline = time.monotonic() + self.flush_interval_s
-        self._batch.append(_Delivery(msg.mid, msg.qos, self._session))
-        if self._writer is not None:
-            self._writer.add(InboundMessage(msg.topic, bytes(msg.payload), time.time()))
+        self._batch.append(_Delivery(mid, qos, self._session))
         self._received += 1
+        writer = self._writer
+        if writer is None:
+            return True
+        writer.add(InboundMessage(topic, payload, time.time()))
+        return writer.rows < self.flush_rows
 
     # The ingest thread: read, batch, land, ack, maintain, reconnect.
 
@@ -300,7 +317,7 @@ class Ingestor:
         self._board.add(messages_received=self._received)
         self._received = 0
 
-    def _flush(self, client: mqtt.Client) -> None:
+    def _flush(self, client: IngestClient) -> None:
         if self._received:
             self._count_received()
         writer, batch, self._batch = self._writer, self._batch, []
@@ -341,13 +358,11 @@ class Ingestor:
                             self.broker_url, exc, self._backoff)
                 self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
 
-    def _ack(self, client: mqtt.Client, deliveries: Sequence[_Delivery]) -> None:
+    def _ack(self, client: IngestClient, deliveries: Sequence[_Delivery]) -> None:
+        # A mid from an earlier connection may name another message now; the broker
+        # resends those anyway and the resent copy is acked as a duplicate.
         session = self._session
-        for delivery in deliveries:
-            # A mid from an earlier connection may name another message now; the broker
-            # resends those anyway and the resent copy is acked as a duplicate.
-            if delivery.session == session:
-                client.ack(delivery.mid, delivery.qos)
+        client.ack_in_order([d.mid for d in deliveries if d.session == session and d.qos == 1])
 
 
 def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:

@@ -34,12 +34,14 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> N
     con.unregister("batch")
 
 
-def insert_telemetry(con: duckdb.DuckDBPyConnection, batches: Sequence[pa.RecordBatch],
-                     vehicle_ids: Sequence[str], msg_ids: Sequence[str]) -> int:
-    """Insert the samples of several messages in one statement; returns the row count."""
-    if not batches:
+def insert_telemetry(con: duckdb.DuckDBPyConnection, rows: pa.RecordBatch,
+                     counts: Sequence[int], vehicle_ids: Sequence[str],
+                     msg_ids: Sequence[str]) -> int:
+    """Insert the samples of several messages (``counts[i]`` rows of ``rows`` belong to
+    message i, in order) in one statement; returns the row count."""
+    if not counts or rows.num_rows == 0:
         return 0
-    table = telemetry_table(batches, vehicle_ids, msg_ids)
+    table = telemetry_table(rows, counts, vehicle_ids, msg_ids)
     insert_arrow(con, table, "INSERT INTO telemetry (vehicle_id, ts, signal, value, msg_id) "
                  "SELECT vehicle_id, to_timestamp(ts), signal, value, msg_id FROM batch")
     return table.num_rows

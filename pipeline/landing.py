@@ -5,8 +5,9 @@ This module knows nothing of MQTT, so the exactly-once logic can be tested and r
 row of every message in it is committed, together with the ``ingested_messages`` rows that
 make redelivery harmless, or nothing is and the caller must not acknowledge the batch.
 
-Telemetry never becomes one Python object per sample: :mod:`pipeline.columnar` turns each
-payload's arrays into Arrow arrays and validates the whole batch with vectorised checks.
+Telemetry never becomes one Python object per sample: :mod:`pipeline.columnar` turns the
+arrays of a whole batch's payloads into Arrow arrays at once and validates them with
+vectorised checks.
 Anything that cannot land (oversize, not JSON, another schema version, a topic that does
 not match the payload, a value or time that fails validation, a ``msg_id`` that already
 landed for another vehicle) becomes a dead letter with its reason, in the same transaction
@@ -23,13 +24,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 
 from edge import contract
 from edge.errors import ContractError
 from pipeline import inserts
-from pipeline.columnar import MAX_TS, MIN_TS, invalid_messages, telemetry_columns
+from pipeline.columnar import MAX_TS, MIN_TS, Samples, samples_columns, telemetry_samples
 from pipeline.errors import TransientPipelineError
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,10 @@ class Prepared:
     """An inbound message after decoding and topic checks, before any database work.
 
     Either ``reason`` says why it must be dead-lettered, or it is valid: telemetry then
-    carries its samples as Arrow ``columns``, every other kind its decoded ``message``.
-    Decoding is kept apart from landing so a subscriber can decode while it waits for a
-    batch to fill, and knows the batch's row count without decoding twice.
+    carries its parsed ``samples`` (Arrow arrays are made for a whole batch at once, in
+    :func:`validate`), every other kind its decoded ``message``. Decoding is kept apart from
+    landing so a subscriber can decode while it waits for a batch to fill, and knows the
+    batch's row count without decoding twice.
     """
 
     item: InboundMessage
@@ -69,12 +72,12 @@ class Prepared:
     msg_id: str = ""
     vehicle_id: str = ""
     message: contract.Message | None = None
-    columns: pa.RecordBatch | None = None
+    samples: Samples | None = None
 
     @property
     def telemetry_rows(self) -> int:
         """Signal samples this message carries (0 unless it is valid telemetry)."""
-        return self.columns.num_rows if self.columns is not None else 0
+        return len(self.samples.ts) if self.samples is not None else 0
 
     @property
     def n_rows(self) -> int:
@@ -85,6 +88,20 @@ class Prepared:
         if isinstance(message, contract.TruthRecord):
             return len(message.components)
         return 1 if isinstance(message, contract.HealthReport) else self.telemetry_rows
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """A batch after :func:`validate`: messages (failures now carry a reason) and the rows
+    of every message with samples, as one Arrow record batch.
+
+    ``rows[i]`` is how many rows message i has in ``telemetry``, in batch order (0 for other
+    kinds and for samples that did not convert).
+    """
+
+    batch: list[Prepared]
+    telemetry: pa.RecordBatch
+    rows: list[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +153,7 @@ def _prepare_telemetry(item: InboundMessage, doc: dict[str, Any]) -> Prepared:
     if reason:
         return Prepared(item, reason)
     return Prepared(item, None, "telemetry", msg_id, vehicle_id,
-                    columns=telemetry_columns(doc))
+                    samples=telemetry_samples(doc))
 
 
 def _prepare_other(item: InboundMessage, message: contract.Message) -> Prepared:
@@ -196,11 +213,11 @@ def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> 
     Raises:
         LandingError: the transaction failed and was rolled back; do not acknowledge.
     """
-    batch = validate(batch)
+    checked = validate(batch)
     with transaction(con):
-        parts = partition(con, batch)
-        result = write(con, [batch[i] for i in parts.accepted])
-        dead = [(batch[i].item, reason) for i, reason in parts.rejected]
+        parts = partition(con, checked.batch)
+        result = write(con, checked, parts.accepted)
+        dead = [(checked.batch[i].item, reason) for i, reason in parts.rejected]
         for item, reason in dead:
             log.warning("dead-lettering a message on %s: %s", item.topic, reason)
         inserts.insert_dead_letters(
@@ -210,14 +227,19 @@ def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> 
                    msg_id_conflicts=parts.conflicts)
 
 
-def validate(batch: Sequence[Prepared]) -> list[Prepared]:
-    """``batch`` with telemetry whose values or times fail validation turned into rejects."""
-    positions = [i for i, p in enumerate(batch) if p.columns is not None]
-    bad = invalid_messages([batch[i].columns for i in positions if batch[i].columns])
+def validate(batch: Sequence[Prepared]) -> Validated:
+    """Convert the batch's telemetry samples to Arrow in one go and check them; messages
+    whose values or times fail become rejects with the reason."""
+    positions = [i for i, p in enumerate(batch) if p.samples is not None]
+    telemetry, counts, bad = samples_columns([s for i in positions
+                                              if (s := batch[i].samples) is not None])
     checked = list(batch)
+    rows = [0] * len(batch)
+    for index, position in enumerate(positions):
+        rows[position] = counts[index]
     for index, reason in bad.items():
         checked[positions[index]] = Prepared(batch[positions[index]].item, reason)
-    return checked
+    return Validated(checked, telemetry, rows)
 
 
 @contextmanager
@@ -281,15 +303,19 @@ def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Part
     return replace(parts, conflicts=conflicts)
 
 
-def write(con: duckdb.DuckDBPyConnection, accepted: Sequence[Prepared]) -> LandResult:
-    """Insert the rows of valid, new messages and record their ids (inside a transaction)."""
-    telemetry = [p for p in accepted if p.columns is not None]
+def write(con: duckdb.DuckDBPyConnection, checked: Validated, positions: Sequence[int]
+          ) -> LandResult:
+    """Insert the rows of the messages at ``positions`` (valid and new) and record their ids
+    (inside a transaction)."""
+    accepted = [checked.batch[i] for i in positions]
+    telemetry = [i for i in positions if checked.batch[i].samples is not None]
     dtcs = [p.message for p in accepted if isinstance(p.message, contract.DtcBatch)]
     result = LandResult(
         messages_landed=len(accepted),
         telemetry_rows=inserts.insert_telemetry(
-            con, [p.columns for p in telemetry if p.columns is not None],
-            [p.vehicle_id for p in telemetry], [p.msg_id for p in telemetry]),
+            con, _rows_of(checked, telemetry), [checked.rows[i] for i in telemetry],
+            [checked.batch[i].vehicle_id for i in telemetry],
+            [checked.batch[i].msg_id for i in telemetry]),
         dtc_rows=inserts.insert_dtc(con, dtcs),
         truth_rows=inserts.insert_truth(
             con, [p.message for p in accepted if isinstance(p.message, contract.TruthRecord)]),
@@ -301,3 +327,14 @@ def write(con: duckdb.DuckDBPyConnection, accepted: Sequence[Prepared]) -> LandR
                             [p.kind for p in accepted], [p.item.topic for p in accepted],
                             [p.n_rows for p in accepted])
     return result
+
+
+def _rows_of(checked: Validated, positions: Sequence[int]) -> pa.RecordBatch:
+    """The telemetry rows of the messages at ``positions`` (all of them, without a copy,
+    when every message with rows is among them)."""
+    wanted = np.zeros(len(checked.rows), dtype=bool)
+    wanted[list(positions)] = True
+    has_rows = np.asarray(checked.rows, dtype=np.int64)
+    if wanted[has_rows > 0].all():
+        return checked.telemetry
+    return checked.telemetry.filter(pa.array(np.repeat(wanted, has_rows)))

@@ -1,0 +1,119 @@
+"""The ingest client's chunked reads and direct PUBLISH parsing, on a real socket pair.
+
+End to end (real mosquitto, exactly once, crashes) the client is exercised by every test in
+test_ingest.py; here the parser meets the awkward cases: packets cut at a read boundary,
+packets it must leave to paho, and a caller that stops reading.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.ingest_client import BufferedSocket, _read_publishes
+
+
+def publish(topic: str, payload: bytes, mid: int = 0, qos: int = 1) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic.encode()
+    if qos:
+        body += struct.pack("!H", mid)
+    body += payload
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes([0x30 | qos << 1]) + bytes(encoded) + body
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    yield left, right
+    left.close()
+    right.close()
+
+
+def drain(sock: BufferedSocket, stop_after: int = 10**9
+          ) -> list[tuple[str, bytes, int, int]]:
+    seen: list[tuple[str, bytes, int, int]] = []
+
+    def handler(topic: str, payload: bytes, mid: int, qos: int) -> bool:
+        seen.append((topic, payload, mid, qos))
+        return len(seen) < stop_after
+
+    _read_publishes(sock, handler)
+    return seen
+
+
+def test_complete_publishes_are_parsed_and_a_cut_one_waits_for_the_rest(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    big = b"x" * 300  # a two-byte remaining length
+    stream = (publish("a/b", b"one", 1) + publish("a/c", big, 2) + publish("q0", b"z", qos=0)
+              + publish("a/d", b"four", 4))
+    left.sendall(stream[:-3])
+    sock = BufferedSocket(right)
+
+    assert sock.fill()
+    assert drain(sock) == [("a/b", b"one", 1, 1), ("a/c", big, 2, 1), ("q0", b"z", 0, 0)]
+    assert sock.pending() == len(publish("a/d", b"four", 4)) - 3  # left for the next read
+    left.sendall(stream[-3:])
+    assert sock.recv(4) == stream[-len(publish("a/d", b"four", 4)):][:4]  # paho's path
+
+
+def test_other_packets_and_qos_2_are_left_to_paho(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    pingresp = bytes([0xD0, 0])
+    left.sendall(publish("t", b"1", 1) + pingresp + publish("t", b"2", 2)
+                 + publish("t", b"3", 3, qos=2))
+    sock = BufferedSocket(right)
+    sock.fill()
+
+    assert drain(sock) == [("t", b"1", 1, 1)]
+    assert sock.recv(2) == pingresp
+    assert drain(sock) == [("t", b"2", 2, 1)]
+    assert drain(sock) == []  # QoS 2 needs paho's PUBREC/PUBREL handshake
+    assert sock.pending() == len(publish("t", b"3", 3, qos=2))
+
+
+def test_the_handler_can_stop_the_read(pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    left.sendall(b"".join(publish("t", bytes([i]), i + 1) for i in range(5)))
+    sock = BufferedSocket(right)
+    sock.fill()
+
+    assert [m[2] for m in drain(sock, stop_after=2)] == [1, 2]
+    assert [m[2] for m in drain(sock)] == [3, 4, 5]
+    assert sock.pending() == 0
+
+
+def test_small_chunks_and_malformed_lengths(pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    stream = publish("t", b"abc", 7) + bytes([0x32, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
+    left.sendall(stream)
+    sock = BufferedSocket(right, chunk_bytes=4)
+    received = b""
+    while len(received) < len(stream):
+        received += sock.recv(3)  # chunked reads hand out the stream unchanged
+    assert received == stream
+
+    whole = BufferedSocket(right)
+    whole.buffer = stream
+    assert drain(whole) == [("t", b"abc", 7, 1)]
+    assert whole.pending() == 6  # a five-byte remaining length is paho's to reject
+
+
+def test_end_of_stream_and_nothing_to_read(pair: tuple[socket.socket, socket.socket]) -> None:
+    left, right = pair
+    sock = BufferedSocket(right)
+    with pytest.raises(BlockingIOError):
+        sock.recv(1)
+    left.close()
+    assert sock.recv(1) == b""
