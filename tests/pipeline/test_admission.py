@@ -6,6 +6,8 @@ through a real mosquitto and a real DuckDB file.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -254,3 +256,17 @@ def test_the_checks_can_be_switched_off(mosquitto_url: str, db_path: Path) -> No
         assert ingestor.wait_for(lambda s: s.messages_landed == 3, timeout=15)
     finally:
         ingestor.stop()
+
+
+def test_fleetcare_ingest_refuses_a_bad_fleet_register_before_connecting(
+        tmp_path: Path, db_path: Path) -> None:
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("vehicle_id,model,region\nV1,EV-A,north\nV2,,north\n")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", "--broker", "mqtt://127.0.0.1:1",
+         "--db", str(db_path), "--vehicles", str(fleet), "--rate-limit", "500"],
+        capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1
+    assert "line 3: model and region must not be empty" in done.stderr
