@@ -49,6 +49,8 @@ UNKNOWN_VEHICLE: Final = "unknown_vehicle"
 RATE_LIMIT: Final = "rate_limit"
 REFRESH_S: Final = 5.0
 """Shortest interval between two reloads of the registered vehicles on a miss."""
+PRUNE_S: Final = 60.0
+"""Shortest interval between two sweeps for idle buckets (a sweep visits every bucket)."""
 
 
 class FleetFileError(TerminalPipelineError):
@@ -108,6 +110,7 @@ class RateLimiter:
     def __init__(self, limit: RateLimit, clock: Clock = time.monotonic) -> None:
         self.limit, self._clock = limit, clock
         self._buckets: dict[str, _Bucket] = {}
+        self._pruned_at = clock()
 
     def admit(self, vehicle_id: str, rows: int) -> Refusal | None:
         """Charge ``vehicle_id`` for ``rows``; a :class:`Refusal` when it is over its limit."""
@@ -132,12 +135,19 @@ class RateLimiter:
             f"{elapsed:,.1f} s (this message's {rows:,} included), over its limit of "
             f"{_number(limit.rows_per_s)} rows/s (burst {_number(limit.burst_rows)})"), rows)
 
+    def maybe_prune(self) -> int:
+        """:meth:`prune`, at most every :data:`PRUNE_S` seconds; returns how many it forgot."""
+        if self._clock() - self._pruned_at < PRUNE_S:
+            return 0
+        return self.prune()
+
     def prune(self) -> int:
         """Forget vehicles whose bucket is full again (idle); returns how many.
 
         Keeps memory bounded by the vehicles active within the last ``burst/rate`` seconds.
         """
         now, limit = self._clock(), self.limit
+        self._pruned_at = now
         idle = [v for v, b in self._buckets.items()
                 if b.tokens + (now - b.updated) * limit.rows_per_s >= limit.burst_rows]
         for vehicle_id in idle:

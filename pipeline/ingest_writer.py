@@ -86,7 +86,7 @@ class BatchWriter:
         # Counted in committed(); a batch that does not commit comes back and is counted then.
         self._refused_flushed, self._refused = self._refused, {}
         if self._admission is not None and self._admission.limiter is not None:
-            self._admission.limiter.prune()
+            self._admission.limiter.maybe_prune()
         if not batch:
             return LandResult()
         try:

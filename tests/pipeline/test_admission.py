@@ -80,7 +80,9 @@ def test_idle_vehicles_are_forgotten() -> None:
 
     assert limiter.prune() == 1  # B is full again, A has 10 of 100
     clock.now += 9.0
-    assert limiter.prune() == 1
+    assert limiter.maybe_prune() == 0  # the last sweep was 9 s ago
+    clock.now += 60.0
+    assert limiter.maybe_prune() == 1
 
 
 def test_a_rate_limit_must_be_positive() -> None:
