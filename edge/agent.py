@@ -125,9 +125,23 @@ class Agent:
             drain_limit: int = 100_000) -> None:
         """Read until ``stop`` is set or the source ends, then read what is left and spool it.
 
-        ``drain_limit`` bounds the final read, so a stop on a busy bus still ends.
+        ``drain_limit`` bounds the final read, so a stop on a busy bus still ends. Spool writes
+        go through the batch writer's background writer meanwhile; when this returns, all of
+        them are stored and counted.
         """
         read_raw = None if self._taps else getattr(self._bus, "recv_raw", None)
+        self._out.start_background()
+        try:
+            self._read_until(stop, poll_s, read_raw)
+            self._read_rest(drain_limit, read_raw)
+            self.finish()
+        except BaseException:
+            self._out.stop_background(check=False)
+            raise
+        self._out.stop_background()
+
+    def _read_until(self, stop: threading.Event, poll_s: float,
+                    read_raw: Callable[..., list[RawFrame]] | None) -> None:
         while not stop.is_set() and not self._source_ended():
             self.loops += 1
             if read_raw is not None:
@@ -140,21 +154,22 @@ class Agent:
                     self.process(frame)
             if self._out.ts and time.monotonic() - self._batch_started >= self._batch_interval_s:
                 self.flush()
-        left = drain_limit
-        while left > 0:
+
+    def _read_rest(self, limit: int, read_raw: Callable[..., list[RawFrame]] | None) -> None:
+        """What the source already holds, at most ``limit`` frames, without waiting."""
+        while limit > 0:
             if read_raw is not None:
-                frames = read_raw(0, min(left, 1024))
+                frames = read_raw(0, min(limit, 1024))
                 if not frames:
-                    break
+                    return
                 self.process_raw(frames)
-                left -= len(frames)
+                limit -= len(frames)
             else:
                 frame = self._bus.recv(timeout=0)
                 if frame is None:
-                    break
+                    return
                 self.process(frame)
-                left -= 1
-        self.finish()
+                limit -= 1
 
     def _checkpoint(self) -> tuple[str, int] | None:
         """Where a replayed source stands, saved with each spool append (None: a live bus)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -121,26 +122,43 @@ class Spool:
         Raises:
             SpoolError: the disk refused the write; the message was not stored.
         """
-        size = len(payload) + len(topic)
+        return self.append_many([(topic, payload, priority)], checkpoint=checkpoint)[0]
+
+    def append_many(self, messages: Sequence[tuple[str, bytes, Priority]], *,
+                    checkpoint: tuple[str, int] | None = None) -> list[int]:
+        """Store several messages ``(topic, payload, priority)`` in one durable transaction.
+
+        One commit, so one fsync, for all of them: either all are stored or none is. Returns
+        their sequence numbers, in order.
+
+        Raises:
+            SpoolError: the disk refused the write; no message was stored.
+        """
+        seqs: list[int] = []
         with self._lock:
+            count, used = self._count, self._used
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._make_room(size)
-                cursor = self._db.execute(
-                    "INSERT INTO entry (priority, topic, payload, size) VALUES (?, ?, ?, ?)",
-                    (int(priority), topic, payload, size))
+                for topic, payload, priority in messages:
+                    size = len(payload) + len(topic)
+                    self._make_room(size)
+                    cursor = self._db.execute(
+                        "INSERT INTO entry (priority, topic, payload, size) VALUES (?, ?, ?, ?)",
+                        (int(priority), topic, payload, size))
+                    assert cursor.lastrowid is not None
+                    seqs.append(cursor.lastrowid)
+                    self._count += 1
+                    self._used += size
                 if checkpoint is not None:
                     self._db.execute("INSERT OR REPLACE INTO checkpoint VALUES (?, ?)",
                                      checkpoint)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._count, self._used = count, used
                 self._rollback()
                 raise SpoolError(f"cannot write to the spool in {self._dir}: {exc}") from exc
-            self._count += 1
-            self._used += size
-            self._written += 1
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            self._written += len(seqs)
+            return seqs
 
     def checkpoint(self, key: str) -> int | None:
         """The position last recorded under ``key``, or None."""

@@ -142,13 +142,14 @@ def test_a_checkpoint_never_covers_frames_still_in_hand(tmp_path: Path) -> None:
     agent = Agent("V1", source, Decoder(load_dbcs([REFERENCE_DBC])),
                   load_rules(REFERENCE_RULES), spool, None, batch_signals=50)
     seen: list[tuple[int, int]] = []
-    append = spool.append
+    append_many = spool.append_many
 
-    def spy(topic: str, payload: bytes, **kw: Any) -> int:
-        seen.append((kw["checkpoint"][1], len(orjson.loads(payload).get("ts", []))))
-        return append(topic, payload, **kw)
+    def spy(messages: list[tuple[str, bytes, Any]], **kw: Any) -> list[int]:
+        samples = sum(len(orjson.loads(payload).get("ts", [])) for _, payload, _ in messages)
+        seen.append((kw["checkpoint"][1], samples))
+        return append_many(messages, **kw)
 
-    spool.append = spy  # type: ignore[method-assign]
+    spool.append_many = spy  # type: ignore[method-assign,assignment]
     agent.run(threading.Event())
     positions = [p for p, _ in seen]
     assert positions == sorted(positions) and positions[-1] == source.position

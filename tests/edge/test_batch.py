@@ -1,0 +1,120 @@
+"""The batch writer: events share a transaction with the batch before them; the background
+writer stores everything handed to it, in order, and after a failed write stores nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from edge import contract
+from edge.batch import BatchWriter
+from edge.errors import SpoolError
+from edge.spool import Priority, Spool
+
+
+class _Notes:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def notify(self) -> None:
+        self.count += 1
+
+
+def _kinds(spool: Spool) -> list[tuple[str, int]]:
+    """(kind, samples) of every spooled message, in spool order."""
+    out = []
+    for seq in spool.pending():
+        entry = spool.read(seq)
+        assert entry is not None
+        body = orjson.loads(entry.payload)
+        out.append((body["kind"], len(body.get("ts", body.get("events", [])))))
+    return out
+
+
+def _fill(writer: BatchWriter, n: int, t0: float = 0.0) -> None:
+    for i in range(n):
+        writer.ts.append(t0 + i)
+        writer.signal.append("Vehicle.Speed")
+        writer.value.append(float(i))
+
+
+def test_a_fault_code_goes_in_one_transaction_with_the_open_batch(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=False)
+    commits: list[int] = []
+    append_many = spool.append_many
+
+    def spy(messages: list[tuple[str, bytes, Priority]], **kw: Any) -> list[int]:
+        commits.append(len(messages))
+        return append_many(messages, **kw)
+
+    spool.append_many = spy  # type: ignore[method-assign,assignment]
+    writer = BatchWriter("V1", spool, None, batch_signals=100, checkpoint=lambda: ("k", 7))
+    _fill(writer, 3)
+    writer.spool_dtcs([contract.DtcEvent(1.0, "P0A80", "stored", "0x10", "can")])
+    assert commits == [2]
+    assert _kinds(spool) == [("telemetry", 3), ("dtc", 1)]
+    assert spool.checkpoint("k") == 7
+    assert (writer.messages, writer.signals_spooled) == (2, 3)
+
+
+def test_background_writes_are_all_stored_in_order_and_counted(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=True)
+    notes = _Notes()
+    writer = BatchWriter("V1", spool, notes, batch_signals=10)
+    writer.start_background()
+    for round_ in range(50):
+        _fill(writer, 10, t0=round_ * 10)
+        writer.flush()
+        if round_ % 7 == 0:
+            writer.spool_event([(round_ * 10 + 9.5, "Crank.Dip", 1.5)])
+    writer.stop_background()
+    kinds = _kinds(spool)
+    assert kinds.count(("telemetry", 10)) == 50 and kinds.count(("telemetry", 1)) == 8
+    assert (writer.messages, writer.signals_spooled) == (58, 508)
+    assert notes.count >= 1
+    stamps = []
+    for seq in spool.pending():
+        entry = spool.read(seq)
+        assert entry is not None
+        stamps += orjson.loads(entry.payload)["ts"]
+    assert stamps == sorted(stamps)  # the order handed over is the order stored
+
+
+def test_after_a_failed_background_write_nothing_more_is_stored(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=False)
+    append_many = spool.append_many
+    calls = 0
+    release = threading.Event()
+
+    def failing_second(messages: list[tuple[str, bytes, Priority]], **kw: Any) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            release.wait(5)
+            raise SpoolError("disk full")
+        return append_many(messages, **kw)
+
+    spool.append_many = failing_second  # type: ignore[method-assign,assignment]
+    writer = BatchWriter("V1", spool, None, batch_signals=10, checkpoint=lambda: ("k", calls))
+    writer.start_background()
+    _fill(writer, 10)
+    writer.flush()
+    while calls < 1:
+        threading.Event().wait(0.01)
+    _fill(writer, 10)
+    writer.flush()  # the write that fails
+    _fill(writer, 10)
+    writer.flush()  # handed over behind it: must not be stored
+    release.set()
+    with pytest.raises(SpoolError, match="disk full"):
+        writer.stop_background()
+    assert _kinds(spool) == [("telemetry", 10)]
+    assert (writer.messages, writer.signals_spooled) == (1, 10)
+    with pytest.raises(SpoolError):
+        _fill(writer, 1)
+        writer.spool_event([(0.0, "x", 1.0)])
