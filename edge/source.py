@@ -24,6 +24,12 @@ _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
 receive buffer does, instead of waking once per frame."""
 
+_RAW_WAKE_S = 0.005
+"""A paced raw read that finds nothing due sleeps at least this long, then hands out every
+frame that came due meanwhile, as a reader polling a driver's receive buffer does: a few
+hundred wake-ups a second on a full bus instead of thousands, and no frame before it is due
+(a frame may wait up to this long, which the latency figures include)."""
+
 
 class FrameReader(Protocol):
     """A python-can bus or an :class:`edge.source.FrameSource`."""
@@ -158,18 +164,19 @@ class ReplaySource(FrameSource):
         if self._speed > 0:
             now = time.monotonic()
             wait = self._due(buffer[at][0]) - now
-            if wait > _BURST_S:
+            if wait > 0:
+                wait = max(wait, _RAW_WAKE_S)
                 time.sleep(wait if timeout is None else min(wait, timeout))
                 now = time.monotonic()
-                if self._due(buffer[at][0]) - now > _BURST_S:
+                if self._due(buffer[at][0]) > now:
                     return []
             assert self._origin is not None
             first_ts, started = self._origin
-            horizon = first_ts + (now + _BURST_S - started) * self._speed
-            stop = at
+            horizon = first_ts + (now - started) * self._speed
+            stop = at + 1  # due: just checked
             while stop < end and buffer[stop][0] <= horizon:
                 stop += 1
-            end = max(stop, at + 1)
+            end = stop
         self._at = end
         self.position += end - at
         return buffer[at:end]
