@@ -93,6 +93,7 @@ class Publisher:
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
         self._inflight: dict[int, int] = {}
         self._wake = threading.Event()
+        self._emptied = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._published = self._acked = self._connects = self._health_reports = 0
@@ -116,19 +117,22 @@ class Publisher:
         self._wake.set()
 
     def wait_drained(self, timeout: float) -> bool:
-        """Block until the spool is empty (everything acknowledged) or the timeout passes."""
-        done = threading.Event()
-        deadline = threading.Timer(timeout, done.set)
-        deadline.start()
-        try:
-            while not done.is_set():
-                if self._spool.empty():
-                    return True
-                self._wake.set()
-                done.wait(0.02)
-            return self._spool.empty()
-        finally:
-            deadline.cancel()
+        """Block until the spool is empty (everything acknowledged) or the timeout passes.
+
+        Woken by the publisher the moment its acknowledgements empty the spool, so a caller
+        timing the drain sees when it happened, not the next turn of a polling loop.
+        """
+        deadline = time.monotonic() + timeout
+        while not self._spool.empty():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._emptied.clear()
+            if self._spool.empty():  # emptied between the check and the clear
+                return True
+            self._wake.set()
+            self._emptied.wait(min(left, 0.02))
+        return True
 
     def stop(self) -> None:
         """Say goodbye (a last health report), stop sending and disconnect.
@@ -212,6 +216,8 @@ class Publisher:
                 done.append(seq)
         self._spool.ack_many(done)
         self._acked += len(done)
+        if done and self._spool.empty():
+            self._emptied.set()
         if self._on_ack is not None:
             for seq in done:
                 self._on_ack(seq)
