@@ -251,15 +251,15 @@ class Agent:
                 self._crank is not None and message.name in self._crank_messages)
             if plan is not None and not special and all(
                     mapped[3] is None for mapped in names.values()):
-                routes: list[Route] = []
-                for code in plan.signals:
-                    mapped = names.get(code.name)
+                routes: dict[str, Route] = {}
+                for signal in message.signals:
+                    mapped = names.get(signal.name)
                     if mapped is not None:
-                        routes.append((mapped[0], mapped[1], mapped[2]))
+                        routes[signal.name] = (mapped[0], mapped[1], mapped[2])
                     elif self._unmapped:
-                        routes.append((f"{message.name}.{code.name}", None, 0.0))
+                        routes[signal.name] = (f"{message.name}.{signal.name}", None, 0.0)
                     else:
-                        routes.append(None)
+                        routes[signal.name] = None
                 out = self._out
                 sink = compile_sink(plan, routes, self._decoder.counters,
                                     (out.ts, out.signal, out.value))

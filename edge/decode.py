@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,46 +312,93 @@ class SignalCode:
 
 @dataclass(frozen=True, slots=True)
 class MessagePlan:
-    """A message cantools need not decode: its length and its signals, in cantools' order."""
+    """A message cantools need not decode: its length and its signals, in cantools' order.
+
+    For a multiplexed message (one multiplexer, no nested ones), ``signals`` are those decoded
+    whatever the multiplexer says, ``mux`` is the source of the multiplexer's number (cantools'
+    ``int(scaled value)``) and ``branches`` the signals each number adds; a number with no
+    branch makes the frame malformed, as cantools says.
+    """
 
     name: str
     length: int
     signals: tuple[SignalCode, ...]
+    mux: str | None = None
+    branches: tuple[tuple[int, tuple[SignalCode, ...]], ...] = ()
+
+    def groups(self) -> list[tuple[str | None, tuple[SignalCode, ...]]]:
+        """(condition on ``m``, signals in cantools' order) per way a frame can decode."""
+        if self.mux is None:
+            return [(None, self.signals)]
+        return [(f"m == {number}", self.signals + codes) for number, codes in self.branches]
 
     def prologue(self, short: str) -> list[str]:
-        """Source lines reading the payload into ``le``/``be``; ``short`` runs on too few bytes.
+        """Source lines reading the payload into ``le``/``be`` (and the multiplexer into
+        ``m``); ``short`` runs on too few bytes.
 
         Longer payloads are cut to the message length, as cantools does (``allow_excess``).
         """
         n = self.length
         lines = [f"if len(data) != {n}:", f"    if len(data) < {n}:", f"        {short}",
                  f"    data = data[:{n}]"]
-        if any(s.word == "le" for s in self.signals):
+        every = self.signals + tuple(c for _, codes in self.branches for c in codes)
+        if any(s.word == "le" for s in every) or (self.mux and " le " in self.mux):
             lines.append('le = int.from_bytes(data, "little")')
-        if any(s.word == "be" for s in self.signals):
+        if any(s.word == "be" for s in every) or (self.mux and " be " in self.mux):
             lines.append('be = int.from_bytes(data, "big")')
+        if self.mux is not None:
+            lines.append(f"m = {self.mux}")
         return lines
 
 
 def plan_message(message: cantools.database.can.Message) -> MessagePlan | None:
     """The compiled-decoding plan of ``message``, or None when only cantools can decode it."""
-    if (message.is_container or message.is_multiplexed() or message.length <= 0
-            or getattr(message, "_codecs", None) is None):
+    codec = getattr(message, "_codecs", None)
+    if message.is_container or message.length <= 0 or codec is None:
         return None
-    taken = 0
+    found = _codes(message, codec["signals"], 0)
+    if found is None:
+        return None
+    root, taken = found
+    multiplexers = codec["multiplexers"]
+    if not multiplexers:
+        return MessagePlan(message.name, message.length, root)
+    if len(multiplexers) != 1:
+        return None
+    (mux_name, nodes), = multiplexers.items()
+    mux_signal = message.get_signal_by_name(mux_name)
+    mux = _value_source(mux_signal, *_place(message, mux_signal), number=True)
+    branches = []
+    for number, node in nodes.items():
+        if node["multiplexers"] or type(number) is not int:
+            return None  # nested multiplexing: cantools
+        branch = _codes(message, node["signals"], taken)
+        if branch is None:
+            return None
+        branches.append((number, branch[0]))
+    if mux is None or mux_name not in {c.name for c in root}:
+        return None
+    return MessagePlan(message.name, message.length, root, mux, tuple(branches))
+
+
+def _place(message: cantools.database.can.Message,
+           signal: cantools.database.can.Signal) -> tuple[str, int, int]:
+    """Which payload integer holds ``signal``, and its shift and length there."""
+    if signal.byte_order == "little_endian":
+        return "le", signal.start, signal.length
+    network = 8 * (signal.start // 8) + (7 - signal.start % 8)
+    return "be", 8 * message.length - network - signal.length, signal.length
+
+
+def _codes(message: cantools.database.can.Message, signals: Sequence[Any],
+           taken: int) -> tuple[tuple[SignalCode, ...], int] | None:
+    """The code of ``signals`` (bits in ``taken`` already used), or None: cantools only."""
     codes = []
     bits = 8 * message.length
-    for signal in message.signals:
-        length = signal.length
-        if length <= 0 or signal.is_multiplexer or signal.multiplexer_ids:
+    for signal in signals:
+        if signal.length <= 0 or signal.byte_order not in ("little_endian", "big_endian"):
             return None
-        if signal.byte_order == "little_endian":
-            shift, var = signal.start, "le"
-        elif signal.byte_order == "big_endian":
-            network = 8 * (signal.start // 8) + (7 - signal.start % 8)
-            shift, var = bits - network - length, "be"
-        else:
-            return None
+        var, shift, length = _place(message, signal)
         if shift < 0 or shift + length > bits:
             return None  # outside the message: cantools' layout differs
         used = ((1 << length) - 1) << shift
@@ -365,12 +412,13 @@ def plan_message(message: cantools.database.can.Message) -> MessagePlan | None:
         if value is None or any(math.isnan(b) for b in bounds[:2]):
             return None
         codes.append(SignalCode(signal.name, value, bounds, var))
-    return MessagePlan(message.name, message.length, tuple(codes))
+    return tuple(codes), taken
 
 
 def _value_source(signal: cantools.database.can.Signal, var: str, shift: int,
-                  length: int) -> str | None:
-    """``float(raw * scale + offset)`` for one signal, with cantools' own constants."""
+                  length: int, *, number: bool = False) -> str | None:
+    """``float(raw * scale + offset)`` for one signal, with cantools' own constants
+    (``int(...)`` with ``number``: how cantools reads a multiplexer)."""
     conversion = signal.conversion
     if conversion.is_float:
         return None
@@ -380,16 +428,17 @@ def _value_source(signal: cantools.database.can.Signal, var: str, shift: int,
     if signal.is_signed:
         half = 1 << (length - 1)
         raw = f"( ( {raw} ^ {half} ) - {half} )"
+    cast = "int" if number else "float"
     if isinstance(inner, cantools.database.conversion.IdentityConversion):
-        return f"float( {raw} )"
+        return f"{cast}( {raw} )"
     if not isinstance(inner, (cantools.database.conversion.LinearConversion,
                               cantools.database.conversion.LinearIntegerConversion)):
         return None
     scale, offset = inner.scale, inner.offset
-    for number in (scale, offset):
-        if type(number) not in (int, float) or not math.isfinite(number):
+    for constant in (scale, offset):
+        if type(constant) not in (int, float) or not math.isfinite(constant):
             return None
-    return f"float( {raw} * {scale!r} + {offset!r} )"
+    return f"{cast}( {raw} * {scale!r} + {offset!r} )"
 
 
 def compile_plan(source: str, name: str, namespace: dict[str, object]) -> Callable[..., Any]:
@@ -402,17 +451,26 @@ def compile_plan(source: str, name: str, namespace: dict[str, object]) -> Callab
 
 
 def _plan_decoder(plan: MessagePlan, counters: DecodeCounters) -> Callable[[bytes], Any]:
-    """``f(data)``: the valid signals as a dict (invalid ones counted), None when too short."""
+    """``f(data)``: the valid signals as a dict (invalid ones counted); None when malformed."""
     body = plan.prologue("return None")
-    for i, code in enumerate(plan.signals):
-        body.append(f"x{i} = {code.value}")
-    body.append("out = {}")
-    for i, code in enumerate(plan.signals):
-        body += [f"if {code.valid(f'x{i}')}:", f"    out[{code.name!r}] = x{i}", "else:",
-                 "    counters.invalid_signals += 1"]
-    body.append("return out")
+    for condition, codes in plan.groups():
+        lines = [f"x{i} = {code.value}" for i, code in enumerate(codes)]
+        lines.append("out = {}")
+        for i, code in enumerate(codes):
+            lines += [f"if {code.valid(f'x{i}')}:", f"    out[{code.name!r}] = x{i}", "else:",
+                      "    counters.invalid_signals += 1"]
+        lines.append("return out")
+        body += _guarded(condition, lines)
+    body.append("return None")
     source = "def decode(data):\n" + "".join(f"    {line}\n" for line in body)
     return compile_plan(source, "decode", {"counters": counters})
+
+
+def _guarded(condition: str | None, lines: list[str]) -> list[str]:
+    """``lines`` as they are, or indented under ``if condition:``."""
+    if condition is None:
+        return lines
+    return [f"if {condition}:"] + [f"    {line}" for line in lines]
 
 
 Route = tuple[str, float | None, float] | None
@@ -420,27 +478,40 @@ Route = tuple[str, float | None, float] | None
 the value as decoded; None for a signal that is decoded and checked but not published."""
 
 
-def compile_sink(plan: MessagePlan, routes: Sequence[Route], counters: DecodeCounters,
+def compile_sink(plan: MessagePlan, routes: Mapping[str, Route], counters: DecodeCounters,
                  columns: tuple[list[float], list[str], list[float]]) -> Callable[..., int]:
     """``sink(ts, data)``: decode a frame of ``plan`` straight into the ``(ts, signal, value)``
-    columns of a batch, each valid signal under its route, in cantools' order.
+    columns of a batch, each valid signal under its route (by signal name), in cantools' order.
 
     Returns how many valid signals were not published (no route), or -1 (nothing done) when
-    the payload is too short: the caller then decodes it the slow way, which counts it
-    malformed. Counts the frame decoded and each invalid signal in ``counters``. The columns
-    must be cleared in place, never replaced, for the sink to keep writing into the batch.
+    the frame is malformed (too short, or a multiplexer number without signals): the caller
+    then decodes it the slow way, which counts it. Counts the frame decoded and each invalid
+    signal in ``counters``. The columns must be cleared in place, never replaced, for the sink
+    to keep writing into the batch.
     """
     body = plan.prologue("return -1")
-    for i, code in enumerate(plan.signals):
-        body.append(f"x{i} = {code.value}")
+    for condition, codes in plan.groups():
+        body += _guarded(condition, _sink_group(codes, [routes[c.name] for c in codes]))
+    body.append("return -1")
+    source = "def sink(ts, data):\n" + "".join(f"    {line}\n" for line in body)
+    stamps, names, values = columns
+    return compile_plan(source, "sink", {
+        "counters": counters, "ts_append": stamps.append, "sig_append": names.append,
+        "val_append": values.append, "ts_extend": stamps.extend, "sig_extend": names.extend,
+        "val_extend": values.extend})
+
+
+def _sink_group(codes: tuple[SignalCode, ...], routes: list[Route]) -> list[str]:
+    """A sink's lines for one way of decoding: one extend per column when every signal is
+    valid (the usual case), else signal by signal."""
+    body = [f"x{i} = {code.value}" for i, code in enumerate(codes)]
     body.append("counters.decoded += 1")
-    valid = [code.valid(f"x{i}") for i, code in enumerate(plan.signals)]
+    valid = [code.valid(f"x{i}") for i, code in enumerate(codes)]
     out = []
     for i, route in enumerate(routes):
         if route is not None:
             name, scale, offset = route
-            value = f"x{i}" if scale is None else f"x{i} * {scale!r} + {offset!r}"
-            out.append((name, value))
+            out.append((name, f"x{i}" if scale is None else f"x{i} * {scale!r} + {offset!r}"))
     dropped = sum(route is None for route in routes)
     checks = [f"({v})" for v in valid if v != "True"]
     body.append(f"if {' and '.join(checks) or 'True'}:")
@@ -462,9 +533,4 @@ def compile_sink(plan: MessagePlan, routes: Sequence[Route], counters: DecodeCou
             body += ["    ts_append(ts)", f"    sig_append({name!r})", f"    val_append({value})"]
         body += ["else:", "    counters.invalid_signals += 1"]
     body.append("return n")
-    source = "def sink(ts, data):\n" + "".join(f"    {line}\n" for line in body)
-    stamps, names, values = columns
-    return compile_plan(source, "sink", {
-        "counters": counters, "ts_append": stamps.append, "sig_append": names.append,
-        "val_append": values.append, "ts_extend": stamps.extend, "sig_extend": names.extend,
-        "val_extend": values.extend})
+    return body

@@ -67,7 +67,7 @@ def test_most_messages_of_our_dbcs_are_compiled() -> None:
     assert len(planned) >= len(MESSAGES) // 2
     reference = load_dbcs([REPO / "dbc" / "fleetcare_ref.dbc"])[0]
     assert plan_message(reference.get_message_by_name("ECM_Engine")) is not None
-    assert plan_message(reference.get_message_by_name("BMS_CellVoltages")) is None  # mux
+    assert plan_message(reference.get_message_by_name("BMS_CellVoltages")) is not None  # mux
 
 
 @pytest.mark.parametrize(("db", "message"), MESSAGES,
@@ -87,7 +87,7 @@ def test_the_raw_value_of_each_signal_is_extracted_exactly() -> None:
     """One signal at all-ones, the rest zero: a wrong shift or mask would show at once."""
     for _, message in MESSAGES:
         plan = plan_message(message)
-        if plan is None:
+        if plan is None or message.is_multiplexed():
             continue
         for signal in message.signals:
             raw = {s.name: 0 for s in message.signals}
@@ -140,3 +140,22 @@ def test_frames_from_python_can_decode_alike() -> None:
     assert decoded is not None
     assert decoded.signals == {"WheelSpeed_FL": 12.5, "WheelSpeed_FR": 0.0,
                                "WheelSpeed_RL": 300.0, "WheelSpeed_RR": 99.0}
+
+
+def test_each_multiplexer_number_decodes_its_own_signals() -> None:
+    db = load_dbcs([REPO / "dbc" / "fleetcare_ref.dbc"])[0]
+    cells = db.get_message_by_name("BMS_CellVoltages")
+    assert plan_message(cells) is not None
+    for group in range(4):
+        values: dict[str, float] = {"CellGroup": group}
+        for n in range(4):
+            values[f"Cell{group * 4 + n + 1:02d}_Voltage"] = 3.0 + n / 10
+        data = bytes(cells.encode(values))
+        _decode_both(cells, data)
+        decoded = Decoder([db]).decode(cells.frame_id, False, data)
+        assert decoded is not None and set(decoded.signals) == set(values)
+    malformed = bytes([9]) + bytes(7)  # no group 9
+    _decode_both(cells, malformed)
+    decoder = Decoder([db])
+    assert decoder.decode(cells.frame_id, False, malformed) is None
+    assert decoder.counters.malformed == 1
