@@ -307,10 +307,10 @@ class Ingestor:
         """
         writer = self._writer
         for _ in range(1000):
+            if writer is not None and writer.rows >= self.flush_rows:
+                return  # the batch is full (perhaps already by loop()): land it first
             before = self._received
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
-                return
-            if writer is not None and writer.rows >= self.flush_rows:
                 return
 
     def _count_received(self) -> None:
