@@ -17,8 +17,8 @@ The run uses every secret the system has, each a fresh random value, each in its
 Then each secret, and its hex, base64 and URL-encoded forms (for the webhook key also the raw
 key bytes), must appear in none of: the captured Python log records (root and Prefect loggers,
 at DEBUG), this process's stdout/stderr, the child processes' stdout/stderr, the broker's log,
-the logs stored by the Prefect API, the DuckDB store (every table, and the file's bytes), the
-agents' spools, the inbox, and what the CRM stored.
+the logs, flow-run parameters and states stored by the Prefect API, the DuckDB store (every
+table, and the file's bytes), the agents' spools, the inbox, and what the CRM stored.
 """
 
 from __future__ import annotations
@@ -163,13 +163,22 @@ def _store_dump(db_path: Path) -> bytes:
     return b"\n".join(parts)
 
 
-def _prefect_api_logs() -> str:
+def _prefect_api() -> tuple[str, str]:
+    """What the Prefect API stored: every log message; flow runs' parameters and states."""
     from prefect.client.orchestration import get_client
     from prefect.logging.handlers import APILogHandler
 
     APILogHandler().flush()  # send what is queued, wait for it
     with get_client(sync_client=True) as client:
-        return "\n".join(log.message for log in client.read_logs())
+        logs = "\n".join(log.message for log in client.read_logs())
+        runs = "\n".join(f"{run.name} {run.parameters} {run.state}"
+                         for run in client.read_flow_runs())
+    return logs, runs
+
+
+def crm_url_seen(runs: bytes, crm_url: str) -> bool:
+    """The maintenance run's parameters were read back (so that search means something)."""
+    return crm_url.encode() in runs
 
 
 def _files(root: Path) -> bytes:
@@ -243,7 +252,8 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
     with inbound_server(secret, inbox) as inbound, \
             CrmReceiver(secret, validate=True,
                         status_url=inbound.base_url + INBOUND_PATH) as crm:
-        result = maintenance_flow(str(db_path), crm.url, horizon_days=30, seed=0)
+        crm_url = crm.url
+        result = maintenance_flow(str(db_path), crm_url, horizon_days=30, seed=0)
         received = crm.leads()
         assert received and result["delivery"]["delivered"] == len(received)
         assert crm.rejected_count == 0  # every lead passed signature, timestamp and schema
@@ -253,12 +263,14 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
         assert apply_inbound(con, inbox).applied == 1
 
     captured = capfd.readouterr()
+    api_logs, api_runs = _prefect_api()
     haystacks: dict[str, bytes] = {
         "log records": "\n".join(recorder.lines).encode(),
         "stdout/stderr": (captured.out + captured.err).encode(),
         "child processes": "\n".join(outputs).encode(),
         "mosquitto log": broker_log.encode(),
-        "prefect API logs": _prefect_api_logs().encode(),
+        "prefect API logs": api_logs.encode(),
+        "prefect flow runs": api_runs.encode(),
         "DuckDB store": _store_dump(db_path),
         "spools": _files(tmp_path / "spool") + _files(tmp_path / "gw-spool"),
         "inbox": _files(tmp_path / "inbox"),
@@ -267,6 +279,7 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
     assert any("DEBUG" in line for line in recorder.lines)  # the run really logged at DEBUG
     assert any("DEBUG" in o for o in outputs)
     assert b"Finished in state" in haystacks["prefect API logs"]  # the flow's logs are there
+    assert crm_url_seen(haystacks["prefect flow runs"], crm_url)  # and its parameters
     leaks = [f"{name} ({kind}) in {where}"
              for name, forms in sec.forms().items() for kind, form in forms.items()
              for where, hay in haystacks.items() if form in hay]
