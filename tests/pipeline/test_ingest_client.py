@@ -2,18 +2,24 @@
 
 End to end (real mosquitto, exactly once, crashes) the client is exercised by every test in
 test_ingest.py; here the parser meets the awkward cases: packets cut at a read boundary,
-packets it must leave to paho, and a caller that stops reading.
+packets it must leave to paho, a caller that stops reading, and (through the broker)
+messages larger than one read between small ones.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from pipeline.ingest_client import BufferedSocket, _read_publishes
+from edge import contract
+from pipeline.ingest import Ingestor
+from pipeline.ingest_client import CHUNK_BYTES, BufferedSocket, _read_publishes
+from tests.pipeline import test_ingest as wire
 
 
 def publish(topic: str, payload: bytes, mid: int = 0, qos: int = 1) -> bytes:
@@ -117,3 +123,22 @@ def test_end_of_stream_and_nothing_to_read(pair: tuple[socket.socket, socket.soc
         sock.recv(1)
     left.close()
     assert sock.recv(1) == b""
+
+
+@pytest.mark.broker
+def test_messages_larger_than_a_read_land_between_small_ones(broker_url: str,
+                                                              db_path: Path) -> None:
+    def big(msg_id: str, n: int) -> tuple[str, bytes]:
+        batch = contract.TelemetryBatch(msg_id, "VBIG", [wire.T0 + i for i in range(n)],
+                                        [f"Vehicle.Big.S{i}" for i in range(n)],
+                                        [float(i) for i in range(n)])
+        return contract.telemetry_topic("VBIG"), contract.encode(batch)
+
+    wires = [wire.telemetry("s0", "VBIG"), big("b1", 9_000), wire.telemetry("s1", "VBIG"),
+             big("b2", 12_000), big("b3", 700), wire.telemetry("s2", "VBIG")]
+    assert max(len(p) for _, p in wires) > CHUNK_BYTES  # cut across chunk reads
+    with Ingestor(broker_url, db_path, client_id=f"big-{uuid.uuid4().hex[:8]}",
+                  flush_interval_s=0.05, require_registered_vehicles=False) as ingestor:
+        wire.publish(broker_url, wires)
+        assert ingestor.wait_for(lambda s: s.messages_landed == 6, timeout=30)
+        assert ingestor.stats.telemetry_rows == 3 * 50 + 9_000 + 12_000 + 700
