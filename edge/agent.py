@@ -47,6 +47,10 @@ _NO_NAMES: dict = {}
 """The name table of a message no rule names (shared, never written)."""
 
 
+_BUSY_BLOCK = 512
+"""A raw read this large means the source had a backlog: the loop is not waiting anywhere."""
+
+
 def _general(ts: float, data: bytes) -> int:
     """The sink of a frame key the general path handles: always 'not done here'."""
     return -1
@@ -148,6 +152,11 @@ class Agent:
                 frames = read_raw(poll_s)
                 if frames:
                     self.process_raw(frames)
+                    if len(frames) >= _BUSY_BLOCK:
+                        # Let the publisher and spool threads take the GIL now, not when the
+                        # interpreter next forces a switch (5 ms): a read loop that never
+                        # waits would otherwise starve them, and messages would wait.
+                        time.sleep(0)
             else:
                 frame = self._bus.recv(timeout=poll_s)
                 if frame is not None:
