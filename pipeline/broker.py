@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import BrokerError
 from pipeline.lifecycle import run_until_terminated
+from pipeline.mqtt_auth import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -59,24 +60,26 @@ log_type warning
 
 
 def parse_broker_url(url: str) -> tuple[str, int]:
-    """Split ``mqtt://host:port``, ``tcp://host:port`` or ``host:port`` into host and port.
+    """Split ``mqtt://host:port``, ``tcp://host:port``, ``mqtts://host:port`` (TLS) or
+    ``host:port`` into host and port.
 
     Raises:
         BrokerError: the URL has another scheme, no host or no valid port.
     """
     text = url.strip()
     parsed = urlsplit(text if "://" in text else f"mqtt://{text}")
-    if parsed.scheme not in ("mqtt", "tcp"):
+    if parsed.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
         raise BrokerError(
-            f"broker URL {url!r} has scheme {parsed.scheme!r}; use mqtt://host:port, "
+            f"broker URL {redact_url(url)!r} has scheme {parsed.scheme!r}; use mqtt://host:port, "
+            "mqtts://host:port (TLS), "
             "tcp://host:port or host:port"
         )
     try:
         port = parsed.port
     except ValueError as exc:
-        raise BrokerError(f"broker URL {url!r} has an invalid port: {exc}") from exc
+        raise BrokerError(f"broker URL {redact_url(url)!r} has an invalid port: {exc}") from exc
     if not parsed.hostname or port is None or parsed.path not in ("", "/"):
-        raise BrokerError(f"broker URL {url!r} must look like mqtt://host:port (e.g. "
+        raise BrokerError(f"broker URL {redact_url(url)!r} must look like mqtt://host:port (e.g. "
                           "mqtt://127.0.0.1:1883)")
     return parsed.hostname, port
 

@@ -88,9 +88,12 @@ def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.admission import RateLimit
+    from pipeline.config import load_pipeline_settings
     from pipeline.export import ExportPolicy
     from pipeline.ingest import run_forever
+    from pipeline.mqtt_auth import credentials_from_settings, tls_from_settings
 
+    settings = load_pipeline_settings()
     policy = None
     if args.export_dir or args.snapshot:
         policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
@@ -99,7 +102,8 @@ def _ingest(args: argparse.Namespace) -> int:
                 flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,
                 require_registered_vehicles=not args.allow_unregistered,
-                vehicles_file=args.vehicles, rate_limit=limit)
+                vehicles_file=args.vehicles, rate_limit=limit,
+                credentials=credentials_from_settings(settings), tls=tls_from_settings(settings))
     return 0
 
 

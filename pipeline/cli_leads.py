@@ -88,6 +88,7 @@ def _crm_serve(args: argparse.Namespace) -> int:
 
 
 def _crm_inbound(args: argparse.Namespace) -> int:
+    from pipeline.config import load_pipeline_settings
     from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
     from pipeline.lifecycle import run_until_terminated
 
@@ -95,7 +96,8 @@ def _crm_inbound(args: argparse.Namespace) -> int:
     if not keys:
         print(_NO_SECRET, file=sys.stderr)
         return 2
-    server = inbound_server(keys, Inbox(args.inbox), port=args.port)
+    server = inbound_server(keys, Inbox(args.inbox), port=args.port,
+                            max_body=load_pipeline_settings().http_max_body_bytes)
     print(f"status updates on {server.base_url}{INBOUND_PATH} -> {args.inbox}", file=sys.stderr)
     run_until_terminated(server)
     return 0

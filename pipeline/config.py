@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import TerminalPipelineError
 
-SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password")
+SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password",
+                         "mqtt_tls_key_password")
 """Fields that may be read from a file named by ``<field>_file``."""
 
 
@@ -34,6 +35,15 @@ class PipelineSettings(BaseSettings):
     mqtt_username: str | None = Field(None, description="MQTT login (broker password_file).")
     mqtt_password: SecretStr | None = Field(None, description="Password of mqtt_username.")
     mqtt_password_file: Path | None = Field(None, description="File holding mqtt_password.")
+    mqtt_tls_ca: Path | None = Field(None, description="CA that signed the broker (mqtts://).")
+    mqtt_tls_cert: Path | None = Field(
+        None, description="The backend's client certificate (fleetcare pki issue ... "
+                          "fleetcare-ingest) for a broker with require_certificate.")
+    mqtt_tls_key: Path | None = Field(None, description="Private key of mqtt_tls_cert.")
+    mqtt_tls_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted mqtt_tls_key.")
+    mqtt_tls_key_password_file: Path | None = Field(
+        None, description="File holding mqtt_tls_key_password.")
     crm_url: str = Field("http://127.0.0.1:8787/leads", description="CRM webhook endpoint.")
     crm_secret: SecretStr = Field(
         SecretStr(""), description="Standard Webhooks signing secret (whsec_...); several "

@@ -55,6 +55,13 @@ from pipeline.ingest_stats import IngestStats, StatsBoard
 from pipeline.ingest_writer import BatchWriter
 from pipeline.landing import InboundMessage, LandResult
 from pipeline.lifecycle import run_until_terminated
+from pipeline.mqtt_auth import (
+    BackendTls,
+    MqttCredentials,
+    apply_client_auth,
+    apply_client_tls,
+    redact_url,
+)
 
 __all__ = ["AfterCommit", "IngestStats", "Ingestor", "Maintenance", "RateLimit", "run_forever"]
 
@@ -107,6 +114,9 @@ class Ingestor:
         rate_limit: the per-vehicle token bucket, or None for no limit. Simulated and
             replayed fleets compress time and must pass None or a limit sized for it.
         register_refresh_s: shortest interval between reloads of the registered vehicles.
+        credentials: the MQTT login (else any ``user:password@`` in ``broker_url``).
+        tls: CA, client certificate and key for a mutual-TLS broker (``mqtts://``); the
+            backend's certificate is issued like a vehicle's (``fleetcare pki issue``).
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
@@ -118,7 +128,9 @@ class Ingestor:
                  require_registered_vehicles: bool = True,
                  vehicles_file: str | Path | None = None,
                  rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
-                 register_refresh_s: float = REFRESH_S) -> None:
+                 register_refresh_s: float = REFRESH_S,
+                 credentials: MqttCredentials | None = None,
+                 tls: BackendTls | None = None) -> None:
         self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
         self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
         self.share_group = share_group
@@ -127,6 +139,7 @@ class Ingestor:
         self.require_registered_vehicles = require_registered_vehicles
         self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
         self.rate_limit, self.register_refresh_s = rate_limit, register_refresh_s
+        self.credentials, self.tls = credentials, tls
         self._board = StatsBoard()
         self._session = 0
         self._subscribed = threading.Event()
@@ -175,19 +188,23 @@ class Ingestor:
             self.stop()
             raise
         self._writer = BatchWriter(self._con, self._board, self.after_commit, admission)
-        self._client = self._make_client()
+        try:
+            self._client = self._make_client()
+        except BrokerError:
+            self.stop()
+            raise
         try:
             self._client.connect(host, port, keepalive=KEEPALIVE_S)
         except OSError as exc:
             self.stop()
-            raise BrokerError(f"cannot connect to the broker at {self.broker_url}: {exc}") from exc
+            raise BrokerError(f"cannot connect to the broker at {self._shown_url}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
         if not self._subscribed.wait(CONNECT_TIMEOUT_S):
             self.stop()
-            raise BrokerError(f"no subscription at {self.broker_url} within "
+            raise BrokerError(f"no subscription at {self._shown_url} within "
                               f"{CONNECT_TIMEOUT_S:g} s (see the log for the broker's answer)")
-        log.info("ingesting %s from %s into %s", self.topic_filters, self.broker_url,
+        log.info("ingesting %s from %s into %s", self.topic_filters, self._shown_url,
                  self.db_path)
         return self
 
@@ -212,7 +229,14 @@ class Ingestor:
         client.on_message = self._on_message
         client.on_publish_fast = self._receive
         client.on_disconnect = self._on_disconnect
+        apply_client_auth(client, self.broker_url, self.credentials)
+        apply_client_tls(client, self.broker_url, self.tls)
         return client
+
+    @property
+    def _shown_url(self) -> str:
+        """The broker URL as it may be logged (any password masked)."""
+        return redact_url(self.broker_url)
 
     def stop(self) -> None:
         """Land and ack what is pending, disconnect and close the store (idempotent)."""
@@ -238,7 +262,7 @@ class Ingestor:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Any) -> None:
         if reason.is_failure:
-            log.error("broker %s refused the connection: %s", self.broker_url, reason)
+            log.error("broker %s refused the connection: %s", self._shown_url, reason)
             return
         self._session += 1
         self._backoff = 0.5
@@ -248,14 +272,14 @@ class Ingestor:
                       reasons: list[ReasonCode], properties: Any) -> None:
         refused = [str(r) for r in reasons if r.is_failure]
         if refused:
-            log.error("broker %s refused subscriptions: %s", self.broker_url, refused)
+            log.error("broker %s refused subscriptions: %s", self._shown_url, refused)
             return
         self._subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Any) -> None:
         if not self._stopping.is_set():
-            log.warning("lost the broker %s (%s); reconnecting", self.broker_url, reason)
+            log.warning("lost the broker %s (%s); reconnecting", self._shown_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._receive(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
@@ -344,7 +368,7 @@ class Ingestor:
             return
         client.disconnect()
         self._reconnect(client, wait_first=False)
-        log.info("reconnected to %s to get unacknowledged messages again", self.broker_url)
+        log.info("reconnected to %s to get unacknowledged messages again", self._shown_url)
 
     def _reconnect(self, client: mqtt.Client, wait_first: bool = True) -> None:
         """Connect again with exponential backoff until it works or the ingestor stops."""
@@ -355,7 +379,7 @@ class Ingestor:
                 return
             except OSError as exc:
                 log.warning("broker %s unreachable (%s); next try in %.1f s",
-                            self.broker_url, exc, self._backoff)
+                            self._shown_url, exc, self._backoff)
                 self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
 
     def _ack(self, client: IngestClient, deliveries: Sequence[_Delivery]) -> None:

@@ -28,6 +28,7 @@ import orjson
 
 from pipeline.crm_adapters import render
 from pipeline.errors import DeliveryError, RejectedError
+from pipeline.mqtt_auth import redact_url
 from pipeline.signing import (
     SECRET_PREFIX,
     SignatureError,
@@ -113,7 +114,7 @@ def deliver_outbox(
         outcome = _deliver_one(con, url, secret, timeout_s, _Row(*row), max_attempts, now)
         tally[outcome] += 1
     if rows:
-        log.info("outbox delivery to %s: %s", url, tally)
+        log.info("outbox delivery to %s: %s", redact_url(url), tally)
     return DeliveryReport(**tally)
 
 
@@ -187,9 +188,9 @@ def _post(url: str, secret: str | Sequence[str], event_id: str, body: bytes,
             response.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read()[:200].decode(errors="replace")
-        message = f"HTTP {exc.code} from {url}: {detail}"
+        message = f"HTTP {exc.code} from {redact_url(url)}: {detail}"
         if exc.code >= 500 or exc.code in _RETRY_STATUSES:
             raise DeliveryError(message) from exc
         raise RejectedError(message) from exc
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-        raise DeliveryError(f"cannot reach {url}: {exc}") from exc
+        raise DeliveryError(f"cannot reach {redact_url(url)}: {exc}") from exc

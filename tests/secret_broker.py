@@ -2,9 +2,8 @@
 
 ``password_broker`` starts mosquitto with a ``password_file`` made by ``mosquitto_passwd`` on a
 plain listener and, given a PKI directory, on a second TLS listener that also requires a
-CA-signed client certificate. ``AuthIngestor`` is the ingest loop logging in through
-:func:`pipeline.mqtt_auth.apply_client_auth`, exactly the call ``Ingestor._make_client``
-is meant to make once it is wired (see the README, Security: Secrets).
+CA-signed client certificate. ``LoggingIngestor`` is the real ingest loop (which logs in with
+its ``credentials``) with paho's own DEBUG log switched on, so that log is searched too.
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from pipeline.broker import find_mosquitto, free_port, wait_for_port
 from pipeline.ingest import Ingestor
-from pipeline.mqtt_auth import MqttCredentials, apply_client_auth
+from pipeline.ingest_client import IngestClient
 
 
 @dataclass(frozen=True)
@@ -90,16 +88,10 @@ def password_broker(root: Path, users: dict[str, str],
             process.wait(timeout=10)
 
 
-class AuthIngestor(Ingestor):
-    """The ingest loop with a login: what ``Ingestor`` does once the one-line wiring is in."""
+class LoggingIngestor(Ingestor):
+    """The ingest loop with paho's packet-level DEBUG log on (it is searched for secrets)."""
 
-    def __init__(self, *args: object, credentials: MqttCredentials | None = None,
-                 **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.credentials = credentials
-
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> IngestClient:
         client = super()._make_client()
-        apply_client_auth(client, self.broker_url, self.credentials)
         client.enable_logger(logging.getLogger("paho.ingest"))  # its DEBUG lines are searched too
         return client

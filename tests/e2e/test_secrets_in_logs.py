@@ -10,7 +10,7 @@ The run uses every secret the system has, each a fresh random value, each in its
   (password in ``FLEETCARE_EDGE__TLS_KEY_PASSWORD``) and its MQTT password (a secret file);
 * simulated vehicles (``run_fleet``) log in with credentials embedded in the broker URL;
 * the ingest loop logs in with ``FLEETCARE_PIPELINE__MQTT_PASSWORD_FILE`` (through
-  :func:`pipeline.mqtt_auth.apply_client_auth`, see ``AuthIngestor``);
+  ``Ingestor(credentials=...)``, as `fleetcare ingest` does);
 * the Prefect maintenance flow signs leads with the CRM secret (a file) to a reference CRM that
   validates them, and the CRM signs an advisor's status update back to the inbound endpoint.
 
@@ -50,7 +50,7 @@ from pipeline.crm import CrmReceiver
 from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
 from pipeline.lead_lifecycle import apply_inbound
 from pipeline.mqtt_auth import credentials_from_settings
-from tests.secret_broker import AuthIngestor, password_broker
+from tests.secret_broker import LoggingIngestor, password_broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.slow]
 
@@ -217,7 +217,7 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
     users = {"ingest": sec.ingest_mqtt, "GW1": sec.gateway_mqtt, "SIM": sec.sim_mqtt}
     with password_broker(tmp_path / "broker", users, pki_dir=ca) as broker:
         settings = load_pipeline_settings()
-        ingestor = AuthIngestor(broker.url(), db_path, client_id=f"sec-ingest-{tmp_path.name}",
+        ingestor = LoggingIngestor(broker.url(), db_path, client_id=f"sec-ingest-{tmp_path.name}",
                                 credentials=credentials_from_settings(settings))
         ingestor.start()
         try:
