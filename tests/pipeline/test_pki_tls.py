@@ -1,4 +1,9 @@
-"""Mutual TLS on real mosquitto: each vehicle speaks only for itself; bad certificates fail."""
+"""Mutual TLS on real mosquitto: each vehicle speaks only for itself; bad certificates fail.
+
+The last tests put the real ingest loop behind that broker, logged in with the backend's
+certificate: what the ACL cannot stop (a vehicle lying in its own payload, re-using another
+vehicle's message id, flooding) is caught by ingest and dead-lettered with the reason.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 
 from edge import contract
-from pipeline import pki
+from pipeline import pki, store
+from pipeline.admission import RateLimit, Vehicle, register_vehicles
 from pipeline.broker import find_mosquitto, free_port, wait_for_port
 from pipeline.broker_acl import acl_text, write_broker_config
+from pipeline.ingest import Ingestor
+from pipeline.mqtt_auth import BackendTls
+from tests.pipeline.test_ingest import SIGNALS, handled, telemetry
 
 pytestmark = pytest.mark.broker
 
@@ -152,3 +162,89 @@ def test_ca_refuses_to_be_overwritten_and_crl_lists_revocations(tmp_path: Path) 
     shutil.rmtree(tmp_path / "nowhere", ignore_errors=True)
     with pytest.raises(pki.PkiError, match="holds no CA"):
         pki.issue(tmp_path / "nowhere", "V1")
+
+
+# --- the backend's checks behind the mutual-TLS broker (issue 10, item 7) -----------------
+
+def _tls_ingestor(broker: TlsBroker, db_path: Path, **options: object) -> Ingestor:
+    """The real ingest loop, logged in with the backend's own certificate over mqtts://."""
+    con = store.connect(db_path)
+    register_vehicles(con, [Vehicle(v, "EV-A", "north") for v in ("V1", "V2")])
+    con.close()
+    tls = BackendTls(broker.pki_dir / "ca.pem", broker.pki_dir / "fleetcare-ingest.pem",
+                     broker.pki_dir / "fleetcare-ingest.key")
+    return Ingestor(f"mqtts://127.0.0.1:{broker.port}", db_path, tls=tls,
+                    client_id=f"tls-ingest-{free_port()}", flush_interval_s=0.05,
+                    **options).start()  # type: ignore[arg-type]
+
+
+def _send_as(broker: TlsBroker, name: str, wires: list[tuple[str, bytes]]) -> None:
+    """Publish at QoS 1 with ``name``'s certificate; return once the broker has them all."""
+    client = _client(broker, name)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        for info in [client.publish(topic, payload, qos=1) for topic, payload in wires]:
+            info.wait_for_publish(15)
+            assert info.is_published()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def _landed_and_letters(db_path: Path) -> tuple[dict[str, int], list[str]]:
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        landed = dict(con.execute("SELECT vehicle_id, count(DISTINCT msg_id) FROM telemetry "
+                                  "GROUP BY 1").fetchall())
+        reasons = [str(r) for (r,) in con.execute(
+            "SELECT reason FROM dead_letters ORDER BY id").fetchall()]
+        return landed, reasons
+    finally:
+        con.close()
+
+
+def test_a_vehicle_speaking_for_another_inside_its_own_topic_is_dead_lettered(
+        tls_broker: TlsBroker, db_path: Path) -> None:
+    # The ACL keeps V1 on its own topics; what it can still do is lie in its payload, or
+    # re-send a message id V2 already used. Both must be caught by ingest, not landed.
+    ingestor = _tls_ingestor(tls_broker, db_path)
+    try:
+        _send_as(tls_broker, "V2", [telemetry("v2-m1", "V2")])
+        assert ingestor.wait_for(handled(1), timeout=20)
+        lying = (contract.telemetry_topic("V1"), telemetry("v1-lie", "V2")[1])
+        stolen_id = telemetry("v2-m1", "V1")
+        _send_as(tls_broker, "V1", [lying, stolen_id, telemetry("v1-m1", "V1")])
+        assert ingestor.wait_for(handled(4), timeout=20)
+        stats = ingestor.stats
+    finally:
+        ingestor.stop()
+    landed, reasons = _landed_and_letters(db_path)
+    assert landed == {"V1": 1, "V2": 1}
+    assert (stats.dead_letters, stats.msg_id_conflicts, stats.duplicates) == (2, 1, 0)
+    assert "topic vehicle 'V1' does not match payload vehicle_id 'V2'" in reasons[0]
+    assert "msg_id 'v2-m1' already landed for vehicle 'V2'" in reasons[1]
+
+
+def test_a_flood_from_one_certificate_is_limited_while_another_lands_in_full(
+        tls_broker: TlsBroker, db_path: Path) -> None:
+    # Each telemetry message carries SIGNALS rows; the burst lets 5 of V1's messages in and
+    # the refill is too slow to add a whole message during the test.
+    limit = RateLimit(rows_per_s=0.001, burst_rows=5 * SIGNALS)
+    ingestor = _tls_ingestor(tls_broker, db_path, rate_limit=limit)
+    flood = [telemetry(f"flood-{i}", "V1") for i in range(150)]
+    calm = [telemetry(f"calm-{i}", "V2") for i in range(5)]
+    try:
+        flooding = threading.Thread(target=_send_as, args=(tls_broker, "V1", flood))
+        flooding.start()
+        _send_as(tls_broker, "V2", calm)
+        flooding.join(30)
+        assert ingestor.wait_for(handled(155), timeout=30)
+        stats = ingestor.stats
+    finally:
+        ingestor.stop()
+    landed, reasons = _landed_and_letters(db_path)
+    assert landed == {"V1": 5, "V2": 5}
+    # Nothing silently dropped: every flooded message is either landed or a dead letter.
+    assert stats.rate_limited == len(reasons) == 145
+    assert all(r.startswith("rate limit: vehicle 'V1' sent ") for r in reasons)
