@@ -37,7 +37,7 @@ import jsonschema
 
 from pipeline.appointments import iso
 from pipeline.config import load_pipeline_settings
-from pipeline.http_json import MAX_BODY, JsonHttpServer
+from pipeline.http_json import MAX_BODY, JsonHttpServer, schema_problems
 from pipeline.lifecycle import run_until_terminated
 from pipeline.mqtt_auth import redact_url
 from pipeline.signing import SignatureError, key_list, newest, signed_headers, verify
@@ -209,10 +209,8 @@ def check_lead(doc: Any) -> None:
             raise PayloadError("compositeRequest must be a non-empty list of subrequests, "
                                "each with method, url and referenceId")
         return
-    problems = sorted(_LEAD_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if problems:
-        where = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
-                          for e in problems[:20])
+    where = schema_problems(_LEAD_VALIDATOR.iter_errors(doc))
+    if where:
         raise PayloadError(f"invalid lead ({where}); see {LEAD_SCHEMA.name}")
 
 

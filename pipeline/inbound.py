@@ -29,7 +29,7 @@ from typing import Any, Final
 import jsonschema
 
 from pipeline.errors import TerminalPipelineError
-from pipeline.http_json import MAX_BODY, JsonHttpServer
+from pipeline.http_json import MAX_BODY, JsonHttpServer, schema_problems
 from pipeline.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,8 @@ def parse_update(body: bytes | str) -> StatusUpdate:
         doc = json.loads(body)
     except ValueError as exc:
         raise InboundError(f"status update is not JSON: {exc}") from None
-    problems = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path))
-    if problems:
-        where = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
-                          for e in problems)
+    where = schema_problems(_VALIDATOR.iter_errors(doc), limit=50)
+    if where:
         raise InboundError(f"invalid status update ({where}); see {SCHEMA_PATH.name}")
     detail = {k: v for k, v in doc.items() if k not in ("update_id", "lead_id", "state", "at")}
     return StatusUpdate(doc["update_id"], doc["lead_id"], doc["state"], doc["at"], detail)
