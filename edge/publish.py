@@ -194,7 +194,7 @@ class Publisher:
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._retire_acked()
+            done = self._take_acks()
             if self._connected.is_set():
                 if self._connects != self._session:
                     # A new session: what was in flight may never be acknowledged, so send it
@@ -204,8 +204,12 @@ class Publisher:
                     self._sent_up_to = 0
                 self._maybe_report_health()
                 self._send_more()
+            # Forgotten after sending more: the delete may wait for an append's fsync, and
+            # the window it freed is better filled first.
+            self._retire(done)
 
-    def _retire_acked(self) -> None:
+    def _take_acks(self) -> list[int]:
+        """The spool entries acknowledged since the last turn (they leave the window)."""
         done = []
         while self._acks:
             session, mid = self._acks.popleft()
@@ -214,6 +218,10 @@ class Publisher:
             seq = self._inflight.pop(mid, None)
             if seq is not None:
                 done.append(seq)
+        return done
+
+    def _retire(self, done: list[int]) -> None:
+        """Remove acknowledged entries from the spool (the broker has them)."""
         self._spool.ack_many(done)
         self._acked += len(done)
         if done and self._spool.empty():

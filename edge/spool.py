@@ -92,6 +92,7 @@ class Spool:
         self._dir = Path(directory)
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self._dir / _FILE, check_same_thread=False,
@@ -105,6 +106,11 @@ class Spool:
             self._acks = sqlite3.connect(self._dir / _FILE, check_same_thread=False,
                                          isolation_level=None)
             self._acks.execute(f"PRAGMA synchronous={'NORMAL' if fsync else 'OFF'}")
+            # The publisher reads entries through a connection of its own: in WAL mode a
+            # reader never waits for a writer, so sending does not queue behind an append's
+            # fsync (appends and acknowledgements still take turns under self._lock).
+            self._reader = sqlite3.connect(self._dir / _FILE, check_same_thread=False,
+                                           isolation_level=None)
             count, used = self._db.execute(
                 "SELECT count(*), coalesce(sum(size), 0) FROM entry").fetchone()
         except (OSError, sqlite3.Error) as exc:
@@ -169,8 +175,8 @@ class Spool:
 
     def read(self, seq: int) -> SpoolEntry | None:
         """The entry with this number, or None when it was acknowledged or evicted."""
-        with self._lock:
-            row = self._db.execute("SELECT topic, payload FROM entry WHERE seq = ?",
+        with self._read_lock:
+            row = self._reader.execute("SELECT topic, payload FROM entry WHERE seq = ?",
                                    (seq,)).fetchone()
         return SpoolEntry(seq, row[0], bytes(row[1])) if row else None
 
@@ -180,8 +186,8 @@ class Spool:
 
     def pending_after(self, seq: int, *, limit: int = 64) -> list[int]:
         """Up to ``limit`` (all when negative) waiting sequence numbers above ``seq``."""
-        with self._lock:
-            rows = self._db.execute("SELECT seq FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
+        with self._read_lock:
+            rows = self._reader.execute("SELECT seq FROM entry WHERE seq > ? ORDER BY seq LIMIT ?",
                                     (seq, limit)).fetchall()
         return [r[0] for r in rows]
 
@@ -208,8 +214,8 @@ class Spool:
 
     def entries_after(self, seq: int, *, limit: int = 64) -> list[SpoolEntry]:
         """Up to ``limit`` waiting entries above ``seq``, oldest first, in one query."""
-        with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload FROM entry WHERE seq > ? "
+        with self._read_lock:
+            rows = self._reader.execute("SELECT seq, topic, payload FROM entry WHERE seq > ? "
                                     "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
         return [SpoolEntry(r[0], r[1], bytes(r[2])) for r in rows]
 
@@ -224,7 +230,8 @@ class Spool:
 
     def close(self) -> None:
         """Close the database (the entries stay on disk for the next start)."""
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._acks.close()
             self._db.close()
 
