@@ -110,3 +110,62 @@ def test_asc_blf_trc_recordings_replay_the_same_frames(tmp_path: Path, suffix: s
             replayed.append(frame)
     assert [(f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in replayed] == [
         (f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in frames]
+
+
+@pytest.mark.parametrize("log", sorted(SHARED.glob("*/*.log")), ids=lambda p: p.parent.name)
+def test_raw_reader_gives_the_frames_and_counts_of_the_message_reader(log: Path) -> None:
+    from edge.logfile import read_raw, to_raw
+
+    by_message, by_raw = LogCounters(), LogCounters()
+    expected = [to_raw(frame) for frame in read_log(log, by_message)]
+    got = [frame for block in read_raw(log, by_raw, chunk=300) for frame in block]
+    assert got == expected
+    assert by_raw == by_message
+
+
+def test_raw_reader_takes_every_line_the_full_parser_takes(tmp_path: Path) -> None:
+    from edge.logfile import NOT_DATA, read_raw, to_raw
+
+    log = tmp_path / "mixed.log"
+    log.write_text("(1.0) can0 123#0102\n"
+                   "(2.0) can0 12#01\n"
+                   "# a comment\n"
+                   "(3.0) can0 123##1" + "11" * 12 + "\n"
+                   "(4.0)  can0\t123#0304 R\n"
+                   "(5.0) can0 123#R\n"
+                   "(6.0) can0 20000080#0000000000000000\n"
+                   "(7.0) can0 0CF00400#F0FF7D0000FFFFFF T\n"
+                   "(8.0) can0 123#0G\n"
+                   "(9.0) can0 123#\n"
+                   "(1e1) can0 123#05")
+    by_message, by_raw = LogCounters(), LogCounters()
+    expected = [to_raw(frame) for frame in read_log(log, by_message)]
+    got = [frame for block in read_raw(log, by_raw, chunk=2) for frame in block]
+    assert got == expected and by_raw == by_message
+    assert [key for _, key, _ in got].count(NOT_DATA) == 2
+    assert by_raw.malformed == 2 and by_raw.frames == len(got) == 8
+    with pytest.raises(LogFormatError, match=r"mixed\.log:2: "):
+        list(read_raw(log, strict=True))
+
+
+def test_a_paced_raw_replay_never_hands_a_frame_out_before_it_is_due(tmp_path: Path) -> None:
+    import time
+
+    log = tmp_path / "paced.log"
+    log.write_text("".join(f"({100 + i / 200:.6f}) can0 123#01\n" for i in range(60)))
+    source = ReplaySource([log], speed=1.0)
+    seen = 0
+    while not source.exhausted:
+        frames = source.recv_raw(timeout=0.05)
+        now = time.monotonic()
+        assert source._origin is not None
+        first_ts, started = source._origin
+        for ts, _, _ in frames:
+            assert started + (ts - first_ts) <= now + 1e-6
+        seen += len(frames)
+    assert seen == 60 == source.position
+
+    frame_by_frame = ReplaySource([log])
+    assert frame_by_frame.recv(timeout=0) is not None
+    with pytest.raises(ConfigError):
+        frame_by_frame.recv_raw(timeout=0)  # read frame by frame: cannot switch to raw
