@@ -442,7 +442,11 @@ def _value_source(signal: cantools.database.can.Signal, var: str, shift: int,
 
 
 def compile_plan(source: str, name: str, namespace: dict[str, object]) -> Callable[..., Any]:
-    """Compile generated source defining function ``name``, with ``namespace`` as its globals."""
+    """Compile generated source defining function ``name``, with ``namespace`` as its globals.
+
+    Nothing from a DBC or a rules file enters the source except through ``repr()`` of a str,
+    int or float (names, constants), so a hostile DBC cannot inject code.
+    """
     scope = dict(namespace)
     exec(compile(source, f"<edge.decode {name}>", "exec"), scope)  # our own generated source
     function = scope[name]
