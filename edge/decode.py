@@ -409,8 +409,12 @@ def _codes(message: cantools.database.can.Message, signals: Sequence[Any],
         taken |= used
         value = _value_source(signal, var, shift, length)
         bounds = _check(signal)
-        if value is None or any(math.isnan(b) for b in bounds[:2]):
-            return None
+        low, high, not_available = bounds
+        if value is None or not (
+                (math.isfinite(low) or low == -math.inf)
+                and (math.isfinite(high) or high == math.inf)
+                and (math.isfinite(not_available) or math.isnan(not_available))):
+            return None  # bounds the source could not spell as literals: cantools
         codes.append(SignalCode(signal.name, value, bounds, var))
     return tuple(codes), taken
 
