@@ -105,9 +105,9 @@ def test_asc_blf_trc_recordings_replay_the_same_frames(tmp_path: Path, suffix: s
     source = open_source("replay", str(path))
     replayed = []
     while not source.exhausted:
-        frame = source.recv(timeout=0)
-        if frame is not None:
-            replayed.append(frame)
+        got = source.recv(timeout=0)
+        if got is not None:
+            replayed.append(got)
     assert [(f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in replayed] == [
         (f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in frames]
 
