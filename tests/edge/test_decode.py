@@ -8,6 +8,7 @@ import pytest
 
 from edge.decode import CAN_EFF_FLAG, Decoder, load_dbcs
 from edge.errors import DbcError
+from tests.shared_logs import LOG_IDS, LOGS_AND_DBCS
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 KONA_LOG = SHARED / "can" / "kona_2018" / "turnonlog.log"
@@ -16,13 +17,6 @@ REF_DBC = Path(__file__).resolve().parents[2] / "dbc" / "fleetcare_ref.dbc"
 J1939_DBC = SHARED / "dbc" / "CSS-Electronics-SAE-J1939-DEMO.dbc"
 TRUCK_LOG = SHARED / "can" / "truck_j1939_tp" / "00000001-60B621D9.candump.log"
 
-LOGS_AND_DBCS = [
-    ("kona_2018/turnonlog.log", "hyundai_kia_generic.dbc"),
-    ("subaru_wrx/cruise.log", "subaru_outback_2015_generated.dbc"),
-    ("truck_j1939_tp/00000001-60B621D9.candump.log", "CSS-Electronics-SAE-J1939-DEMO.dbc"),
-    ("leaf_2019_uds/00000001.candump.log", "tp_uds_nissan.dbc"),
-    ("car_obd2_gnss/00000002-60FE415D.candump.log", "hyundai_kia_generic.dbc"),
-]
 
 
 def _plain_cantools_decodes(db: cantools.database.can.Database, frames: list[can.Message]) -> int:
@@ -45,8 +39,7 @@ def _plain_cantools_decodes(db: cantools.database.can.Database, frames: list[can
     return decoded
 
 
-@pytest.mark.parametrize(("log", "dbc"), LOGS_AND_DBCS,
-                         ids=[p[0].split("/")[0] for p in LOGS_AND_DBCS])
+@pytest.mark.parametrize(("log", "dbc"), LOGS_AND_DBCS, ids=LOG_IDS)
 def test_decode_rate_on_each_shared_log_equals_plain_cantools(log: str, dbc: str) -> None:
     frames = list(can.LogReader(str(SHARED / "can" / log)))
     db = cantools.database.load_file(str(SHARED / "dbc" / dbc), strict=False)

@@ -19,17 +19,11 @@ from hypothesis import strategies as st
 
 from edge.decode import Decoder, _frame_key, load_dbcs, plan_message
 from edge.logfile import read_log
+from tests.shared_logs import LOG_IDS, LOGS_AND_DBCS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 DBCS = [*sorted((SHARED / "dbc").glob("*.dbc")), REPO / "dbc" / "fleetcare_ref.dbc"]
-LOGS_AND_DBCS = [
-    ("kona_2018/turnonlog.log", "hyundai_kia_generic.dbc"),
-    ("subaru_wrx/cruise.log", "subaru_outback_2015_generated.dbc"),
-    ("truck_j1939_tp/00000001-60B621D9.candump.log", "CSS-Electronics-SAE-J1939-DEMO.dbc"),
-    ("leaf_2019_uds/00000001.candump.log", "tp_uds_nissan.dbc"),
-    ("car_obd2_gnss/00000002-60FE415D.candump.log", "hyundai_kia_generic.dbc"),
-]
 
 
 def _databases() -> list[cantools.database.can.Database]:
@@ -97,8 +91,7 @@ def test_the_raw_value_of_each_signal_is_extracted_exactly() -> None:
             _decode_both(message, bytes(data))
 
 
-@pytest.mark.parametrize(("log", "dbc"), LOGS_AND_DBCS,
-                         ids=[p[0].split("/")[0] for p in LOGS_AND_DBCS])
+@pytest.mark.parametrize(("log", "dbc"), LOGS_AND_DBCS, ids=LOG_IDS)
 def test_compiled_equals_cantools_on_each_shared_log(log: str, dbc: str) -> None:
     dbs = load_dbcs([SHARED / "dbc" / dbc], lenient_fallback=True)
     fast, slow = Decoder(dbs), Decoder(dbs, compiled=False)
