@@ -88,19 +88,27 @@ def read_log(path: str | Path, counters: LogCounters | None = None, *,
 def _read_candump(path: Path, counters: LogCounters, strict: bool) -> Iterator[can.Message]:
     with open(path, encoding="ascii", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            try:
-                frame = parse_candump_line(text)
-            except ValueError as exc:
-                where = f"{path}:{number}: {exc}"
-                if strict:
-                    raise LogFormatError(f"malformed candump line {where}") from exc
-                counters.bad_line(where)
-                continue
-            counters.frames += 1
-            yield frame
+            frame = _checked_line(path, number, line, counters, strict)
+            if frame is not None:
+                counters.frames += 1
+                yield frame
+
+
+def _checked_line(path: Path, number: int, line: str, counters: LogCounters,
+                  strict: bool) -> can.Message | None:
+    """One line of a candump log: a frame, or None for a blank line, a comment or (counted,
+    or raised when ``strict``) a malformed line, named by file and line number."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        return parse_candump_line(text)
+    except ValueError as exc:
+        where = f"{path}:{number}: {exc}"
+        if strict:
+            raise LogFormatError(f"malformed candump line {where}") from exc
+        counters.bad_line(where)
+        return None
 
 
 def parse_candump_line(text: str) -> can.Message:
@@ -230,18 +238,10 @@ def _raw_candump(path: Path, counters: LogCounters, strict: bool,
 def _raw_line(path: Path, number: int, line: str, counters: LogCounters, strict: bool,
               keys: dict[str, int]) -> RawFrame | None:
     """Any line the short parser does not take: parsed in full, malformed ones counted."""
-    text = line.strip()
-    if not text or text.startswith("#"):
-        return None
-    try:
-        frame = parse_candump_line(text)
-    except ValueError as exc:
-        where = f"{path}:{number}: {exc}"
-        if strict:
-            raise LogFormatError(f"malformed candump line {where}") from exc
-        counters.bad_line(where)
+    frame = _checked_line(path, number, line, counters, strict)
+    if frame is None:
         return None
     raw = to_raw(frame)
     if raw[1] != NOT_DATA and not frame.is_fd:
-        keys[text.split()[2].partition("#")[0]] = raw[1]
+        keys[line.split()[2].partition("#")[0]] = raw[1]
     return raw
