@@ -3,57 +3,22 @@
 from __future__ import annotations
 
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import can
 import cantools
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge import contract
 from edge.agent import Agent, TapResult
 from edge.config import REFERENCE_DBC, REFERENCE_RULES
 from edge.decode import Decoder, load_dbcs
-from edge.publish import Publisher, parse_mqtt_url
+from edge.publish import Publisher
 from edge.rules import load_rules
 from edge.spool import Spool
-
-
-class Collector:
-    """A real subscriber that keeps every contract message it receives."""
-
-    def __init__(self, broker_url: str, vehicle_id: str) -> None:
-        host, port = parse_mqtt_url(broker_url)
-        self.messages: list[contract.Message] = []
-        self._cond = threading.Condition()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self._client.on_message = self._on_message
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *a: subscribed.set()
-        self._client.connect(host, port)
-        self._client.subscribe(f"{contract.TOPIC_ROOT}/vehicles/{vehicle_id}/#", qos=1)
-        self._client.loop_start()
-        assert subscribed.wait(10)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        with self._cond:
-            self.messages.append(contract.decode(msg.payload))
-            self._cond.notify_all()
-
-    def wait_signals(self, count: int, timeout: float = 20.0) -> int:
-        with self._cond:
-            self._cond.wait_for(lambda: self.signals() >= count, timeout)
-            return self.signals()
-
-    def signals(self) -> int:
-        return sum(len(m.ts) for m in self.messages if isinstance(m, contract.TelemetryBatch))
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
+from tests.contract_subscriber import ContractSubscriber
 
 
 @pytest.fixture
@@ -95,7 +60,7 @@ def test_agent_publishes_every_decoded_signal_once(
 ) -> None:
     sender, reader = buses
     vehicle = f"V{uuid.uuid4().hex[:8]}"
-    collector = Collector(broker_url, vehicle)
+    collector = ContractSubscriber(broker_url, f"{contract.TOPIC_ROOT}/vehicles/{vehicle}/#")
     spool = Spool(tmp_path / "spool")
     publisher = Publisher(spool, broker_url, client_id=f"test-{vehicle}")
     agent = Agent(vehicle, reader, Decoder([db]), load_rules(REFERENCE_RULES), spool, publisher,
@@ -113,7 +78,8 @@ def test_agent_publishes_every_decoded_signal_once(
     # The same pending code within the refresh interval is one event; two hours later it is
     # reported again, so the backend knows it is still present.
     assert stats.dtc_events == 2
-    assert collector.wait_signals(stats.signals_spooled) == stats.signals_spooled == 40 * 4
+    assert collector.wait_for(lambda: collector.signals() >= stats.signals_spooled)
+    assert collector.signals() == stats.signals_spooled == 40 * 4
     telemetry = [m for m in collector.messages if isinstance(m, contract.TelemetryBatch)]
     soh = [v for m in telemetry for s, v in zip(m.signal, m.value, strict=True)
            if s == "Vehicle.Powertrain.TractionBattery.StateOfHealth"]
@@ -147,11 +113,12 @@ def test_dead_broker_loses_nothing(broker_url: str, tmp_path: Path) -> None:
     assert not offline.wait_drained(0.5)  # nobody acknowledged: everything stays on disk
     offline.stop()
 
-    collector = Collector(broker_url, vehicle)
+    collector = ContractSubscriber(broker_url, f"{contract.TOPIC_ROOT}/vehicles/{vehicle}/#")
     online = Publisher(Spool(spool_dir), broker_url, f"online-{vehicle}")  # as after a reboot
     online.start()
     assert online.wait_drained(20)
-    assert collector.wait_signals(5) == 5
+    assert collector.wait_for(lambda: collector.signals() >= 5)
+    assert collector.signals() == 5
     assert sorted(m.msg_id for m in collector.messages) == [f"m{i}" for i in range(5)]
     online.stop()
     collector.close()

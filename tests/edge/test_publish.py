@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import threading
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge import contract
@@ -16,74 +14,47 @@ from edge.mqttlink import TlsFiles, parse_mqtt_url
 from edge.publish import Health, Publisher
 from edge.sdnotify import Watchdog
 from edge.spool import Spool
-
-
-class HealthWatcher:
-    """A real subscriber on one vehicle's health topic."""
-
-    def __init__(self, broker_url: str, vehicle: str) -> None:
-        host, port = parse_mqtt_url(broker_url)
-        self.reports: list[contract.HealthReport] = []
-        self._cond = threading.Condition()
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self._client.on_message = self._on_message
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *a: subscribed.set()
-        self._client.connect(host, port)
-        self._client.subscribe(contract.health_topic(vehicle), qos=1)
-        self._client.loop_start()
-        assert subscribed.wait(10)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        report = contract.decode(msg.payload)
-        assert isinstance(report, contract.HealthReport)
-        with self._cond:
-            self.reports.append(report)
-            self._cond.notify_all()
-
-    def wait(self, count: int, timeout: float = 20) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: len(self.reports) >= count, timeout)
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
+from tests.contract_subscriber import ContractSubscriber
 
 
 @pytest.mark.broker
 def test_health_reports_while_connected_and_offline_on_stop(broker_url: str,
                                                             tmp_path: Path) -> None:
     vehicle = f"H{uuid.uuid4().hex[:8]}"
-    watcher = HealthWatcher(broker_url, vehicle)
+    watcher = ContractSubscriber(broker_url, contract.health_topic(vehicle))
     spool = Spool(tmp_path, fsync=False)
     counters = {"frames_received": 7.0, "spool_bytes": 0.0}
     publisher = Publisher(spool, broker_url, f"test-{vehicle}",
                           health=Health(vehicle, lambda: counters, interval_s=0.05))
     publisher.start()
-    assert watcher.wait(2)
+    assert watcher.wait_for(lambda: len(watcher.messages) >= 2)
     publisher.stop()
-    assert watcher.wait(3)
-    first, last = watcher.reports[0], watcher.reports[-1]
+    assert watcher.wait_for(lambda: len(watcher.messages) >= 3)
+    reports = watcher.health_reports()
+    assert len(reports) == len(watcher.messages)  # nothing but health reports on the topic
+    first, last = reports[0], reports[-1]
     assert first.online and first.counters["frames_received"] == 7.0
     assert first.counters["reconnects"] == 0.0
     assert not last.online  # the goodbye
-    assert len({r.msg_id for r in watcher.reports}) == len(watcher.reports)
+    assert len({r.msg_id for r in reports}) == len(reports)
     watcher.close()
 
 
 @pytest.mark.broker
 def test_last_will_when_the_agent_vanishes(broker_url: str, tmp_path: Path) -> None:
     vehicle = f"W{uuid.uuid4().hex[:8]}"
-    watcher = HealthWatcher(broker_url, vehicle)
+    watcher = ContractSubscriber(broker_url, contract.health_topic(vehicle))
     publisher = Publisher(Spool(tmp_path, fsync=False), broker_url, f"test-{vehicle}",
                           health=Health(vehicle, lambda: {}, interval_s=3600))
     publisher.start()
-    assert watcher.wait(1)  # the first periodic report
+    assert watcher.wait_for(lambda: len(watcher.messages) >= 1)  # the first periodic report
     sock = publisher._client.socket()  # the gateway loses its link without a DISCONNECT
     assert isinstance(sock, socket.socket)
     sock.shutdown(socket.SHUT_RDWR)
-    assert watcher.wait(2)
-    assert not watcher.reports[1].online
+    assert watcher.wait_for(lambda: len(watcher.messages) >= 2)
+    reports = watcher.health_reports()
+    assert len(reports) == len(watcher.messages)
+    assert not reports[1].online
     publisher.stop()
     watcher.close()
 
