@@ -128,14 +128,28 @@ class BatchWriter:
         """Encode the open batch and stage it for the next write; False when it is empty."""
         if not self.ts:
             return False
-        batch = contract.TelemetryBatch(self.next_msg_id(), self.vehicle_id, self.ts,
-                                        self.signal, self.value)
-        self._staged.append((self._topic, contract.encode(batch), Priority.TELEMETRY,
-                             len(self.ts)))
+        self._stage_columns(self.ts, self.signal, self.value)
         self.ts.clear()  # encoded already: the lists can be reused
         self.signal.clear()
         self.value.clear()
         return True
+
+    def _stage_columns(self, ts: list[float], signal: list[str], value: list[float]) -> None:
+        """Stage samples as one telemetry message, or as halves while it would be oversize.
+
+        The backend dead-letters a payload over ``contract.MAX_PAYLOAD_BYTES``; long signal
+        names with a large ``batch_signals`` could get there, so such a batch is split instead
+        (each part with its own message id) and every sample still lands.
+        """
+        batch = contract.TelemetryBatch(self.next_msg_id(), self.vehicle_id, ts, signal, value)
+        payload = contract.encode(batch)
+        if len(payload) > contract.MAX_PAYLOAD_BYTES and len(ts) > 1:
+            self._seq -= 1  # the id was not used: the parts take the next ones
+            half = len(ts) // 2
+            self._stage_columns(ts[:half], signal[:half], value[:half])
+            self._stage_columns(ts[half:], signal[half:], value[half:])
+            return
+        self._staged.append((self._topic, payload, Priority.TELEMETRY, len(ts)))
 
     def _commit(self) -> None:
         """Write what is staged, with the checkpoint of where the source stands now."""

@@ -118,3 +118,30 @@ def test_after_a_failed_background_write_nothing_more_is_stored(tmp_path: Path) 
     with pytest.raises(SpoolError):
         _fill(writer, 1)
         writer.spool_event([(0.0, "x", 1.0)])
+
+
+def test_a_batch_that_would_be_oversize_is_split_and_every_sample_spooled(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=False)
+    writer = BatchWriter("V1", spool, None, batch_signals=30_000)
+    name = "Vehicle.Powertrain.TractionBattery.CellVoltage.Cell" + "X" * 40
+    for i in range(30_000):
+        writer.ts.append(1_767_225_600.0 + i / 1000)
+        writer.signal.append(f"{name}{i % 96:02d}")
+        writer.value.append(3.7 + i * 1e-6)
+    whole = len(contract.encode(contract.TelemetryBatch("m", "V1", writer.ts, writer.signal,
+                                                        writer.value)))
+    assert whole > contract.MAX_PAYLOAD_BYTES  # the premise: one message would be refused
+    writer.flush()
+    entries = [spool.read(seq) for seq in spool.pending()]
+    assert len(entries) > 1
+    decoded = []
+    for entry in entries:
+        assert entry is not None and len(entry.payload) <= contract.MAX_PAYLOAD_BYTES
+        message = contract.decode(entry.payload)
+        assert isinstance(message, contract.TelemetryBatch)
+        decoded.append(message)
+    assert len({m.msg_id for m in decoded}) == len(decoded)
+    assert [t for m in decoded for t in m.ts] == [1_767_225_600.0 + i / 1000
+                                                  for i in range(30_000)]
+    assert writer.signals_spooled == 30_000 and writer.messages == len(decoded)
