@@ -35,7 +35,7 @@ class ContractSubscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(contract.decode(msg.payload))
+            self.messages.append(contract.decode(bytes(msg.payload)))
             self._cond.notify_all()
 
     def wait_for(self, done: Callable[[], bool], timeout: float = 20.0) -> bool:

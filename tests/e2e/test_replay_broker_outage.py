@@ -17,6 +17,7 @@ import pytest
 
 from edge.config import load_edge_settings
 from edge.runtime import assemble
+from edge.source import ReplaySource
 from pipeline.broker import EmbeddedBroker, find_mosquitto, free_port
 from pipeline.ingest import Ingestor
 from tests.e2e.replay_helpers import KONA_DBC, KONA_LOG, expected_signals, rows_of
@@ -68,6 +69,7 @@ def test_broker_outage_loses_nothing_and_doubles_nothing(db_path: Path, tmp_path
     try:
         assert ingestor.wait_for(lambda s: s.telemetry_rows > 0, timeout=30)
         broker.stop()
+        assert isinstance(parts.source, ReplaySource)
         down_at = parts.source.position
         # While the broker is away the agent keeps reading and spooling.
         assert _wait(lambda: parts.agent.stats().frames_read >= down_at + 1900 * OUTAGE_BUS_S

@@ -69,6 +69,7 @@ def test_every_message_round_trips_encode_decode(db: Database) -> None:
             values = _representative(message, mux_value)
             data = message.encode(values, strict=True)
             decoded = message.decode(data, decode_choices=False)
+            assert isinstance(decoded, dict)  # a plain message: no container list
             assert set(decoded) == set(values), message.name
             for name, value in values.items():
                 scale = message.get_signal_by_name(name).scale

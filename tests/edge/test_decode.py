@@ -43,6 +43,7 @@ def _plain_cantools_decodes(db: cantools.database.can.Database, frames: list[can
 def test_decode_rate_on_each_shared_log_equals_plain_cantools(log: str, dbc: str) -> None:
     frames = list(can.LogReader(str(SHARED / "can" / log)))
     db = cantools.database.load_file(str(SHARED / "dbc" / dbc), strict=False)
+    assert isinstance(db, cantools.database.can.Database)
     decoder = Decoder([db])
     for frame in frames:
         decoder.decode(frame.arbitration_id, frame.is_extended_id, bytes(frame.data))

@@ -95,8 +95,12 @@ def test_watchdog_thread_pings_at_half_the_period(tmp_path: Path) -> None:
     server.bind(path)
     server.settimeout(10)
     progress = [0]
-    watchdog = Watchdog(path, watchdog_usec=20_000, progress=lambda: progress.append(0) or
-                        len(progress))  # always progressing
+
+    def always_progressing() -> int:
+        progress.append(0)
+        return len(progress)
+
+    watchdog = Watchdog(path, watchdog_usec=20_000, progress=always_progressing)
     watchdog.start()
     assert server.recv(64) == b"READY=1"
     assert server.recv(64) == b"WATCHDOG=1"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import can
 import pytest
+from can.interfaces import virtual as virtual_bus
 
 from edge.agent import AgentStats
 from edge.config import load_edge_settings
@@ -36,7 +37,7 @@ def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str,
     try:
         # Frames sent before the agent opened its bus would not reach it: wait until it has.
         deadline = time.monotonic() + 30
-        while len(can.interfaces.virtual.channels.get(channel, [])) < 2:
+        while len(virtual_bus.channels.get(channel, [])) < 2:
             assert time.monotonic() < deadline, "the agent never opened its bus"
             stop.wait(0.01)
         for i in range(20):

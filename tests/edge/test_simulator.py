@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import can
 import pytest
@@ -25,6 +26,12 @@ from edge.simulator import (
 START_TS = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 DAY_S = 86_400.0
 DTC_ID = 0x3F0
+
+
+def _signals(decoded: object) -> dict[str, Any]:
+    """cantools' result for a plain (non-container) message: signal name to value."""
+    assert isinstance(decoded, dict)
+    return decoded
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +57,7 @@ def _dtc_frames(db: Database, days: list[list[can.Message]]) -> list[tuple[float
     message = db.get_message_by_frame_id(DTC_ID)
     found = []
     for frame in (f for day in days for f in day if f.arbitration_id == DTC_ID):
-        values = message.decode(frame.data, decode_choices=False)
+        values = _signals(message.decode(bytes(frame.data), decode_choices=False))
         found.append((frame.timestamp, dtc_raw_to_code(int(values["DtcCode"])),
                       int(values["DtcStatus"])))
     return found
@@ -143,7 +150,8 @@ def test_frames_decode_and_carry_the_hidden_state(db: Database) -> None:
     for day in frames:
         state = model.step()
         for frame in day:
-            values = db.decode_message(frame.arbitration_id, frame.data, decode_choices=False)
+            values = _signals(db.decode_message(frame.arbitration_id, bytes(frame.data),
+                                                 decode_choices=False))
             if "StateOfHealth" in values:
                 assert values["StateOfHealth"] == pytest.approx(state.soh, abs=1.5)
             if "Odometer" in values:
@@ -159,7 +167,8 @@ def test_cell_voltage_spread_grows_as_the_battery_ages(db: Database) -> None:
     def spread(soh: float) -> float:
         frames, _ = _run(VehicleSpec("VIN8", "ev", "central", seed=14, battery_soh=soh), db, 1)
         summary = db.get_message_by_name("BMS_CellSummary")
-        values = [summary.decode(f.data) for f in frames[0] if f.arbitration_id == 0x113]
+        values = [_signals(summary.decode(bytes(f.data))) for f in frames[0]
+                  if f.arbitration_id == 0x113]
         return sum(float(v["MaxCellVoltage"]) - float(v["MinCellVoltage"]) for v in values)
 
     assert spread(75.0) > 2 * spread(98.0)
@@ -179,7 +188,9 @@ def test_timestamps_follow_cycle_times(db: Database, variant: str, per_day: int)
         for frame in frames:
             by_id[frame.arbitration_id].append(frame.timestamp)
         for frame_id, times in by_id.items():
-            cycle_s = db.get_message_by_frame_id(frame_id).cycle_time / 1000.0
+            cycle_ms = db.get_message_by_frame_id(frame_id).cycle_time
+            assert cycle_ms is not None, frame_id
+            cycle_s = cycle_ms / 1000.0
             gaps = [b - a for a, b in pairwise(times)]
             assert all(gap == pytest.approx(cycle_s, abs=1e-5) for gap in gaps), frame_id
         names = {db.get_message_by_frame_id(i).name for i in by_id}
@@ -190,7 +201,7 @@ def test_timestamps_follow_cycle_times(db: Database, variant: str, per_day: int)
 def test_multiplexed_cell_groups_rotate(db: Database) -> None:
     frames, _ = _run(VehicleSpec("VIN10", "ev", "north", seed=16), db, days=1)
     message = db.get_message_by_name("BMS_CellVoltages")
-    groups = [int(message.decode(f.data)["CellGroup"]) for f in frames[0]
+    groups = [int(_signals(message.decode(bytes(f.data)))["CellGroup"]) for f in frames[0]
               if f.arbitration_id == message.frame_id]
     assert groups == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
 

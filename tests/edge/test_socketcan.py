@@ -7,6 +7,7 @@ SocketCAN tests do; it runs wherever ``ip link add dev vcan0 type vcan`` works.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import can
 import pytest
@@ -18,7 +19,7 @@ from edge.source import BusSource
 REF_DBC = Path(__file__).resolve().parents[2] / "dbc" / "fleetcare_ref.dbc"
 
 
-def _vcan_source(**options: object) -> BusSource:
+def _vcan_source(**options: Any) -> BusSource:
     if not Path("/sys/class/net/vcan0").exists():
         pytest.skip("no vcan0 device (ip link add dev vcan0 type vcan; ip link set up vcan0)")
     try:

@@ -118,9 +118,11 @@ def test_a_terminal_error_fails_at_once_with_its_message(
     assert state.is_failed()
     with pytest.raises(Exception, match="no landing snapshot"):
         state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            id=FlowRunFilterId(any_=[flow_run_id])))
     assert [(r.name.split("-")[0], r.run_count) for r in runs] == [("pick_days", 1)]
 
 

@@ -62,8 +62,9 @@ def _synthetic(rate: float, n: int = 200, seed: int = 0) -> tuple[np.ndarray, np
 def test_faster_fade_means_earlier_crossing_with_an_interval_around_it() -> None:
     model = BatteryLifeForecaster(threshold=1.4).fit_histories(
         [_synthetic(r, seed=i) for i, r in enumerate((0.002, 0.003, 0.004))])
-    slow = model.forecast(tuple(a[:60] for a in _synthetic(0.0025, seed=9)))
-    fast = model.forecast(tuple(a[:60] for a in _synthetic(0.0035, seed=9)))
+    (t_slow, v_slow), (t_fast, v_fast) = _synthetic(0.0025, seed=9), _synthetic(0.0035, seed=9)
+    slow = model.forecast((t_slow[:60], v_slow[:60]))
+    fast = model.forecast((t_fast[:60], v_fast[:60]))
     assert fast.crossing < slow.crossing
     for f in (slow, fast):
         assert f.low <= f.crossing <= f.high

@@ -26,7 +26,7 @@ def round_trip(url: str, topic: str, payload: bytes) -> bytes:
 
     client.on_connect = on_connect
     client.on_subscribe = lambda *_: subscribed.put(True)
-    client.on_message = lambda c, u, msg: received.put(msg.payload)
+    client.on_message = lambda c, u, msg: received.put(bytes(msg.payload))
     client.connect(host, port)
     client.loop_start()
     try:

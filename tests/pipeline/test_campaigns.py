@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import jsonschema
@@ -42,7 +43,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     return store
 
 
-def _outbox(con: duckdb.DuckDBPyConnection) -> list[dict[str, object]]:
+def _outbox(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in con.execute("SELECT body FROM outbox ORDER BY event_id")
             .fetchall()]
 

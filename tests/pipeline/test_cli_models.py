@@ -98,7 +98,7 @@ def test_list_show_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert code == 0
     lines = out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("model_id")
-    assert any(first.model_id in ln and "\tyes\t" in ln for ln in lines)
+    assert any(f"{first.model_id}\t" in ln and "\tyes\t" in ln for ln in lines)
     code, out, _ = _run(capsys, "models", "show", str(second.model_id), "--db", str(db))
     shown = orjson.loads(out)
     assert code == 0 and shown["promoted"] is False and shown["holdout_vehicles"]

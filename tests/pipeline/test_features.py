@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -14,7 +15,8 @@ from synth_fleet import START, Car, add_dtc, add_telemetry, build_store, day
 from pipeline.features import LOOKBACK_DAYS, attach_labels, build_daily_features, label_column
 
 
-def _row(frame: pl.DataFrame, vehicle: str, i: int) -> dict[str, object]:
+def _row(frame: pl.DataFrame, vehicle: str, i: int) -> dict[str, Any]:
+    """One vehicle-day of features; values are compared with numbers, so typed loosely."""
     return frame.filter((pl.col("vehicle_id") == vehicle) & (pl.col("day") == day(i))).row(
         0, named=True)
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.broker
 
 T0 = 1_767_225_600.0
 SIGNALS = 50
-FAST = {"flush_interval_s": 0.05}
+FAST: dict[str, Any] = {"flush_interval_s": 0.05}
 Wire = tuple[str, bytes]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import can
 import pytest
@@ -20,9 +21,11 @@ from edge.diag.uds_client import UdsClient
 from edge.diag.uds_map import load_did_map
 
 VIN = "WVWZZZ1JZXW000001"
-ENGINE = dict(pids={0x0C: b"\x1a\xf8", 0x0D: b"\x32", 0x05: b"\x5a", 0x42: b"\x30\xd4",
-                    0x2F: b"\x80", 0x11: b"\x40", 0x04: b"\x20", 0xA6: b"\x00\x01\xe2\x40"},
-              vin=VIN)
+ENGINE: dict[str, Any] = {
+    "pids": {0x0C: b"\x1a\xf8", 0x0D: b"\x32", 0x05: b"\x5a", 0x42: b"\x30\xd4",
+             0x2F: b"\x80", 0x11: b"\x40", 0x04: b"\x20", 0xA6: b"\x00\x01\xe2\x40"},
+    "vin": VIN,
+}
 
 
 @pytest.fixture

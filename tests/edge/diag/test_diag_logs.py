@@ -7,6 +7,7 @@ data, which ``can.LogReader`` reads like plain ``candump -l`` lines (asserted by
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import can
@@ -17,11 +18,12 @@ from edge.diag.j1939_tap import J1939Tap
 from edge.diag.obd_tap import ObdTap
 from edge.diag.taps import make_taps
 from edge.diag.uds_tap import UdsTap
+from edge.tap import FrameTap
 
 pytestmark = pytest.mark.skipif(not OBD_LOG.exists(), reason="../shared/data is not present")
 
 
-def _by_signal(taps: list, log: Path) -> dict[str, list[float]]:  # type: ignore[type-arg]
+def _by_signal(taps: Sequence[FrameTap], log: Path) -> dict[str, list[float]]:
     values: dict[str, list[float]] = defaultdict(list)
     for frame in can.LogReader(str(log)):
         for tap in taps:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import can
 import pytest
 from diag_helpers import channel, dtc_events, make_agent, samples, spooled, wait_until
 
+from edge import contract
+from edge.agent import Agent
 from edge.diag.j1939_tap import J1939Tap
 from edge.diag.obd_tap import ObdTap
 from edge.diag.taps import make_taps
 from edge.diag.uds_tap import UdsTap
 from edge.errors import ConfigError
+from edge.tap import FrameTap
 
 
 def test_make_taps_by_name_and_unknown_names_listed() -> None:
@@ -24,7 +28,8 @@ def test_make_taps_by_name_and_unknown_names_listed() -> None:
         make_taps(["uds:no_such_make"])
 
 
-def _send_all(frames: list[can.Message], taps: list, tmp_path: Path):  # type: ignore[no-untyped-def,type-arg]
+def _send_all(frames: list[can.Message], taps: Sequence[FrameTap],
+              tmp_path: Path) -> tuple[Agent, list[contract.Message]]:
     name = channel()
     sender = can.Bus(interface="virtual", channel=name, preserve_timestamps=True)
     reader = can.Bus(interface="virtual", channel=name)
