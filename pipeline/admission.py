@@ -13,6 +13,14 @@ time, so the bulk path never loops over rows in Python:
   message): each vehicle may send ``rows_per_s`` on average and ``burst_rows`` at once. A
   runaway or hostile device then fills dead letters instead of the telemetry table, and the
   other vehicles, with buckets of their own, are unaffected.
+* **Catch-up after ingest's own downtime.** While ingest is away, the broker keeps every
+  vehicle's messages for its persistent session and hands them over at once when it returns;
+  on arrival time alone that backlog would look like a flood. So a limiter started after a
+  downtime of ``D`` seconds (since the store's last landed message) grants each vehicle, once,
+  ``rows_per_s * min(D, catch_up_s)`` rows on top of its burst: exactly what it may have
+  sent meanwhile. A vehicle's *own* outage (its gateway spooled while offline) gets no such
+  credit: nothing tells ingest how long a vehicle was away but the timestamps the vehicle
+  itself claims; its excess is dead-lettered, to be replayed.
 
 Nothing is dropped: a refused message is dead-lettered with the reason, acknowledged after
 the commit like any other, and counted in the ingest's stats. The clock is injectable, so
@@ -67,12 +75,17 @@ class RateLimit:
 
     rows_per_s: float
     burst_rows: float
+    catch_up_s: float = 3600.0
+    """Longest ingest downtime whose backlog each vehicle may send on top of its burst."""
 
     def __post_init__(self) -> None:
         for name in ("rows_per_s", "burst_rows"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"rate limit {name} must be a positive number, got {value}")
+        if not (math.isfinite(self.catch_up_s) and self.catch_up_s >= 0):
+            raise ValueError(f"rate limit catch_up_s must be zero or a positive number, got "
+                             f"{self.catch_up_s}")
 
 
 DEFAULT_RATE_LIMIT: Final = RateLimit(rows_per_s=20_000.0, burst_rows=1_200_000.0)
@@ -97,6 +110,10 @@ class _Bucket:
     """When the bucket was last full: the start of the vehicle's current busy spell."""
     spent: float
     """Rows admitted since ``full_since``."""
+    credit: float = 0.0
+    """Catch-up rows left (see the module docstring), spent before the bucket's tokens."""
+    granted: float = 0.0
+    """Catch-up rows this bucket was given."""
 
 
 class RateLimiter:
@@ -105,11 +122,22 @@ class RateLimiter:
     A message costs ``max(1, rows)`` tokens, but never more than ``burst_rows``, so one large
     message still lands when the bucket is full. A refused message costs nothing: a flood
     cannot keep its vehicle locked out longer than its excess.
+
+    Args:
+        limit: the bucket's size and refill rate, and the longest catch-up.
+        clock: monotonic seconds (injectable for tests).
+        downtime_s: how long ingest was away before this limiter started; each vehicle's
+            first bucket gets ``rows_per_s * min(downtime_s, limit.catch_up_s)`` rows of
+            catch-up credit, once per limiter (a vehicle forgotten as idle does not get it
+            again).
     """
 
-    def __init__(self, limit: RateLimit, clock: Clock = time.monotonic) -> None:
+    def __init__(self, limit: RateLimit, clock: Clock = time.monotonic, *,
+                 downtime_s: float = 0.0) -> None:
         self.limit, self._clock = limit, clock
+        self.catch_up_rows = limit.rows_per_s * min(max(downtime_s, 0.0), limit.catch_up_s)
         self._buckets: dict[str, _Bucket] = {}
+        self._credited: set[str] = set()
         self._pruned_at = clock()
 
     def admit(self, vehicle_id: str, rows: int) -> Refusal | None:
@@ -119,21 +147,29 @@ class RateLimiter:
         bucket = self._buckets.get(vehicle_id)
         if bucket is None:
             bucket = self._buckets[vehicle_id] = _Bucket(limit.burst_rows, now, now, 0.0)
+            if self.catch_up_rows and vehicle_id not in self._credited:
+                self._credited.add(vehicle_id)
+                bucket.credit = bucket.granted = self.catch_up_rows
         else:
             level = bucket.tokens + (now - bucket.updated) * limit.rows_per_s
             if level >= limit.burst_rows:
                 bucket.full_since = now - (level - limit.burst_rows) / limit.rows_per_s
                 bucket.spent, level = 0.0, limit.burst_rows
             bucket.tokens, bucket.updated = level, now
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
+        if bucket.tokens + bucket.credit >= cost:
+            from_credit = min(bucket.credit, cost)
+            bucket.credit -= from_credit
+            bucket.tokens -= cost - from_credit
             bucket.spent += cost
             return None
         elapsed = now - bucket.full_since
+        catch_up = (f", beyond its catch-up of {bucket.granted:,.0f} rows after ingest's "
+                    f"downtime" if bucket.granted else "")
         return Refusal(RATE_LIMIT, (
             f"rate limit: vehicle {vehicle_id!r} sent {bucket.spent + cost:,.0f} rows in "
             f"{elapsed:,.1f} s (this message's {rows:,} included), over its limit of "
-            f"{_number(limit.rows_per_s)} rows/s (burst {_number(limit.burst_rows)})"), rows)
+            f"{_number(limit.rows_per_s)} rows/s (burst {_number(limit.burst_rows)}){catch_up}"),
+            rows)
 
     def maybe_prune(self) -> int:
         """:meth:`prune`, at most every :data:`PRUNE_S` seconds; returns how many it forgot."""
@@ -144,7 +180,8 @@ class RateLimiter:
     def prune(self) -> int:
         """Forget vehicles whose bucket is full again (idle); returns how many.
 
-        Keeps memory bounded by the vehicles active within the last ``burst/rate`` seconds.
+        Keeps memory bounded by the vehicles active within the last ``burst/rate`` seconds
+        (an idle vehicle's catch-up credit goes with its bucket: its backlog is over).
         """
         now, limit = self._clock(), self.limit
         self._pruned_at = now
@@ -223,6 +260,17 @@ class Vehicle:
     vehicle_id: str
     model: str
     region: str
+
+
+def seconds_since_last_landing(con: duckdb.DuckDBPyConnection) -> float | None:
+    """Wall-clock seconds since the store last landed a message; None for an empty store.
+
+    Ingest's downtime, as far as the store can tell (an idle fleet looks the same, and is
+    granted the same catch-up; see the module docstring).
+    """
+    row = con.execute("SELECT epoch(now()) - epoch(max(landed_at)) FROM ingested_messages"
+                      ).fetchone()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
 
 def registered_ids(con: duckdb.DuckDBPyConnection) -> set[str]:

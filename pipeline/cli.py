@@ -73,6 +73,11 @@ def _add_admission_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default {LIMIT.rows_per_s:.0f})")
     parser.add_argument("--rate-burst", type=float, default=LIMIT.burst_rows, metavar="ROWS",
                         help=f"rows a vehicle may send at once (default {LIMIT.burst_rows:.0f})")
+    parser.add_argument("--rate-catch-up", type=float, default=LIMIT.catch_up_s,
+                        metavar="SECONDS",
+                        help=f"after ingest was down, each vehicle may also send what it could "
+                             f"have sent meanwhile, for a downtime up to this long; 0 grants "
+                             f"nothing (default {LIMIT.catch_up_s:.0f})")
 
 
 def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +102,8 @@ def _ingest(args: argparse.Namespace) -> int:
     policy = None
     if args.export_dir or args.snapshot:
         policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
-    limit = RateLimit(args.rate_limit, args.rate_burst) if args.rate_limit > 0 else None
+    limit = (RateLimit(args.rate_limit, args.rate_burst, args.rate_catch_up)
+             if args.rate_limit > 0 else None)
     run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
                 flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,

@@ -45,6 +45,7 @@ from pipeline.admission import (
     RateLimit,
     RateLimiter,
     VehicleRegister,
+    seconds_since_last_landing,
     store_loader,
 )
 from pipeline.broker import parse_broker_url
@@ -217,7 +218,14 @@ class Ingestor:
             register = None
             if self.vehicles_file is not None:
                 load()  # still register the file's vehicles (once)
-        limiter = RateLimiter(self.rate_limit) if self.rate_limit is not None else None
+        limiter = None
+        if self.rate_limit is not None:
+            downtime = seconds_since_last_landing(con)
+            limiter = RateLimiter(self.rate_limit, downtime_s=downtime or 0.0)
+            if limiter.catch_up_rows:
+                log.info("the store last landed a message %.0f s ago: each vehicle may send "
+                         "up to %.0f rows of backlog on top of its burst", downtime,
+                         limiter.catch_up_rows)
         return Admission(register, limiter)
 
     def _make_client(self) -> IngestClient:

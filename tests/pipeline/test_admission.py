@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -31,7 +32,7 @@ from pipeline.ingest import Ingestor
 from pipeline.landing import InboundMessage, LandResult, land
 from tests.pipeline.test_ingest import SIGNALS, T0, Wire, handled, publish, telemetry
 
-FAST = {"flush_interval_s": 0.05}
+FAST: dict[str, Any] = {"flush_interval_s": 0.05}
 
 
 class FakeClock:
@@ -83,6 +84,37 @@ def test_idle_vehicles_are_forgotten() -> None:
     assert limiter.maybe_prune() == 0  # the last sweep was 9 s ago
     clock.now += 60.0
     assert limiter.maybe_prune() == 1
+
+
+def test_after_ingest_downtime_each_vehicle_may_send_its_backlog_once() -> None:
+    clock = FakeClock()
+    limit = RateLimit(rows_per_s=10, burst_rows=100, catch_up_s=60)
+    limiter = RateLimiter(limit, clock, downtime_s=30)  # 30 s away: 300 rows each
+    assert limiter.catch_up_rows == 300
+
+    assert [limiter.admit("A", 100) for _ in range(4)] == [None] * 4  # credit, then burst
+    refusal = limiter.admit("A", 1)  # the 401st row is one too many
+    assert refusal is not None
+    assert refusal.reason == ("rate limit: vehicle 'A' sent 101 rows in 0.0 s (this message's "
+                              "1 included), over its limit of 10 rows/s (burst 100), beyond "
+                              "its catch-up of 300 rows after ingest's downtime")
+    assert limiter.admit("B", 400) is None  # every vehicle has its own credit
+
+    clock.now += 100.0  # A is idle and full again: forgotten, and its credit is not renewed
+    assert limiter.prune() == 2
+    assert limiter.admit("A", 100) is None
+    assert limiter.admit("A", 1) is not None
+    assert limiter.admit("C", 400) is None  # a vehicle first heard of now still has its own
+
+
+def test_the_catch_up_is_capped_and_none_without_downtime() -> None:
+    capped = RateLimiter(RateLimit(10, 100, catch_up_s=60), FakeClock(), downtime_s=86_400)
+    assert capped.catch_up_rows == 600
+    fresh = RateLimiter(RateLimit(10, 100), FakeClock())
+    assert fresh.catch_up_rows == 0
+    assert fresh.admit("A", 100) is None and fresh.admit("A", 1) is not None
+    with pytest.raises(ValueError, match="catch_up_s must be zero or a positive number"):
+        RateLimit(10, 100, catch_up_s=-1)
 
 
 def test_a_rate_limit_must_be_positive() -> None:
@@ -221,6 +253,36 @@ def test_a_flooding_vehicle_is_limited_while_another_lands_in_full(
     reasons = {reason for _, reason in _letters(db_path)}
     assert all(r.startswith("rate limit: vehicle 'FLOOD' sent ") for r in reasons)
     assert all(r.endswith("over its limit of 0.001 rows/s (burst 500)") for r in reasons)
+
+
+@pytest.mark.parametrize(("catch_up_s", "landed"), [(3600.0, 2 + 30), (0.0, 2)])
+def test_a_backlog_queued_while_ingest_was_down_lands_within_the_catch_up(
+        mosquitto_url: str, db_path: Path, catch_up_s: float, landed: int) -> None:
+    # One message per 100 s, a burst of two: without the catch-up a backlog is a flood.
+    limit = RateLimit(rows_per_s=SIGNALS / 100, burst_rows=2 * SIGNALS, catch_up_s=catch_up_s)
+    client_id = f"adm-{uuid.uuid4().hex[:10]}"
+    con = store.connect(db_path)
+    register_vehicles(con, [Vehicle("BACK", "EV-A", "north")])
+    con.close()
+    first = Ingestor(mosquitto_url, db_path, client_id=client_id, **FAST).start()
+    publish(mosquitto_url, [telemetry("b-first", "BACK")])
+    assert first.wait_for(handled(1), timeout=15)
+    first.stop()  # ingest goes away; the broker keeps the session's messages meanwhile
+    con = store.connect(db_path)  # ...for 3,000 s, as far as the store can tell
+    con.execute("UPDATE ingested_messages SET landed_at = now() - INTERVAL 3000 SECOND")
+    con.close()
+    publish(mosquitto_url, [telemetry(f"b{i}", "BACK") for i in range(40)])
+
+    ingestor = Ingestor(mosquitto_url, db_path, client_id=client_id, rate_limit=limit,
+                        **FAST).start()
+    try:
+        assert ingestor.wait_for(handled(40), timeout=30)
+        stats = ingestor.stats
+    finally:
+        ingestor.stop()
+    # 3,000 s at one message per 100 s is 30 messages of credit, on top of the burst of 2.
+    assert (stats.messages_landed, stats.rate_limited) == (landed, 40 - landed)
+    assert stats.dead_letters == 40 - landed  # the rest is kept, to be replayed
 
 
 def test_a_vehicle_registered_while_ingest_runs_lands_and_its_letters_replay(
