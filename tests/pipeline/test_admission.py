@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -30,9 +29,15 @@ from pipeline.admission import (
 from pipeline.deadletters import replay_dead_letters
 from pipeline.ingest import Ingestor
 from pipeline.landing import InboundMessage, LandResult, land
-from tests.pipeline.test_ingest import SIGNALS, T0, Wire, handled, publish, telemetry
-
-FAST: dict[str, Any] = {"flush_interval_s": 0.05}
+from tests.pipeline.test_ingest import (
+    FAST,
+    SIGNALS,
+    T0,
+    Wire,
+    handled,
+    publish,
+    telemetry,
+)
 
 
 class FakeClock:
