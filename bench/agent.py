@@ -32,7 +32,7 @@ from edge.config import REFERENCE_RULES
 from edge.decode import Decoder
 from edge.logfile import RawFrame, to_raw
 from edge.rules import load_rules
-from edge.simulator import VehicleSimulator, load_reference_dbc, make_fleet
+from edge.sim.simulator import VehicleSimulator, load_reference_dbc, make_fleet
 from edge.spool import Spool
 
 START_TS = 1_767_225_600.0

@@ -192,7 +192,7 @@ def main() -> int:
         result = child(Path(log), url, Path(spool), float(speed), fsync == "1")
         print(orjson.dumps(result).decode())
         return 0
-    from pipeline.broker import EmbeddedBroker
+    from pipeline.broker.harness import EmbeddedBroker
 
     with tempfile.TemporaryDirectory() as name, EmbeddedBroker() as broker:
         tmp = Path(name)

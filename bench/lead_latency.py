@@ -2,7 +2,7 @@
 
 Everything on the path is real: a python-can virtual bus, an unmodified edge agent with its
 on-disk spool and MQTT publisher, the broker (mosquitto when installed), the ingest loop
-writing a DuckDB file with :class:`pipeline.urgent.UrgentLeads` as its ``after_commit`` hook,
+writing a DuckDB file with :class:`pipeline.leads.urgent.UrgentLeads` as its ``after_commit`` hook,
 and the reference CRM over HTTP on 127.0.0.1. Each run sends one ``DIAG_DtcReport`` frame with
 ``P0AA6`` (HV isolation fault: critical) for a fresh vehicle and times frame sent → the CRM
 answering 2xx to the lead for that vehicle.
@@ -40,13 +40,13 @@ from edge.decode import Decoder, load_dbcs
 from edge.publish import Publisher
 from edge.rules import load_rules
 from edge.spool import Spool
-from pipeline import store
-from pipeline.broker import EmbeddedBroker, parse_broker_url
-from pipeline.crm import CrmReceiver
-from pipeline.http_json import JsonHttpServer
-from pipeline.ingest import Ingestor
-from pipeline.reference_data import seed_reference_data
-from pipeline.urgent import UrgentLeads
+from pipeline.broker.harness import EmbeddedBroker, parse_broker_url
+from pipeline.crm.http_json import JsonHttpServer
+from pipeline.ingest.service import Ingestor
+from pipeline.leads.urgent import UrgentLeads
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
+from pipeline.store import connection as store
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-bench-lead-latency").decode()
 P0AA6 = 0x0AA6

@@ -41,14 +41,14 @@ from sklearn.preprocessing import StandardScaler
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 from models import FaultWarningClassifier  # noqa: E402
-from pipeline.features import (  # noqa: E402
+from pipeline.features.daily import (  # noqa: E402
     attach_labels,
     build_daily_features,
     label_column,
     model_features,
 )
-from pipeline.scoring import score_fleet  # noqa: E402
-from pipeline.store import connect  # noqa: E402
+from pipeline.ml.scoring import score_fleet  # noqa: E402
+from pipeline.store.connection import connect  # noqa: E402
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 PADS = [f"Vehicle.Chassis.Axle.Row{r}.Wheel.{s}.Brake.PadWear" for r in (1, 2)
@@ -164,7 +164,7 @@ def run_one(n: int, days: int) -> dict[str, Any]:
 
 
 def _register_for_scoring(con: Any, model: FaultWarningClassifier, names: list[str]) -> None:
-    from pipeline import registry
+    from pipeline.ml import registry
 
     new = registry.NewModel("brakes-bench", "brakes", names, {"horizon_days": 30}, (None, None),
                             [], [], {}, "bench")

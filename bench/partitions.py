@@ -1,4 +1,4 @@
-"""Partitioned feature build (pipeline/partitioned.py) against the single-connection build.
+"""Partitioned feature build (pipeline/ml/partitions.py) against the single-connection build.
 
 Builds a synthetic landing store and snapshot, then times, in the same run, the serving
 store's unpartitioned ``compute_daily_features`` (the reference) and the same work split in
@@ -24,9 +24,10 @@ sys.path.insert(0, str(_HERE.parent / "tests" / "pipeline"))
 
 from synth_fleet import Car, build_store  # noqa: E402
 
-from pipeline import export, partitioned  # noqa: E402
-from pipeline.daily_features import DayRange, compute_daily_features  # noqa: E402
-from pipeline.serving import connect_serving  # noqa: E402
+from pipeline.features.materialised import DayRange, compute_daily_features  # noqa: E402
+from pipeline.ml import partitions as partitioned  # noqa: E402
+from pipeline.store import export  # noqa: E402
+from pipeline.store.serving import connect_serving  # noqa: E402
 
 VEHICLES, DAYS, BUCKETS = 60, 120, 4
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import can
 
-from edge import contract
 from edge.batch import BatchWriter, Notifiable
 from edge.cranking import CrankDetector
 from edge.decode import CAN_EFF_FLAG, DecodedFrame, Decoder, Route, compile_sink
@@ -38,6 +37,7 @@ from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
 from edge.source import FrameReader
 from edge.spool import Spool
 from edge.tap import FrameTap, TapResult
+from edge.wire import contract
 
 __all__ = ["Agent", "AgentStats", "FrameTap", "TapResult"]
 

@@ -26,9 +26,9 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from edge import contract
 from edge.errors import SpoolError
 from edge.spool import Priority, Spool
+from edge.wire import contract
 
 _Staged = tuple[str, bytes, Priority, int]
 """A message ready for the spool: topic, payload, eviction class, samples it carries."""

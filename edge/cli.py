@@ -166,9 +166,9 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run_sim(args: argparse.Namespace) -> int:
-    from edge.fleet import run_fleet
     from edge.rules import load_rules
-    from edge.simulator import make_fleet
+    from edge.sim.fleet import run_fleet
+    from edge.sim.simulator import make_fleet
 
     start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC).timestamp()
     specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start)

@@ -7,7 +7,7 @@ side, sends entries while the link is up and retires the acknowledged ones. When
 down nothing is lost: entries wait on disk and go out after the reconnect, which paho retries
 with a capped exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``).
 
-The publisher also speaks for the agent's health: a :class:`~edge.contract.HealthReport`
+The publisher also speaks for the agent's health: a :class:`~edge.wire.contract.HealthReport`
 with its counters every ``health_interval_s`` while connected, and the same report with
 ``online`` false registered as the MQTT last will, so the backend learns when a gateway
 drops off without saying goodbye. Health reports are snapshots, sent directly, not spooled:
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from edge import contract
-from edge.mqttlink import TlsFiles, configure_tls, parse_mqtt_url
 from edge.spool import Spool
+from edge.wire import contract
+from edge.wire.mqtt import TlsFiles, configure_tls, parse_mqtt_url
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from edge.agent import Agent, AgentStats, FrameTap
 from edge.config import EdgeSettings
 from edge.decode import Decoder, load_dbcs
 from edge.errors import ConfigError
-from edge.mqttlink import TlsFiles
 from edge.publish import Health, Publisher
 from edge.rules import load_rules
 from edge.sdnotify import Watchdog
 from edge.source import FrameSource, ReplaySource, open_source
 from edge.spool import Spool
+from edge.wire.mqtt import TlsFiles
 
 log = logging.getLogger(__name__)
 

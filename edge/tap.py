@@ -11,7 +11,7 @@ from typing import Protocol
 
 import can
 
-from edge import contract
+from edge.wire import contract
 
 
 @dataclass(frozen=True, slots=True)

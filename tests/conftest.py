@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker, find_mosquitto
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto
 
 log = logging.getLogger(__name__)
 

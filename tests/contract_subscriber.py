@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
-from edge import contract
 from edge.publish import parse_mqtt_url
+from edge.wire import contract
 
 
 class ContractSubscriber:

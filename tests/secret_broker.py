@@ -20,9 +20,9 @@ from urllib.parse import quote
 
 import pytest
 
-from pipeline.broker import find_mosquitto, free_port, wait_for_port
-from pipeline.ingest import Ingestor
-from pipeline.ingest_client import IngestClient
+from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
+from pipeline.ingest.client import IngestClient
+from pipeline.ingest.service import Ingestor
 
 
 @dataclass(frozen=True)

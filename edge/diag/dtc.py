@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from edge.contract import DtcEvent
-from edge.diag.dtc_table import describe
 from edge.diag.errors import DiagParseError
 from edge.rules import j2012_code
+from edge.wire.contract import DtcEvent
+from edge.wire.fault_codes import describe
 
 STATUS_BY_RESPONSE = {0x43: "stored", 0x47: "pending", 0x4A: "permanent"}
 """Positive response id of modes 03, 07 and 0A -> the contract's status name."""

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge.diag.dtc import parse_dtc_answer
-from edge.diag.dtc_table import describe
 from edge.diag.elm_answers import answers_of
 from edge.diag.errors import DiagParseError
 from edge.diag.vin import parse_vin_answer
+from edge.wire.fault_codes import describe
 
 
 def decode_codes(messages: Sequence[Any]) -> list[tuple[str, str]]:

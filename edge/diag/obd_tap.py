@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import can
 
 from edge.agent import TapResult
-from edge.contract import DtcEvent
 from edge.diag.answers import NegativeAnswer, decode_answer
 from edge.diag.dtc import DtcAnswer, DtcTracker
 from edge.diag.errors import DiagParseError
 from edge.diag.pids import PidAnswer
 from edge.diag.reassembly import Reassembler
+from edge.wire.contract import DtcEvent
 
 FUNCTIONAL_11 = 0x7DF
 FUNCTIONAL_29 = 0x18DB33F1

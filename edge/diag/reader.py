@@ -13,10 +13,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge.contract import DtcEvent
 from edge.diag.dtc import REQUEST_BY_STATUS
 from edge.diag.obd_tap import ObdTap
 from edge.diag.pids import PIDS, SUPPORT_PIDS, split_requests
+from edge.wire.contract import DtcEvent
 
 
 class ObdLink(Protocol):

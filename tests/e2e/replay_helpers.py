@@ -9,7 +9,7 @@ from edge.decode import Decoder, load_dbcs
 from edge.rules import load_rules
 from edge.source import ReplaySource
 from edge.spool import Spool
-from pipeline import store
+from pipeline.store import connection as store
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -47,7 +47,7 @@ def rows_of(db_path: Path, vehicle_id: str) -> tuple[int, int]:
 
 def edge_replay_command(logs: list[Path], dbcs: list[Path], broker_url: str, vehicle: str,
                         spool_dir: Path, *extra: str) -> list[str]:
-    """``python -m flows.cli edge replay ...`` as flows/replay.py runs it."""
+    """``python -m flows.cli.main edge replay ...`` as flows/cli/replay.py runs it."""
     import sys
 
     return [sys.executable, "-m", "flows.cli", "edge", "replay", *map(str, logs),

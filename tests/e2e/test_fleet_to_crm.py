@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from edge.config import REFERENCE_RULES
-from edge.fleet import run_fleet
 from edge.rules import load_rules
-from edge.simulator import VehicleSpec
-from flows.maintenance import maintenance_flow
-from pipeline import store
-from pipeline.admission import Vehicle, register_vehicles
-from pipeline.crm import CrmReceiver
-from pipeline.ingest import Ingestor
+from edge.sim.fleet import run_fleet
+from edge.sim.simulator import VehicleSpec
+from flows.demo.maintenance import maintenance_flow
+from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.ingest.service import Ingestor
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.store import connection as store
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
 DAYS = 40

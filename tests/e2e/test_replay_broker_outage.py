@@ -18,8 +18,8 @@ import pytest
 from edge.config import load_edge_settings
 from edge.runtime import assemble
 from edge.source import ReplaySource
-from pipeline.broker import EmbeddedBroker, find_mosquitto, free_port
-from pipeline.ingest import Ingestor
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port
+from pipeline.ingest.service import Ingestor
 from tests.e2e.replay_helpers import KONA_DBC, KONA_LOG, expected_signals, rows_of
 
 OUTAGE_BUS_S = 3.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.ingest import Ingestor
+from pipeline.ingest.service import Ingestor
 from tests.e2e.replay_helpers import (
     KONA_DBC,
     KONA_LOG,

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.replay import ReplayOptions, edge_replay
-from pipeline import store
-from pipeline.ingest import Ingestor
+from flows.cli.replay import ReplayOptions, edge_replay
+from pipeline.ingest.service import Ingestor
+from pipeline.store import connection as store
 from tests.e2e.replay_helpers import CAN, DBC, REPO, expected_signals, rows_of
 
 CASES = [

@@ -40,16 +40,16 @@ import orjson
 import pytest
 
 from edge.config import REFERENCE_RULES
-from edge.fleet import run_fleet
 from edge.rules import load_rules
-from edge.simulator import VehicleSpec
-from pipeline import store
-from pipeline.admission import Vehicle, register_vehicles
+from edge.sim.fleet import run_fleet
+from edge.sim.simulator import VehicleSpec
+from pipeline.broker.auth import credentials_from_settings
 from pipeline.config import load_pipeline_settings
-from pipeline.crm import CrmReceiver
-from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
-from pipeline.lead_lifecycle import apply_inbound
-from pipeline.mqtt_auth import credentials_from_settings
+from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
+from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.leads.lifecycle import apply_inbound
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.store import connection as store
 from tests.secret_broker import LoggingIngestor, password_broker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.slow]
@@ -245,7 +245,7 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
             ingestor.stop()
         broker_log = broker.log.read_text()
 
-    from flows.maintenance import maintenance_flow
+    from flows.demo.maintenance import maintenance_flow
 
     inbox = Inbox(tmp_path / "inbox" / "status.jsonl")
     secret = settings.crm_secret.get_secret_value()

@@ -11,13 +11,13 @@ import can
 import cantools
 import pytest
 
-from edge import contract
 from edge.agent import Agent, TapResult
 from edge.config import REFERENCE_DBC, REFERENCE_RULES
 from edge.decode import Decoder, load_dbcs
 from edge.publish import Publisher
 from edge.rules import load_rules
 from edge.spool import Spool
+from edge.wire import contract
 from tests.contract_subscriber import ContractSubscriber
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from edge import contract
 from edge.batch import BatchWriter
 from edge.errors import SpoolError
 from edge.spool import Priority, Spool
+from edge.wire import contract
 
 
 class _Notes:

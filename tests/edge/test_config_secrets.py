@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from edge import contract
 from edge.config import load_edge_settings
 from edge.errors import ConfigError
-from edge.mqttlink import TlsFiles, parse_mqtt_url, redact_url
 from edge.publish import Publisher
 from edge.spool import Spool
-from pipeline import pki
+from edge.wire import contract
+from edge.wire.mqtt import TlsFiles, parse_mqtt_url, redact_url
+from pipeline.broker import pki
 from tests.secret_broker import password_broker
 
 PW = "gw1-mqtt-pw-Q9v"

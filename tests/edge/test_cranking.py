@@ -8,13 +8,13 @@ import can
 import cantools
 import pytest
 
-from edge import contract
 from edge.agent import Agent
 from edge.config import REFERENCE_DBC
 from edge.cranking import CrankDetector, CrankRule
 from edge.decode import Decoder, load_dbcs
 from edge.rules import load_rules
 from edge.spool import Spool
+from edge.wire import contract
 
 RULE = CrankRule("BCM_LowVoltage.LvBatteryVoltage", "ECM_Engine.EngineSpeed")
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
 from edge.errors import ConfigError
-from edge.mqttlink import TlsFiles, parse_mqtt_url
 from edge.publish import Health, Publisher
 from edge.sdnotify import Watchdog
 from edge.spool import Spool
+from edge.wire import contract
+from edge.wire.mqtt import TlsFiles, parse_mqtt_url
 from tests.contract_subscriber import ContractSubscriber
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from edge.mqttlink import TlsFiles
 from edge.publish import Health, Publisher
 from edge.spool import Spool
-from pipeline import pki
-from pipeline.broker import find_mosquitto, free_port, wait_for_port
-from pipeline.broker_acl import write_broker_config
+from edge.wire import contract
+from edge.wire.mqtt import TlsFiles
+from pipeline.broker import pki
+from pipeline.broker.acl import write_broker_config
+from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
 
 pytestmark = pytest.mark.broker
 

@@ -11,9 +11,7 @@ import can
 import pytest
 from cantools.database.can import Database
 
-from edge.contract import TruthRecord
-from edge.health import HealthModel
-from edge.simulator import (
+from edge.sim.simulator import (
     VehicleSimulator,
     VehicleSpec,
     dtc_code_to_raw,
@@ -22,6 +20,8 @@ from edge.simulator import (
     make_fleet,
     params_of,
 )
+from edge.sim.wear import HealthModel
+from edge.wire.contract import TruthRecord
 
 START_TS = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 DAY_S = 86_400.0

@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
 from synth_fleet import Car, add_dtc, build_store
 
-from pipeline import advice, export
+from pipeline.leads import advice
+from pipeline.store import export
 
 N_DAYS = 80
 CARS = [Car(f"ok{i}") for i in range(4)] + [

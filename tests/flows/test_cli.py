@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.cli import GROUP, build_parser, main
+from flows.cli.main import GROUP, build_parser, main
 
 
 def _all_command_paths() -> list[list[str]]:

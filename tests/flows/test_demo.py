@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from flows.demo import format_report, run_demo
-from flows.demo_options import DemoOptions
+from flows.demo.options import DemoOptions
+from flows.demo.run import format_report, run_demo
 
 
 @pytest.mark.e2e

@@ -6,10 +6,10 @@ import orjson
 import pytest
 from flow_fixtures import Stores, last_day
 
-from flows.cli import main
-from flows.commands import parse_params
-from flows.config import load_flow_settings
-from flows.deployments import SCHEDULES, build_deployments, ensure_writer_limit
+from flows.cli.commands import parse_params
+from flows.cli.main import main
+from flows.scheduled.config import load_flow_settings
+from flows.scheduled.deployments import SCHEDULES, build_deployments, ensure_writer_limit
 
 
 def test_every_deployment_has_its_schedule_and_store_parameters(tmp_path: object) -> None:

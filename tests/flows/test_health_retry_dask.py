@@ -24,14 +24,15 @@ from prefect.client.schemas.filters import (
 from prefect.events.filters import EventFilter, EventNameFilter
 from test_serving import hold_lock, release
 
-from flows.features import features_flow
-from flows.health import UNHEALTHY_EVENT, health_flow
-from flows.partitioned import on_dask
-from flows.score import score_and_advise_flow
-from flows.train import train_flow
-from pipeline import export, store
-from pipeline.health_checks import Thresholds
-from pipeline.serving import connect_serving
+from flows.scheduled.features import features_flow
+from flows.scheduled.health import UNHEALTHY_EVENT, health_flow
+from flows.scheduled.partitioned import on_dask
+from flows.scheduled.score import score_and_advise_flow
+from flows.scheduled.train import train_flow
+from pipeline.ops.health import Thresholds
+from pipeline.store import connection as store
+from pipeline.store import export
+from pipeline.store.serving import connect_serving
 
 
 def paths(stores: Stores) -> dict[str, Any]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prefect.states import State
 
-from flows.maintenance import maintenance_flow
-from pipeline import store
+from flows.demo.maintenance import maintenance_flow
+from pipeline.store import connection as store
 
 
 def test_empty_store_fails_the_run_with_a_clear_message(

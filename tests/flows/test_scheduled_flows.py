@@ -12,15 +12,15 @@ import pytest
 from flow_fixtures import N_DAYS, Stores, last_day
 from synth_fleet import START, day
 
-from flows.campaigns import campaigns_flow
-from flows.delivery import deliver_leads_flow
-from flows.export import export_cold_flow
-from flows.features import backfill_flow, features_flow
-from flows.score import score_and_advise_flow
-from flows.train import train_flow
-from pipeline import store
-from pipeline.crm import CrmReceiver
-from pipeline.serving import connect_serving
+from flows.scheduled.campaigns import campaigns_flow
+from flows.scheduled.delivery import deliver_leads_flow
+from flows.scheduled.export import export_cold_flow
+from flows.scheduled.features import backfill_flow, features_flow
+from flows.scheduled.score import score_and_advise_flow
+from flows.scheduled.train import train_flow
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.store import connection as store
+from pipeline.store.serving import connect_serving
 
 COUNTS = {
     "daily_features": "SELECT count(*) FROM daily_features",

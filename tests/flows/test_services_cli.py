@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from pipeline.broker import free_port, wait_for_port
+from pipeline.broker.harness import free_port, wait_for_port
 
 
 def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -11,9 +11,10 @@ import pytest
 from flow_fixtures import URGENT_VEHICLE, Stores
 from synth_fleet import START
 
-from pipeline import export, store
 from pipeline.errors import StoreError
-from pipeline.serving import LANDING_TABLES, ServingStoreBusyError, connect_serving
+from pipeline.store import connection as store
+from pipeline.store import export
+from pipeline.store.serving import LANDING_TABLES, ServingStoreBusyError, connect_serving
 
 
 def _count(con: object, sql: str) -> int:

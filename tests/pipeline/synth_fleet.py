@@ -14,7 +14,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.store import connect
+from pipeline.store.connection import connect
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 PAD_SIGNALS = [

@@ -13,11 +13,11 @@ import duckdb
 import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
-from pipeline.advice import advise
-from pipeline.crm import CrmReceiver
-from pipeline.crm_adapters import adf_xml, render, salesforce_composite
-from pipeline.outbox import deliver_outbox
-from pipeline.reference_data import seed_reference_data
+from pipeline.crm.adapters import adf_xml, render, salesforce_composite
+from pipeline.crm.outbox import deliver_outbox
+from pipeline.leads.advice import advise
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-adapter-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)

@@ -14,9 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from edge import contract
-from pipeline import store
-from pipeline.admission import (
+from edge.wire import contract
+from pipeline.ingest.admission import (
     Admission,
     FleetFileError,
     RateLimit,
@@ -26,9 +25,10 @@ from pipeline.admission import (
     read_fleet_file,
     register_vehicles,
 )
-from pipeline.deadletters import replay_dead_letters
-from pipeline.ingest import Ingestor
-from pipeline.landing import InboundMessage, LandResult, land
+from pipeline.ingest.deadletters import replay_dead_letters
+from pipeline.ingest.landing import InboundMessage, LandResult, land
+from pipeline.ingest.service import Ingestor
+from pipeline.store import connection as store
 from tests.pipeline.test_ingest import (
     FAST,
     SIGNALS,

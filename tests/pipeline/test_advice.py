@@ -13,11 +13,11 @@ import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
-from pipeline.advice import AdviceReport, advise
-from pipeline.reference_data import seed_reference_data
+from pipeline.leads.advice import AdviceReport, advise
+from pipeline.sandbox.reference_data import seed_reference_data
 
 NOW = START + dt.timedelta(days=29, hours=18)
-SCHEMA = json.loads((Path(pipeline.__file__).parent / "lead.schema.json").read_text())
+SCHEMA = json.loads((Path(pipeline.__file__).parent / "leads" / "lead.schema.json").read_text())
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ def test_appointment_needs_a_free_bay_and_enough_technician_hours(
 def test_score_explanation_becomes_the_leads_top_factors(
     con: duckdb.DuckDBPyConnection, wrapped: bool,
 ) -> None:
-    """pipeline.scoring writes ``[{"feature", "value", "contribution"}, ...]``."""
+    """pipeline.ml.scoring writes ``[{"feature", "value", "contribution"}, ...]``."""
     factors = [{"feature": f"f{i}", "value": float(i), "contribution": 1.0 / (i + 1)}
                for i in range(7)]
     _score(con, "ev-sick", "brakes", 0.9)

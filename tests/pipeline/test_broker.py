@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from pipeline.broker import EmbeddedBroker, find_mosquitto, parse_broker_url
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, parse_broker_url
 from pipeline.errors import BrokerError
 
 

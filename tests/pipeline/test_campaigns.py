@@ -16,18 +16,18 @@ import pytest
 from synth_fleet import START, Car, build_store, day
 
 import pipeline
-from pipeline.campaigns import (
+from pipeline.crm.outbox import deliver_outbox
+from pipeline.leads.campaigns import (
     pre_winter_battery_check,
     send_follow_ups,
     visit_reminders,
 )
-from pipeline.crm import CrmReceiver
-from pipeline.outbox import deliver_outbox
-from pipeline.reference_data import seed_reference_data
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-campaign-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
-SCHEMA = json.loads((Path(pipeline.__file__).parent / "lead.schema.json").read_text())
+SCHEMA = json.loads((Path(pipeline.__file__).parent / "leads" / "lead.schema.json").read_text())
 
 
 @pytest.fixture

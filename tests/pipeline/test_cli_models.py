@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from synth_fleet import Car, build_store
 
-from flows.cli import main
-from pipeline.training import train_and_register
+from flows.cli.main import main
+from pipeline.ml.training import train_and_register
 
 NASA = Path(__file__).resolve().parents[3] / "shared" / "data" / "battery_nasa"
 

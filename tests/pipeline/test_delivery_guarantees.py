@@ -13,10 +13,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.crm import CrmReceiver
-from pipeline.http_json import JsonHttpServer
-from pipeline.outbox import RETRY_WINDOW, DeliveryReport, deliver_outbox, new_secret
-from pipeline.store import connect
+from pipeline.crm.http_json import JsonHttpServer
+from pipeline.crm.outbox import RETRY_WINDOW, DeliveryReport, deliver_outbox, new_secret
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.store.connection import connect
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-delivery-test-key").decode()
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)

@@ -10,17 +10,17 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from edge import contract
-from pipeline import store
-from pipeline.export import (
+from edge.wire import contract
+from pipeline.ingest.landing import InboundMessage, land
+from pipeline.ingest.service import Ingestor
+from pipeline.store import connection as store
+from pipeline.store.export import (
     ExportPolicy,
     attach_exports,
     export_cold,
     recover,
     write_snapshot,
 )
-from pipeline.ingest import Ingestor
-from pipeline.landing import InboundMessage, land
 
 DAY = 86_400.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -9,9 +9,9 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from edge import contract
-from pipeline import store
-from pipeline.landing import InboundMessage, land
+from edge.wire import contract
+from pipeline.ingest.landing import InboundMessage, land
+from pipeline.store import connection as store
 
 T0 = 1_767_225_600.0  # 2026-01-01: older than any cut-off the CLI computes from today
 
@@ -40,7 +40,7 @@ def test_export_moves_cold_rows_and_writes_a_snapshot(db_path: Path, tmp_path: P
     with duckdb.connect(str(tmp_path / "snap.duckdb"), read_only=True) as snap:
         assert snap.execute("SELECT count(*) FROM telemetry").fetchone() == (0,)
     reader = duckdb.connect()
-    from pipeline.export import attach_exports
+    from pipeline.store.export import attach_exports
 
     attach_exports(reader, tmp_path / "parquet")
     assert reader.execute("SELECT signal, value FROM telemetry_all ORDER BY ts").fetchall() == [

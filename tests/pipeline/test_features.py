@@ -12,7 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from synth_fleet import START, Car, add_dtc, add_telemetry, build_store, day
 
-from pipeline.features import LOOKBACK_DAYS, attach_labels, build_daily_features, label_column
+from pipeline.features.daily import LOOKBACK_DAYS, attach_labels, build_daily_features, label_column
 
 
 def _row(frame: pl.DataFrame, vehicle: str, i: int) -> dict[str, Any]:

@@ -23,19 +23,20 @@ import duckdb
 import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
-from edge import contract
-from flows.cli import main
-from pipeline import export, store
-from pipeline.advice import advise
-from pipeline.crm import CrmReceiver
-from pipeline.erasure import forget_everywhere
-from pipeline.forget import ERASED, StoreLockedError, UnknownVehicleError, customer_hash
-from pipeline.inbound import Inbox, StatusUpdate
-from pipeline.landing import InboundMessage, land
-from pipeline.lead_lifecycle import apply_inbound
-from pipeline.outbox import deliver_outbox
-from pipeline.reference_data import seed_reference_data
-from pipeline.serving import connect_serving
+from edge.wire import contract
+from flows.cli.main import main
+from pipeline.crm.inbound import Inbox, StatusUpdate
+from pipeline.crm.outbox import deliver_outbox
+from pipeline.ingest.landing import InboundMessage, land
+from pipeline.leads.advice import advise
+from pipeline.leads.lifecycle import apply_inbound
+from pipeline.privacy.erasure import forget_everywhere
+from pipeline.privacy.forget import ERASED, StoreLockedError, UnknownVehicleError, customer_hash
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
+from pipeline.store import connection as store
+from pipeline.store import export
+from pipeline.store.serving import connect_serving
 
 N_DAYS = 60
 NOW = START + dt.timedelta(days=N_DAYS - 1, hours=18)
@@ -329,7 +330,7 @@ def _files(root: Path) -> list[Path]:
 
 def test_exports_come_back_when_the_erasure_does_not_commit(
         fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import forget
+    from pipeline.privacy import forget
 
     before = _files(fleet.exports)
 

@@ -16,13 +16,13 @@ import duckdb
 import pytest
 from synth_fleet import START, Car, build_store, day
 
-from pipeline.advice import advise
-from pipeline.crm import CrmReceiver
-from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
-from pipeline.lead_lifecycle import InboundReport, apply_inbound
-from pipeline.outbox import deliver_outbox
-from pipeline.reference_data import seed_reference_data
-from pipeline.signing import new_secret, signed_headers
+from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
+from pipeline.crm.outbox import deliver_outbox
+from pipeline.crm.signing import new_secret, signed_headers
+from pipeline.leads.advice import advise
+from pipeline.leads.lifecycle import InboundReport, apply_inbound
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-inbound-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)

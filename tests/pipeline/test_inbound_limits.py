@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.crm import CrmReceiver
-from pipeline.http_json import JsonHttpServer
-from pipeline.inbound import INBOUND_PATH, Inbox, inbound_server
-from pipeline.signing import new_secret, signed_headers
+from pipeline.crm.http_json import JsonHttpServer
+from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
+from pipeline.crm.signing import new_secret, signed_headers
+from pipeline.sandbox.reference_crm import CrmReceiver
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-inbound-limits-key").decode()
 LIMIT = 2_000

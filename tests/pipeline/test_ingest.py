@@ -15,13 +15,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import contract
-from pipeline import store
-from pipeline.admission import Vehicle, register_vehicles
-from pipeline.broker import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
+from edge.wire import contract
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
 from pipeline.errors import BrokerError
-from pipeline.ingest import Ingestor, IngestStats
-from pipeline.landing import InboundMessage, LandResult, land
+from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.ingest.landing import InboundMessage, LandResult, land
+from pipeline.ingest.service import Ingestor, IngestStats
+from pipeline.store import connection as store
 
 pytestmark = pytest.mark.broker
 
@@ -142,7 +142,7 @@ def test_messages_published_while_stopped_land_after_restart(
 
 CRASHING_INGESTOR = """
 import sys
-from pipeline.ingest import Ingestor
+from pipeline.ingest.service import Ingestor
 url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ingestor = Ingestor(url, db, client_id=client_id, flush_interval_s=3600, flush_rows=10**9)
 ingestor.start()
@@ -255,7 +255,7 @@ def test_stats_start_at_zero(broker_url: str, db_path: Path) -> None:
 
 KILLABLE_INGESTOR = """
 import sys
-from pipeline.ingest import Ingestor
+from pipeline.ingest.service import Ingestor
 url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02)
 ingestor.start()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from pipeline.ingest import Ingestor
-from pipeline.ingest_client import CHUNK_BYTES, BufferedSocket, _read_publishes
+from edge.wire import contract
+from pipeline.ingest.client import CHUNK_BYTES, BufferedSocket, _read_publishes
+from pipeline.ingest.service import Ingestor
 from tests.pipeline import test_ingest as wire
 
 

@@ -10,17 +10,17 @@ import duckdb
 import orjson
 import pytest
 
-from edge import contract
-from pipeline import store
-from pipeline.admission import Vehicle, register_vehicles
-from pipeline.columnar import invalid_messages, telemetry_columns
-from pipeline.deadletters import list_dead_letters, replay_dead_letters
-from pipeline.landing import (
+from edge.wire import contract
+from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.ingest.columnar import invalid_messages, telemetry_columns
+from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
+from pipeline.ingest.landing import (
     InboundMessage,
     LandResult,
     land,
     prepare,
 )
+from pipeline.store import connection as store
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -252,8 +252,8 @@ def test_a_large_mixed_batch_lands_every_good_row(con: duckdb.DuckDBPyConnection
 
 
 def test_a_message_the_store_refuses_is_isolated_and_the_rest_lands(db_path: Path) -> None:
-    from pipeline.ingest_stats import StatsBoard
-    from pipeline.ingest_writer import BatchWriter
+    from pipeline.ingest.stats import StatsBoard
+    from pipeline.ingest.writer import BatchWriter
 
     con = store.connect(db_path)
     # A store that refuses some values (as a stricter schema or a full column type would).
@@ -278,8 +278,8 @@ def test_a_message_the_store_refuses_is_isolated_and_the_rest_lands(db_path: Pat
 
 
 def test_a_store_that_refuses_everything_lands_nothing_and_acks_nothing(db_path: Path) -> None:
-    from pipeline.ingest_stats import StatsBoard
-    from pipeline.ingest_writer import BatchWriter
+    from pipeline.ingest.stats import StatsBoard
+    from pipeline.ingest.writer import BatchWriter
 
     con = store.connect(db_path)
     con.execute("ALTER TABLE telemetry RENAME TO telemetry_away")

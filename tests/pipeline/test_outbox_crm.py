@@ -17,8 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.crm import CrmReceiver
-from pipeline.outbox import (
+from pipeline.crm.outbox import (
     DeliveryReport,
     SignatureError,
     backoff_s,
@@ -27,7 +26,8 @@ from pipeline.outbox import (
     sign,
     verify,
 )
-from pipeline.store import connect
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.store.connection import connect
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-test-key-0123456789").decode()
 NOW = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.UTC)

@@ -22,13 +22,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 
-from edge import contract
-from pipeline import pki, store
-from pipeline.admission import RateLimit, Vehicle, register_vehicles
-from pipeline.broker import find_mosquitto, free_port, wait_for_port
-from pipeline.broker_acl import acl_text, write_broker_config
-from pipeline.ingest import Ingestor
-from pipeline.mqtt_auth import BackendTls
+from edge.wire import contract
+from pipeline.broker import pki
+from pipeline.broker.acl import acl_text, write_broker_config
+from pipeline.broker.auth import BackendTls
+from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
+from pipeline.ingest.admission import RateLimit, Vehicle, register_vehicles
+from pipeline.ingest.service import Ingestor
+from pipeline.store import connection as store
 from tests.pipeline.test_ingest import SIGNALS, handled, telemetry
 
 pytestmark = pytest.mark.broker

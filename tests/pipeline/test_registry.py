@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from synth_fleet import Car, build_store
 
-from pipeline import promotion, registry
-from pipeline.training import estimator_for, train_and_register
+from pipeline.ml import promotion, registry
+from pipeline.ml.training import estimator_for, train_and_register
 
 N_DAYS = 80
 

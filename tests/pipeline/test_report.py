@@ -13,15 +13,15 @@ import duckdb
 import pytest
 from synth_fleet import START, Car, build_store, day
 
-from pipeline.advice import advise
-from pipeline.appointments import iso
-from pipeline.crm import CrmReceiver
-from pipeline.inbound import Inbox, StatusUpdate
-from pipeline.lead_lifecycle import apply_inbound
-from pipeline.outbox import deliver_outbox
-from pipeline.reference_data import seed_reference_data
-from pipeline.report import write_report
-from pipeline.store import connect
+from pipeline.crm.inbound import Inbox, StatusUpdate
+from pipeline.crm.outbox import deliver_outbox
+from pipeline.leads.advice import advise
+from pipeline.leads.appointments import iso
+from pipeline.leads.lifecycle import apply_inbound
+from pipeline.ops.report import write_report
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
+from pipeline.store.connection import connect
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-report-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from synth_fleet import Car, build_store, day
 
-from pipeline.features import COMPONENT_FEATURES, CONTEXT_FEATURES
-from pipeline.scoring import TOP_FEATURES, score_fleet
-from pipeline.training import train_and_register
+from pipeline.features.daily import COMPONENT_FEATURES, CONTEXT_FEATURES
+from pipeline.ml.scoring import TOP_FEATURES, score_fleet
+from pipeline.ml.training import train_and_register
 
 
 def test_each_score_names_its_top_contributing_features(tmp_path: Path) -> None:

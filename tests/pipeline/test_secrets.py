@@ -12,15 +12,15 @@ import paho.mqtt.client as mqtt
 import pytest
 from pydantic import SecretStr
 
-from pipeline.config import load_pipeline_settings
-from pipeline.errors import TerminalPipelineError
-from pipeline.mqtt_auth import (
+from pipeline.broker.auth import (
     MqttCredentials,
     apply_client_auth,
     credentials_from_settings,
     credentials_from_url,
     redact_url,
 )
+from pipeline.config import load_pipeline_settings
+from pipeline.errors import TerminalPipelineError
 from tests.secret_broker import password_broker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_pki_encrypts_the_ca_key_with_a_password_from_a_file(tmp_path: Path) -> 
 def test_pki_library_round_trip_with_passwords(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from pipeline import pki
+    from pipeline.broker import pki
 
     password = SecretStr(CA_PW)
     pki.init_ca(tmp_path, password=password)

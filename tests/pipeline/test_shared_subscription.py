@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.ingest import Ingestor
+from pipeline.ingest.service import Ingestor
 from tests.pipeline.test_ingest import (
     FAST,
     SIGNALS,

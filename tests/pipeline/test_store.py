@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import store
 from pipeline.errors import StoreError
+from pipeline.store import connection as store
 
 
 def test_fresh_store_gets_every_migration_once(db_path: Path) -> None:

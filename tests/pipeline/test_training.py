@@ -14,12 +14,12 @@ from sklearn.preprocessing import FunctionTransformer
 from synth_fleet import START, Car, build_store, day
 
 from models import FaultWarningClassifier, NoStartRiskClassifier
-from pipeline.advice import advise
 from pipeline.errors import NotEnoughDataError
-from pipeline.reference_data import seed_reference_data
-from pipeline.scoring import score_fleet
-from pipeline.store import connect
-from pipeline.training import UntrustedArtifactError, load_model, train_and_register
+from pipeline.leads.advice import advise
+from pipeline.ml.scoring import score_fleet
+from pipeline.ml.training import UntrustedArtifactError, load_model, train_and_register
+from pipeline.sandbox.reference_data import seed_reference_data
+from pipeline.store.connection import connect
 
 N_DAYS = 80
 

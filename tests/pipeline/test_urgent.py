@@ -17,16 +17,16 @@ import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
-from edge import contract
-from pipeline.broker import parse_broker_url
-from pipeline.crm import CrmReceiver
-from pipeline.ingest import Ingestor
-from pipeline.reference_data import seed_reference_data
-from pipeline.urgent import UrgentLeads
+from edge.wire import contract
+from pipeline.broker.harness import parse_broker_url
+from pipeline.ingest.service import Ingestor
+from pipeline.leads.urgent import UrgentLeads
+from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.sandbox.reference_data import seed_reference_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-urgent-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
-SCHEMA = json.loads((Path(pipeline.__file__).parent / "lead.schema.json").read_text())
+SCHEMA = json.loads((Path(pipeline.__file__).parent / "leads" / "lead.schema.json").read_text())
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import can
 
-from edge import contract
 from edge.agent import Agent, FrameTap
 from edge.config import REFERENCE_DBC, REFERENCE_RULES
 from edge.decode import Decoder, load_dbcs
 from edge.rules import load_rules
 from edge.spool import Spool
+from edge.wire import contract
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "can"
 OBD_LOG = SHARED / "car_obd2_gnss" / "00000002-60FE415D.candump.log"

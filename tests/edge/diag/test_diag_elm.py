@@ -16,7 +16,7 @@ from edge.diag.elm import ElmConnection
 from edge.diag.errors import DiagLinkError
 from edge.diag.obd_tap import ObdTap
 from edge.diag.reader import clear_codes, read_dtcs, read_once
-from flows.cli import main
+from flows.cli.main import main
 
 pytest.importorskip("elm", reason="ELM327-emulator (the test-only extra) is not installed")
 pytest.importorskip("obd", reason="python-OBD (the elm extra) is not installed")

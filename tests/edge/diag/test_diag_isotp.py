@@ -11,7 +11,6 @@ import pytest
 from diag_helpers import channel, dtc_events, make_agent, samples, spooled
 
 from edge.diag.answers import NegativeAnswer, decode_answer
-from edge.diag.ecusim import EcuBehaviour, SimulatedEcu
 from edge.diag.errors import DiagLinkError
 from edge.diag.isotp_link import IsoTpLink
 from edge.diag.obd_tap import ObdTap
@@ -19,6 +18,7 @@ from edge.diag.poller import Poller, PollGroup
 from edge.diag.reader import clear_codes, read_dtcs, read_once, read_values
 from edge.diag.uds_client import UdsClient
 from edge.diag.uds_map import load_did_map
+from edge.sim.ecus import EcuBehaviour, SimulatedEcu
 
 VIN = "WVWZZZ1JZXW000001"
 ENGINE: dict[str, Any] = {

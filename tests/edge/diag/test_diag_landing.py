@@ -12,7 +12,7 @@ from diag_helpers import LEAF_LOG, OBD_LOG, make_agent
 
 from edge.diag.taps import make_taps
 from edge.publish import Publisher
-from pipeline.ingest import Ingestor
+from pipeline.ingest.service import Ingestor
 
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(not OBD_LOG.exists(), reason="../shared/data is not present")]

@@ -6,13 +6,13 @@ import pytest
 
 from edge.diag.answers import NegativeAnswer, decode_answer
 from edge.diag.dtc import DtcAnswer, DtcTracker, parse_dtc_answer
-from edge.diag.dtc_table import describe
 from edge.diag.errors import DiagParseError
 from edge.diag.j1939 import describe_spn_fmi, parse_dm1, split_id
 from edge.diag.pids import parse_pid_answer, split_requests, supported_from_bitmap
 from edge.diag.uds_map import load_did_map, parse_uds_answer
 from edge.diag.vin import parse_vin_answer
 from edge.errors import ConfigError
+from edge.wire.fault_codes import describe
 
 
 @pytest.mark.parametrize(("payload", "codes"), [

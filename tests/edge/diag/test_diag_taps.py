@@ -9,7 +9,6 @@ import can
 import pytest
 from diag_helpers import channel, dtc_events, make_agent, samples, spooled, wait_until
 
-from edge import contract
 from edge.agent import Agent
 from edge.diag.j1939_tap import J1939Tap
 from edge.diag.obd_tap import ObdTap
@@ -17,6 +16,7 @@ from edge.diag.taps import make_taps
 from edge.diag.uds_tap import UdsTap
 from edge.errors import ConfigError
 from edge.tap import FrameTap
+from edge.wire import contract
 
 
 def test_make_taps_by_name_and_unknown_names_listed() -> None:

@@ -1,0 +1,407 @@
+"""A seeded fleet simulator: CAN traffic of the reference vehicle, driven by hidden health.
+
+Each simulated day is compressed into a short snapshot of bus traffic (``snapshot_s`` seconds,
+starting at that day's 08:00 UTC plus a vehicle-specific offset) in which every message runs at
+its DBC ``GenMsgCycleTime``. The values carry the hidden state of :mod:`edge.sim.wear` with
+sensor noise, and fault codes appear in ``DIAG_DtcReport`` frames as a failure approaches.
+:meth:`VehicleSimulator.truth` tells when each component really fails, for scoring models.
+
+The same spec and seed always give byte-identical frames and truth: the hidden state and the
+observation noise use separate ``random.Random`` streams, so the truth never depends on whether
+frames were generated.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Final
+
+import can
+import cantools
+from cantools.database.can import Database, Message
+
+from edge.errors import DbcError
+from edge.sim import wear as health
+from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
+from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
+
+TRUTH_HORIZON_DAYS: Final = 730
+"""How far past the simulated window the truth looks for failures."""
+SNAPSHOT_HOUR: Final = 8
+DTC_STORED_AFTER_DAYS: Final = 3
+MODEL_NAMES: Final = {"ev": "Aurora EV", "ice": "Borealis ICE"}
+ECU_ADDRESSES: Final = {"BMS": 0x44, "BCM": 0x40, "ESC": 0x29}
+"""Diagnostic addresses our reference vehicle's ECUs report in ``EcuAddress``."""
+_DBC_PATH: Final = Path(__file__).resolve().parents[2] / "dbc" / "fleetcare_ref.dbc"
+_EV_ONLY_PREFIX: Final = "BMS_"
+_ICE_ONLY: Final = frozenset({"ECM_Engine"})
+_DTC_MESSAGE: Final = "DIAG_DtcReport"
+_MAX_DTCS: Final = 3
+_DTC_LETTERS: Final = "PCBU"
+_J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
+
+
+@dataclass(frozen=True)
+class VehicleSpec:
+    """Who a simulated vehicle is; optional fields pin its initial health instead of drawing it."""
+
+    vehicle_id: str
+    variant: str
+    region: str
+    seed: int
+    battery_soh: float | None = None
+    pad_wear: float | None = None
+    lv_resistance_mohm: float | None = None
+    km_per_day: float | None = None
+
+
+def load_reference_dbc() -> Database:
+    """Load the reference vehicle's DBC shipped in the repository's ``dbc/`` folder.
+
+    Raises:
+        DbcError: the file is missing or does not parse strictly.
+    """
+    try:
+        db = cantools.database.load_file(_DBC_PATH, strict=True)
+    except (OSError, cantools.database.UnsupportedDatabaseFormatError) as exc:
+        raise DbcError(f"cannot load reference DBC {_DBC_PATH}: {exc}") from exc
+    if not isinstance(db, Database):
+        raise DbcError(f"reference DBC {_DBC_PATH} is not a CAN database")
+    return db
+
+
+def dtc_code_to_raw(code: str) -> int:
+    """Two-byte form of a J2012 code as in OBD-II mode 03 answers (``"P0A80"`` -> 0x0A80).
+
+    Raises:
+        ValueError: ``code`` is not upper-case J2012 (a letter P/C/B/U, then 0-3, then 3 hex).
+    """
+    if not _J2012.match(code):
+        raise ValueError(f"fault code {code!r} is not upper-case SAE J2012 such as 'P0A80'")
+    return (_DTC_LETTERS.index(code[0]) << 14) | int(code[1:], 16)
+
+
+def dtc_raw_to_code(raw: int) -> str:
+    """J2012 form of a two-byte OBD-II fault code (0x5B00 -> ``"C1B00"``)."""
+    return f"{_DTC_LETTERS[(raw >> 14) & 0x3]}{raw & 0x3FFF:04X}"
+
+
+def params_of(spec: VehicleSpec) -> VehicleParams:
+    """The hidden-model constants of a spec (drawn from its seed, overridden by its fields)."""
+    return health.draw_params(
+        spec.variant, spec.region, spec.seed, soh=spec.battery_soh, pad_wear=spec.pad_wear,
+        r_mohm=spec.lv_resistance_mohm, km_per_day=spec.km_per_day,
+    )
+
+
+def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share: float = 0.3,
+               start_ts: float | None = None) -> list[VehicleSpec]:
+    """A mixed fleet (60 % EV) in which about ``failing_share`` of vehicles near a failure.
+
+    Those vehicles get one component placed so that it fails after 5 to 170 days of usual
+    driving; the rest draw healthy-to-middle-aged states from their seeds (a few of them still
+    fail, e.g. an ageing 12 V battery in a northern winter). 12 V failures depend on the
+    season, so pass the simulation's ``start_ts`` to place them within the window; without it
+    they are placed for a morning of the region's mean temperature.
+
+    Raises:
+        ValueError: ``n_vehicles`` is negative or ``failing_share`` is outside [0, 1].
+    """
+    if n_vehicles < 0 or not 0.0 <= failing_share <= 1.0:
+        raise ValueError(f"need n_vehicles >= 0 and 0 <= failing_share <= 1, "
+                         f"got {n_vehicles} and {failing_share}")
+    rng = random.Random(f"fleetcare-fleet/{seed}")
+    n_ev = round(0.6 * n_vehicles)
+    variants = ["ev"] * n_ev + ["ice"] * (n_vehicles - n_ev)
+    rng.shuffle(variants)
+    failing = set(rng.sample(range(n_vehicles), round(failing_share * n_vehicles)))
+    specs = []
+    for i, variant in enumerate(variants):
+        spec = VehicleSpec(f"{prefix}{i:05d}", variant, rng.choice(sorted(health.REGIONS)),
+                           rng.getrandbits(31))
+        specs.append(_near_failure(spec, rng, start_ts) if i in failing else spec)
+    return specs
+
+
+def _near_failure(spec: VehicleSpec, rng: random.Random, start_ts: float | None
+                  ) -> VehicleSpec:
+    params = params_of(spec)
+    component = rng.choice(COMPONENTS if params.is_ev else COMPONENTS[1:])
+    days = rng.uniform(5.0, 170.0)
+    if component == "traction_battery":
+        return replace(spec, battery_soh=round(health.soh_failing_after(params, days), 2))
+    if component == "brakes":
+        return replace(spec, pad_wear=round(health.pad_wear_failing_after(params, days), 2))
+    when = None if start_ts is None else start_ts + days * DAY_S
+    resistance = health.resistance_failing_at(params, when, rng.uniform(0.95, 1.03))
+    return replace(spec, lv_resistance_mohm=round(resistance, 3))
+
+
+class _Encoder:
+    """Clamps values into each signal's DBC range, then encodes strictly."""
+
+    __slots__ = ("_limits", "_message")
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self._limits = {
+            s.name: (float(s.minimum if s.minimum is not None else -math.inf),
+                     float(s.maximum if s.maximum is not None else math.inf))
+            for s in message.signals
+        }
+
+    def encode(self, values: dict[str, float]) -> bytes:
+        limits = self._limits
+        clamped = {k: min(limits[k][1], max(limits[k][0], v)) for k, v in values.items()}
+        return self._message.encode(clamped, strict=True)
+
+
+def _ocv(soc: float) -> float:
+    """Open-circuit voltage of one cell at a state of charge (%), a smooth NMC-like curve."""
+    return 3.35 + 0.0085 * soc + 0.05 * math.tanh((soc - 10.0) / 8.0)
+
+
+class _DayView:
+    """What the sensors read during one day's snapshot; one method per DBC message.
+
+    Per-day values are drawn once here; the per-frame methods add only cheap noise, because
+    they run once per frame in the demo's hot path.
+    """
+
+    def __init__(self, state: DayState, params: VehicleParams, obs: random.Random,
+                 cell_offsets: list[float]) -> None:
+        self.s, self.p, self.rng = state, params, obs
+        self.speed0, self.accel = obs.uniform(20.0, 110.0), obs.gauss(0.0, 1.0)
+        self.ambient = state.ambient_c - 4.0 + obs.gauss(0.0, 0.3)
+        self.dip = state.dip_v + obs.gauss(0.0, 0.04)
+        self.soc = obs.uniform(35.0, 92.0)
+        self.battery_c = min(45.0, max(5.0, state.ambient_c + 6.0)) + obs.gauss(0.0, 1.0)
+        self.pack_mohm = 80.0 * (1.0 + (100.0 - state.soh) / 25.0)
+        spread = 0.004 + 0.0016 * max(0.0, 100.0 - state.soh)
+        base = _ocv(self.soc)
+        self.cells = [base + spread * off for off in cell_offsets]
+        self.brake_c = state.ambient_c + 30.0 + 40.0 * params.stop_go + obs.gauss(0.0, 5.0)
+        self.wheel_slip = tuple(obs.gauss(0.0, 0.004) for _ in range(4))
+
+    def speed(self, t: float) -> float:
+        return max(0.0, self.speed0 + self.accel * t)
+
+    def current(self, t: float) -> float:
+        return 15.0 + 0.9 * self.speed(t) + 8.0 * self.accel + self.rng.gauss(0.0, 6.0)
+
+    def BMS_PackStatus(self, t: float, k: int) -> dict[str, float]:
+        amps = self.current(t)
+        volts = 96.0 * _ocv(self.soc) - amps * self.pack_mohm / 1000.0
+        return {"PackVoltage": volts + self.rng.gauss(0.0, 0.2), "PackCurrent": amps,
+                "StateOfCharge": self.soc, "BmsState": 2}
+
+    def BMS_Health(self, t: float, k: int) -> dict[str, float]:
+        gauss = self.rng.gauss
+        return {"StateOfHealth": self.s.soh + gauss(0.0, 0.3),
+                "InsulationResistance": 3500.0 - 20.0 * (100.0 - self.s.soh) + gauss(0.0, 80.0),
+                "CellTempMin": self.battery_c - 2.0, "CellTempMax": self.battery_c + 2.0}
+
+    def BMS_CellVoltages(self, t: float, k: int) -> dict[str, float]:
+        group, gauss = k % 4, self.rng.gauss
+        values: dict[str, float] = {"CellGroup": group}
+        for cell in range(4 * group, 4 * group + 4):
+            values[f"Cell{cell + 1:02d}_Voltage"] = self.cells[cell] + gauss(0.0, 0.002)
+        return values
+
+    def BMS_CellSummary(self, t: float, k: int) -> dict[str, float]:
+        low, high = min(self.cells), max(self.cells)
+        return {"MinCellVoltage": low + self.rng.gauss(0.0, 0.002),
+                "MaxCellVoltage": high + self.rng.gauss(0.0, 0.002),
+                "MinCellId": self.cells.index(low) + 1, "MaxCellId": self.cells.index(high) + 1}
+
+    def VCU_Motion(self, t: float, k: int) -> dict[str, float]:
+        km = self.s.km
+        odometer = self.s.odometer_km + min(km, 0.4 * km + self.speed0 * t / 3600.0)
+        return {"VehicleSpeed": self.speed(t) + self.rng.gauss(0.0, 0.05), "Odometer": odometer}
+
+    def ESC_WheelSpeeds(self, t: float, k: int) -> dict[str, float]:
+        v, slip, gauss = self.speed(t), self.wheel_slip, self.rng.gauss
+        return {"WheelSpeed_FL": v * (1 + slip[0]) + gauss(0.0, 0.03),
+                "WheelSpeed_FR": v * (1 + slip[1]) + gauss(0.0, 0.03),
+                "WheelSpeed_RL": v * (1 + slip[2]) + gauss(0.0, 0.03),
+                "WheelSpeed_RR": v * (1 + slip[3]) + gauss(0.0, 0.03)}
+
+    def BCM_Brakes(self, t: float, k: int) -> dict[str, float]:
+        pads, gauss = self.s.pads, self.rng.gauss
+        return {"PadWear_FL": pads[0] + gauss(0.0, 0.4), "PadWear_FR": pads[1] + gauss(0.0, 0.4),
+                "PadWear_RL": pads[2] + gauss(0.0, 0.4), "PadWear_RR": pads[3] + gauss(0.0, 0.4),
+                "BrakeFluidLevel": 1 if self.s.max_pad_wear > 92.0 else 0,
+                "BrakeTemperature": self.brake_c}
+
+    def ECM_Engine(self, t: float, k: int) -> dict[str, float]:
+        rpm = 750.0 + 28.0 * self.speed(t) + self.rng.gauss(0.0, 15.0)
+        return {"EngineSpeed": rpm, "CoolantTemp": 88.0 + self.rng.gauss(0.0, 1.0),
+                "EngineRunning": 1}
+
+    def BCM_LowVoltage(self, t: float, k: int) -> dict[str, float]:
+        charging = 13.9 if self.p.is_ev else 14.1
+        return {"LvBatteryVoltage": charging + self.rng.gauss(0.0, 0.03),
+                "CrankMinVoltage": self.dip, "CrankCount": self.s.crank_count + 1}
+
+    def BCM_Ambient(self, t: float, k: int) -> dict[str, float]:
+        return {"AmbientTemperature": self.ambient + self.rng.gauss(0.0, 0.1)}
+
+
+_Producer = Callable[[_DayView, float, int], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A precomputed place in the snapshot; ``producer`` None marks a fault-code slot."""
+
+    offset_s: float
+    frame_id: int
+    encoder: _Encoder
+    producer: _Producer | None
+    index: int
+
+
+class VehicleSimulator:
+    """Simulates one vehicle of the reference fleet day by day.
+
+    Args:
+        spec: who the vehicle is and, optionally, its initial health.
+        db: the reference DBC (see :func:`load_reference_dbc`).
+        start_ts: Unix time of the first simulated day's midnight.
+        days: how many days to simulate.
+        snapshot_s: seconds of bus traffic per simulated day.
+
+    Raises:
+        ValueError: unknown variant or region, negative ``days`` or non-positive ``snapshot_s``.
+    """
+
+    def __init__(self, spec: VehicleSpec, db: Database, *, start_ts: float, days: int,
+                 snapshot_s: float = 1.0) -> None:
+        if days < 0 or snapshot_s <= 0:
+            raise ValueError(f"need days >= 0 and snapshot_s > 0, got {days} and {snapshot_s}")
+        self.spec, self.start_ts, self.days, self.snapshot_s = spec, start_ts, days, snapshot_s
+        self.params = params_of(spec)
+        self._plan = self._build_plan(db)
+        self._truth: tuple[list[ComponentTruth], float] | None = None
+
+    @property
+    def model_name(self) -> str:
+        """Marketing name of the vehicle's variant, as it appears in ground truth."""
+        return MODEL_NAMES[self.spec.variant]
+
+    @property
+    def end_ts(self) -> float:
+        """Unix time at which the simulated window ends (midnight after the last day)."""
+        return self.start_ts + self.days * DAY_S
+
+    def snapshot_start(self, day: int) -> float:
+        """Simulated Unix time at which day ``day``'s snapshot (and morning check) begins."""
+        return (self.start_ts + day * DAY_S + SNAPSHOT_HOUR * 3600.0
+                + self.params.snapshot_offset_s)
+
+    def _carries(self, message: Message) -> bool:
+        if message.name.startswith(_EV_ONLY_PREFIX):
+            return self.params.is_ev
+        return not (message.name in _ICE_ONLY and self.params.is_ev)
+
+    def _build_plan(self, db: Database) -> list[_Frame]:
+        plan: list[_Frame] = []
+        messages = sorted((m for m in db.messages if self._carries(m)), key=lambda m: m.frame_id)
+        for position, message in enumerate(messages):
+            cycle = message.cycle_time / 1000.0 if message.cycle_time else self.snapshot_s
+            phase = (position * 0.0007) % cycle
+            encoder = _Encoder(message)
+            repeats = max(1, math.ceil((self.snapshot_s - phase) / cycle))
+            if message.name == _DTC_MESSAGE:
+                plan += [_Frame(phase + k * cycle + j * 0.0002, message.frame_id, encoder, None, j)
+                         for k in range(repeats) for j in range(_MAX_DTCS)]
+                continue
+            producer: _Producer = getattr(_DayView, message.name)
+            plan += [_Frame(phase + k * cycle, message.frame_id, encoder, producer, k)
+                     for k in range(repeats)]
+        plan.sort(key=lambda f: (f.offset_s, f.frame_id))
+        return plan
+
+    def iter_days(self) -> Iterator[list[can.Message]]:
+        """Yield one day's frames (in timestamp order) per simulated day.
+
+        Every call starts the vehicle's life afresh, so two iterations give identical frames.
+        """
+        model = HealthModel(self.params, self.spec.seed, self.start_ts)
+        obs = random.Random(f"fleetcare-obs/{self.spec.seed}")
+        cell_offsets = [obs.gauss(0.0, 1.0) for _ in range(16)]
+        first_seen: dict[str, int] = {}
+        for _ in range(self.days):
+            state = model.step()
+            codes = self._active_dtcs(state, first_seen)
+            view = _DayView(state, self.params, obs, cell_offsets)
+            yield self._frames(self.snapshot_start(state.day), view, codes)
+
+    def _active_dtcs(self, state: DayState, first_seen: dict[str, int]) -> list[dict[str, float]]:
+        """Latch fault codes whose condition holds; pending at first, stored after 3 days."""
+        conditions = (
+            ("P0A80", self.params.is_ev and state.soh < 74.0, "BMS"),
+            ("P0562", state.dip_v < 10.3, "BCM"),
+            ("C1B00", state.max_pad_wear > 85.0, "ESC"),
+        )
+        active: list[dict[str, float]] = []
+        for code, holds, ecu in conditions:
+            if holds:
+                first_seen.setdefault(code, state.day)
+            if code in first_seen:
+                stored = state.day - first_seen[code] >= DTC_STORED_AFTER_DAYS
+                active.append({"DtcCode": dtc_code_to_raw(code), "DtcStatus": int(stored),
+                               "EcuAddress": ECU_ADDRESSES[ecu]})
+        for values in active:
+            values["DtcCount"] = len(active)
+        return active
+
+    def _frames(self, t0: float, view: _DayView, codes: list[dict[str, float]]
+                ) -> list[can.Message]:
+        frames = []
+        for slot in self._plan:
+            if slot.producer is None:
+                if slot.index >= len(codes):
+                    continue
+                values = codes[slot.index]
+            else:
+                values = slot.producer(view, slot.offset_s, slot.index)
+            frames.append(can.Message(
+                timestamp=t0 + slot.offset_s, arbitration_id=slot.frame_id,
+                is_extended_id=False, dlc=8, data=slot.encoder.encode(values)))
+        return frames
+
+    def truth(self, msg_id: str) -> TruthRecord:
+        """Ground truth: when each component fails (up to 730 days past the window).
+
+        Computed by running the hidden model alone, with the same random stream the frames
+        were made from, past the window with the vehicle's usual driving.
+        """
+        if self._truth is None:
+            self._truth = (self._components(), self.end_ts)
+        return TruthRecord(msg_id=msg_id, vehicle_id=self.spec.vehicle_id,
+                           model=self.model_name, region=self.spec.region,
+                           sim_start_ts=self.start_ts, sim_end_ts=self._truth[1],
+                           components=list(self._truth[0]))
+
+    def _components(self) -> list[ComponentTruth]:
+        model = HealthModel(self.params, self.spec.seed, self.start_ts)
+        failed_at: dict[str, float | None] = dict.fromkeys(COMPONENTS)
+        end: DayState | None = None
+        for day in range(self.days + TRUTH_HORIZON_DAYS + 1):
+            state = model.step()
+            if day == self.days:
+                end = state
+            for name, failed in zip(COMPONENTS, state.failed(self.params.is_ev), strict=True):
+                if failed and failed_at[name] is None:
+                    failed_at[name] = self.snapshot_start(day)
+        assert end is not None
+        health_at_end = {"traction_battery": end.soh, "lv_battery": end.dip_v,
+                         "brakes": end.max_pad_wear}
+        wanted = COMPONENTS if self.params.is_ev else COMPONENTS[1:]
+        return [ComponentTruth(n, failed_at[n], health_at_end[n]) for n in wanted]

@@ -1,0 +1,40 @@
+"""``train`` (weekly): reference data, then one model per component, judged on held-out
+vehicles and promoted only when it beats the promoted one (:mod:`pipeline.ml.training`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from prefect import flow, task
+
+from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from pipeline.ml import training
+from pipeline.sandbox import reference_data
+
+
+@task(tags=[STORE_TAG], **RETRIES)
+def seed_reference(serving_path: str, snapshot_path: str, export_dir: str | None,
+                   seed: int) -> None:
+    """Customers, centres, capacity and the service catalogue (idempotent)."""
+    with serving_store(serving_path, snapshot_path, export_dir) as con:
+        reference_data.seed_reference_data(con, seed=seed)
+
+
+@task(tags=[STORE_TAG], **RETRIES)
+def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
+                 horizon_days: int, seed: int) -> list[dict[str, Any]]:
+    """Fit, evaluate, register and maybe promote one model per component."""
+    with serving_store(serving_path, snapshot_path, export_dir) as con:
+        reports = training.train_and_register(con, horizon_days=horizon_days, seed=seed)
+    return [dataclasses.asdict(r) for r in reports]
+
+
+@flow(name="train")
+def train_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
+               horizon_days: int = 30, seed: int = 0) -> list[dict[str, Any]]:
+    """Train on everything landed so far (see the module docstring)."""
+    seed_reference(serving_path, snapshot_path, export_dir, seed)
+    result: list[dict[str, Any]] = train_models(serving_path, snapshot_path, export_dir,
+                                                horizon_days, seed)
+    return result

@@ -1,0 +1,193 @@
+"""Command-line front of the pipeline: broker, ingest, dead letters, export (crm, leads:
+cli_leads).
+
+Heavy modules are imported inside the handlers, so listing commands stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SubParsers = argparse._SubParsersAction
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
+
+
+def register_broker(sub: SubParsers) -> None:
+    """``fleetcare broker``: the one-machine MQTT broker."""
+    broker = sub.add_parser("broker", help="run the embedded MQTT broker",
+                            description="mosquitto when installed, else amqtt, on 127.0.0.1.")
+    broker.add_argument("--port", type=int, default=1883)
+    broker.add_argument("--prefer", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    broker.add_argument("--data-dir", type=Path, help="where the broker persists sessions")
+    broker.set_defaults(handler=_broker)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from pipeline.broker.harness import serve_forever
+
+    print(f"broker on mqtt://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
+    serve_forever(args.port, args.prefer, args.data_dir)
+    return 0
+
+
+def register_ingest(sub: SubParsers) -> None:
+    """``fleetcare ingest``: MQTT to DuckDB exactly once."""
+    ingest = sub.add_parser("ingest", help="land MQTT messages in DuckDB exactly once",
+                            description="Subscribe with a persistent QoS 1 session; acknowledge "
+                                        "each message only after its rows are committed.")
+    ingest.add_argument("--broker", required=True, help="mqtt://host:port")
+    ingest.add_argument("--db", type=Path, required=True, help="DuckDB file (the one writer)")
+    ingest.add_argument("--client-id", default="fleetcare-ingest")
+    ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
+    ingest.add_argument("--flush-rows", type=int, default=122_880,
+                        help="land a batch at this many telemetry rows (default 122880, "
+                             "DuckDB's row-group size)")
+    ingest.add_argument("--flush-interval", type=float, default=1.0,
+                        help="...or when its oldest message has waited this many seconds")
+    _add_admission_arguments(ingest)
+    _add_maintenance_arguments(ingest)
+    ingest.set_defaults(handler=_ingest)
+
+
+def _add_admission_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.ingest.admission import DEFAULT_RATE_LIMIT as LIMIT  # light: no DuckDB work
+
+    parser.add_argument("--vehicles", type=Path, metavar="CSV",
+                        help="fleet register (vehicle_id,model,region) to import now and "
+                             "again whenever it changes")
+    parser.add_argument("--allow-unregistered", action="store_true",
+                        help="land messages of vehicles not in the vehicles table (default: "
+                             "dead-letter them)")
+    parser.add_argument("--rate-limit", type=float, default=LIMIT.rows_per_s, metavar="ROWS",
+                        help=f"rows per second each vehicle may send on average; excess is "
+                             f"dead-lettered; 0 turns the limit off "
+                             f"(default {LIMIT.rows_per_s:.0f})")
+    parser.add_argument("--rate-burst", type=float, default=LIMIT.burst_rows, metavar="ROWS",
+                        help=f"rows a vehicle may send at once (default {LIMIT.burst_rows:.0f})")
+    parser.add_argument("--rate-catch-up", type=float, default=LIMIT.catch_up_s,
+                        metavar="SECONDS",
+                        help=f"after ingest was down, each vehicle may also send what it could "
+                             f"have sent meanwhile, for a downtime up to this long; 0 grants "
+                             f"nothing (default {LIMIT.catch_up_s:.0f})")
+
+
+def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--export-dir", type=Path,
+                        help="move cold telemetry to Parquet here (date/vehicle partitions)")
+    parser.add_argument("--cold-after-days", type=float, default=7.0,
+                        help="telemetry older than this many whole days is cold (default 7)")
+    parser.add_argument("--snapshot", type=Path,
+                        help="keep a read-only copy of the store here for readers")
+    parser.add_argument("--maintenance-interval", type=float, default=300.0,
+                        help="seconds between exports/snapshots (default 300)")
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pipeline.broker.auth import credentials_from_settings, tls_from_settings
+    from pipeline.config import load_pipeline_settings
+    from pipeline.ingest.admission import RateLimit
+    from pipeline.ingest.service import run_forever
+    from pipeline.store.export import ExportPolicy
+
+    settings = load_pipeline_settings()
+    policy = None
+    if args.export_dir or args.snapshot:
+        policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
+    limit = (RateLimit(args.rate_limit, args.rate_burst, args.rate_catch_up)
+             if args.rate_limit > 0 else None)
+    run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
+                flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
+                maintenance=policy, maintenance_interval_s=args.maintenance_interval,
+                require_registered_vehicles=not args.allow_unregistered,
+                vehicles_file=args.vehicles, rate_limit=limit,
+                credentials=credentials_from_settings(settings), tls=tls_from_settings(settings))
+    return 0
+
+
+def register_export(sub: SubParsers) -> None:
+    """``fleetcare export``: cold telemetry to Parquet and a snapshot, now (ingest stopped)."""
+    export = sub.add_parser(
+        "export", help="move cold telemetry to Parquet and/or write a snapshot now",
+        description="Needs the store's write lock: run it while ingest is stopped, or let "
+                    "ingest do it periodically (fleetcare ingest --export-dir/--snapshot).")
+    export.add_argument("--db", type=Path, required=True, help="DuckDB file")
+    export.add_argument("--dir", type=Path, help="Parquet export folder")
+    export.add_argument("--older-than-days", type=float, default=7.0,
+                        help="move telemetry older than this many whole days (default 7)")
+    export.add_argument("--snapshot", type=Path, help="also write a snapshot of the store here")
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.store import connection as store
+    from pipeline.store import export
+
+    if args.dir is None and args.snapshot is None:
+        print("nothing to do: give --dir (Parquet export) and/or --snapshot PATH",
+              file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {}
+    with store.connect(args.db) as con:
+        if args.dir is not None:
+            report["export"] = dataclasses.asdict(
+                export.export_cold(con, args.dir, args.older_than_days))
+        if args.snapshot is not None:
+            report["snapshot"] = str(export.write_snapshot(con, args.snapshot))
+    _print_json(report)
+    return 0
+
+
+def register_deadletter(sub: SubParsers) -> None:
+    """``fleetcare deadletter list|replay``."""
+    dead = sub.add_parser("deadletter", help="inspect and replay messages that did not land",
+                          description="Messages ingest could not land, with the reason.")
+    dead_sub = dead.add_subparsers(dest="dead_command", metavar="SUBCOMMAND", required=True)
+    show = dead_sub.add_parser("list", help="list dead letters with their reasons")
+    show.add_argument("--db", type=Path, required=True)
+    show.add_argument("--limit", type=int, default=50)
+    show.add_argument("--pending", action="store_true", help="only letters not yet replayed")
+    show.set_defaults(handler=_deadletter_list)
+    replay = dead_sub.add_parser("replay", help="land dead letters again (after a fix)")
+    replay.add_argument("--db", type=Path, required=True)
+    replay.add_argument("ids", nargs="*", type=int, help="only these ids (default: all)")
+    replay.add_argument("--allow-unregistered", action="store_true",
+                        help="also land letters of vehicles not in the vehicles table")
+    replay.set_defaults(handler=_deadletter_replay)
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    from pipeline.ingest import deadletters
+    from pipeline.store import connection as store
+
+    with store.connect_readonly(args.db) as con:
+        letters = deadletters.list_dead_letters(con, limit=args.limit,
+                                                pending_only=args.pending)
+    for letter in letters:
+        print(f"{letter.id}\t{letter.received_at:%Y-%m-%d %H:%M:%S}\t{letter.topic}\t"
+              f"{letter.reason}")
+    return 0
+
+
+def _deadletter_replay(args: argparse.Namespace) -> int:
+    from pipeline.ingest import deadletters
+    from pipeline.store import connection as store
+
+    with store.connect(args.db) as con:
+        result = deadletters.replay_dead_letters(
+            con, args.ids or None, require_registered_vehicles=not args.allow_unregistered)
+    _print_json(dataclasses.asdict(result))
+    return 0
+
+
+# The crm and leads commands live with the rest of advice and delivery's CLI; the entry points
+# name them here.
+from pipeline.cli.leads import register_crm, register_leads  # noqa: E402, F401

@@ -1,0 +1,247 @@
+"""Daily, point-in-time features per vehicle, and the labels that train on them.
+
+One row per (vehicle_id, day). Every value for day D is computed from data stamped up to and
+including D (UTC): per-day aggregates come from DuckDB, trends are backward rolling windows in
+polars, so appending later telemetry never changes an earlier day's row. That is what lets a
+model trained on history be trusted on today's row.
+
+A fault code counts as active on day D when its latest event up to D did not clear it: edge
+agents report a code once per status change (pending, then stored) and do not re-send it while
+it stays set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Final
+
+import duckdb
+import polars as pl
+
+from edge.wire.contract import COMPONENTS
+from pipeline.features import daily_sql as feature_sql
+from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
+from pipeline.features.fault_codes import catalog_frame
+
+log = logging.getLogger(__name__)
+
+TREND_WINDOW: Final = "14d"
+"""Backward window of the slope features (the day itself and the 13 before it)."""
+EXPOSURE_WINDOW: Final = "30d"
+"""Backward window of the exposure features (heat, distance, braking energy)."""
+HOT_CELL_C: Final = 40.0
+"""Hottest-cell temperature (°C) above which a day counts as a hot day for the pack."""
+SOH_FAILED: Final = 70.0
+"""Traction-pack SoH (%) treated as end of life by the days-to-threshold feature."""
+PAD_WEAR_LIMIT: Final = 100.0
+"""Pad wear (%) at the wear limit."""
+LOOKBACK_DAYS: Final = 32
+"""The longest backward reach of any feature (the 30-day exposure window, plus the previous
+day's odometer): a row this many days after ``since`` equals the full build's row."""
+HORIZON_CAP_DAYS: Final = 3650.0
+"""Days-to-threshold features are capped here (a flat trend would give infinity)."""
+SOH = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
+PAD_WEAR = tuple(PAD_WEAR_SIGNALS.values())
+_WHEEL_KEYS = tuple(PAD_WEAR_SIGNALS)
+
+COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
+    "traction_battery": ("soh", "soh_slope_14d", "soh_days_to_threshold",
+                         "cell_voltage_spread", "cell_temp_max", "cell_temp_mean_30d",
+                         "hot_days_30d", "insulation_resistance_min",
+                         "dtc_count__traction_battery", "dtc_events_30d__traction_battery",
+                         "dtc_age_days__traction_battery"),
+    "lv_battery": ("crank_dip_min", "crank_dip_trend_14d", "rest_voltage",
+                   "rest_voltage_trend_14d", "dtc_count__lv_battery",
+                   "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery"),
+    "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "pad_km_to_limit",
+               "pad_days_to_limit", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
+               *(f"pad_wear_rate_per_100km_{k}" for k in _WHEEL_KEYS),
+               "braking_energy_30d", "pad_wear_per_braking_energy", "dtc_count__brakes",
+               "dtc_events_30d__brakes", "dtc_age_days__brakes"),
+}
+"""The features that describe each component's own health (also the lead's evidence)."""
+CONTEXT_FEATURES: Final = ("distance_km", "ambient_temp", "odometer_km")
+"""Usage and climate, which every component's model also sees."""
+
+
+def model_features(component: str) -> list[str]:
+    """The feature columns a component's model is trained and scored on."""
+    return [*COMPONENT_FEATURES[component], *CONTEXT_FEATURES]
+
+
+def build_daily_features(
+    con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+) -> pl.DataFrame:
+    """One feature row per (vehicle_id, day) from everything in the store up to ``until``.
+
+    Args:
+        con: an open store.
+        until: ignore telemetry and fault codes stamped after this instant (default: none
+            ignored). Rows are point-in-time either way; this only saves work when scoring
+            the past.
+        since: ignore telemetry before this instant. Rows whose windows reach back past it
+            are computed from less data; rows at least :data:`LOOKBACK_DAYS` after it are
+            exactly what a full build gives (what scoring the latest day needs).
+
+    Returns:
+        Columns ``vehicle_id``, ``day`` (pl.Date), the per-day signals, their trends and
+        exposures, and the fault-code features per component, sorted by vehicle and day.
+        Values a vehicle does not report (an ICE car's battery pack) are null.
+    """
+    bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+    window: dict[str, object] = {
+        "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
+    daily = _query(con, feature_sql.DAILY, window)
+    braking = _query(con, feature_sql.BRAKING, window)
+    daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
+    feats = _with_trends(daily.sort("vehicle_id", "day"))
+    dtc = _dtc_features(con, window)
+    out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
+        pl.col(f"dtc_{kind}__{c}").fill_null(0)
+        for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
+    )
+    return out.sort("vehicle_id", "day").collect()
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pl.LazyFrame:
+    """Run ``sql`` and hand its result to polars through Arrow."""
+    rel = con.sql(sql, params=params or None)
+    if rel is None:
+        raise ValueError("query returned no relation")
+    return rel.pl().lazy()
+
+
+def _backward(e: pl.Expr, how: str) -> pl.Expr:
+    """A backward rolling aggregate over :data:`EXPOSURE_WINDOW` per vehicle."""
+    rolled = (e.rolling_mean_by("day", EXPOSURE_WINDOW) if how == "mean"
+              else e.fill_null(0.0).rolling_sum_by("day", EXPOSURE_WINDOW))
+    return rolled.over("vehicle_id")
+
+
+def _days_to(gap: pl.Expr, rate: pl.Expr) -> pl.Expr:
+    """Days until ``gap`` closes at ``rate`` per day (capped; the cap when not closing)."""
+    return (pl.when(rate > 1e-9).then(gap.clip(lower_bound=0.0) / rate)
+            .otherwise(HORIZON_CAP_DAYS).clip(upper_bound=HORIZON_CAP_DAYS))
+
+
+def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
+    x_day = (pl.col("day") - pl.date(2000, 1, 1)).dt.total_days().cast(pl.Float64)
+    odo = pl.col("odometer_km")
+    prev_day = pl.col("day").shift(1).over("vehicle_id")
+    prev_odo = odo.forward_fill().shift(1).over("vehicle_id")
+    gap = (pl.col("day") - prev_day).dt.total_days()
+    energy = pl.col("braking_energy_kj_per_kg")
+    cum_energy = energy.fill_null(0.0).cum_sum().over("vehicle_id")
+    first = daily.with_columns(
+        _rolling_slope(pl.col("soh"), x_day).alias("soh_slope_14d"),
+        _rolling_slope(pl.col("crank_dip_min"), x_day).alias("crank_dip_trend_14d"),
+        _rolling_slope(pl.col("rest_voltage"), x_day).alias("rest_voltage_trend_14d"),
+        (_rolling_slope(pl.col("pad_wear_max"), odo) * 100.0).alias("pad_wear_rate_per_100km"),
+        *((_rolling_slope(pl.col(f"pad_wear_{k}"), odo) * 100.0)
+          .alias(f"pad_wear_rate_per_100km_{k}") for k in _WHEEL_KEYS),
+        _rolling_slope(pl.col("pad_wear_max"), cum_energy).alias("pad_wear_per_braking_energy"),
+        ((odo - prev_odo) / gap).alias("distance_km"),
+        _backward(pl.col("cell_temp_max"), "mean").alias("cell_temp_mean_30d"),
+        _backward((pl.col("cell_temp_max") >= HOT_CELL_C).cast(pl.Float64), "sum")
+        .alias("hot_days_30d"),
+        _backward(energy, "sum").alias("braking_energy_30d"),
+    )
+    km_per_day = _backward(pl.col("distance_km"), "mean")
+    km_left = (PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / (pl.col("pad_wear_rate_per_100km")
+                                                            / 100.0)
+    return first.with_columns(
+        _days_to(pl.col("soh") - SOH_FAILED, -pl.col("soh_slope_14d"))
+        .alias("soh_days_to_threshold"),
+        pl.when(pl.col("pad_wear_rate_per_100km") > 1e-9).then(km_left)
+        .alias("pad_km_to_limit"),
+        _days_to(PAD_WEAR_LIMIT - pl.col("pad_wear_max"),
+                 pl.col("pad_wear_rate_per_100km") / 100.0 * km_per_day)
+        .alias("pad_days_to_limit"),
+    )
+
+
+def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
+    """Least-squares slope of y on x over the backward trend window, per vehicle.
+
+    Written with rolling sums so it stays a vectorised expression; null when fewer than two
+    points or no spread in x.
+    """
+    ok = y.is_not_null() & x.is_not_null()
+    xv, yv = pl.when(ok).then(x), pl.when(ok).then(y)
+
+    def rsum(e: pl.Expr) -> pl.Expr:
+        return e.fill_null(0.0).rolling_sum_by("day", TREND_WINDOW).over("vehicle_id")
+
+    n = rsum(ok.cast(pl.Float64))
+    sx, sy, sxy, sxx = rsum(xv), rsum(yv), rsum(xv * yv), rsum(xv * xv)
+    den = n * sxx - sx * sx
+    return pl.when((n >= 2) & (den.abs() > 1e-9)).then((n * sxy - sx * sy) / den)
+
+
+def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> pl.LazyFrame:
+    """Active codes, reports in the last 30 days and the oldest active code's age per component."""
+    events = _query(con, feature_sql.DTC, window)
+    comp = catalog_frame().lazy().select("code", "component")
+    joined = events.join(comp, on="code", how="left").with_columns(
+        active=~pl.col("cleared_last"),
+        age=(pl.col("day") - pl.col("first_seen")).dt.total_days().cast(pl.Float64))
+    return joined.group_by("vehicle_id", "day").agg(
+        expr
+        for c in COMPONENTS
+        for expr in (
+            ((pl.col("component") == c) & pl.col("active")).sum().cast(pl.Int64)
+            .alias(f"dtc_count__{c}"),
+            pl.col("events_30d").filter(pl.col("component") == c).sum().cast(pl.Int64)
+            .alias(f"dtc_events_30d__{c}"),
+            pl.col("age").filter((pl.col("component") == c) & pl.col("active")).max()
+            .alias(f"dtc_age_days__{c}"),
+        )
+    )
+
+
+def label_column(component: str) -> str:
+    """Name of the label column :func:`attach_labels` adds for ``component``."""
+    return f"fails_within__{component}"
+
+
+_TRUTH_SQL: Final = """
+SELECT vehicle_id, component,
+       CAST(timezone('UTC', failure_ts) AS DATE) AS failure_day,
+       CAST(timezone('UTC', sim_end_ts) AS DATE) AS end_day
+FROM ground_truth
+"""
+
+
+def attach_labels(
+    features: pl.DataFrame, con: duckdb.DuckDBPyConnection, horizon_days: int
+) -> pl.DataFrame:
+    """Add ``fails_within__<component>``: does the component fail within ``horizon_days``?
+
+    True when the failure day lies in [D, D + horizon]. Null (not trainable) where the vehicle
+    has no ground truth for the component (an ICE car's traction battery), on days after the
+    failure, and on days whose horizon runs past the end of the simulation without a failure
+    (we cannot know it stays healthy).
+    """
+    truth = _query(con, _TRUTH_SQL, {})
+    out = features.lazy()
+    for comp in COMPONENTS:
+        t = truth.filter(pl.col("component") == comp).drop("component")
+        out = out.join(t, on="vehicle_id", how="left").with_columns(
+            _label(horizon_days).alias(label_column(comp))
+        ).drop("failure_day", "end_day")
+    return out.sort("vehicle_id", "day").collect()
+
+
+def _label(horizon_days: int) -> pl.Expr:
+    fail, end, day = pl.col("failure_day"), pl.col("end_day"), pl.col("day")
+    ahead = (fail - day).dt.total_days()
+    known_healthy = (end - day).dt.total_days() >= horizon_days
+    return (
+        pl.when(end.is_null()).then(None)
+        .when(fail.is_not_null() & (ahead < 0)).then(None)
+        .when(fail.is_not_null()).then(ahead <= horizon_days)
+        .when(known_healthy).then(False)
+        .otherwise(None)
+    )

@@ -1,0 +1,91 @@
+"""The per-day aggregates behind :mod:`pipeline.features.daily`, as DuckDB SQL.
+
+Each query groups by (vehicle, UTC day) and reads only telemetry stamped in
+``[$since, $until]`` (fault-code history is read back to the beginning, for code ages): the
+store does the heavy scan, polars does the backward windows. A day's aggregates use that
+day's rows only, so they are point-in-time by construction.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_WHEELS: Final = {"fl": "Row1.Wheel.Left", "fr": "Row1.Wheel.Right",
+                  "rl": "Row2.Wheel.Left", "rr": "Row2.Wheel.Right"}
+PAD_WEAR: Final = {k: f"Vehicle.Chassis.Axle.{w}.Brake.PadWear" for k, w in _WHEELS.items()}
+"""Pad wear (%) signal per wheel: front left, front right, rear left, rear right."""
+SPEED: Final = "Vehicle.Speed"
+
+_PADS = ", ".join(f"'{p}'" for p in PAD_WEAR.values())
+_PER_WHEEL = ",\n  ".join(
+    f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
+
+DAILY: Final = f"""
+SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
+  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.StateOfHealth') AS soh,
+  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Max')
+    - median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Min')
+    AS cell_voltage_spread,
+  max(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.Temperature.Max')
+    AS cell_temp_max,
+  min(value) FILTER (WHERE signal = 'BMS_Health.InsulationResistance')
+    AS insulation_resistance_min,
+  max(value) FILTER (WHERE signal IN ({_PADS})) AS pad_wear_max,
+  {_PER_WHEEL},
+  min(value) FILTER (WHERE signal = 'BCM_LowVoltage.CrankMinVoltage') AS crank_dip_min,
+  median(value) FILTER (WHERE signal = 'Vehicle.LowVoltageBattery.CurrentVoltage')
+    AS rest_voltage,
+  max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
+  median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
+FROM telemetry
+WHERE ts <= $until AND ts >= $since
+GROUP BY ALL
+"""
+"""Daily medians, minima and maxima of the health and context signals."""
+
+BRAKING: Final = f"""
+WITH v AS (
+  SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day, value / 3.6 AS mps,
+         lag(value / 3.6) OVER (PARTITION BY vehicle_id, CAST(timezone('UTC', ts) AS DATE)
+                                ORDER BY ts) AS prev
+  FROM telemetry WHERE signal = '{SPEED}' AND ts <= $until AND ts >= $since
+)
+SELECT vehicle_id, day,
+       sum(greatest(prev * prev - mps * mps, 0.0)) / 2000.0 AS braking_energy_kj_per_kg
+FROM v WHERE prev IS NOT NULL
+GROUP BY ALL
+"""
+"""Kinetic energy shed per kg of vehicle mass in the day's decelerations (kJ/kg).
+
+Summed over consecutive speed samples of the same day; energy lost to drag and engine braking
+is counted too, so it is an upper bound on what the friction brakes absorbed.
+"""
+
+DTC: Final = """
+WITH days AS (
+  SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
+  FROM telemetry WHERE ts <= $until AND ts >= $since
+), raw AS (
+  SELECT vehicle_id, upper(code) AS code, ts, cleared,
+         CAST(timezone('UTC', ts) AS DATE) AS d,
+         sum(CAST(cleared AS INTEGER)) OVER (PARTITION BY vehicle_id, upper(code) ORDER BY ts
+                                             ROWS UNBOUNDED PRECEDING) AS episode
+  FROM dtc_events WHERE ts <= $until
+), ev AS (
+  SELECT *, min(d) FILTER (WHERE NOT cleared)
+              OVER (PARTITION BY vehicle_id, code, episode) AS episode_start
+  FROM raw
+)
+SELECT days.vehicle_id, days.day, ev.code,
+       arg_max(ev.cleared, ev.ts) AS cleared_last,
+       arg_max(ev.episode_start, ev.ts) AS first_seen,
+       count(*) FILTER (WHERE NOT ev.cleared AND ev.d > days.day - INTERVAL 30 DAY)
+         AS events_30d
+FROM days JOIN ev ON ev.vehicle_id = days.vehicle_id
+  AND ev.d <= days.day
+GROUP BY ALL
+"""
+"""Per vehicle, day and code: whether its latest event cleared it, the day the current
+episode began (first report after the last clear; every event of an episode is on or before
+the latest one, so its start never comes from after the day), and how many times the code was
+reported (pending, stored, ...) in the 30 days up to the day: its recurrence."""

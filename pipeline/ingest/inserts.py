@@ -1,0 +1,165 @@
+"""Bulk inserts into the store: every table's rows go in as one Arrow table per statement.
+
+DuckDB takes millions of rows per second through ``INSERT ... SELECT`` from Arrow and about
+two thousand row by row (DESIGN.md), so nothing here loops over rows in SQL. Each function
+takes messages that already passed validation and deduplication; the caller owns the
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import suppress
+from typing import Final
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from edge.wire import contract
+from pipeline.ingest.columnar import telemetry_table
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> None:
+    """Run ``sql`` with ``table`` visible as ``batch``; the one bulk path for every table."""
+    con.register("batch", table)
+    try:
+        con.execute(sql)
+    except duckdb.Error:
+        # The transaction is aborted and refuses even unregister; the next register of
+        # "batch" replaces this one. Raise the error that says what went wrong.
+        with suppress(duckdb.Error):
+            con.unregister("batch")
+        raise
+    con.unregister("batch")
+
+
+def insert_telemetry(con: duckdb.DuckDBPyConnection, rows: pa.RecordBatch,
+                     counts: Sequence[int], vehicle_ids: Sequence[str],
+                     msg_ids: Sequence[str]) -> int:
+    """Insert the samples of several messages (``counts[i]`` rows of ``rows`` belong to
+    message i, in order) in one statement; returns the row count."""
+    if not counts or rows.num_rows == 0:
+        return 0
+    table = telemetry_table(rows, counts, vehicle_ids, msg_ids)
+    insert_arrow(con, table, "INSERT INTO telemetry (vehicle_id, ts, signal, value, msg_id) "
+                 "SELECT vehicle_id, to_timestamp(ts), signal, value, msg_id FROM batch")
+    return table.num_rows
+
+
+def insert_dtc(con: duckdb.DuckDBPyConnection, batches: Sequence[contract.DtcBatch]) -> int:
+    """Insert every fault-code event of ``batches``; returns the row count."""
+    rows = [(b.vehicle_id, b.msg_id, e) for b in batches for e in b.events]
+    if not rows:
+        return 0
+    table = pa.table({
+        "vehicle_id": pa.array([r[0] for r in rows], pa.string()),
+        "ts": pa.array([r[2].ts for r in rows], pa.float64()),
+        "code": pa.array([r[2].code for r in rows], pa.string()),
+        "status": pa.array([r[2].status for r in rows], pa.string()),
+        "ecu": pa.array([r[2].ecu for r in rows], pa.string()),
+        "source": pa.array([r[2].source for r in rows], pa.string()),
+        "cleared": pa.array([r[2].cleared for r in rows], pa.bool_()),
+        "msg_id": pa.array([r[1] for r in rows], pa.string()),
+        "first_seen": pa.array([r[2].first_seen for r in rows], pa.float64()),
+        "last_seen": pa.array([r[2].last_seen for r in rows], pa.float64()),
+        "description": pa.array([r[2].description for r in rows], pa.string()),
+    })
+    insert_arrow(con, table, "INSERT INTO dtc_events (vehicle_id, ts, code, status, ecu, "
+                 "source, cleared, msg_id, first_seen, last_seen, description) SELECT "
+                 "vehicle_id, to_timestamp(ts), code, status, ecu, source, cleared, msg_id, "
+                 "to_timestamp(first_seen), to_timestamp(last_seen), description FROM batch")
+    return len(rows)
+
+
+def insert_health(con: duckdb.DuckDBPyConnection,
+                  reports: Sequence[contract.HealthReport]) -> int:
+    """Insert agent health reports into ``edge_health``; returns the row count."""
+    if not reports:
+        return 0
+    insert_arrow(con, pa.table({
+        "vehicle_id": pa.array([r.vehicle_id for r in reports], pa.string()),
+        "ts": pa.array([r.ts for r in reports], pa.float64()),
+        "online": pa.array([r.online for r in reports], pa.bool_()),
+        "counters": pa.array([orjson.dumps(r.counters).decode() for r in reports], pa.string()),
+        "msg_id": pa.array([r.msg_id for r in reports], pa.string()),
+    }), "INSERT INTO edge_health (vehicle_id, ts, online, counters, msg_id) "
+        "SELECT vehicle_id, to_timestamp(ts), online, counters::JSON, msg_id FROM batch")
+    return len(reports)
+
+
+def insert_truth(con: duckdb.DuckDBPyConnection, records: Sequence[contract.TruthRecord]) -> int:
+    """Upsert ground truth and the vehicles it names; returns the component rows."""
+    if not records:
+        return 0
+    # An upsert may not touch one key twice in a statement: the batch's last record wins.
+    rows = {(r.vehicle_id, c.component): (r, c) for r in records for c in r.components}
+    if rows:
+        insert_arrow(con, pa.table({
+            "vehicle_id": pa.array([k[0] for k in rows], pa.string()),
+            "component": pa.array([k[1] for k in rows], pa.string()),
+            "failure_ts": pa.array([c.failure_ts for _, c in rows.values()], pa.float64()),
+            "health_at_end": pa.array([c.health_at_end for _, c in rows.values()], pa.float64()),
+            "sim_start_ts": pa.array([r.sim_start_ts for r, _ in rows.values()], pa.float64()),
+            "sim_end_ts": pa.array([r.sim_end_ts for r, _ in rows.values()], pa.float64()),
+            "msg_id": pa.array([r.msg_id for r, _ in rows.values()], pa.string()),
+        }), _TRUTH_UPSERT)
+    _upsert_vehicles(con, records)
+    return sum(len(r.components) for r in records)
+
+
+_TRUTH_UPSERT: Final = """
+    INSERT INTO ground_truth (vehicle_id, component, failure_ts, health_at_end, sim_start_ts,
+                              sim_end_ts, msg_id)
+    SELECT vehicle_id, component, to_timestamp(failure_ts), health_at_end,
+           to_timestamp(sim_start_ts), to_timestamp(sim_end_ts), msg_id FROM batch
+    ON CONFLICT (vehicle_id, component) DO UPDATE SET
+        failure_ts = excluded.failure_ts, health_at_end = excluded.health_at_end,
+        sim_start_ts = excluded.sim_start_ts, sim_end_ts = excluded.sim_end_ts,
+        msg_id = excluded.msg_id
+"""
+
+
+def _upsert_vehicles(con: duckdb.DuckDBPyConnection,
+                     records: Sequence[contract.TruthRecord]) -> None:
+    # Only model and region come from the simulator; customer and centre belong to the CRM
+    # side and must survive a new truth record, hence DO UPDATE rather than REPLACE.
+    latest = {r.vehicle_id: r for r in records}
+    insert_arrow(con, pa.table({
+        "vehicle_id": pa.array(list(latest), pa.string()),
+        "model": pa.array([r.model for r in latest.values()], pa.string()),
+        "region": pa.array([r.region for r in latest.values()], pa.string()),
+    }), "INSERT INTO vehicles (vehicle_id, model, region) SELECT vehicle_id, model, region "
+        "FROM batch ON CONFLICT (vehicle_id) DO UPDATE SET model = excluded.model, "
+        "region = excluded.region")
+
+
+def insert_ingested(con: duckdb.DuckDBPyConnection, msg_ids: Sequence[str],
+                    vehicle_ids: Sequence[str], kinds: Sequence[str], topics: Sequence[str],
+                    n_rows: Sequence[int]) -> None:
+    """Record landed message ids: the rows that make a redelivery land nothing."""
+    if not msg_ids:
+        return
+    insert_arrow(con, pa.table({
+        "msg_id": pa.array(msg_ids, pa.string()),
+        "vehicle_id": pa.array(vehicle_ids, pa.string()),
+        "kind": pa.array(kinds, pa.string()),
+        "topic": pa.array(topics, pa.string()),
+        "n_rows": pa.array(n_rows, pa.int32()),
+    }), "INSERT INTO ingested_messages (msg_id, vehicle_id, kind, topic, n_rows) "
+        "SELECT msg_id, vehicle_id, kind, topic, n_rows FROM batch")
+
+
+def insert_dead_letters(con: duckdb.DuckDBPyConnection, received_at: Sequence[float],
+                        topics: Sequence[str], reasons: Sequence[str],
+                        payloads: Sequence[bytes]) -> None:
+    """Keep messages that cannot land, raw, with where they came from and why."""
+    if not topics:
+        return
+    insert_arrow(con, pa.table({
+        "received_at": pa.array(received_at, pa.float64()),
+        "topic": pa.array(topics, pa.string()),
+        "reason": pa.array(reasons, pa.string()),
+        "payload": pa.array(payloads, pa.binary()),
+    }), "INSERT INTO dead_letters (received_at, topic, reason, payload) "
+        "SELECT to_timestamp(received_at), topic, reason, payload FROM batch")

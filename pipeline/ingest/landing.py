@@ -1,0 +1,340 @@
+"""Landing wire messages in DuckDB: decode, validate, deduplicate, insert in bulk, in one go.
+
+This module knows nothing of MQTT, so the exactly-once logic can be tested and replayed
+(dead letters, backfills) without a broker. A batch lands in ONE transaction: either every
+row of every message in it is committed, together with the ``ingested_messages`` rows that
+make redelivery harmless, or nothing is and the caller must not acknowledge the batch.
+
+Telemetry never becomes one Python object per sample: :mod:`pipeline.ingest.columnar` turns the
+arrays of a whole batch's payloads into Arrow arrays at once and validates them with
+vectorised checks.
+Anything that cannot land (oversize, not JSON, another schema version, a topic that does
+not match the payload, a value or time that fails validation, a ``msg_id`` that already
+landed for another vehicle) becomes a dead letter with its reason, in the same transaction
+as the good rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from edge.errors import ContractError
+from edge.wire import contract
+from pipeline.errors import TransientPipelineError
+from pipeline.ingest import inserts
+from pipeline.ingest.columnar import MAX_TS, MIN_TS, Samples, samples_columns, telemetry_samples
+
+log = logging.getLogger(__name__)
+
+_TOPIC = {"telemetry": contract.telemetry_topic, "dtc": contract.dtc_topic,
+          "health": contract.health_topic, "truth": contract.truth_topic}
+_KIND = {contract.TelemetryBatch: "telemetry", contract.DtcBatch: "dtc",
+         contract.HealthReport: "health", contract.TruthRecord: "truth"}
+
+
+class LandingError(TransientPipelineError):
+    """A batch could not be committed (it was rolled back; nothing of it is acknowledged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One message as it came off the broker; ``received_at`` is Unix time in seconds."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An inbound message after decoding and topic checks, before any database work.
+
+    Either ``reason`` says why it must be dead-lettered, or it is valid: telemetry then
+    carries its parsed ``samples`` (Arrow arrays are made for a whole batch at once, in
+    :func:`validate`), every other kind its decoded ``message``. Decoding is kept apart from
+    landing so a subscriber can decode while it waits for a batch to fill, and knows the
+    batch's row count without decoding twice.
+    """
+
+    item: InboundMessage
+    reason: str | None = None
+    kind: str = ""
+    msg_id: str = ""
+    vehicle_id: str = ""
+    message: contract.Message | None = None
+    samples: Samples | None = None
+
+    @property
+    def telemetry_rows(self) -> int:
+        """Signal samples this message carries (0 unless it is valid telemetry)."""
+        return len(self.samples.ts) if self.samples is not None else 0
+
+    @property
+    def n_rows(self) -> int:
+        """Rows this message produces in its table."""
+        message = self.message
+        if isinstance(message, contract.DtcBatch):
+            return len(message.events)
+        if isinstance(message, contract.TruthRecord):
+            return len(message.components)
+        return 1 if isinstance(message, contract.HealthReport) else self.telemetry_rows
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """A batch after :func:`validate`: messages (failures now carry a reason) and the rows
+    of every message with samples, as one Arrow record batch.
+
+    ``rows[i]`` is how many rows message i has in ``telemetry``, in batch order (0 for other
+    kinds and for samples that did not convert).
+    """
+
+    batch: list[Prepared]
+    telemetry: pa.RecordBatch
+    rows: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class LandResult:
+    """What one call landed, skipped and dead-lettered.
+
+    ``dtc_vehicle_ids`` names the vehicles that got new ``dtc_events`` rows, sorted.
+    ``msg_id_conflicts`` counts the dead letters (among ``dead_letters``) whose ``msg_id``
+    had already landed for another vehicle.
+    """
+
+    messages_landed: int = 0
+    telemetry_rows: int = 0
+    dtc_rows: int = 0
+    truth_rows: int = 0
+    health_rows: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    dtc_vehicle_ids: tuple[str, ...] = ()
+    msg_id_conflicts: int = 0
+
+
+def prepare(item: InboundMessage) -> Prepared:
+    """Decode ``item`` and check its size, schema, fields and topic (no database work)."""
+    size = len(item.payload)
+    if size > contract.MAX_PAYLOAD_BYTES:
+        return Prepared(item, f"oversize: payload of {size} bytes exceeds the limit of "
+                              f"{contract.MAX_PAYLOAD_BYTES}")
+    try:
+        doc = orjson.loads(item.payload)
+    except orjson.JSONDecodeError as exc:
+        return Prepared(item, f"payload is not valid JSON: {exc}")
+    try:
+        if (isinstance(doc, dict) and doc.get("kind") == "telemetry"
+                and doc.get("schema") == contract.SCHEMA_VERSION):
+            return _prepare_telemetry(item, doc)
+        return _prepare_other(item, contract.decode(item.payload))
+    except ContractError as exc:
+        return Prepared(item, str(exc))
+
+
+def _prepare_telemetry(item: InboundMessage, doc: dict[str, Any]) -> Prepared:
+    msg_id, vehicle_id = doc.get("msg_id"), doc.get("vehicle_id")
+    if not isinstance(msg_id, str) or not msg_id:
+        raise ContractError("malformed telemetry payload: msg_id must be a non-empty string")
+    if not isinstance(vehicle_id, str):
+        raise ContractError("malformed telemetry payload: vehicle_id must be a string")
+    reason = _topic_mismatch(item.topic, "telemetry", vehicle_id)
+    if reason:
+        return Prepared(item, reason)
+    return Prepared(item, None, "telemetry", msg_id, vehicle_id,
+                    samples=telemetry_samples(doc))
+
+
+def _prepare_other(item: InboundMessage, message: contract.Message) -> Prepared:
+    kind = _KIND[type(message)]
+    reason = _topic_mismatch(item.topic, kind, message.vehicle_id) or _implausible_time(message)
+    if reason:
+        return Prepared(item, reason)
+    return Prepared(item, None, kind, message.msg_id, message.vehicle_id, message)
+
+
+def _topic_mismatch(topic: str, kind: str, vehicle_id: str) -> str | None:
+    expected = _TOPIC[kind](vehicle_id)  # raises ContractError for an invalid vehicle id
+    if topic == expected:
+        return None
+    topic_vehicle = contract.vehicle_of_topic(topic)
+    if topic_vehicle is None:
+        return f"topic {topic!r} is not a fleetcare ingest topic"
+    if topic_vehicle != vehicle_id:
+        return (f"topic vehicle {topic_vehicle!r} does not match payload vehicle_id "
+                f"{vehicle_id!r}")
+    return f"a {kind} payload arrived on {topic!r}; expected {expected!r}"
+
+
+def _times(message: contract.Message) -> list[float | None]:
+    if isinstance(message, contract.DtcBatch):
+        return [t for e in message.events for t in (e.ts, e.first_seen, e.last_seen)]
+    if isinstance(message, contract.TruthRecord):
+        return [message.sim_start_ts, message.sim_end_ts,
+                *(c.failure_ts for c in message.components)]
+    return [message.ts] if isinstance(message, contract.HealthReport) else []
+
+
+def _implausible_time(message: contract.Message) -> str | None:
+    for ts in _times(message):
+        if ts is not None and not (math.isfinite(ts) and MIN_TS <= ts < MAX_TS):
+            return (f"validation: time {ts} is not a Unix time in seconds between 2000 and "
+                    f"2100 (milliseconds sent as seconds?)")
+    return None
+
+
+def land(con: duckdb.DuckDBPyConnection, items: Sequence[InboundMessage]) -> LandResult:
+    """Land a batch of raw messages in one transaction (see :func:`land_prepared`).
+
+    Raises:
+        LandingError: the transaction failed and was rolled back; do not acknowledge.
+    """
+    return land_prepared(con, [prepare(item) for item in items])
+
+
+def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> LandResult:
+    """Land prepared messages in one transaction, each ``msg_id`` at most once ever.
+
+    Ids already in ``ingested_messages`` for the same vehicle, and repeats inside the batch,
+    count as duplicates; an id that landed for another vehicle, and invalid messages, become
+    ``dead_letters`` rows with their reason.
+
+    Raises:
+        LandingError: the transaction failed and was rolled back; do not acknowledge.
+    """
+    checked = validate(batch)
+    with transaction(con):
+        parts = partition(con, checked.batch)
+        result = write(con, checked, parts.accepted)
+        dead = [(checked.batch[i].item, reason) for i, reason in parts.rejected]
+        for item, reason in dead:
+            log.warning("dead-lettering a message on %s: %s", item.topic, reason)
+        inserts.insert_dead_letters(
+            con, [item.received_at for item, _ in dead], [item.topic for item, _ in dead],
+            [reason for _, reason in dead], [item.payload for item, _ in dead])
+    return replace(result, duplicates=len(parts.duplicates), dead_letters=len(dead),
+                   msg_id_conflicts=parts.conflicts)
+
+
+def validate(batch: Sequence[Prepared]) -> Validated:
+    """Convert the batch's telemetry samples to Arrow in one go and check them; messages
+    whose values or times fail become rejects with the reason."""
+    positions = [i for i, p in enumerate(batch) if p.samples is not None]
+    telemetry, counts, bad = samples_columns([s for i in positions
+                                              if (s := batch[i].samples) is not None])
+    checked = list(batch)
+    rows = [0] * len(batch)
+    for index, position in enumerate(positions):
+        rows[position] = counts[index]
+    for index, reason in bad.items():
+        checked[positions[index]] = Prepared(batch[positions[index]].item, reason)
+    return Validated(checked, telemetry, rows)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT, or ROLLBACK and :class:`LandingError` for a database error."""
+    con.begin()
+    try:
+        yield
+        con.commit()
+    except BaseException as exc:
+        con.rollback()
+        if isinstance(exc, duckdb.Error):
+            raise LandingError(f"landing transaction rolled back: {exc}") from exc
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """A batch split by :func:`partition`: positions to land, to skip, and to dead-letter.
+
+    ``rejected`` pairs each position with its dead-letter reason; ``conflicts`` counts those
+    refused because their ``msg_id`` belongs to another vehicle.
+    """
+
+    accepted: list[int]
+    duplicates: list[int]
+    rejected: list[tuple[int, str]]
+    conflicts: int = 0
+
+
+def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Partition:
+    """Split ``batch`` against ``ingested_messages`` (read inside the caller's transaction).
+
+    A ``msg_id`` seen before is a harmless duplicate only when the same vehicle sends it
+    again (a redelivery, or an agent resending after a lost acknowledgement). The same id
+    from another vehicle is a replayed or forged message: it is dead-lettered with a reason
+    naming the id and its owner, never counted as a duplicate.
+    """
+    ids = list({p.msg_id for p in batch if p.reason is None})
+    owners: dict[str, str] = dict(con.execute(
+        "SELECT msg_id, vehicle_id FROM ingested_messages WHERE msg_id IN (SELECT unnest($ids))",
+        {"ids": ids},
+    ).fetchall()) if ids else {}
+    parts = Partition([], [], [])
+    conflicts = 0
+    for index, prepared in enumerate(batch):
+        owner = owners.get(prepared.msg_id)
+        if prepared.reason is not None:
+            parts.rejected.append((index, prepared.reason))
+        elif owner is None:
+            owners[prepared.msg_id] = prepared.vehicle_id
+            parts.accepted.append(index)
+        elif owner == prepared.vehicle_id:
+            parts.duplicates.append(index)
+        else:
+            conflicts += 1
+            parts.rejected.append((index, (
+                f"msg_id conflict: msg_id {prepared.msg_id!r} already landed for vehicle "
+                f"{owner!r}; vehicle {prepared.vehicle_id!r} sent it again (a replayed or "
+                f"forged message)")))
+    return replace(parts, conflicts=conflicts)
+
+
+def write(con: duckdb.DuckDBPyConnection, checked: Validated, positions: Sequence[int]
+          ) -> LandResult:
+    """Insert the rows of the messages at ``positions`` (valid and new) and record their ids
+    (inside a transaction)."""
+    accepted = [checked.batch[i] for i in positions]
+    telemetry = [i for i in positions if checked.batch[i].samples is not None]
+    dtcs = [p.message for p in accepted if isinstance(p.message, contract.DtcBatch)]
+    result = LandResult(
+        messages_landed=len(accepted),
+        telemetry_rows=inserts.insert_telemetry(
+            con, _rows_of(checked, telemetry), [checked.rows[i] for i in telemetry],
+            [checked.batch[i].vehicle_id for i in telemetry],
+            [checked.batch[i].msg_id for i in telemetry]),
+        dtc_rows=inserts.insert_dtc(con, dtcs),
+        truth_rows=inserts.insert_truth(
+            con, [p.message for p in accepted if isinstance(p.message, contract.TruthRecord)]),
+        health_rows=inserts.insert_health(
+            con, [p.message for p in accepted if isinstance(p.message, contract.HealthReport)]),
+        dtc_vehicle_ids=tuple(sorted({d.vehicle_id for d in dtcs if d.events})),
+    )
+    inserts.insert_ingested(con, [p.msg_id for p in accepted], [p.vehicle_id for p in accepted],
+                            [p.kind for p in accepted], [p.item.topic for p in accepted],
+                            [p.n_rows for p in accepted])
+    return result
+
+
+def _rows_of(checked: Validated, positions: Sequence[int]) -> pa.RecordBatch:
+    """The telemetry rows of the messages at ``positions`` (all of them, without a copy,
+    when every message with rows is among them)."""
+    wanted = np.zeros(len(checked.rows), dtype=bool)
+    wanted[list(positions)] = True
+    has_rows = np.asarray(checked.rows, dtype=np.int64)
+    if wanted[has_rows > 0].all():
+        return checked.telemetry
+    return checked.telemetry.filter(pa.array(np.repeat(wanted, has_rows)))

@@ -1,0 +1,250 @@
+"""Turn scores and active fault codes into leads a service centre can act on.
+
+A lead exists per (vehicle, component) at most once while it is open. It is re-issued (same
+``lead_id``, next ``revision``) only when it escalates: a higher severity, or a probability at
+least :data:`PROBABILITY_STEP` higher than the one the centre last saw. Every new or escalated
+lead also writes an ``outbox`` row in the same transaction, so delivery to the CRM can never
+miss a lead nor announce one that was rolled back.
+
+The lead document is described by ``pipeline/leads/lead.schema.json`` and built by
+:mod:`pipeline.leads.document`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+import duckdb
+import polars as pl
+
+from pipeline.features.fault_codes import catalog_frame, severity_rank
+from pipeline.leads.appointments import iso, release_slot
+from pipeline.leads.document import Context, LeadFacts, build_document, load_context
+from pipeline.store.connection import transaction
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_STEP: Final = 0.10
+HIGH_PROBABILITY: Final = 0.80
+"""A model probability at or above this makes a lead "high" rather than "medium"."""
+DTC_HORIZON_DAYS: Final = 30
+"""Horizon of a lead raised by fault codes alone (no model score)."""
+BLOCKING_STATES: Final = ("new", "sent", "acknowledged", "booked", "dismissed")
+"""Lead states that stop a second lead for the same vehicle and component ("done" does not)."""
+TOP_FACTORS: Final = 5
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceReport:
+    """How many leads one :func:`advise` run created, escalated and left alone."""
+
+    new: int
+    escalated: int
+    unchanged: int
+    lead_ids: tuple[str, ...] = field(default=(), compare=False)
+    """Leads created or escalated by this run (their outbox rows are pending)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """What the evidence says about one (vehicle, component) right now."""
+
+    vehicle_id: str
+    component: str
+    probability: float | None = None
+    horizon_days: int = DTC_HORIZON_DAYS
+    model_id: str | None = None
+    codes: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    top_factors: tuple[Any, ...] = ()
+
+    @property
+    def severity(self) -> str:
+        """The worst of the model's and the fault codes' severities."""
+        levels = [c["severity"] for c in self.codes]
+        if self.probability is not None:
+            levels.append("high" if self.probability >= HIGH_PROBABILITY else "medium")
+        return max(levels, key=severity_rank)
+
+    def facts(self) -> LeadFacts:
+        """The candidate as the document builder sees it."""
+        return LeadFacts(self.vehicle_id, self.component, self.severity, self.probability,
+                         self.horizon_days, self.model_id, self.codes, self.top_factors)
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenLead:
+    lead_id: str
+    severity: str
+    probability: float
+    document: dict[str, Any]
+
+
+def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
+           vehicles: Collection[str] | None = None, min_severity: str = "low",
+           daily_features: bool = True) -> AdviceReport:
+    """Create or escalate leads from the latest scores and the active fault codes.
+
+    Args:
+        con: an open store with reference data seeded (customers, centres, capacity,
+            catalogue); missing pieces leave the matching lead fields null.
+        now: the advice time (default: now, UTC). Scores after ``now.date()`` and fault codes
+            after ``now`` are ignored; appointments are proposed from the next day on.
+        vehicles: only these vehicles (default: the whole fleet).
+        min_severity: ignore candidates milder than this (urgent leads pass ``"critical"``).
+        daily_features: quote daily features as evidence (False: the raw signals of the
+            last day, which is much cheaper for a single urgent lead).
+
+    Returns:
+        Counts of new, escalated and unchanged leads, and the ids of the leads issued.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    floor = severity_rank(min_severity)
+    candidates = [c for c in _candidates(con, now, vehicles)
+                  if severity_rank(c.severity) >= floor]
+    open_leads = _open_leads(con)
+    counts = {"new": 0, "escalated": 0, "unchanged": 0}
+    issued: list[str] = []
+    with transaction(con):
+        context = load_context(con, now, {c.vehicle_id for c in candidates},
+                               daily_features=daily_features)
+        for cand in candidates:
+            outcome, lead_id = _apply(
+                con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now)
+            counts[outcome] += 1
+            if outcome != "unchanged":
+                issued.append(lead_id)
+    log.info("advice: %s", counts)
+    return AdviceReport(**counts, lead_ids=tuple(issued))
+
+
+_SCORES_SQL: Final = """
+WITH latest AS (
+  SELECT *, row_number() OVER (PARTITION BY vehicle_id, component ORDER BY as_of DESC) AS rn
+  FROM scores WHERE as_of <= $today
+)
+SELECT l.vehicle_id, l.component, l.probability, l.horizon_days, l.model_id, {explanation}
+FROM latest l JOIN model_registry m USING (model_id)
+WHERE l.rn = 1 AND l.probability >= CAST(m.metrics->>'$.threshold' AS DOUBLE)
+"""
+
+_CODES_SQL: Final = """
+SELECT vehicle_id, upper(code) AS code, max(ts) AS last_seen, arg_max(status, ts) AS status
+FROM dtc_events WHERE ts <= $now AND ($all OR list_contains($vehicles, vehicle_id))
+GROUP BY ALL
+HAVING NOT arg_max(cleared, ts)
+"""
+"""Fault codes active at ``now``: their latest event did not clear them (see features)."""
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                vehicles: Collection[str] | None) -> list[Candidate]:
+    """Merge scores above their model's threshold with active, catalogued fault codes."""
+    wanted = None if vehicles is None else set(vehicles)
+    scores = [] if wanted == set() else _scores(con, now)
+    codes = _active_codes(con, now, wanted)
+    by_key: dict[tuple[str, str], Candidate] = {
+        (v, c): Candidate(v, c, float(p), int(h), m, (), _top_factors(x))
+        for v, c, p, h, m, x in scores if wanted is None or v in wanted
+    }
+    for row in codes.iter_rows(named=True):
+        key = (row["vehicle_id"], row["component"])
+        base = by_key.get(key, Candidate(*key))
+        code = {k: row[k] for k in ("code", "description", "severity", "status")}
+        code["last_seen"] = iso(row["last_seen"])
+        by_key[key] = replace(base, codes=(*base.codes, code))
+    return [by_key[k] for k in sorted(by_key)]
+
+
+def _scores(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[tuple[Any, ...]]:
+    """Latest score per vehicle and component above threshold, with its explanation if any."""
+    has_explanation = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'scores'"
+        " AND column_name = 'explanation'").fetchone()
+    column = "l.explanation" if has_explanation and has_explanation[0] else "NULL"
+    sql = _SCORES_SQL.format(explanation=column)
+    return con.execute(sql, {"today": now.date()}).fetchall()
+
+
+def _top_factors(explanation: Any) -> tuple[Any, ...]:
+    """The first few factors of a score's explanation, whatever its exact JSON shape."""
+    if explanation is None:
+        return ()
+    value = json.loads(explanation) if isinstance(explanation, str) else explanation
+    if isinstance(value, dict):
+        value = value.get("top_factors", value.get("factors", [value]))
+    if not isinstance(value, list):
+        value = [value]
+    return tuple(value[:TOP_FACTORS])
+
+
+def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                  wanted: set[str] | None) -> pl.DataFrame:
+    rel = con.sql(_CODES_SQL, params={"now": now, "vehicles": sorted(wanted or ()),
+                                      "all": wanted is None})
+    active = rel.pl() if rel is not None else pl.DataFrame()
+    if active.is_empty():
+        return active
+    return (active.join(catalog_frame(), on="code", how="inner")
+            .filter(pl.col("component").is_not_null()).sort("vehicle_id", "code"))
+
+
+def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLead]:
+    rows = con.execute(
+        "SELECT vehicle_id, component, lead_id, severity, probability, document FROM leads"
+        " WHERE list_contains(?, state)", [list(BLOCKING_STATES)]).fetchall()
+    return {(v, c): _OpenLead(lid, sev, float(p), json.loads(doc))
+            for v, c, lid, sev, p, doc in rows}
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead | None,
+    context: Context, now: dt.datetime,
+) -> tuple[str, str]:
+    """Create, escalate or leave one lead; return which of the three happened, and its id."""
+    prob = cand.probability if cand.probability is not None else 0.0
+    if lead is None:
+        doc = build_document(con, cand.facts(), f"lead-{uuid.uuid4().hex}", 1, context, now)
+        insert_lead(con, doc, prob, now)
+        return "new", doc["lead_id"]
+    rank_up = severity_rank(cand.severity) > severity_rank(lead.severity)
+    if not rank_up and prob < lead.probability + PROBABILITY_STEP:
+        return "unchanged", lead.lead_id
+    release_slot(con, lead.document.get("proposed_appointment"))
+    revision = int(lead.document["revision"]) + 1
+    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
+    con.execute(
+        "UPDATE leads SET state = 'new', severity = ?, probability = ?, horizon_days = ?,"
+        " updated_at = ?, document = ? WHERE lead_id = ?",
+        [cand.severity, prob, cand.horizon_days, now, json.dumps(doc), lead.lead_id])
+    enqueue(con, doc)
+    return "escalated", lead.lead_id
+
+
+def insert_lead(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], prob: float,
+                now: dt.datetime) -> None:
+    """Store a new lead (state ``new``) and its first outbox row; the caller commits."""
+    con.execute(
+        "INSERT INTO leads (lead_id, vehicle_id, component, state, severity, probability,"
+        " horizon_days, created_at, updated_at, document) VALUES (?, ?, ?, 'new', ?, ?, ?, ?,"
+        " ?, ?)",
+        [doc["lead_id"], doc["vehicle"]["vehicle_id"], doc["component"], doc["severity"],
+         prob, doc["horizon_days"], now, now, json.dumps(doc)])
+    enqueue(con, doc)
+
+
+def enqueue(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], event_id: str | None = None,
+            ) -> None:
+    """Add the outbox row announcing this revision of the lead (same transaction)."""
+    event_id = event_id or f"{doc['lead_id']}.r{doc['revision']}"
+    con.execute("INSERT INTO outbox (event_id, lead_id, body, next_attempt_at)"
+                " VALUES (?, ?, ?, ?)",
+                [event_id, doc["lead_id"], json.dumps(doc, separators=(",", ":")),
+                 doc["issued_at"]])
+
+

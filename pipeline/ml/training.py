@@ -1,0 +1,173 @@
+"""Train one fault-warning model per component, judge it on vehicles it never saw, register it.
+
+Vehicles, not rows, are split (stratified, so failing vehicles land on both sides); the model
+is fitted on the training vehicles only and keeps that fit when deployed, so its held-out
+vehicles stay unseen and later candidates can be compared with it on them. Every model is
+registered with its metadata (:mod:`pipeline.ml.registry`); it is promoted only when it beats
+the promoted one on the same hold-out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from edge.wire.contract import COMPONENTS
+from models import FaultWarningClassifier, NoStartRiskClassifier
+from models.errors import InsufficientDataError
+from models.evaluate import split_by_vehicle
+from pipeline.errors import NotEnoughDataError
+from pipeline.features.daily import (
+    attach_labels,
+    build_daily_features,
+    label_column,
+    model_features,
+)
+from pipeline.ml import registry
+from pipeline.ml.holdout import (
+    Truth,
+    held_out_future,
+    held_out_report,
+    load_truth,
+    time_to_failure,
+)
+from pipeline.ml.promotion import compare_on_shared_holdout
+from pipeline.ml.provenance import code_version, package_versions
+from pipeline.ml.registry import UntrustedArtifactError, load_model
+
+__all__ = ["TrainReport", "UntrustedArtifactError", "estimator_for", "load_model",
+           "train_and_register"]
+
+log = logging.getLogger(__name__)
+
+TEST_FRACTION: Final = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    """The outcome of training one component's model.
+
+    Attributes:
+        model_id: registry id of the stored model, or None when the component was skipped.
+        component: the component the model warns about.
+        n_train_vehicles: vehicles the model was fitted on.
+        n_test_vehicles: vehicles held out (never seen by the fit).
+        metrics: what was stored in the registry (held-out report, calibration, lead times,
+            time-to-failure error, threshold, sizes); for a skipped component
+            ``{"skipped": reason}``.
+        promoted: whether this model now scores the component.
+        promotion: why it was (or was not) promoted, with both reports on the shared hold-out.
+    """
+
+    model_id: str | None
+    component: str
+    n_train_vehicles: int
+    n_test_vehicles: int
+    metrics: dict[str, Any]
+    promoted: bool = False
+    promotion: dict[str, Any] | None = None
+
+
+def estimator_for(component: str, features: list[str], seed: int) -> FaultWarningClassifier:
+    """The estimator of a component: the 12 V battery gets the cranking-aware classifier."""
+    if component == "lv_battery":
+        return NoStartRiskClassifier(dip_column=features.index("crank_dip_min"),
+                                     trend_column=features.index("crank_dip_trend_14d"),
+                                     random_state=seed)
+    return FaultWarningClassifier(random_state=seed)
+
+
+def train_and_register(
+    con: duckdb.DuckDBPyConnection, *, horizon_days: int = 30, seed: int = 0
+) -> list[TrainReport]:
+    """Train, evaluate on held-out vehicles, register and maybe promote one model per component.
+
+    Raises:
+        NotEnoughDataError: the store has no labelled row for any component (no telemetry or
+            no ground truth yet).
+    """
+    labelled = attach_labels(build_daily_features(con), con, horizon_days)
+    counts = {c: labelled[label_column(c)].drop_nulls().len() for c in COMPONENTS}
+    if not any(counts.values()):
+        raise NotEnoughDataError(
+            f"no labelled rows to train on ({labelled.height} feature rows): the store needs "
+            "telemetry and ground_truth rows whose horizon of "
+            f"{horizon_days} days ends before the simulation does")
+    reports = []
+    for component in COMPONENTS:
+        rows = labelled.filter(pl.col(label_column(component)).is_not_null())
+        truth = load_truth(con, component)
+        report = _train_component(con, rows, truth, component, horizon_days, seed)
+        log.info("trained %s: %s", component, report.metrics.get("skipped", report.model_id))
+        reports.append(report)
+    return reports
+
+
+def _skip(component: str, reason: str, n_vehicles: int = 0) -> TrainReport:
+    log.warning("skipping %s: %s", component, reason)
+    return TrainReport(None, component, n_vehicles, 0, {"skipped": reason})
+
+
+def _train_component(
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, truth: Truth, component: str,
+    horizon_days: int, seed: int,
+) -> TrainReport:
+    names = model_features(component)
+    y = rows[label_column(component)].to_numpy().astype(bool)
+    ids = rows["vehicle_id"].to_numpy()
+    n_vehicles = int(np.unique(ids).size) if ids.size else 0
+    if y.size == 0 or y.all() or not y.any():
+        return _skip(component, f"only one class in {y.size} labelled rows", n_vehicles)
+    if n_vehicles < 2:
+        return _skip(component, "needs at least 2 labelled vehicles", n_vehicles)
+    train, test = split_by_vehicle(ids, TEST_FRACTION, seed, stratify=y)
+    X = rows.select(pl.col(names).cast(pl.Float64))
+    try:
+        model = estimator_for(component, names, seed).fit(
+            X.filter(pl.Series(train)), y[train], groups=ids[train])
+    except InsufficientDataError as exc:
+        return _skip(component, str(exc), n_vehicles)
+    metrics = {
+        "horizon_days": horizon_days, "threshold": float(model.threshold_),
+        "cost_fp": model.cost_fp, "cost_fn": model.cost_fn,
+        **held_out_report(model, rows.filter(pl.Series(test)), names, component, truth),
+        "held_out_future": held_out_future(model, rows, names, component, set(ids[test]),
+                                           horizon_days),
+        "time_to_failure": time_to_failure(rows, set(ids[train]), set(ids[test]), component,
+                                           truth, horizon_days),
+        "n_vehicles": n_vehicles, "n_train_vehicles": int(np.unique(ids[train]).size),
+        "n_test_vehicles": int(np.unique(ids[test]).size), "n_rows": int(y.size),
+        "n_positive_rows": int(y.sum()), "seed": seed,
+    }
+    new = registry.NewModel(
+        f"{component}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+        component, names, metrics, (rows["day"].min(), rows["day"].max()),  # type: ignore[arg-type]
+        sorted(np.unique(ids[train]).tolist()), sorted(np.unique(ids[test]).tolist()),
+        package_versions(), code_version())
+    registry.save_model(con, new, model)
+    promotion = _decide(con, new, model, rows)
+    return TrainReport(new.model_id, component, metrics["n_train_vehicles"],
+                       metrics["n_test_vehicles"], metrics, promotion["promoted"], promotion)
+
+
+def _decide(con: duckdb.DuckDBPyConnection, new: registry.NewModel,
+            model: FaultWarningClassifier, rows: pl.DataFrame) -> dict[str, Any]:
+    """Promote ``new`` when there is no promoted model or it wins on the shared hold-out."""
+    incumbent = registry.promoted_model(con, new.component)
+    if incumbent is None:
+        decision: dict[str, Any] = {"promoted": True, "reason": "first model of the component"}
+    else:
+        decision = compare_on_shared_holdout(con, new.holdout_vehicles, new.features, model,
+                                             incumbent, rows)
+    if decision["promoted"]:
+        registry.set_promoted(con, new.model_id, decision)
+    log.info("%s %s: %s", new.model_id, "promoted" if decision["promoted"] else "kept aside",
+             decision["reason"])
+    return decision

@@ -1,0 +1,119 @@
+"""The DuckDB store: its schema as numbered migrations, and how to open it.
+
+DuckDB allows one writer process. The ingest process (or, in tests and the demo, the one
+process that runs every step in turn) opens the file read-write; everyone else opens it
+read-only with :func:`connect_readonly`.
+
+Every table and column is documented in the README ("The store"). Migrations are SQL files in
+``pipeline/store/migrations/``; one is never edited once released: add a new, higher-numbered file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import duckdb
+
+from pipeline.errors import StoreError
+
+MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
+"""One file per migration: ``NNN_summary.sql``, first line ``-- summary``; applied in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema change."""
+
+    version: int
+    summary: str
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file, in version order.
+
+    Raises:
+        StoreError: two files share a version, or a file name does not start with a number.
+    """
+    migrations: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        number = path.name.split("_", 1)[0]
+        if not number.isdigit():
+            raise StoreError(f"migration {path.name} must start with its version, e.g. 003_")
+        sql = path.read_text(encoding="utf-8")
+        summary = sql.splitlines()[0].removeprefix("--").strip() if sql else path.stem
+        if int(number) in migrations:
+            raise StoreError(f"two migrations have version {int(number)}: {path.name}")
+        migrations[int(number)] = Migration(int(number), summary, sql)
+    return [migrations[v] for v in sorted(migrations)]
+
+
+def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the store read-write and bring its schema up to date.
+
+    Raises:
+        StoreError: the file cannot be opened (for example another process holds the write lock).
+    """
+    try:
+        con = duckdb.connect(str(path))
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open DuckDB file {path} for writing: {exc}") from exc
+    migrate(con)
+    return con
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT; on any exception ROLLBACK and re-raise, so no half-written state and
+    no transaction left open on the connection."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the store read-only (never blocks or disturbs the writer's schema)."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open DuckDB file {path} read-only: {exc}") from exc
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply every migration the database has not seen yet; return the versions applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, summary VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for migration in load_migrations():
+        if migration.version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(migration.sql)
+            con.execute("INSERT INTO schema_migrations (version, summary) VALUES (?, ?)",
+                        [migration.version, migration.summary])
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise StoreError(
+                f"migration {migration.version} ({migration.summary}) failed: {exc}") from exc
+        applied.append(migration.version)
+    return applied
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The highest migration applied to this database (0 for an empty file)."""
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(row[0]) if row else 0
