@@ -1,13 +1,14 @@
 """Frame taps: decoders beside the DBC path that see every frame the agent reads.
 
-The diagnostics package (``edge/diag``) implements them for OBD-II, J1939 transport and UDS;
-the agent only knows this small interface.
+This is the one tap interface: the diagnostics package (``edge/diag``) implements it for
+OBD-II, J1939 transport and UDS (each tap class names :class:`FrameTap` as its base, so the
+type checker holds it to the signature), and the agent knows nothing else about them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import can
 
@@ -22,6 +23,7 @@ class TapResult:
     dtcs: tuple[contract.DtcEvent, ...] = ()
 
 
+@runtime_checkable
 class FrameTap(Protocol):
     """A decoder beside the DBC path that sees every frame (OBD-II, J1939 transport, UDS).
 

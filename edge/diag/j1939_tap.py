@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import can
 
-from edge.agent import TapResult
 from edge.diag.dtc import DtcAnswer, DtcTracker
 from edge.diag.errors import DiagParseError
 from edge.diag.j1939 import (
@@ -28,6 +27,7 @@ from edge.diag.j1939 import (
     split_id,
 )
 from edge.diag.vin import validate_vin
+from edge.tap import FrameTap, TapResult
 
 _TP_CONTROLS = (16, 32)
 """TP.CM control bytes that open a transfer: 16 RTS (connection), 32 BAM (broadcast)."""
@@ -53,7 +53,7 @@ class J1939Counters:
     parse_errors: int = 0
 
 
-class J1939Tap:
+class J1939Tap(FrameTap):
     """A ``FrameTap`` for J1939 DM1; ``vin`` holds a valid VIN from PGN 0xFEEC, if any.
 
     ``on_vin`` is called with the VIN whenever a valid one differs from the last.

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import can
 
-from edge.agent import TapResult
 from edge.diag.answers import NegativeAnswer, decode_answer
 from edge.diag.dtc import DtcAnswer, DtcTracker
 from edge.diag.errors import DiagParseError
 from edge.diag.pids import PidAnswer
 from edge.diag.reassembly import Reassembler
+from edge.tap import FrameTap, TapResult
 from edge.wire.contract import DtcEvent
 
 FUNCTIONAL_11 = 0x7DF
@@ -53,7 +53,7 @@ class ObdCounters:
     unknown_pids: dict[int, int] = field(default_factory=dict)
 
 
-class ObdTap:
+class ObdTap(FrameTap):
     """A ``FrameTap`` for OBD-II traffic; ``vin`` holds the last valid VIN heard.
 
     ``on_vin`` is called with the VIN whenever a valid one differs from the last, so the agent

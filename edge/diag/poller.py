@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edge.agent import TapResult
 from edge.diag.obd_tap import ObdTap
 from edge.diag.reader import ObdLink, discover, read_dtcs, read_values
+from edge.tap import TapResult
 
 
 @dataclass(frozen=True, slots=True)

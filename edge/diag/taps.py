@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from edge.agent import FrameTap
 from edge.diag.j1939_tap import J1939Tap
 from edge.diag.obd_tap import ObdTap
 from edge.diag.uds_map import UDS_MAP_DIR, load_did_map
 from edge.diag.uds_tap import UdsTap
 from edge.errors import ConfigError
+from edge.tap import FrameTap
 
 TAP_NAMES = ("obd", "j1939", "uds")
 

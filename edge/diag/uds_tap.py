@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import can
 
-from edge.agent import TapResult
 from edge.diag.errors import DiagParseError
 from edge.diag.reassembly import Reassembler
 from edge.diag.uds_map import DidMap, parse_uds_answer
+from edge.tap import FrameTap, TapResult
 
 
 @dataclass
@@ -27,7 +27,7 @@ class UdsCounters:
     parse_errors: int = 0
 
 
-class UdsTap:
+class UdsTap(FrameTap):
     """A ``FrameTap`` decoding UDS battery data with one or more per-make DID maps."""
 
     def __init__(self, maps: Sequence[DidMap]) -> None:

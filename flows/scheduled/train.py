@@ -1,5 +1,10 @@
-"""``train`` (weekly): reference data, then one model per component, judged on held-out
-vehicles and promoted only when it beats the promoted one (:mod:`pipeline.ml.training`)."""
+"""``train`` (weekly): one model per component, judged on held-out vehicles and promoted only
+when it beats the promoted one (:mod:`pipeline.ml.training`).
+
+Training needs only what the store holds; it writes no customers, centres or capacity. Those
+come from the dealer system's import, never from a scheduled flow (in tests and the demo the
+sandbox seeds them before the flows run).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,6 @@ from prefect import flow, task
 
 from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
 from pipeline.ml import training
-from pipeline.sandbox import reference_data
-
-
-@task(tags=[STORE_TAG], **RETRIES)
-def seed_reference(serving_path: str, snapshot_path: str, export_dir: str | None,
-                   seed: int) -> None:
-    """Customers, centres, capacity and the service catalogue (idempotent)."""
-    with serving_store(serving_path, snapshot_path, export_dir) as con:
-        reference_data.seed_reference_data(con, seed=seed)
 
 
 @task(tags=[STORE_TAG], **RETRIES)
@@ -34,7 +30,6 @@ def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
 def train_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
                horizon_days: int = 30, seed: int = 0) -> list[dict[str, Any]]:
     """Train on everything landed so far (see the module docstring)."""
-    seed_reference(serving_path, snapshot_path, export_dir, seed)
     result: list[dict[str, Any]] = train_models(serving_path, snapshot_path, export_dir,
                                                 horizon_days, seed)
     return result

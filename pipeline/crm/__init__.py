@@ -1,1 +1,45 @@
-"""TODO"""
+"""Talking to the service centre's CRM: the outbox and its signed webhook delivery,
+the payload adapters, and the inbound endpoint for status updates.
+"""
+
+from pipeline.crm.adapters import adf_xml, render, salesforce_composite
+from pipeline.crm.http_json import MAX_BODY, JsonHttpServer, schema_problems
+from pipeline.crm.inbound import INBOUND_PATH, Inbox, StatusUpdate, inbound_server
+from pipeline.crm.outbox import (
+    RETRY_WINDOW,
+    DeliveryReport,
+    SignatureError,
+    backoff_s,
+    deliver_outbox,
+    new_secret,
+    sign,
+    verify,
+)
+from pipeline.crm.signing import key_list, newest, signed_headers
+from pipeline.errors import DeliveryError, RejectedError
+
+__all__ = [
+    "INBOUND_PATH",
+    "MAX_BODY",
+    "RETRY_WINDOW",
+    "DeliveryError",
+    "DeliveryReport",
+    "Inbox",
+    "JsonHttpServer",
+    "RejectedError",
+    "SignatureError",
+    "StatusUpdate",
+    "adf_xml",
+    "backoff_s",
+    "deliver_outbox",
+    "inbound_server",
+    "key_list",
+    "new_secret",
+    "newest",
+    "render",
+    "salesforce_composite",
+    "schema_problems",
+    "sign",
+    "signed_headers",
+    "verify",
+]

@@ -1,1 +1,42 @@
-"""TODO"""
+"""Daily point-in-time features per vehicle (polars over DuckDB), their materialised table,
+the labels they train on, and the backend's fault-code catalogue.
+"""
+
+from pipeline.features.daily import (
+    COMPONENT_FEATURES,
+    CONTEXT_FEATURES,
+    LOOKBACK_DAYS,
+    attach_labels,
+    build_daily_features,
+    label_column,
+    model_features,
+)
+from pipeline.features.fault_codes import catalog_frame, severity_rank
+from pipeline.features.materialised import (
+    LONG_SCHEMA,
+    DayRange,
+    compute_daily_features,
+    latest_telemetry_day,
+    materialise_daily_features,
+    recent_days,
+    write_daily_features,
+)
+
+__all__ = [
+    "COMPONENT_FEATURES",
+    "CONTEXT_FEATURES",
+    "LONG_SCHEMA",
+    "LOOKBACK_DAYS",
+    "DayRange",
+    "attach_labels",
+    "build_daily_features",
+    "catalog_frame",
+    "compute_daily_features",
+    "label_column",
+    "latest_telemetry_day",
+    "materialise_daily_features",
+    "model_features",
+    "recent_days",
+    "severity_rank",
+    "write_daily_features",
+]

@@ -1,1 +1,53 @@
-"""TODO"""
+"""MQTT into DuckDB exactly once: the ingest session and its fast client, admission checks,
+columnar decoding, bulk landing and the dead-letter table.
+
+A message is acknowledged to the broker only after its rows are committed; landing is
+idempotent on the message id, so redelivery makes no duplicate.
+"""
+
+from pipeline.ingest.admission import (
+    DEFAULT_RATE_LIMIT,
+    Admission,
+    FleetFileError,
+    RateLimit,
+    RateLimiter,
+    Vehicle,
+    VehicleRegister,
+    read_fleet_file,
+    register_vehicles,
+)
+from pipeline.ingest.client import BufferedSocket, IngestClient
+from pipeline.ingest.columnar import invalid_messages, telemetry_columns
+from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
+from pipeline.ingest.landing import InboundMessage, LandResult, land, prepare
+from pipeline.ingest.service import FLUSH_ROWS, Ingestor, IngestStats, run_forever
+from pipeline.ingest.stats import StatsBoard
+from pipeline.ingest.writer import BatchWriter
+
+__all__ = [
+    "DEFAULT_RATE_LIMIT",
+    "FLUSH_ROWS",
+    "Admission",
+    "BatchWriter",
+    "BufferedSocket",
+    "FleetFileError",
+    "InboundMessage",
+    "IngestClient",
+    "IngestStats",
+    "Ingestor",
+    "LandResult",
+    "RateLimit",
+    "RateLimiter",
+    "StatsBoard",
+    "Vehicle",
+    "VehicleRegister",
+    "invalid_messages",
+    "land",
+    "list_dead_letters",
+    "prepare",
+    "read_fleet_file",
+    "register_vehicles",
+    "replay_dead_letters",
+    "run_forever",
+    "telemetry_columns",
+]

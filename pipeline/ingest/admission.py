@@ -42,8 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from edge.errors import ContractError
-from edge.wire import contract
+from edge.wire import ContractError, contract
 from pipeline.errors import TerminalPipelineError
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from edge.errors import ContractError
+from edge.wire import ContractError
 
 MIN_TS: Final = 946_684_800.0
 """2000-01-01T00:00:00Z: an earlier sample time is a broken clock or wrong units."""

@@ -28,8 +28,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from edge.errors import ContractError
-from edge.wire import contract
+from edge.wire import ContractError, contract
 from pipeline.errors import TransientPipelineError
 from pipeline.ingest import inserts
 from pipeline.ingest.columnar import MAX_TS, MIN_TS, Samples, samples_columns, telemetry_samples

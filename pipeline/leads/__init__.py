@@ -1,1 +1,21 @@
-"""TODO"""
+"""From scores and fault codes to leads: advice, the urgent path for critical faults, the
+lead document, appointment proposals, campaigns and the lead's life after it is sent.
+"""
+
+from pipeline.leads.advice import AdviceReport, advise
+from pipeline.leads.appointments import iso
+from pipeline.leads.campaigns import pre_winter_battery_check, send_follow_ups, visit_reminders
+from pipeline.leads.lifecycle import InboundReport, apply_inbound
+from pipeline.leads.urgent import UrgentLeads
+
+__all__ = [
+    "AdviceReport",
+    "InboundReport",
+    "UrgentLeads",
+    "advise",
+    "apply_inbound",
+    "iso",
+    "pre_winter_battery_check",
+    "send_follow_ups",
+    "visit_reminders",
+]

@@ -1,1 +1,32 @@
-"""TODO"""
+"""The DuckDB store: opening it, its numbered migrations, cold exports and the serving store.
+
+One process writes a store file; readers (the flows' serving store, exports, reports) work on
+snapshots and Parquet exports so they never take the writer's lock.
+"""
+
+from pipeline.errors import StoreError
+from pipeline.store.connection import connect, transaction
+from pipeline.store.export import ExportPolicy, attach_exports, export_cold, recover, write_snapshot
+from pipeline.store.serving import (
+    LANDING_TABLES,
+    ServingStoreBusyError,
+    attach_landing,
+    connect_serving,
+    define_landing_views,
+)
+
+__all__ = [
+    "LANDING_TABLES",
+    "ExportPolicy",
+    "ServingStoreBusyError",
+    "StoreError",
+    "attach_exports",
+    "attach_landing",
+    "connect",
+    "connect_serving",
+    "define_landing_views",
+    "export_cold",
+    "recover",
+    "transaction",
+    "write_snapshot",
+]

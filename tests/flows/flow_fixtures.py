@@ -56,3 +56,13 @@ def last_day() -> dt.date:
     from synth_fleet import day
 
     return day(N_DAYS - 1)
+
+
+def seed_dealer_data(stores: Stores, seed: int = 0) -> None:
+    """Customers, centres, capacity and catalogue in the serving store, as a dealer import
+    would leave them (the scheduled flows never invent any)."""
+    from pipeline.sandbox.reference_data import seed_reference_data
+    from pipeline.store.serving import connect_serving
+
+    with connect_serving(stores.serving, stores.snapshot) as con:
+        seed_reference_data(con, seed=seed)

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from flow_fixtures import Stores, last_day
+from flow_fixtures import Stores, last_day, seed_dealer_data
 from polars.testing import assert_frame_equal
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -129,6 +129,7 @@ def test_a_terminal_error_fails_at_once_with_its_message(
 
 def test_dask_partitions_equal_the_single_writer_run(
         stores: Stores, prefect_harness: None) -> None:
+    seed_dealer_data(stores)
     train_flow(**paths(stores))
     score_and_advise_flow(**paths(stores))
     features_flow(**paths(stores), days=10)

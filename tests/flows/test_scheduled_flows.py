@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from flow_fixtures import N_DAYS, Stores, last_day
+from flow_fixtures import N_DAYS, Stores, last_day, seed_dealer_data
 from synth_fleet import START, day
 
 from flows.scheduled.campaigns import campaigns_flow
@@ -45,6 +45,7 @@ def paths(stores: Stores) -> dict[str, Any]:
 
 
 def train(stores: Stores) -> None:
+    seed_dealer_data(stores)
     reports = train_flow(**paths(stores), horizon_days=30, seed=0)
     assert any(r["promoted"] for r in reports)
 
