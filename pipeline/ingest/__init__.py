@@ -19,7 +19,7 @@ from pipeline.ingest.admission import (
 from pipeline.ingest.client import BufferedSocket, IngestClient
 from pipeline.ingest.columnar import invalid_messages, telemetry_columns
 from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
-from pipeline.ingest.landing import InboundMessage, LandResult, land, prepare
+from pipeline.ingest.landing import InboundMessage, LandingError, LandResult, land, prepare
 from pipeline.ingest.service import FLUSH_ROWS, Ingestor, IngestStats, run_forever
 from pipeline.ingest.stats import StatsBoard
 from pipeline.ingest.writer import BatchWriter
@@ -36,6 +36,7 @@ __all__ = [
     "IngestStats",
     "Ingestor",
     "LandResult",
+    "LandingError",
     "RateLimit",
     "RateLimiter",
     "StatsBoard",

@@ -6,8 +6,9 @@ package feeds them the store's features and keeps what they produce.
 
 from pipeline.errors import NotEnoughDataError
 from pipeline.ml.backfill import backfill
+from pipeline.ml.registry import UnknownModelError
 from pipeline.ml.scoring import TOP_FEATURES, score_fleet
-from pipeline.ml.tabular import read_history_csv, read_labelled_csv
+from pipeline.ml.tabular import BadTableError, read_history_csv, read_labelled_csv
 from pipeline.ml.training import (
     UntrustedArtifactError,
     estimator_for,
@@ -17,7 +18,9 @@ from pipeline.ml.training import (
 
 __all__ = [
     "TOP_FEATURES",
+    "BadTableError",
     "NotEnoughDataError",
+    "UnknownModelError",
     "UntrustedArtifactError",
     "backfill",
     "estimator_for",

@@ -2,10 +2,17 @@
 """
 
 from pipeline.privacy.erasure import forget_everywhere
-from pipeline.privacy.forget import ERASED, StoreLockedError, UnknownVehicleError, customer_hash
+from pipeline.privacy.forget import (
+    ERASED,
+    ForgetError,
+    StoreLockedError,
+    UnknownVehicleError,
+    customer_hash,
+)
 
 __all__ = [
     "ERASED",
+    "ForgetError",
     "StoreLockedError",
     "UnknownVehicleError",
     "customer_hash",
