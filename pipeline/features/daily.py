@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from edge.wire.contract import COMPONENTS
-from pipeline.features import daily_sql as feature_sql
+from pipeline.features import daily_sql
 from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 from pipeline.features.fault_codes import catalog_frame
 
@@ -93,8 +93,8 @@ def build_daily_features(
     bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
     window: dict[str, object] = {
         "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
-    daily = _query(con, feature_sql.DAILY, window)
-    braking = _query(con, feature_sql.BRAKING, window)
+    daily = _query(con, daily_sql.DAILY, window)
+    braking = _query(con, daily_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
     dtc = _dtc_features(con, window)
@@ -182,7 +182,7 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
 
 def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> pl.LazyFrame:
     """Active codes, reports in the last 30 days and the oldest active code's age per component."""
-    events = _query(con, feature_sql.DTC, window)
+    events = _query(con, daily_sql.DTC, window)
     comp = catalog_frame().lazy().select("code", "component")
     joined = events.join(comp, on="code", how="left").with_columns(
         active=~pl.col("cleared_last"),
