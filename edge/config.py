@@ -26,11 +26,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from edge import reference
 from edge.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DBC = REPO_ROOT / "dbc" / "fleetcare_ref.dbc"
-REFERENCE_RULES = REPO_ROOT / "dbc" / "fleetcare_ref.rules.toml"
+REFERENCE_DBC: Final = reference.reference_dbc()
+"""The shipped reference DBC, the default of ``dbc`` (see :mod:`edge.reference`)."""
+REFERENCE_RULES: Final = reference.reference_rules()
+"""The shipped collection rules, the default of ``rules`` and of every ``--rules``."""
 SECRET_FIELDS: Final = ("mqtt_password", "tls_key_password")
 """Fields that may be read from a file named by ``<field>_file``."""
 

@@ -31,3 +31,7 @@ class ContractError(TerminalEdgeError):
 
 class SpoolError(TerminalEdgeError):
     """The on-disk spool cannot be used (unwritable directory, corrupt entry)."""
+
+
+class ReferenceDataError(TerminalEdgeError):
+    """The reference data edge ships (DBC, rules, UDS maps) is missing: a broken install."""

@@ -1,9 +1,9 @@
 """The diagnostic frame taps an agent can run beside its DBC decoder, by name.
 
-``make_taps(["obd", "j1939", "uds"])`` builds them; ``uds`` reads every map in ``dbc/uds``
-unless maps are named (``uds:nissan_leaf``). The taps expose what a ``TapResult`` cannot carry:
-``ObdTap.vin`` and ``J1939Tap.vin`` (validated, 17 characters; also handed to ``on_vin`` when
-it changes) and their counters.
+``make_taps(["obd", "j1939", "uds"])`` builds them; ``uds`` reads every UDS map edge ships
+(``dbc/uds`` in the repository) unless maps are named (``uds:nissan_leaf``). The taps expose
+what a ``TapResult`` cannot carry: ``ObdTap.vin`` and ``J1939Tap.vin`` (validated, 17
+characters; also handed to ``on_vin`` when it changes) and their counters.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 
 from edge.diag.j1939_tap import J1939Tap
 from edge.diag.obd_tap import ObdTap
-from edge.diag.uds_map import UDS_MAP_DIR, load_did_map
+from edge.diag.uds_map import load_did_map
 from edge.diag.uds_tap import UdsTap
 from edge.errors import ConfigError
+from edge.reference import uds_map_paths
 from edge.tap import FrameTap
 
 TAP_NAMES = ("obd", "j1939", "uds")
@@ -41,7 +42,8 @@ def make_taps(names: Sequence[str], *,
         else:
             raise ConfigError(
                 f"unknown diagnostic tap {name!r}; valid taps are {', '.join(TAP_NAMES)} "
-                "(and uds:<map> for maps in dbc/uds)"
+                f"(and uds:<map> for the shipped maps: "
+                f"{', '.join(p.stem for p in uds_map_paths())})"
             )
     return taps
 
@@ -49,4 +51,4 @@ def make_taps(names: Sequence[str], *,
 def _uds_tap(arg: str) -> UdsTap:
     if arg:
         return UdsTap([load_did_map(m) for m in arg.split(",")])
-    return UdsTap([load_did_map(p) for p in sorted(UDS_MAP_DIR.glob("*.toml"))])
+    return UdsTap([load_did_map(p) for p in uds_map_paths()])

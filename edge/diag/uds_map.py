@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from edge.diag.errors import DiagParseError
 from edge.errors import ConfigError
-
-UDS_MAP_DIR = Path(__file__).resolve().parents[2] / "dbc" / "uds"
+from edge.reference import uds_map_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +57,15 @@ class DidMap:
 
 
 def load_did_map(path: str | Path) -> DidMap:
-    """Read a DID map; a bare name such as ``nissan_leaf`` means ``dbc/uds/<name>.toml``.
+    """Read a DID map; a bare name such as ``nissan_leaf`` means the map edge ships under it
+    (``dbc/uds/<name>.toml`` in the repository, see :mod:`edge.reference`).
 
     Raises:
         ConfigError: the file is missing, not TOML, or an entry lacks a required key.
     """
     file = Path(path)
     if not file.suffix:
-        file = UDS_MAP_DIR / f"{path}.toml"
+        file = uds_map_path(str(path))
     try:
         doc = tomllib.loads(file.read_text(encoding="utf-8"))
         dids = [_did(raw) for raw in doc.get("did", [])]

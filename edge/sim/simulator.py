@@ -18,7 +18,6 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Final
 
 import can
@@ -26,6 +25,7 @@ import cantools
 from cantools.database.can import Database, Message
 
 from edge.errors import DbcError
+from edge.reference import reference_dbc
 from edge.sim import wear as health
 from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
 from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
@@ -37,7 +37,6 @@ DTC_STORED_AFTER_DAYS: Final = 3
 MODEL_NAMES: Final = {"ev": "Aurora EV", "ice": "Borealis ICE"}
 ECU_ADDRESSES: Final = {"BMS": 0x44, "BCM": 0x40, "ESC": 0x29}
 """Diagnostic addresses our reference vehicle's ECUs report in ``EcuAddress``."""
-_DBC_PATH: Final = Path(__file__).resolve().parents[2] / "dbc" / "fleetcare_ref.dbc"
 _EV_ONLY_PREFIX: Final = "BMS_"
 _ICE_ONLY: Final = frozenset({"ECM_Engine"})
 _DTC_MESSAGE: Final = "DIAG_DtcReport"
@@ -61,17 +60,19 @@ class VehicleSpec:
 
 
 def load_reference_dbc() -> Database:
-    """Load the reference vehicle's DBC shipped in the repository's ``dbc/`` folder.
+    """Load the reference vehicle's DBC that edge ships (``dbc/`` in the repository).
 
     Raises:
         DbcError: the file is missing or does not parse strictly.
+        ReferenceDataError: edge's reference data is not installed at all.
     """
+    path = reference_dbc()
     try:
-        db = cantools.database.load_file(_DBC_PATH, strict=True)
+        db = cantools.database.load_file(path, strict=True)
     except (OSError, cantools.database.UnsupportedDatabaseFormatError) as exc:
-        raise DbcError(f"cannot load reference DBC {_DBC_PATH}: {exc}") from exc
+        raise DbcError(f"cannot load reference DBC {path}: {exc}") from exc
     if not isinstance(db, Database):
-        raise DbcError(f"reference DBC {_DBC_PATH} is not a CAN database")
+        raise DbcError(f"reference DBC {path} is not a CAN database")
     return db
 
 
