@@ -12,7 +12,7 @@ giving both the value and the file is an error rather than a silent choice.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +22,11 @@ from pipeline.errors import TerminalPipelineError
 SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password",
                          "mqtt_tls_key_password")
 """Fields that may be read from a file named by ``<field>_file``."""
+
+MqttClientKind = Literal["fast", "stock"]
+"""Which paho client ingest runs on: ``fast`` is :class:`pipeline.ingest.client.IngestClient`
+(it overrides paho internals for speed), ``stock`` is paho's own ``Client`` with manual acks,
+the fallback when a paho upgrade breaks those internals."""
 
 
 class PipelineSettings(BaseSettings):
@@ -44,6 +49,9 @@ class PipelineSettings(BaseSettings):
         None, description="Password of an encrypted mqtt_tls_key.")
     mqtt_tls_key_password_file: Path | None = Field(
         None, description="File holding mqtt_tls_key_password.")
+    mqtt_client: MqttClientKind = Field(
+        "fast", description="Ingest's paho client: fast (tuned, overrides paho internals) "
+                            "or stock (paho's own Client, manual acks).")
     crm_url: str = Field("http://127.0.0.1:8787/leads", description="CRM webhook endpoint.")
     crm_secret: SecretStr = Field(
         SecretStr(""), description="Standard Webhooks signing secret (whsec_...); several "
