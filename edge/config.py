@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from edge import reference
 from edge.errors import ConfigError
+from edge.wire.secrets import read_secret_files
 
 REFERENCE_DBC: Final = reference.reference_dbc()
 """The shipped reference DBC, the default of ``dbc`` (see :mod:`edge.reference`)."""
@@ -97,32 +98,6 @@ class EdgeSettings(BaseSettings):
         if settings_cls.model_config.get("toml_file"):
             sources.append(TomlConfigSettingsSource(settings_cls))
         return tuple(sources)
-
-
-def read_secret_files(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Fill each secret ``field`` from the file that ``<field>_file`` names.
-
-    The file's content is the secret, less one trailing line break (``echo pw > file``).
-    (The backend has its twin in ``pipeline/config.py``: edge imports nothing of ours.)
-
-    Raises:
-        ValueError: both the secret and its file are set, or the file cannot be read; the
-            message names the field and the file, never the content.
-    """
-    filled = dict(data)
-    for field in fields:
-        path = filled.get(f"{field}_file")
-        if not path:
-            continue
-        if filled.get(field):
-            raise ValueError(f"{field} and {field}_file are both set; keep one")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read {field}_file {path}: "
-                             f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
-        filled[field] = text.removesuffix("\n").removesuffix("\r")
-    return filled
 
 
 def load_edge_settings(config: str | Path | None = None, **overrides: Any) -> EdgeSettings:

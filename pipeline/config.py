@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.wire.secrets import read_secret_files
 from pipeline.errors import TerminalPipelineError
 
 SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password",
@@ -69,31 +70,6 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, data: Any) -> Any:
         return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
-
-
-def read_secret_files(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """Fill each secret ``field`` from the file that ``<field>_file`` names.
-
-    The file's content is the secret, less one trailing line break (``echo pw > file``).
-
-    Raises:
-        ValueError: both the secret and its file are set, or the file cannot be read; the
-            message names the field and the file, never the content.
-    """
-    filled = dict(data)
-    for field in fields:
-        path = filled.get(f"{field}_file")
-        if not path:
-            continue
-        if filled.get(field):
-            raise ValueError(f"{field} and {field}_file are both set; keep one")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"cannot read {field}_file {path}: "
-                             f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
-        filled[field] = text.removesuffix("\n").removesuffix("\r")
-    return filled
 
 
 def load_pipeline_settings(**overrides: Any) -> PipelineSettings:

@@ -96,8 +96,8 @@ def _ca_password() -> SecretStr | None:
 
 def _key_password(path: Path | None) -> SecretStr | None:
     """The password in ``path`` (one trailing line break dropped), or None without a file."""
+    from edge.wire.secrets import read_secret_files
     from pipeline.broker.pki import PkiError
-    from pipeline.config import read_secret_files
 
     if path is None:
         return None
