@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
-from pipeline.ingest.client import IngestClient
 from pipeline.ingest.service import Ingestor
 
 
@@ -91,7 +91,7 @@ def password_broker(root: Path, users: dict[str, str],
 class LoggingIngestor(Ingestor):
     """The ingest loop with paho's packet-level DEBUG log on (it is searched for secrets)."""
 
-    def _make_client(self) -> IngestClient:
+    def _make_client(self) -> mqtt.Client:
         client = super()._make_client()
         client.enable_logger(logging.getLogger("paho.ingest"))  # its DEBUG lines are searched too
         return client

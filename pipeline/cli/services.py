@@ -109,7 +109,8 @@ def _ingest(args: argparse.Namespace) -> int:
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,
                 require_registered_vehicles=not args.allow_unregistered,
                 vehicles_file=args.vehicles, rate_limit=limit,
-                credentials=credentials_from_settings(settings), tls=tls_from_settings(settings))
+                credentials=credentials_from_settings(settings), tls=tls_from_settings(settings),
+                mqtt_client=settings.mqtt_client)
     return 0
 
 

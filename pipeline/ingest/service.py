@@ -16,6 +16,13 @@ time taking the GIL from each other. While a batch lands, nobody reads the socke
 pushes back on the broker instead of anything being dropped. The ``after_commit`` hook and
 the periodic ``maintenance`` (exports, snapshots) run on that thread too, between batches.
 
+``mqtt_client="stock"`` (setting ``FLEETCARE_PIPELINE__MQTT_CLIENT=stock``) runs the same
+loop on paho's own ``Client`` instead: every PUBLISH goes through ``on_message`` and each
+PUBACK is paho's ``ack(mid, qos)``, sent after the commit like the fast client's batch. It
+is slower and relies on nothing but paho's public API, so it is the way out when a paho
+upgrade changes the internals the fast client overrides (tests/pipeline/test_paho_internals.py
+names them).
+
 The broker must let a whole batch be in flight unacknowledged: mosquitto's default of 20
 in-flight messages per client would cap a batch at 20 messages per ``flush_interval_s``.
 :class:`pipeline.broker.harness.EmbeddedBroker` configures 10,000.
@@ -29,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import duckdb
 import paho.mqtt.client as mqtt
@@ -45,7 +52,8 @@ from pipeline.broker.auth import (
     redact_url,
 )
 from pipeline.broker.harness import parse_broker_url
-from pipeline.errors import BrokerError
+from pipeline.config import MqttClientKind
+from pipeline.errors import BrokerError, TerminalPipelineError
 from pipeline.foreground import run_until_terminated
 from pipeline.ingest.admission import (
     DEFAULT_RATE_LIMIT,
@@ -118,6 +126,11 @@ class Ingestor:
         credentials: the MQTT login (else any ``user:password@`` in ``broker_url``).
         tls: CA, client certificate and key for a mutual-TLS broker (``mqtts://``); the
             backend's certificate is issued like a vehicle's (``fleetcare pki issue``).
+        mqtt_client: ``"fast"`` (:class:`~pipeline.ingest.client.IngestClient`) or
+            ``"stock"`` (paho's ``Client``, manual acks); same guarantees either way.
+
+    Raises:
+        TerminalPipelineError: ``mqtt_client`` is neither of those.
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
@@ -131,7 +144,12 @@ class Ingestor:
                  rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
                  register_refresh_s: float = REFRESH_S,
                  credentials: MqttCredentials | None = None,
-                 tls: BackendTls | None = None) -> None:
+                 tls: BackendTls | None = None,
+                 mqtt_client: MqttClientKind = "fast") -> None:
+        if mqtt_client not in get_args(MqttClientKind):
+            raise TerminalPipelineError(
+                f"mqtt_client must be one of {', '.join(get_args(MqttClientKind))}, "
+                f"not {mqtt_client!r}")
         self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
         self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
         self.share_group = share_group
@@ -141,12 +159,13 @@ class Ingestor:
         self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
         self.rate_limit, self.register_refresh_s = rate_limit, register_refresh_s
         self.credentials, self.tls = credentials, tls
+        self.mqtt_client = mqtt_client
         self._board = StatsBoard()
         self._session = 0
         self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._client: IngestClient | None = None
+        self._client: mqtt.Client | None = None
         self._writer: BatchWriter | None = None
         self._thread: threading.Thread | None = None
         self._batch: list[_Delivery] = []
@@ -205,8 +224,8 @@ class Ingestor:
             self.stop()
             raise BrokerError(f"no subscription at {self._shown_url} within "
                               f"{CONNECT_TIMEOUT_S:g} s (see the log for the broker's answer)")
-        log.info("ingesting %s from %s into %s", self.topic_filters, self._shown_url,
-                 self.db_path)
+        log.info("ingesting %s from %s into %s on the %s paho client", self.topic_filters,
+                 self._shown_url, self.db_path, self.mqtt_client)
         return self
 
     def _admission(self, con: duckdb.DuckDBPyConnection) -> Admission:
@@ -228,14 +247,17 @@ class Ingestor:
                          limiter.catch_up_rows)
         return Admission(register, limiter)
 
-    def _make_client(self) -> IngestClient:
-        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                              clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
-                              manual_ack=True)
+    def _make_client(self) -> mqtt.Client:
+        # manual_ack on both: paho must not ack a PUBLISH before its rows are committed.
+        factory = IngestClient if self.mqtt_client == "fast" else mqtt.Client
+        client = factory(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                         clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
+                         manual_ack=True)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        client.on_publish_fast = self._receive
+        if isinstance(client, IngestClient):
+            client.on_publish_fast = self._receive
         client.on_disconnect = self._on_disconnect
         apply_client_auth(client, self.broker_url, self.credentials)
         apply_client_tls(client, self.broker_url, self.tls)
@@ -294,7 +316,11 @@ class Ingestor:
 
     def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> bool:
         """One PUBLISH, from paho's ``on_message`` or the client's direct path; returns
-        False once the batch is full, so the client stops reading until it is landed."""
+        False once the batch is full, so the client stops reading until it is landed.
+
+        paho ignores what ``on_message`` returns; the stock client still stops in time
+        because it parses one packet per ``loop_read()`` and :meth:`_drain` checks the
+        batch before each."""
         if not self._batch:
             self._deadline = time.monotonic() + self.flush_interval_s
         self._batch.append(_Delivery(mid, qos, self._session))
@@ -349,7 +375,7 @@ class Ingestor:
         self._board.add(messages_received=self._received)
         self._received = 0
 
-    def _flush(self, client: IngestClient) -> None:
+    def _flush(self, client: mqtt.Client) -> None:
         if self._received:
             self._count_received()
         writer, batch, self._batch = self._writer, self._batch, []
@@ -390,11 +416,16 @@ class Ingestor:
                             self._shown_url, exc, self._backoff)
                 self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
 
-    def _ack(self, client: IngestClient, deliveries: Sequence[_Delivery]) -> None:
+    def _ack(self, client: mqtt.Client, deliveries: Sequence[_Delivery]) -> None:
         # A mid from an earlier connection may name another message now; the broker
         # resends those anyway and the resent copy is acked as a duplicate.
         session = self._session
-        client.ack_in_order([d.mid for d in deliveries if d.session == session and d.qos == 1])
+        mids = [d.mid for d in deliveries if d.session == session and d.qos == 1]
+        if isinstance(client, IngestClient):
+            client.ack_in_order(mids)
+            return
+        for mid in mids:  # in arrival order, as MQTT requires; one write each
+            client.ack(mid, 1)
 
 
 def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:

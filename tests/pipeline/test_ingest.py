@@ -1,7 +1,12 @@
-"""MQTT to DuckDB through a real broker: every message lands once, crashes included."""
+"""MQTT to DuckDB through a real broker: every message lands once, crashes included.
+
+Each test that takes ``mqtt_client`` runs on both of ingest's paho clients (the fast one and
+paho's stock ``Client``, see tests/pipeline/conftest.py): the guarantees hold on either.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -17,7 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.wire import contract
 from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
-from pipeline.errors import BrokerError
+from pipeline.config import MqttClientKind, load_pipeline_settings
+from pipeline.errors import BrokerError, TerminalPipelineError
 from pipeline.ingest.admission import Vehicle, register_vehicles
 from pipeline.ingest.landing import InboundMessage, LandResult, land
 from pipeline.ingest.service import Ingestor, IngestStats
@@ -109,8 +115,10 @@ def client_id() -> str:
 
 
 @pytest.fixture
-def ingestor(broker_url: str, db_path: Path, client_id: str) -> Iterator[Ingestor]:
-    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as running:
+def ingestor(broker_url: str, db_path: Path, client_id: str,
+             mqtt_client: MqttClientKind) -> Iterator[Ingestor]:
+    with Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+                  **FAST) as running:
         yield running
 
 
@@ -128,13 +136,15 @@ def test_published_messages_land_exactly_once(broker_url: str, ingestor: Ingesto
 
 
 def test_messages_published_while_stopped_land_after_restart(
-        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+        mosquitto_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
     broker_url = mosquitto_url
-    Ingestor(broker_url, db_path, client_id=client_id, **FAST).start().stop()
+    Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+             **FAST).start().stop()
 
     publish(broker_url, fleet(100, "offline"))
 
-    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+    with Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+                  **FAST) as restarted:
         assert restarted.wait_for(handled(102), timeout=15)
         assert restarted.stats.messages_landed == 102
     assert table_counts(db_path) == (100 * SIGNALS, 100, 1, 102)
@@ -143,8 +153,9 @@ def test_messages_published_while_stopped_land_after_restart(
 CRASHING_INGESTOR = """
 import sys
 from pipeline.ingest.service import Ingestor
-url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-ingestor = Ingestor(url, db, client_id=client_id, flush_interval_s=3600, flush_rows=10**9)
+url, db, client_id, n, kind = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+ingestor = Ingestor(url, db, client_id=client_id, flush_interval_s=3600, flush_rows=10**9,
+                    mqtt_client=kind)
 ingestor.start()
 print("subscribed", flush=True)
 ingestor.wait_for(lambda s: s.messages_received >= n, 30)
@@ -154,10 +165,11 @@ sys.stdin.read()
 
 
 def test_messages_held_by_a_killed_ingestor_are_redelivered_once(
-        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+        mosquitto_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
     broker_url = mosquitto_url
     child = subprocess.Popen(
-        [sys.executable, "-c", CRASHING_INGESTOR, broker_url, str(db_path), client_id, "50"],
+        [sys.executable, "-c", CRASHING_INGESTOR, broker_url, str(db_path), client_id, "50",
+         mqtt_client],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -169,23 +181,26 @@ def test_messages_held_by_a_killed_ingestor_are_redelivered_once(
         child.kill()
         child.wait()
 
-    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+    with Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+                  **FAST) as restarted:
         assert restarted.wait_for(handled(50), timeout=15)
         assert (restarted.stats.messages_landed, restarted.stats.duplicates) == (50, 0)
     assert table_counts(db_path)[:2] == (50 * SIGNALS, 50)
 
 
 def test_messages_committed_but_not_acked_are_not_landed_again(
-        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+        mosquitto_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
     broker_url = mosquitto_url
     wires = [telemetry(f"acked-late-{i}") for i in range(10)]
-    Ingestor(broker_url, db_path, client_id=client_id, **FAST).start().stop()
+    Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+             **FAST).start().stop()
     con = store.connect(db_path)
     land(con, [InboundMessage(topic, payload, T0) for topic, payload in wires[:6]])
     con.close()
     publish(broker_url, wires)
 
-    with Ingestor(broker_url, db_path, client_id=client_id, **FAST) as restarted:
+    with Ingestor(broker_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+                  **FAST) as restarted:
         assert restarted.wait_for(handled(10), timeout=15)
         assert (restarted.stats.messages_landed, restarted.stats.duplicates) == (4, 6)
     assert table_counts(db_path)[:2] == (10 * SIGNALS, 10)
@@ -220,17 +235,19 @@ def test_garbage_is_dead_lettered_and_ingest_carries_on(broker_url: str, ingesto
 
 
 def test_a_full_batch_flushes_before_its_interval(broker_url: str, db_path: Path,
-                                                  client_id: str) -> None:
+                                                  client_id: str,
+                                                  mqtt_client: MqttClientKind) -> None:
     with Ingestor(broker_url, db_path, client_id=client_id, flush_rows=10 * SIGNALS,
-                  flush_interval_s=3600) as ingestor:
+                  flush_interval_s=3600, mqtt_client=mqtt_client) as ingestor:
         publish(broker_url, [telemetry(f"full-{i}") for i in range(10)])
 
         assert ingestor.wait_for(lambda s: s.messages_landed == 10, timeout=15)
 
 
 def test_a_failed_commit_is_not_acked_and_lands_on_redelivery(
-        mosquitto_url: str, db_path: Path, client_id: str) -> None:
-    with Ingestor(mosquitto_url, db_path, client_id=client_id, **FAST) as ingestor:
+        mosquitto_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
+    with Ingestor(mosquitto_url, db_path, client_id=client_id, mqtt_client=mqtt_client,
+                  **FAST) as ingestor:
         # A second connection in this process shares the ingestor's database instance.
         saboteur = duckdb.connect(str(db_path))
         saboteur.execute("ALTER TABLE telemetry RENAME TO telemetry_away")
@@ -244,9 +261,9 @@ def test_a_failed_commit_is_not_acked_and_lands_on_redelivery(
     assert table_counts(db_path)[:2] == (5 * SIGNALS, 5)
 
 
-def test_an_unreachable_broker_is_reported(db_path: Path) -> None:
+def test_an_unreachable_broker_is_reported(db_path: Path, mqtt_client: MqttClientKind) -> None:
     with pytest.raises(BrokerError, match="cannot connect"):
-        Ingestor("mqtt://127.0.0.1:1", db_path).start()
+        Ingestor("mqtt://127.0.0.1:1", db_path, mqtt_client=mqtt_client).start()
 
 
 def test_stats_start_at_zero(broker_url: str, db_path: Path) -> None:
@@ -256,8 +273,9 @@ def test_stats_start_at_zero(broker_url: str, db_path: Path) -> None:
 KILLABLE_INGESTOR = """
 import sys
 from pipeline.ingest.service import Ingestor
-url, db, client_id, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02)
+url, db, client_id, n, kind = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+ingestor = Ingestor(url, db, client_id=client_id, flush_rows=5 * 50, flush_interval_s=0.02,
+                    mqtt_client=kind)
 ingestor.start()
 print("subscribed", flush=True)
 ingestor.wait_for(lambda s: s.messages_landed >= n, 60)
@@ -267,10 +285,11 @@ sys.stdin.read()
 
 
 def test_kill_9_while_landing_then_restart_lands_every_message_once(
-        mosquitto_url: str, db_path: Path, client_id: str) -> None:
+        mosquitto_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
     wires = [telemetry(f"k9-{i}", f"VIN{i % 3}") for i in range(400)]
     child = subprocess.Popen(
-        [sys.executable, "-c", KILLABLE_INGESTOR, mosquitto_url, str(db_path), client_id, "60"],
+        [sys.executable, "-c", KILLABLE_INGESTOR, mosquitto_url, str(db_path), client_id, "60",
+         mqtt_client],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -284,7 +303,7 @@ def test_kill_9_while_landing_then_restart_lands_every_message_once(
 
     in_store = StoreWatcher(expected=401)
     with Ingestor(mosquitto_url, db_path, client_id=client_id, after_commit=in_store,
-                  **FAST) as restarted:
+                  mqtt_client=mqtt_client, **FAST) as restarted:
         publish(mosquitto_url, [telemetry("k9-sentinel")])  # at least one commit after restart
         assert in_store.reached.wait(30), f"only {in_store.count} messages in the store"
         assert restarted.stats.flush_failures == 0
@@ -310,7 +329,8 @@ class StoreWatcher:
 
 
 def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path, db_path: Path,
-                                                   client_id: str) -> None:
+                                                   client_id: str,
+                                                   mqtt_client: MqttClientKind) -> None:
     if find_mosquitto() is None:
         pytest.skip("needs mosquitto: amqtt does not persist sessions across a restart")
     port = free_port()
@@ -320,7 +340,7 @@ def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path, db_path: Path
     broker = EmbeddedBroker(port=port, prefer="mosquitto", data_dir=tmp_path / "mq").start()
     try:
         with Ingestor(broker.url, db_path, client_id=client_id, after_commit=in_store,
-                      flush_rows=20 * SIGNALS, flush_interval_s=0.02):
+                      flush_rows=20 * SIGNALS, flush_interval_s=0.02, mqtt_client=mqtt_client):
             publish(broker.url, first_half)
             broker.stop()  # while the ingestor still holds unacknowledged messages
             broker = EmbeddedBroker(port=port, prefer="mosquitto",
@@ -358,7 +378,7 @@ def test_garbage_mixed_into_good_traffic(broker_url: str, ingestor: Ingestor,
 
 
 def test_after_commit_sees_fault_vehicles_and_its_failures_never_stop_ingest(
-        broker_url: str, db_path: Path, client_id: str) -> None:
+        broker_url: str, db_path: Path, client_id: str, mqtt_client: MqttClientKind) -> None:
     calls: list[tuple[tuple[str, ...], int]] = []
 
     def hook(con: duckdb.DuckDBPyConnection, result: LandResult) -> None:
@@ -367,7 +387,7 @@ def test_after_commit_sees_fault_vehicles_and_its_failures_never_stop_ingest(
         raise RuntimeError("the advice service is down")
 
     with Ingestor(broker_url, db_path, client_id=client_id, after_commit=hook,
-                  **FAST) as ingestor:
+                  mqtt_client=mqtt_client, **FAST) as ingestor:
         publish(broker_url, [fault("VIN7", "h1")])
         assert ingestor.wait_for(lambda s: s.hook_failures == 1, timeout=15)
         publish(broker_url, [telemetry("h2"), fault("VIN8", "h3")])
@@ -393,3 +413,32 @@ def test_health_reports_land_in_edge_health(broker_url: str, ingestor: Ingestor,
     assert con.execute("SELECT vehicle_id, online, counters->>'$.published' FROM edge_health"
                        ).fetchall() == [("VIN9", False, "3.0")]
     con.close()
+
+
+def test_an_unknown_client_kind_is_refused_in_one_line(broker_url: str, db_path: Path) -> None:
+    with pytest.raises(TerminalPipelineError,
+                       match=r"^mqtt_client must be one of fast, stock, not 'turbo'$"):
+        Ingestor(broker_url, db_path, mqtt_client="turbo")  # type: ignore[arg-type]
+    with pytest.raises(TerminalPipelineError, match=r"mqtt_client: Input should be 'fast' or"):
+        load_pipeline_settings(mqtt_client="turbo")
+
+
+def test_fleetcare_ingest_runs_on_the_client_the_environment_names(
+        broker_url: str, db_path: Path) -> None:
+    env = dict(os.environ, FLEETCARE_PIPELINE__MQTT_CLIENT="stock")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "-v", "ingest", "--broker", broker_url,
+         "--db", str(db_path), "--client-id", f"cli-{uuid.uuid4().hex[:10]}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, child.kill)  # a hung child fails the test, not the run
+    watchdog.start()
+    try:
+        assert child.stderr is not None
+        started = next((line for line in child.stderr if "ingesting" in line), "")
+        child.terminate()
+        assert child.wait() == 0
+    finally:
+        watchdog.cancel()
+        child.kill()
+        child.wait()
+    assert "on the stock paho client" in started

@@ -1,5 +1,5 @@
 """Two ingest workers behind one MQTT shared subscription: the union of their stores holds
-every message exactly once."""
+every message exactly once, on either of ingest's paho clients."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipeline.config import MqttClientKind
 from pipeline.ingest.service import Ingestor
 from tests.pipeline.test_ingest import (
     FAST,
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.broker
 
 
 def test_two_workers_split_the_stream_without_loss_or_duplicates(
-        mosquitto_url: str, tmp_path: Path) -> None:
+        mosquitto_url: str, tmp_path: Path, mqtt_client: MqttClientKind) -> None:
     group, tag = f"g{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
     stores = [tmp_path / "worker-a.duckdb", tmp_path / "worker-b.duckdb"]
     watchers = [StoreWatcher(expected=1), StoreWatcher(expected=1)]
@@ -31,7 +32,7 @@ def test_two_workers_split_the_stream_without_loss_or_duplicates(
     for path in stores:
         register_fleet(path)
     workers = [Ingestor(mosquitto_url, path, client_id=f"w{i}-{tag}", share_group=group,
-                        after_commit=watcher, **FAST)
+                        after_commit=watcher, mqtt_client=mqtt_client, **FAST)
                for i, (path, watcher) in enumerate(zip(stores, watchers, strict=True))]
     for worker in workers:
         worker.start()
