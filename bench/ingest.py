@@ -42,7 +42,8 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from edge.wire import contract  # noqa: E402
-from pipeline.broker.harness import EmbeddedBroker, parse_broker_url  # noqa: E402
+from pipeline.broker.auth import parse_broker_url  # noqa: E402
+from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
 from pipeline.ingest.admission import RateLimit, Vehicle, register_vehicles  # noqa: E402
 from pipeline.ingest.service import FLUSH_ROWS, Ingestor  # noqa: E402
 from pipeline.store import connection as store  # noqa: E402

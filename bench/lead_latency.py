@@ -40,7 +40,8 @@ from edge.decode import Decoder, load_dbcs
 from edge.publish import Publisher
 from edge.rules import load_rules
 from edge.spool import Spool
-from pipeline.broker.harness import EmbeddedBroker, parse_broker_url
+from pipeline.broker.auth import parse_broker_url
+from pipeline.broker.harness import EmbeddedBroker
 from pipeline.crm.http_json import JsonHttpServer
 from pipeline.ingest.service import Ingestor
 from pipeline.leads.urgent import UrgentLeads

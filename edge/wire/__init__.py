@@ -2,25 +2,48 @@
 
 Both sides must agree on these byte for byte, so each exists once: the MQTT topics and the
 payload schema (:mod:`edge.wire.contract`), how a broker URL is read and shown redacted and
-how TLS is set up (:mod:`edge.wire.mqtt`), and what each fault code means
+how TLS and the login are set up (:mod:`edge.wire.mqtt`), how a secret is read from the file
+a ``<field>_file`` setting names (:mod:`edge.wire.secrets`), and what each fault code means
 (:mod:`edge.wire.fault_codes`). A payload that breaks the contract raises
-:class:`ContractError`.
+:class:`ContractError`; a broker URL or TLS file that cannot be used raises
+:class:`ConfigError` (the backend turns it into its own ``BrokerError``).
 """
 
-from edge.errors import ContractError
+from edge.errors import ConfigError, ContractError
 from edge.wire.contract import COMPONENTS, ComponentTruth, DtcEvent, TruthRecord
-from edge.wire.fault_codes import describe
-from edge.wire.mqtt import TlsFiles, configure_tls, parse_mqtt_url, redact_url
+from edge.wire.fault_codes import DESCRIPTIONS, describe
+from edge.wire.mqtt import (
+    MQTT_PORT,
+    MQTTS_PORT,
+    BrokerUrl,
+    TlsFiles,
+    configure_client_tls,
+    configure_login,
+    configure_tls,
+    parse_mqtt_url,
+    read_broker_url,
+    redact_url,
+)
+from edge.wire.secrets import read_secret_files
 
 __all__ = [
     "COMPONENTS",
+    "DESCRIPTIONS",
+    "MQTTS_PORT",
+    "MQTT_PORT",
+    "BrokerUrl",
     "ComponentTruth",
+    "ConfigError",
     "ContractError",
     "DtcEvent",
     "TlsFiles",
     "TruthRecord",
+    "configure_client_tls",
+    "configure_login",
     "configure_tls",
     "describe",
     "parse_mqtt_url",
+    "read_broker_url",
+    "read_secret_files",
     "redact_url",
 ]

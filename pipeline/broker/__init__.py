@@ -10,6 +10,7 @@ from pipeline.broker.auth import (
     apply_client_tls,
     credentials_from_settings,
     credentials_from_url,
+    parse_broker_url,
     redact_url,
     tls_from_settings,
 )
@@ -17,7 +18,6 @@ from pipeline.broker.harness import (
     EmbeddedBroker,
     find_mosquitto,
     free_port,
-    parse_broker_url,
     serve_forever,
     wait_for_port,
 )

@@ -7,27 +7,78 @@ from the settings (``FLEETCARE_PIPELINE__MQTT_PASSWORD`` or ``..._FILE``) as a `
 revealed only in the call that hands it to paho. A URL such as ``mqtt://ingest:pw@host:1883``
 is accepted too (its credentials apply when the settings name none), but such a URL is a
 secret itself: pass every URL that may be printed through :func:`redact_url`.
+
+Reading a URL, redacting it, and setting up TLS and the login are the agent's helpers from
+:mod:`edge.wire.mqtt`, so a URL means the same to a gateway and to ingest; this module adds
+the backend's settings-shaped records and turns the wire's ``ConfigError`` into
+:class:`~pipeline.errors.BrokerError`, the backend's own error for a broker it cannot use.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import paho.mqtt.client as mqtt
 from pydantic import SecretStr
 
+from edge.wire import ConfigError
+from edge.wire.mqtt import (
+    BrokerUrl,
+    configure_client_tls,
+    configure_login,
+    read_broker_url,
+    redact_url,
+)
 from pipeline.errors import BrokerError
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineSettings
 
-_USERINFO: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/]*)"
-                              r"(?P<password>:[^@/]*)?@")
-REDACTED: Final = "***"
+__all__ = [
+    "BackendTls",
+    "MqttCredentials",
+    "apply_client_auth",
+    "apply_client_tls",
+    "credentials_from_settings",
+    "credentials_from_url",
+    "parse_broker_url",
+    "redact_url",
+    "tls_from_settings",
+]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _as_broker_error(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """``call(...)``, its ``ConfigError`` (edge's hierarchy) re-raised as ``BrokerError``.
+
+    The message is kept whole: it is already the one line that says what to fix.
+    """
+    try:
+        return call(*args, **kwargs)
+    except ConfigError as exc:
+        raise BrokerError(str(exc)) from None
+
+
+def _read(url: str) -> BrokerUrl:
+    return _as_broker_error(read_broker_url, url)
+
+
+def parse_broker_url(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a broker URL, read exactly as the agent reads it.
+
+    ``mqtt://host`` is port 1883, ``mqtts://host`` 8883 (TLS), an explicit port wins, and a
+    ``user:password@`` part is allowed; ``tcp://``, ``ssl://`` and bare ``host:port`` work too.
+
+    Raises:
+        BrokerError: another scheme, no host, an invalid port, or a path; the message shows
+            the URL with its password masked.
+    """
+    return _read(url).address
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +101,15 @@ def credentials_from_settings(settings: PipelineSettings) -> MqttCredentials | N
 
 
 def credentials_from_url(url: str) -> MqttCredentials | None:
-    """The ``user:password@`` part of a broker URL (percent-decoded), or None."""
-    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-    if parts.username is None:
+    """The ``user:password@`` part of a broker URL (percent-decoded), or None.
+
+    Raises:
+        BrokerError: the URL cannot be read (see :func:`parse_broker_url`).
+    """
+    parsed = _read(url)
+    if parsed.username is None:
         return None
-    password = SecretStr(unquote(parts.password)) if parts.password is not None else None
-    return MqttCredentials(unquote(parts.username), password)
+    return MqttCredentials(parsed.username, parsed.password)
 
 
 def apply_client_auth(client: mqtt.Client, broker_url: str,
@@ -63,13 +117,14 @@ def apply_client_auth(client: mqtt.Client, broker_url: str,
     """Give paho the username and password to send in CONNECT (before ``connect``).
 
     Explicit ``credentials`` win; otherwise those embedded in ``broker_url``; with neither,
-    the client connects anonymously, as before.
+    the client connects anonymously.
+
+    Raises:
+        BrokerError: the URL cannot be read (see :func:`parse_broker_url`).
     """
-    login = credentials or credentials_from_url(broker_url)
-    if login is None:
-        return
-    password = login.password.get_secret_value() if login.password is not None else None
-    client.username_pw_set(login.username, password)
+    username = credentials.username if credentials is not None else None
+    password = credentials.password if credentials is not None else None
+    _as_broker_error(configure_login, client, broker_url, username, password)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,39 +150,13 @@ def tls_from_settings(settings: PipelineSettings) -> BackendTls | None:
 
 
 def apply_client_tls(client: mqtt.Client, broker_url: str, tls: BackendTls | None) -> None:
-    """Switch TLS on for ``mqtts://`` or when ``tls`` names files (before ``connect``).
+    """Switch TLS on for ``mqtts://`` or when ``tls`` names files (before ``connect``), with
+    :func:`edge.wire.mqtt.configure_client_tls`, the agent's own set-up.
 
     Raises:
-        BrokerError: a file is missing or the certificate and key do not load; the message
-            names the files, never the key's password.
+        BrokerError: the URL cannot be read, a file is missing or the certificate and key
+            do not load; the message names the files, never the key's password.
     """
-    wants_tls = broker_url.startswith(("mqtts://", "ssl://"))
-    if tls is None or not (tls.ca or tls.cert or tls.key):
-        if wants_tls:
-            client.tls_set()
-        return
-    for label, path in (("CA", tls.ca), ("client certificate", tls.cert), ("key", tls.key)):
-        if path is not None and not path.is_file():
-            raise BrokerError(f"TLS {label} file {path} does not exist")
-    password = tls.key_password.get_secret_value() if tls.key_password is not None else ""
-    # "" rather than None: with None OpenSSL would prompt on the terminal for an encrypted
-    # key's password, and a service would hang there instead of failing.
-    try:
-        client.tls_set(ca_certs=str(tls.ca) if tls.ca else None,
-                       certfile=str(tls.cert) if tls.cert else None,
-                       keyfile=str(tls.key) if tls.key else None, keyfile_password=password)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise BrokerError(f"cannot load the TLS certificate {tls.cert} and key {tls.key} "
-                          f"({type(exc).__name__}); is mqtt_tls_key_password right?") from None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``mqtt://ingest:***@host:1883``).
-
-    Safe on anything: a string that is not a URL comes back unchanged.
-    """
-    def hide(match: re.Match[str]) -> str:
-        password = f":{REDACTED}" if match.group("password") is not None else ""
-        return f"{match.group('scheme')}{match.group('user')}{password}@"
-
-    return _USERINFO.sub(hide, url)
+    files = tls or BackendTls()
+    _as_broker_error(configure_client_tls, client, broker_url, files.ca, files.cert,
+                     files.key, files.key_password, password_setting="mqtt_tls_key_password")

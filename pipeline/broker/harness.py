@@ -22,9 +22,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
-from pipeline.broker.auth import redact_url
 from pipeline.errors import BrokerError
 from pipeline.foreground import run_until_terminated
 
@@ -57,31 +55,6 @@ log_dest stderr
 log_type error
 log_type warning
 """
-
-
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """Split ``mqtt://host:port``, ``tcp://host:port``, ``mqtts://host:port`` (TLS) or
-    ``host:port`` into host and port.
-
-    Raises:
-        BrokerError: the URL has another scheme, no host or no valid port.
-    """
-    text = url.strip()
-    parsed = urlsplit(text if "://" in text else f"mqtt://{text}")
-    if parsed.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        raise BrokerError(
-            f"broker URL {redact_url(url)!r} has scheme {parsed.scheme!r}; use mqtt://host:port, "
-            "mqtts://host:port (TLS), "
-            "tcp://host:port or host:port"
-        )
-    try:
-        port = parsed.port
-    except ValueError as exc:
-        raise BrokerError(f"broker URL {redact_url(url)!r} has an invalid port: {exc}") from exc
-    if not parsed.hostname or port is None or parsed.path not in ("", "/"):
-        raise BrokerError(f"broker URL {redact_url(url)!r} must look like mqtt://host:port (e.g. "
-                          "mqtt://127.0.0.1:1883)")
-    return parsed.hostname, port
 
 
 def find_mosquitto() -> Path | None:

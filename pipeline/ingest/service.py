@@ -49,9 +49,9 @@ from pipeline.broker.auth import (
     MqttCredentials,
     apply_client_auth,
     apply_client_tls,
+    parse_broker_url,
     redact_url,
 )
-from pipeline.broker.harness import parse_broker_url
 from pipeline.config import MqttClientKind
 from pipeline.errors import BrokerError, TerminalPipelineError
 from pipeline.foreground import run_until_terminated

@@ -10,7 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, parse_broker_url
+from pipeline.broker.auth import parse_broker_url
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto
 from pipeline.errors import BrokerError
 
 
@@ -75,6 +76,9 @@ def test_stop_frees_the_port() -> None:
     ("tcp://broker.example:8883", ("broker.example", 8883)),
     ("localhost:1884", ("localhost", 1884)),
     (" mqtt://10.0.0.7:1883/ ", ("10.0.0.7", 1883)),
+    ("mqtt://127.0.0.1", ("127.0.0.1", 1883)),
+    ("mqtts://broker.example", ("broker.example", 8883)),
+    ("mqtts://ingest:pw@broker.example:8884", ("broker.example", 8884)),
 ])
 def test_parse_broker_url_accepts_the_documented_forms(url: str,
                                                        expected: tuple[str, int]) -> None:
@@ -83,11 +87,11 @@ def test_parse_broker_url_accepts_the_documented_forms(url: str,
 
 @pytest.mark.parametrize(("url", "message"), [
     ("http://127.0.0.1:1883", "scheme 'http'"),
-    ("mqtt://127.0.0.1", "must look like mqtt://host:port"),
-    ("mqtt://:1883", "must look like mqtt://host:port"),
+    ("mqtt://:1883", "has no host"),
     ("127.0.0.1:port", "invalid port"),
     ("mqtt://127.0.0.1:99999", "invalid port"),
-    ("mqtt://127.0.0.1:1883/fleet", "must look like mqtt://host:port"),
+    ("mqtt://127.0.0.1:0", "invalid port"),
+    ("mqtt://127.0.0.1:1883/fleet", "a path, query or fragment"),
 ])
 def test_parse_broker_url_says_what_is_wrong(url: str, message: str) -> None:
     with pytest.raises(BrokerError, match=message):

@@ -21,7 +21,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.wire import contract
-from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port, parse_broker_url
+from pipeline.broker.auth import parse_broker_url
+from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port
 from pipeline.config import MqttClientKind, load_pipeline_settings
 from pipeline.errors import BrokerError, TerminalPipelineError
 from pipeline.ingest.admission import Vehicle, register_vehicles

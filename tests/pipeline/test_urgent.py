@@ -18,7 +18,7 @@ from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
 from edge.wire import contract
-from pipeline.broker.harness import parse_broker_url
+from pipeline.broker.auth import parse_broker_url
 from pipeline.ingest.service import Ingestor
 from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver
