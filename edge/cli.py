@@ -184,7 +184,8 @@ def _run_sim(args: argparse.Namespace) -> int:
 
 
 def _progress(days: int) -> Any:
-    """A one-line progress display on stderr (tqdm is a backend dependency, not the edge's)."""
+    """A one-line progress display on stderr: a progress-bar library is not worth a gateway
+    dependency."""
     def on_day(day: int) -> None:
         done = day + 1
         width = 30
