@@ -1,9 +1,15 @@
 """Descriptions of fault codes, in our own words, for the codes fleetcare's models rely on.
 
+This is the one table of descriptions: the agent puts them in the fault-code events it
+sends, and the backend's catalogue (``pipeline.features.fault_codes``, which adds component
+and severity) shows them in features and leads, so a code reads the same on the gateway, in
+the store and in the CRM. Every code that catalogue lists must have an entry here.
+
 The table covers the traction battery, 12 V system and charging, brakes and ABS codes that
-the models and leads use; any other code gets a description from its family (system letter,
-generic or manufacturer-specific, and for generic powertrain codes the SAE J2012 range), so a
-description is never empty and never invented for a specific code we do not know.
+the models and leads use, and the few generic codes the backend catalogues; any other code
+gets a description from its family (system letter, generic or manufacturer-specific, and for
+generic powertrain codes the SAE J2012 range), so a description is never empty and never
+invented for a specific code we do not know.
 """
 
 from __future__ import annotations
@@ -31,12 +37,19 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "P0573": "Brake switch A circuit high",
     "C1B00": "Brake pad wear limit reached (manufacturer-specific code of the reference "
              "vehicle)",
+    "C1B01": "Brake fluid level low (manufacturer-specific code of the reference vehicle)",
+    "C1B02": "Brake fluid pressure loss (manufacturer-specific code of the reference "
+             "vehicle)",
     # ABS
     "C0035": "Left front wheel speed sensor circuit",
     "C0040": "Right front wheel speed sensor circuit",
     "C0045": "Left rear wheel speed sensor circuit",
     "C0050": "Right rear wheel speed sensor circuit",
     "C0265": "ABS pump motor relay circuit open",
+    # Generic codes seen on any car (catalogued by the backend, outside our components)
+    "P0128": "Coolant thermostat below regulating temperature",
+    "P0300": "Random/multiple cylinder misfire detected",
+    "U0100": "Lost communication with ECM/PCM",
 }
 
 _SYSTEMS: Final = {"P": "Powertrain", "C": "Chassis", "B": "Body", "U": "Network"}

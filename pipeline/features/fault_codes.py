@@ -8,6 +8,10 @@ are kept in the store but count towards no component.
 Severity drives the lead: ``critical`` means "stop driving, call the customer now, send
 roadside assistance" (an insulation fault on the high-voltage pack, a brake fluid loss), not a
 booking.
+
+The catalogue holds no descriptions of its own: each comes from the wire's one table
+(:data:`edge.wire.fault_codes.DESCRIPTIONS`), the text the vehicle itself sends with the code,
+so a lead never words a code differently from the gateway that raised it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from typing import Final
 
 import polars as pl
 
+from edge.wire.fault_codes import DESCRIPTIONS
+from pipeline.errors import TerminalPipelineError
+
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 """Severity levels, mildest first (their index is their rank)."""
 
@@ -28,35 +35,44 @@ class DtcInfo:
     """What one fault code means for maintenance.
 
     Attributes:
-        code: upper-case SAE J2012 code, e.g. ``P0A80``.
+        code: upper-case SAE J2012 code, e.g. ``P0A80``; it must be in the wire's table.
         component: the predicted component it implicates, or None when it is outside
             fleetcare's components (it then produces no lead).
-        description: a short text a service advisor understands.
         severity: one of :data:`SEVERITIES`.
     """
 
     code: str
     component: str | None
-    description: str
     severity: str
+
+    def __post_init__(self) -> None:
+        # Checked when the catalogue is built (at import): a code without the wire's wording
+        # would otherwise fail only once a vehicle raised it and a lead needed its text.
+        if self.code not in DESCRIPTIONS:
+            raise TerminalPipelineError(f"fault code {self.code} has no description in "
+                                        "edge.wire.fault_codes.DESCRIPTIONS; add it there")
+
+    @property
+    def description(self) -> str:
+        """A short text a service advisor understands: the wire's, never a second wording."""
+        return DESCRIPTIONS[self.code]
 
 
 def _entries() -> tuple[DtcInfo, ...]:
     return (
-        DtcInfo("P0A80", "traction_battery", "Replace hybrid/EV battery pack", "high"),
-        DtcInfo("P0A7F", "traction_battery", "Hybrid/EV battery pack deterioration", "high"),
-        DtcInfo("P0AA6", "traction_battery",
-                "Hybrid/EV battery voltage system isolation fault", "critical"),
-        DtcInfo("P0AFA", "traction_battery", "Hybrid/EV battery system voltage low", "medium"),
-        DtcInfo("P0562", "lv_battery", "System voltage low (12 V)", "medium"),
-        DtcInfo("P0563", "lv_battery", "System voltage high (12 V)", "low"),
-        DtcInfo("C1B00", "brakes", "Brake pad wear limit near", "medium"),
-        DtcInfo("C1B01", "brakes", "Brake fluid level low", "critical"),
-        DtcInfo("C1B02", "brakes", "Brake fluid pressure loss", "critical"),
-        DtcInfo("C0035", "brakes", "Left front wheel speed sensor circuit", "medium"),
-        DtcInfo("P0300", None, "Random/multiple cylinder misfire detected", "high"),
-        DtcInfo("P0128", None, "Coolant thermostat below regulating temperature", "low"),
-        DtcInfo("U0100", None, "Lost communication with ECM/PCM", "high"),
+        DtcInfo("P0A80", "traction_battery", "high"),
+        DtcInfo("P0A7F", "traction_battery", "high"),
+        DtcInfo("P0AA6", "traction_battery", "critical"),
+        DtcInfo("P0AFA", "traction_battery", "medium"),
+        DtcInfo("P0562", "lv_battery", "medium"),
+        DtcInfo("P0563", "lv_battery", "low"),
+        DtcInfo("C1B00", "brakes", "medium"),
+        DtcInfo("C1B01", "brakes", "critical"),
+        DtcInfo("C1B02", "brakes", "critical"),
+        DtcInfo("C0035", "brakes", "medium"),
+        DtcInfo("P0300", None, "high"),
+        DtcInfo("P0128", None, "low"),
+        DtcInfo("U0100", None, "high"),
     )
 
 

@@ -61,9 +61,9 @@ def test_tracker_reports_present_codes_and_clears_at_once() -> None:
     ("P0AA6", "isolation"), ("P0562", "System voltage low"), ("P0563", "System voltage high"),
     ("C1B00", "Brake pad wear"), ("C0035", "Left front wheel speed"),
     ("C0040", "Right front wheel speed"), ("C0045", "Left rear"), ("C0050", "Right rear"),
-    ("C0265", "ABS"), ("P0301", "ignition system or misfire"), ("P0128", "fuel and air"),
+    ("C0265", "ABS"), ("P0301", "ignition system or misfire"), ("P0129", "fuel and air"),
     ("P0700", "transmission"), ("P1234", "Powertrain code, manufacturer-specific"),
-    ("U0100", "Network code, generic"),
+    ("U0101", "Network code, generic"), ("P0128", "thermostat"), ("U0100", "Lost communication"),
 ])
 def test_descriptions_come_from_our_table_or_the_family(code: str, text: str) -> None:
     assert text in describe(code)
