@@ -25,8 +25,14 @@ def package_versions() -> dict[str, str]:
 
 @cache
 def code_version() -> str:
-    """``git describe`` of the source tree (with ``-dirty``), else the package version."""
+    """``git describe`` of the source tree (with ``-dirty``), else the package version.
+
+    Only a checkout of fleetcare itself is described: an installed wheel lives in a venv that
+    may sit inside some unrelated git repository, whose commit would say nothing about us.
+    """
     root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists() or not (root / "pyproject.toml").is_file():
+        return f"fleetcare {package_versions()['fleetcare']}"
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=root,
