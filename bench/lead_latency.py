@@ -42,7 +42,7 @@ from edge.rules import load_rules
 from edge.spool import Spool
 from pipeline.broker.auth import parse_broker_url
 from pipeline.broker.harness import EmbeddedBroker
-from pipeline.crm.http_json import JsonHttpServer
+from pipeline.crm.http_server import JsonHttpServer
 from pipeline.ingest.service import Ingestor
 from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver

@@ -63,6 +63,12 @@ class PipelineSettings(BaseSettings):
     ca_key_password_file: Path | None = Field(None, description="File holding ca_key_password.")
     http_max_body_bytes: int = Field(
         1_000_000, gt=0, description="Largest request body the CRM and inbound endpoints read.")
+    http_request_timeout_s: float = Field(
+        10.0, gt=0, description="Time a client has to send a whole request (head and body) to "
+                                "the CRM and inbound endpoints; later: 408.")
+    http_max_connections: int = Field(
+        64, gt=0, description="Connections the CRM and inbound endpoints serve at once; a "
+                              "request on one more is answered 503.")
     horizon_days: int = Field(30, gt=0, description="Warn about failures this far ahead.")
     seed: int = Field(0, description="Seed for splits and models (reproducible runs).")
 

@@ -96,8 +96,11 @@ def _crm_inbound(args: argparse.Namespace) -> int:
     if not keys:
         print(_NO_SECRET, file=sys.stderr)
         return 2
+    settings = load_pipeline_settings()
     server = inbound_server(keys, Inbox(args.inbox), port=args.port,
-                            max_body=load_pipeline_settings().http_max_body_bytes)
+                            max_body=settings.http_max_body_bytes,
+                            request_timeout_s=settings.http_request_timeout_s,
+                            max_connections=settings.http_max_connections)
     print(f"status updates on {server.base_url}{INBOUND_PATH} -> {args.inbox}", file=sys.stderr)
     run_until_terminated(server)
     return 0

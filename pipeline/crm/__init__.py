@@ -3,7 +3,14 @@ the payload adapters, and the inbound endpoint for status updates.
 """
 
 from pipeline.crm.adapters import adf_xml, render, salesforce_composite
-from pipeline.crm.http_json import MAX_BODY, JsonHttpServer, schema_problems
+from pipeline.crm.http_server import (
+    MAX_BODY,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+    BodyRefused,
+    HttpServerError,
+    JsonHttpServer,
+)
 from pipeline.crm.inbound import INBOUND_PATH, Inbox, StatusUpdate, inbound_server
 from pipeline.crm.outbox import (
     RETRY_WINDOW,
@@ -15,15 +22,20 @@ from pipeline.crm.outbox import (
     sign,
     verify,
 )
+from pipeline.crm.problems import schema_problems
 from pipeline.crm.signing import key_list, newest, signed_headers
 from pipeline.errors import DeliveryError, RejectedError
 
 __all__ = [
     "INBOUND_PATH",
     "MAX_BODY",
+    "MAX_CONNECTIONS",
+    "REQUEST_TIMEOUT_S",
     "RETRY_WINDOW",
+    "BodyRefused",
     "DeliveryError",
     "DeliveryReport",
+    "HttpServerError",
     "Inbox",
     "JsonHttpServer",
     "RejectedError",

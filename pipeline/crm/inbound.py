@@ -8,10 +8,11 @@ applies the inbox later with :func:`pipeline.leads.lifecycle.apply_inbound`, ide
 ``update_id``, so an update the CRM sends twice, or one the inbox holds after a crash, counts
 once.
 
-Checks, cheapest first, so nothing unauthenticated costs more than a header check: the body's
-size (over ``max_body`` bytes: 413 before it is read, see :mod:`pipeline.crm.http_json`), the
-webhook headers and a timestamp within five minutes (400), the signature (401), then the
-schema (400). Only a request that passes all four touches the disk.
+Checks, cheapest first, so nothing unauthenticated costs more than a header check: the
+connection cap, the body's framing, size and deadline (over ``max_body`` bytes: 413 before it
+is read; see :mod:`pipeline.crm.http_server`), the webhook headers and a timestamp within five
+minutes (400), the signature (401), then the schema (400). Only a request that passes them all
+touches the disk.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any, Final
 
 import jsonschema
 
-from pipeline.crm.http_json import MAX_BODY, JsonHttpServer, schema_problems
+from pipeline.crm.http_server import MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT_S, JsonHttpServer
+from pipeline.crm.problems import schema_problems
 from pipeline.crm.signing import SignatureError, verify
 from pipeline.errors import TerminalPipelineError
 
@@ -133,15 +135,19 @@ INBOUND_PATH: Final = "/status"
 
 
 def inbound_server(secrets: str | Sequence[str], inbox: Inbox, *, host: str = "127.0.0.1",
-                   port: int = 0, max_body: int = MAX_BODY) -> JsonHttpServer:
+                   port: int = 0, max_body: int = MAX_BODY,
+                   request_timeout_s: float = REQUEST_TIMEOUT_S,
+                   max_connections: int = MAX_CONNECTIONS) -> JsonHttpServer:
     """The HTTP endpoint a CRM posts status updates to: ``POST /status``.
 
-    ``max_body`` bounds a request body in bytes (an update is well under 1 KB).
+    ``max_body`` bounds a request body in bytes (an update is well under 1 KB),
+    ``request_timeout_s`` the time a client has to send a whole request, and
+    ``max_connections`` the connections served at once (see :class:`JsonHttpServer`).
+    Not started: use it as a context manager, or call ``start()``.
     """
     def handle(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        if path != INBOUND_PATH:
-            return 404, {"error": f"no such endpoint POST {path}"}
         return accept(secrets, inbox, headers, body)
 
     return JsonHttpServer({("POST", INBOUND_PATH): handle}, host=host, port=port,
-                          max_body=max_body)
+                          max_body=max_body, request_timeout_s=request_timeout_s,
+                          max_connections=max_connections)

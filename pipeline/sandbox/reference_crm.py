@@ -9,13 +9,16 @@ fleetcare's inbound endpoint (``status_url``), the way a dealer CRM's outbound w
 Endpoints: ``POST /leads`` (a lead: JSON, or ADF XML), ``GET /leads`` (every stored delivery),
 ``POST /leads/<lead_id>/status`` (an advisor's action: ``{"state": "booked", ...}``).
 
-What it refuses, in the order it checks: a body over ``max_body`` bytes (413, unread; see
-:mod:`pipeline.crm.http_json`), missing or malformed webhook headers or a timestamp more than
-five minutes off (400), a signature no live key made (401), a body that is neither JSON nor
-XML, XML with a DTD (entity expansion), and, with ``validate``, a JSON lead that breaks
-``lead.schema.json``, a Salesforce composite request of the wrong shape or XML that is not ADF
-(400, every problem listed). ``validate`` is off by default because tests post bare
-documents to it; ``fleetcare crm serve`` turns it on.
+What it refuses, in the order it checks: what :mod:`pipeline.crm.http_server` refuses for
+every endpoint (too many connections 503; bad framing 400, no length 411, a body over
+``max_body`` bytes 413, all unread; a request not complete within ``request_timeout_s`` 408),
+missing or malformed webhook headers or a timestamp more than five minutes off (400), a
+signature no live key made (401), a body that is neither JSON nor XML, XML with a DTD (entity
+expansion, external entities: defusedxml refuses any DTD before the parser could act on it),
+and, with ``validate``, a JSON lead that breaks ``lead.schema.json``, a Salesforce composite
+request of the wrong shape or XML that is not ADF (400, every problem listed). ``validate``
+is off by default because tests post bare documents to it; ``fleetcare crm serve`` turns it
+on.
 """
 
 from __future__ import annotations
@@ -28,35 +31,39 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import jsonschema
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
 
 from pipeline.broker.auth import redact_url
 from pipeline.config import load_pipeline_settings
-from pipeline.crm.http_json import MAX_BODY, JsonHttpServer, schema_problems
+from pipeline.crm.http_server import MAX_BODY, MAX_CONNECTIONS, REQUEST_TIMEOUT_S, JsonHttpServer
+from pipeline.crm.problems import schema_problems
 from pipeline.crm.signing import SignatureError, key_list, newest, signed_headers, verify
+from pipeline.errors import TerminalPipelineError
 from pipeline.foreground import run_until_terminated
 from pipeline.leads.appointments import iso
 
 log = logging.getLogger(__name__)
 
 PATH: Final = "/leads"
+STATUS_PATH: Final = PATH + "/{lead_id}/status"
 LEAD_SCHEMA: Final = Path(__file__).resolve().parents[1] / "leads" / "lead.schema.json"
 _LEAD_VALIDATOR: Final = jsonschema.Draft202012Validator(
     json.loads(LEAD_SCHEMA.read_text(encoding="utf-8")),
     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
-class PayloadError(ValueError):
+class PayloadError(TerminalPipelineError):
     """A verified delivery whose body is not a lead the CRM can take; says every problem."""
 
 
 class CrmReceiver(JsonHttpServer):
-    """A threaded HTTP server in the background that stores verified leads in memory.
+    """An HTTP server in a background thread that stores verified leads in memory.
 
     Args:
         secret: the ``whsec_`` key, or every key live during a rotation.
@@ -65,12 +72,15 @@ class CrmReceiver(JsonHttpServer):
         status_url: fleetcare's inbound endpoint for advisors' status updates (optional).
         status_secret: key that signs those updates (default: the newest of ``secret``).
         max_body: largest body read, in bytes (413 beyond, before reading it).
+        request_timeout_s: time a client has to send a whole request (408 beyond).
+        max_connections: connections served at once (a request on one more: 503).
         validate: check each lead's shape (JSON schema, Salesforce composite, ADF root).
     """
 
     def __init__(self, secret: str | Sequence[str], *, host: str = "127.0.0.1", port: int = 0,
                  status_url: str | None = None, status_secret: str | None = None,
-                 max_body: int = MAX_BODY, validate: bool = False) -> None:
+                 max_body: int = MAX_BODY, request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS, validate: bool = False) -> None:
         self._secrets = key_list(secret)
         self.status_url = status_url
         self._status_secret = status_secret or newest(self._secrets)
@@ -79,8 +89,10 @@ class CrmReceiver(JsonHttpServer):
         self._received = 0
         self._rejected = 0
         self.validate = validate
-        super().__init__({("POST", PATH): self._post, ("GET", PATH): self._get},
-                         host=host, port=port, max_body=max_body)
+        super().__init__({("POST", PATH): self._post_lead, ("GET", PATH): self._get,
+                          ("POST", STATUS_PATH): self._post_status},
+                         host=host, port=port, max_body=max_body,
+                         request_timeout_s=request_timeout_s, max_connections=max_connections)
 
     @property
     def url(self) -> str:
@@ -122,7 +134,7 @@ class CrmReceiver(JsonHttpServer):
             return self._reject(exc.status, str(exc))
         except PayloadError as exc:
             return self._reject(400, str(exc))
-        except (ValueError, ET.ParseError) as exc:
+        except (ValueError, ParseError) as exc:
             return self._reject(400, f"body is neither JSON nor XML: {exc}")
         with self._lock:
             self._received += 1
@@ -149,12 +161,11 @@ class CrmReceiver(JsonHttpServer):
         except OSError as exc:
             return 502, {"error": f"cannot reach {redact_url(self.status_url)}: {exc}"}
 
-    def _post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        if path == PATH:
-            return self.accept(headers, body)
-        lead_id, _, action = path.removeprefix(PATH + "/").partition("/")
-        if action != "status":
-            return 404, {"error": f"no such endpoint POST {path}"}
+    def _post_lead(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        return self.accept(headers, body)
+
+    def _post_status(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        lead_id = path.removeprefix(PATH + "/").removesuffix("/status")
         try:
             request = json.loads(body)
             state = request.pop("state")
@@ -163,7 +174,7 @@ class CrmReceiver(JsonHttpServer):
         return self.set_status(lead_id, state, **request)
 
     def _get(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
-        return (200, self.leads()) if path == PATH else (404, {"error": f"no such {path}"})
+        return 200, self.leads()
 
     def _reject(self, status: int, reason: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -175,15 +186,22 @@ class CrmReceiver(JsonHttpServer):
 def _parse(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """A JSON body as is; an XML body (ADF) kept whole after checking it parses.
 
+    XML is parsed by defusedxml with every DTD forbidden: no lead needs one, and a DTD is what
+    entity expansion ("billion laughs") and external entities (reading local files, fetching
+    URLs) need. It is refused as the parser meets it, before any entity is defined, however
+    the document is encoded.
+
     Raises:
-        PayloadError: XML with a DTD (no lead needs one; entity tricks do).
-        ValueError, ET.ParseError: neither JSON nor XML.
+        PayloadError: XML with a DTD, entities or external references.
+        ValueError, ParseError: neither JSON nor XML.
     """
     content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
     if "xml" in content_type:
-        if b"<!DOCTYPE" in body.upper() or b"<!ENTITY" in body.upper():
-            raise PayloadError("XML with a DTD or entities is refused; ADF needs neither")
-        root = ET.fromstring(body)
+        try:
+            root = fromstring(body, forbid_dtd=True)
+        except DefusedXmlException:
+            raise PayloadError("XML with a DTD or entities is refused; ADF needs neither"
+                               ) from None
         return {"format": root.tag, "xml": body.decode()}
     doc: dict[str, Any] = json.loads(body)
     return doc
@@ -215,13 +233,19 @@ def check_lead(doc: Any) -> None:
 
 
 def serve_forever(secret: str | Sequence[str], port: int, host: str = "127.0.0.1",
-                  status_url: str | None = None, max_body: int | None = None) -> None:
-    """Run a receiver in the foreground until interrupted (for the CLI); leads validated.
+                  status_url: str | None = None, max_body: int | None = None,
+                  request_timeout_s: float | None = None,
+                  max_connections: int | None = None) -> None:
+    """Run a receiver until SIGINT or SIGTERM (for the CLI); leads validated.
 
-    ``max_body`` defaults to the settings' ``http_max_body_bytes``.
+    The caller blocks (the server's own thread serves); the limits default to the settings'
+    ``http_max_body_bytes``, ``http_request_timeout_s`` and ``http_max_connections``.
     """
-    limit = max_body or load_pipeline_settings().http_max_body_bytes
-    receiver = CrmReceiver(secret, host=host, port=port, status_url=status_url,
-                           max_body=limit, validate=True)
+    settings = load_pipeline_settings()
+    receiver = CrmReceiver(
+        secret, host=host, port=port, status_url=status_url,
+        max_body=max_body or settings.http_max_body_bytes,
+        request_timeout_s=request_timeout_s or settings.http_request_timeout_s,
+        max_connections=max_connections or settings.http_max_connections, validate=True)
     log.info("reference CRM listening on %s", receiver.url)
     run_until_terminated(receiver)

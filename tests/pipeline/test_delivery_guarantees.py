@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.crm.http_json import JsonHttpServer
+from pipeline.crm.http_server import JsonHttpServer
 from pipeline.crm.outbox import RETRY_WINDOW, DeliveryReport, deliver_outbox, new_secret
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store.connection import connect

@@ -2,7 +2,8 @@
 
 Bodies are bounded before they are read (413 on the announced length, a capped chunked read,
 411 without a length, 408 for a client that stalls), then webhook headers, timestamps and
-signatures are checked, then the payload's shape; nothing refused reaches the inbox.
+signatures are checked, then the payload's shape; nothing refused reaches the inbox, and ADF
+XML with a DTD (entity expansion, external entities) is refused by the CRM, which stores nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.crm.http_json import JsonHttpServer
+from pipeline.crm.http_server import JsonHttpServer
 from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
 from pipeline.crm.signing import new_secret, signed_headers
 from pipeline.sandbox.reference_crm import CrmReceiver
@@ -105,7 +106,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(inbound: JsonHttpServer, inbox: 
 
 
 @pytest.mark.parametrize(("head", "status", "words"), [
-    (b"Host: x\r\n", 411, "Content-Length"),
+    (b"Content-Type: application/json\r\n", 411, "Content-Length"),
     (b"Content-Length: lots\r\n", 400, "not a number"),
     (b"Content-Length: -5\r\n", 400, "negative"),
     (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", 400, "not both"),
@@ -114,16 +115,17 @@ def test_a_chunked_body_is_cut_off_at_the_limit(inbound: JsonHttpServer, inbox: 
 ], ids=["no-length", "bad-length", "negative", "both", "gzip", "two-lengths"])
 def test_malformed_framing_is_refused(inbound: JsonHttpServer, head: bytes, status: int,
                                       words: str) -> None:
-    got, answer = _raw(inbound, b"POST /status HTTP/1.1\r\n" + head + b"\r\n")
+    got, answer = _raw(inbound, b"POST /status HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
     assert got == status and words in answer["error"]
 
 
 def test_a_client_that_stalls_mid_body_is_cut_off(inbox: Inbox) -> None:
     server = JsonHttpServer({("POST", "/status"): lambda p, h, b: (200, {})},
-                            read_timeout_s=0.3)
+                            request_timeout_s=0.3)
     with server:
         status, answer = _raw(  # the server answers; the test's socket did not time out
-            server, b"POST /status HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"half\":")
+            server, b"POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+                    b"{\"half\":")
     assert status == 408 and "no body" in answer["error"]
 
 
@@ -163,7 +165,7 @@ def test_inbound_refuses_each_bad_update(inbound: JsonHttpServer, inbox: Inbox, 
 
 def test_crm_receiver_bounds_bodies_and_checks_lead_shapes() -> None:
     with CrmReceiver(SECRET, max_body=LIMIT, validate=True) as crm:
-        head = b"POST /leads HTTP/1.1\r\nContent-Length: 2001\r\n\r\n"
+        head = b"POST /leads HTTP/1.1\r\nHost: x\r\nContent-Length: 2001\r\n\r\n"
         assert _raw(crm, head)[0] == 413
 
         body, headers = _signed({"lead_id": "lead-1"}, "lead-1.r1")
@@ -189,3 +191,29 @@ def test_crm_receiver_bounds_bodies_and_checks_lead_shapes() -> None:
         assert _post(crm, "/leads", stale, headers)[0] == 400
         assert [d.get("format") for d in crm.leads()] == [None, "adf"]
         assert crm.rejected_count == 5
+
+
+_LAUGHS = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE adf [<!ENTITY lol0 "lol">'
+                  f"{_LAUGHS}]><adf><prospect>&lol9;</prospect></adf>").encode()
+
+
+@pytest.mark.parametrize("kind", ["billion-laughs", "external-entity", "external-dtd"])
+def test_crm_receiver_refuses_xml_entity_tricks_and_stores_nothing(kind: str,
+                                                                    tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_text("not for the CRM\n")
+    documents = {
+        "billion-laughs": BILLION_LAUGHS,
+        "external-entity": (f'<?xml version="1.0"?><!DOCTYPE adf [<!ENTITY leak SYSTEM '
+                            f'"{secret_file.as_uri()}">]><adf><prospect>&leak;</prospect></adf>'
+                            ).encode(),
+        "external-dtd": (f'<?xml version="1.0"?><!DOCTYPE adf SYSTEM "{secret_file.as_uri()}">'
+                         "<adf><prospect/></adf>").encode(),
+    }
+    xml = documents[kind]
+    with CrmReceiver(SECRET) as crm:  # refused whether or not lead shapes are validated
+        headers = signed_headers(SECRET, "lead-7.r1", int(time.time()), xml)
+        status, answer = _post(crm, "/leads", xml, headers | {"content-type": "application/xml"})
+        assert status == 400 and "DTD" in answer["error"]
+        assert crm.leads() == [] and crm.received_count == 0 and crm.rejected_count == 1
