@@ -31,23 +31,27 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import can
-import paho.mqtt.client as mqtt
+# bench/ holds scripts named like our packages (bench/edge.py): import the packages, not them.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from edge.agent import Agent
-from edge.config import REFERENCE_DBC, REFERENCE_RULES
-from edge.decode import Decoder, load_dbcs
-from edge.publish import Publisher
-from edge.rules import load_rules
-from edge.spool import Spool
-from pipeline.broker.auth import parse_broker_url
-from pipeline.broker.harness import EmbeddedBroker
-from pipeline.crm.http_server import JsonHttpServer
-from pipeline.ingest.service import Ingestor
-from pipeline.leads.urgent import UrgentLeads
-from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
-from pipeline.store import connection as store
+import can  # noqa: E402
+import paho.mqtt.client as mqtt  # noqa: E402
+
+from edge.agent import Agent  # noqa: E402
+from edge.config import REFERENCE_DBC, REFERENCE_RULES  # noqa: E402
+from edge.decode import Decoder, load_dbcs  # noqa: E402
+from edge.publish import Publisher  # noqa: E402
+from edge.rules import load_rules  # noqa: E402
+from edge.spool import Spool  # noqa: E402
+from pipeline.broker.auth import parse_broker_url  # noqa: E402
+from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
+from pipeline.crm.http_server import JsonHttpServer  # noqa: E402
+from pipeline.ingest.service import Ingestor  # noqa: E402
+from pipeline.leads.urgent import UrgentLeads  # noqa: E402
+from pipeline.sandbox.reference_crm import CrmReceiver  # noqa: E402
+from pipeline.sandbox.reference_data import seed_reference_data  # noqa: E402
+from pipeline.store import connection as store  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-bench-lead-latency").decode()
 P0AA6 = 0x0AA6
