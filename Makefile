@@ -1,6 +1,7 @@
 # fleetcare: two commands on a fresh machine with Python 3.11 and make.
 #   make demo   set up .venv and run the whole pipeline on this machine
-#   make test   set up .venv, then lint, type-check, check layers and run the tests
+#   make test   set up .venv, then lint, type-check, check layers, build the docs and run the tests
+#   make docs   build the docs site (mkdocs, --strict) into .site/
 #   make audit  check the pinned dependencies for known vulnerabilities (pip-audit)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: setup demo test lint audit broker-tools clean
+.PHONY: setup demo test lint docs audit broker-tools clean
 
 setup: $(STAMP)
 
@@ -36,7 +37,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# --strict: a broken link, a missing page or a docstring mkdocstrings cannot parse fails.
+# Nothing is fetched (see mkdocs.yml); NO_MKDOCS_2_WARNING silences a notice about mkdocs 2.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
+
+test: lint docs
 	$(BIN)/pytest
 
 # pip-audit lives in its own venv so its dependencies stay out of the application's lock;
@@ -60,4 +66,4 @@ audit: $(AUDIT_STAMP)
 	  --pip-audit $(AUDIT_VENV)/bin/pip-audit $(AUDIT_FLAGS)
 
 clean:
-	rm -rf $(VENV) $(AUDIT_VENV) demo-output .prefect .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AUDIT_VENV) demo-output .site .prefect .pytest_cache .mypy_cache .ruff_cache
