@@ -36,7 +36,7 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                               description="Read a CAN bus, decode it with DBC files, keep what "
                                           "was read in the on-disk spool and publish it. Prints "
                                           "a JSON summary when stopped (SIGTERM).")
-    run.add_argument("--config", type=Path, help="edge.toml (see README: configuration)")
+    run.add_argument("--config", type=Path, help="edge.toml (see docs/edge.md: configuration)")
     run.add_argument("--vehicle-id", help="overrides vehicle_id")
     run.add_argument("--interface", help="python-can interface (socketcan, virtual, ...) or "
                                          "replay")

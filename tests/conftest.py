@@ -53,7 +53,7 @@ def mosquitto_url(embedded_broker: EmbeddedBroker) -> str:
     """The session broker's URL when it is mosquitto; skips the test otherwise.
 
     amqtt 0.12.1 neither queues QoS 1 messages for an offline persistent session
-    (DESIGN.md) nor serves shared subscriptions, and every delivery guarantee must be
+    (docs/design.md) nor serves shared subscriptions, and every delivery guarantee must be
     proven against mosquitto anyway.
     """
     if embedded_broker.kind != "mosquitto":

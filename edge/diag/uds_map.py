@@ -78,7 +78,7 @@ def load_did_map(path: str | Path) -> DidMap:
         raise ConfigError(f"UDS map {file} is not valid TOML: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(
-            f"UDS map {file}: missing or bad key {exc} (see README, On-board diagnostics)"
+            f"UDS map {file}: missing or bad key {exc} (see docs/diagnostics.md)"
         ) from exc
 
 

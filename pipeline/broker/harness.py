@@ -3,7 +3,7 @@
 The demo, CI and a single-box deployment need a broker without anyone installing or
 configuring one. mosquitto is preferred because it is fast and because its persistent
 sessions really queue QoS 1 messages for an offline subscriber, which the ingest's
-exactly-once guarantee relies on (DESIGN.md, measured facts); amqtt only keeps the demo
+exactly-once guarantee relies on (docs/design.md, measured facts); amqtt only keeps the demo
 running where mosquitto is missing.
 """
 

@@ -11,7 +11,7 @@ from pipeline.crm.http_server import (
     HttpServerError,
     JsonHttpServer,
 )
-from pipeline.crm.inbound import INBOUND_PATH, Inbox, StatusUpdate, inbound_server
+from pipeline.crm.inbound import INBOUND_PATH, InboundError, Inbox, StatusUpdate, inbound_server
 from pipeline.crm.outbox import (
     RETRY_WINDOW,
     DeliveryReport,
@@ -36,6 +36,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryReport",
     "HttpServerError",
+    "InboundError",
     "Inbox",
     "JsonHttpServer",
     "RejectedError",

@@ -1,7 +1,7 @@
 """Bulk inserts into the store: every table's rows go in as one Arrow table per statement.
 
 DuckDB takes millions of rows per second through ``INSERT ... SELECT`` from Arrow and about
-two thousand row by row (DESIGN.md), so nothing here loops over rows in SQL. Each function
+two thousand row by row (docs/design.md), so nothing here loops over rows in SQL. Each function
 takes messages that already passed validation and deduplication; the caller owns the
 transaction.
 """

@@ -4,7 +4,7 @@ DuckDB allows one writer process. The ingest process (or, in tests and the demo,
 process that runs every step in turn) opens the file read-write; everyone else opens it
 read-only with :func:`connect_readonly`.
 
-Every table and column is documented in the README ("The store"). Migrations are SQL files in
+Every table and column is documented in docs/reference/store.md. Migrations are SQL files in
 ``pipeline/store/migrations/``; one is never edited once released: add a new, higher-numbered file.
 """
 

@@ -1,6 +1,6 @@
 """The SocketCAN path with the kernel filter derived from the rules (needs a vcan0 device).
 
-These machines have no vcan module (DESIGN.md), so this test skips here, as python-can's own
+These machines have no vcan module (docs/design.md), so this test skips here, as python-can's own
 SocketCAN tests do; it runs wherever ``ip link add dev vcan0 type vcan`` works.
 """
 
