@@ -138,7 +138,8 @@ def format_report(report: DemoReport) -> str:
         f"  fleetcare leads list --db {report.db_path}",
         f"  python -c \"import duckdb; print(duckdb.connect('{report.db_path}', read_only=True)"
         ".sql('SELECT signal, count(*) FROM telemetry GROUP BY 1 ORDER BY 2 DESC'))\"",
-        "  docs/: the store's tables (reference/store.md), each part alone (getting-started.md), scaling out (design.md)",
+        "  docs/reference/store.md: the store's tables; docs/getting-started.md: each part",
+        "  alone; docs/design.md: scaling out",
     ]
     return "\n".join(lines)
 
