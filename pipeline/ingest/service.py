@@ -113,7 +113,10 @@ class Ingestor:
         flush_interval_s: ...or once its first message has waited this long.
         share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
         after_commit: called after each successful commit and ack (see :data:`AfterCommit`);
-            its exceptions are logged and counted, never stop ingest.
+            its exceptions are logged and counted, never stop ingest. If it has a
+            ``close()`` method, :meth:`stop` calls it after the last batch and before the
+            store closes, since a hook working on a cursor of the writer's connection (such
+            as :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection.
         maintenance: called every ``maintenance_interval_s`` between batches (for example
             :class:`pipeline.store.export.ExportPolicy`); exceptions are logged and counted.
         require_registered_vehicles: dead-letter messages of vehicles not in the store's
@@ -277,6 +280,9 @@ class Ingestor:
         if self._client is not None:
             self._client.disconnect()
             self._client = None
+        close_hook = getattr(self.after_commit, "close", None)
+        if callable(close_hook):
+            close_hook()  # the hook's cursors die with the connection: let it finish first
         if self._con is not None:
             self._con.close()
             self._con = None
