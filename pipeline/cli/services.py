@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING:
+    from pipeline.config import PipelineSettings
+    from pipeline.leads.urgent import UrgentLeads
+
 SubParsers = argparse._SubParsersAction
+log = logging.getLogger(__name__)
 
 
 def _print_json(value: Any) -> None:
@@ -53,6 +59,11 @@ def register_ingest(sub: SubParsers) -> None:
                              "DuckDB's row-group size)")
     ingest.add_argument("--flush-interval", type=float, default=1.0,
                         help="...or when its oldest message has waited this many seconds")
+    ingest.add_argument("--urgent", action=argparse.BooleanOptionalAction, default=None,
+                        help="raise a critical fault's lead as soon as its fault code lands "
+                             "and deliver it to the CRM at once (default: on when "
+                             "FLEETCARE_PIPELINE__CRM_URL and FLEETCARE_PIPELINE__CRM_SECRET "
+                             "are both set)")
     _add_admission_arguments(ingest)
     _add_maintenance_arguments(ingest)
     ingest.set_defaults(handler=_ingest)
@@ -104,14 +115,67 @@ def _ingest(args: argparse.Namespace) -> int:
         policy = ExportPolicy(args.export_dir, args.cold_after_days, args.snapshot)
     limit = (RateLimit(args.rate_limit, args.rate_burst, args.rate_catch_up)
              if args.rate_limit > 0 else None)
+    urgent = _urgent_hook(args.urgent, settings)
     run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
                 flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
+                after_commit=urgent,
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,
                 require_registered_vehicles=not args.allow_unregistered,
                 vehicles_file=args.vehicles, rate_limit=limit,
                 credentials=credentials_from_settings(settings), tls=tls_from_settings(settings),
                 mqtt_client=settings.mqtt_client)
     return 0
+
+
+_CRM_URL_ENV = "FLEETCARE_PIPELINE__CRM_URL"
+_CRM_SECRET_ENV = "FLEETCARE_PIPELINE__CRM_SECRET"
+
+
+def _urgent_hook(choice: bool | None, settings: PipelineSettings) -> UrgentLeads | None:
+    """The critical-fault hook ingest runs after each commit, or None (with the reason logged).
+
+    ``choice`` is ``--urgent`` (True), ``--no-urgent`` (False) or neither (None). Left to
+    itself, ingest raises urgent leads only when the CRM endpoint and its signing key were
+    both configured: the URL has a default (``fleetcare crm serve``'s local address) that
+    ``crm deliver`` may use, but leads posted to an address nobody chose would only pile up
+    failed attempts. ``--urgent`` takes the URL setting as it is, default included, and
+    then needs a valid key: the key is checked here, so a bad one stops ingest at start
+    instead of failing every delivery later. A lead the CRM does not take stays pending in
+    the outbox, where the scheduled delivery retries it.
+
+    Raises:
+        TerminalPipelineError: ``--urgent`` without a signing key, or a key that is not
+            ``whsec_`` followed by base64.
+    """
+    from pipeline.broker.auth import redact_url
+    from pipeline.crm.signing import check_secret, key_list
+    from pipeline.errors import TerminalPipelineError
+    from pipeline.leads.urgent import UrgentLeads
+
+    keys = key_list(settings.crm_secret.get_secret_value())
+    url_set = "crm_url" in settings.model_fields_set
+    if choice is False:
+        log.info("urgent leads off (--no-urgent): critical faults wait for the scheduled "
+                 "advice and delivery")
+        return None
+    if choice is None and not (keys and url_set):
+        missing = [name for name, given in ((_CRM_URL_ENV, url_set), (_CRM_SECRET_ENV, keys))
+                   if not given]
+        log.warning("urgent leads off: %s not set, so critical faults wait for the scheduled "
+                    "advice and delivery (set both, or pass --urgent)", " and ".join(missing))
+        return None
+    if not keys:
+        raise TerminalPipelineError(
+            f"--urgent needs the CRM's signing key: set {_CRM_SECRET_ENV} (or "
+            f"{_CRM_SECRET_ENV}_FILE) to its whsec_... key")
+    for key in keys:
+        try:
+            check_secret(key)
+        except ValueError as exc:
+            raise TerminalPipelineError(f"{_CRM_SECRET_ENV}: {exc}") from None
+    log.info("urgent leads on: critical faults are delivered to %s as they land",
+             redact_url(settings.crm_url))
+    return UrgentLeads(settings.crm_url, keys)
 
 
 def register_export(sub: SubParsers) -> None:
