@@ -13,6 +13,7 @@ the lead is raised by ingest's own after-commit hook and delivered from its outb
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import queue
 import subprocess
@@ -31,6 +32,9 @@ import pytest
 from edge.config import REFERENCE_DBC
 from edge.decode import load_dbcs
 from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
+from pipeline.cli.services import _urgent_hook
+from pipeline.config import load_pipeline_settings
+from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
@@ -75,6 +79,7 @@ class Service:
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.name = " ".join(command[3:5])
         self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -98,7 +103,7 @@ class Service:
             self.seen.append(line)
             if text in line:
                 return line
-        pytest.fail(f"no line with {text!r} from {self.process.args[3:5]}; got {self.seen}")
+        pytest.fail(f"no line with {text!r} from {self.name}; got {self.seen}")
 
     def stop(self) -> int:
         """SIGTERM, then the exit status (a process that does not stop is killed: a failure)."""
@@ -211,7 +216,7 @@ def test_no_urgent_lands_the_fault_and_sends_nothing(
     snapshot = tmp_path / "snapshot.duckdb"
     with CrmReceiver(SECRET, validate=True) as crm:
         ingest = _ingest(deployment, "--no-urgent", "--snapshot", str(snapshot),
-                         "--maintenance-interval", "0.2",
+                         "--maintenance-interval", "1",
                          env=_env(crm_url=crm.url, crm_secret=SECRET))
         try:
             assert any("urgent leads off (--no-urgent)" in line for line in ingest.seen)
@@ -236,22 +241,43 @@ def _landed_codes(snapshot: Path) -> list[str]:
         return []
 
 
-@pytest.mark.parametrize(("settings", "why"), [
-    ({}, "FLEETCARE_PIPELINE__CRM_URL and FLEETCARE_PIPELINE__CRM_SECRET not set"),
-    ({"crm_secret": SECRET}, "FLEETCARE_PIPELINE__CRM_URL not set"),
-    ({"crm_url": "http://127.0.0.1:9/leads"}, "FLEETCARE_PIPELINE__CRM_SECRET not set"),
-])
-def test_without_crm_settings_ingest_says_why_urgent_leads_are_off(
-    settings: dict[str, str], why: str, tmp_path: Path,
-) -> None:
-    """Checked before ingest connects: a broker nobody listens on ends the run after it."""
+def test_without_crm_settings_ingest_says_why_urgent_leads_are_off(tmp_path: Path) -> None:
+    """Decided before ingest connects: a broker nobody listens on ends the run after it."""
     done = subprocess.run(
         _cli("ingest", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db",
              str(tmp_path / "fleet.duckdb")),
-        cwd=REPO, env=_env(**settings), capture_output=True, text=True, timeout=TIMEOUT_S)
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     off = [line for line in done.stderr.splitlines() if "urgent leads" in line]
-    assert len(off) == 1 and f"urgent leads off: {why}" in off[0], done.stderr
+    assert len(off) == 1, done.stderr
+    assert ("urgent leads off: FLEETCARE_PIPELINE__CRM_URL and FLEETCARE_PIPELINE__CRM_SECRET "
+            "not set") in off[0]
     assert done.returncode == 1  # the unreachable broker, reported in one line
+
+
+@pytest.mark.parametrize(("settings", "why"), [
+    ({"crm_secret": SECRET}, "FLEETCARE_PIPELINE__CRM_URL not set"),
+    ({"crm_url": "http://127.0.0.1:9/leads"}, "FLEETCARE_PIPELINE__CRM_SECRET not set"),
+    ({"crm_url": "http://127.0.0.1:9/leads", "crm_secret": SECRET}, None),
+])
+def test_by_default_urgent_leads_need_both_the_crm_url_and_its_key(
+    settings: dict[str, str], why: str | None, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same decision as the command's, from the same settings, without a process each."""
+    for name in [k for k in os.environ if k.startswith("FLEETCARE_")]:
+        monkeypatch.delenv(name)
+    for name, value in settings.items():
+        monkeypatch.setenv(f"FLEETCARE_PIPELINE__{name.upper()}", value)
+    caplog.set_level(logging.INFO, logger="pipeline.cli.services")
+    hook = _urgent_hook(None, load_pipeline_settings())
+    (line,) = [r.getMessage() for r in caplog.records if "urgent leads" in r.getMessage()]
+    if why is None:
+        assert isinstance(hook, UrgentLeads) and hook.crm_url == settings["crm_url"]
+        assert line.startswith("urgent leads on: critical faults are delivered to ")
+        hook.close()
+    else:
+        assert hook is None
+        assert line.startswith(f"urgent leads off: {why}, so critical faults wait")
 
 
 @pytest.mark.parametrize(("secret", "error"), [
