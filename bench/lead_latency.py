@@ -1,11 +1,18 @@
 """Benchmark: a critical fault code on the CAN bus to a signed lead stored by the CRM.
 
 Everything on the path is real: a python-can virtual bus, an unmodified edge agent with its
-on-disk spool and MQTT publisher, the broker (mosquitto when installed), the ingest loop
-writing a DuckDB file with :class:`pipeline.leads.urgent.UrgentLeads` as its ``after_commit`` hook,
-and the reference CRM over HTTP on 127.0.0.1. Each run sends one ``DIAG_DtcReport`` frame with
+on-disk spool and MQTT publisher, the broker (mosquitto when installed), ingest writing a
+DuckDB file with :class:`pipeline.leads.urgent.UrgentLeads` as its ``after_commit`` hook, and
+the reference CRM over HTTP on 127.0.0.1. Each run sends one ``DIAG_DtcReport`` frame with
 ``P0AA6`` (HV isolation fault: critical) for a fresh vehicle and times frame sent → the CRM
 answering 2xx to the lead for that vehicle.
+
+Ingest runs two ways. ``frame_to_crm_2xx_flush_*`` wires the hook into an in-process
+:class:`~pipeline.ingest.service.Ingestor`, as tests and the demo do;
+``frame_to_crm_2xx_fleetcare_ingest_flush_*`` runs ``fleetcare ingest`` as its own process
+with the CRM's URL and key in its environment, so the hook is the one the command installs
+by itself (the path a deployment runs). The two should agree: the process boundary adds no
+step between the MQTT message and the CRM, only a second interpreter competing for the cores.
 
 The reference, measured in the same run on the same broker, is a bare MQTT QoS 1 publish →
 receive round trip; the ratio says how many such round trips a critical lead costs. Two
@@ -22,12 +29,16 @@ import argparse
 import base64
 import datetime as dt
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +122,19 @@ def _one_lead(broker_url: str, crm: TimedCrm, workdir: Path, vehicle: str) -> fl
         reader.shutdown()
 
 
-def _leads(broker_url: str, runs: int, flush_interval_s: float, workdir: Path) -> list[float]:
-    db_path = workdir / f"fleet-{flush_interval_s}.duckdb"
-    vehicles = [f"BENCH-{flush_interval_s}-{i}" for i in range(runs)]
+def _fleet_store(db_path: Path, vehicles: list[str]) -> None:
+    """A store with the vehicles registered and the reference data seeded (same for both
+    ways of running ingest, so both do the same advice work per lead)."""
     with store.connect(db_path) as con:
         con.executemany("INSERT INTO vehicles VALUES (?, 'Aurora EV', 'north', NULL, NULL)",
                         [[v] for v in vehicles])
         seed_reference_data(con, start=dt.datetime.now(dt.UTC).date())
+
+
+def _leads(broker_url: str, runs: int, flush_interval_s: float, workdir: Path) -> list[float]:
+    db_path = workdir / f"fleet-{flush_interval_s}.duckdb"
+    vehicles = [f"BENCH-{flush_interval_s}-{i}" for i in range(runs)]
+    _fleet_store(db_path, vehicles)
     crm = TimedCrm()
     with crm.server:
         hook = UrgentLeads(crm.server.base_url + "/leads", SECRET)
@@ -129,6 +146,66 @@ def _leads(broker_url: str, runs: int, flush_interval_s: float, workdir: Path) -
         finally:
             ingestor.stop()
             hook.close()
+
+
+@contextmanager
+def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str,
+                      flush_interval_s: float) -> Iterator[None]:
+    """``fleetcare -v ingest`` as a process with the CRM settings in its environment, from
+    the moment it says it is subscribed (with urgent leads on) until SIGTERM."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
+    env.update(FLEETCARE_PIPELINE__CRM_URL=crm_url, FLEETCARE_PIPELINE__CRM_SECRET=SECRET)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "-v", "ingest", "--broker", broker_url, "--db",
+         str(db_path), "--client-id", f"bench-ingest-{uuid.uuid4().hex}", "--flush-interval",
+         str(flush_interval_s)],
+        cwd=_HERE.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ready = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:  # drain stderr all along, or a full pipe would stall ingest
+        assert child.stderr is not None
+        for line in child.stderr:
+            lines.append(line)
+            if "ingesting" in line:
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ready.wait(120)
+        if child.poll() is not None or not any("ingesting" in line for line in lines):
+            raise RuntimeError("fleetcare ingest did not subscribe: " + "".join(lines[-5:]))
+        if not any("urgent leads on" in line for line in lines):
+            raise RuntimeError("fleetcare ingest did not turn urgent leads on: "
+                               + "".join(lines[-5:]))
+        yield
+    except BaseException:
+        print("fleetcare ingest said:\n" + "".join(lines[-20:]), file=sys.stderr)
+        raise
+    finally:
+        child.terminate()
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        reader.join(10)
+    if child.returncode != 0:
+        raise RuntimeError(f"fleetcare ingest exited {child.returncode}: "
+                           + "".join(lines[-5:]))
+
+
+def _cli_leads(broker_url: str, runs: int, flush_interval_s: float,
+               workdir: Path) -> list[float]:
+    db_path = workdir / f"cli-fleet-{flush_interval_s}.duckdb"
+    vehicles = [f"BENCH-CLI-{flush_interval_s}-{i}" for i in range(runs)]
+    _fleet_store(db_path, vehicles)
+    crm = TimedCrm()
+    with crm.server, _fleetcare_ingest(broker_url, db_path, crm.server.base_url + "/leads",
+                                       flush_interval_s):
+        return [_one_lead(broker_url, crm, workdir, v) for v in vehicles]
 
 
 def _mqtt_round_trips(broker_url: str, runs: int) -> list[float]:
@@ -177,9 +254,10 @@ def main() -> int:
         results: dict[str, Any] = {"bench": "lead_latency", "broker": broker.kind,
                                    "runs": args.runs, "reference_mqtt_rtt": reference}
         for flush in (1.0, 0.05):
-            lead = _summary(_leads(broker.url, args.runs, flush, workdir))
-            lead["ratio_p50_to_mqtt_rtt"] = round(lead["p50_ms"] / reference["p50_ms"], 1)
-            results[f"frame_to_crm_2xx_flush_{flush}s"] = lead
+            for name, measure in (("", _leads), ("fleetcare_ingest_", _cli_leads)):
+                lead = _summary(measure(broker.url, args.runs, flush, workdir))
+                lead["ratio_p50_to_mqtt_rtt"] = round(lead["p50_ms"] / reference["p50_ms"], 1)
+                results[f"frame_to_crm_2xx_{name}flush_{flush}s"] = lead
     print(json.dumps(results))
     return 0
 
