@@ -19,14 +19,24 @@ from pipeline.ingest.admission import (
 from pipeline.ingest.client import BufferedSocket, IngestClient
 from pipeline.ingest.columnar import invalid_messages, telemetry_columns
 from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
-from pipeline.ingest.landing import InboundMessage, LandingError, LandResult, land, prepare
-from pipeline.ingest.service import FLUSH_ROWS, Ingestor, IngestStats, run_forever
+from pipeline.ingest.landing import (
+    KEPT_BYTES,
+    InboundMessage,
+    LandingError,
+    LandResult,
+    inbound,
+    land,
+    prepare,
+)
+from pipeline.ingest.service import FLUSH_BYTES, FLUSH_ROWS, Ingestor, IngestStats, run_forever
 from pipeline.ingest.stats import StatsBoard
 from pipeline.ingest.writer import BatchWriter
 
 __all__ = [
     "DEFAULT_RATE_LIMIT",
+    "FLUSH_BYTES",
     "FLUSH_ROWS",
+    "KEPT_BYTES",
     "Admission",
     "BatchWriter",
     "BufferedSocket",
@@ -42,6 +52,7 @@ __all__ = [
     "StatsBoard",
     "Vehicle",
     "VehicleRegister",
+    "inbound",
     "invalid_messages",
     "land",
     "list_dead_letters",

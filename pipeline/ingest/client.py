@@ -19,11 +19,20 @@ CPU. Three changes, each behind one of paho's own seams:
   PUBACKs are concatenated in arrival order (MQTT requires PUBLISH order) and queued as one
   outgoing buffer.
 
+An oversize PUBLISH (payload over ``oversize_limit``) is never assembled: paho would build
+the whole packet, then a message object, before anyone could look at its size (30 messages
+of 20 MB once took ingest from 0.2 to 2.5 GB). From its header on, the client hashes the
+payload as the chunks come in, keeps its first ``oversize_kept`` bytes, drops the rest, and
+hands ``on_oversize_fast`` the head, the size and the SHA-256. A header cut at the end of a
+read is carried over to the next read (it is at most a few dozen bytes for our topics), so
+the size is always known before paho could start buffering the body.
+
 None of it changes what is acknowledged or when: acks still go out only after the commit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +46,44 @@ _PUBACK: Final = struct.Struct("!BBH")
 _PUBACK_TYPE: Final = 0x40
 _PUBLISH_TYPE: Final = 0x30
 
-PublishHandler = Callable[[str, bytes, int, int], bool]
-"""Called with ``(topic, payload, mid, qos)`` for each QoS 0 or 1 PUBLISH; returns whether
-to go on reading (False leaves the rest of the buffer for the next read, e.g. when the
-caller's batch is full)."""
+OVERSIZE_KEPT: Final = 64 * 1024
+"""Default bytes of an oversize payload handed on (see :attr:`IngestClient.oversize_kept`)."""
+
+PublishHandler = Callable[[str, bytes, int, int, bool], bool]
+"""Called with ``(topic, payload, mid, qos, retain)`` for each QoS 0 or 1 PUBLISH; returns
+whether to go on reading (False leaves the rest of the buffer for the next read, e.g. when
+the caller's batch is full)."""
+OversizeHandler = Callable[[str, bytes, int, str, int, int, bool], bool]
+"""Called with ``(topic, head, size, sha256, mid, qos, retain)`` once an oversize PUBLISH has
+been read: ``head`` is its payload's first bytes, ``size`` the payload's length and
+``sha256`` its hex digest; returns whether to go on reading, like :data:`PublishHandler`."""
+
+
+class _Header:
+    """Where a PUBLISH's parts sit in a buffer (parsed, not yet consumed)."""
+
+    __slots__ = ("body", "mid", "qos", "retain", "stop", "topic")
+
+    def __init__(self, topic: str, mid: int, qos: int, retain: bool, body: int,
+                 stop: int) -> None:
+        self.topic, self.mid, self.qos, self.retain = topic, mid, qos, retain
+        self.body, self.stop = body, stop
+        """``body``: offset of the payload; ``stop``: offset just past the packet."""
+
+
+_CUT: Final = "cut"
+""":func:`_publish_header`'s answer for a PUBLISH whose header goes past the buffer's end."""
+
+
+class _Skip:
+    """An oversize PUBLISH being read: hashed as it arrives, only its head kept."""
+
+    __slots__ = ("head", "header", "left", "sha256", "size")
+
+    def __init__(self, header: _Header, size: int) -> None:
+        self.header, self.size, self.left = header, size, size
+        self.head = bytearray()
+        self.sha256 = hashlib.sha256()
 
 
 class BufferedSocket:
@@ -55,6 +98,11 @@ class BufferedSocket:
         self.buffer = b""
         self.pos = 0
         """Bytes of ``buffer`` before ``pos`` have been handed out."""
+        self.carry = b""
+        """The start of a packet cut at the end of the last read, put before the next one
+        (not ``pending()``: nothing can be done with it until more arrives)."""
+        self.skip: _Skip | None = None
+        """The oversize PUBLISH being read, if any (its state belongs to this connection)."""
 
     def recv(self, size: int) -> bytes:
         """Up to ``size`` bytes: from memory, else from one large read of the socket.
@@ -78,8 +126,14 @@ class BufferedSocket:
         data = self._sock.recv(self._chunk)
         if not data:
             return False
+        if self.carry:
+            data, self.carry = self.carry + data, b""
         self.buffer, self.pos = data, 0
         return True
+
+    def carry_rest(self) -> None:
+        """Keep what is left of the buffer for the next :meth:`fill` (a cut packet start)."""
+        self.carry, self.buffer, self.pos = self.buffer[self.pos:], b"", 0
 
     def pending(self) -> int:
         """Bytes readable without waiting: those held here plus a TLS socket's own."""
@@ -98,10 +152,17 @@ class IngestClient(mqtt.Client):
 
     Set ``on_publish_fast`` to receive QoS 0/1 PUBLISHes as plain values; ``on_message``
     still gets the (rare) ones that take paho's path. MQTT 3.1.1 only: version 5 packets
-    carry properties, and those go through paho.
+    carry properties, and those go through paho. Set ``oversize_limit`` and
+    ``on_oversize_fast`` too, and a PUBLISH whose payload exceeds the limit is read without
+    ever being held whole (see the module docstring).
     """
 
     on_publish_fast: PublishHandler | None = None
+    on_oversize_fast: OversizeHandler | None = None
+    oversize_limit: int | None = None
+    """Largest payload handed on whole; None: no limit (everything is read whole)."""
+    oversize_kept: int = OVERSIZE_KEPT
+    """Bytes of an oversize payload kept for ``on_oversize_fast``."""
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
@@ -121,11 +182,50 @@ class IngestClient(mqtt.Client):
                 return MQTTErrorCode.MQTT_ERR_AGAIN
             except OSError:
                 return super()._packet_read()  # let paho log and report the error
-        if _read_publishes(sock, handler):
-            with self._msgtime_mutex:
-                self._last_bytes_received = time.monotonic()
+        limit = self.oversize_limit if self.on_oversize_fast is not None else None
+        if sock.skip is not None:
+            return self._skip_oversize(sock)
+        if _read_publishes(sock, handler, limit):
+            self._heard()
             return MQTTErrorCode.MQTT_ERR_SUCCESS
+        if limit is not None:
+            header = _publish_header(sock.buffer, sock.pos)
+            if header == _CUT:
+                sock.carry_rest()  # the size is not known yet: never let paho buffer it
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            if isinstance(header, _Header) and header.stop - header.body > limit:
+                sock.skip = _Skip(header, header.stop - header.body)
+                sock.pos = header.body
+                return self._skip_oversize(sock)
         return super()._packet_read()
+
+    def _heard(self) -> None:
+        with self._msgtime_mutex:
+            self._last_bytes_received = time.monotonic()
+
+    def _skip_oversize(self, sock: BufferedSocket) -> MQTTErrorCode:
+        """Hash and drop what the buffer holds of the oversize PUBLISH being read; hand it on
+        once all of it has passed."""
+        skip = sock.skip
+        assert skip is not None
+        take = min(skip.left, len(sock.buffer) - sock.pos)
+        chunk = memoryview(sock.buffer)[sock.pos:sock.pos + take]
+        skip.sha256.update(chunk)
+        room = self.oversize_kept - len(skip.head)
+        if room > 0:
+            skip.head += chunk[:room]
+        chunk.release()
+        skip.left -= take
+        sock.pos += take
+        self._heard()
+        if skip.left:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        sock.skip = None
+        header, on_oversize = skip.header, self.on_oversize_fast
+        if on_oversize is not None:
+            on_oversize(header.topic, bytes(skip.head), skip.size, skip.sha256.hexdigest(),
+                        header.mid, header.qos, header.retain)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_in_order(self, mids: Sequence[int]) -> None:
         """Send the PUBACKs of QoS 1 message ``mids``, in this order, in one write."""
@@ -137,11 +237,13 @@ class IngestClient(mqtt.Client):
         self._packet_queue(_PUBACK_TYPE, packet, 0, 1)
 
 
-def _read_publishes(sock: BufferedSocket, handler: PublishHandler) -> int:
+def _read_publishes(sock: BufferedSocket, handler: PublishHandler,
+                    limit: int | None = None) -> int:
     """Hand every complete QoS 0/1 PUBLISH at the front of ``sock``'s buffer to ``handler``.
 
     Stops before anything else (another packet type, QoS 2, a packet cut at the end of the
-    buffer, a malformed length or topic) and leaves it for paho. Returns how many it handled.
+    buffer, a malformed length or topic, a payload over ``limit``) and leaves it for the
+    caller. Returns how many it handled.
     """
     buffer, pos, end = sock.buffer, sock.pos, len(sock.buffer)
     handled = 0
@@ -170,9 +272,51 @@ def _read_publishes(sock: BufferedSocket, handler: PublishHandler) -> int:
             topic = buffer[start + 2:topic_end].decode()
         except UnicodeDecodeError:
             break
+        if limit is not None and stop - body > limit:
+            break
         mid = buffer[topic_end] << 8 | buffer[topic_end + 1] if qos else 0
         sock.pos = pos = stop  # consumed before the handler runs: never handed out twice
         handled += 1
-        if not handler(topic, buffer[body:stop], mid, qos):
+        if not handler(topic, buffer[body:stop], mid, qos, bool(command & 1)):
             break
     return handled
+
+
+def _publish_header(buffer: bytes, pos: int) -> _Header | str | None:
+    """The QoS 0/1 PUBLISH header at ``buffer[pos:]``, :data:`_CUT` if it goes past the end,
+    or None for anything else (another packet, QoS 2, a malformed length or topic: paho's)."""
+    end = len(buffer)
+    if pos >= end:
+        return None
+    command = buffer[pos]
+    qos = (command >> 1) & 3
+    if command & 0xF0 != _PUBLISH_TYPE or qos > 1:
+        return None
+    start, length, shift = pos + 1, 0, 0
+    while True:
+        if start >= end:
+            return _CUT
+        if start - pos > 4:
+            return None  # a remaining length of more than four bytes: paho rejects it
+        byte = buffer[start]
+        length |= (byte & 0x7F) << shift
+        start, shift = start + 1, shift + 7
+        if byte < 0x80:
+            break
+    stop = start + length
+    if length < 2:
+        return None
+    if start + 2 > end:
+        return _CUT
+    topic_end = start + 2 + (buffer[start] << 8 | buffer[start + 1])
+    body = topic_end + 2 * qos
+    if body > stop:
+        return None
+    if body > end:
+        return _CUT
+    try:
+        topic = buffer[start + 2:topic_end].decode()
+    except UnicodeDecodeError:
+        return None
+    mid = buffer[topic_end] << 8 | buffer[topic_end + 1] if qos else 0
+    return _Header(topic, mid, qos, bool(command & 1), body, stop)

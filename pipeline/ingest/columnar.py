@@ -68,6 +68,21 @@ def telemetry_samples(doc: dict[str, Any]) -> Samples:
     return Samples(ts, signal, value)
 
 
+def boolean_reason(samples: Samples) -> str | None:
+    """Why ``samples`` cannot land if a time or value is a JSON ``true``/``false``, else None.
+
+    Arrow (like ``float()``) converts booleans to 1.0 and 0.0 without a word, so a signal a
+    producer encoded as a boolean would land as a number nobody sent. The caller runs this
+    only on payloads whose bytes hold ``true`` or ``false``: it costs a Python test per value.
+    """
+    for name, column in (("value", samples.value), ("ts", samples.ts)):
+        for index, item in enumerate(column):
+            if item is True or item is False:
+                return (f"validation: {name}[{index}] = {str(item).lower()} is a boolean, "
+                        f"not a number")
+    return None
+
+
 def samples_columns(samples: Sequence[Samples]) -> tuple[pa.RecordBatch, list[int],
                                                          dict[int, str]]:
     """Every message's samples as one record batch, and why some messages cannot land.

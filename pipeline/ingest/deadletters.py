@@ -6,6 +6,11 @@ the payload, a value or time that fails validation, an oversize message, a vehic
 not registered, a vehicle over its rate limit. After the fix (a new contract version, a
 corrected producer, a registered vehicle, an explained flood) ``replay`` lands them through
 the same path as live traffic, so exactly-once still holds.
+
+An oversize message is kept as its first bytes only, with the whole payload's size and
+SHA-256 (see :mod:`pipeline.ingest.landing`): enough to find its sender, not enough to land
+it. ``replay`` leaves such a letter pending with a reason that says so; only the sender can
+send it again, within the limit.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Final
 
 import duckdb
 import pyarrow as pa
 
+from edge.wire import contract
 from pipeline.ingest.admission import registered_ids, unknown_vehicle_reason
 from pipeline.ingest.inserts import insert_arrow
 from pipeline.ingest.landing import (
@@ -30,10 +37,18 @@ from pipeline.ingest.landing import (
     write,
 )
 
+_SIZE_AND_HASH: Final = ("coalesce(payload_bytes, octet_length(payload)), "
+                         "coalesce(payload_sha256, sha256(payload))")
+"""A row written without them (by hand, say) describes its payload as kept."""
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """One row of ``dead_letters``."""
+    """One row of ``dead_letters``.
+
+    ``payload_bytes`` and ``payload_sha256`` describe the payload as it was published;
+    ``payload`` holds all of it, or only its head for an oversize message (``truncated``).
+    """
 
     id: int
     received_at: datetime
@@ -41,6 +56,13 @@ class DeadLetter:
     reason: str
     payload: bytes
     replayed_at: datetime | None
+    payload_bytes: int
+    payload_sha256: str
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the head of the payload was kept (the letter cannot be replayed)."""
+        return self.payload_bytes > len(self.payload)
 
 
 def list_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 50,
@@ -48,10 +70,20 @@ def list_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 50,
     """The most recent dead letters, newest first (replayed ones too unless ``pending_only``)."""
     where = "WHERE replayed_at IS NULL " if pending_only else ""
     rows = con.execute(
-        "SELECT id, received_at, topic, reason, payload, replayed_at FROM dead_letters "
-        f"{where}ORDER BY id DESC LIMIT $limit", {"limit": limit},
+        f"SELECT id, received_at, topic, reason, payload, replayed_at, {_SIZE_AND_HASH} "
+        f"FROM dead_letters {where}ORDER BY id DESC LIMIT $limit",
+        {"limit": limit},
     ).fetchall()
-    return [DeadLetter(int(r[0]), r[1], str(r[2]), str(r[3]), bytes(r[4]), r[5]) for r in rows]
+    return [DeadLetter(int(r[0]), r[1], str(r[2]), str(r[3]), bytes(r[4]), r[5], int(r[6]),
+                       str(r[7])) for r in rows]
+
+
+def unreplayable_reason(size: int, kept: int, sha256: str) -> str:
+    """What a letter kept as its head only says on replay (why it cannot land, what to do)."""
+    return (f"oversize: payload of {size} bytes exceeds the limit of "
+            f"{contract.MAX_PAYLOAD_BYTES}; only its first {kept} bytes were kept "
+            f"(sha256 {sha256}), so it cannot be replayed: the sender must send it again "
+            f"in messages within the limit")
 
 
 def replay_dead_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None = None,
@@ -70,7 +102,9 @@ def replay_dead_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | Non
     """
     with transaction(con):
         letters = _pending_letters(con, ids)
-        batch = [prepare(item) for _, item in letters]
+        batch = [Prepared(item, unreplayable_reason(item.wire_size, len(item.payload),
+                                                    item.digest()))
+                 if item.truncated else prepare(item) for _, item in letters]
         if require_registered_vehicles:
             known = registered_ids(con)
             batch = [p if p.reason is not None or p.vehicle_id in known
@@ -90,14 +124,15 @@ def replay_dead_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | Non
 
 def _pending_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None
                      ) -> list[tuple[int, InboundMessage]]:
-    sql = ("SELECT id, epoch(received_at), topic, payload FROM dead_letters "
-           "WHERE replayed_at IS NULL")
+    sql = (f"SELECT id, epoch(received_at), topic, payload, {_SIZE_AND_HASH} "
+           "FROM dead_letters WHERE replayed_at IS NULL")
     params: dict[str, object] = {}
     if ids is not None:
         sql += " AND id IN (SELECT unnest($ids::BIGINT[]))"
         params["ids"] = list(ids)
     rows = con.execute(sql + " ORDER BY id", params).fetchall()
-    return [(int(r[0]), InboundMessage(str(r[2]), bytes(r[3]), float(r[1]))) for r in rows]
+    return [(int(r[0]), InboundMessage(str(r[2]), bytes(r[3]), float(r[1]), size=int(r[4]),
+                                       sha256=str(r[5]))) for r in rows]
 
 
 def _update_reasons(con: duckdb.DuckDBPyConnection, reasons: Sequence[tuple[int, str]]) -> None:

@@ -152,8 +152,14 @@ def insert_ingested(con: duckdb.DuckDBPyConnection, msg_ids: Sequence[str],
 
 def insert_dead_letters(con: duckdb.DuckDBPyConnection, received_at: Sequence[float],
                         topics: Sequence[str], reasons: Sequence[str],
-                        payloads: Sequence[bytes]) -> None:
-    """Keep messages that cannot land, raw, with where they came from and why."""
+                        payloads: Sequence[bytes], sizes: Sequence[int],
+                        sha256s: Sequence[str]) -> None:
+    """Keep messages that cannot land, with where they came from and why.
+
+    ``payloads`` are the bytes to keep (the whole payload, or the head of an oversize one:
+    :func:`pipeline.ingest.landing.store_dead_letters` decides), ``sizes`` and ``sha256s``
+    describe the whole payload as it was published.
+    """
     if not topics:
         return
     insert_arrow(con, pa.table({
@@ -161,5 +167,8 @@ def insert_dead_letters(con: duckdb.DuckDBPyConnection, received_at: Sequence[fl
         "topic": pa.array(topics, pa.string()),
         "reason": pa.array(reasons, pa.string()),
         "payload": pa.array(payloads, pa.binary()),
-    }), "INSERT INTO dead_letters (received_at, topic, reason, payload) "
-        "SELECT to_timestamp(received_at), topic, reason, payload FROM batch")
+        "payload_bytes": pa.array(sizes, pa.int64()),
+        "payload_sha256": pa.array(sha256s, pa.string()),
+    }), "INSERT INTO dead_letters (received_at, topic, reason, payload, payload_bytes, "
+        "payload_sha256) SELECT to_timestamp(received_at), topic, reason, payload, "
+        "payload_bytes, payload_sha256 FROM batch")

@@ -9,19 +9,29 @@ Telemetry never becomes one Python object per sample: :mod:`pipeline.ingest.colu
 arrays of a whole batch's payloads into Arrow arrays at once and validates them with
 vectorised checks.
 Anything that cannot land (oversize, not JSON, another schema version, a topic that does
-not match the payload, a value or time that fails validation, a ``msg_id`` that already
-landed for another vehicle) becomes a dead letter with its reason, in the same transaction
-as the good rows.
+not match the payload, a value or time that fails validation, a boolean where a number
+belongs, a ``msg_id`` that already landed for another vehicle) becomes a dead letter with its
+reason, in the same transaction as the good rows. Every dead letter records its payload's
+size and SHA-256; an oversize one keeps only its first :data:`KEPT_BYTES`, because whole
+oversize payloads let a handful of floods fill the store (30 messages of 20 MB once put
+629 MB in ``dead_letters``) while their head is enough to tell who sent what.
+
+A retained message comes back from the broker at every subscription, i.e. at every start of
+ingest. A valid one is a harmless duplicate (its ``msg_id`` has landed); an invalid one
+would become a new dead letter each time, so a retained copy whose topic and payload hash
+match a dead letter already kept is acknowledged and counted (``retained_repeats``), not
+kept again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
 
 import duckdb
 import numpy as np
@@ -31,9 +41,20 @@ import pyarrow as pa
 from edge.wire import ContractError, contract
 from pipeline.errors import TransientPipelineError
 from pipeline.ingest import inserts
-from pipeline.ingest.columnar import MAX_TS, MIN_TS, Samples, samples_columns, telemetry_samples
+from pipeline.ingest.columnar import (
+    MAX_TS,
+    MIN_TS,
+    Samples,
+    boolean_reason,
+    samples_columns,
+    telemetry_samples,
+)
+from pipeline.ingest.receipts import Outcome, outcomes_of
 
 log = logging.getLogger(__name__)
+
+KEPT_BYTES: Final = 64 * 1024
+"""How much of an oversize payload its dead letter keeps (with the whole one's size and hash)."""
 
 _TOPIC = {"telemetry": contract.telemetry_topic, "dtc": contract.dtc_topic,
           "health": contract.health_topic, "truth": contract.truth_topic}
@@ -47,11 +68,49 @@ class LandingError(TransientPipelineError):
 
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
-    """One message as it came off the broker; ``received_at`` is Unix time in seconds."""
+    """One message as it came off the broker; ``received_at`` is Unix time in seconds.
+
+    An oversize message may arrive cut (see :func:`inbound`): ``payload`` is then only its
+    first :data:`KEPT_BYTES`, ``size`` the whole payload's length and ``sha256`` the whole
+    payload's hex digest, so nothing downstream ever holds the rest.
+    """
 
     topic: str
     payload: bytes
     received_at: float
+    retained: bool = False
+    """The broker's stored copy of a retained message (MQTT retain flag on delivery)."""
+    size: int | None = None
+    """Bytes of the whole payload when ``payload`` holds only its head; None: it is whole."""
+    sha256: str | None = None
+    """Hex SHA-256 of the whole payload when ``payload`` holds only its head."""
+
+    @property
+    def wire_size(self) -> int:
+        """Bytes of the whole payload as it was published."""
+        return len(self.payload) if self.size is None else self.size
+
+    @property
+    def truncated(self) -> bool:
+        """Whether ``payload`` lacks part of what was published (it cannot be landed)."""
+        return self.wire_size > len(self.payload)
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the whole payload as published."""
+        return self.sha256 if self.sha256 is not None else hashlib.sha256(self.payload).hexdigest()
+
+
+def inbound(topic: str, payload: bytes, received_at: float, retained: bool = False
+            ) -> InboundMessage:
+    """An :class:`InboundMessage`, cut to its head at once when ``payload`` is oversize.
+
+    For a subscriber that gets whole payloads (paho's stock client): the oversize body is
+    then dropped as soon as it is hashed, not held in the batch until the flush.
+    """
+    if len(payload) <= contract.MAX_PAYLOAD_BYTES:
+        return InboundMessage(topic, payload, received_at, retained)
+    return InboundMessage(topic, payload[:KEPT_BYTES], received_at, retained, len(payload),
+                          hashlib.sha256(payload).hexdigest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +168,8 @@ class LandResult:
 
     ``dtc_vehicle_ids`` names the vehicles that got new ``dtc_events`` rows, sorted.
     ``msg_id_conflicts`` counts the dead letters (among ``dead_letters``) whose ``msg_id``
-    had already landed for another vehicle.
+    had already landed for another vehicle. ``retained_repeats`` counts retained copies of
+    messages already kept as dead letters: acknowledged, not kept again.
     """
 
     messages_landed: int = 0
@@ -121,14 +181,18 @@ class LandResult:
     dead_letters: int = 0
     dtc_vehicle_ids: tuple[str, ...] = ()
     msg_id_conflicts: int = 0
+    retained_repeats: int = 0
 
 
 def prepare(item: InboundMessage) -> Prepared:
     """Decode ``item`` and check its size, schema, fields and topic (no database work)."""
-    size = len(item.payload)
+    size = item.wire_size
     if size > contract.MAX_PAYLOAD_BYTES:
         return Prepared(item, f"oversize: payload of {size} bytes exceeds the limit of "
                               f"{contract.MAX_PAYLOAD_BYTES}")
+    if item.truncated:  # cut below the limit: not something ingest makes, but never land it
+        return Prepared(item, f"incomplete: only {len(item.payload)} of the payload's {size} "
+                              f"bytes were kept")
     try:
         doc = orjson.loads(item.payload)
     except orjson.JSONDecodeError as exc:
@@ -151,8 +215,14 @@ def _prepare_telemetry(item: InboundMessage, doc: dict[str, Any]) -> Prepared:
     reason = _topic_mismatch(item.topic, "telemetry", vehicle_id)
     if reason:
         return Prepared(item, reason)
-    return Prepared(item, None, "telemetry", msg_id, vehicle_id,
-                    samples=telemetry_samples(doc))
+    samples = telemetry_samples(doc)
+    # JSON true/false would convert to 1.0/0.0; look for them only in a payload that has the
+    # words, so good traffic pays two byte searches, not a Python test per value.
+    if b"true" in item.payload or b"false" in item.payload:
+        reason = boolean_reason(samples)
+        if reason:
+            return Prepared(item, reason)
+    return Prepared(item, None, "telemetry", msg_id, vehicle_id, samples=samples)
 
 
 def _prepare_other(item: InboundMessage, message: contract.Message) -> Prepared:
@@ -202,12 +272,14 @@ def land(con: duckdb.DuckDBPyConnection, items: Sequence[InboundMessage]) -> Lan
     return land_prepared(con, [prepare(item) for item in items])
 
 
-def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> LandResult:
+def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared], *,
+                  outcomes: list[Outcome] | None = None) -> LandResult:
     """Land prepared messages in one transaction, each ``msg_id`` at most once ever.
 
     Ids already in ``ingested_messages`` for the same vehicle, and repeats inside the batch,
     count as duplicates; an id that landed for another vehicle, and invalid messages, become
-    ``dead_letters`` rows with their reason.
+    ``dead_letters`` rows with their reason. ``outcomes``, when given, gets what became of
+    each message (for its receipt), once the transaction has committed and never before.
 
     Raises:
         LandingError: the transaction failed and was rolled back; do not acknowledge.
@@ -219,11 +291,34 @@ def land_prepared(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> 
         dead = [(checked.batch[i].item, reason) for i, reason in parts.rejected]
         for item, reason in dead:
             log.warning("dead-lettering a message on %s: %s", item.topic, reason)
-        inserts.insert_dead_letters(
-            con, [item.received_at for item, _ in dead], [item.topic for item, _ in dead],
-            [reason for _, reason in dead], [item.payload for item, _ in dead])
+        store_dead_letters(con, dead)
+    if outcomes is not None:
+        outcomes += outcomes_of(checked.batch, parts.accepted, parts.duplicates,
+                                [*(i for i, _ in parts.rejected), *parts.repeats])
+    for i in parts.repeats:
+        log.info("a retained message on %s is already a dead letter; not kept again",
+                 checked.batch[i].item.topic)
     return replace(result, duplicates=len(parts.duplicates), dead_letters=len(dead),
-                   msg_id_conflicts=parts.conflicts)
+                   msg_id_conflicts=parts.conflicts, retained_repeats=len(parts.repeats))
+
+
+def store_dead_letters(con: duckdb.DuckDBPyConnection,
+                       dead: Sequence[tuple[InboundMessage, str]]) -> None:
+    """Insert ``(message, reason)`` pairs into ``dead_letters`` (inside a transaction).
+
+    Each row records the payload's size and SHA-256; an oversize payload keeps only its
+    first :data:`KEPT_BYTES`, anything else is kept whole so ``deadletter replay`` can land it.
+    """
+    inserts.insert_dead_letters(
+        con, [item.received_at for item, _ in dead], [item.topic for item, _ in dead],
+        [reason for _, reason in dead], [_kept(item) for item, _ in dead],
+        [item.wire_size for item, _ in dead], [item.digest() for item, _ in dead])
+
+
+def _kept(item: InboundMessage) -> bytes:
+    if item.wire_size > contract.MAX_PAYLOAD_BYTES:
+        return item.payload[:KEPT_BYTES]
+    return item.payload
 
 
 def validate(batch: Sequence[Prepared]) -> Validated:
@@ -260,13 +355,15 @@ class Partition:
     """A batch split by :func:`partition`: positions to land, to skip, and to dead-letter.
 
     ``rejected`` pairs each position with its dead-letter reason; ``conflicts`` counts those
-    refused because their ``msg_id`` belongs to another vehicle.
+    refused because their ``msg_id`` belongs to another vehicle. ``repeats`` are retained
+    copies of messages already kept as dead letters (skipped, like duplicates).
     """
 
     accepted: list[int]
     duplicates: list[int]
     rejected: list[tuple[int, str]]
     conflicts: int = 0
+    repeats: list[int] = field(default_factory=list)
 
 
 def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Partition:
@@ -283,7 +380,7 @@ def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Part
         {"ids": ids},
     ).fetchall()) if ids else {}
     parts = Partition([], [], [])
-    conflicts = 0
+    conflicted: set[int] = set()
     for index, prepared in enumerate(batch):
         owner = owners.get(prepared.msg_id)
         if prepared.reason is not None:
@@ -294,12 +391,42 @@ def partition(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared]) -> Part
         elif owner == prepared.vehicle_id:
             parts.duplicates.append(index)
         else:
-            conflicts += 1
+            conflicted.add(index)
             parts.rejected.append((index, (
                 f"msg_id conflict: msg_id {prepared.msg_id!r} already landed for vehicle "
                 f"{owner!r}; vehicle {prepared.vehicle_id!r} sent it again (a replayed or "
                 f"forged message)")))
-    return replace(parts, conflicts=conflicts)
+    if any(batch[i].item.retained for i, _ in parts.rejected):
+        kept, repeats = _without_kept_retained(con, batch, parts.rejected)
+        parts = replace(parts, rejected=kept, repeats=repeats)
+    return replace(parts, conflicts=sum(1 for i, _ in parts.rejected if i in conflicted))
+
+
+def _without_kept_retained(con: duckdb.DuckDBPyConnection, batch: Sequence[Prepared],
+                           rejected: Sequence[tuple[int, str]]
+                           ) -> tuple[list[tuple[int, str]], list[int]]:
+    """Split ``rejected`` into letters to keep and retained copies of letters already kept.
+
+    A retained copy repeats a letter when a dead letter with its topic and payload hash is
+    in the store, or comes earlier in this batch (the live copy and the retained one can
+    arrive together after a restart).
+    """
+    keys = [(batch[i].item.topic, batch[i].item.digest()) for i, _ in rejected]
+    digests = list({digest for _, digest in keys})
+    seen: set[tuple[str, str]] = {
+        (str(topic), str(digest)) for topic, digest in con.execute(
+            "SELECT DISTINCT topic, payload_sha256 FROM dead_letters "
+            "WHERE payload_sha256 IN (SELECT unnest($digests))", {"digests": digests},
+        ).fetchall()}
+    kept: list[tuple[int, str]] = []
+    repeats: list[int] = []
+    for (index, reason), key in zip(rejected, keys, strict=True):
+        if batch[index].item.retained and key in seen:
+            repeats.append(index)
+        else:
+            seen.add(key)
+            kept.append((index, reason))
+    return kept, repeats
 
 
 def write(con: duckdb.DuckDBPyConnection, checked: Validated, positions: Sequence[int]

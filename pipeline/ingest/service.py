@@ -23,6 +23,12 @@ is slower and relies on nothing but paho's public API, so it is the way out when
 upgrade changes the internals the fast client overrides (tests/pipeline/test_paho_internals.py
 names them).
 
+After each commit (and its PUBACKs) the same thread publishes the batch's receipts, one per
+vehicle at QoS 1 (:mod:`pipeline.ingest.receipts`): the agents delete a spooled message on
+its receipt, never on the broker's PUBACK, so a message the broker acknowledged and then lost
+is sent again. The receipts leave after the commit and never before: an id in a receipt is in
+the store.
+
 The broker must let a whole batch be in flight unacknowledged: mosquitto's default of 20
 in-flight messages per client would cap a batch at 20 messages per ``flush_interval_s``.
 :class:`pipeline.broker.harness.EmbeddedBroker` configures 10,000.
@@ -31,6 +37,7 @@ in-flight messages per client would cap a batch at 20 messages per ``flush_inter
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,7 +74,8 @@ from pipeline.ingest.admission import (
 )
 from pipeline.ingest.client import IngestClient
 from pipeline.ingest.columnar import warm_up
-from pipeline.ingest.landing import InboundMessage, LandResult
+from pipeline.ingest.landing import KEPT_BYTES, InboundMessage, LandResult, inbound
+from pipeline.ingest.receipts import Outcome, receipts
 from pipeline.ingest.stats import IngestStats, StatsBoard
 from pipeline.ingest.writer import BatchWriter
 from pipeline.store import connection as store
@@ -82,9 +90,18 @@ FLUSH_ROWS: Final = 122_880
 """DuckDB's row-group size: a transaction appending at least this many rows writes them
 straight into the database file and its commit is nearly free; below it, every row also
 goes through the write-ahead log (measured: commit 33 µs against 1.3 µs per 100 rows)."""
+FLUSH_BYTES: Final = 32 * 1024 * 1024
+"""Payload bytes a batch may hold before it lands, whatever its row count. A batch of
+telemetry reaches :data:`FLUSH_ROWS` at about 10 MB of payload (100-signal messages), so
+this stays out of the way of normal traffic; it bounds batches whose bytes carry few rows
+(dead letters, large fault-code or truth messages), which only the flush interval bounded
+before. An oversize message counts only the head it keeps."""
 POLL_S: Final = 0.1
 """Longest the loop waits on the socket: how soon a stop or a due batch is noticed."""
 MAX_BACKOFF_S: Final = 30.0
+RECEIPTS_IN_FLIGHT: Final = 1000
+"""Receipts paho may have unacknowledged at once (its default of 20 would hold a commit's
+receipts for a large fleet back, each waiting for an earlier one's PUBACK)."""
 
 AfterCommit = Callable[[duckdb.DuckDBPyConnection, LandResult], None]
 """Called in the ingest thread after each commit and ack, with the writer's connection."""
@@ -110,6 +127,7 @@ class Ingestor:
         client_id: fixed MQTT client id; the broker keeps its session across restarts.
         flush_rows: land a batch once it holds this many telemetry rows (default: DuckDB's
             row-group size, see :data:`FLUSH_ROWS`)...
+        flush_bytes: ...or this many bytes of payload (see :data:`FLUSH_BYTES`)...
         flush_interval_s: ...or once its first message has waited this long.
         share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
         after_commit: called after each successful commit and ack (see :data:`AfterCommit`);
@@ -131,14 +149,20 @@ class Ingestor:
             backend's certificate is issued like a vehicle's (``fleetcare pki issue``).
         mqtt_client: ``"fast"`` (:class:`~pipeline.ingest.client.IngestClient`) or
             ``"stock"`` (paho's ``Client``, manual acks); same guarantees either way.
+        receipts: after each commit, publish a receipt per vehicle of the batch (the agents
+            delete a spooled message only on its receipt); False only for a test or a
+            benchmark of ingest alone.
 
     Raises:
-        TerminalPipelineError: ``mqtt_client`` is neither of those.
+        TerminalPipelineError: ``mqtt_client`` is neither of those, or ``flush_rows``,
+            ``flush_bytes``, ``flush_interval_s`` or ``maintenance_interval_s`` is not a
+            positive number.
     """
 
     def __init__(self, broker_url: str, db_path: str | Path, *,
                  client_id: str = "fleetcare-ingest", flush_rows: int = FLUSH_ROWS,
                  flush_interval_s: float = 1.0, share_group: str | None = None,
+                 flush_bytes: int = FLUSH_BYTES,
                  after_commit: AfterCommit | None = None,
                  maintenance: Maintenance | None = None,
                  maintenance_interval_s: float = 60.0,
@@ -148,13 +172,18 @@ class Ingestor:
                  register_refresh_s: float = REFRESH_S,
                  credentials: MqttCredentials | None = None,
                  tls: BackendTls | None = None,
-                 mqtt_client: MqttClientKind = "fast") -> None:
+                 mqtt_client: MqttClientKind = "fast",
+                 receipts: bool = True) -> None:
         if mqtt_client not in get_args(MqttClientKind):
             raise TerminalPipelineError(
                 f"mqtt_client must be one of {', '.join(get_args(MqttClientKind))}, "
                 f"not {mqtt_client!r}")
+        _check_positive(flush_rows=flush_rows, flush_bytes=flush_bytes,
+                        flush_interval_s=flush_interval_s,
+                        maintenance_interval_s=maintenance_interval_s)
         self.broker_url, self.db_path, self.client_id = broker_url, Path(db_path), client_id
         self.flush_rows, self.flush_interval_s = flush_rows, flush_interval_s
+        self.flush_bytes = flush_bytes
         self.share_group = share_group
         self.after_commit, self.maintenance = after_commit, maintenance
         self.maintenance_interval_s = maintenance_interval_s
@@ -163,6 +192,7 @@ class Ingestor:
         self.rate_limit, self.register_refresh_s = rate_limit, register_refresh_s
         self.credentials, self.tls = credentials, tls
         self.mqtt_client = mqtt_client
+        self.receipts = receipts
         self._board = StatsBoard()
         self._session = 0
         self._subscribed = threading.Event()
@@ -195,11 +225,26 @@ class Ingestor:
     def start(self) -> Ingestor:
         """Open the store, connect, subscribe, and return once the subscription is active.
 
+        A start that fails leaves no store file behind when there was none before and
+        nothing landed: a typo in the broker URL must not leave an empty database that
+        looks like a store.
+
         Raises:
             StoreError: the DuckDB file cannot be opened for writing.
             FleetFileError: ``vehicles_file`` cannot be read or holds an invalid line.
             BrokerError: the broker cannot be reached or refuses the connection.
         """
+        new_store = not self.db_path.exists()
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            if new_store and self.stats.last_flush_at is None:
+                for path in (self.db_path, self.db_path.with_name(self.db_path.name + ".wal")):
+                    path.unlink(missing_ok=True)
+            raise
+
+    def _start(self) -> Ingestor:
         host, port = parse_broker_url(self.broker_url)
         self._stopping.clear()
         self._subscribed.clear()
@@ -261,9 +306,13 @@ class Ingestor:
         client.on_message = self._on_message
         if isinstance(client, IngestClient):
             client.on_publish_fast = self._receive
+            # An oversize payload is hashed and dropped as it is read, never held whole.
+            client.on_oversize_fast = self._receive_oversize
+            client.oversize_limit, client.oversize_kept = contract.MAX_PAYLOAD_BYTES, KEPT_BYTES
         client.on_disconnect = self._on_disconnect
         apply_client_auth(client, self.broker_url, self.credentials)
         apply_client_tls(client, self.broker_url, self.tls)
+        client.max_inflight_messages_set(RECEIPTS_IN_FLIGHT)
         return client
 
     @property
@@ -318,15 +367,26 @@ class Ingestor:
             log.warning("lost the broker %s (%s); reconnecting", self._shown_url, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._receive(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        self._receive(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain))
 
-    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> bool:
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int,
+                 retain: bool = False) -> bool:
         """One PUBLISH, from paho's ``on_message`` or the client's direct path; returns
         False once the batch is full, so the client stops reading until it is landed.
 
         paho ignores what ``on_message`` returns; the stock client still stops in time
         because it parses one packet per ``loop_read()`` and :meth:`_drain` checks the
-        batch before each."""
+        batch before each. An oversize payload from the stock client (which reads it
+        whole) is cut to its head here, before it joins the batch."""
+        return self._accept(inbound(topic, payload, time.time(), retain), mid, qos)
+
+    def _receive_oversize(self, topic: str, head: bytes, size: int, sha256: str, mid: int,
+                          qos: int, retain: bool) -> bool:
+        """An oversize PUBLISH the fast client read without keeping it: its head, size, hash."""
+        return self._accept(InboundMessage(topic, head, time.time(), retain, size, sha256),
+                            mid, qos)
+
+    def _accept(self, item: InboundMessage, mid: int, qos: int) -> bool:
         if not self._batch:
             self._deadline = time.monotonic() + self.flush_interval_s
         self._batch.append(_Delivery(mid, qos, self._session))
@@ -334,8 +394,12 @@ class Ingestor:
         writer = self._writer
         if writer is None:
             return True
-        writer.add(InboundMessage(topic, payload, time.time()))
-        return writer.rows < self.flush_rows
+        writer.add(item)
+        return not self._full(writer)
+
+    def _full(self, writer: BatchWriter) -> bool:
+        """Whether the pending batch must land now: by rows, or by payload bytes held."""
+        return writer.rows >= self.flush_rows or writer.bytes >= self.flush_bytes
 
     # The ingest thread: read, batch, land, ack, maintain, reconnect.
 
@@ -356,7 +420,7 @@ class Ingestor:
                 self._count_received()
             now = time.monotonic()
             if self._batch and (now >= self._deadline or (self._writer is not None
-                                and self._writer.rows >= self.flush_rows)):
+                                and self._full(self._writer))):
                 self._flush(client)
             if self.maintenance and now >= next_maintenance and self._writer is not None:
                 self._writer.maintain(self.maintenance)
@@ -371,7 +435,7 @@ class Ingestor:
         """
         writer = self._writer
         for _ in range(1000):
-            if writer is not None and writer.rows >= self.flush_rows:
+            if writer is not None and self._full(writer):
                 return  # the batch is full (perhaps already by loop()): land it first
             before = self._received
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
@@ -395,7 +459,22 @@ class Ingestor:
             return
         self._flush_failures_in_row = 0
         self._ack(client, batch)
+        if self.receipts:
+            self._publish_receipts(client, writer.outcomes)
         writer.committed(result)
+
+    def _publish_receipts(self, client: mqtt.Client, outcomes: Sequence[Outcome]) -> None:
+        """Tell each vehicle of the committed batch which of its messages the store holds.
+
+        A receipt paho cannot send now stays queued in its session and goes out after the
+        reconnect; one that is lost costs the agent a re-send, landed as a duplicate and
+        receipted again.
+        """
+        wires = receipts(outcomes)
+        for topic, payload in wires:
+            client.publish(topic, payload, qos=1)
+        if wires:
+            self._board.add(receipts_published=len(wires))
 
     def _restart_session(self, client: mqtt.Client) -> None:
         """Reconnect after a backoff, so the broker resends what is left unacknowledged.
@@ -432,6 +511,17 @@ class Ingestor:
             return
         for mid in mids:  # in arrival order, as MQTT requires; one write each
             client.ack(mid, 1)
+
+
+def _check_positive(**values: float) -> None:
+    """Refuse a setting that would make ingest never (or always) land a batch.
+
+    Raises:
+        TerminalPipelineError: a value is zero, negative or not a number; names the first.
+    """
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise TerminalPipelineError(f"{name} must be a positive number, not {value!r}")
 
 
 def run_forever(broker_url: str, db_path: str | Path, **options: Any) -> None:

@@ -22,7 +22,10 @@ class IngestStats:
     The backend checks' dead letters (all also in ``dead_letters``): ``unknown_vehicles``
     (vehicle not registered), ``rate_limited`` messages and their ``rate_limited_rows``
     (vehicle over its rate limit), ``msg_id_conflicts`` (a ``msg_id`` that had landed for
-    another vehicle).
+    another vehicle). ``retained_repeats`` counts retained copies of messages already kept as
+    dead letters (the broker resends a retained message at every subscription): acknowledged,
+    not kept again. ``receipts_published`` counts the receipts sent to vehicles after
+    commits (one per vehicle per batch).
     """
 
     messages_received: int = 0
@@ -42,6 +45,8 @@ class IngestStats:
     rate_limited: int = 0
     rate_limited_rows: int = 0
     msg_id_conflicts: int = 0
+    retained_repeats: int = 0
+    receipts_published: int = 0
     last_flush_at: float | None = None
 
 
@@ -82,6 +87,7 @@ class StatsBoard:
                 duplicates=s.duplicates + result.duplicates,
                 dead_letters=s.dead_letters + result.dead_letters,
                 msg_id_conflicts=s.msg_id_conflicts + result.msg_id_conflicts,
+                retained_repeats=s.retained_repeats + result.retained_repeats,
                 last_flush_at=time.time(),
             )
             self._cond.notify_all()

@@ -17,7 +17,6 @@ from dataclasses import fields
 
 import duckdb
 
-from pipeline.ingest import inserts
 from pipeline.ingest.admission import RATE_LIMIT, Admission, Refusal
 from pipeline.ingest.landing import (
     InboundMessage,
@@ -25,8 +24,10 @@ from pipeline.ingest.landing import (
     Prepared,
     land_prepared,
     prepare,
+    store_dead_letters,
     transaction,
 )
+from pipeline.ingest.receipts import Outcome, outcomes_of
 from pipeline.ingest.stats import StatsBoard
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class BatchWriter:
     ``admission`` (optional) refuses messages of unregistered vehicles and of vehicles over
     their rate limit; they stay in the batch as dead letters, so they are acknowledged after
     the commit like the rest, and counted once that commit succeeds.
+
+    ``rows`` and ``bytes`` say how full the pending batch is (telemetry rows, and payload
+    bytes held: an oversize message counts only the head it keeps), so the caller can land
+    it on either before it grows past what it should hold in memory.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, board: StatsBoard,
@@ -60,6 +65,9 @@ class BatchWriter:
         self._refused: dict[str, int] = {}
         self._refused_flushed: dict[str, int] = {}
         self.rows = 0
+        self.bytes = 0
+        self.outcomes: list[Outcome] = []
+        """What the last flush did with each message, for the receipts (empty if it failed)."""
 
     def add(self, item: InboundMessage) -> None:
         """Decode and check ``item`` now (while the batch fills); keep it for the next flush."""
@@ -71,6 +79,7 @@ class BatchWriter:
                 prepared = Prepared(item, refusal.reason)
         self._pending.append(prepared)
         self.rows += prepared.telemetry_rows
+        self.bytes += len(item.payload)
 
     def _count_refusal(self, refusal: Refusal) -> None:
         refused = self._refused
@@ -82,7 +91,8 @@ class BatchWriter:
 
     def flush(self) -> LandResult | None:
         """Land the pending batch; None when nothing of it was committed (do not ack)."""
-        batch, self._pending, self.rows = self._pending, [], 0
+        batch, self._pending, self.rows, self.bytes = self._pending, [], 0, 0
+        self.outcomes = []
         # Counted in committed(); a batch that does not commit comes back and is counted then.
         self._refused_flushed, self._refused = self._refused, {}
         if self._admission is not None and self._admission.limiter is not None:
@@ -90,7 +100,7 @@ class BatchWriter:
         if not batch:
             return LandResult()
         try:
-            return land_prepared(self._con, batch)
+            return land_prepared(self._con, batch, outcomes=self.outcomes)
         except Exception as exc:
             log.exception("landing %d messages failed", len(batch))
             result = self._isolate(batch, exc) if len(batch) > 1 else None
@@ -104,7 +114,7 @@ class BatchWriter:
         refused: list[tuple[Prepared, str]] = []
         for prepared in batch:
             try:
-                results.append(land_prepared(self._con, [prepared]))
+                results.append(land_prepared(self._con, [prepared], outcomes=self.outcomes))
             except Exception as exc:
                 refused.append((prepared, f"store refused the message: {exc}"))
         if not results:
@@ -113,13 +123,11 @@ class BatchWriter:
             return None
         try:
             with transaction(self._con):
-                inserts.insert_dead_letters(
-                    self._con, [p.item.received_at for p, _ in refused],
-                    [p.item.topic for p, _ in refused], [r for _, r in refused],
-                    [p.item.payload for p, _ in refused])
+                store_dead_letters(self._con, [(p.item, r) for p, r in refused])
         except Exception:
             log.exception("could not dead-letter %d refused messages", len(refused))
             return None  # what landed is deduplicated on redelivery
+        self.outcomes += outcomes_of([p for p, _ in refused], (), (), range(len(refused)))
         self._board.add(isolated=len(refused))
         return merge([*results, LandResult(dead_letters=len(refused))])
 

@@ -8,16 +8,20 @@ messages larger than one read between small ones.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import struct
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from edge.wire import contract
-from pipeline.ingest.client import CHUNK_BYTES, BufferedSocket, _read_publishes
+from pipeline.ingest.client import CHUNK_BYTES, BufferedSocket, IngestClient, _read_publishes
 from pipeline.ingest.service import Ingestor
 from tests.pipeline import test_ingest as wire
 
@@ -49,7 +53,7 @@ def drain(sock: BufferedSocket, stop_after: int = 10**9
           ) -> list[tuple[str, bytes, int, int]]:
     seen: list[tuple[str, bytes, int, int]] = []
 
-    def handler(topic: str, payload: bytes, mid: int, qos: int) -> bool:
+    def handler(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> bool:
         seen.append((topic, payload, mid, qos))
         return len(seen) < stop_after
 
@@ -142,3 +146,55 @@ def test_messages_larger_than_a_read_land_between_small_ones(broker_url: str,
         wire.publish(broker_url, wires)
         assert ingestor.wait_for(lambda s: s.messages_landed == 6, timeout=30)
         assert ingestor.stats.telemetry_rows == 3 * 50 + 9_000 + 12_000 + 700
+
+
+def retained(packet: bytes) -> bytes:
+    """``packet`` (a PUBLISH) with its retain flag set."""
+    return bytes([packet[0] | 1]) + packet[1:]
+
+
+@pytest.mark.parametrize("chunk", [3, 64, 1000, CHUNK_BYTES])
+def test_an_oversize_publish_is_hashed_and_cut_while_it_is_read(
+        pair: tuple[socket.socket, socket.socket], chunk: int) -> None:
+    left, right = pair
+    huge = bytes(range(256)) * 40  # 10,240 bytes, over the limit of 1,000 set below
+    stream = (publish("v/a", b"before", 1) + retained(publish("v/b", huge, 2))
+              + publish("v/c", b"x" * 1000, 3) + retained(publish("v/d", b"after", 4)))
+    left.sendall(stream)
+    client = IngestClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
+    whole: list[tuple[str, bytes, int, bool]] = []
+    cut: list[tuple[str, bytes, int, str, int, bool]] = []
+
+    def on_whole(topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> bool:
+        whole.append((topic, payload, mid, retain))
+        return True
+
+    def on_cut(topic: str, head: bytes, size: int, sha256: str, mid: int, qos: int,
+               retain: bool) -> bool:
+        cut.append((topic, head, size, sha256, mid, retain))
+        return True
+
+    client.on_publish_fast, client.on_oversize_fast = on_whole, on_cut
+
+    def on_message(_client: object, _userdata: object, m: mqtt.MQTTMessage) -> None:
+        on_whole(m.topic, bytes(m.payload), m.mid, m.qos, bool(m.retain))  # paho's own path
+
+    client.on_message = on_message
+    client.oversize_limit, client.oversize_kept = 1000, 100
+    sock = BufferedSocket(right, chunk_bytes=chunk)
+    client._sock = cast(Any, sock)
+    held = 0
+    for _ in range(10 * len(stream)):  # each call makes progress until the stream is read
+        if len(whole) == 3:
+            break
+        assert client._packet_read() in (MQTTErrorCode.MQTT_ERR_SUCCESS,
+                                         MQTTErrorCode.MQTT_ERR_AGAIN)
+        held = max(held, len(sock.buffer) + len(sock.carry) + len(client._in_packet["packet"]))
+    client._sock = None
+
+    assert whole == [("v/a", b"before", 1, False), ("v/c", b"x" * 1000, 3, False),
+                     ("v/d", b"after", 4, True)]
+    assert cut == [("v/b", huge[:100], len(huge), hashlib.sha256(huge).hexdigest(), 2, True)]
+    # Never more than a read, a carried header or a message within the limit (which a cut
+    # one, like v/c, takes paho's path for) in memory.
+    assert held <= max(chunk, 1000) + 16

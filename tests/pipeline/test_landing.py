@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pipeline.ingest.admission import Vehicle, register_vehicles
 from pipeline.ingest.columnar import invalid_messages, telemetry_columns
 from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
 from pipeline.ingest.landing import (
+    KEPT_BYTES,
     InboundMessage,
     LandResult,
     land,
@@ -148,6 +150,11 @@ BAD_MESSAGES = {
                       "ts[0] = 1767225600000.0 is not a Unix time in seconds"),
     "null_value": (_edited(telemetry("nv"), value=[1.0, None, 2.0]), "value holds 1 null"),
     "text_value": (_edited(telemetry("tv"), value=[1.0, "high", 2.0]), "Could not convert"),
+    "bool_value": (_edited(telemetry("bo"), value=[1.0, True, 2.0]),
+                   "value[1] = true is a boolean, not a number"),
+    "bool_values": (_edited(telemetry("bf"), value=[False, False, False]),
+                    "value[0] = false is a boolean"),
+    "bool_ts": (_edited(telemetry("bt"), ts=[T0, T0, True]), "ts[2] = true is a boolean"),
     "lengths": (_edited(telemetry("ln"), signal=["a"]), "must have the same length"),
     "no_values": (_edited(telemetry("nv2"), value=None), "missing 'value'"),
     "no_msg_id": (_edited(telemetry("ni"), msg_id=""), "msg_id must be a non-empty string"),
@@ -172,7 +179,10 @@ def test_bad_messages_are_dead_lettered_and_the_rest_lands(
     assert (result.messages_landed, result.dead_letters) == (2, 1)
     [letter] = list_dead_letters(con)
     assert reason in letter.reason
-    assert (letter.topic, letter.payload, letter.replayed_at) == (bad.topic, bad.payload, None)
+    kept = bad.payload[:KEPT_BYTES] if case == "oversize" else bad.payload  # only a head
+    assert (letter.topic, letter.payload, letter.replayed_at) == (bad.topic, kept, None)
+    assert (letter.payload_bytes, letter.payload_sha256) == (
+        len(bad.payload), hashlib.sha256(bad.payload).hexdigest())
     assert count(con, "telemetry") == 3
     assert count(con, "ingested_messages") == 2
 

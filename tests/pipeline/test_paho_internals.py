@@ -85,6 +85,16 @@ SEAMS: tuple[Seam, ...] = (
          "IngestClient's own hook: a paho member of that name would be shadowed"),
     Seam("client", "ack_in_order", "absent",
          "IngestClient's own method: a paho member of that name would be shadowed"),
+    Seam("client", "on_oversize_fast", "absent",
+         "IngestClient's own hook for oversize PUBLISHes: a paho member would be shadowed"),
+    Seam("client", "oversize_limit", "absent",
+         "IngestClient's own setting: a paho member of that name would be shadowed"),
+    Seam("client", "oversize_kept", "absent",
+         "IngestClient's own setting: a paho member of that name would be shadowed"),
+    Seam("client", "_skip_oversize", "absent",
+         "IngestClient's own method (reads an oversize PUBLISH): paho's would be shadowed"),
+    Seam("client", "_heard", "absent",
+         "IngestClient's own method (sets _last_bytes_received): paho's would be shadowed"),
 )
 
 _SUBSCRIPT = re.compile(r"^(?P<name>\w+)\[(?P<key>\w+)\]$")
