@@ -11,10 +11,12 @@ giving both the value and the file is an error rather than a silent choice.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.wire.secrets import read_secret_files
@@ -23,6 +25,54 @@ from pipeline.errors import TerminalPipelineError
 SECRET_FIELDS: Final = ("crm_secret", "mqtt_password", "ca_key_password",
                          "mqtt_tls_key_password")
 """Fields that may be read from a file named by ``<field>_file``."""
+
+SECRET_PREFIX: Final = "whsec_"
+"""Standard Webhooks secrets are written ``whsec_<base64 key>``."""
+
+
+class SecretError(TerminalPipelineError, ValueError):
+    """A webhook signing secret is not ``whsec_`` followed by base64.
+
+    Also a ``ValueError``, so pydantic reports it as a bad value of the field it checks.
+    """
+
+
+def check_webhook_secret(secret: str) -> bytes:
+    """The raw key of one ``whsec_`` secret (:mod:`pipeline.crm.signing` signs with it).
+
+    The prefix is required, not merely tolerated: a key pasted without it, or a value that
+    is not base64 (a password, a hex string), would sign with bytes the CRM does not hold,
+    and every delivery would be refused as forged, one lead at a time, long after start-up.
+
+    Raises:
+        SecretError: not ``whsec_`` followed by non-empty base64 (the message never quotes
+            the secret).
+    """
+    if not secret.startswith(SECRET_PREFIX):
+        raise SecretError(f"a webhook secret must start with {SECRET_PREFIX!r}")
+    try:
+        raw = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
+    except ValueError:  # binascii.Error, or a character outside ASCII
+        raise SecretError(
+            f"a webhook secret must be {SECRET_PREFIX!r} followed by base64") from None
+    if not raw:
+        raise SecretError(f"a webhook secret needs a base64 key after {SECRET_PREFIX!r}")
+    return raw
+
+
+def check_webhook_secrets(keys: Sequence[str]) -> None:
+    """Check every key of a rotation list with :func:`check_webhook_secret`.
+
+    Raises:
+        SecretError: a key is malformed; the message names it by position, never by value.
+    """
+    for position, key in enumerate(keys, 1):
+        try:
+            check_webhook_secret(key)
+        except SecretError as exc:
+            where = f"key {position} of {len(keys)}: " if len(keys) > 1 else ""
+            raise SecretError(f"{where}{exc}") from None
+
 
 MqttClientKind = Literal["fast", "stock"]
 """Which paho client ingest runs on: ``fast`` is :class:`pipeline.ingest.client.IngestClient`
@@ -76,6 +126,17 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, data: Any) -> Any:
         return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
+
+    @field_validator("crm_secret")
+    @classmethod
+    def _crm_secret_is_whsec(cls, value: SecretStr) -> SecretStr:
+        """Refuse a malformed key at start, not at the first delivery; empty means unset.
+
+        Every key of a rotation list (spaces or commas between them) is checked; the error
+        names a key by its position only.
+        """
+        check_webhook_secrets(value.get_secret_value().replace(",", " ").split())
+        return value
 
 
 def load_pipeline_settings(**overrides: Any) -> PipelineSettings:

@@ -11,7 +11,6 @@ out to the CRM, status updates in from it.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 import hmac
@@ -19,9 +18,14 @@ import secrets as _secrets
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from pipeline.config import SECRET_PREFIX, SecretError, check_webhook_secrets
+from pipeline.config import check_webhook_secret as check_secret
 from pipeline.errors import TerminalPipelineError
 
-SECRET_PREFIX: Final = "whsec_"
+__all__ = ["SECRET_PREFIX", "TOLERANCE_S", "SecretError", "SignatureError", "check_secret",
+           "check_secrets", "key_list", "new_secret", "newest", "sign", "signed_headers",
+           "verify"]
+
 TOLERANCE_S: Final = 300.0
 """A receiver refuses timestamps further than this from its clock (replay protection)."""
 
@@ -39,17 +43,18 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(24)).decode()
 
 
-def check_secret(secret: str) -> bytes:
-    """The raw key of a ``whsec_`` secret.
+def check_secrets(secrets: str | Sequence[str]) -> list[str]:
+    """The live keys (see :func:`key_list`), each checked with :func:`check_secret`.
 
     Raises:
-        ValueError: the secret is not ``whsec_`` followed by base64.
+        SecretError: no key is given, or one is malformed (the message says which, by
+            position in the list, never by value).
     """
-    raw = secret.removeprefix(SECRET_PREFIX)
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("webhook secret must be 'whsec_' followed by base64") from exc
+    keys = key_list(secrets)
+    if not keys:
+        raise SecretError("no webhook secret given: set FLEETCARE_PIPELINE__CRM_SECRET")
+    check_webhook_secrets(keys)
+    return keys
 
 
 def key_list(secrets: str | Sequence[str]) -> list[str]:
