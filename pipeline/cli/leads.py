@@ -111,7 +111,9 @@ def _crm_deliver(args: argparse.Namespace) -> int:
     from pipeline.crm import outbox
     from pipeline.store import connection as store
 
-    url = args.url or load_pipeline_settings().crm_url
+    # Settings (a malformed CRM secret among them), the URL and the keys are all checked
+    # before the store is opened, so a refused start writes nothing.
+    url = outbox.check_endpoint(args.url or load_pipeline_settings().crm_url)
     keys = _secrets()
     if not keys:
         print(_NO_SECRET, file=sys.stderr)

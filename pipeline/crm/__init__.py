@@ -17,13 +17,14 @@ from pipeline.crm.outbox import (
     DeliveryReport,
     SignatureError,
     backoff_s,
+    check_endpoint,
     deliver_outbox,
     new_secret,
     sign,
     verify,
 )
 from pipeline.crm.problems import schema_problems
-from pipeline.crm.signing import key_list, newest, signed_headers
+from pipeline.crm.signing import SecretError, check_secrets, key_list, newest, signed_headers
 from pipeline.errors import DeliveryError, RejectedError
 
 __all__ = [
@@ -40,10 +41,13 @@ __all__ = [
     "Inbox",
     "JsonHttpServer",
     "RejectedError",
+    "SecretError",
     "SignatureError",
     "StatusUpdate",
     "adf_xml",
     "backoff_s",
+    "check_endpoint",
+    "check_secrets",
     "deliver_outbox",
     "inbound_server",
     "key_list",
