@@ -14,6 +14,17 @@ Topics (``{v}`` is the vehicle id)::
     fleetcare/v1/vehicles/{v}/dtc         kind="dtc"        fault-code events
     fleetcare/v1/vehicles/{v}/health      kind="health"     agent counters; also its last will
     fleetcare/v1/sim/{v}/truth            kind="truth"      simulator ground truth (CI, demo)
+    fleetcare/v1/vehicles/{v}/receipt     kind="receipt"    backend -> vehicle: what is stored
+
+Receipts are the one message that travels the other way. After each commit the backend
+publishes, per vehicle, the ``msg_id`` of every message of that vehicle the commit made
+durable, sorted into ``landed`` (new rows), ``duplicates`` (had landed before: a re-send) and
+``dead_lettered`` (kept in the dead-letter table with its reason). An agent deletes a spooled
+message only when a receipt names it; the broker's PUBACK proves only that the broker holds
+the message in memory. Receipts carry the same ``schema`` version as everything else: the
+kind was added without changing any existing payload, so schema-1 agents and backends that
+do not know it still understand each other (an agent facing a backend that sends no receipts
+must run with receipts off, deleting on PUBACK as before).
 """
 
 from __future__ import annotations
@@ -58,6 +69,17 @@ def health_topic(vehicle_id: str) -> str:
 def truth_topic(vehicle_id: str) -> str:
     """Topic the simulator publishes a vehicle's ground truth on."""
     return f"{TOPIC_ROOT}/sim/{_checked_vehicle_id(vehicle_id)}/truth"
+
+
+def receipt_topic(vehicle_id: str) -> str:
+    """Topic the backend publishes a vehicle's receipts on (the vehicle only reads it)."""
+    return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/receipt"
+
+
+RECEIPT_TOPICS: Final = f"{TOPIC_ROOT}/vehicles/+/receipt"
+"""Topic filter of every vehicle's receipt topic (what the backend may write)."""
+MAX_RECEIPT_BYTES: Final = 256 * 1024
+"""A receipt's message ids take at most about this many bytes; more ids go in more receipts."""
 
 
 INGEST_TOPICS: Final = (
@@ -129,7 +151,8 @@ class HealthReport:
     """An agent's counters, sent periodically and, with ``online`` false, as its last will.
 
     ``counters`` holds at least frames_received, frames_decoded, unknown_frames, filtered,
-    invalid_signals, published, spool_bytes, evicted and reconnects; agents may add more.
+    invalid_signals, published, spool_bytes, evicted and reconnects; agents may add more
+    (with receipts: sent, receipted, resent, awaiting_receipt and dead_lettered).
     """
 
     msg_id: str
@@ -171,6 +194,29 @@ class TruthRecord:
 
 
 Message = TelemetryBatch | DtcBatch | HealthReport | TruthRecord
+"""What vehicles (and the simulator) send the backend; :class:`Receipt` goes the other way."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The backend's word that these messages of one vehicle are durably stored.
+
+    Every id named here was committed to the store (as rows, as a duplicate of rows already
+    there, or as a dead letter) before the receipt was published; ``ts`` is the Unix time the
+    backend published it.
+    """
+
+    msg_id: str
+    vehicle_id: str
+    ts: float
+    landed: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+
+    @property
+    def msg_ids(self) -> list[str]:
+        """Every id this receipt names, whatever became of its message."""
+        return [*self.landed, *self.duplicates, *self.dead_lettered]
 
 
 def encode(message: Message) -> bytes:
@@ -196,6 +242,69 @@ def encode(message: Message) -> bytes:
         }
     head = {"schema": SCHEMA_VERSION, "msg_id": message.msg_id, "vehicle_id": message.vehicle_id}
     return orjson.dumps(head | body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def encode_receipt(receipt: Receipt) -> bytes:
+    """Serialise a receipt to its wire form."""
+    return orjson.dumps({
+        "schema": SCHEMA_VERSION, "msg_id": receipt.msg_id, "vehicle_id": receipt.vehicle_id,
+        "kind": "receipt", "ts": receipt.ts, "landed": receipt.landed,
+        "duplicates": receipt.duplicates, "dead_lettered": receipt.dead_lettered,
+    })
+
+
+def decode_receipt(payload: bytes) -> Receipt:
+    """Parse and validate a receipt (kept apart from :func:`decode`: the backend never takes
+    one as input, so a receipt published on a vehicle's topic is dead-lettered as unknown).
+
+    Raises:
+        ContractError: not a schema-1 receipt, or a field is missing or mistyped.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(f"receipt of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"receipt is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("kind") != "receipt":
+        raise ContractError("payload is not a receipt (kind must be 'receipt')")
+    if doc.get("schema") != SCHEMA_VERSION:
+        raise ContractError(
+            f"unsupported schema version {doc.get('schema')!r}; this build reads {SCHEMA_VERSION}"
+        )
+    try:
+        lists = [doc[name] for name in ("landed", "duplicates", "dead_lettered")]
+        if not all(isinstance(ids, list) and all(isinstance(i, str) for i in ids)
+                   for ids in lists):
+            raise ValueError("landed, duplicates and dead_lettered must be lists of strings")
+        vehicle_id = _checked_vehicle_id(doc["vehicle_id"])
+        return Receipt(str(doc["msg_id"]), vehicle_id, float(doc["ts"]), *lists)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ContractError(f"malformed receipt: {exc!r}") from exc
+
+
+_HEAD = re.compile(rb'\{"schema":\d+,"msg_id":"([^"\\]+)"')
+"""How :func:`encode` begins every payload: the id can be read without parsing the rest."""
+
+
+def msg_id_of(payload: bytes) -> str | None:
+    """The ``msg_id`` of a payload, or None when it has none (or is not JSON at all).
+
+    Payloads this module encoded are read from their first bytes, so a spool can index every
+    message by id for the price of a short match; anything else is parsed, unless it is over
+    :data:`MAX_PAYLOAD_BYTES` (the backend dead-letters those without reading them).
+    """
+    head = _HEAD.match(payload)
+    if head is not None:
+        return head.group(1).decode("utf-8", errors="replace")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    msg_id = doc.get("msg_id") if isinstance(doc, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def _dtc_dict(event: DtcEvent) -> dict[str, Any]:
