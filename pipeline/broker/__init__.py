@@ -16,6 +16,7 @@ from pipeline.broker.auth import (
 )
 from pipeline.broker.harness import (
     EmbeddedBroker,
+    check_port_free,
     find_mosquitto,
     free_port,
     serve_forever,
@@ -33,6 +34,7 @@ __all__ = [
     "acl_text",
     "apply_client_auth",
     "apply_client_tls",
+    "check_port_free",
     "credentials_from_settings",
     "credentials_from_url",
     "find_mosquitto",

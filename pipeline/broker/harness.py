@@ -72,6 +72,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def check_port_free(port: int) -> None:
+    """Refuse to start a broker on a port another process already listens on.
+
+    Without this, the readiness probe below would connect to *that* process and report a
+    broker that exited at once ("Address already in use") as started.
+
+    Raises:
+        BrokerError: something listens on ``127.0.0.1:port`` (or the port is not allowed).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As mosquitto binds: a port left in TIME_WAIT by a broker that just stopped is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BrokerError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc} "
+                              f"(another broker or service has it? choose another port)"
+                              ) from None
+
+
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
     """Poll until ``host:port`` accepts a TCP connection or ``timeout`` seconds pass."""
     deadline = time.monotonic() + timeout
@@ -227,6 +247,7 @@ class EmbeddedBroker:
         if self._prefer == "mosquitto" and exe is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
         port = self._requested_port or free_port()
+        check_port_free(port)
         if exe is not None:
             self._impl = _MosquittoProcess(exe, port, self._mosquitto_dir())
             self._kind = "mosquitto"

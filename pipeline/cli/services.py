@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from pipeline.leads.urgent import UrgentLeads
 
 SubParsers = argparse._SubParsersAction
+FLUSH_BYTES = 32 * 1024 * 1024
+"""``--flush-bytes``' default: :data:`pipeline.ingest.service.FLUSH_BYTES` (kept here so
+listing commands does not import ingest; a test holds the two equal)."""
 log = logging.getLogger(__name__)
 
 
@@ -38,8 +42,9 @@ def register_broker(sub: SubParsers) -> None:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from pipeline.broker.harness import serve_forever
+    from pipeline.broker.harness import check_port_free, serve_forever
 
+    check_port_free(args.port)  # before the banner: a busy port is one line and exit 1
     print(f"broker on mqtt://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
     serve_forever(args.port, args.prefer, args.data_dir)
     return 0
@@ -57,6 +62,10 @@ def register_ingest(sub: SubParsers) -> None:
     ingest.add_argument("--flush-rows", type=int, default=122_880,
                         help="land a batch at this many telemetry rows (default 122880, "
                              "DuckDB's row-group size)")
+    ingest.add_argument("--flush-bytes", type=int, default=FLUSH_BYTES,
+                        help=f"...or at this many bytes of payload, whatever the rows "
+                             f"(default {FLUSH_BYTES}: 32 MiB; an oversize message counts "
+                             f"only the 64 KiB it keeps)")
     ingest.add_argument("--flush-interval", type=float, default=1.0,
                         help="...or when its oldest message has waited this many seconds")
     ingest.add_argument("--urgent", action=argparse.BooleanOptionalAction, default=None,
@@ -102,6 +111,31 @@ def _add_maintenance_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between exports/snapshots (default 300)")
 
 
+def _check_ingest_arguments(args: argparse.Namespace) -> None:
+    """Refuse numbers ingest cannot work with, before anything is opened or connected.
+
+    argparse takes ``nan``, ``inf`` and negatives for a float; left alone, a NaN or negative
+    ``--rate-limit`` would silently turn the limit off (it is off only at 0), and
+    ``--flush-rows 0`` would land every message alone.
+
+    Raises:
+        TerminalPipelineError: the first argument out of range, with what it must be.
+    """
+    from pipeline.errors import TerminalPipelineError
+
+    positive = {"--flush-rows": args.flush_rows, "--flush-bytes": args.flush_bytes,
+                "--flush-interval": args.flush_interval, "--rate-burst": args.rate_burst,
+                "--maintenance-interval": args.maintenance_interval}
+    at_least_zero = {"--rate-limit": args.rate_limit, "--rate-catch-up": args.rate_catch_up,
+                     "--cold-after-days": args.cold_after_days}
+    for flag, value in positive.items():
+        if not (math.isfinite(value) and value > 0):
+            raise TerminalPipelineError(f"{flag} must be a positive number, not {value}")
+    for flag, value in at_least_zero.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise TerminalPipelineError(f"{flag} must be 0 or a positive number, not {value}")
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.broker.auth import credentials_from_settings, tls_from_settings
     from pipeline.config import load_pipeline_settings
@@ -109,6 +143,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.ingest.service import run_forever
     from pipeline.store.export import ExportPolicy
 
+    _check_ingest_arguments(args)
     settings = load_pipeline_settings()
     policy = None
     if args.export_dir or args.snapshot:
@@ -118,7 +153,7 @@ def _ingest(args: argparse.Namespace) -> int:
     urgent = _urgent_hook(args.urgent, settings)
     run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
                 flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
-                after_commit=urgent,
+                flush_bytes=args.flush_bytes, after_commit=urgent,
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,
                 require_registered_vehicles=not args.allow_unregistered,
                 vehicles_file=args.vehicles, rate_limit=limit,
@@ -201,7 +236,7 @@ def _export(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     report: dict[str, Any] = {}
-    with store.connect(args.db) as con:
+    with store.connect(_existing_store(args.db)) as con:
         if args.dir is not None:
             report["export"] = dataclasses.asdict(
                 export.export_cold(con, args.dir, args.older_than_days))
@@ -229,11 +264,24 @@ def register_deadletter(sub: SubParsers) -> None:
     replay.set_defaults(handler=_deadletter_replay)
 
 
+def _existing_store(path: Path) -> Path:
+    """``path`` if a store is there; reading commands must not create an empty one.
+
+    Raises:
+        StoreError: nothing at ``path``.
+    """
+    from pipeline.errors import StoreError
+
+    if not path.is_file():
+        raise StoreError(f"no store at {path} (ingest creates it; check the --db path)")
+    return path
+
+
 def _deadletter_list(args: argparse.Namespace) -> int:
     from pipeline.ingest import deadletters
     from pipeline.store import connection as store
 
-    with store.connect_readonly(args.db) as con:
+    with store.connect_readonly(_existing_store(args.db)) as con:
         letters = deadletters.list_dead_letters(con, limit=args.limit,
                                                 pending_only=args.pending)
     for letter in letters:
@@ -246,9 +294,12 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     from pipeline.ingest import deadletters
     from pipeline.store import connection as store
 
-    with store.connect(args.db) as con:
+    with store.connect(_existing_store(args.db)) as con:
         result = deadletters.replay_dead_letters(
             con, args.ids or None, require_registered_vehicles=not args.allow_unregistered)
+        unreplayable = deadletters.unreplayable_letters(con, args.ids or None)
+    for letter in unreplayable:  # say why, one line each, next to the counts
+        print(f"dead letter {letter.id} not replayed: {letter.reason}", file=sys.stderr)
     _print_json(dataclasses.asdict(result))
     return 0
 

@@ -18,7 +18,11 @@ from pipeline.ingest.admission import (
 )
 from pipeline.ingest.client import BufferedSocket, IngestClient
 from pipeline.ingest.columnar import invalid_messages, telemetry_columns
-from pipeline.ingest.deadletters import list_dead_letters, replay_dead_letters
+from pipeline.ingest.deadletters import (
+    list_dead_letters,
+    replay_dead_letters,
+    unreplayable_letters,
+)
 from pipeline.ingest.landing import (
     KEPT_BYTES,
     InboundMessage,
@@ -62,4 +66,5 @@ __all__ = [
     "replay_dead_letters",
     "run_forever",
     "telemetry_columns",
+    "unreplayable_letters",
 ]

@@ -40,6 +40,8 @@ from pipeline.ingest.landing import (
 _SIZE_AND_HASH: Final = ("coalesce(payload_bytes, octet_length(payload)), "
                          "coalesce(payload_sha256, sha256(payload))")
 """A row written without them (by hand, say) describes its payload as kept."""
+_SIZE_AND_HASH_BEFORE_009: Final = "octet_length(payload), sha256(payload)"
+"""The same for a store that migration 009 has not reached yet (read-only readers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,31 @@ def list_dead_letters(con: duckdb.DuckDBPyConnection, limit: int = 50,
                       pending_only: bool = False) -> list[DeadLetter]:
     """The most recent dead letters, newest first (replayed ones too unless ``pending_only``)."""
     where = "WHERE replayed_at IS NULL " if pending_only else ""
+    return _letters(con, f"{where}ORDER BY id DESC LIMIT $limit", {"limit": limit})
+
+
+def unreplayable_letters(con: duckdb.DuckDBPyConnection, ids: Sequence[int] | None = None
+                         ) -> list[DeadLetter]:
+    """Pending letters (all, or only ``ids``) that kept only the head of their payload.
+
+    Needs a store migrated to 009 (any read-write connection is).
+    """
+    where = "WHERE replayed_at IS NULL AND payload_bytes > octet_length(payload)"
+    params: dict[str, object] = {}
+    if ids is not None:
+        where += " AND id IN (SELECT unnest($ids::BIGINT[]))"
+        params["ids"] = list(ids)
+    return _letters(con, where + " ORDER BY id", params)
+
+
+def _letters(con: duckdb.DuckDBPyConnection, tail: str, params: dict[str, object]
+             ) -> list[DeadLetter]:
+    migrated = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = "
+                           "'dead_letters' AND column_name = 'payload_sha256'").fetchone()
+    size_and_hash = _SIZE_AND_HASH if migrated and migrated[0] else _SIZE_AND_HASH_BEFORE_009
     rows = con.execute(
-        f"SELECT id, received_at, topic, reason, payload, replayed_at, {_SIZE_AND_HASH} "
-        f"FROM dead_letters {where}ORDER BY id DESC LIMIT $limit",
-        {"limit": limit},
+        f"SELECT id, received_at, topic, reason, payload, replayed_at, {size_and_hash} "
+        f"FROM dead_letters {tail}", params,
     ).fetchall()
     return [DeadLetter(int(r[0]), r[1], str(r[2]), str(r[3]), bytes(r[4]), r[5], int(r[6]),
                        str(r[7])) for r in rows]
