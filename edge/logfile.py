@@ -16,15 +16,26 @@ Policy for malformed lines: by default each is counted, logged with ``file:line`
 (the rest of the recording is still worth having); with ``strict=True`` the first one raises
 a :class:`LogFormatError` naming the file and line. Binary formats are read with python-can's
 readers (MF4 needs the optional ``asammdf``); a reader failure names the file.
+
+:func:`check_log` looks at a recording before anything reads it: it must exist, be readable
+and not be empty, and a BLF or MF4 file must be whole. python-can's BLF reader and asammdf
+both end a cut-off file quietly, at the last complete frame, so a recording truncated by a
+full disk or an interrupted copy would otherwise replay as a shorter drive that nobody can
+tell from the real one. The check walks the file's block structure (BLF objects; MF4 blocks
+and, in an unfinalised MF4 as CANedge loggers write them, the records of the open data block)
+and names the file and the byte where it ends too early.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 import can
 
@@ -52,18 +63,41 @@ class LogFormatError(TerminalEdgeError):
 
 @dataclass
 class LogCounters:
-    """What the reader saw; ``malformed_at`` keeps the first few ``file:line: reason``."""
+    """What the reader saw; ``malformed_at`` keeps the first few ``file:line: reason``.
+
+    The first few malformed lines are logged one by one, then one line says the rest are only
+    counted: a binary file passed as a candump log must not print a warning per line. With
+    ``quiet`` nothing is logged until :meth:`report_held` (a look-ahead that may find the whole
+    log unusable, which its caller then says in one line).
+    """
 
     frames: int = 0
     malformed: int = 0
     malformed_at: list[str] = field(default_factory=list)
+    quiet: bool = False
 
     def bad_line(self, where: str) -> None:
         """Count one malformed line and remember where it was (the first few only)."""
         self.malformed += 1
         if len(self.malformed_at) < _KEEP_LOCATIONS:
             self.malformed_at.append(where)
-        log.warning("skipping malformed log line %s", where)
+        if not self.quiet:
+            self._log(self.malformed, where)
+
+    def report_held(self) -> None:
+        """Log what was counted while ``quiet``, as it would have been logged then."""
+        for number, where in enumerate(self.malformed_at, start=1):
+            self._log(number, where)
+        if self.malformed > _KEEP_LOCATIONS:
+            self._log(_KEEP_LOCATIONS + 1, "")
+
+    @staticmethod
+    def _log(number: int, where: str) -> None:
+        if number <= _KEEP_LOCATIONS:
+            log.warning("skipping malformed log line %s", where)
+        elif number == _KEEP_LOCATIONS + 1:
+            log.warning("more than %d malformed log lines: the rest are skipped and counted "
+                        "(log_malformed_lines), not logged one by one", _KEEP_LOCATIONS)
 
 
 def read_log(path: str | Path, counters: LogCounters | None = None, *,
@@ -245,3 +279,168 @@ def _raw_line(path: Path, number: int, line: str, counters: LogCounters, strict:
     if raw[1] != NOT_DATA and not frame.is_fd:
         keys[line.split()[2].partition("#")[0]] = raw[1]
     return raw
+
+
+def check_log(path: str | Path) -> None:
+    """Refuse a recording that cannot be replayed whole, before anything reads it.
+
+    Raises:
+        ConfigError: the file is missing, is not a file, or cannot be read.
+        LogFormatError: the file is empty, or a BLF/MF4 file is cut off or not of its format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"CAN log {path} does not exist")
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise LogFormatError(f"CAN log {path} is empty")
+            suffix = path.suffix.lower()
+            if suffix == ".blf":
+                _check_blf(path, handle, size)
+            elif suffix == ".mf4":
+                _check_mf4(path, handle, size)
+    except OSError as exc:
+        raise ConfigError(f"CAN log {path} cannot be read: {exc.strerror or exc}") from exc
+
+
+_BLF_HEADER = struct.Struct("<4sL8xQ")
+"""The start of a BLF file header: signature, header size, (8 bytes), file size."""
+_BLF_OBJECT = struct.Struct("<4sHHL")
+"""The start of every BLF object: signature, header size, header version, object size."""
+
+
+def _check_blf(path: Path, handle: BinaryIO, size: int) -> None:
+    """Every top-level BLF object (a log container, usually) lies whole inside the file."""
+    head = handle.read(_BLF_HEADER.size)
+    if len(head) < _BLF_HEADER.size:
+        raise LogFormatError(f"CAN log {path} is truncated: {size} bytes, shorter than a BLF "
+                             "file header")
+    signature, header_size, declared = _BLF_HEADER.unpack(head)
+    if signature != b"LOGG":
+        raise LogFormatError(f"CAN log {path} is not a BLF file (no LOGG signature)")
+    if declared > size:  # a writer that never closed leaves its placeholder, which is smaller
+        raise LogFormatError(f"CAN log {path} is truncated: its header says {declared} bytes, "
+                             f"the file has {size}")
+    position = max(header_size, _BLF_HEADER.size)
+    while position + _BLF_OBJECT.size <= size:
+        handle.seek(position)
+        signature, _, _, length = _BLF_OBJECT.unpack(handle.read(_BLF_OBJECT.size))
+        if signature != b"LOBJ" or length < _BLF_OBJECT.size:
+            raise LogFormatError(f"CAN log {path} is corrupt: no BLF object at byte {position}")
+        if position + length > size:
+            raise LogFormatError(f"CAN log {path} is truncated: the object at byte {position} "
+                                 f"needs {length} bytes, the file ends {size - position} "
+                                 "bytes after its start")
+        position += length + length % 4  # python-can's reader skips the same padding
+    if position < size:
+        handle.seek(position)
+        if handle.read(size - position).strip(b"\0"):
+            raise LogFormatError(f"CAN log {path} is truncated: {size - position} bytes of an "
+                                 f"incomplete BLF object at byte {position}")
+
+
+_MF4_BLOCK = struct.Struct("<4s4xQQ")
+"""Every MF4 block starts with: id (``##XX``), 4 reserved bytes, block length, link count."""
+_MF4_CG = struct.Struct("<QQHH4xLL")
+"""A channel group's data: record id, cycle count, flags, path separator, data and
+invalidation bytes per record."""
+_MF4_UNFINISHED = b"UnFinMF "
+_MF4_VLSD = 1
+"""The channel-group flag of variable-length signal data (records with their own length)."""
+
+
+def _check_mf4(path: Path, handle: BinaryIO, size: int) -> None:
+    """Every MF4 block lies whole inside the file; an unfinalised file's open data block
+    ends on a record boundary."""
+    ident = handle.read(64)
+    if len(ident) < 64 or ident[:8] not in (b"MDF     ", _MF4_UNFINISHED):
+        raise LogFormatError(f"CAN log {path} is not an MF4 file (no MDF identification)")
+    blocks: dict[int, tuple[bytes, int, tuple[int, ...]]] = {}
+    todo = [64]  # the header block: every other block is reachable through links
+    while todo:
+        at = todo.pop()
+        if at == 0 or at in blocks:
+            continue
+        if at + _MF4_BLOCK.size > size:
+            raise LogFormatError(f"CAN log {path} is truncated: a block at byte {at} lies "
+                                 f"beyond its end ({size} bytes)")
+        handle.seek(at)
+        kind, length, count = _MF4_BLOCK.unpack(handle.read(_MF4_BLOCK.size))
+        if kind[:2] != b"##" or length < _MF4_BLOCK.size + 8 * count:
+            raise LogFormatError(f"CAN log {path} is corrupt: no MF4 block at byte {at}")
+        if at + length > size:
+            name = kind[2:].decode("ascii", errors="replace")
+            raise LogFormatError(f"CAN log {path} is truncated: the {name} block at byte {at} "
+                                 f"needs {length} bytes, the file ends {size - at} bytes after "
+                                 "its start")
+        links = struct.unpack(f"<{count}Q", handle.read(8 * count))
+        blocks[at] = (kind, length, links)
+        todo.extend(links)
+    if ident[:8] == _MF4_UNFINISHED:
+        _check_open_records(path, handle, size, blocks)
+
+
+def _check_open_records(path: Path, handle: BinaryIO, size: int,
+                        blocks: dict[int, tuple[bytes, int, tuple[int, ...]]]) -> None:
+    """In an unfinalised MF4 the last data block's length was never written: its records run
+    to the next block or to the end of the file, which must fall between two records."""
+    starts = sorted(blocks)
+    for at, (kind, _, links) in blocks.items():
+        if kind != b"##DG" or len(links) < 3 or blocks.get(links[2], (b"",))[0] != b"##DT":
+            continue
+        handle.seek(at + _MF4_BLOCK.size + 8 * len(links))
+        id_size = handle.read(1)[0]
+        records: dict[int, int | None] = {}  # record id -> bytes per record; None: VLSD
+        group = links[1]
+        while group and group in blocks:
+            _, _, group_links = blocks[group]
+            handle.seek(group + _MF4_BLOCK.size + 8 * len(group_links))
+            record_id, _, flags, _, data_bytes, invalid_bytes = _MF4_CG.unpack(
+                handle.read(_MF4_CG.size))
+            records[record_id] = None if flags & _MF4_VLSD else data_bytes + invalid_bytes
+            group = group_links[0] if group_links else 0
+        data = links[2]
+        later = [s for s in starts if s > data]
+        end = later[0] if later else size
+        _walk_records(path, handle, data + _MF4_BLOCK.size, end, id_size, records)
+
+
+def _walk_records(path: Path, handle: BinaryIO, start: int, end: int, id_size: int,
+                  records: dict[int, int | None]) -> None:
+    """Step over the records between ``start`` and ``end``; the last must end at ``end``."""
+    handle.seek(start)
+    data = memoryview(handle.read(end - start))
+    id_format = {0: "", 1: "<B", 2: "<H", 4: "<L", 8: "<Q"}.get(id_size)
+    if id_format is None:
+        raise LogFormatError(f"CAN log {path} is corrupt: record ids of {id_size} bytes")
+    only = next(iter(records.values())) if len(records) == 1 else None
+    if not id_size:
+        if only and len(data) % only:
+            raise LogFormatError(f"CAN log {path} is truncated: its last record is "
+                                 f"{len(data) % only} of {only} bytes")
+        return
+    unpack_id = struct.Struct(id_format).unpack_from
+    unpack_length = struct.Struct("<L").unpack_from
+    position, limit, record = 0, len(data), 0
+    while position < limit:
+        record = position
+        if position + id_size > limit:
+            break
+        (record_id,) = unpack_id(data, position)
+        position += id_size
+        if record_id not in records:
+            raise LogFormatError(f"CAN log {path} is corrupt: unknown record id {record_id} "
+                                 f"at byte {start + record}")
+        length = records[record_id]
+        if length is None:  # variable length: a 4-byte length first
+            if position + 4 > limit:
+                position = limit + 1
+                break
+            (length,) = unpack_length(data, position)
+            position += 4
+        position += length
+    if position != limit:
+        raise LogFormatError(f"CAN log {path} is truncated: its last record, at byte "
+                             f"{start + record}, ends past the end of the file")

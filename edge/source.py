@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import can
 
 from edge.errors import ConfigError
-from edge.logfile import LogCounters, RawFrame, read_log, read_raw
+from edge.logfile import LogCounters, RawFrame, check_log, read_log, read_raw
 
 _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
@@ -99,13 +99,14 @@ class ReplaySource(FrameSource):
 
     def __init__(self, paths: Sequence[str | Path], *, speed: float = 0.0,
                  strict: bool = False) -> None:
-        if speed < 0:
+        if not speed >= 0:  # NaN too
             raise ConfigError(f"replay speed {speed} must be 0 (as fast as possible) or more")
+        if not paths:
+            raise ConfigError("a replay needs at least one CAN log")
         for path in paths:
-            if not Path(path).is_file():
-                raise ConfigError(f"CAN log {path} does not exist")
+            check_log(path)
         self.counters = LogCounters()
-        self.checkpoint_key = "replay:" + "|".join(str(Path(p).resolve()) for p in paths)
+        self.checkpoint_key = replay_checkpoint_key(paths)
         """Names this recording in the spool's checkpoints."""
         self.position = 0
         """Frames handed out so far (skipped ones included)."""
@@ -130,6 +131,35 @@ class ReplaySource(FrameSource):
     @property
     def exhausted(self) -> bool:
         return self._done and self._next is None and self._at >= len(self._buffer)
+
+    def holds_no_frames(self, *, frame_by_frame: bool = False) -> bool:
+        """True when the recordings yield no frame at all (before reading: looks ahead).
+
+        Reads only up to the first frame, which stays to be handed out; ``frame_by_frame``
+        looks ahead the way :meth:`recv` reads (for frame taps), so nothing is read twice.
+        After :meth:`skip` or any read it is False: frames were there.
+
+        Raises:
+            LogFormatError: a strict replay met a malformed line before the first frame.
+        """
+        if self.position:
+            return False
+        self.counters.quiet = True  # an unusable log is one line, said by the caller
+        try:
+            if frame_by_frame:
+                self._start_frames()
+                assert self._frames is not None
+                if self._next is None:
+                    self._next = next(self._frames, None)
+                self._done = self._next is None
+                empty = self._done
+            else:
+                empty = not self._fill()
+        finally:
+            self.counters.quiet = False
+        if not empty:
+            self.counters.report_held()
+        return empty
 
     def skip(self, frames: int) -> int:
         """Resume after a checkpoint: pass over ``frames`` frames; returns how many there were."""
@@ -183,16 +213,8 @@ class ReplaySource(FrameSource):
         return buffer[at:end]
 
     def _read_internal(self, timeout: float | None) -> can.Message | None:
-        if self._frames is None:
-            # Frame by frame from here on: a message reader, counting afresh from the start of
-            # the recording, placed where the raw reader stood (after skip(), usually).
-            self._chunks.close()
-            self._buffer, self._at, self._done = [], 0, False
-            self.counters.frames = self.counters.malformed = 0
-            self.counters.malformed_at.clear()
-            self._frames = self._chain(self.counters)
-            for _ in range(self.position):
-                next(self._frames, None)
+        self._start_frames()
+        assert self._frames is not None
         if self._next is None:
             self._next = next(self._frames, None)
             if self._next is None:
@@ -209,11 +231,29 @@ class ReplaySource(FrameSource):
         self.position += 1
         return frame
 
+    def _start_frames(self) -> None:
+        """Switch to reading frame by frame (once): a message reader, counting afresh from
+        the start of the recording, placed where the raw reader stood (after skip(), usually)."""
+        if self._frames is not None:
+            return
+        self._chunks.close()
+        self._buffer, self._at, self._done = [], 0, False
+        self.counters.frames = self.counters.malformed = 0
+        self.counters.malformed_at.clear()
+        self._frames = self._chain(self.counters)
+        for _ in range(self.position):
+            next(self._frames, None)
+
     def _due(self, ts: float) -> float:
         if self._origin is None:
             self._origin = (ts, time.monotonic())
         first_ts, started = self._origin
         return started + max(0.0, ts - first_ts) / self._speed
+
+
+def replay_checkpoint_key(paths: Sequence[str | Path]) -> str:
+    """The name under which a replay of these recordings records its position in a spool."""
+    return "replay:" + "|".join(str(Path(p).resolve()) for p in paths)
 
 
 SourceFactory = Callable[..., FrameSource]
