@@ -69,6 +69,15 @@ class EdgeSettings(BaseSettings):
     health_interval_s: float = Field(60.0, gt=0, description="Seconds between health reports.")
     reconnect_min_s: int = Field(1, ge=1, description="First reconnect delay (doubles).")
     reconnect_max_s: int = Field(60, ge=1, description="Longest reconnect delay.")
+    receipts: bool = Field(True, description="Delete a spooled message when the backend's "
+                                             "receipt says its store committed it; False: on "
+                                             "the broker's PUBACK (a backend without receipts).")
+    receipt_timeout_s: float = Field(30.0, gt=0, description="Send a message again when no "
+                                                             "receipt came this long after "
+                                                             "the broker's PUBACK.")
+    receipt_timeout_max_s: float = Field(480.0, gt=0, description="Longest wait for a receipt: "
+                                                                  "each re-send doubles the "
+                                                                  "wait up to this.")
     tls_ca: Path | None = Field(None, description="CA file that signed the broker (PEM).")
     tls_cert: Path | None = Field(None, description="Client certificate (PEM).")
     tls_key: Path | None = Field(None, description="Client private key (PEM).")
@@ -83,6 +92,13 @@ class EdgeSettings(BaseSettings):
     @classmethod
     def _secrets_from_files(cls, data: Any) -> Any:
         return read_secret_files(data, SECRET_FIELDS) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _receipt_waits_grow(self) -> EdgeSettings:
+        if self.receipt_timeout_max_s < self.receipt_timeout_s:
+            raise ValueError(f"receipt_timeout_max_s ({self.receipt_timeout_max_s:g}) is "
+                             f"shorter than receipt_timeout_s ({self.receipt_timeout_s:g})")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -1,11 +1,33 @@
-"""Publishing the spool to an MQTT broker at QoS 1.
+"""Publishing the spool to an MQTT broker at QoS 1; retiring entries on the backend's receipt.
 
-A message leaves the spool only when the broker has acknowledged it (PUBACK). paho's
-callbacks run in its network thread while paho holds its own locks, so they only hand off
-(append a message id to a deque, set an event); one publisher thread owns the spool's reading
-side, sends entries while the link is up and retires the acknowledged ones. When the link is
-down nothing is lost: entries wait on disk and go out after the reconnect, which paho retries
-with a capped exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``).
+A message leaves the spool only when the backend's store has committed it. The broker's
+PUBACK proves only that the broker holds the message in memory: a broker restarted without
+persistence, or one whose queue for an offline ingest is full, has acknowledged messages it
+no longer has. So with :class:`Receipts` a PUBACK only marks an entry *sent*; after each commit
+ingest publishes a receipt on the vehicle's receipt topic naming the ids it stored, and the
+receipt deletes the entries. An entry sent but not receipted ``timeout_s`` after its PUBACK is
+sent again, and each further attempt waits twice as long, up to ``max_timeout_s``, so an
+ingest outage does not turn into a flood of re-sends; the first receipt after a silence
+longer than ``timeout_s`` (the backend is back) shortens those waits to ``timeout_s`` again,
+so the backlog is not left waiting for the longest delay. A re-send is harmless: the backend
+lands each message id once and receipts the copy as a duplicate. Meanwhile the entries stay
+in the spool, bounded by its size and evicted by its policy like any other. Without receipts
+(``receipts=None``: a backend that sends none, or a benchmark of the broker leg) the PUBACK
+deletes the entry.
+
+paho's callbacks run in its network thread while paho holds its own locks, so they only hand
+off (append to a deque, set an event); one publisher thread owns the spool's reading side,
+sends entries while the link is up, re-sends the overdue ones and retires the acknowledged
+ones. When the link is down nothing is lost: entries wait on disk and go out after the
+reconnect, which paho retries with a capped exponential backoff (``reconnect_min_s``
+doubling up to ``reconnect_max_s``). The session is clean, so the receipt topic is
+subscribed again on every connection, before anything is published on it; a receipt the
+broker had for the agent while it was offline is lost with the old session, and the entry it
+named is sent again after its timeout and receipted as a duplicate.
+Every failed attempt is logged with its reason (refused, unresolvable, TLS, login), so a
+gateway that keeps spooling through an outage says why in its journal; a command that must
+have the broker now (a replay, a simulation) waits with :meth:`Publisher.wait_connected` and
+reports :attr:`Publisher.last_connect_error` itself.
 
 The publisher also speaks for the agent's health: a :class:`~edge.wire.contract.HealthReport`
 with its counters every ``health_interval_s`` while connected, and the same report with
@@ -18,7 +40,10 @@ is used for ``mqtts://`` URLs (or whenever a CA file is given).
 from __future__ import annotations
 
 import collections
+import heapq
 import logging
+import math
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +52,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from edge.errors import ContractError
 from edge.spool import Spool
 from edge.wire import contract
 from edge.wire.mqtt import TlsFiles, configure_tls, parse_mqtt_url
@@ -36,7 +62,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PublisherStats:
-    """What the publisher has done so far."""
+    """What the publisher has done so far.
+
+    ``published`` counts publish calls (re-sends included), ``acked`` the broker's PUBACKs
+    (entries *sent*), ``inflight`` those still waiting for theirs. With receipts,
+    ``receipted`` counts entries a receipt removed from the spool (``dead_lettered`` of them
+    were stored by the backend as dead letters, not rows), ``resent`` the entries sent again
+    for want of a receipt, ``awaiting_receipt`` the entries sent and not receipted yet, and
+    ``bad_receipts`` receipts ignored as malformed or meant for another vehicle.
+    """
 
     connected: bool
     published: int
@@ -44,6 +78,11 @@ class PublisherStats:
     inflight: int
     connects: int
     health_reports: int = 0
+    receipted: int = 0
+    resent: int = 0
+    awaiting_receipt: int = 0
+    dead_lettered: int = 0
+    bad_receipts: int = 0
 
     @property
     def reconnects(self) -> int:
@@ -60,6 +99,32 @@ class Health:
     interval_s: float = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    """Delete spool entries on the backend's receipts, not on the broker's PUBACK.
+
+    ``vehicle_id`` names the receipt topic to follow; an entry the broker acknowledged but no
+    receipt named is sent again ``timeout_s`` after its PUBACK, then after twice as long each
+    time, up to ``max_timeout_s``.
+    """
+
+    vehicle_id: str
+    timeout_s: float = 30.0
+    max_timeout_s: float = 480.0
+
+
+class _Unreceipted:
+    """Where one sent but unreceipted entry stands (the publisher thread's alone, mutable)."""
+
+    __slots__ = ("delay", "due")
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        """How long after its next PUBACK it is sent again."""
+        self.due = math.inf
+        """Monotonic time of the next re-send; infinite while in flight (no PUBACK yet)."""
+
+
 class Publisher:
     """Drains a :class:`Spool` to a broker, keeping at most ``window`` messages in flight.
 
@@ -72,33 +137,58 @@ class Publisher:
         tls: certificate files; TLS is on for ``mqtts://`` URLs or when any file is given.
         reconnect_min_s, reconnect_max_s: the reconnect backoff's first and longest delay.
         on_ack: called with each spool sequence number the broker acknowledged (benchmarks).
+        receipts: delete entries on the backend's receipts (see :class:`Receipts`); None
+            deletes them on the broker's PUBACK.
+        quiet_first_connect: do not log failures before the first connection (the caller
+            waits with :meth:`wait_connected` and reports the reason as one line itself).
+
+    Raises:
+        ContractError: ``receipts`` names an invalid vehicle id.
     """
 
     def __init__(self, spool: Spool, broker_url: str, client_id: str, *, window: int = 32,
                  health: Health | None = None, tls: TlsFiles | None = None,
                  reconnect_min_s: int = 1, reconnect_max_s: int = 30,
-                 on_ack: Callable[[int], None] | None = None) -> None:
+                 on_ack: Callable[[int], None] | None = None,
+                 receipts: Receipts | None = None,
+                 quiet_first_connect: bool = False) -> None:
         self._spool = spool
         self._host, self._port = parse_mqtt_url(broker_url)
         self._window = window
         self._health = health
         self._on_ack = on_ack
+        self._receipts = receipts
+        self._receipt_topic = (contract.receipt_topic(receipts.vehicle_id)
+                               if receipts is not None else "")
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=True)
         self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
         configure_tls(self._client, broker_url, tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._backoff = (reconnect_min_s, reconnect_max_s)
+        self._quiet_first_connect = quiet_first_connect
+        self._last_error: str | None = None
         self._acks: collections.deque[tuple[int, int]] = collections.deque()
         self._inflight: dict[int, int] = {}
+        self._receipt_payloads: collections.deque[bytes] = collections.deque()
+        self._unreceipted: dict[int, _Unreceipted] = {}
+        self._due: list[tuple[float, int]] = []
+        """(due, seq) of sent entries, earliest first; stale pairs are skipped when popped."""
+        self._receipted = self._resent = self._dead_lettered = self._bad_receipts = 0
+        self._last_receipt = -math.inf
         self._wake = threading.Event()
         self._emptied = threading.Event()
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._published = self._acked = self._connects = self._health_reports = 0
         self._last_health = float("-inf")
-        self._sent_up_to = 0
+        self._cursor = 0
+        """Entries above this sequence number have not been sent by this process yet."""
         self._session = 0
         self._thread = threading.Thread(target=self._run, name=f"publish-{client_id}",
                                         daemon=True)
@@ -115,6 +205,15 @@ class Publisher:
     def notify(self) -> None:
         """Tell the publisher the spool has new entries."""
         self._wake.set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the broker has accepted a connection or ``timeout`` seconds pass."""
+        return self._connected.wait(timeout)
+
+    @property
+    def last_connect_error(self) -> str | None:
+        """Why the last connection attempt failed or the link dropped (None: no failure yet)."""
+        return self._last_error
 
     def wait_drained(self, timeout: float) -> bool:
         """Block until the spool is empty (everything acknowledged) or the timeout passes.
@@ -153,7 +252,9 @@ class Publisher:
     def stats(self) -> PublisherStats:
         """A snapshot of the counters."""
         return PublisherStats(self._connected.is_set(), self._published, self._acked,
-                              len(self._inflight), self._connects, self._health_reports)
+                              len(self._inflight), self._connects, self._health_reports,
+                              self._receipted, self._resent, len(self._unreceipted),
+                              self._dead_lettered, self._bad_receipts)
 
     def _health_payload(self, *, online: bool) -> bytes:
         assert self._health is not None
@@ -175,15 +276,52 @@ class Publisher:
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: object,
                     reason: mqtt.ReasonCode, properties: object) -> None:
         if not reason.is_failure:
+            if self._receipts is not None:
+                # Queued before anything this connection publishes, so the broker holds the
+                # subscription before any message it could receipt arrives.
+                client.subscribe(self._receipt_topic, qos=1)
             self._connects += 1
             self._connected.set()
             self._wake.set()
         else:
-            log.warning("broker %s:%s refused the connection: %s", self._host, self._port, reason)
+            self._connect_failed(f"the broker refused the connection: {reason}")
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        # paho calls this from inside its ``except OSError`` around the attempt, without the
+        # exception: it is still the one being handled.
+        error = sys.exc_info()[1]
+        self._connect_failed(_describe(error) if error is not None else "connection failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason: mqtt.ReasonCode, properties: object) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
+        if was_connected and reason.is_failure and not self._stop.is_set():
+            self._last_error = f"connection lost: {reason}"
+            log.warning("lost the connection to the broker at %s:%s (%s); reconnecting, "
+                        "messages wait in the spool", self._host, self._port, reason)
+
+    def _connect_failed(self, why: str) -> None:
+        """Remember and (unless the caller reports it) log why an attempt failed."""
+        self._last_error = why
+        if self._quiet_first_connect and not self._connects:
+            return
+        log.warning("cannot connect to the broker at %s:%s: %s; retrying (backoff %d s "
+                    "doubling to %d s), messages wait in the spool", self._host, self._port,
+                    why, *self._backoff)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reasons: list[mqtt.ReasonCode], properties: object) -> None:
+        if any(r.is_failure for r in reasons):
+            log.warning("broker %s:%s refused the subscription to %s: no receipt can arrive, "
+                        "so entries are sent again until they are evicted (check the ACL)",
+                        self._host, self._port, self._receipt_topic)
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._receipt_topic:
+            self._receipt_payloads.append(bytes(message.payload))
+            self._wake.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
                     reason: mqtt.ReasonCode, properties: object) -> None:
@@ -195,18 +333,36 @@ class Publisher:
             self._wake.wait(0.5)
             self._wake.clear()
             done = self._take_acks()
+            self._take_receipts()
             if self._connected.is_set():
                 if self._connects != self._session:
-                    # A new session: what was in flight may never be acknowledged, so send it
-                    # again (the backend lands each message id once).
                     self._session = self._connects
-                    self._inflight.clear()
-                    self._sent_up_to = 0
+                    self._new_session()
                 self._maybe_report_health()
+                self._resend_due()
                 self._send_more()
             # Forgotten after sending more: the delete may wait for an append's fsync, and
             # the window it freed is better filled first.
             self._retire(done)
+
+    def _new_session(self) -> None:
+        """What was in flight may never be acknowledged now, so it is sent again first.
+
+        Without receipts that is every entry of the spool (all of them are unacknowledged);
+        with receipts, the entries the broker did acknowledge keep their timeouts. Either way
+        the backend lands each message id once.
+        """
+        if self._receipts is None:
+            self._inflight.clear()
+            self._cursor = 0
+            return
+        now = time.monotonic()
+        for seq in self._inflight.values():
+            state = self._unreceipted.get(seq)
+            if state is not None:
+                state.due = now
+                heapq.heappush(self._due, (now, seq))
+        self._inflight.clear()
 
     def _take_acks(self) -> list[int]:
         """The spool entries acknowledged since the last turn (they leave the window)."""
@@ -221,19 +377,95 @@ class Publisher:
         return done
 
     def _retire(self, done: list[int]) -> None:
-        """Remove acknowledged entries from the spool (the broker has them)."""
-        self._spool.ack_many(done)
+        """Act on PUBACKs: delete the entries (no receipts) or start their receipt timeouts."""
         self._acked += len(done)
-        if done and self._spool.empty():
-            self._emptied.set()
+        if self._receipts is None:
+            self._spool.ack_many(done)
+            if done and self._spool.empty():
+                self._emptied.set()
+        else:
+            now = time.monotonic()
+            for seq in done:
+                state = self._unreceipted.get(seq)
+                if state is not None and state.due == math.inf:
+                    state.due = now + state.delay
+                    heapq.heappush(self._due, (state.due, seq))
         if self._on_ack is not None:
             for seq in done:
                 self._on_ack(seq)
 
+    def _take_receipts(self) -> None:
+        """Delete the entries named by the receipts that arrived (the backend stored them)."""
+        receipts = self._receipts
+        while self._receipt_payloads and receipts is not None:
+            payload = self._receipt_payloads.popleft()
+            try:
+                receipt = contract.decode_receipt(payload)
+                if receipt.vehicle_id != receipts.vehicle_id:
+                    raise ContractError(f"it is for vehicle {receipt.vehicle_id!r}")
+            except ContractError as exc:
+                self._bad_receipts += 1
+                log.warning("ignored a receipt on %s: %s", self._receipt_topic, exc)
+                continue
+            removed = self._spool.receipt(receipt.msg_ids)
+            for seq, _ in removed:
+                self._unreceipted.pop(seq, None)
+            self._receipted += len(removed)
+            if receipt.dead_lettered:
+                dead = set(receipt.dead_lettered)
+                refused = sum(1 for _, msg_id in removed if msg_id in dead)
+                self._dead_lettered += refused
+                if refused:
+                    log.info("the backend stored %d of this vehicle's messages as dead "
+                             "letters (fleetcare deadletter show says why)", refused)
+            now = time.monotonic()
+            if now - self._last_receipt > receipts.timeout_s:
+                self._restart_waits(now, receipts)
+            self._last_receipt = now
+            if removed and self._spool.empty():
+                self._emptied.set()
+
+    def _restart_waits(self, now: float, receipts: Receipts) -> None:
+        """The backend answers again after a silence: no entry waits longer than
+        ``timeout_s`` from now for its next attempt, whatever its backoff had grown to."""
+        soon = now + receipts.timeout_s
+        for seq, state in self._unreceipted.items():
+            if state.delay > receipts.timeout_s:
+                state.delay = receipts.timeout_s
+                if soon < state.due < math.inf:
+                    state.due = soon
+                    heapq.heappush(self._due, (soon, seq))
+
+    def _resend_due(self) -> None:
+        """Send again, earliest timeout first, the entries whose receipt is overdue."""
+        receipts = self._receipts
+        if receipts is None:
+            return
+        now = time.monotonic()
+        while self._due and self._due[0][0] <= now and len(self._inflight) < self._window:
+            due, seq = heapq.heappop(self._due)
+            state = self._unreceipted.get(seq)
+            if state is None or state.due != due:
+                continue  # receipted since, or rescheduled
+            entry = self._spool.read(seq)
+            if entry is None:  # evicted to make room for newer messages (and counted there)
+                del self._unreceipted[seq]
+                continue
+            info = self._client.publish(entry.topic, entry.payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                heapq.heappush(self._due, (due, seq))
+                return
+            self._inflight[info.mid] = seq
+            state.due = math.inf
+            state.delay = min(receipts.max_timeout_s, state.delay * 2)
+            self._published += 1
+            self._resent += 1
+
     def _send_more(self) -> None:
-        """Send waiting entries in order, past those already in flight, up to the window."""
+        """Send waiting entries in order, past those already sent, up to the window."""
+        receipts = self._receipts
         while len(self._inflight) < self._window:
-            entries = self._spool.entries_after(self._sent_up_to,
+            entries = self._spool.entries_after(self._cursor,
                                                 limit=self._window - len(self._inflight))
             if not entries:
                 return
@@ -242,5 +474,13 @@ class Publisher:
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     return
                 self._inflight[info.mid] = entry.seq
-                self._sent_up_to = entry.seq
+                if receipts is not None:
+                    self._unreceipted[entry.seq] = _Unreceipted(receipts.timeout_s)
+                self._cursor = entry.seq
                 self._published += 1
+
+
+def _describe(error: BaseException) -> str:
+    """An OS or TLS error as a short phrase (``[Errno 111] Connection refused``)."""
+    text = str(error).strip()
+    return text if text else type(error).__name__

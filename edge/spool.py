@@ -1,14 +1,23 @@
-"""The on-disk spool: messages wait here until the broker has acknowledged them.
+"""The on-disk spool: messages wait here until the backend has stored them.
 
 The spool is one SQLite database in WAL mode with ``synchronous=FULL``: an append returns
 only after the entry is on disk, so a power cut or ``kill -9`` at any moment leaves every
-entry either whole or absent, never half-written. Removing the row is the acknowledgement.
+entry either whole or absent, never half-written. Removing the row is the acknowledgement:
+by the backend's receipt, which names the message ids its store committed (each entry keeps
+its ``msg_id`` for that, read from the payload as it is appended), or by the broker's PUBACK
+for a publisher that runs without receipts.
 
 The spool is bounded in bytes. When a new message would exceed ``max_bytes`` entries are
 evicted lowest priority class first and, within a class, oldest first: raw telemetry goes
 before fault codes and health/crank events, so the messages a service centre needs most
 survive a long outage. Everything evicted is counted per class, and the totals survive a
-restart (they live in the same database).
+restart (they live in the same database). An entry the broker has but the backend has not
+receipted yet is an entry like any other here: evicted in its turn, and counted.
+
+The database says its layout in ``PRAGMA user_version``. A spool written before receipts
+(version 0, no ``msg_id`` column) is migrated when it is opened: the column is added and
+filled from the payloads, in one transaction, so its waiting entries are sent and receipted
+like new ones.
 """
 
 from __future__ import annotations
@@ -22,15 +31,19 @@ from enum import IntEnum
 from pathlib import Path
 
 from edge.errors import SpoolError
+from edge.wire.contract import msg_id_of
 
 _FILE = "spool.sqlite3"
+_VERSION = 1
+"""The layout ``_SCHEMA`` creates; 0 is a spool from before receipts (no ``msg_id``)."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entry (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     priority INTEGER NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    msg_id TEXT
 );
 CREATE INDEX IF NOT EXISTS entry_by_priority ON entry (priority, seq);
 CREATE TABLE IF NOT EXISTS checkpoint (
@@ -43,6 +56,10 @@ CREATE TABLE IF NOT EXISTS evicted (
     bytes INTEGER NOT NULL
 );
 """
+
+
+_IDS_PER_STATEMENT = 500
+"""Message ids per DELETE, well under SQLite's limit on bound parameters."""
 
 
 class Priority(IntEnum):
@@ -66,7 +83,12 @@ class SpoolEntry:
 
 @dataclass(frozen=True, slots=True)
 class SpoolStats:
-    """Counters a gateway reports upstream; ``dropped*`` count evictions since the spool began."""
+    """Counters a gateway reports upstream; ``dropped*`` count evictions since the spool began.
+
+    ``written`` and ``acked`` count since this process opened the spool: entries appended, and
+    entries removed by an acknowledgement (the backend's receipt, or the broker's PUBACK for a
+    publisher without receipts).
+    """
 
     pending: int
     pending_bytes: int
@@ -100,6 +122,7 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'OFF'}")
             self._db.executescript(_SCHEMA)
+            self._migrate()
             # Acknowledgements go through their own connection without an fsync per commit:
             # an ack lost to a power cut only means the message is sent again, and the backend
             # lands each message id once. Appends keep synchronous=FULL.
@@ -149,8 +172,9 @@ class Spool:
                     size = len(payload) + len(topic)
                     self._make_room(size)
                     cursor = self._db.execute(
-                        "INSERT INTO entry (priority, topic, payload, size) VALUES (?, ?, ?, ?)",
-                        (int(priority), topic, payload, size))
+                        "INSERT INTO entry (priority, topic, payload, size, msg_id) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (int(priority), topic, payload, size, msg_id_of(payload)))
                     assert cursor.lastrowid is not None
                     seqs.append(cursor.lastrowid)
                     self._count += 1
@@ -197,11 +221,11 @@ class Spool:
             return self._count == 0
 
     def ack(self, seq: int) -> None:
-        """The broker has the message: forget it (a second ack of one entry is harmless)."""
+        """The message is acknowledged: forget it (a second ack of one entry is harmless)."""
         self.ack_many([seq])
 
     def ack_many(self, seqs: list[int]) -> None:
-        """Forget several acknowledged messages in one transaction."""
+        """Forget several acknowledged messages, by sequence number, in one transaction."""
         if not seqs:
             return
         with self._lock:
@@ -211,6 +235,29 @@ class Spool:
             self._count -= len(rows)
             self._used -= sum(int(r[0]) for r in rows)
             self._acked += len(rows)
+
+    def receipt(self, msg_ids: Sequence[str]) -> list[tuple[int, str]]:
+        """The backend has stored these messages: forget every entry carrying one of the ids.
+
+        Returns ``(seq, msg_id)`` of the entries removed; ids the spool does not hold (already
+        receipted, evicted, or never ours) are ignored, so a receipt that comes twice is
+        harmless. Like PUBACKs, receipts are written without an fsync of their own: one lost to
+        a power cut only means the message is sent again and receipted as a duplicate.
+        """
+        removed: list[tuple[int, str]] = []
+        ids = list(dict.fromkeys(msg_ids))
+        with self._lock:
+            for start in range(0, len(ids), _IDS_PER_STATEMENT):
+                chunk = ids[start:start + _IDS_PER_STATEMENT]
+                marks = ",".join("?" * len(chunk))
+                rows = self._acks.execute(
+                    f"DELETE FROM entry WHERE msg_id IN ({marks}) RETURNING seq, msg_id, size",
+                    chunk).fetchall()
+                self._count -= len(rows)
+                self._used -= sum(int(r[2]) for r in rows)
+                self._acked += len(rows)
+                removed += [(int(r[0]), str(r[1])) for r in rows]
+        return removed
 
     def entries_after(self, seq: int, *, limit: int = 64) -> list[SpoolEntry]:
         """Up to ``limit`` waiting entries above ``seq``, oldest first, in one query."""
@@ -247,6 +294,36 @@ class Spool:
                 "messages = messages + 1, bytes = bytes + excluded.bytes", (priority, size))
             self._count -= 1
             self._used -= int(size)
+
+    def _migrate(self) -> None:
+        """Bring a spool written by an older agent to ``_VERSION`` (in one transaction).
+
+        Version 0 had no ``msg_id``: the column is added and filled from each payload's
+        first bytes (a full parse only for payloads this build did not encode), so entries
+        that waited through the upgrade can be receipted.
+        """
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version >= _VERSION:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(entry)")}
+            if "msg_id" not in columns:
+                self._db.execute("ALTER TABLE entry ADD COLUMN msg_id TEXT")
+                last = 0
+                while rows := self._db.execute(
+                        "SELECT seq, payload FROM entry WHERE seq > ? ORDER BY seq LIMIT 256",
+                        (last,)).fetchall():
+                    self._db.executemany("UPDATE entry SET msg_id = ? WHERE seq = ?",
+                                         [(msg_id_of(bytes(p)), s) for s, p in rows])
+                    last = int(rows[-1][0])
+            self._db.execute("CREATE INDEX IF NOT EXISTS entry_by_msg_id ON entry (msg_id)")
+            self._db.execute(f"PRAGMA user_version = {_VERSION}")
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -16,11 +16,16 @@ from edge.wire import contract
 
 
 class ContractSubscriber:
-    """Subscribes at QoS 1 to ``topic`` and decodes each payload with the wire contract."""
+    """Subscribes at QoS 1 to ``topic`` and decodes each payload with the wire contract.
+
+    Receipts (backend to vehicle, when a filter takes in a receipt topic) are kept apart in
+    ``receipts``: ``messages`` holds what vehicles sent.
+    """
 
     def __init__(self, broker_url: str, topic: str) -> None:
         host, port = parse_mqtt_url(broker_url)
         self.messages: list[contract.Message] = []
+        self.receipts: list[contract.Receipt] = []
         self._cond = threading.Condition()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self._client.on_message = self._on_message
@@ -35,7 +40,10 @@ class ContractSubscriber:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
-            self.messages.append(contract.decode(bytes(msg.payload)))
+            if msg.topic.rsplit("/", 1)[-1] == "receipt":
+                self.receipts.append(contract.decode_receipt(bytes(msg.payload)))
+            else:
+                self.messages.append(contract.decode(bytes(msg.payload)))
             self._cond.notify_all()
 
     def wait_for(self, done: Callable[[], bool], timeout: float = 20.0) -> bool:
