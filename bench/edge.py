@@ -19,6 +19,11 @@ child process, so its CPU time and peak RSS are its own.
 
 Targets (issue 4): ratio >= 1/3, core share <= 10 %, RSS < 60 MB. Prints one JSON object.
 
+No ingest runs here, so the agent runs with ``receipts=False``: an entry leaves the spool on
+the broker's PUBACK. This measures the agent and its broker leg; a deployed agent waits for
+the store's receipt too, which adds ingest's flush interval to the drain, not work to the
+agent (the spool indexes each entry's ``msg_id`` on every append either way).
+
 The fast run replays 30 s of bus (135,000 frames): it lasts about half a second, long enough
 that its fixed costs (compiling sinks at the first frames, the last messages' round trip to
 the broker, ~20 ms) do not stand in for the sustained rate, as they did in a 10 s replay.
@@ -110,7 +115,8 @@ def child(log: Path, broker_url: str, spool_dir: Path, speed: float,
     """One agent run in this process: read the log, publish, wait for every PUBACK."""
     settings = load_edge_settings(vehicle_id="BENCH", interface="replay", channel=str(log),
                                   rules=REFERENCE_RULES, broker_url=broker_url,
-                                  spool_dir=spool_dir, replay_speed=speed, spool_fsync=fsync)
+                                  spool_dir=spool_dir, replay_speed=speed, spool_fsync=fsync,
+                                  receipts=False)
     parts = assemble(settings)
     times: dict[int, list[float]] = {}
     if speed > 0:  # latency is measured on the paced run only; the fast run pays for nothing
