@@ -10,6 +10,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+# Prefect's ephemeral API server gets 20 s to start by default; on a loaded 2-core host (CI, a
+# gateway-class box) it can take longer, and the demo then fails before it has done anything.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: setup demo test lint docs audit broker-tools clean
 
