@@ -13,6 +13,11 @@ class TransientEdgeError(EdgeError):
     """Worth retrying: the condition may clear by itself (broker down, bus busy)."""
 
 
+class BrokerUnreachableError(TransientEdgeError):
+    """A command that needs the broker now (a replay, a simulation) could not connect to it;
+    the message names the broker and the reason of the last attempt."""
+
+
 class TerminalEdgeError(EdgeError):
     """Retrying will not help: fix the input or configuration first."""
 
@@ -35,3 +40,13 @@ class SpoolError(TerminalEdgeError):
 
 class ReferenceDataError(TerminalEdgeError):
     """The reference data edge ships (DBC, rules, UDS maps) is missing: a broken install."""
+
+
+class FleetCapacityError(TerminalEdgeError):
+    """A simulated fleet does not fit the processes asked for: their vehicles would need file
+    descriptors numbered past what paho's ``select()`` can watch (1,024)."""
+
+
+class FleetProcessError(EdgeError):
+    """An agent process of a simulated fleet failed without saying why in a known error (it
+    crashed or was killed); the message names its vehicles and its exit status."""

@@ -4,6 +4,10 @@
 ``run_replay`` is ``fleetcare edge replay`` (read recordings to their end, then wait until the
 broker has everything). Both tell systemd when they are ready and keep its watchdog fed only
 while the agent's loop is making progress.
+
+A gateway keeps reading and spooling while the broker is away: that is what the spool is for.
+A replay is a command someone waits for, so before it reads a frame it makes sure there is
+something to read and that the broker answers, and says in one line what is wrong when not.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from typing import Any
 from edge.agent import Agent, AgentStats, FrameTap
 from edge.config import EdgeSettings
 from edge.decode import Decoder, load_dbcs
-from edge.errors import ConfigError
-from edge.publish import Health, Publisher
+from edge.errors import BrokerUnreachableError, ConfigError
+from edge.logfile import LogFormatError
+from edge.publish import Health, Publisher, Receipts
 from edge.rules import load_rules
 from edge.sdnotify import Watchdog
 from edge.source import FrameSource, ReplaySource, open_source
 from edge.spool import Spool
-from edge.wire.mqtt import TlsFiles
+from edge.wire.mqtt import TlsFiles, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class Assembly:
             "invalid_signals": a.invalid_signals, "malformed_frames": a.malformed_frames,
             "signals_spooled": a.signals_spooled, "dtc_events": a.dtc_events,
             "crank_events": a.crank_events, "published": p.acked,
+            "sent": p.acked, "receipted": p.receipted, "resent": p.resent,
+            "awaiting_receipt": p.awaiting_receipt, "dead_lettered": p.dead_lettered,
             "spool_messages": s.pending, "spool_bytes": s.pending_bytes,
             "evicted": s.dropped, "evicted_bytes": s.dropped_bytes,
             "reconnects": p.reconnects,
@@ -76,8 +83,11 @@ def load_taps(names: list[str]) -> list[FrameTap]:
     return taps
 
 
-def assemble(settings: EdgeSettings) -> Assembly:
+def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> Assembly:
     """Build every part from the settings (nothing runs yet).
+
+    ``quiet_first_connect``: the caller waits for the first connection and reports a failure
+    itself (see :class:`~edge.publish.Publisher`).
 
     Raises:
         ConfigError, DbcError, SpoolError: something a person must fix; the message says what.
@@ -110,7 +120,10 @@ def assemble(settings: EdgeSettings) -> Assembly:
         tls=TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key,
                      key_password=settings.tls_key_password, username=settings.mqtt_username,
                      password=settings.mqtt_password),
-        reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s)
+        reconnect_min_s=settings.reconnect_min_s, reconnect_max_s=settings.reconnect_max_s,
+        receipts=Receipts(settings.vehicle_id, settings.receipt_timeout_s,
+                          settings.receipt_timeout_max_s) if settings.receipts else None,
+        quiet_first_connect=quiet_first_connect)
     agent = Agent(settings.vehicle_id, source, decoder, rules, spool, publisher,
                   batch_signals=settings.batch_signals,
                   batch_interval_s=settings.batch_interval_s, taps=taps)
@@ -136,8 +149,97 @@ def run(settings: EdgeSettings, stop: threading.Event, *, notify_socket: str | N
     to acknowledge what is left (what is not stays in the spool for the next start).
     """
     parts = assemble(settings)
-    watchdog = Watchdog(notify_socket, watchdog_usec, progress=lambda: parts.agent.loops)
     parts.publisher.start()
+    return _run_started(parts, settings, stop, notify_socket=notify_socket,
+                        watchdog_usec=watchdog_usec, drain_timeout_s=drain_timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """How a replay ended; ``completed`` and ``drained`` together mean nothing is left to do."""
+
+    stats: AgentStats
+    counters: dict[str, float]
+    drained: bool
+    """The broker acknowledged everything in the spool."""
+    completed: bool
+    """The recordings were read to their end (False: stopped by a signal first)."""
+    resumed_after: int
+    """Frames an earlier, interrupted run had already spooled (0: read from the start)."""
+    resent: int
+    """Messages an earlier run left in the spool, sent again by this one."""
+
+
+def run_replay(settings: EdgeSettings, stop: threading.Event, *,
+               connect_timeout_s: float = 10.0, drain_timeout_s: float = 600.0) -> ReplayResult:
+    """Replay recorded logs through one agent; resume after what the spool already holds.
+
+    Raises:
+        LogFormatError: the recordings hold no frame at all (nothing was spooled).
+        BrokerUnreachableError: no connection within ``connect_timeout_s`` (nothing was read).
+        ConfigError, DbcError, SpoolError: as :func:`assemble`.
+    """
+    parts = assemble(settings, quiet_first_connect=True)
+    source = parts.source
+    assert isinstance(source, ReplaySource)
+    resumed_after, resent = source.position, parts.spool.stats().pending
+    started = False
+    try:
+        if resumed_after:
+            log.info("resuming after frame %d; %d messages from the last run wait to be sent",
+                     resumed_after, resent)
+        elif source.holds_no_frames(frame_by_frame=bool(settings.taps)):
+            raise _no_frames(settings, source)
+        parts.publisher.start()
+        started = True
+        if not parts.publisher.wait_connected(connect_timeout_s):
+            why = parts.publisher.last_connect_error or "no answer"
+            raise BrokerUnreachableError(
+                f"broker {redact_url(settings.broker_url)} unreachable: {why} (no connection "
+                f"within {connect_timeout_s:g} s)")
+    except BaseException:
+        if started:
+            parts.publisher.stop()
+        parts.source.shutdown()
+        parts.spool.close()
+        raise
+    stats, counters, drained = _run_started(parts, settings, stop,
+                                            drain_timeout_s=drain_timeout_s)
+    return ReplayResult(stats, counters, drained, source.exhausted, resumed_after, resent)
+
+
+def check_replay(settings: EdgeSettings) -> None:
+    """Load everything a replay reads (rules, taps, DBCs, logs) without a spool or a broker.
+
+    Raises:
+        ConfigError, DbcError, LogFormatError: what :func:`run_replay` would raise for them.
+    """
+    load_rules(settings.rules)
+    load_taps(settings.taps)
+    load_dbcs(settings.dbc, lenient_fallback=True)
+    source = open_source(settings.interface, settings.channel, speed=settings.replay_speed,
+                         strict=settings.strict_logs)
+    try:
+        if isinstance(source, ReplaySource) and source.holds_no_frames(
+                frame_by_frame=bool(settings.taps)):
+            raise _no_frames(settings, source)
+    finally:
+        source.shutdown()
+
+
+def _no_frames(settings: EdgeSettings, source: ReplaySource) -> LogFormatError:
+    malformed = source.counters.malformed
+    return LogFormatError(
+        f"CAN log {settings.channel.replace(',', ', ')} yielded no frames"
+        + (f" ({malformed} malformed lines skipped, the first at "
+           f"{source.counters.malformed_at[0]})" if malformed else ""))
+
+
+def _run_started(parts: Assembly, settings: EdgeSettings, stop: threading.Event, *,
+                 notify_socket: str | None = None, watchdog_usec: int | None = None,
+                 drain_timeout_s: float) -> tuple[AgentStats, dict[str, float], bool]:
+    """Run an assembled agent whose publisher is started; stop and close every part."""
+    watchdog = Watchdog(notify_socket, watchdog_usec, progress=lambda: parts.agent.loops)
     log.info("agent %s reading %s:%s", settings.vehicle_id, settings.interface,
              settings.channel)
     drained = False
@@ -157,3 +259,10 @@ def run(settings: EdgeSettings, stop: threading.Event, *, notify_socket: str | N
 def summary(stats: AgentStats, counters: dict[str, float], drained: bool) -> dict[str, Any]:
     """The one-line JSON summary ``edge run``/``edge replay`` print last."""
     return dataclasses.asdict(stats) | {"counters": counters, "drained": drained}
+
+
+def replay_summary(result: ReplayResult) -> dict[str, Any]:
+    """``edge replay``'s summary: :func:`summary` and how the replay ended or resumed."""
+    return summary(result.stats, result.counters, result.drained) | {
+        "completed": result.completed, "resumed_after_frame": result.resumed_after,
+        "resent_messages": result.resent}
