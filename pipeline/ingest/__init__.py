@@ -1,8 +1,10 @@
 """MQTT into DuckDB exactly once: the ingest session and its fast client, admission checks,
-columnar decoding, bulk landing and the dead-letter table.
+columnar decoding, bulk landing, the dead-letter table and the receipts to the vehicles.
 
 A message is acknowledged to the broker only after its rows are committed; landing is
-idempotent on the message id, so redelivery makes no duplicate.
+idempotent on the message id, so redelivery makes no duplicate. After each commit every
+vehicle of the batch gets a receipt naming its messages the store now holds, on which its
+agent deletes them from its spool.
 """
 
 from pipeline.ingest.admission import (
@@ -32,6 +34,7 @@ from pipeline.ingest.landing import (
     land,
     prepare,
 )
+from pipeline.ingest.receipts import Outcome, build_receipts
 from pipeline.ingest.service import FLUSH_BYTES, FLUSH_ROWS, Ingestor, IngestStats, run_forever
 from pipeline.ingest.stats import StatsBoard
 from pipeline.ingest.writer import BatchWriter
@@ -51,11 +54,13 @@ __all__ = [
     "Ingestor",
     "LandResult",
     "LandingError",
+    "Outcome",
     "RateLimit",
     "RateLimiter",
     "StatsBoard",
     "Vehicle",
     "VehicleRegister",
+    "build_receipts",
     "inbound",
     "invalid_messages",
     "land",

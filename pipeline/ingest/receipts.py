@@ -15,7 +15,7 @@ payload claims another vehicle (a dead letter). A message whose id cannot be rea
 or cut because oversize with no id in its first bytes) cannot be receipted; its sender sends it
 again until its own spool evicts it, and each copy is one more dead letter.
 
-Nothing here touches the broker: :func:`receipts` turns a commit's outcomes into ``(topic,
+Nothing here touches the broker: :func:`build_receipts` turns a commit's outcomes into ``(topic,
 payload)`` pairs for the ingest thread to publish, which keeps this testable on its own.
 """
 
@@ -76,8 +76,8 @@ def _outcome(prepared: Prepared, status: Status) -> Outcome | None:
     return Outcome(vehicle_id, msg_id, status)
 
 
-def receipts(outcomes: Iterable[Outcome], *, now: float | None = None
-             ) -> list[tuple[str, bytes]]:
+def build_receipts(outcomes: Iterable[Outcome], *, now: float | None = None
+                   ) -> list[tuple[str, bytes]]:
     """``(topic, payload)`` of the receipts for a commit's outcomes: one per vehicle, in the
     order the vehicles first appear, unless a vehicle's ids would make a receipt larger than
     about :data:`~edge.wire.contract.MAX_RECEIPT_BYTES` (then as many as it takes).

@@ -75,7 +75,7 @@ from pipeline.ingest.admission import (
 from pipeline.ingest.client import IngestClient
 from pipeline.ingest.columnar import warm_up
 from pipeline.ingest.landing import KEPT_BYTES, InboundMessage, LandResult, inbound
-from pipeline.ingest.receipts import Outcome, receipts
+from pipeline.ingest.receipts import Outcome, build_receipts
 from pipeline.ingest.stats import IngestStats, StatsBoard
 from pipeline.ingest.writer import BatchWriter
 from pipeline.store import connection as store
@@ -470,7 +470,7 @@ class Ingestor:
         reconnect; one that is lost costs the agent a re-send, landed as a duplicate and
         receipted again.
         """
-        wires = receipts(outcomes)
+        wires = build_receipts(outcomes)
         for topic, payload in wires:
             client.publish(topic, payload, qos=1)
         if wires:

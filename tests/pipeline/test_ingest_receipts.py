@@ -24,7 +24,7 @@ from pipeline.ingest.landing import (
     land_prepared,
     prepare,
 )
-from pipeline.ingest.receipts import Outcome, outcomes_of, receipts
+from pipeline.ingest.receipts import Outcome, build_receipts, outcomes_of
 from pipeline.ingest.service import Ingestor
 from pipeline.store import connection as store
 from tests.contract_subscriber import ContractSubscriber
@@ -100,7 +100,7 @@ def test_one_receipt_per_vehicle_unless_its_ids_outgrow_one() -> None:
              ("fleetcare/v1/vehicles/VB/telemetry", b'{"schema": 1, "msg_id": "b-bad"}')]
     batch = _prepared(wires)
     found = outcomes_of(batch, [0, 1], [2], [3])
-    sent = receipts(found, now=1_767_225_600.0)
+    sent = build_receipts(found, now=1_767_225_600.0)
     assert [topic for topic, _ in sent] == [contract.receipt_topic("VA"),
                                             contract.receipt_topic("VB")]
     decoded = [contract.decode_receipt(payload) for _, payload in sent]
@@ -108,8 +108,8 @@ def test_one_receipt_per_vehicle_unless_its_ids_outgrow_one() -> None:
         ("VA", ["a1"], ["a2"], []), ("VB", ["b1"], [], ["b-bad"])]
 
     many = [Outcome("VA", f"{i:0>200}", "landed") for i in range(3000)]  # ~600 KB of ids
-    split = [contract.decode_receipt(p) for _, p in receipts(many)]
+    split = [contract.decode_receipt(p) for _, p in build_receipts(many)]
     assert len(split) == 3
     assert [i for r in split for i in r.landed] == [o.msg_id for o in many]
     assert all(len(orjson.dumps(r.landed)) <= contract.MAX_RECEIPT_BYTES + 210 for r in split)
-    assert receipts([Outcome("not a vehicle id", "x", "landed")]) == []
+    assert build_receipts([Outcome("not a vehicle id", "x", "landed")]) == []
