@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ def register_flows(sub: argparse._SubParsersAction) -> None:
                     "interrupted; creates the duckdb-writer concurrency limit (1) first.")
     _store_options(serve)
     serve.add_argument("--only", nargs="+", metavar="NAME", help="serve only these deployments")
+    serve.add_argument("--interval", type=_seconds, metavar="SECONDS",
+                       help="run every scheduled deployment every SECONDS instead of on its "
+                            "own schedule (to watch schedules fire)")
     serve.set_defaults(handler=_serve)
     listing = flows_sub.add_parser("list", help="the deployments and their schedules",
                                    description="Each deployment, its schedule and flow.")
@@ -57,6 +62,17 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--buckets", type=int, help="vehicle hash buckets (default 1)")
     parser.add_argument("--dask-address", help="an existing Dask scheduler, tcp://host:8786")
     parser.add_argument("--crm-url", help="CRM webhook URL (default: FLEETCARE_PIPELINE__CRM_URL)")
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse turns the error into a usage line)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def register_demo(sub: argparse._SubParsersAction) -> None:
@@ -133,7 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
     from flows.scheduled.deployments import serve_all
 
     settings, crm_url = _settings(args)
-    serve_all(settings, crm_url, tuple(args.only) if args.only else None)
+    serve_all(settings, crm_url, tuple(args.only) if args.only else None, args.interval)
     return 0
 
 
@@ -148,6 +164,9 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    # The demo starts Prefect's ephemeral server, which gets 20 s by default: too little on a
+    # loaded small machine. An explicit setting still wins.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from flows.demo.run import format_report, run_demo
 
     options = DemoOptions(output_dir=args.output_dir, vehicles=args.vehicles, days=args.days,

@@ -4,16 +4,20 @@ One table (:data:`SCHEDULES`) says which flow runs when; :func:`flow_parameters`
 where the stores are (from :class:`flows.scheduled.config.FlowSettings`), so
 ``fleetcare flows serve`` and ``fleetcare flows run NAME`` run the same flows with the same
 parameters. Serving first creates the ``duckdb-writer`` concurrency limit (1), so tasks of
-overlapping flow runs take turns on the serving store.
+overlapping flow runs take turns on the serving store, and bounds the flow runs in progress
+at once by ``PREFECT_RUNNER_PROCESS_LIMIT``. The schedules only fire where the Prefect server's
+scheduler service works: pyproject.toml pins the SQLAlchemy it needs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 from prefect import Flow, serve
 from prefect.client.orchestration import get_client
+from prefect.settings import get_current_settings
 
 from flows.scheduled.campaigns import campaigns_flow
 from flows.scheduled.common import STORE_TAG
@@ -68,21 +72,42 @@ def flow_parameters(name: str, settings: FlowSettings, crm_url: str) -> dict[str
     params = {**stores, "export_dir": exports}
     if name in ("features", "score_and_advise"):
         params["buckets"] = settings.buckets
+    if name == "health":
+        params["check_broker"] = True  # the broker's drop counter, with the settings' login
     return params
 
 
 def build_deployments(settings: FlowSettings, crm_url: str,
-                      names: tuple[str, ...] | None = None) -> list[Any]:
+                      names: tuple[str, ...] | None = None,
+                      interval_s: float | None = None) -> list[Any]:
     """Runner deployments for ``names`` (default: every flow but ``export_cold``, which only
-    works while ingest is stopped; ``backfill`` has no schedule and takes its dates per run)."""
+    works while ingest is stopped; ``backfill`` has no schedule and takes its dates per run).
+
+    ``interval_s`` replaces the schedule of every scheduled deployment with that interval, so
+    a schedule can be watched firing within seconds (trying a deployment out, or the test that
+    Prefect's scheduler works); on-demand deployments stay on demand, since they need
+    parameters per run.
+
+    Raises:
+        ValueError: ``interval_s`` is not a positive number of seconds, or ``export_cold`` is
+            chosen without an export folder.
+    """
+    if interval_s is not None and not (math.isfinite(interval_s) and interval_s > 0):
+        raise ValueError(f"a schedule interval must be a positive number of seconds, "
+                         f"not {interval_s!r}")
     chosen = names or tuple(n for n in SCHEDULES if n != "export_cold")
     deployments = []
     for name in chosen:
         schedule = SCHEDULES[name]
+        cron, interval = schedule.cron, schedule.interval_s
+        description = schedule.description
+        if interval_s is not None and (cron or interval):
+            cron, interval = None, interval_s
+            description = f"every {interval_s:g} s (overridden; normally {description})"
         deployments.append(schedule.flow.to_deployment(
-            name=name, cron=schedule.cron, interval=schedule.interval_s,
+            name=name, cron=cron, interval=interval,
             parameters=flow_parameters(name, settings, crm_url),
-            tags=["fleetcare"], description=schedule.description))
+            tags=["fleetcare"], description=description))
     return deployments
 
 
@@ -94,7 +119,16 @@ def ensure_writer_limit(limit: int = 1) -> int:
 
 
 def serve_all(settings: FlowSettings, crm_url: str,
-              names: tuple[str, ...] | None = None) -> None:
-    """Serve the deployments on the configured Prefect API until interrupted."""
+              names: tuple[str, ...] | None = None,
+              interval_s: float | None = None) -> None:
+    """Serve the deployments on the configured Prefect API until interrupted (``interval_s``:
+    see :func:`build_deployments`).
+
+    At most ``PREFECT_RUNNER_PROCESS_LIMIT`` flow runs (default 5) run at once: ``serve``
+    itself would start a process for every due run, and after an outage, or on a schedule
+    shorter than a run, those pile up until the machine thrashes (each run is a Python
+    process importing the whole backend). Runs beyond the limit wait, late, for a free slot.
+    """
+    deployments = build_deployments(settings, crm_url, names, interval_s)
     ensure_writer_limit()
-    serve(*build_deployments(settings, crm_url, names))
+    serve(*deployments, limit=get_current_settings().runner.process_limit)

@@ -50,3 +50,25 @@ def test_flows_list_shows_every_schedule(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["flows", "list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SCHEDULES) and "every 60 s" in out
+
+
+def test_an_interval_override_reschedules_only_the_scheduled_deployments() -> None:
+    settings = load_flow_settings(serving_path="s.duckdb", snapshot_path="p.duckdb")
+    deployments = {d.name: d for d in build_deployments(settings, "http://crm/leads",
+                                                        ("train", "health", "backfill"), 5)}
+    for name in ("train", "health"):
+        (schedule,) = deployments[name].schedules
+        assert schedule.schedule.interval.total_seconds() == 5
+        assert not hasattr(schedule.schedule, "cron")
+    assert deployments["backfill"].schedules == []
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        build_deployments(settings, "http://crm/leads", ("health",), float("nan"))
+
+
+@pytest.mark.parametrize("interval", ["0", "-5", "nan", "inf", "soon"])
+def test_flows_serve_refuses_an_interval_that_is_not_positive_seconds(
+        interval: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["flows", "serve", "--only", "health", "--interval", interval])
+    assert exit_info.value.code == 2
+    assert "not a positive number of seconds" in capsys.readouterr().err
