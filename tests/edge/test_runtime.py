@@ -19,14 +19,21 @@ from edge.errors import ConfigError
 from edge.runtime import run_agent_forever
 from edge.source import open_source
 from edge.spool import Spool
+from pipeline.ingest.service import Ingestor
+from tests.e2e.replay_helpers import rows_of
 
 
 @pytest.mark.broker
-def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str,
-                                                           tmp_path: Path) -> None:
+def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str, tmp_path: Path,
+                                                           db_path: Path) -> None:
     channel = f"runtime-{uuid.uuid4().hex}"
-    settings = load_edge_settings(vehicle_id="GW1", interface="virtual", channel=channel,
+    vehicle = f"GW1-{uuid.uuid4().hex[:6]}"
+    settings = load_edge_settings(vehicle_id=vehicle, interface="virtual", channel=channel,
                                   broker_url=broker_url, spool_dir=tmp_path)
+    # The agent deletes a spooled message on ingest's receipt: the store must be there.
+    ingestor = Ingestor(broker_url, db_path, client_id=f"runtime-ingest-{vehicle}",
+                        require_registered_vehicles=False, rate_limit=None,
+                        flush_interval_s=0.05).start()
     db = load_dbcs(settings.dbc)[0]
     message = db.get_message_by_name("BCM_Ambient")
     sender = can.Bus(interface="virtual", channel=channel)
@@ -47,9 +54,11 @@ def test_agent_runs_until_stopped_and_leaves_nothing_unsent(broker_url: str,
         stop.set()
         runner.join(timeout=30)
         sender.shutdown()
+        ingestor.stop()
     stats = result[0]
     assert stats.frames_read == 20 and stats.signals_spooled == 20
-    assert Spool(tmp_path / "GW1").pending() == []  # everything acknowledged by the broker
+    assert Spool(tmp_path / vehicle).pending() == []  # everything receipted by the store
+    assert rows_of(db_path, vehicle)[0] == 20
 
 
 def test_unknown_interface_is_a_config_error() -> None:
