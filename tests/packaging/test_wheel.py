@@ -27,6 +27,7 @@ from cantools.database.can import Database
 
 from edge.sim.simulator import dtc_code_to_raw
 from edge.wire import contract
+from pipeline.ingest.service import Ingestor
 from tests.contract_subscriber import ContractSubscriber
 
 pytestmark = pytest.mark.slow
@@ -136,11 +137,15 @@ UDS_SOC_ANSWER = "0562010213880000"
 
 @pytest.mark.broker
 def test_installed_edge_replay_publishes_with_the_packaged_rules_and_maps(
-        installed: Installed, mosquitto_url: str, tmp_path: Path) -> None:
+        installed: Installed, mosquitto_url: str, tmp_path: Path, db_path: Path) -> None:
     speeds = [10.0, 42.5, 88.25]
     log = _reference_log(tmp_path / "ref.log", speeds)
     vehicle = f"WHEEL-{uuid.uuid4().hex[:8]}"
     subscriber = ContractSubscriber(mosquitto_url, f"{contract.TOPIC_ROOT}/vehicles/{vehicle}/+")
+    # The installed agent drains its spool on the store's receipts, so a backend listens too.
+    ingestor = Ingestor(mosquitto_url, db_path, client_id=f"ingest-{vehicle}",
+                        require_registered_vehicles=False, rate_limit=None,
+                        flush_interval_s=0.05).start()
     try:
         # No --rules: the default is the packaged rules. The uds tap reads the packaged maps.
         done = installed.run("fleetcare", "edge", "replay", str(log), "--dbc",
@@ -157,6 +162,7 @@ def test_installed_edge_replay_publishes_with_the_packaged_rules_and_maps(
                                            for m in subscriber.messages))
     finally:
         subscriber.close()
+        ingestor.stop()
     samples = sorted((ts, name, value) for m in subscriber.messages
                      if isinstance(m, contract.TelemetryBatch)
                      for ts, name, value in zip(m.ts, m.signal, m.value, strict=True))
