@@ -5,6 +5,11 @@ configuring one. mosquitto is preferred because it is fast and because its persi
 sessions really queue QoS 1 messages for an offline subscriber, which the ingest's
 exactly-once guarantee relies on (docs/design.md, measured facts); amqtt only keeps the demo
 running where mosquitto is missing.
+
+mosquitto gets the same queue, size and persistence limits as the mutual-TLS broker
+(:mod:`pipeline.broker.limits`: sessions saved every second, a queue sized for an ingest
+outage, the contract's message size) and, started by root, runs as the ``mosquitto`` account
+with its data directory handed to it (:mod:`pipeline.broker.account`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -23,6 +27,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
+from pipeline.broker.account import (
+    Account,
+    current_account,
+    default_broker_account,
+    hand_over,
+    unreachable,
+)
+from pipeline.broker.counters import DropWatcher
+from pipeline.broker.limits import DEFAULT_LIMITS, BrokerLimits, durability_config
 from pipeline.errors import BrokerError
 from pipeline.foreground import run_until_terminated
 
@@ -32,29 +45,29 @@ BrokerKind = Literal["mosquitto", "amqtt"]
 MOSQUITTO_FALLBACK: Final = Path("/usr/sbin/mosquitto")
 """Debian installs mosquitto outside a normal user's PATH."""
 START_TIMEOUT_S: Final = 10.0
+WATCHER_START_TIMEOUT_S: Final = 30.0
+"""Generous: on a loaded machine a CONNACK took seconds (the watcher has a minute at most)."""
 
-# The ingest acks only after COMMIT, so a whole batch is unacknowledged at once: the
-# in-flight window must hold a batch, and the queue must hold what arrives while the
-# ingest is down (mosquitto's defaults are 20 and 1000; beyond the queue it drops).
-#
-# Run as root, mosquitto drops privileges to the "mosquitto" user, which cannot write a data
-# directory made by the caller: persistence then fails ("Permission denied") and every
-# session dies with the broker. "user" names the caller, so it stays who started it.
-_MOSQUITTO_CONF: Final = """\
+_LISTENER_CONF: Final = """\
+# fleetcare one-machine broker (pipeline/broker/harness.py): plain MQTT on 127.0.0.1 only,
+# anonymous, so no certificate identity binds client ids here; a broker other machines reach
+# is the mutual-TLS one `fleetcare pki broker-config` writes.
 listener {port} 127.0.0.1
+# mosquitto started as root drops to this user before it opens its data directory.
 user {user}
 allow_anonymous true
-persistence true
-persistence_location {data_dir}/
-autosave_interval 60
-max_inflight_messages 10000
-max_queued_messages 1000000
-max_queued_bytes 0
 set_tcp_nodelay true
 log_dest stderr
 log_type error
 log_type warning
 """
+
+
+def mosquitto_config(port: int, data_dir: Path, user: str,
+                     limits: BrokerLimits = DEFAULT_LIMITS) -> str:
+    """The one-machine broker's mosquitto.conf: the listener, then :mod:`.limits`' lines."""
+    return (_LISTENER_CONF.format(port=port, user=user)
+            + durability_config(limits, data_dir))
 
 
 def find_mosquitto() -> Path | None:
@@ -106,17 +119,48 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def _run_as(data_dir: Path) -> Account:
+    """Who mosquitto runs as: its own account when root starts it and that account can reach
+    ``data_dir`` (handed over to it, with any earlier persistence file), else the caller.
+
+    The fallback keeps persistence working in a directory only root may enter (pytest's
+    ``tmp_path`` is one) instead of a broker that starts but can never save; it is logged.
+    """
+    me = current_account()
+    who = default_broker_account()
+    if who.uid == me.uid:
+        return me
+    owners = {path: path.stat() for path in [data_dir, *data_dir.glob("mosquitto.db*")]}
+    for path in owners:
+        hand_over(path, who)
+    reason = unreachable(data_dir, who, write=True)
+    if reason is None:
+        return who
+    for path, info in owners.items():  # given back: the broker runs as the caller after all
+        os.chown(path, info.st_uid, info.st_gid)
+    log.warning("mosquitto runs as %s, not %s: %s; give the broker a data directory %s can "
+                "reach", me.name, who.name, reason, who.name)
+    return me
+
+
 class _MosquittoProcess:
     """mosquitto as a child process with a generated config in its own data directory."""
 
-    def __init__(self, exe: Path, port: int, data_dir: Path) -> None:
-        self._exe, self._port, self._data_dir = exe, port, data_dir
+    def __init__(self, exe: Path, port: int, data_dir: Path, limits: BrokerLimits) -> None:
+        self._exe, self._port, self._data_dir, self._limits = exe, port, data_dir, limits
         self._proc: subprocess.Popen[bytes] | None = None
+        self.user: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The mosquitto process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
+        who = _run_as(self._data_dir)
+        self.user = who.name
         conf = self._data_dir / "mosquitto.conf"
-        conf.write_text(_MOSQUITTO_CONF.format(port=self._port, data_dir=self._data_dir,
-                                               user=pwd.getpwuid(os.getuid()).pw_name))
+        conf.write_text(mosquitto_config(self._port, self._data_dir, who.name, self._limits))
         log_path = self._data_dir / "mosquitto.log"
         with log_path.open("ab") as log_file:
             self._proc = subprocess.Popen(
@@ -210,16 +254,20 @@ class EmbeddedBroker:
         prefer: "auto" (mosquitto when found, else amqtt), "mosquitto" or "amqtt".
         data_dir: where mosquitto keeps its config and persistence file; None uses a
             temporary directory removed on stop (queued messages then die with the broker).
+        limits: mosquitto's queue, size and persistence settings (:mod:`.limits`); the
+            default is what ``fleetcare broker`` runs, so tests run the production values.
     """
 
     def __init__(self, port: int | None = None, prefer: str = "auto",
-                 data_dir: str | Path | None = None) -> None:
+                 data_dir: str | Path | None = None,
+                 limits: BrokerLimits = DEFAULT_LIMITS) -> None:
         if prefer not in ("auto", "mosquitto", "amqtt"):
             raise BrokerError(f"prefer={prefer!r}: use 'auto', 'mosquitto' or 'amqtt'")
-        self._requested_port, self._prefer = port, prefer
+        self._requested_port, self._prefer, self._limits = port, prefer, limits
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._impl: _MosquittoProcess | _AmqttThread | None = None
+        self._watcher: DropWatcher | None = None
         self._kind: BrokerKind | None = None
         self._port: int | None = None
 
@@ -237,6 +285,16 @@ class EmbeddedBroker:
             raise BrokerError("the broker is not started")
         return f"mqtt://127.0.0.1:{self._port}"
 
+    @property
+    def mosquitto_pid(self) -> int | None:
+        """mosquitto's process id while it runs (None for amqtt), e.g. to ``kill -9`` it."""
+        return self._impl.pid if isinstance(self._impl, _MosquittoProcess) else None
+
+    @property
+    def mosquitto_user(self) -> str | None:
+        """The user the running mosquitto's configuration names (None for amqtt)."""
+        return self._impl.user if isinstance(self._impl, _MosquittoProcess) else None
+
     def start(self) -> EmbeddedBroker:
         """Start the broker and return once it accepts TCP connections.
 
@@ -249,7 +307,7 @@ class EmbeddedBroker:
         port = self._requested_port or free_port()
         check_port_free(port)
         if exe is not None:
-            self._impl = _MosquittoProcess(exe, port, self._mosquitto_dir())
+            self._impl = _MosquittoProcess(exe, port, self._mosquitto_dir(), self._limits)
             self._kind = "mosquitto"
         else:
             self._impl = _AmqttThread(port)
@@ -260,8 +318,20 @@ class EmbeddedBroker:
             self.stop()
             raise
         self._port = port
+        if self._kind == "mosquitto":
+            self._watch_drops()
         log.info("started %s broker at mqtt://127.0.0.1:%d", self._kind, port)
         return self
+
+    def _watch_drops(self) -> None:
+        """Keep mosquitto's drop counter readable for the health check (its ``$SYS`` value
+        expires a minute after each change); a broker without a watcher still serves."""
+        watcher = DropWatcher(self.url)
+        try:
+            self._watcher = watcher.start(WATCHER_START_TIMEOUT_S)
+        except BrokerError as exc:
+            log.warning("no drop watcher on %s (the health check then sees only drops of "
+                        "the last minute): %s", self.url, exc)
 
     def _mosquitto_dir(self) -> Path:
         if self._data_dir is not None:
@@ -272,6 +342,9 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         """Stop the broker (idempotent) and remove its temporary directory."""
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
         if self._impl is not None:
             self._impl.stop()
             self._impl = None

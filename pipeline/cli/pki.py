@@ -42,7 +42,8 @@ def register_pki(sub: SubParsers) -> None:
     revoke.add_argument("name")
     revoke.set_defaults(handler=_revoke)
     conf = pki_sub.add_parser("broker-config",
-                              help="write mosquitto.conf (TLS listener) and the per-vehicle ACL")
+                              help="write mosquitto.conf (TLS listener, queue limits, "
+                                   "persistence) and the per-vehicle ACL")
     conf.add_argument("dir", type=Path, help="the PKI directory")
     conf.add_argument("--out", type=Path, required=True, help="where to write the files")
     conf.add_argument("--port", type=int, default=8883)
@@ -50,6 +51,15 @@ def register_pki(sub: SubParsers) -> None:
     conf.add_argument("--backend-user", action="append", default=None,
                       help="certificate name allowed to read every vehicle (repeatable; "
                            "default fleetcare-ingest)")
+    conf.add_argument("--monitor-user", action="append", default=None,
+                      help="certificate name allowed to read only the broker's $SYS counters, "
+                           "for the health check (repeatable; default fleetcare-monitor)")
+    conf.add_argument("--user", help="who mosquitto runs as when started by root (default: "
+                                     "mosquitto when this runs as root, else you); run as "
+                                     "root, the broker key and data directory are handed to "
+                                     "that user")
+    conf.add_argument("--data-dir", type=Path,
+                      help="where mosquitto saves its sessions (default: OUT/data)")
     conf.set_defaults(handler=_broker_config)
 
 
@@ -80,11 +90,12 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _broker_config(args: argparse.Namespace) -> int:
-    from pipeline.broker.acl import write_broker_config
+    from pipeline.broker.acl import BACKEND_USERS, MONITOR_USERS, write_broker_config
 
-    users = tuple(args.backend_user or ("fleetcare-ingest",))
     print(write_broker_config(args.dir, args.out, port=args.port, host=args.host,
-                              backend_users=users))
+                              backend_users=tuple(args.backend_user or BACKEND_USERS),
+                              monitor_users=tuple(args.monitor_user or MONITOR_USERS),
+                              run_as=args.user, data_dir=args.data_dir))
     return 0
 
 

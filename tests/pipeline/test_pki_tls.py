@@ -34,6 +34,9 @@ from tests.pipeline.test_ingest import SIGNALS, handled, telemetry
 
 pytestmark = pytest.mark.broker
 
+INBOX_USER = "fleetcare-inbox"
+"""A second backend user (read rights like ingest's), for the tests' own subscriber."""
+
 
 @dataclass(frozen=True)
 class TlsBroker:
@@ -51,7 +54,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     pki_dir, foreign_dir = root / "ca", root / "foreign"
     pki.init_ca(pki_dir)
     pki.issue(pki_dir, "broker", server_hosts=("127.0.0.1", "localhost"))
-    for name in ("V1", "V2", "fleetcare-ingest", "V4"):
+    for name in ("V1", "V2", "fleetcare-ingest", INBOX_USER, "V4"):
         pki.issue(pki_dir, name)
     long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
     pki.issue(pki_dir, "V3", days=30, valid_from=long_ago)  # expired
@@ -59,7 +62,8 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsBroker]:
     pki.init_ca(foreign_dir)
     pki.issue(foreign_dir, "V5")
     port = free_port()
-    conf = write_broker_config(pki_dir, root / "broker", port=port, run_as=getpass.getuser())
+    conf = write_broker_config(pki_dir, root / "broker", port=port, run_as=getpass.getuser(),
+                               backend_users=("fleetcare-ingest", INBOX_USER))
     process = subprocess.Popen([str(exe), "-c", str(conf)], stderr=subprocess.PIPE)
     try:
         assert wait_for_port("127.0.0.1", port, timeout=20), "mosquitto TLS listener not up"
@@ -78,12 +82,16 @@ def _client(broker: TlsBroker, name: str, directory: Path | None = None) -> mqtt
 
 
 class Inbox:
-    """The backend's view: a subscriber with the ingest certificate."""
+    """The backend's view: a subscriber with a backend certificate of its own.
+
+    Not ingest's: the broker makes a certificate's name its client id, so a second connection
+    with ingest's certificate would take the first one's session (and be taken back).
+    """
 
     def __init__(self, broker: TlsBroker) -> None:
         self.topics: list[str] = []
         self._cond = threading.Condition()
-        self.client = _client(broker, "fleetcare-ingest")
+        self.client = _client(broker, INBOX_USER)
         self.client.on_message = self._on_message
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
