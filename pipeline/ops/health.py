@@ -3,6 +3,9 @@
 Edge agents and ingest run for months and are not flows, so a scheduled check watches what
 they leave behind: agents' health reports (``edge_health``), the newest landed message
 (``ingested_messages``), the snapshot file readers depend on, dead letters, and the CRM outbox.
+When given a way to read the broker's ``$SYS`` counters it also watches the one loss nothing
+else shows: messages the broker acknowledged and then dropped (a full queue, an oversize
+publish); any new drop fails the check.
 Each check compares one number with one threshold and says in words what is wrong. Every
 run is recorded in ``health_checks``; growth checks (dead letters, dead outbox rows) compare
 with the totals the previous run recorded, so an old problem someone already saw does not
@@ -13,11 +16,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
+
+from pipeline.broker.counters import BrokerCounters
+from pipeline.errors import PipelineError
+
+BROKER_RESTART_TOLERANCE_S: Final = 60.0
+"""Two checks whose broker start times (check time minus uptime) differ by more than this saw
+two broker lives, and the drop counter restarted at 0 in between ($SYS uptime is only as fresh
+as the broker's sys_interval, 10 s by default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +42,7 @@ class Thresholds:
     dead_letter_max_growth: float = 0.0
     outbox_max_pending: float = 100.0
     outbox_dead_max_growth: float = 0.0
+    broker_dropped_max_growth: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +76,14 @@ class HealthReport:
 
 def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
                  snapshot_path: str | Path | None = None,
-                 thresholds: Thresholds = Thresholds()) -> HealthReport:
-    """Run every check on ``con`` (a serving store, or the landing store itself)."""
+                 thresholds: Thresholds = Thresholds(),
+                 broker: Callable[[], BrokerCounters] | None = None) -> HealthReport:
+    """Run every check on ``con`` (a serving store, or the landing store itself).
+
+    ``broker`` reads the broker's counters (e.g. :func:`pipeline.broker.counters.
+    read_broker_counters` with the backend's login); when given, drops since the last check
+    fail it, and so does a broker whose counters cannot be read.
+    """
     at = now or dt.datetime.now(dt.UTC)
     checks = [_heartbeats(con, at, thresholds.heartbeat_max_age_s),
               _ingest_lag(con, at, thresholds.ingest_max_lag_s)]
@@ -77,6 +96,8 @@ def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
         _growth(con, "outbox_dead", "SELECT count(*) FROM outbox WHERE status = 'dead'",
                 thresholds.outbox_dead_max_growth, "dead outbox rows (leads the CRM never got)"),
     ]
+    if broker is not None:
+        checks.append(_broker_drops(con, at, broker, thresholds.broker_dropped_max_growth))
     return HealthReport(at, tuple(checks))
 
 
@@ -161,3 +182,49 @@ def _outbox_pending(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: flo
             f"outbox backlog: {pending} rows due for delivery, more than {limit:.0f} "
             "(is the CRM reachable? is deliver_leads running?)")
     return Check("outbox_pending", float(pending), limit, healthy, text)
+
+
+def _broker_drops(con: duckdb.DuckDBPyConnection, now: dt.datetime,
+                  read: Callable[[], BrokerCounters], limit: float) -> Check:
+    """Messages the broker dropped since the last check (or since it started, if it restarted
+    in between or this is the first check: a drop is never a baseline to get used to).
+
+    Without a watcher (:class:`pipeline.broker.counters.DropWatcher`) a counter that has not
+    changed for a minute cannot be read at all: that is healthy as far as can be seen, and
+    the message says what cannot be seen.
+    """
+    name = "broker_dropped"
+    try:
+        counters = read()
+    except PipelineError as exc:
+        return Check(name, None, limit, False, f"cannot read the broker's drop counter: {exc}")
+    detail: dict[str, Any] = {"broker_started_at": counters.started_at.isoformat(),
+                              "uptime_s": counters.uptime_s, "version": counters.version,
+                              "stored": counters.stored, "watched": counters.watched}
+    row = con.execute("SELECT detail FROM health_checks WHERE check_name = ?"
+                      " ORDER BY checked_at DESC LIMIT 1", [name]).fetchone()
+    before = json.loads(row[0]) if row else {}
+    same_life = "broker_started_at" in before and abs(
+        (counters.started_at - dt.datetime.fromisoformat(before["broker_started_at"]))
+        .total_seconds()) <= BROKER_RESTART_TOLERANCE_S
+    if counters.dropped is None:
+        if same_life and "total" in before:
+            detail["total"] = before["total"]  # unchanged for a minute at least
+        return Check(name, 0.0, limit, True,
+                     "the broker's drop counter has not changed in the last minute (no "
+                     "watcher keeps it: a change between checks that long ago is not seen)",
+                     detail)
+    detail["total"] = counters.dropped
+    baseline, since = 0, f"since the broker started {counters.uptime_s} s ago"
+    if same_life and before.get("total") is not None and int(before["total"]) <= \
+            counters.dropped:
+        baseline, since = int(before["total"]), "since the last check"
+    growth = float(counters.dropped - baseline)
+    if growth <= limit:
+        return Check(name, growth, limit, True,
+                     f"the broker dropped {growth:.0f} messages {since} ({counters.dropped} "
+                     "since it started)", detail)
+    return Check(name, growth, limit, False,
+                 f"the broker dropped {growth:.0f} acknowledged messages {since}: a full "
+                 "session queue (max_queued_messages/_bytes; is ingest running?); what the "
+                 "agents no longer hold is lost", detail)
