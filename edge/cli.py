@@ -10,17 +10,21 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from edge.config import REFERENCE_RULES, load_edge_settings
+from edge.config import REFERENCE_RULES, EdgeSettings, load_edge_settings
+
+if TYPE_CHECKING:
+    from edge.runtime import ReplayResult
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +52,39 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
         "replay", help="replay recorded CAN logs through the agent to a broker",
         description="Read candump (.log), ASC, BLF, TRC or MF4 recordings through the whole "
                     "agent (decode, rules, spool, publish) and wait until the broker has "
-                    "everything. A killed replay resumes where its spool says it stopped. "
-                    "Prints a JSON summary as the last line.")
+                    "everything. The spool lives in a state directory named after the logs "
+                    "and the vehicle, so running the same command again after a kill resumes "
+                    "where the spool says it stopped; the directory is removed once the "
+                    "replay is complete and the broker has everything. Prints a JSON summary "
+                    "as the last line; exit status 1 when the replay did not finish.")
     replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
     replay.add_argument("--dbc", type=Path, nargs="*", default=[], help="DBC files")
     replay.add_argument("--rules", type=Path, default=REFERENCE_RULES, help="collection rules")
     replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
-    replay.add_argument("--broker", required=True, help="mqtt://host:port")
+    replay.add_argument("--broker", help="mqtt://host:port (required unless --check)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
     replay.add_argument("--taps", type=_names, default=None,
                         help=f"frame taps (default {REPLAY_DEFAULT_TAPS} when installed; '' none)")
-    replay.add_argument("--spool-dir", type=Path, help="spool parent (default: a temporary one)")
+    replay.add_argument("--spool-dir", type=Path,
+                        help="spool parent, kept as it is (default: the state directory)")
+    replay.add_argument("--state-dir", type=Path,
+                        help="where state directories live (default "
+                             "$XDG_STATE_HOME/fleetcare/replay, else "
+                             "~/.local/state/fleetcare/replay)")
+    replay.add_argument("--fresh", action="store_true",
+                        help="start over: forget what an interrupted run of the same logs "
+                             "and vehicle had spooled")
+    replay.add_argument("--check", action="store_true",
+                        help="only check the logs, DBC files, rules and taps, then exit")
     replay.add_argument("--strict", action="store_true",
                         help="fail on the first malformed log line (default: count and skip)")
+    replay.add_argument("--connect-timeout", type=_seconds, default=10.0,
+                        help="seconds to wait for the broker to accept the first connection "
+                             "(default 10)")
     replay.add_argument("--drain-timeout", type=float, default=600.0,
                         help="seconds to wait for the broker at the end (default 600)")
-    replay.set_defaults(handler=_run_replay)
+    replay.set_defaults(handler=_run_replay, parser=replay)
 
 
 def register_dbc(sub: argparse._SubParsersAction) -> None:
@@ -85,6 +105,17 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
 def register_sim(sub: argparse._SubParsersAction) -> None:
     """``fleetcare sim run``: a simulated fleet through real agents."""
     sim = sub.add_parser("sim", help="simulate a fleet on virtual CAN buses",
@@ -92,8 +123,10 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
     run = sim_sub.add_parser("run", help="simulate N vehicles for D days through real agents",
                              description="Each vehicle's frames go over a python-can virtual "
-                                         "bus to a real agent that publishes to the broker. "
-                                         "Prints a JSON summary as the last line.")
+                                         "bus to a real agent that publishes to the broker; "
+                                         "a fleet larger than one process can host runs in "
+                                         "several agent processes. Prints a JSON summary as "
+                                         "the last line.")
     run.add_argument("--broker", required=True, help="mqtt://host:port")
     run.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     run.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
@@ -103,8 +136,28 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                      help="seconds of bus traffic per simulated day (default 1.0)")
     run.add_argument("--rules", type=Path, default=REFERENCE_RULES, help="collection rules")
     run.add_argument("--spool-dir", type=Path, help="where the agents' spools live")
+    run.add_argument("--connect-timeout", type=_seconds, default=10.0,
+                     help="seconds to wait for every agent's first connection (default 10)")
+    run.add_argument("--processes", type=_count, metavar="N",
+                     help="agent processes to spread the fleet over (default: as few as keep "
+                          "each under --vehicles-per-process; one runs in this process)")
+    run.add_argument("--vehicles-per-process", type=_count, metavar="M",
+                     help="the most vehicles one process hosts (default and upper bound: "
+                          "what fits below the 1,024 file descriptors paho's select() "
+                          "can watch, about a hundred)")
     run.add_argument("--progress", action="store_true", help="progress bar on stderr")
     run.set_defaults(handler=_run_sim)
+
+
+def _count(text: str) -> int:
+    """A whole number of at least one (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
 
 
 def _run_edge(args: argparse.Namespace) -> int:
@@ -123,24 +176,64 @@ def _run_edge(args: argparse.Namespace) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from edge.runtime import run, summary
+    from edge.errors import ConfigError
+    from edge.logfile import check_log
+    from edge.replaystate import ReplayState
+    from edge.runtime import check_replay, replay_summary
 
+    if args.broker is None and not args.check:
+        args.parser.error("the following arguments are required: --broker")
+    if args.spool_dir is not None and (args.state_dir is not None or args.fresh):
+        raise ConfigError("--state-dir and --fresh are about the state directory, which a "
+                          "replay with --spool-dir does not use")
+    for path in args.logs:  # before any directory is made or broker asked
+        check_log(path)
     taps = args.taps
     if taps is None:  # the default applies only where the diagnostics taps are installed
         have = importlib.util.find_spec("edge.diag.taps") is not None
         taps = _names(REPLAY_DEFAULT_TAPS) if have else []
         if not have:
             log.warning("edge.diag.taps is not installed: replaying without frame taps")
-    with tempfile.TemporaryDirectory(prefix="fleetcare-replay-") as tmp:
-        settings = load_edge_settings(
+
+    def settings_for(spool_dir: Path | None) -> EdgeSettings:
+        extra = {"spool_dir": spool_dir} if spool_dir is not None else {}
+        return load_edge_settings(
             vehicle_id=args.vehicle, interface="replay",
             channel=",".join(str(p) for p in args.logs), dbc=args.dbc, rules=args.rules,
-            broker_url=args.broker, spool_dir=args.spool_dir or Path(tmp),
-            replay_speed=args.speed, strict_logs=args.strict, taps=taps)
-        stats, counters, drained = run(settings, _stop_on_signals(),
-                                       drain_timeout_s=args.drain_timeout)
-    print(orjson.dumps(summary(stats, counters, drained)).decode())
-    return 0 if drained else 1
+            broker_url=args.broker or "mqtt://127.0.0.1", replay_speed=args.speed,
+            strict_logs=args.strict, taps=taps, **extra)
+
+    if args.check:
+        check_replay(settings_for(None))
+        print(orjson.dumps({"checked": True, "logs": [str(p) for p in args.logs],
+                            "dbc": [str(p) for p in args.dbc], "taps": taps}).decode())
+        return 0
+    if args.spool_dir is not None:
+        result = _replay(settings_for(args.spool_dir), args)
+    else:
+        with ReplayState(args.logs, args.vehicle, root=args.state_dir) as state:
+            if args.fresh:
+                state.clear()
+            try:
+                result = _replay(settings_for(state.directory), args)
+            except BaseException:
+                if not state.holds_work():
+                    state.remove()  # nothing stored to resume: leave nothing behind
+                raise
+            if (result.completed and result.drained) or not state.holds_work():
+                state.remove()
+            else:
+                log.warning("the replay did not finish; %s keeps its spool: the same "
+                            "command resumes it", state.directory)
+    print(orjson.dumps(replay_summary(result)).decode())
+    return 0 if result.completed and result.drained else 1
+
+
+def _replay(settings: EdgeSettings, args: argparse.Namespace) -> ReplayResult:
+    from edge.runtime import run_replay
+
+    return run_replay(settings, _stop_on_signals(), connect_timeout_s=args.connect_timeout,
+                      drain_timeout_s=args.drain_timeout)
 
 
 def _run_dbc_check(args: argparse.Namespace) -> int:
@@ -166,17 +259,18 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run_sim(args: argparse.Namespace) -> int:
-    from edge.rules import load_rules
-    from edge.sim.fleet import run_fleet
+    from edge.sim.shards import run_fleet_processes
     from edge.sim.simulator import make_fleet
 
     start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC).timestamp()
     specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start)
     on_day = _progress(args.days) if args.progress else None
     with tempfile.TemporaryDirectory(prefix="fleetcare-spool-") as tmp:
-        result = run_fleet(specs, args.broker, load_rules(args.rules), days=args.days,
-                           start_ts=start, spool_dir=args.spool_dir or Path(tmp),
-                           snapshot_s=args.snapshot_s, on_day=on_day)
+        result = run_fleet_processes(
+            specs, args.broker, args.rules, days=args.days, start_ts=start,
+            spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
+            connect_timeout_s=args.connect_timeout, processes=args.processes,
+            per_process=args.vehicles_per_process)
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
     print(orjson.dumps(summary).decode())

@@ -5,18 +5,37 @@ installed, else the embedded one) and an ingest loop writing the DuckDB file, ru
 vehicle's side as its own process (``fleetcare edge replay``: the unmodified agent reading the
 recording, spooling and publishing), waits until every message the agent spooled has landed,
 and prints a one-line JSON summary as its last line of output.
+
+Before any broker starts or any store file is made, the agent's process checks the inputs
+(``fleetcare edge replay --check``: the logs exist, are readable, whole and hold frames; the
+DBC files, rules and taps load), so a typo costs a second and leaves nothing behind. Failures
+of the agent's process come back as its own one-line reason, never as a command line.
+
+The agent keeps its spool in a state directory beside the store (``<db>.replay-state``): a
+replay killed half-way into a store is resumed by the same command into the same store, and
+the directory is gone once the replay has finished. A store that does not exist yet starts
+afresh, whatever an older state directory beside it says.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
+
+from pipeline.errors import TerminalPipelineError
+
+STATE_SUFFIX = ".replay-state"
+"""The agent's state directory is the store's path with this appended."""
+_CHILD_ERROR = "fleetcare edge: error: "
+"""How the agent's process states the reason it failed (flows.cli.main's one line)."""
 
 
 @dataclass(frozen=True)
@@ -61,14 +80,30 @@ def _run(args: argparse.Namespace) -> int:
                             args.taps, args.broker, args.strict)
     summary = run_replay(options, log=lambda line: print(f"- {line}", file=sys.stderr))
     print(orjson.dumps(summary).decode())
-    return 0 if summary["rows_landed"] == summary["signals_published"] else 1
+    return 0 if summary["complete"] else 1
+
+
+def state_root(db_path: Path) -> Path:
+    """Where the agent keeps its resumable spool for replays into ``db_path``."""
+    return db_path.with_name(db_path.name + STATE_SUFFIX)
 
 
 def run_replay(options: ReplayOptions, log: Any = print) -> dict[str, Any]:
-    """Broker, ingest and the agent's process; returns the summary once everything landed."""
+    """Check the inputs, then broker, ingest and the agent's process; returns the summary
+    once everything landed.
+
+    Raises:
+        TerminalPipelineError: an input is unusable, or the agent's process failed (the
+            message is its reason, in one line).
+        BrokerError: the broker did not start.
+    """
     from pipeline.broker.harness import EmbeddedBroker
     from pipeline.ingest.service import Ingestor
 
+    if not options.db_path.parent.is_dir():
+        raise TerminalPipelineError(f"the folder of the store {options.db_path} does not exist")
+    check_inputs(options)
+    fresh = not options.db_path.exists()
     with EmbeddedBroker(prefer=options.broker) as broker:
         log(f"broker: {broker.kind} at {broker.url}")
         # The operator names the one vehicle on a broker private to this run, and the log
@@ -77,16 +112,27 @@ def run_replay(options: ReplayOptions, log: Any = print) -> dict[str, Any]:
                             require_registered_vehicles=False, rate_limit=None)
         ingestor.start()
         try:
-            edge = edge_replay(options, broker.url)
+            edge = edge_replay(options, broker.url, fresh=fresh)
             rows, messages = edge["signals_spooled"], edge["messages_spooled"]
+            resent = int(edge.get("resent_messages", 0))
+            if resent:
+                log(f"resumed an interrupted replay after frame {edge['resumed_after_frame']:,}"
+                    f" ({resent:,} messages sent again)")
+            # An agent that did not finish (stopped, or its drain timed out) has nothing more
+            # on its way: there is no point waiting for it.
+            ran_through = bool(edge.get("completed", True) and edge["drained"])
             log(f"waiting for ingest to land {rows:,} rows ...")
             landed = ingestor.wait_for(lambda s: s.telemetry_rows >= rows
-                                       and s.messages_landed + s.duplicates >= messages,
-                                       timeout=options.timeout_s)
+                                       and s.messages_landed + s.duplicates >= messages + resent,
+                                       timeout=options.timeout_s if ran_through else 1.0)
         finally:
             ingestor.stop()
         stats = ingestor.stats
     counters = edge["counters"]
+    finished = ran_through and landed
+    # A resumed replay's earlier rows landed in the earlier run, and the messages it sent
+    # again may land now: at least this run's rows, then, where a fresh one lands exactly them.
+    exact = stats.telemetry_rows == rows if not resent else stats.telemetry_rows >= rows
     return {
         "frames_read": edge["frames_read"], "frames_decoded": edge["frames_decoded"],
         "unknown_frames": edge["unknown_frames"], "unknown_ids": edge["unknown_ids"],
@@ -95,15 +141,16 @@ def run_replay(options: ReplayOptions, log: Any = print) -> dict[str, Any]:
         "rows_landed": stats.telemetry_rows, "dtc_rows": stats.dtc_rows,
         "dead_letters": stats.dead_letters, "dropped": counters.get("evicted", 0),
         "landed_in_time": landed, "db": str(options.db_path), "broker": broker.kind,
-        "ingest": asdict(stats),
+        "resumed_after_frame": edge.get("resumed_after_frame", 0), "resent_messages": resent,
+        "complete": finished and exact, "ingest": asdict(stats),
     }
 
 
-def edge_replay(options: ReplayOptions, broker_url: str) -> dict[str, Any]:
-    """The vehicle's side runs as its own process, as it would on a gateway."""
+def _agent_command(options: ReplayOptions, *extra: str) -> list[str]:
+    """``fleetcare edge replay`` for these options (run, never shown: see _reason)."""
     command = [sys.executable, "-m", "flows.cli", "edge", "replay",
-               *[str(p) for p in options.logs], "--broker", broker_url,
-               "--vehicle", options.vehicle, "--speed", str(options.speed)]
+               *[str(p) for p in options.logs], "--vehicle", options.vehicle,
+               "--speed", str(options.speed), *extra]
     if options.dbc:
         command += ["--dbc", *[str(p) for p in options.dbc]]
     if options.rules is not None:
@@ -112,6 +159,89 @@ def edge_replay(options: ReplayOptions, broker_url: str) -> dict[str, Any]:
         command += ["--taps", options.taps]
     if options.strict:
         command.append("--strict")
-    done = subprocess.run(command, stdout=subprocess.PIPE, check=True)
-    summary: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
-    return summary
+    return command
+
+
+def check_inputs(options: ReplayOptions) -> None:
+    """Have the agent's own code load every input, without a broker (``--check``).
+
+    Raises:
+        TerminalPipelineError: an input is unusable; the agent's one-line reason.
+    """
+    done = subprocess.run(_agent_command(options, "--check"), capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise TerminalPipelineError(_reason(done.stderr.splitlines(), done.returncode))
+
+
+def edge_replay(options: ReplayOptions, broker_url: str, *, fresh: bool = False,
+                state: Path | None = None) -> dict[str, Any]:
+    """The vehicle's side runs as its own process, as it would on a gateway.
+
+    Its spool lives in ``state`` (default: beside the store, :func:`state_root`); ``fresh``
+    forgets an earlier interrupted run's progress. Returns the agent's summary (its
+    ``completed`` and ``drained`` say whether it finished).
+
+    Raises:
+        TerminalPipelineError: the agent's process failed; its one-line reason.
+    """
+    root = state if state is not None else state_root(options.db_path)
+    extra = ["--broker", broker_url, "--state-dir", str(root), *(["--fresh"] if fresh else [])]
+    child = subprocess.Popen(_agent_command(options, *extra), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    errors: list[str] = []
+    relay = threading.Thread(target=_relay, args=(child.stderr, errors), daemon=True)
+    relay.start()
+    try:
+        assert child.stdout is not None
+        out = child.stdout.read()
+        child.wait()
+    except BaseException:  # interrupted: the agent's spool keeps what it had, to resume
+        child.kill()
+        child.wait()
+        raise
+    finally:
+        relay.join(timeout=10)
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+    with contextlib.suppress(OSError):
+        root.rmdir()  # only when empty: a finished replay leaves nothing beside the store
+    lines = out.strip().splitlines()
+    summary: dict[str, Any] | None = None
+    with contextlib.suppress(orjson.JSONDecodeError, IndexError):
+        summary = orjson.loads(lines[-1])
+    if child.returncode == 0 and summary is not None:
+        return summary
+    if child.returncode == 1 and summary is not None and not errors:
+        return summary  # it ran, and did not finish: the summary says how far it got
+    raise TerminalPipelineError(_reason(errors, child.returncode))
+
+
+def _relay(stream: IO[str] | None, errors: list[str]) -> None:
+    """Pass the agent's log lines on to our stderr, keeping back its own error line and any
+    traceback (whose last line, the exception, becomes the reason if there is no other)."""
+    if stream is None:
+        return
+    in_traceback = False
+    for line in stream:
+        if line.startswith("Traceback"):
+            in_traceback = True
+        elif in_traceback and not line[:1].isspace():
+            in_traceback = False  # "ExceptionType: message" ends it
+            errors.append(line.rstrip("\n"))
+        elif line.startswith(_CHILD_ERROR):
+            errors.append(line.rstrip("\n"))
+        elif not in_traceback:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def _reason(lines: list[str], status: int) -> str:
+    """The agent's one-line reason for failing, as it stated it (never its command line)."""
+    for line in reversed(lines):
+        if line.startswith(_CHILD_ERROR):
+            return line[len(_CHILD_ERROR):].strip()
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    return (f"the vehicle's agent (fleetcare edge replay) failed with exit status {status}"
+            + (f": {last}" if last else ""))

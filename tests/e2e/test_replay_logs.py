@@ -86,6 +86,8 @@ def test_fleetcare_replay_prints_the_summary_last(tmp_path: Path) -> None:
     assert summary["dropped"] == 0
     assert {"frames_decoded", "unknown_frames", "unknown_ids"} <= summary.keys()
     assert rows_of(db_path, "WRX1")[0] == summary["signals_published"]
+    assert summary["complete"] is True
+    assert not (tmp_path / "replay.duckdb.replay-state").exists()  # finished: no spool left
 
 
 def test_edge_replay_reports_a_missing_log(tmp_path: Path) -> None:
