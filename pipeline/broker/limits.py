@@ -9,7 +9,9 @@ the last save. The limits below are therefore derived, not guessed:
 
 * **Message size** is the contract's: ``edge.wire.contract.MAX_PAYLOAD_BYTES`` is the most
   ingest lands in one message, and the agent splits batches to stay under it, so the broker
-  refuses (and counts as dropped) anything larger instead of queueing megabytes nobody lands.
+  refuses anything larger instead of queueing megabytes nobody lands. (mosquitto 2.0.11
+  acknowledges such a publish and drops it without counting it in ``$SYS``: only a producer
+  that ignores the contract can lose a message this way.)
 * **Queue depth** is what the design fleet sends during the ingest outage the broker must
   bridge on its own (a restart or an upgrade of ``fleetcare ingest``), in messages and in
   bytes: ``vehicles x rate x outage``. One session (ingest's) subscribes to the whole fleet,
@@ -17,15 +19,17 @@ the last save. The limits below are therefore derived, not guessed:
 * **In flight** must hold one whole ingest batch: ingest acknowledges only after its commit,
   so every message of an open batch is unacknowledged at once.
 * **Saving** is time-based, once a second. ``autosave_on_changes true`` was measured and
-  rejected: it counts changes, so at a trickle (30 messages queued for a stopped ingest) no
-  save happens before a ``kill -9``, while at a deep queue every few changes rewrite the whole
-  file (mosquitto saves everything, every time): with ``autosave_interval 1`` it published 64
+  rejected: it counts changes, so fewer than ``autosave_interval`` of them (a trickle queued
+  for a stopped ingest) are never saved before a ``kill -9``, while a small interval rewrites
+  the whole file every few changes (mosquitto saves everything, every time): with
+  ``autosave_interval 1`` it published 64
   messages/s against 2,700 without persistence, and kept 874 of 2,000 queued messages through
   a ``kill -9``; a one-second timer kept all 2,000 at unchanged speed. A save costs one
   rewrite of what is stored (about 1 s per 256 MB measured here), so a full queue costs a few
   seconds per save, which slows publishers (the agents keep spooling) but loses nothing.
 * **$SYS** counters are published every :data:`SYS_INTERVAL_S`; the health check reads
-  ``$SYS/broker/publish/messages/dropped`` and fails on any drop.
+  ``$SYS/broker/publish/messages/dropped`` (kept readable by
+  :class:`pipeline.broker.counters.DropWatcher`) and fails on any drop.
 """
 
 from __future__ import annotations
@@ -162,9 +166,9 @@ def durability_config(limits: BrokerLimits, data_dir: Path) -> str:
         "unacknowledged until its commit.",
         f"max_inflight_messages {limits.max_inflight_messages}",
         f"# Size: the wire contract's MAX_PAYLOAD_BYTES ({limits.message_size_limit:,} B); "
-        "a larger publish is dropped and counted",
-        "# (not max_packet_size: it disconnects, and the agent would re-send the same "
-        "message forever).",
+        "a larger publish is dropped",
+        "# (uncounted in $SYS; not max_packet_size: it disconnects, and the sender would "
+        "re-send the same message forever).",
         f"message_size_limit {limits.message_size_limit}",
         f"# $SYS counters every {limits.sys_interval_s} s (read by the health check).",
         f"sys_interval {limits.sys_interval_s}",
