@@ -1,9 +1,12 @@
 """The fleet simulator: simulated vehicles and their hidden wear, simulated ECUs, and a whole
-fleet of real agents on virtual buses. A gateway never imports this package.
+fleet of real agents on virtual buses, in as many processes as its size needs. A gateway
+never imports this package.
 """
 
+from edge.sim.capacity import ShardPlan, plan_shards
 from edge.sim.ecus import EcuBehaviour, SimulatedEcu
-from edge.sim.fleet import run_fleet
+from edge.sim.fleet import FleetResult, run_fleet
+from edge.sim.shards import run_fleet_processes
 from edge.sim.simulator import (
     VehicleSimulator,
     VehicleSpec,
@@ -17,7 +20,9 @@ from edge.sim.wear import HealthModel
 
 __all__ = [
     "EcuBehaviour",
+    "FleetResult",
     "HealthModel",
+    "ShardPlan",
     "SimulatedEcu",
     "VehicleSimulator",
     "VehicleSpec",
@@ -26,5 +31,7 @@ __all__ = [
     "load_reference_dbc",
     "make_fleet",
     "params_of",
+    "plan_shards",
     "run_fleet",
+    "run_fleet_processes",
 ]

@@ -11,7 +11,7 @@ vehicle's ground truth is published on the simulator topic.
 from __future__ import annotations
 
 import logging
-import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,11 +22,14 @@ import cantools.database
 
 from edge.agent import Agent, AgentStats
 from edge.decode import Decoder
+from edge.errors import BrokerUnreachableError
 from edge.publish import Publisher
 from edge.rules import RuleSet
+from edge.sim.capacity import check_fits
 from edge.sim.simulator import VehicleSimulator, VehicleSpec, load_reference_dbc
 from edge.spool import Spool
 from edge.wire import contract
+from edge.wire.mqtt import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,9 @@ class _Lane:
 def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, days: int,
               start_ts: float, spool_dir: Path, snapshot_s: float = 1.0,
               on_day: Callable[[int], None] | None = None,
-              drain_timeout_s: float = 300.0) -> FleetResult:
+              drain_timeout_s: float = 300.0,
+              connect_timeout_s: float | None = None,
+              on_ready: Callable[[], None] | None = None) -> FleetResult:
     """Simulate ``days`` days of every vehicle in ``specs`` through real agents.
 
     Args:
@@ -79,14 +84,31 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
         snapshot_s: seconds of bus traffic per simulated day.
         on_day: called after each simulated day (progress bars).
         drain_timeout_s: how long to wait at the end for the broker to acknowledge everything.
+        connect_timeout_s: every agent must be connected within this many seconds, before
+            the first simulated day (None: agents connect whenever the broker lets them).
+        on_ready: called once every agent is started (and connected, with
+            ``connect_timeout_s``), before the first simulated day; it may block, e.g. until
+            the other processes of a sharded fleet are ready too.
+
+    Raises:
+        BrokerUnreachableError: an agent had no connection within ``connect_timeout_s``.
+        FleetCapacityError: the vehicles' descriptors would pass what paho's ``select()``
+            can watch in this process (:func:`edge.sim.shards.run_fleet_processes` spreads
+            a larger fleet over several processes).
     """
+    check_fits(len(specs))  # else a client past descriptor 1023 reconnects forever, silently
     db = load_reference_dbc()
     decoder_ids = {m.frame_id for m in db.messages}
+    quiet = connect_timeout_s is not None  # a failure is then reported once, not per agent
     lanes = [_lane(spec, db, decoder_ids, rules, broker_url, start_ts, days, snapshot_s,
-                   spool_dir) for spec in specs]
+                   spool_dir, quiet) for spec in specs]
     try:
         for lane in lanes:
             lane.publisher.start()
+        if connect_timeout_s is not None:
+            _wait_connected(lanes, broker_url, connect_timeout_s)
+        if on_ready is not None:
+            on_ready()
         for day in range(days):
             _simulate_day(lanes)
             if on_day is not None:
@@ -107,15 +129,27 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
 
 def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
           rules: RuleSet, broker_url: str, start_ts: float, days: int, snapshot_s: float,
-          spool_dir: Path) -> _Lane:
+          spool_dir: Path, quiet_first_connect: bool = False) -> _Lane:
     channel = f"fleetcare-sim-{spec.vehicle_id}-{uuid.uuid4().hex[:8]}"
     sim_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     agent_bus = can.Bus(interface="virtual", channel=channel)
     spool = Spool(spool_dir / spec.vehicle_id, fsync=False)
-    publisher = Publisher(spool, broker_url, client_id=f"fleetcare-edge-{spec.vehicle_id}")
+    publisher = Publisher(spool, broker_url, client_id=f"fleetcare-edge-{spec.vehicle_id}",
+                          quiet_first_connect=quiet_first_connect)
     agent = Agent(spec.vehicle_id, agent_bus, Decoder([db], frame_ids), rules, spool, publisher)
     sim = VehicleSimulator(spec, db, start_ts=start_ts, days=days, snapshot_s=snapshot_s)
     return _Lane(sim, sim.iter_days(), sim_bus, agent_bus, agent, publisher, spool)
+
+
+def _wait_connected(lanes: Sequence[_Lane], broker_url: str, timeout_s: float) -> None:
+    """Fail in seconds, not after a whole simulation spooled for a broker that is not there."""
+    deadline = time.monotonic() + timeout_s
+    for lane in lanes:
+        if not lane.publisher.wait_connected(max(0.0, deadline - time.monotonic())):
+            why = lane.publisher.last_connect_error or "no answer"
+            raise BrokerUnreachableError(
+                f"broker {redact_url(broker_url)} unreachable: {why} (vehicle "
+                f"{lane.agent.vehicle_id} had no connection within {timeout_s:g} s)")
 
 
 def _simulate_day(lanes: Sequence[_Lane]) -> None:
@@ -129,17 +163,20 @@ def _simulate_day(lanes: Sequence[_Lane]) -> None:
 
 
 def _drain(lanes: Sequence[_Lane]) -> None:
-    """Let each agent read everything sent to it so far, then spool its partial batch."""
-    threads = []
+    """Let each agent read everything sent to it so far, then spool its partial batch.
+
+    One lane after the other, in this thread: a virtual bus delivers a frame into the
+    reader's queue as it is sent, so every frame is waiting already and no read ever blocks
+    (``poll_s=0``). A thread per lane bought nothing (decoding holds the GIL) and, with a
+    2,000-vehicle fleet on two cores, made two thousand threads a day fight for the GIL:
+    the MQTT clients of the same processes then went unserved for longer than their
+    keepalive, and the broker dropped them.
+    """
     for lane in lanes:
-        def read(lane: _Lane = lane) -> None:
-            lane.agent.drain(lambda: lane.agent.stats().frames_read >= lane.sent)
-            lane.agent.flush()
-        thread = threading.Thread(target=read, daemon=True)
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+        def read_all(lane: _Lane = lane) -> bool:
+            return lane.agent.stats().frames_read >= lane.sent
+        lane.agent.drain(read_all, poll_s=0)
+        lane.agent.flush()
 
 
 def _publish_truth(lanes: Sequence[_Lane]) -> None:
