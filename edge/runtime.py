@@ -2,8 +2,9 @@
 
 ``run_agent_forever`` is ``fleetcare edge run`` (a gateway: read until SIGTERM);
 ``run_replay`` is ``fleetcare edge replay`` (read recordings to their end, then wait until the
-broker has everything). Both tell systemd when they are ready and keep its watchdog fed only
-while the agent's loop is making progress.
+backend's store has everything: with receipts on, the default, a spool entry leaves only on
+ingest's receipt, so a drained spool means every message is committed). Both tell systemd
+when they are ready and keep its watchdog fed only while the agent's loop is making progress.
 
 A gateway keeps reading and spooling while the broker is away: that is what the spool is for.
 A replay is a command someone waits for, so before it reads a frame it makes sure there is
@@ -145,8 +146,9 @@ def run(settings: EdgeSettings, stop: threading.Event, *, notify_socket: str | N
         drain_timeout_s: float = 5.0) -> tuple[AgentStats, dict[str, float], bool]:
     """Run one agent; return its stats, its final counters and whether the spool drained.
 
-    After the source ends or ``stop`` is set, waits up to ``drain_timeout_s`` for the broker
-    to acknowledge what is left (what is not stays in the spool for the next start).
+    After the source ends or ``stop`` is set, waits up to ``drain_timeout_s`` for what is left
+    to be receipted by the store (acknowledged by the broker, with receipts off); what is not
+    stays in the spool for the next start.
     """
     parts = assemble(settings)
     parts.publisher.start()
@@ -161,7 +163,8 @@ class ReplayResult:
     stats: AgentStats
     counters: dict[str, float]
     drained: bool
-    """The broker acknowledged everything in the spool."""
+    """The spool emptied: the store receipted everything (the broker acknowledged it, with
+    receipts off)."""
     completed: bool
     """The recordings were read to their end (False: stopped by a signal first)."""
     resumed_after: int
