@@ -63,7 +63,15 @@ CHILD_BOOT: Final = ("import sys; sys.modules['asammdf'] = None; "
 polars and pyarrow, only to offer MF4 files, which a simulated vehicle never touches: about
 120 MB and a second of start-up per process, measured. A ``None`` in ``sys.modules`` makes
 that import fail the way python-can expects where asammdf is not installed."""
-STARTING_AT_ONCE: Final = max(1, os.cpu_count() or 1)
+def _cores() -> int:
+    """Cores this process may run on (a container's share, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+STARTING_AT_ONCE: Final = _cores()
 """Children importing and connecting at the same time: one per core."""
 SIMULATING_AT_ONCE: Final = STARTING_AT_ONCE
 """Children simulating a day at the same time: one per core (see :class:`_Fleet`)."""
