@@ -58,7 +58,7 @@ def documented_columns(page: Path) -> dict[str, set[str]]:
             continue
         if cells[0].startswith("`"):
             table = cells[0].strip("`").split("`")[0]
-        documented.setdefault(table, set()).update(re.findall(r"`([a-z_]+)`", cells[1]))
+        documented.setdefault(table, set()).update(re.findall(r"`([a-z][a-z0-9_]*)`", cells[1]))
     return documented
 
 
