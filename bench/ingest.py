@@ -18,19 +18,35 @@ message passes the registration check and a per-vehicle rate limit. The backlog 
 as fast as the machine goes (a vehicle's share arrives at over 100k rows/s), far above any
 real vehicle's rate, so the limit is set high enough to refuse nothing; the JSON says so.
 
-    .venv/bin/python bench/ingest.py [--batches 5] [--repeat 3]
+Memory (``flood``): ``fleetcare ingest`` runs as its own process, as deployed, and gets
+normal telemetry with 30 oversize messages of 20 MB mixed in (one in every 41 messages,
+the last message being one). The project's broker configuration refuses payloads over the
+contract's limit, so this run uses it with ``message_size_limit 0`` (what a broker fleetcare
+did not configure does): the oversize messages reach ingest, whose own bound is measured.
+Its resident memory is read from ``/proc`` once it has subscribed (``idle_rss_mib``, the
+reference) and its peak (``VmHWM``) once the last oversize message is dead-lettered;
+``ratio_to_idle`` divides the two. It runs on each of ingest's paho clients: the fast one
+never holds an oversize payload whole, the stock one (the fallback) holds each one whole
+while paho reads it, then cuts it at once.
+
+    .venv/bin/python bench/ingest.py [--batches 5] [--repeat 3] [--flood 30] [--flood-mb 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import queue
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -44,6 +60,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 from edge.wire import contract  # noqa: E402
 from pipeline.broker.auth import parse_broker_url  # noqa: E402
 from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
+from pipeline.broker.limits import DEFAULT_LIMITS  # noqa: E402
 from pipeline.ingest.admission import RateLimit, Vehicle, register_vehicles  # noqa: E402
 from pipeline.ingest.service import FLUSH_ROWS, Ingestor  # noqa: E402
 from pipeline.store import connection as store  # noqa: E402
@@ -100,6 +117,7 @@ def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
     host, port = parse_broker_url(url)
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.max_queued_messages_set(0)
     client.on_connect = lambda *_: connected.set()
     client.connect(host, port)
     client.loop_start()
@@ -130,11 +148,82 @@ def _ingest(url: str, wires: list[tuple[str, bytes]], db: Path) -> float:
     return elapsed
 
 
+FLOOD_WAIT_S = 600.0
+
+
+def _memory_kib(pid: int, field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of process ``pid``, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines()
+                if line.startswith(field + ":"))
+
+
+def _flood(url: str, db: Path, oversize: int, size: int, mqtt_client: str) -> dict[str, Any]:
+    """``fleetcare ingest`` under normal traffic with ``oversize`` messages of ``size`` bytes."""
+    client_id = f"bench-flood-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, FLEETCARE_PIPELINE__MQTT_CLIENT=mqtt_client)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "-v", "ingest", "--no-urgent", "--broker", url,
+         "--db", str(db), "--client-id", client_id, "--allow-unregistered",
+         "--rate-limit", "0"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+
+    def wait_for(needle: str, count: int = 1) -> None:
+        while count:
+            try:
+                count -= needle in lines.get(timeout=FLOOD_WAIT_S)
+            except queue.Empty:
+                raise SystemExit(f"bench: ingest never logged {needle!r}") from None
+
+    threading.Thread(target=read, daemon=True).start()
+    topic = contract.telemetry_topic("BENCHBIG")
+    body = b"x" * size  # one object for all: the publisher need not hold them all
+    normal = _payloads(40 * oversize, f"flood-{mqtt_client}")
+    wires = [w for i, w in enumerate(normal)
+             for w in ([w, (topic, body)] if i % 40 == 39 else [w])]
+    try:
+        wait_for("ingesting")
+        idle = _memory_kib(proc.pid, "VmRSS")
+        started = time.perf_counter()
+        _publish(url, wires)
+        wait_for(f"dead-lettering a message on {topic}", oversize)
+        elapsed = time.perf_counter() - started
+        peak = _memory_kib(proc.pid, "VmHWM")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=FLOOD_WAIT_S)
+    with store.connect_readonly(db) as con:
+        row = con.execute("SELECT (SELECT count(*) FROM telemetry), count(*), "
+                          "sum(octet_length(payload)), sum(payload_bytes) FROM dead_letters"
+                          ).fetchone()
+    assert row is not None
+    if (row[0], row[1]) != (len(normal) * SIGNALS, oversize):
+        raise SystemExit(f"bench: flood landed {row[0]} rows and {row[1]} dead letters")
+    return {
+        "mqtt_client": mqtt_client, "normal_messages": len(normal),
+        "normal_rows": len(normal) * SIGNALS, "oversize_messages": oversize,
+        "oversize_bytes_each": size, "seconds": round(elapsed, 2),
+        "idle_rss_mib": round(idle / 1024, 1), "peak_rss_mib": round(peak / 1024, 1),
+        "ratio_to_idle": round(peak / idle, 2),
+        "dead_letter_bytes_kept": int(row[2]), "dead_letter_bytes_published": int(row[3]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=5,
                         help=f"backlog size in batches of {PER_BATCH} messages (default 5)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--flood", type=int, default=30,
+                        help="oversize messages in the memory run (default 30; 0 skips it)")
+    parser.add_argument("--flood-mb", type=float, default=20.0,
+                        help="size of each oversize message in MB (default 20)")
     args = parser.parse_args(argv)
     messages = args.batches * PER_BATCH
     bare: list[float] = []
@@ -148,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
             bare_100k.append(_bare_loop(payloads, Path(tmp) / f"b100k{run}.duckdb",
                                         100_000 // SIGNALS))
             ingest.append(_ingest(broker.url, wires, Path(tmp) / f"ingest{run}.duckdb"))
+    flood: list[dict[str, Any]] = []
+    if args.flood:
+        unlimited = replace(DEFAULT_LIMITS, message_size_limit=0)
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(
+                prefer="mosquitto", limits=unlimited) as broker:
+            flood = [_flood(broker.url, Path(tmp) / f"flood-{kind}.duckdb", args.flood,
+                            int(args.flood_mb * 1_000_000), kind) for kind in ("fast", "stock")]
     rows = messages * SIGNALS
     bare_rate, ingest_rate = rows / statistics.median(bare), rows / statistics.median(ingest)
     bare_100k_rate = rows / statistics.median(bare_100k)
@@ -163,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "admission": {"registered_vehicles": len(VEHICLES), "checked_per_message": True,
                       "rate_limit_rows_per_s": LIMIT.rows_per_s,
                       "rate_burst_rows": LIMIT.burst_rows, "refused": 0},
+        "flood": flood, "flood_target_peak_rss_mib": 400, "flood_broker_message_size_limit": 0,
     }).decode())
     return 0
 
