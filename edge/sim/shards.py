@@ -63,6 +63,8 @@ CHILD_BOOT: Final = ("import sys; sys.modules['asammdf'] = None; "
 polars and pyarrow, only to offer MF4 files, which a simulated vehicle never touches: about
 120 MB and a second of start-up per process, measured. A ``None`` in ``sys.modules`` makes
 that import fail the way python-can expects where asammdf is not installed."""
+
+
 def _cores() -> int:
     """Cores this process may run on (a container's share, not the host's count)."""
     try:
@@ -153,8 +155,9 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
     first days' traffic, and agents missed the connection timeout.
 
     Args:
-        specs, broker_url, days, start_ts, spool_dir, snapshot_s, drain_timeout_s,
-        connect_timeout_s: as for :func:`~edge.sim.fleet.run_fleet`, for every process.
+        specs: the vehicles, as for :func:`~edge.sim.fleet.run_fleet`; so are ``broker_url``,
+            ``days``, ``start_ts``, ``spool_dir``, ``snapshot_s``, ``drain_timeout_s`` and
+            ``connect_timeout_s``, for every process.
         rules_path: the collection rules' file (each process loads it; checked here first).
         on_day: called once per simulated day that every process has finished.
         processes, per_process: see :func:`~edge.sim.capacity.plan_shards`.
