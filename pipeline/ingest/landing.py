@@ -45,7 +45,6 @@ from pipeline.ingest.columnar import (
     MAX_TS,
     MIN_TS,
     Samples,
-    boolean_reason,
     samples_columns,
     telemetry_samples,
 )
@@ -215,14 +214,8 @@ def _prepare_telemetry(item: InboundMessage, doc: dict[str, Any]) -> Prepared:
     reason = _topic_mismatch(item.topic, "telemetry", vehicle_id)
     if reason:
         return Prepared(item, reason)
-    samples = telemetry_samples(doc)
-    # JSON true/false would convert to 1.0/0.0; look for them only in a payload that has the
-    # words, so good traffic pays two byte searches, not a Python test per value.
-    if b"true" in item.payload or b"false" in item.payload:
-        reason = boolean_reason(samples)
-        if reason:
-            return Prepared(item, reason)
-    return Prepared(item, None, "telemetry", msg_id, vehicle_id, samples=samples)
+    return Prepared(item, None, "telemetry", msg_id, vehicle_id,
+                    samples=telemetry_samples(doc))
 
 
 def _prepare_other(item: InboundMessage, message: contract.Message) -> Prepared:
