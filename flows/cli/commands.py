@@ -146,8 +146,12 @@ def _run_maintenance(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flows.scheduled.deployments import serve_all
+    from flows.scheduled.deployments import SCHEDULES, serve_all
 
+    unknown = sorted(set(args.only or ()) - set(SCHEDULES))
+    if unknown:
+        raise ValueError(f"--only: no deployment named {', '.join(unknown)} "
+                         f"(the deployments: {', '.join(SCHEDULES)})")
     settings, crm_url = _settings(args)
     serve_all(settings, crm_url, tuple(args.only) if args.only else None, args.interval)
     return 0
