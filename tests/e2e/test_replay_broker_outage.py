@@ -10,7 +10,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,22 +20,9 @@ from edge.source import ReplaySource
 from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port
 from pipeline.ingest.service import Ingestor
 from tests.e2e.replay_helpers import KONA_DBC, KONA_LOG, expected_signals, rows_of
+from tests.polling import wait_until
 
 OUTAGE_BUS_S = 3.0
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not done.is_set():
-            if condition():
-                return True
-            done.wait(0.02)
-        return condition()
-    finally:
-        deadline.cancel()
 
 
 @pytest.mark.e2e
@@ -72,7 +58,7 @@ def test_broker_outage_loses_nothing_and_doubles_nothing(db_path: Path, tmp_path
         assert isinstance(parts.source, ReplaySource)
         down_at = parts.source.position
         # While the broker is away the agent keeps reading and spooling.
-        assert _wait(lambda: parts.agent.stats().frames_read >= down_at + 1900 * OUTAGE_BUS_S
+        assert wait_until(lambda: parts.agent.stats().frames_read >= down_at + 1900 * OUTAGE_BUS_S
                      or parts.source.exhausted, timeout=30)
         assert parts.spool.stats().pending > 0  # waiting on disk for the broker
         broker = EmbeddedBroker(port=port, prefer="mosquitto", data_dir=data_dir).start()

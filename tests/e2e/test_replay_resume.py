@@ -14,9 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -26,6 +24,7 @@ from edge.replaystate import ReplayState
 from pipeline.ingest.service import Ingestor
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import KONA_DBC, KONA_LOG, REPO, expected_signals
+from tests.polling import wait_until
 
 KONA_FRAMES = 17173
 
@@ -45,20 +44,6 @@ def _checkpoint(spool_file: Path) -> int:
     except sqlite3.Error:  # created but not initialised yet
         return 0
     return int(row[0] or 0)
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    done = threading.Event()
-    timer = threading.Timer(timeout, done.set)
-    timer.start()
-    try:
-        while not done.is_set():
-            if condition():
-                return True
-            done.wait(0.02)
-        return condition()
-    finally:
-        timer.cancel()
 
 
 def _rows(db_path: Path, vehicle: str) -> list[tuple[object, ...]]:
@@ -93,7 +78,7 @@ def test_a_killed_replay_resumes_by_default_with_the_rows_of_an_uninterrupted_on
         first = subprocess.Popen(_command(mosquitto_url, resumed, "--speed", "1"), cwd=REPO,
                                  env=env, stdout=subprocess.DEVNULL)
         try:
-            assert _wait(lambda: _checkpoint(spool_file) >= 2000, timeout=120)
+            assert wait_until(lambda: _checkpoint(spool_file) >= 2000, timeout=120)
         finally:
             first.kill()
             first.wait(timeout=30)
@@ -131,7 +116,7 @@ def test_a_stopped_replay_keeps_its_state_and_fresh_starts_over(
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
         try:
-            assert _wait(lambda: _checkpoint(spool_file) >= 1000, timeout=120)
+            assert wait_until(lambda: _checkpoint(spool_file) >= 1000, timeout=120)
             first.send_signal(signal.SIGTERM)
             out, err = first.communicate(timeout=120)
         finally:

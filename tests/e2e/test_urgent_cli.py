@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
+from tests.polling import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-urgent-cli-test-key").decode()
 P0AA6 = 0x0AA6
@@ -56,21 +57,6 @@ def _env(**pipeline: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
     env.update({f"FLEETCARE_PIPELINE__{k.upper()}": v for k, v in pipeline.items()})
     return env
-
-
-def _wait(condition: Callable[[], bool], timeout: float = TIMEOUT_S) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass (an outcome, not a pace)."""
-    done = threading.Event()
-    timer = threading.Timer(timeout, done.set)
-    timer.start()
-    try:
-        while not done.is_set():
-            if condition():
-                return True
-            done.wait(0.1)
-        return condition()
-    finally:
-        timer.cancel()
 
 
 class Service:
@@ -194,7 +180,8 @@ def test_a_critical_fault_frame_becomes_a_signed_lead_at_the_crm(
         try:
             assert any("urgent leads on" in line for line in ingest.seen), ingest.seen
             _replay(deployment, tmp_path / "spool")
-            assert _wait(lambda: len(crm.leads()) >= 1), (crm.rejected_count, ingest.seen)
+            assert wait_until(lambda: len(crm.leads()) >= 1, TIMEOUT_S, 0.1), (
+                crm.rejected_count, ingest.seen)
         finally:
             status = ingest.stop()
         assert status == 0, ingest.seen
@@ -222,7 +209,8 @@ def test_no_urgent_lands_the_fault_and_sends_nothing(
             assert any("urgent leads off (--no-urgent)" in line for line in ingest.seen)
             _replay(deployment, tmp_path / "spool")
             # The snapshot is written between batches, after any after-commit hook ran.
-            assert _wait(lambda: _landed_codes(snapshot) == ["P0AA6"]), ingest.seen
+            assert wait_until(lambda: _landed_codes(snapshot) == ["P0AA6"], TIMEOUT_S,
+                              0.1), ingest.seen
         finally:
             status = ingest.stop()
         assert status == 0, ingest.seen

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-import time
 from typing import Any
 
 import polars as pl
@@ -33,19 +32,12 @@ from pipeline.ops.health import Thresholds
 from pipeline.store import connection as store
 from pipeline.store import export
 from pipeline.store.serving import connect_serving
+from tests.polling import wait_until
 
 
 def paths(stores: Stores) -> dict[str, Any]:
     return {"serving_path": stores.serving, "snapshot_path": stores.snapshot}
 
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_health_fails_naming_each_problem_and_emits_events(

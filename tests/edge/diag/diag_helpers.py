@@ -9,9 +9,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,21 +22,13 @@ from edge.decode import Decoder, load_dbcs
 from edge.rules import load_rules
 from edge.spool import Spool
 from edge.wire import contract
+from tests.polling import wait_until
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data" / "can"
 OBD_LOG = SHARED / "car_obd2_gnss" / "00000002-60FE415D.candump.log"
 J1939_LOG = SHARED / "truck_j1939_tp" / "00000001-60B621D9.candump.log"
 LEAF_LOG = SHARED / "leaf_2019_uds" / "00000001.candump.log"
 
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0, step: float = 0.02) -> bool:
-    """Poll ``check`` until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
 
 
 def channel() -> str:
