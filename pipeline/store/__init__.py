@@ -5,7 +5,7 @@ snapshots and Parquet exports so they never take the writer's lock.
 """
 
 from pipeline.errors import StoreError
-from pipeline.store.connection import connect, transaction
+from pipeline.store.connection import connect, connect_waiting, transaction
 from pipeline.store.export import ExportPolicy, attach_exports, export_cold, recover, write_snapshot
 from pipeline.store.serving import (
     LANDING_TABLES,
@@ -24,6 +24,7 @@ __all__ = [
     "attach_landing",
     "connect",
     "connect_serving",
+    "connect_waiting",
     "define_landing_views",
     "export_cold",
     "recover",

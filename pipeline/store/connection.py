@@ -10,6 +10,7 @@ Every table and column is documented in docs/reference/store.md. Migrations are 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,6 +65,32 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open DuckDB file {path} for writing: {exc}") from exc
     migrate(con)
     return con
+
+
+def connect_waiting(path: str | Path, wait_s: float, *, poll_s: float = 0.25
+                    ) -> duckdb.DuckDBPyConnection:
+    """:func:`connect`, waiting up to ``wait_s`` seconds for another process's write lock.
+
+    For commands that write a store someone else may hold for a while (a flow run holds the
+    serving store only while it runs): they wait, then give up with one line naming the cause.
+
+    Raises:
+        StoreError: the file is still held after ``wait_s`` seconds, or cannot be opened.
+    """
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while True:
+        try:
+            return connect(path)
+        except StoreError as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"{path} is held by another process (a running `fleetcare ingest`, a flow "
+                    f"run or a notebook) and was not released within {wait_s:g} s: import into "
+                    "the store no process holds open (the serving store while no flow runs), "
+                    "or wait longer with --wait") from None
+        time.sleep(poll_s)
 
 
 @contextmanager
