@@ -13,6 +13,7 @@ Topics (``{v}`` is the vehicle id)::
     fleetcare/v1/vehicles/{v}/telemetry   kind="telemetry"  batched signal samples
     fleetcare/v1/vehicles/{v}/dtc         kind="dtc"        fault-code events
     fleetcare/v1/vehicles/{v}/health      kind="health"     agent counters; also its last will
+    fleetcare/v1/vehicles/{v}/info        kind="vehicle_info"  VIN, agent version, fingerprints
     fleetcare/v1/sim/{v}/truth            kind="truth"      simulator ground truth (CI, demo)
     fleetcare/v1/vehicles/{v}/receipt     kind="receipt"    backend -> vehicle: what is stored
 
@@ -25,6 +26,13 @@ the message in memory. Receipts carry the same ``schema`` version as everything 
 kind was added without changing any existing payload, so schema-1 agents and backends that
 do not know it still understand each other (an agent facing a backend that sends no receipts
 must run with receipts off, deleting on PUBACK as before).
+
+Vehicle info was added the same way: an agent says, at its start and whenever the VIN it
+reads changes (or is first read), which vehicle it is plugged into (the VIN, absent until
+read, and how it was read), which agent version runs, and which DBC and rules files it decodes
+with (their SHA-256), so the backend can tell a gateway moved to another car from one whose
+configuration changed. A backend that predates the kind dead-letters it as unknown; nothing
+else changes for it.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from typing import Any, Final
 import orjson
 
 from edge.errors import ContractError
+from edge.wire.vin import vin_problem
 
 SCHEMA_VERSION: Final = 1
 TOPIC_ROOT: Final = "fleetcare/v1"
@@ -47,6 +56,11 @@ DTC_STATUSES: Final = ("stored", "pending", "permanent", "active")
 COMPONENTS: Final = ("traction_battery", "lv_battery", "brakes")
 """Components whose failure fleetcare predicts; ground truth and leads use these names."""
 
+VIN_SOURCES: Final = ("obd_mode09", "j1939_feec", "none")
+"""How an agent read the VIN it reports: OBD-II mode 09 PID 02, J1939 PGN 0xFEEC, or not (yet)."""
+MAX_VERSION_CHARS: Final = 64
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VEHICLE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _J2012 = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
 
@@ -64,6 +78,11 @@ def dtc_topic(vehicle_id: str) -> str:
 def health_topic(vehicle_id: str) -> str:
     """Topic an agent publishes its health counters (and its last will) on."""
     return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/health"
+
+
+def vehicle_info_topic(vehicle_id: str) -> str:
+    """Topic an agent publishes what it knows about itself and its vehicle on (the VIN)."""
+    return f"{TOPIC_ROOT}/vehicles/{_checked_vehicle_id(vehicle_id)}/info"
 
 
 def truth_topic(vehicle_id: str) -> str:
@@ -86,6 +105,7 @@ INGEST_TOPICS: Final = (
     f"{TOPIC_ROOT}/vehicles/+/telemetry",
     f"{TOPIC_ROOT}/vehicles/+/dtc",
     f"{TOPIC_ROOT}/vehicles/+/health",
+    f"{TOPIC_ROOT}/vehicles/+/info",
     f"{TOPIC_ROOT}/sim/+/truth",
 )
 """Topic filters the ingest process subscribes to."""
@@ -193,7 +213,65 @@ class TruthRecord:
     components: list[ComponentTruth] = field(default_factory=list)
 
 
-Message = TelemetryBatch | DtcBatch | HealthReport | TruthRecord
+@dataclass(frozen=True, slots=True)
+class VehicleInfo:
+    """What an agent knows about the vehicle it is plugged into and about itself.
+
+    ``vin`` is None until the agent has read one (``vin_source`` is then ``none``); otherwise
+    it is 17 valid VIN characters (the check digit is not required: most of the world has
+    none) and ``vin_source`` says how it was read. ``dbc_fingerprints`` maps each DBC file's
+    name to the hex SHA-256 of its contents, ``rules_fingerprint`` is that of the collection
+    rules file; ``ts`` is when the agent read the VIN (its frame's time) or started.
+
+    Raises:
+        ContractError: a field breaks these rules; the message says which and why.
+    """
+
+    msg_id: str
+    vehicle_id: str
+    ts: float
+    vin: str | None
+    vin_source: str
+    agent_version: str
+    dbc_fingerprints: dict[str, str] = field(default_factory=dict)
+    rules_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        problem = _vehicle_info_problem(self)
+        if problem is not None:
+            raise ContractError(f"vehicle info {self.msg_id}: {problem}")
+
+
+def _vehicle_info_problem(info: VehicleInfo) -> str | None:
+    problem = _vin_problem(info.vin, info.vin_source)
+    if problem is not None:
+        return problem
+    if not isinstance(info.agent_version, str) or not (
+            0 < len(info.agent_version) <= MAX_VERSION_CHARS):
+        return f"agent_version must be a string of 1-{MAX_VERSION_CHARS} characters"
+    fingerprints = [*info.dbc_fingerprints.values(), info.rules_fingerprint or "0" * 64]
+    if not all(isinstance(f, str) and _SHA256.match(f) for f in fingerprints):
+        return "fingerprints must be hex SHA-256 digests (64 lower-case hex characters)"
+    if not all(isinstance(name, str) and name for name in info.dbc_fingerprints):
+        return "dbc_fingerprints must be keyed by non-empty file names"
+    return None
+
+
+def _vin_problem(vin: str | None, source: str) -> str | None:
+    if source not in VIN_SOURCES:
+        return f"vin_source {source!r} is not one of {', '.join(VIN_SOURCES)}"
+    if vin is None:
+        return None if source == "none" else (
+            f"vin is absent but vin_source is {source!r} (an absent VIN has source 'none')")
+    if not isinstance(vin, str):
+        return f"vin must be a string or null, not {type(vin).__name__}"
+    if source == "none":
+        return f"VIN {vin!r} has vin_source 'none': say how it was read"
+    problem = vin_problem(vin)
+    return None if problem is None else f"malformed VIN: {problem}"
+
+
+Message = TelemetryBatch | DtcBatch | HealthReport | TruthRecord | VehicleInfo
 """What vehicles (and the simulator) send the backend; :class:`Receipt` goes the other way."""
 
 
@@ -230,6 +308,11 @@ def encode(message: Message) -> bytes:
     elif isinstance(message, HealthReport):
         body = {"kind": "health", "ts": message.ts, "online": message.online,
                 "counters": message.counters}
+    elif isinstance(message, VehicleInfo):
+        body = {"kind": "vehicle_info", "ts": message.ts, "vin": message.vin,
+                "vin_source": message.vin_source, "agent_version": message.agent_version,
+                "dbc_fingerprints": message.dbc_fingerprints,
+                "rules_fingerprint": message.rules_fingerprint}
     else:
         body = {
             "kind": "truth", "model": message.model, "region": message.region,
@@ -355,6 +438,8 @@ def _decode_body(doc: dict[str, Any]) -> Message:
     if kind == "health":
         counters = {str(k): float(v) for k, v in dict(doc["counters"]).items()}
         return HealthReport(msg_id, vehicle_id, float(doc["ts"]), bool(doc["online"]), counters)
+    if kind == "vehicle_info":
+        return _decode_vehicle_info(msg_id, vehicle_id, doc)
     if kind == "truth":
         components = [
             ComponentTruth(str(c["component"]), _opt_float(c["failure_ts"]),
@@ -364,6 +449,26 @@ def _decode_body(doc: dict[str, Any]) -> Message:
         return TruthRecord(msg_id, vehicle_id, str(doc["model"]), str(doc["region"]),
                            float(doc["sim_start_ts"]), float(doc["sim_end_ts"]), components)
     raise ValueError(f"unknown kind {kind!r}")
+
+
+def _decode_vehicle_info(msg_id: str, vehicle_id: str, doc: dict[str, Any]) -> VehicleInfo:
+    fingerprints = doc.get("dbc_fingerprints", {})
+    if not isinstance(fingerprints, dict):
+        raise ValueError("dbc_fingerprints must be an object of file name to SHA-256")
+    rules = doc.get("rules_fingerprint", "")
+    version = doc["agent_version"]
+    if not isinstance(rules, str) or not isinstance(version, str):
+        raise ValueError("agent_version and rules_fingerprint must be strings")
+    vin, source = doc.get("vin"), doc["vin_source"]
+    problem = (_vin_problem(vin, source) if isinstance(source, str)
+               else "vin_source must be a string")
+    if problem is not None:
+        raise ContractError(f"malformed vehicle_info payload: {problem}")
+    try:
+        return VehicleInfo(msg_id, vehicle_id, float(doc["ts"]), vin, source, version,
+                           fingerprints, rules)
+    except ContractError as exc:
+        raise ContractError(f"malformed vehicle_info payload: {exc}") from exc
 
 
 def _decode_dtc(raw: dict[str, Any]) -> DtcEvent:

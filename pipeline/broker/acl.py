@@ -40,7 +40,7 @@ from pipeline.broker.account import (
 from pipeline.broker.limits import DEFAULT_LIMITS, BrokerLimits, durability_config
 from pipeline.broker.pki import PkiError
 
-VEHICLE_WRITE_KINDS = ("telemetry", "dtc", "health")
+VEHICLE_WRITE_KINDS = ("telemetry", "dtc", "health", "info")
 """Topics a vehicle may publish on, under its own prefix."""
 
 

@@ -88,6 +88,66 @@ def insert_health(con: duckdb.DuckDBPyConnection,
     return len(reports)
 
 
+def insert_vehicle_info(con: duckdb.DuckDBPyConnection,
+                        reports: Sequence[contract.VehicleInfo]) -> int:
+    """Record vehicle-info reports in ``vehicle_info``; returns the reports recorded.
+
+    A vehicle has one row per distinct report (VIN, how it was read, agent version,
+    fingerprints): a report the store knows moves that row's ``first_seen``/``last_seen``,
+    adds to its ``reports`` and takes its ``msg_id`` when it is the latest; a new one adds a
+    row. Identical reports within the batch are folded first, so each statement touches a
+    row at most once.
+    """
+    if not reports:
+        return 0
+    groups: dict[tuple[str, str | None, str, str, str, str], list[contract.VehicleInfo]] = {}
+    for r in reports:
+        key = (r.vehicle_id, r.vin, r.vin_source, r.agent_version,
+               orjson.dumps(r.dbc_fingerprints, option=orjson.OPT_SORT_KEYS).decode(),
+               r.rules_fingerprint)
+        groups.setdefault(key, []).append(r)
+    latest = [max(group, key=lambda r: r.ts) for group in groups.values()]
+    table = pa.table({
+        "vehicle_id": pa.array([k[0] for k in groups], pa.string()),
+        "vin": pa.array([k[1] for k in groups], pa.string()),
+        "vin_source": pa.array([k[2] for k in groups], pa.string()),
+        "agent_version": pa.array([k[3] for k in groups], pa.string()),
+        "dbc_fingerprints": pa.array([k[4] for k in groups], pa.string()),
+        "rules_fingerprint": pa.array([k[5] for k in groups], pa.string()),
+        "first_seen": pa.array([min(r.ts for r in g) for g in groups.values()], pa.float64()),
+        "last_seen": pa.array([r.ts for r in latest], pa.float64()),
+        "reports": pa.array([len(g) for g in groups.values()], pa.int32()),
+        "msg_id": pa.array([r.msg_id for r in latest], pa.string()),
+    })
+    insert_arrow(con, table, _INFO_UPDATE)
+    insert_arrow(con, table, _INFO_INSERT)
+    return len(reports)
+
+
+_INFO_SAME: Final = """
+    t.vehicle_id = b.vehicle_id AND t.vin IS NOT DISTINCT FROM b.vin
+    AND t.vin_source = b.vin_source AND t.agent_version = b.agent_version
+    AND CAST(t.dbc_fingerprints AS VARCHAR) = b.dbc_fingerprints
+    AND t.rules_fingerprint = b.rules_fingerprint
+"""
+_INFO_UPDATE: Final = f"""
+    UPDATE vehicle_info AS t SET
+        first_seen = least(t.first_seen, to_timestamp(b.first_seen)),
+        last_seen = greatest(t.last_seen, to_timestamp(b.last_seen)),
+        msg_id = CASE WHEN to_timestamp(b.last_seen) >= t.last_seen THEN b.msg_id
+                      ELSE t.msg_id END,
+        reports = t.reports + b.reports
+    FROM batch AS b WHERE {_INFO_SAME}
+"""
+_INFO_INSERT: Final = f"""
+    INSERT INTO vehicle_info (vehicle_id, vin, vin_source, agent_version, dbc_fingerprints,
+                              rules_fingerprint, first_seen, last_seen, reports, msg_id)
+    SELECT vehicle_id, vin, vin_source, agent_version, CAST(dbc_fingerprints AS JSON),
+           rules_fingerprint, to_timestamp(first_seen), to_timestamp(last_seen), reports, msg_id
+    FROM batch AS b WHERE NOT EXISTS (SELECT 1 FROM vehicle_info AS t WHERE {_INFO_SAME})
+"""
+
+
 def insert_truth(con: duckdb.DuckDBPyConnection, records: Sequence[contract.TruthRecord]) -> int:
     """Upsert ground truth and the vehicles it names; returns the component rows."""
     if not records:

@@ -56,9 +56,11 @@ KEPT_BYTES: Final = 64 * 1024
 """How much of an oversize payload its dead letter keeps (with the whole one's size and hash)."""
 
 _TOPIC = {"telemetry": contract.telemetry_topic, "dtc": contract.dtc_topic,
-          "health": contract.health_topic, "truth": contract.truth_topic}
+          "health": contract.health_topic, "truth": contract.truth_topic,
+          "vehicle_info": contract.vehicle_info_topic}
 _KIND = {contract.TelemetryBatch: "telemetry", contract.DtcBatch: "dtc",
-         contract.HealthReport: "health", contract.TruthRecord: "truth"}
+         contract.HealthReport: "health", contract.TruthRecord: "truth",
+         contract.VehicleInfo: "vehicle_info"}
 
 
 class LandingError(TransientPipelineError):
@@ -144,7 +146,9 @@ class Prepared:
             return len(message.events)
         if isinstance(message, contract.TruthRecord):
             return len(message.components)
-        return 1 if isinstance(message, contract.HealthReport) else self.telemetry_rows
+        if isinstance(message, contract.HealthReport | contract.VehicleInfo):
+            return 1
+        return self.telemetry_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +180,8 @@ class LandResult:
     dtc_rows: int = 0
     truth_rows: int = 0
     health_rows: int = 0
+    vehicle_info_rows: int = 0
+    """Vehicle-info reports landed (a repeat of a vehicle's known report updates its row)."""
     duplicates: int = 0
     dead_letters: int = 0
     dtc_vehicle_ids: tuple[str, ...] = ()
@@ -245,7 +251,9 @@ def _times(message: contract.Message) -> list[float | None]:
     if isinstance(message, contract.TruthRecord):
         return [message.sim_start_ts, message.sim_end_ts,
                 *(c.failure_ts for c in message.components)]
-    return [message.ts] if isinstance(message, contract.HealthReport) else []
+    if isinstance(message, contract.HealthReport | contract.VehicleInfo):
+        return [message.ts]
+    return []
 
 
 def _implausible_time(message: contract.Message) -> str | None:
@@ -440,6 +448,8 @@ def write(con: duckdb.DuckDBPyConnection, checked: Validated, positions: Sequenc
             con, [p.message for p in accepted if isinstance(p.message, contract.TruthRecord)]),
         health_rows=inserts.insert_health(
             con, [p.message for p in accepted if isinstance(p.message, contract.HealthReport)]),
+        vehicle_info_rows=inserts.insert_vehicle_info(
+            con, [p.message for p in accepted if isinstance(p.message, contract.VehicleInfo)]),
         dtc_vehicle_ids=tuple(sorted({d.vehicle_id for d in dtcs if d.events})),
     )
     inserts.insert_ingested(con, [p.msg_id for p in accepted], [p.vehicle_id for p in accepted],

@@ -34,6 +34,7 @@ class IngestStats:
     dtc_rows: int = 0
     truth_rows: int = 0
     health_rows: int = 0
+    vehicle_info_rows: int = 0
     duplicates: int = 0
     dead_letters: int = 0
     flush_failures: int = 0
@@ -84,6 +85,7 @@ class StatsBoard:
                 telemetry_rows=s.telemetry_rows + result.telemetry_rows,
                 dtc_rows=s.dtc_rows + result.dtc_rows, truth_rows=s.truth_rows + result.truth_rows,
                 health_rows=s.health_rows + result.health_rows,
+                vehicle_info_rows=s.vehicle_info_rows + result.vehicle_info_rows,
                 duplicates=s.duplicates + result.duplicates,
                 dead_letters=s.dead_letters + result.dead_letters,
                 msg_id_conflicts=s.msg_id_conflicts + result.msg_id_conflicts,

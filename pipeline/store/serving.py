@@ -35,10 +35,14 @@ from pipeline.store.export import HIVE_TYPES, telemetry_glob
 LANDING: Final = "landing"
 """The schema name the snapshot is attached under."""
 LANDING_TABLES: Final = ("telemetry", "dtc_events", "ground_truth", "edge_health",
-                         "ingested_messages", "dead_letters")
+                         "ingested_messages", "dead_letters", "vehicle_info")
 """Landing tables read through TEMP views (the serving file's tables of these names stay empty)."""
 PARTITION_TABLE: Final = "_partition_vehicles"
-_VEHICLE_TABLES: Final = ("telemetry", "dtc_events", "ground_truth", "edge_health")
+_VEHICLE_TABLES: Final = ("telemetry", "dtc_events", "ground_truth", "edge_health",
+                          "vehicle_info")
+_NEWER_TABLES: Final = frozenset({"vehicle_info"})
+"""Landing tables a snapshot from an ingest that predates them lacks: until ingest runs the
+version that adds them, the serving file's own (empty) table stands in."""
 _TELEMETRY_COLUMNS: Final = "vehicle_id, ts, signal, value, msg_id"
 
 
@@ -107,7 +111,12 @@ def define_landing_views(con: duckdb.DuckDBPyConnection, export_dir: str | Path 
     if vehicles is not None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {PARTITION_TABLE} (vehicle_id VARCHAR)")
         con.executemany(f"INSERT INTO {PARTITION_TABLE} VALUES (?)", [[v] for v in vehicles])
+    present = {str(r[0]) for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = $db",
+        {"db": LANDING}).fetchall()}
     for table in LANDING_TABLES:
+        if table in _NEWER_TABLES and table not in present:
+            continue
         source = (_telemetry_sql(export_dir) if table == "telemetry"
                   else f"SELECT * FROM {LANDING}.{table}")
         if vehicles is not None and table in _VEHICLE_TABLES:
