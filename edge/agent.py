@@ -8,6 +8,11 @@ to a columnar batch. A batch is written to the spool when it holds ``batch_signa
 spool to the broker. Fault-code frames become fault-code events and cranking becomes a crank
 event, both spooled at once rather than with the next batch.
 
+An agent given its :class:`~edge.identity.AgentIdentity` also spools a vehicle-info message
+when it starts (the VIN absent: nothing read yet) and again, at once, whenever a frame tap
+reads a VIN that differs from the last (OBD-II mode 09 or J1939 PGN 0xFEEC); the backend
+compares that VIN with the register's.
+
 Reading a replay without frame taps, the loop takes frames many at a time as bare
 ``(timestamp, key, payload)`` tuples (:meth:`Agent.process_raw`), and each message the decoder
 can compile gets a *sink*: generated code that decodes a frame straight into the batch's
@@ -32,6 +37,7 @@ import can
 from edge.batch import BatchWriter, Notifiable
 from edge.cranking import CrankDetector
 from edge.decode import CAN_EFF_FLAG, DecodedFrame, Decoder, Route, compile_sink
+from edge.identity import AgentIdentity
 from edge.logfile import NOT_DATA, RawFrame
 from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
 from edge.source import FrameReader
@@ -78,6 +84,10 @@ class AgentStats:
     crank_events: int = 0
     unknown_ids: int = 0
     """How many distinct frame ids no DBC knows."""
+    vin: str | None = None
+    """The last VIN a frame tap read (None: none read)."""
+    vin_source: str = "none"
+    """How it was read (``edge.wire.contract.VIN_SOURCES``)."""
 
 
 class Agent:
@@ -95,13 +105,20 @@ class Agent:
         taps: extra decoders that see every frame before the DBC decoder does.
         dtc_refresh_s: a fault code that stays active is reported again after this many
             seconds of bus time, so the backend can tell a code still present from a stale one.
+        identity: the agent's version and file fingerprints; with it the agent spools
+            vehicle-info messages (see :meth:`announce`), without it none.
     """
 
     def __init__(self, vehicle_id: str, bus: FrameReader, decoder: Decoder, rules: RuleSet,
                  spool: Spool, publisher: Notifiable | None, *, batch_signals: int = 500,
                  batch_interval_s: float = 1.0, dtc_refresh_s: float = 3600.0,
-                 taps: Sequence[FrameTap] = ()) -> None:
+                 taps: Sequence[FrameTap] = (),
+                 identity: AgentIdentity | None = None) -> None:
         self.vehicle_id = vehicle_id
+        self._identity = identity
+        self._vin: tuple[str | None, str] = (None, "none")
+        self._frame_ts = 0.0
+        """The timestamp of the frame the taps are looking at (a VIN they read is of then)."""
         self._bus = bus
         self._decoder = decoder
         self._names = rules.compile()
@@ -136,6 +153,7 @@ class Agent:
         read_raw = None if self._taps else getattr(self._bus, "recv_raw", None)
         self._out.start_background()
         try:
+            self.announce()
             self._read_until(stop, poll_s, read_raw)
             self._read_rest(drain_limit, read_raw)
             self.finish()
@@ -205,6 +223,7 @@ class Agent:
         self._frames_read += 1
         if frame.is_error_frame or frame.is_remote_frame:
             return
+        self._frame_ts = frame.timestamp
         for tap in self._taps:
             found = tap.feed(frame)
             if found is not None:
@@ -305,6 +324,32 @@ class Agent:
         if out.full():
             self.flush()
 
+    def announce(self, ts: float | None = None) -> None:
+        """Spool a vehicle-info message: this agent's identity and the VIN read so far.
+
+        :meth:`run` calls it as the agent starts (the VIN is then absent); ``ts`` defaults to
+        the wall clock. Nothing is spooled for an agent without an identity.
+        """
+        if self._identity is None:
+            return
+        vin, source = self._vin
+        identity = self._identity
+        self._out.spool_info(contract.VehicleInfo(
+            self._out.next_msg_id(), self.vehicle_id, time.time() if ts is None else ts, vin,
+            source, identity.agent_version, identity.dbc_fingerprints,
+            identity.rules_fingerprint))
+
+    def report_vin(self, vin: str, source: str, ts: float | None = None) -> None:
+        """A frame tap read a valid VIN: spool vehicle info at once if it is news.
+
+        ``source`` is ``obd_mode09`` or ``j1939_feec``; ``ts`` defaults to the timestamp of
+        the frame the taps are looking at (the one that completed the VIN).
+        """
+        if (vin, source) == self._vin:
+            return
+        self._vin = (vin, source)
+        self.announce(self._frame_ts if ts is None else ts)
+
     def flush(self) -> None:
         """Spool the current batch as one telemetry message."""
         self._batch_started = time.monotonic()
@@ -324,7 +369,8 @@ class Agent:
         return AgentStats(self._frames_read, c.decoded, c.unknown, c.malformed,
                           c.invalid_signals, self._out.signals_spooled, self._dtc_events,
                           self._out.messages, c.filtered, self._not_collected,
-                          self._crank.events if self._crank else 0, len(c.unknown_ids))
+                          self._crank.events if self._crank else 0, len(c.unknown_ids),
+                          *self._vin)
 
     def _add(self, samples: list[tuple[float, str, float]]) -> None:
         out = self._out

@@ -4,8 +4,8 @@ Samples go into three parallel lists, which are cleared in place, never replaced
 that holds their bound ``append``/``extend`` (the agent's compiled sinks) keeps writing into
 the open batch; the batch is spooled as one telemetry message when it holds
 ``batch_signals`` samples or when the agent says so (its interval passed, or it stops).
-Events that must not wait for the next batch (fault codes, crank events) are spooled at once,
-in a higher eviction class; the open batch is spooled just before them, in the same
+Events that must not wait for the next batch (fault codes, crank events, vehicle info) are
+spooled at once, in a higher eviction class; the open batch is spooled just before them, in the same
 transaction, so that every append can carry the source's checkpoint (all frames up to it are
 then in the spool). Only what has been spooled is counted: ``signals_spooled`` is the number
 of rows the backend will land.
@@ -92,6 +92,14 @@ class BatchWriter:
         self._stage_batch()
         message = contract.DtcBatch(self.next_msg_id(), self.vehicle_id, events)
         self._staged.append((contract.dtc_topic(self.vehicle_id), contract.encode(message),
+                             Priority.FAULT, 0))
+        self._commit()
+
+    def spool_info(self, info: contract.VehicleInfo) -> None:
+        """Spool a vehicle-info message at once, in the class evicted last (it is rare and
+        says which car the gateway is in)."""
+        self._stage_batch()
+        self._staged.append((contract.vehicle_info_topic(self.vehicle_id), contract.encode(info),
                              Priority.FAULT, 0))
         self._commit()
 

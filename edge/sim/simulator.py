@@ -6,6 +6,10 @@ its DBC ``GenMsgCycleTime``. The values carry the hidden state of :mod:`edge.sim
 sensor noise, and fault codes appear in ``DIAG_DtcReport`` frames as a failure approaches.
 :meth:`VehicleSimulator.truth` tells when each component really fails, for scoring models.
 
+A vehicle whose spec has a VIN (every vehicle of :func:`make_fleet`) answers its gateway's
+OBD-II VIN request just before each snapshot (:mod:`edge.sim.vins`), so the agent reads the
+VIN as on a real car and reports it in its vehicle info.
+
 The same spec and seed always give byte-identical frames and truth: the hidden state and the
 observation noise use separate ``random.Random`` streams, so the truth never depends on whether
 frames were generated.
@@ -27,6 +31,7 @@ from cantools.database.can import Database, Message
 from edge.errors import DbcError
 from edge.reference import reference_dbc
 from edge.sim import wear as health
+from edge.sim.vins import simulated_vin, vin_exchange
 from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
 from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
 
@@ -43,6 +48,8 @@ _DTC_MESSAGE: Final = "DIAG_DtcReport"
 _MAX_DTCS: Final = 3
 _DTC_LETTERS: Final = "PCBU"
 _J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
+_VIN_LEAD_S: Final = 0.05
+"""The gateway asks for the VIN this long before the snapshot's first frame."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,8 @@ class VehicleSpec:
     pad_wear: float | None = None
     lv_resistance_mohm: float | None = None
     km_per_day: float | None = None
+    vin: str | None = None
+    """What the vehicle answers to a VIN request (None: it answers none)."""
 
 
 def load_reference_dbc() -> Database:
@@ -104,6 +113,9 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
                start_ts: float | None = None) -> list[VehicleSpec]:
     """A mixed fleet (60 % EV) in which about ``failing_share`` of vehicles near a failure.
 
+    Every vehicle gets the VIN :func:`edge.sim.vins.simulated_vin` gives its id and ``seed``
+    (the one the simulator's ``vehicles.csv`` registers).
+
     Those vehicles get one component placed so that it fails after 5 to 170 days of usual
     driving; the rest draw healthy-to-middle-aged states from their seeds (a few of them still
     fail, e.g. an ageing 12 V battery in a northern winter). 12 V failures depend on the
@@ -123,8 +135,9 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
     failing = set(rng.sample(range(n_vehicles), round(failing_share * n_vehicles)))
     specs = []
     for i, variant in enumerate(variants):
-        spec = VehicleSpec(f"{prefix}{i:05d}", variant, rng.choice(sorted(health.REGIONS)),
-                           rng.getrandbits(31))
+        vehicle_id = f"{prefix}{i:05d}"
+        spec = VehicleSpec(vehicle_id, variant, rng.choice(sorted(health.REGIONS)),
+                           rng.getrandbits(31), vin=simulated_vin(seed, vehicle_id))
         specs.append(_near_failure(spec, rng, start_ts) if i in failing else spec)
     return specs
 
@@ -364,7 +377,7 @@ class VehicleSimulator:
 
     def _frames(self, t0: float, view: _DayView, codes: list[dict[str, float]]
                 ) -> list[can.Message]:
-        frames = []
+        frames = vin_exchange(self.spec.vin, t0 - _VIN_LEAD_S) if self.spec.vin else []
         for slot in self._plan:
             if slot.producer is None:
                 if slot.index >= len(codes):

@@ -142,8 +142,8 @@ def test_uds_tap_on_a_virtual_bus(tmp_path: Path) -> None:
 
 
 def test_a_new_vin_is_handed_over_once_per_change() -> None:
-    seen: list[str] = []
-    obd, j1939 = make_taps(["obd", "j1939"], on_vin=seen.append)
+    seen: list[tuple[str, str]] = []
+    obd, j1939 = make_taps(["obd", "j1939"], on_vin=lambda vin, how: seen.append((vin, how)))
     vin_frames = [_msg(0x7E8, "1014490201575030", 1.0), _msg(0x7E8, "215A5A5A39395A54", 1.1),
                   _msg(0x7E8, "2253333930303030", 1.2)]
     for frame in vin_frames * 2:
@@ -156,4 +156,4 @@ def test_a_new_vin_is_handed_over_once_per_change() -> None:
                         data=bytes([n + 1]) + p) for n, p in enumerate(packets)]
     for frame in bam:
         j1939.feed(frame)
-    assert seen == ["WP0ZZZ99ZTS390000", "WVWZZZ1JZXW000001"]
+    assert seen == [("WP0ZZZ99ZTS390000", "obd_mode09"), ("WVWZZZ1JZXW000001", "j1939_feec")]
