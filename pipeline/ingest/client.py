@@ -19,6 +19,13 @@ CPU. Three changes, each behind one of paho's own seams:
   PUBACKs are concatenated in arrival order (MQTT requires PUBLISH order) and queued as one
   outgoing buffer.
 
+When the handler says stop (the caller's batch is full), the client reads nothing more until
+the next ``loop_read()``. paho 2.2 ignores ``loop_read``'s ``max_packets`` and reads one packet
+per message it has in flight, and ingest's receipts awaiting their PUBACKs are such messages:
+without the stop, every one of them let one more PUBLISH into a full batch (a commit's 50
+receipts overfilled the next batch by 29 messages, measured, and left the last batch of a
+backlog short of full, waiting out the flush interval).
+
 An oversize PUBLISH (payload over ``oversize_limit``) is never assembled: paho would build
 the whole packet, then a message object, before anyone could look at its size (30 messages
 of 20 MB once took ingest from 0.2 to 2.5 GB). From its header on, the client hashes the
@@ -164,8 +171,17 @@ class IngestClient(mqtt.Client):
     oversize_kept: int = OVERSIZE_KEPT
     """Bytes of an oversize payload kept for ``on_oversize_fast``."""
 
+    _stopped = False
+    """The handler said stop during this ``loop_read()``: read nothing more in it."""
+
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """paho's, which calls :meth:`_packet_read` once per message in flight (see the
+        module docstring); a stop from the handler ends the call."""
+        self._stopped = False
+        return super().loop_read(max_packets)
 
     def _packet_read(self) -> MQTTErrorCode:
         sock = self._sock
@@ -174,6 +190,8 @@ class IngestClient(mqtt.Client):
                 or self._in_packet["command"] != 0
                 or self._protocol != MQTTProtocolVersion.MQTTv311):
             return super()._packet_read()
+        if self._stopped:
+            return MQTTErrorCode.MQTT_ERR_AGAIN  # loop_read() returns; the batch is full
         if sock.pos >= len(sock.buffer):
             try:
                 if not sock.fill():
@@ -185,8 +203,10 @@ class IngestClient(mqtt.Client):
         limit = self.oversize_limit if self.on_oversize_fast is not None else None
         if sock.skip is not None:
             return self._skip_oversize(sock)
-        if _read_publishes(sock, handler, limit):
+        handled, go_on = _read_publishes(sock, handler, limit)
+        if handled:
             self._heard()
+            self._stopped = not go_on
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         if limit is not None:
             header = _publish_header(sock.buffer, sock.pos)
@@ -223,8 +243,9 @@ class IngestClient(mqtt.Client):
         sock.skip = None
         header, on_oversize = skip.header, self.on_oversize_fast
         if on_oversize is not None:
-            on_oversize(header.topic, bytes(skip.head), skip.size, skip.sha256.hexdigest(),
-                        header.mid, header.qos, header.retain)
+            self._stopped = not on_oversize(header.topic, bytes(skip.head), skip.size,
+                                            skip.sha256.hexdigest(), header.mid, header.qos,
+                                            header.retain)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def ack_in_order(self, mids: Sequence[int]) -> None:
@@ -238,12 +259,13 @@ class IngestClient(mqtt.Client):
 
 
 def _read_publishes(sock: BufferedSocket, handler: PublishHandler,
-                    limit: int | None = None) -> int:
+                    limit: int | None = None) -> tuple[int, bool]:
     """Hand every complete QoS 0/1 PUBLISH at the front of ``sock``'s buffer to ``handler``.
 
     Stops before anything else (another packet type, QoS 2, a packet cut at the end of the
     buffer, a malformed length or topic, a payload over ``limit``) and leaves it for the
-    caller. Returns how many it handled.
+    caller, or after the PUBLISH for which ``handler`` returned False. Returns how many it
+    handled, and False if the handler said stop.
     """
     buffer, pos, end = sock.buffer, sock.pos, len(sock.buffer)
     handled = 0
@@ -278,8 +300,8 @@ def _read_publishes(sock: BufferedSocket, handler: PublishHandler,
         sock.pos = pos = stop  # consumed before the handler runs: never handed out twice
         handled += 1
         if not handler(topic, buffer[body:stop], mid, qos, bool(command & 1)):
-            break
-    return handled
+            return handled, False
+    return handled, True
 
 
 def _publish_header(buffer: bytes, pos: int) -> _Header | str | None:

@@ -139,8 +139,11 @@ class Ingestor:
             :class:`pipeline.store.export.ExportPolicy`); exceptions are logged and counted.
         require_registered_vehicles: dead-letter messages of vehicles not in the store's
             ``vehicles`` table (see :mod:`pipeline.ingest.admission`).
-        vehicles_file: a CSV fleet register (``vehicle_id,model,region``) imported at start
-            and again when it changes, so vehicles are registered without a restart.
+        vehicles_file: the fleet register, ``vehicles.csv`` as ``fleetcare fleet import``
+            reads it (or the older ``vehicle_id,model,region``), imported at start and again
+            when it changes, so vehicles are registered without a restart.
+        customers_file: ``customers.csv``, imported likewise, so that ingest's urgent leads
+            name the customer (without it they are held: no customer on record).
         rate_limit: the per-vehicle token bucket, or None for no limit. Simulated and
             replayed fleets compress time and must pass None or a limit sized for it.
         register_refresh_s: shortest interval between reloads of the registered vehicles.
@@ -168,6 +171,7 @@ class Ingestor:
                  maintenance_interval_s: float = 60.0,
                  require_registered_vehicles: bool = True,
                  vehicles_file: str | Path | None = None,
+                 customers_file: str | Path | None = None,
                  rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
                  register_refresh_s: float = REFRESH_S,
                  credentials: MqttCredentials | None = None,
@@ -189,6 +193,7 @@ class Ingestor:
         self.maintenance_interval_s = maintenance_interval_s
         self.require_registered_vehicles = require_registered_vehicles
         self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
+        self.customers_file = Path(customers_file) if customers_file is not None else None
         self.rate_limit, self.register_refresh_s = rate_limit, register_refresh_s
         self.credentials, self.tls = credentials, tls
         self.mqtt_client = mqtt_client
@@ -231,7 +236,8 @@ class Ingestor:
 
         Raises:
             StoreError: the DuckDB file cannot be opened for writing.
-            FleetFileError: ``vehicles_file`` cannot be read or holds an invalid line.
+            FleetFileError: ``vehicles_file`` or ``customers_file`` cannot be read or holds
+                an invalid line.
             BrokerError: the broker cannot be reached or refuses the connection.
         """
         new_store = not self.db_path.exists()
@@ -277,14 +283,14 @@ class Ingestor:
         return self
 
     def _admission(self, con: duckdb.DuckDBPyConnection) -> Admission:
-        load = store_loader(con, self.vehicles_file)
+        load = store_loader(con, self.vehicles_file, self.customers_file)
         if self.require_registered_vehicles:
             register = VehicleRegister(load, self.register_refresh_s)
             log.info("admitting the %d registered vehicles", len(register))
         else:
             register = None
-            if self.vehicles_file is not None:
-                load()  # still register the file's vehicles (once)
+            if self.vehicles_file is not None or self.customers_file is not None:
+                load()  # still register the files' rows (once)
         limiter = None
         if self.rate_limit is not None:
             downtime = seconds_since_last_landing(con)
@@ -374,10 +380,11 @@ class Ingestor:
         """One PUBLISH, from paho's ``on_message`` or the client's direct path; returns
         False once the batch is full, so the client stops reading until it is landed.
 
-        paho ignores what ``on_message`` returns; the stock client still stops in time
-        because it parses one packet per ``loop_read()`` and :meth:`_drain` checks the
-        batch before each. An oversize payload from the stock client (which reads it
-        whole) is cut to its head here, before it joins the batch."""
+        paho ignores what ``on_message`` returns, and paho 2.2's ``loop_read()`` parses one
+        packet per message it has in flight (the receipts awaiting their PUBACKs), so the
+        stock client can pass a full batch by that many messages before :meth:`_drain`
+        checks it again; the fast client stops at once. An oversize payload from the stock
+        client (which reads it whole) is cut to its head here, before it joins the batch."""
         return self._accept(inbound(topic, payload, time.time(), retain), mid, qos)
 
     def _receive_oversize(self, topic: str, head: bytes, size: int, sha256: str, mid: int,

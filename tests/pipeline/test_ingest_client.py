@@ -198,3 +198,25 @@ def test_an_oversize_publish_is_hashed_and_cut_while_it_is_read(
     # Never more than a read, a carried header or a message within the limit (which a cut
     # one, like v/c, takes paho's path for) in memory.
     assert held <= max(chunk, 1000) + 16
+
+
+@pytest.mark.broker
+def test_a_full_batch_stops_the_read_while_receipts_await_their_pubacks(
+        mosquitto_url: str, db_path: Path) -> None:
+    # paho reads one packet per message it has in flight, and each commit leaves one receipt
+    # per vehicle in flight: the next batch must still close at flush_rows, not past it
+    # (else the backlog's last batch is short and waits out the flush interval).
+    vehicles, batches = 40, 3
+    client_id = f"full-{uuid.uuid4().hex[:8]}"
+    options: dict[str, Any] = {"client_id": client_id, "require_registered_vehicles": False,
+                               "flush_rows": vehicles * wire.SIGNALS, "flush_interval_s": 30.0}
+    Ingestor(mosquitto_url, db_path, **options).start().stop()  # the session queues offline
+    wire.publish(mosquitto_url, [wire.telemetry(f"full-{b}-{v}", f"VFULL{v:02d}")
+                                 for b in range(batches) for v in range(vehicles)])
+    commits: list[int] = []
+    with Ingestor(mosquitto_url, db_path, **options,
+                  after_commit=lambda con, result: commits.append(result.messages_landed)
+                  ) as ingestor:
+        assert ingestor.wait_for(lambda s: s.messages_landed == batches * vehicles, timeout=120)
+        assert ingestor.stats.receipts_published == batches * vehicles
+    assert commits == [vehicles] * batches

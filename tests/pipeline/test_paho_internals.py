@@ -95,6 +95,11 @@ SEAMS: tuple[Seam, ...] = (
          "IngestClient's own method (reads an oversize PUBLISH): paho's would be shadowed"),
     Seam("client", "_heard", "absent",
          "IngestClient's own method (sets _last_bytes_received): paho's would be shadowed"),
+    Seam("client", "loop_read", "method(self, max_packets=1)",
+         "overridden to clear _stopped: paho's calls _packet_read once per message in flight "
+         "and returns at its first MQTT_ERR_AGAIN, which ends a read into a full batch"),
+    Seam("client", "_stopped", "absent",
+         "IngestClient's own flag (the handler said stop): a paho member would be shadowed"),
 )
 
 _SUBSCRIPT = re.compile(r"^(?P<name>\w+)\[(?P<key>\w+)\]$")
