@@ -1,5 +1,7 @@
 """Daily, point-in-time features per vehicle, and the labels that train on them.
 
+Labels come from repair orders and lead outcomes (:mod:`pipeline.features.labels`).
+
 One row per (vehicle_id, day). Every value for day D is computed from data stamped up to and
 including D (UTC): per-day aggregates come from DuckDB, trends are backward rolling windows in
 polars, so appending later telemetry never changes an earlier day's row. That is what lets a
@@ -20,9 +22,10 @@ import duckdb
 import polars as pl
 
 from edge.wire.contract import COMPONENTS
-from pipeline.features import daily_sql
+from pipeline.features import daily_sql, labels
 from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 from pipeline.features.fault_codes import catalog_frame
+from pipeline.features.labels import label_column as label_column
 
 log = logging.getLogger(__name__)
 
@@ -201,47 +204,22 @@ def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> 
     )
 
 
-def label_column(component: str) -> str:
-    """Name of the label column :func:`attach_labels` adds for ``component``."""
-    return f"fails_within__{component}"
-
-
-_TRUTH_SQL: Final = """
-SELECT vehicle_id, component,
-       CAST(timezone('UTC', failure_ts) AS DATE) AS failure_day,
-       CAST(timezone('UTC', sim_end_ts) AS DATE) AS end_day
-FROM ground_truth
-"""
-
-
 def attach_labels(
     features: pl.DataFrame, con: duckdb.DuckDBPyConnection, horizon_days: int
 ) -> pl.DataFrame:
-    """Add ``fails_within__<component>``: does the component fail within ``horizon_days``?
+    """Add ``fails_within__<component>`` from the store's repair orders and lead outcomes.
 
-    True when the failure day lies in [D, D + horizon]. Null (not trainable) where the vehicle
-    has no ground truth for the component (an ICE car's traction battery), on days after the
-    failure, and on days whose horizon runs past the end of the simulation without a failure
-    (we cannot know it stays healthy).
+    The rule is :func:`pipeline.features.labels.attach_labels`'s; a vehicle has a component
+    when it reports one of :data:`PART_READINGS` on some day.
     """
-    truth = _query(con, _TRUTH_SQL, {})
-    out = features.lazy()
-    for comp in COMPONENTS:
-        t = truth.filter(pl.col("component") == comp).drop("component")
-        out = out.join(t, on="vehicle_id", how="left").with_columns(
-            _label(horizon_days).alias(label_column(comp))
-        ).drop("failure_day", "end_day")
-    return out.sort("vehicle_id", "day").collect()
+    return labels.attach_labels(features, con, horizon_days, PART_READINGS)
 
 
-def _label(horizon_days: int) -> pl.Expr:
-    fail, end, day = pl.col("failure_day"), pl.col("end_day"), pl.col("day")
-    ahead = (fail - day).dt.total_days()
-    known_healthy = (end - day).dt.total_days() >= horizon_days
-    return (
-        pl.when(end.is_null()).then(None)
-        .when(fail.is_not_null() & (ahead < 0)).then(None)
-        .when(fail.is_not_null()).then(ahead <= horizon_days)
-        .when(known_healthy).then(False)
-        .otherwise(None)
-    )
+PART_READINGS: Final[dict[str, tuple[str, ...]]] = {
+    "traction_battery": ("soh", "cell_voltage_spread", "insulation_resistance_min"),
+    "lv_battery": ("crank_dip_min", "rest_voltage"),
+    "brakes": ("pad_wear_max",),
+}
+"""Features read straight off a component's sensors: a vehicle that never reports one of them
+has no such part (or none we can see) and gets no label for it. Derived features do not
+count: a days-to-threshold cap or a zero exposure sum exists for every vehicle."""

@@ -1,8 +1,10 @@
 """What a model did on vehicles it never saw: warnings, calibration, lead time, time to failure.
 
-The simulator's ground truth (``ground_truth.failure_ts``) is the referee: lead time is the
-days between the first warning and the real failure, and the life forecasters' time to
-failure is set against the real failure day.
+Failures are what the workshop recorded: the first ``unscheduled`` or ``roadside`` repair
+order of the component (:func:`pipeline.features.labels.first_failures`), the same evidence
+the labels come from. Lead time is the days between the first warning and that order, and the
+life forecasters' time to failure is set against its day. The simulator's ground truth is not
+read here; :mod:`pipeline.ml.referee` scores against it outside training.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from models.evaluate import (
     split_by_vehicle_and_time,
     time_to_failure_error,
 )
-from pipeline.features.daily import label_column
+from pipeline.features.labels import first_failures, label_column, label_events
 
-Truth = dict[str, dt.date]
-"""Failure day per vehicle for one component (vehicles that did not fail are absent)."""
+Failures = dict[str, dt.date]
+"""Recorded failure day per vehicle for one component (vehicles that did not fail are absent)."""
 SOH_FAILED: Final = 70.0
 """Traction-pack SoH (%) at which the simulator counts the pack as failed."""
 PAD_WEAR_LIMIT: Final = 100.0
@@ -35,12 +37,9 @@ PAD_WEAR_LIMIT: Final = 100.0
 _EPOCH: Final = dt.date(2000, 1, 1)
 
 
-def load_truth(con: duckdb.DuckDBPyConnection, component: str) -> Truth:
-    """Failure days of ``component`` from ``ground_truth`` (UTC dates)."""
-    rows = con.execute(
-        "SELECT vehicle_id, CAST(timezone('UTC', failure_ts) AS DATE) FROM ground_truth"
-        " WHERE component = ? AND failure_ts IS NOT NULL", [component]).fetchall()
-    return {v: d for v, d in rows}
+def load_failures(con: duckdb.DuckDBPyConnection, component: str) -> Failures:
+    """First recorded failure day of ``component`` per vehicle, from the repair orders."""
+    return first_failures(label_events(con), component)
 
 
 def _day_numbers(days: pl.Series) -> np.ndarray:
@@ -48,7 +47,7 @@ def _day_numbers(days: pl.Series) -> np.ndarray:
 
 
 def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: list[str],
-                    component: str, truth: Truth) -> dict[str, Any]:
+                    component: str, failures: Failures) -> dict[str, Any]:
     """``held_out`` (warning metrics), ``calibration`` and ``lead_time`` on the test rows.
 
     Lead time counts the failures the model was asked to anticipate: held-out vehicles with
@@ -60,7 +59,7 @@ def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: li
     proba = model.predict_proba(X)[:, 1]
     ids = test["vehicle_id"].to_numpy()
     asked = set(ids[y])
-    failing = {v: float((d - _EPOCH).days) for v, d in truth.items() if v in asked}
+    failing = {v: float((d - _EPOCH).days) for v, d in failures.items() if v in asked}
     return {
         "held_out": classification_report(y, proba, model.threshold_, model.cost_fp,
                                           model.cost_fn),
@@ -110,9 +109,10 @@ def held_out_future(model: FaultWarningClassifier, rows: pl.DataFrame, names: li
 
 
 def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
-                    component: str, truth: Truth, horizon_days: int) -> dict[str, Any] | None:
+                    component: str, failures: Failures, horizon_days: int) -> dict[str, Any] | None:
     """Error of the life forecast made ``horizon_days`` before each held-out failure (days).
 
+    ``rows`` are the vehicles' feature rows, labelled or not, up to their first failure.
     Only failures whose cut day lies within the vehicle's data count: a forecast from the
     last day seen towards a failure far past the data would not be made ``horizon_days`` ahead.
 
@@ -127,8 +127,8 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
     predicted, actual = [], []
     forecaster = (_soh_forecaster(histories, train_ids) if component == "traction_battery"
                   else None)
-    for vehicle in sorted(test_ids & set(truth) & set(histories)):
-        cut = truth[vehicle] - dt.timedelta(days=horizon_days)
+    for vehicle in sorted(test_ids & set(failures) & set(histories)):
+        cut = failures[vehicle] - dt.timedelta(days=horizon_days)
         if histories[vehicle]["day"].max() < cut:  # type: ignore[operator]
             continue
         hist = histories[vehicle].filter(pl.col("day") <= cut)
@@ -137,7 +137,7 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
             predicted.append(days_left)
             last = hist["day"].max()
             assert isinstance(last, dt.date)
-            actual.append(float((truth[vehicle] - last).days))
+            actual.append(float((failures[vehicle] - last).days))
     return {"cut_days_before_failure": horizon_days,
             **time_to_failure_error(predicted, actual)}
 

@@ -32,10 +32,10 @@ from pipeline.features.daily import (
 )
 from pipeline.ml import registry
 from pipeline.ml.holdout import (
-    Truth,
+    Failures,
     held_out_future,
     held_out_report,
-    load_truth,
+    load_failures,
     time_to_failure,
 )
 from pipeline.ml.promotion import compare_on_shared_holdout
@@ -90,24 +90,42 @@ def train_and_register(
     """Train, evaluate on held-out vehicles, register and maybe promote one model per component.
 
     Raises:
-        NotEnoughDataError: the store has no labelled row for any component (no telemetry or
-            no ground truth yet).
+        NotEnoughDataError: the store has no labelled row for any component (no telemetry yet,
+            or none that reaches a horizon past its days).
+
+    Labels come from repair orders and lead outcomes only (:mod:`pipeline.features.labels`);
+    the simulator's ground truth is never read.
     """
     labelled = attach_labels(build_daily_features(con), con, horizon_days)
     counts = {c: labelled[label_column(c)].drop_nulls().len() for c in COMPONENTS}
     if not any(counts.values()):
         raise NotEnoughDataError(
             f"no labelled rows to train on ({labelled.height} feature rows): the store needs "
-            "telemetry and ground_truth rows whose horizon of "
-            f"{horizon_days} days ends before the simulation does")
+            "telemetry reaching at least "
+            f"{horizon_days} days past some day, and repair orders (fleetcare service import) "
+            "or closed leads for the failures")
     reports = []
     for component in COMPONENTS:
         rows = labelled.filter(pl.col(label_column(component)).is_not_null())
-        truth = load_truth(con, component)
-        report = _train_component(con, rows, truth, component, horizon_days, seed)
+        failures = load_failures(con, component)
+        history = _first_lives(labelled, failures)
+        report = _train_component(con, rows, history, failures, component, horizon_days,
+                                  seed)
         log.info("trained %s: %s", component, report.metrics.get("skipped", report.model_id))
         reports.append(report)
     return reports
+
+
+def _first_lives(features: pl.DataFrame, failures: Failures) -> pl.DataFrame:
+    """Every feature row up to each vehicle's first recorded failure (the life forecasters'
+    histories: the failure day itself is unlabelled but is where the history ends)."""
+    if not failures:
+        return features
+    ends = pl.DataFrame({"vehicle_id": list(failures), "_fails": list(failures.values())},
+                        schema={"vehicle_id": pl.String, "_fails": pl.Date})
+    joined = features.join(ends, on="vehicle_id", how="left")
+    return joined.filter(pl.col("_fails").is_null() | (pl.col("day") <= pl.col("_fails"))
+                         ).drop("_fails")
 
 
 def _skip(component: str, reason: str, n_vehicles: int = 0) -> TrainReport:
@@ -116,8 +134,8 @@ def _skip(component: str, reason: str, n_vehicles: int = 0) -> TrainReport:
 
 
 def _train_component(
-    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, truth: Truth, component: str,
-    horizon_days: int, seed: int,
+    con: duckdb.DuckDBPyConnection, rows: pl.DataFrame, history: pl.DataFrame,
+    failures: Failures, component: str, horizon_days: int, seed: int,
 ) -> TrainReport:
     names = model_features(component)
     y = rows[label_column(component)].to_numpy().astype(bool)
@@ -137,11 +155,11 @@ def _train_component(
     metrics = {
         "horizon_days": horizon_days, "threshold": float(model.threshold_),
         "cost_fp": model.cost_fp, "cost_fn": model.cost_fn,
-        **held_out_report(model, rows.filter(pl.Series(test)), names, component, truth),
+        **held_out_report(model, rows.filter(pl.Series(test)), names, component, failures),
         "held_out_future": held_out_future(model, rows, names, component, set(ids[test]),
                                            horizon_days),
-        "time_to_failure": time_to_failure(rows, set(ids[train]), set(ids[test]), component,
-                                           truth, horizon_days),
+        "time_to_failure": time_to_failure(history, set(ids[train]), set(ids[test]), component,
+                                           failures, horizon_days),
         "n_vehicles": n_vehicles, "n_train_vehicles": int(np.unique(ids[train]).size),
         "n_test_vehicles": int(np.unique(ids[test]).size), "n_rows": int(y.size),
         "n_positive_rows": int(y.sum()), "seed": seed,

@@ -100,14 +100,15 @@ def add_dtc(con: duckdb.DuckDBPyConnection, vehicle_id: str, day: int, code: str
 
 
 def build_store(path: Path, cars: list[Car], n_days: int) -> duckdb.DuckDBPyConnection:
-    """A migrated store holding ``cars``' telemetry for days 0..n_days-1, vehicles and truth."""
+    """A migrated store holding ``cars``' telemetry for days 0..n_days-1, vehicles, truth and
+    one repair order per failure."""
     con = connect(path)
     end = START + dt.timedelta(days=n_days)
     for car in cars:
         last = min([n_days, *(f + 1 for f in car.fails.values())])
         add_telemetry(con, car, range(last))
         model = "EV-1" if car.ev else "ICE-1"
-        con.execute("INSERT INTO vehicles VALUES (?, ?, ?, NULL, NULL)",
+        con.execute("INSERT INTO vehicles (vehicle_id, model, region) VALUES (?, ?, ?)",
                     [car.vehicle_id, model, car.region])
         comps = ["traction_battery", "lv_battery", "brakes"] if car.ev else [
             "lv_battery", "brakes"]
@@ -116,7 +117,21 @@ def build_store(path: Path, cars: list[Car], n_days: int) -> duckdb.DuckDBPyConn
             fts = None if fd is None else START + dt.timedelta(days=fd, hours=18)
             con.execute("INSERT INTO ground_truth VALUES (?, ?, ?, 50.0, ?, ?, 'm')",
                         [car.vehicle_id, comp, fts, START, end])
+            if fd is not None:
+                add_repair_order(con, car.vehicle_id, comp, fd)
     return con
+
+
+def add_repair_order(con: duckdb.DuckDBPyConnection, vehicle_id: str, component: str,
+                     day: int, kind: str = "unscheduled") -> None:
+    """The workshop's repair order on day index ``day`` at 18:00 UTC (training's labels).
+
+    A failure is opened the day it happens, as a workshop records a car towed in that day.
+    """
+    opened = START + dt.timedelta(days=day, hours=18)
+    con.execute("INSERT INTO repair_orders VALUES (?, ?, ?, NULL, ?, ?, ?, NULL, now())",
+                [f"RO-{vehicle_id}-{component}-{day}-{kind}", vehicle_id, opened, component,
+                 f"{component.upper()}-{kind.upper()}", kind])
 
 
 def day(i: int) -> dt.date:

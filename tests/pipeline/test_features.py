@@ -85,11 +85,12 @@ def test_labels_horizon_after_failure_and_missing_component(tmp_path: Path) -> N
     brakes = label_column("brakes")
     assert _row(labels, "sick", 29)[brakes] is False
     assert _row(labels, "sick", 30)[brakes] is True
-    assert _row(labels, "sick", 40)[brakes] is True
-    assert _row(labels, "sick", 41)[brakes] is None, "after the failure: not trainable"
+    assert _row(labels, "sick", 39)[brakes] is True
+    assert _row(labels, "sick", 40)[brakes] is None, "the failure day: already broken"
+    assert _row(labels, "sick", 41)[brakes] is None, "the new pads' horizon runs past the data"
     assert _row(labels, "ice", 10)[label_column("traction_battery")] is None
-    assert _row(labels, "ice", 50)[brakes] is False
-    assert _row(labels, "ice", 51)[brakes] is None, "horizon runs past the simulation"
+    assert _row(labels, "ice", 49)[brakes] is False
+    assert _row(labels, "ice", 50)[brakes] is None, "horizon runs past the data"
     assert _row(labels, "sick", 10)[label_column("lv_battery")] is False
 
 
