@@ -132,7 +132,11 @@ def register_leads(sub: SubParsers) -> None:
     leads_sub = leads.add_subparsers(dest="leads_command", metavar="SUBCOMMAND", required=True)
     show_all = leads_sub.add_parser("list", help="one line per lead, newest first")
     _add_db(show_all)
-    show_all.add_argument("--state", help="only leads in this state (new, sent, ...)")
+    show_all.add_argument("--state", help="only leads in this state (new, sent, ...; default: "
+                                          "every state)")
+    show_all.add_argument("--held", action="store_true",
+                          help="only held leads (never sent: no customer on record, no consent "
+                               "to contact), with the reason (default: every state)")
     show_all.set_defaults(handler=_leads_list)
     show = leads_sub.add_parser("show", help="the full lead document")
     show.add_argument("lead_id")
@@ -146,10 +150,21 @@ def register_leads(sub: SubParsers) -> None:
 
 def _leads_list(args: argparse.Namespace) -> int:
     from pipeline.leads import listing as leads
+    from pipeline.leads.holds import HELD, explain
     from pipeline.store import connection as store
 
+    if args.held and args.state not in (None, HELD):
+        print(f"fleetcare leads list: --held lists state {HELD}; drop --state {args.state}",
+              file=sys.stderr)
+        return 2
     with store.connect_readonly(_db(args)) as con:
-        rows = leads.list_leads(con, state=args.state)
+        rows = leads.list_leads(con, state=HELD if args.held else args.state)
+    if args.held:
+        print("lead_id\tvehicle\tcomponent\tseverity\thold_reason\twhy")
+        for r in rows:
+            print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t"
+                  f"{r.hold_reason}\t{explain(r.hold_reason or '')}")
+        return 0
     print("lead_id\tvehicle\tcomponent\tseverity\tstate\tprobability\thorizon_days")
     for r in rows:
         print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t{r.state}\t"

@@ -82,8 +82,13 @@ def _add_admission_arguments(parser: argparse.ArgumentParser) -> None:
     from pipeline.ingest.admission import DEFAULT_RATE_LIMIT as LIMIT  # light: no DuckDB work
 
     parser.add_argument("--vehicles", type=Path, metavar="CSV",
-                        help="fleet register (vehicle_id,model,region) to import now and "
-                             "again whenever it changes")
+                        help="fleet register (vehicles.csv as `fleet import` reads it, or "
+                             "vehicle_id,model,region) to import now and again whenever it "
+                             "changes (default: none)")
+    parser.add_argument("--customers", type=Path, metavar="CSV",
+                        help="customers.csv (as `fleet import` reads it) to import likewise, so "
+                             "ingest's urgent leads can name the customer; without it they are "
+                             "held (default: none)")
     parser.add_argument("--allow-unregistered", action="store_true",
                         help="land messages of vehicles not in the vehicles table (default: "
                              "dead-letter them)")
@@ -156,7 +161,8 @@ def _ingest(args: argparse.Namespace) -> int:
                 flush_bytes=args.flush_bytes, after_commit=urgent,
                 maintenance=policy, maintenance_interval_s=args.maintenance_interval,
                 require_registered_vehicles=not args.allow_unregistered,
-                vehicles_file=args.vehicles, rate_limit=limit,
+                vehicles_file=args.vehicles, customers_file=args.customers,
+                rate_limit=limit,
                 credentials=credentials_from_settings(settings), tls=tls_from_settings(settings),
                 mqtt_client=settings.mqtt_client)
     return 0

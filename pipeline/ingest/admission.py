@@ -27,8 +27,11 @@ the commit like any other, and counted in the ingest's stats. The clock is injec
 the limiter is tested with a fake one.
 
 DuckDB lets only the ingest process open the landing store while it runs, so vehicles are
-registered through ingest itself: :func:`register_vehicles` on its connection, or a fleet
-register file (CSV ``vehicle_id,model,region``) that ingest re-reads when it changes.
+registered through ingest itself: :func:`register_vehicles` on its connection, or register
+files that ingest re-reads when they change (a newer DMS export replacing the old one): the
+``vehicles.csv`` that ``fleetcare fleet import`` reads (the same parser, :mod:`pipeline.fleet`;
+the older ``vehicle_id,model,region`` file is still taken) and optionally ``customers.csv``,
+so that ingest's own urgent leads know whom to call and whether they may.
 """
 
 from __future__ import annotations
@@ -319,7 +322,8 @@ def read_fleet_file(path: Path) -> list[Vehicle]:
             missing = {"vehicle_id", "model", "region"} - set(reader.fieldnames or ())
             if missing:
                 raise FleetFileError(f"{path}: the header lacks {sorted(missing)} "
-                                     f"(expected vehicle_id,model,region)")
+                                     "(expected vehicles.csv as `fleetcare fleet import` "
+                                     "reads it, or the older vehicle_id,model,region)")
             return [_vehicle(path, reader.line_num, row) for row in reader]
     except OSError as exc:
         raise FleetFileError(f"cannot read the fleet register {path}: {exc}") from exc
@@ -337,28 +341,64 @@ def _vehicle(path: Path, line: int, row: dict[str, str]) -> Vehicle:
     return vehicle
 
 
-def store_loader(con: duckdb.DuckDBPyConnection, fleet_file: Path | None = None
-                 ) -> Callable[[], set[str]]:
-    """A :class:`VehicleRegister` loader: the store's ids, after importing ``fleet_file``
-    whenever it has changed (by modification time and size).
+def store_loader(con: duckdb.DuckDBPyConnection, fleet_file: Path | None = None,
+                 customers_file: Path | None = None) -> Callable[[], set[str]]:
+    """A :class:`VehicleRegister` loader: the store's ids, after importing ``customers_file``
+    and ``fleet_file`` whenever one has changed (by modification time and size).
 
-    The first call imports the file and raises :class:`FleetFileError` if it is bad; later
-    calls raise too, and :class:`VehicleRegister` keeps the previous set and logs why.
+    The first call imports the files and raises :class:`FleetFileError` if one is bad; later
+    calls raise too, and :class:`VehicleRegister` keeps the previous set and logs why (a bad
+    file is never half applied: :func:`pipeline.fleet.import_fleet` applies all or nothing).
     """
-    last_seen: list[tuple[int, int]] = []  # the file's (mtime, size) when last imported
+    files = [(kind, path) for kind, path in (("customers", customers_file),
+                                             ("vehicles", fleet_file)) if path is not None]
+    last_seen: dict[str, tuple[int, int]] = {}  # each file's (mtime, size) when last imported
 
     def load() -> set[str]:
-        if fleet_file is not None:
+        for kind, path in files:
             try:
-                stat = fleet_file.stat()
+                stat = path.stat()
             except OSError as exc:
-                raise FleetFileError(f"cannot read the fleet register {fleet_file}: "
+                raise FleetFileError(f"cannot read the {kind} register {path}: "
                                      f"{exc}") from exc
             stamp = (stat.st_mtime_ns, stat.st_size)
-            if last_seen != [stamp]:
-                count = register_vehicles(con, read_fleet_file(fleet_file))
-                log.info("registered %d vehicles from %s", count, fleet_file)
-                last_seen[:] = [stamp]
+            if last_seen.get(kind) != stamp:
+                count = import_register_file(con, kind, path)
+                log.info("registered %d %s from %s", count, kind, path)
+                last_seen[kind] = stamp
         return registered_ids(con)
 
     return load
+
+
+def import_register_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path) -> int:
+    """Import one register file into ingest's store; returns how many rows it holds.
+
+    A ``vehicles`` file with the old ``vehicle_id,model,region`` header is read by
+    :func:`read_fleet_file`; any other goes through :func:`pipeline.fleet.import_fleet`
+    (references to customers and centres unchecked: those live in the serving store).
+
+    Raises:
+        FleetFileError: the file is unreadable or holds a bad line (the first few named).
+    """
+    from pipeline.fleet import VEHICLES, FleetImportError, import_fleet
+
+    if kind == "vehicles" and not set(VEHICLES.names) <= _header(path):
+        return register_vehicles(con, read_fleet_file(path))
+    try:
+        report = import_fleet(con, {kind: path}, references=False)
+    except FleetImportError as exc:
+        shown = "; ".join(str(p) for p in exc.problems[:5])
+        more = f" (and {len(exc.problems) - 5} more)" if len(exc.problems) > 5 else ""
+        raise FleetFileError(f"{exc}: {shown}{more}") from exc
+    counts = next(iter(report.tables.values()))
+    return counts.inserted + counts.updated + counts.unchanged
+
+
+def _header(path: Path) -> set[str]:
+    """The column names of a CSV file's first line (empty when it cannot be read)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return {h.strip() for h in next(csv.reader(handle), [])}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return set()

@@ -183,7 +183,8 @@ _TRUTH_UPSERT: Final = """
 def _upsert_vehicles(con: duckdb.DuckDBPyConnection,
                      records: Sequence[contract.TruthRecord]) -> None:
     # Only model and region come from the simulator; customer and centre belong to the CRM
-    # side and must survive a new truth record, hence DO UPDATE rather than REPLACE.
+    # side and must survive a new truth record, hence DO UPDATE rather than REPLACE; and a
+    # vehicle `fleetcare fleet import` registered keeps the register's model and region.
     latest = {r.vehicle_id: r for r in records}
     insert_arrow(con, pa.table({
         "vehicle_id": pa.array(list(latest), pa.string()),
@@ -191,7 +192,7 @@ def _upsert_vehicles(con: duckdb.DuckDBPyConnection,
         "region": pa.array([r.region for r in latest.values()], pa.string()),
     }), "INSERT INTO vehicles (vehicle_id, model, region) SELECT vehicle_id, model, region "
         "FROM batch ON CONFLICT (vehicle_id) DO UPDATE SET model = excluded.model, "
-        "region = excluded.region")
+        "region = excluded.region WHERE vehicles.imported_at IS NULL")
 
 
 def insert_ingested(con: duckdb.DuckDBPyConnection, msg_ids: Sequence[str],

@@ -4,7 +4,10 @@ A lead exists per (vehicle, component) at most once while it is open. It is re-i
 ``lead_id``, next ``revision``) only when it escalates: a higher severity, or a probability at
 least :data:`PROBABILITY_STEP` higher than the one the centre last saw. Every new or escalated
 lead also writes an ``outbox`` row in the same transaction, so delivery to the CRM can never
-miss a lead nor announce one that was rolled back.
+miss a lead nor announce one that was rolled back. A lead whose vehicle has no customer on
+record, or whose customer has not consented to contact, is **held** instead
+(:mod:`pipeline.leads.holds`): stored with its reason, no outbox row, no slot; a later run
+releases it once the cause is gone.
 
 The lead document is described by ``pipeline/leads/lead.schema.json`` and built by
 :mod:`pipeline.leads.document`.
@@ -26,6 +29,7 @@ import polars as pl
 from pipeline.features.fault_codes import catalog_frame, severity_rank
 from pipeline.leads.appointments import iso, release_slot
 from pipeline.leads.document import Context, LeadFacts, build_document, load_context
+from pipeline.leads.holds import HELD, HoldReason, hold_reasons
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
@@ -35,20 +39,25 @@ HIGH_PROBABILITY: Final = 0.80
 """A model probability at or above this makes a lead "high" rather than "medium"."""
 DTC_HORIZON_DAYS: Final = 30
 """Horizon of a lead raised by fault codes alone (no model score)."""
-BLOCKING_STATES: Final = ("new", "sent", "acknowledged", "booked", "dismissed")
+BLOCKING_STATES: Final = ("new", "sent", "acknowledged", "booked", "dismissed", HELD)
 """Lead states that stop a second lead for the same vehicle and component ("done" does not)."""
 TOP_FACTORS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
 class AdviceReport:
-    """How many leads one :func:`advise` run created, escalated and left alone."""
+    """How many leads one :func:`advise` run created, escalated, left alone, held and
+    released."""
 
     new: int
     escalated: int
     unchanged: int
+    held: int = 0
+    """Leads this run created, escalated or kept in state ``held`` (never sent)."""
+    released: int = 0
+    """Held leads whose cause is gone: sent now (they count in ``lead_ids``)."""
     lead_ids: tuple[str, ...] = field(default=(), compare=False)
-    """Leads created or escalated by this run (their outbox rows are pending)."""
+    """Leads created, escalated or released by this run (their outbox rows are pending)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,8 @@ class _OpenLead:
     severity: str
     probability: float
     document: dict[str, Any]
+    state: str
+    hold_reason: str | None
 
 
 def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
@@ -108,16 +119,18 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
     candidates = [c for c in _candidates(con, now, vehicles)
                   if severity_rank(c.severity) >= floor]
     open_leads = _open_leads(con)
-    counts = {"new": 0, "escalated": 0, "unchanged": 0}
+    counts = {"new": 0, "escalated": 0, "unchanged": 0, "held": 0, "released": 0}
     issued: list[str] = []
     with transaction(con):
-        context = load_context(con, now, {c.vehicle_id for c in candidates},
-                               daily_features=daily_features)
+        vehicle_ids = {c.vehicle_id for c in candidates}
+        context = load_context(con, now, vehicle_ids, daily_features=daily_features)
+        holds = hold_reasons(con, vehicle_ids)
         for cand in candidates:
             outcome, lead_id = _apply(
-                con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now)
+                con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now,
+                holds.get(cand.vehicle_id))
             counts[outcome] += 1
-            if outcome != "unchanged":
+            if outcome in ("new", "escalated", "released"):
                 issued.append(lead_id)
     log.info("advice: %s", counts)
     return AdviceReport(**counts, lead_ids=tuple(issued))
@@ -196,46 +209,87 @@ def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime,
 
 def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLead]:
     rows = con.execute(
-        "SELECT vehicle_id, component, lead_id, severity, probability, document FROM leads"
-        " WHERE list_contains(?, state)", [list(BLOCKING_STATES)]).fetchall()
-    return {(v, c): _OpenLead(lid, sev, float(p), json.loads(doc))
-            for v, c, lid, sev, p, doc in rows}
+        "SELECT vehicle_id, component, lead_id, severity, probability, document, state,"
+        " hold_reason FROM leads WHERE list_contains(?, state)",
+        [list(BLOCKING_STATES)]).fetchall()
+    return {(v, c): _OpenLead(lid, sev, float(p), json.loads(doc), state, hold)
+            for v, c, lid, sev, p, doc, state, hold in rows}
 
 
 def _apply(
     con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead | None,
-    context: Context, now: dt.datetime,
+    context: Context, now: dt.datetime, hold: HoldReason | None,
 ) -> tuple[str, str]:
-    """Create, escalate or leave one lead; return which of the three happened, and its id."""
-    prob = cand.probability if cand.probability is not None else 0.0
+    """Create, escalate, hold, release or leave one lead; return which, and its id."""
+    prob = prob_of(cand)
     if lead is None:
-        doc = build_document(con, cand.facts(), f"lead-{uuid.uuid4().hex}", 1, context, now)
-        insert_lead(con, doc, prob, now)
-        return "new", doc["lead_id"]
+        doc = build_document(con, cand.facts(), f"lead-{uuid.uuid4().hex}", 1, context, now,
+                             book=hold is None)
+        insert_lead(con, doc, prob, now, hold=hold)
+        return ("new" if hold is None else "held"), doc["lead_id"]
+    if lead.state == HELD:
+        return _apply_held(con, cand, lead, context, now, hold)
     rank_up = severity_rank(cand.severity) > severity_rank(lead.severity)
     if not rank_up and prob < lead.probability + PROBABILITY_STEP:
         return "unchanged", lead.lead_id
     release_slot(con, lead.document.get("proposed_appointment"))
     revision = int(lead.document["revision"]) + 1
-    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
-    con.execute(
-        "UPDATE leads SET state = 'new', severity = ?, probability = ?, horizon_days = ?,"
-        " updated_at = ?, document = ? WHERE lead_id = ?",
-        [cand.severity, prob, cand.horizon_days, now, json.dumps(doc), lead.lead_id])
+    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now,
+                         book=hold is None)
+    _update(con, cand, prob, now, doc, hold)
+    if hold is not None:
+        return "held", lead.lead_id
     enqueue(con, doc)
     return "escalated", lead.lead_id
 
 
-def insert_lead(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], prob: float,
-                now: dt.datetime) -> None:
-    """Store a new lead (state ``new``) and its first outbox row; the caller commits."""
-    con.execute(
-        "INSERT INTO leads (lead_id, vehicle_id, component, state, severity, probability,"
-        " horizon_days, created_at, updated_at, document) VALUES (?, ?, ?, 'new', ?, ?, ?, ?,"
-        " ?, ?)",
-        [doc["lead_id"], doc["vehicle"]["vehicle_id"], doc["component"], doc["severity"],
-         prob, doc["horizon_days"], now, now, json.dumps(doc)])
+def _apply_held(
+    con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead, context: Context,
+    now: dt.datetime, hold: HoldReason | None,
+) -> tuple[str, str]:
+    """A held lead stays held (its reason kept up to date) or, its cause gone, is released:
+    rebuilt from today's evidence under the revision it was held at (never sent) and queued."""
+    if hold is not None:
+        if lead.hold_reason != hold:
+            con.execute("UPDATE leads SET hold_reason = ?, updated_at = ? WHERE lead_id = ?",
+                        [hold.value, now, lead.lead_id])
+        return "held", lead.lead_id
+    revision = int(lead.document["revision"])
+    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
+    _update(con, cand, prob_of(cand), now, doc, None)
     enqueue(con, doc)
+    return "released", lead.lead_id
+
+
+def prob_of(cand: Candidate) -> float:
+    """The probability a lead stores for ``cand`` (0 for a lead of fault codes alone)."""
+    return cand.probability if cand.probability is not None else 0.0
+
+
+def _update(con: duckdb.DuckDBPyConnection, cand: Candidate, prob: float, now: dt.datetime,
+            doc: dict[str, Any], hold: HoldReason | None) -> None:
+    con.execute(
+        "UPDATE leads SET state = ?, hold_reason = ?, severity = ?, probability = ?,"
+        " horizon_days = ?, updated_at = ?, document = ? WHERE lead_id = ?",
+        ["new" if hold is None else HELD, None if hold is None else hold.value, cand.severity,
+         prob, cand.horizon_days, now, json.dumps(doc), doc["lead_id"]])
+
+
+def insert_lead(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], prob: float,
+                now: dt.datetime, *, hold: HoldReason | None = None) -> None:
+    """Store a new lead (state ``new``) and its first outbox row; the caller commits.
+
+    With ``hold`` the lead is stored ``held`` with that reason and gets no outbox row.
+    """
+    con.execute(
+        "INSERT INTO leads (lead_id, vehicle_id, component, state, hold_reason, severity,"
+        " probability, horizon_days, created_at, updated_at, document)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [doc["lead_id"], doc["vehicle"]["vehicle_id"], doc["component"],
+         "new" if hold is None else HELD, None if hold is None else hold.value,
+         doc["severity"], prob, doc["horizon_days"], now, now, json.dumps(doc)])
+    if hold is None:
+        enqueue(con, doc)
 
 
 def enqueue(con: duckdb.DuckDBPyConnection, doc: dict[str, Any], event_id: str | None = None,

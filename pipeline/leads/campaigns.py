@@ -12,7 +12,9 @@
   ``campaign: post_visit_follow_up``, so the centre calls to ask whether all is well.
 
 Every contact is written with its outbox row in one transaction and recorded in
-``campaign_contacts``, so a campaign run twice contacts nobody twice.
+``campaign_contacts``, so a campaign run twice contacts nobody twice. A vehicle without a
+customer on record or without consent to contact (:mod:`pipeline.leads.holds`) gets its
+pre-winter lead held, and is not reminded or followed up.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pipeline.features.daily import build_daily_features
 from pipeline.leads.advice import BLOCKING_STATES, enqueue, insert_lead
 from pipeline.leads.appointments import iso
 from pipeline.leads.document import LeadFacts, build_document, load_context
+from pipeline.leads.holds import hold_reasons
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
@@ -74,14 +77,18 @@ def pre_winter_battery_check(
     contacted = []
     with transaction(con):
         context = load_context(con, now, {v for v, _ in candidates})
+        holds = hold_reasons(con, {v for v, _ in candidates})
         for vehicle_id, region in candidates:
             horizon = max(1, (cold[region] - now.date()).days)
             facts = LeadFacts(vehicle_id, "lv_battery", "low", None, horizon, None,
                               campaign=WINTER)
-            doc = build_document(con, facts, f"lead-{uuid.uuid4().hex}", 1, context, now)
-            insert_lead(con, doc, 0.0, now)
-            _record(con, WINTER, vehicle_id, now, doc, f"{doc['lead_id']}.r1")
-            contacted.append(vehicle_id)
+            hold = holds.get(vehicle_id)
+            doc = build_document(con, facts, f"lead-{uuid.uuid4().hex}", 1, context, now,
+                                 book=hold is None)
+            insert_lead(con, doc, 0.0, now, hold=hold)
+            if hold is None:
+                _record(con, WINTER, vehicle_id, now, doc, f"{doc['lead_id']}.r1")
+                contacted.append(vehicle_id)
     log.info("campaign %s: %d vehicles", WINTER, len(contacted))
     return CampaignReport(WINTER, tuple(contacted))
 
@@ -121,7 +128,13 @@ def send_follow_ups(con: duckdb.DuckDBPyConnection, *, now: dt.datetime) -> Camp
 
 def _resend(con: duckdb.DuckDBPyConnection, campaign: str,
             leads: list[tuple[str, dict[str, Any]]], now: dt.datetime) -> CampaignReport:
-    """Queue each lead again, marked with ``campaign``, under a new webhook id."""
+    """Queue each lead again, marked with ``campaign``, under a new webhook id (not for a
+    vehicle whose customer may not be contacted now)."""
+    holds = hold_reasons(con, {v for v, _ in leads})
+    if holds:
+        log.info("campaign %s: %d leads not re-sent (held: %s)", campaign,
+                 sum(1 for v, _ in leads if v in holds), sorted(set(holds.values())))
+        leads = [(v, d) for v, d in leads if v not in holds]
     with transaction(con):
         for vehicle_id, doc in leads:
             again = {**doc, "campaign": campaign, "issued_at": iso(now)}

@@ -106,13 +106,15 @@ def _raw_signals(con: duckdb.DuckDBPyConnection, now: dt.datetime,
 
 
 def build_document(con: duckdb.DuckDBPyConnection, facts: LeadFacts, lead_id: str,
-                   revision: int, context: Context, now: dt.datetime) -> dict[str, Any]:
-    """The lead document; holds an appointment slot unless the lead is critical."""
+                   revision: int, context: Context, now: dt.datetime, *,
+                   book: bool = True) -> dict[str, Any]:
+    """The lead document; holds an appointment slot unless the lead is critical or ``book``
+    is False (a held lead takes no slot until it is released)."""
     vrow = context.vehicles.get(facts.vehicle_id)
     centre = _centre(vrow)
     work = _work(context.catalogue.get(facts.component))
     appointment = None
-    if facts.severity != "critical" and centre is not None:
+    if book and facts.severity != "critical" and centre is not None:
         hours = work["labour_hours"] if work else 0.0
         appointment = book_slot(con, centre["centre_id"], now.date(), facts.horizon_days, hours)
     return {

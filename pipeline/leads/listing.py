@@ -22,15 +22,17 @@ class LeadSummary:
     probability: float
     horizon_days: int
     created_at: datetime
+    hold_reason: str | None = None
+    """Why the lead is held (state ``held``), else None."""
 
 
 def list_leads(con: duckdb.DuckDBPyConnection, *, state: str | None = None,
                limit: int = 100) -> list[LeadSummary]:
-    """Leads, newest first, optionally only those in one state."""
+    """Leads, newest first, optionally only those in one state (``held``: the held ones)."""
     rows = con.execute(
         "SELECT lead_id, vehicle_id, component, severity, state, probability, horizon_days,"
-        " created_at FROM leads WHERE ? IS NULL OR state = ? ORDER BY created_at DESC,"
-        " lead_id LIMIT ?", [state, state, limit]).fetchall()
+        " created_at, hold_reason FROM leads WHERE ? IS NULL OR state = ?"
+        " ORDER BY created_at DESC, lead_id LIMIT ?", [state, state, limit]).fetchall()
     return [LeadSummary(*row) for row in rows]
 
 

@@ -2,7 +2,8 @@
 
 Edge agents and ingest run for months and are not flows, so a scheduled check watches what
 they leave behind: agents' health reports (``edge_health``), the newest landed message
-(``ingested_messages``), the snapshot file readers depend on, dead letters, and the CRM outbox.
+(``ingested_messages``), the snapshot file readers depend on, dead letters, the CRM outbox and
+held leads (leads that may not be sent: no customer on record, no consent to contact).
 When given a way to read the broker's ``$SYS`` counters it also watches the one loss nothing
 else shows: messages the broker acknowledged and then dropped (a full queue, an oversize
 publish); any new drop fails the check.
@@ -43,6 +44,7 @@ class Thresholds:
     outbox_max_pending: float = 100.0
     outbox_dead_max_growth: float = 0.0
     broker_dropped_max_growth: float = 0.0
+    held_leads_max_growth: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,7 @@ def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
         _outbox_pending(con, at, thresholds.outbox_max_pending),
         _growth(con, "outbox_dead", "SELECT count(*) FROM outbox WHERE status = 'dead'",
                 thresholds.outbox_dead_max_growth, "dead outbox rows (leads the CRM never got)"),
+        _held_leads(con, thresholds.held_leads_max_growth),
     ]
     if broker is not None:
         checks.append(_broker_drops(con, at, broker, thresholds.broker_dropped_max_growth))
@@ -172,6 +175,28 @@ def _growth(con: duckdb.DuckDBPyConnection, name: str, sql: str, limit: float,
             f"{growth:.0f} new {what} since the last check, more than {limit:.0f} "
             f"({total} in all)")
     return Check(name, growth, limit, healthy, text, {"total": total})
+
+
+def _held_leads(con: duckdb.DuckDBPyConnection, limit: float) -> Check:
+    """Held leads now, by reason; more than the previous check recorded fails (a lead held
+    since then has no one to call until the master data is fixed)."""
+    by_reason = {str(r): int(n) for r, n in con.execute(
+        "SELECT coalesce(hold_reason, 'unknown'), count(*) FROM leads WHERE state = 'held'"
+        " GROUP BY 1 ORDER BY 1").fetchall()}
+    total = sum(by_reason.values())
+    detail: dict[str, Any] = {"total": total, "by_reason": by_reason}
+    reasons = ", ".join(f"{r} {n}" for r, n in by_reason.items()) or "none"
+    before = _one(con, "SELECT CAST(detail->>'$.total' AS BIGINT) FROM health_checks"
+                       " WHERE check_name = 'held_leads' ORDER BY checked_at DESC LIMIT 1")
+    growth = float(total - int(before)) if before is not None else 0.0
+    if growth <= limit:
+        first = " (first check: baseline)" if before is None else ""
+        return Check("held_leads", growth, limit, True,
+                     f"{total} held leads ({reasons}){first}", detail)
+    return Check("held_leads", growth, limit, False,
+                 f"{growth:.0f} more held leads since the last check ({total} held: {reasons}):"
+                 " no customer on record or no consent to contact; fix the master data "
+                 "(fleetcare fleet import) and see fleetcare leads list --held", detail)
 
 
 def _outbox_pending(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) -> Check:

@@ -34,7 +34,6 @@ snapshot, the CRM inbox and the store files (DuckDB keeps deleted values in free
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import re
@@ -49,6 +48,7 @@ from urllib.parse import unquote
 import duckdb
 
 from pipeline.errors import TerminalPipelineError, TransientPipelineError
+from pipeline.fleet.forgotten import customer_hash
 from pipeline.store import connection as store
 from pipeline.store import export
 
@@ -61,7 +61,6 @@ TELEMETRY_TABLES: Final = ("telemetry", "dtc_events", "edge_health", "ground_tru
 """The vehicle's own measurements and what is derived from them (``--telemetry``)."""
 TRASH: Final = "_forgotten"
 """Folder under the export root holding partitions between their move and the commit."""
-_HASH_PREFIX: Final = "fleetcare-erasure:"
 
 
 class ForgetError(TerminalPipelineError):
@@ -96,12 +95,6 @@ class ForgetReport:
     counts: dict[str, int] = field(default_factory=dict)
     residual: tuple[str, ...] = ()
     lead_ids: tuple[str, ...] = ()
-
-
-def customer_hash(customer_id: str) -> str:
-    """The erasure log's stand-in for a customer id: whoever knows the id can confirm it was
-    forgotten; the log alone does not reveal it."""
-    return hashlib.sha256((_HASH_PREFIX + customer_id).encode()).hexdigest()
 
 
 def customers_of(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> set[str]:

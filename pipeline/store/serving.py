@@ -12,7 +12,8 @@ through the latest read-only snapshot ingest publishes (``fleetcare ingest --sna
   own empty tables of those names, so every pipeline function works unchanged on the
   connection; ``telemetry`` also covers the exported Parquet files when ``export_dir`` is given;
 * the fleet register (``vehicles``: model, region) is upserted from the snapshot, keeping the
-  serving store's customer and centre assignments, and leads and outbox rows that ingest's
+  serving store's customer and centre assignments and every vehicle ``fleetcare fleet import``
+  registered (``imported_at``) as imported, and leads and outbox rows that ingest's
   urgent path created in the landing store are copied once (by ``lead_id`` / ``event_id``),
   so scheduled advice deduplicates against them and scheduled delivery retries them.
 
@@ -139,7 +140,8 @@ def _telemetry_sql(export_dir: str | Path | None) -> str:
 def sync_from_landing(con: duckdb.DuckDBPyConnection) -> None:
     """Upsert the fleet register and copy urgent leads and their outbox rows, in one transaction.
 
-    Customer and centre assignments made in the serving store are kept; a lead or outbox row
+    Customer and centre assignments made in the serving store are kept, and so is an imported
+    vehicle's model and region (the DMS export is the register); a lead or outbox row
     already in the serving store is never overwritten (its state moves on here, not there).
     """
     con.execute("BEGIN TRANSACTION")
@@ -147,7 +149,8 @@ def sync_from_landing(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             f"INSERT INTO vehicles (vehicle_id, model, region) SELECT vehicle_id, model, region"
             f" FROM {LANDING}.vehicles ON CONFLICT (vehicle_id) DO UPDATE"
-            " SET model = excluded.model, region = excluded.region")
+            " SET model = excluded.model, region = excluded.region"
+            " WHERE vehicles.imported_at IS NULL")
         con.execute(f"INSERT INTO leads BY NAME SELECT * FROM {LANDING}.leads"
                     " WHERE lead_id NOT IN (SELECT lead_id FROM leads)")
         con.execute(f"INSERT INTO outbox BY NAME SELECT * FROM {LANDING}.outbox"

@@ -1,0 +1,111 @@
+"""Command-line front of the fleet's master data: ``fleetcare fleet import|show``.
+
+``fleet import`` is the one door master data comes in by, for a real DMS export and for the
+simulator's files alike (the demo runs this same command). Other ``fleet`` subcommands
+register on the same group (:func:`register_fleet`); heavy modules load inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.cli.leads import _add_db, _db
+
+SubParsers = argparse._SubParsersAction
+FILE_KINDS = ("vehicles", "customers", "centres", "capacity", "catalogue")
+DEFAULT_WAIT_S = 30.0
+DEFAULT_VIN_CHECK = "ca,canada,mexico,mx,na,north-america,north_america,us,usa"
+"""Kept equal to :data:`pipeline.fleet.vin_policy.DEFAULT_CHECK_REGIONS` (a test holds them
+equal); written out so ``--help`` does not load the package."""
+
+
+def register_fleet(sub: SubParsers) -> None:
+    """``fleetcare fleet import|show``."""
+    fleet = sub.add_parser("fleet", help="the fleet's master data: import DMS exports, show a "
+                                         "vehicle's file",
+                           description="Vehicles, customers, service centres, capacity and "
+                                       "the service catalogue, from CSV files.")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND", required=True)
+    _register_import(fleet_sub)
+    _register_show(fleet_sub)
+
+
+def _register_import(fleet_sub: SubParsers) -> None:
+    imp = fleet_sub.add_parser(
+        "import", help="check and upsert master-data CSV files (all or nothing)",
+        description="Checks every given file whole (UTF-8, header row; extra columns are "
+                    "ignored and named), lists every problem as file:line: column: what is "
+                    "wrong and applies nothing if there is one; otherwise upserts them all in "
+                    "one transaction, keyed on their ids. Prints a JSON summary last.")
+    _add_db(imp)
+    for kind in FILE_KINDS:
+        imp.add_argument(f"--{kind}", type=Path, metavar="CSV",
+                         help=f"{kind}.csv to import (default: none)")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="report what would change and change nothing (default: apply)")
+    imp.add_argument("--wait", type=float, default=DEFAULT_WAIT_S, metavar="SECONDS",
+                     help="how long to wait for another process (a flow) to release the store "
+                          f"(default {DEFAULT_WAIT_S:g})")
+    imp.add_argument("--vin-check-regions", default=DEFAULT_VIN_CHECK, metavar="LIST",
+                     help="region values whose VINs must carry the North American check digit, "
+                          "comma-separated; '*' for every region, '' for none (default "
+                          f"{DEFAULT_VIN_CHECK})")
+    imp.set_defaults(handler=_import)
+
+
+def _register_show(fleet_sub: SubParsers) -> None:
+    show = fleet_sub.add_parser("show", help="one vehicle's file: customer, centre, VINs, "
+                                             "models, open leads, repairs")
+    show.add_argument("vehicle_id")
+    _add_db(show)
+    show.add_argument("--json", action="store_true", help="JSON instead of text (default: "
+                                                          "text)")
+    show.set_defaults(handler=_show)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pipeline.fleet import FleetImportError, VinPolicy, import_fleet
+    from pipeline.store.connection import connect_waiting
+
+    paths = {k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None}
+    if not paths:
+        print("fleetcare fleet import: give at least one of "
+              + ", ".join(f"--{k}" for k in FILE_KINDS), file=sys.stderr)
+        return 2
+    policy = VinPolicy.parse(args.vin_check_regions)
+    with connect_waiting(_db(args), args.wait) as con:
+        try:
+            report = import_fleet(con, paths, dry_run=args.dry_run, policy=policy)
+        except FleetImportError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(f"fleetcare fleet import: {exc}", file=sys.stderr)
+            return 1
+    for path, columns in report.extra_columns.items():
+        print(f"{path}: ignored columns not in the format: {', '.join(columns)}",
+              file=sys.stderr)
+    _print_json(dataclasses.asdict(report))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pipeline.fleet import format_file, vehicle_file
+    from pipeline.store import connection as store
+
+    with store.connect_readonly(_db(args)) as con:
+        file = vehicle_file(con, args.vehicle_id)
+    if args.json:
+        _print_json(file.as_json())
+    else:
+        print(format_file(file))
+    return 0
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,73 @@
+"""Held leads: leads that may not go to the CRM, and why.
+
+A lead names a customer for a service centre to call. When there is no customer on record for
+the vehicle, or the customer has not consented to be contacted, sending the lead would mean
+inventing whom to call or calling someone who said no. Such a lead is **held**: it is stored
+with state ``held`` and a :class:`HoldReason` in ``leads.hold_reason``, no outbox row is
+written (so no delivery can send it), no appointment slot is taken, and ``fleetcare leads
+list --held`` and the health check show it. The next advice run after the cause is fixed (the
+customer imported, consent recorded) releases it: state ``new``, its outbox row, a slot.
+
+The reasons are an enumerable set with one SQL test each (:data:`HOLD_RULES`), checked in
+order; the first that applies is the lead's reason. A new reason is a new member and a new
+rule, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+import duckdb
+
+HELD: Final = "held"
+"""The lead state of a held lead."""
+
+
+class HoldReason(StrEnum):
+    """Why a lead is held (the value stored in ``leads.hold_reason``)."""
+
+    NO_CUSTOMER = "no_customer"
+    NO_CONSENT = "no_consent"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRule:
+    """One reason and its test: a SQL condition over ``v`` (the vehicle's ``vehicles`` row)
+    and ``c`` (its ``customers`` row), both left-joined, so either may be all NULL."""
+
+    reason: HoldReason
+    condition: str
+    explanation: str
+
+
+HOLD_RULES: Final = (
+    HoldRule(HoldReason.NO_CUSTOMER, "c.customer_id IS NULL",
+             "no customer on record for the vehicle (import customers.csv and the vehicle's "
+             "customer_id)"),
+    HoldRule(HoldReason.NO_CONSENT, "c.contact_consent IS NOT TRUE",
+             "the customer has not consented to be contacted (contact_consent is not true)"),
+)
+"""Checked in this order; every :class:`HoldReason` has exactly one rule."""
+
+
+def explain(reason: str) -> str:
+    """The words for a stored reason (the reason itself when it is not one of ours)."""
+    return next((r.explanation for r in HOLD_RULES if r.reason == reason), reason)
+
+
+def hold_reasons(con: duckdb.DuckDBPyConnection, vehicle_ids: Collection[str]
+                 ) -> dict[str, HoldReason]:
+    """The reason each of ``vehicle_ids`` has its leads held; vehicles free to contact are
+    absent."""
+    if not vehicle_ids:
+        return {}
+    cases = " ".join(f"WHEN {rule.condition} THEN '{rule.reason.value}'" for rule in HOLD_RULES)
+    rows = con.execute(
+        f"SELECT i.vehicle_id, CASE {cases} END FROM (SELECT unnest($ids) AS vehicle_id) i"
+        " LEFT JOIN vehicles v ON v.vehicle_id = i.vehicle_id"
+        " LEFT JOIN customers c ON c.customer_id = v.customer_id",
+        {"ids": sorted(vehicle_ids)}).fetchall()
+    return {str(v): HoldReason(r) for v, r in rows if r is not None}
