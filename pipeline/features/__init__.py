@@ -1,5 +1,6 @@
 """Daily point-in-time features per vehicle (polars over DuckDB), their materialised table,
-the labels they train on, and the backend's fault-code catalogue.
+the labels they train on, the signals each feature is computed from, and the backend's
+fault-code catalogue.
 """
 
 from pipeline.features.daily import (
@@ -12,6 +13,14 @@ from pipeline.features.daily import (
     model_features,
 )
 from pipeline.features.fault_codes import catalog_frame, severity_rank
+from pipeline.features.inputs import (
+    FEATURE_SIGNALS,
+    OPTIONAL_SIGNALS,
+    ModelInputs,
+    UnknownFeatureError,
+    component_inputs,
+    model_inputs,
+)
 from pipeline.features.materialised import (
     LONG_SCHEMA,
     DayRange,
@@ -25,17 +34,23 @@ from pipeline.features.materialised import (
 __all__ = [
     "COMPONENT_FEATURES",
     "CONTEXT_FEATURES",
+    "FEATURE_SIGNALS",
     "LONG_SCHEMA",
     "LOOKBACK_DAYS",
+    "OPTIONAL_SIGNALS",
     "DayRange",
+    "ModelInputs",
+    "UnknownFeatureError",
     "attach_labels",
     "build_daily_features",
     "catalog_frame",
+    "component_inputs",
     "compute_daily_features",
     "label_column",
     "latest_telemetry_day",
     "materialise_daily_features",
     "model_features",
+    "model_inputs",
     "recent_days",
     "severity_rank",
     "write_daily_features",

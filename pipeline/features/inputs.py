@@ -1,0 +1,117 @@
+"""Which telemetry signals each feature is computed from, and so what a model needs to score.
+
+A model sees features, but a vehicle sends signals: whether a model can score a vehicle is a
+question about the vehicle's signals. :data:`FEATURE_SIGNALS` says, for every feature
+:mod:`pipeline.features.daily` builds, which VSS signals (or raw ``<Message>.<Signal>`` names
+where VSS has none) its value is computed from; the fault-code features read ``dtc_events``
+and no signal. It must follow ``daily_sql.py`` and ``daily.py``; a test drops each signal
+from a store and checks that only the features declared to read it change.
+
+A model's inputs split in two:
+
+* **required** signals: without a reading of every one of them the model does not score the
+  vehicle (its score would come from the training median, not from the vehicle);
+* **optional** signals (:data:`OPTIONAL_SIGNALS`): they only refine a score, and the features
+  they feed are imputed when a vehicle does not send them. Few packs report insulation
+  resistance, speed only adds braking energy to a pad-wear measurement, and air temperature is
+  climate context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from edge.wire.contract import COMPONENTS
+from pipeline.errors import TerminalPipelineError
+from pipeline.features.daily import model_features
+from pipeline.features.daily_sql import PAD_WEAR, SPEED
+
+SOH: Final = "Vehicle.Powertrain.TractionBattery.StateOfHealth"
+CELL_VOLTAGE_MAX: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
+CELL_VOLTAGE_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
+CELL_TEMP_MAX: Final = "Vehicle.Powertrain.TractionBattery.Temperature.Max"
+INSULATION: Final = "BMS_Health.InsulationResistance"
+CRANK_DIP: Final = "BCM_LowVoltage.CrankMinVoltage"
+LV_VOLTAGE: Final = "Vehicle.LowVoltageBattery.CurrentVoltage"
+ODOMETER: Final = "Vehicle.TraveledDistance"
+AIR_TEMP: Final = "Vehicle.Exterior.AirTemperature"
+
+_PADS: Final = tuple(PAD_WEAR.values())
+
+FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
+    "soh": (SOH,),
+    "soh_slope_14d": (SOH,),
+    "soh_days_to_threshold": (SOH,),
+    "cell_voltage_spread": (CELL_VOLTAGE_MAX, CELL_VOLTAGE_MIN),
+    "cell_temp_max": (CELL_TEMP_MAX,),
+    "cell_temp_mean_30d": (CELL_TEMP_MAX,),
+    "hot_days_30d": (CELL_TEMP_MAX,),
+    "insulation_resistance_min": (INSULATION,),
+    "crank_dip_min": (CRANK_DIP,),
+    "crank_dip_trend_14d": (CRANK_DIP,),
+    "rest_voltage": (LV_VOLTAGE,),
+    "rest_voltage_trend_14d": (LV_VOLTAGE,),
+    "pad_wear_max": _PADS,
+    "pad_wear_rate_per_100km": (*_PADS, ODOMETER),
+    "pad_km_to_limit": (*_PADS, ODOMETER),
+    "pad_days_to_limit": (*_PADS, ODOMETER),
+    **{f"pad_wear_{k}": (sig,) for k, sig in PAD_WEAR.items()},
+    **{f"pad_wear_rate_per_100km_{k}": (sig, ODOMETER) for k, sig in PAD_WEAR.items()},
+    "braking_energy_30d": (SPEED,),
+    "pad_wear_per_braking_energy": (*_PADS, SPEED),
+    "distance_km": (ODOMETER,),
+    "ambient_temp": (AIR_TEMP,),
+    "odometer_km": (ODOMETER,),
+    **{f"dtc_{kind}__{c}": () for c in COMPONENTS for kind in ("count", "events_30d",
+                                                                "age_days")},
+}
+"""The signals each feature's value is computed from (empty: from fault codes only)."""
+
+OPTIONAL_SIGNALS: Final = frozenset({INSULATION, SPEED, AIR_TEMP})
+"""Signals a model scores without: the features they feed are imputed when absent."""
+
+
+class UnknownFeatureError(TerminalPipelineError):
+    """A model reads a feature :data:`FEATURE_SIGNALS` does not know, so its inputs are unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInputs:
+    """The telemetry signals a model's features are computed from, sorted.
+
+    Attributes:
+        required: every one must have a reading in the scoring window for the model to score
+            a vehicle.
+        optional: imputed when missing (:data:`OPTIONAL_SIGNALS`).
+    """
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        """Required and optional signals together, sorted."""
+        return tuple(sorted({*self.required, *self.optional}))
+
+
+def model_inputs(features: list[str] | tuple[str, ...]) -> ModelInputs:
+    """The signals a model trained on ``features`` reads, split into required and optional.
+
+    Raises:
+        UnknownFeatureError: a feature is not in :data:`FEATURE_SIGNALS` (declare it there
+            when you add it to :mod:`pipeline.features.daily`).
+    """
+    unknown = [f for f in features if f not in FEATURE_SIGNALS]
+    if unknown:
+        raise UnknownFeatureError(
+            f"features {unknown} have no declared input signals: add them to "
+            "pipeline.features.inputs.FEATURE_SIGNALS")
+    signals = {s for f in features for s in FEATURE_SIGNALS[f]}
+    return ModelInputs(tuple(sorted(signals - OPTIONAL_SIGNALS)),
+                       tuple(sorted(signals & OPTIONAL_SIGNALS)))
+
+
+def component_inputs(component: str) -> ModelInputs:
+    """What today's model of ``component`` reads (its :func:`model_features`)."""
+    return model_inputs(model_features(component))
