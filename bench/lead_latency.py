@@ -54,6 +54,7 @@ from edge.config import REFERENCE_DBC, REFERENCE_RULES  # noqa: E402
 from edge.decode import Decoder, load_dbcs  # noqa: E402
 from edge.publish import Publisher  # noqa: E402
 from edge.rules import load_rules  # noqa: E402
+from edge.sim.masterdata import SimVehicle, write_master_data  # noqa: E402
 from edge.spool import Spool  # noqa: E402
 from pipeline.broker.auth import parse_broker_url  # noqa: E402
 from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
@@ -61,8 +62,6 @@ from pipeline.crm.http_server import JsonHttpServer  # noqa: E402
 from pipeline.ingest.service import Ingestor  # noqa: E402
 from pipeline.leads.urgent import UrgentLeads  # noqa: E402
 from pipeline.sandbox.reference_crm import CrmReceiver  # noqa: E402
-from pipeline.sandbox.reference_data import seed_reference_data  # noqa: E402
-from pipeline.store import connection as store  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-bench-lead-latency").decode()
 P0AA6 = 0x0AA6
@@ -123,12 +122,16 @@ def _one_lead(broker_url: str, crm: TimedCrm, workdir: Path, vehicle: str) -> fl
 
 
 def _fleet_store(db_path: Path, vehicles: list[str]) -> None:
-    """A store with the vehicles registered and the reference data seeded (same for both
-    ways of running ingest, so both do the same advice work per lead)."""
-    with store.connect(db_path) as con:
-        con.executemany("INSERT INTO vehicles VALUES (?, 'Aurora EV', 'north', NULL, NULL)",
-                        [[v] for v in vehicles])
-        seed_reference_data(con, start=dt.datetime.now(dt.UTC).date())
+    """A store with the vehicles, their customers, centres, capacity and catalogue imported
+    by `fleetcare fleet import` from the simulator's CSV files (same for both ways of running
+    ingest, so both do the same advice work per lead)."""
+    folder = db_path.with_name(db_path.stem + "-master-data")
+    paths = write_master_data(folder, [SimVehicle(v, "Aurora EV", "north") for v in vehicles],
+                              seed=0, start=dt.datetime.now(dt.UTC).date())
+    command = [sys.executable, "-m", "flows.cli", "fleet", "import", "--db", str(db_path)]
+    for kind, path in paths.items():
+        command += [f"--{kind}", str(path)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
 def _leads(broker_url: str, runs: int, flush_interval_s: float, workdir: Path) -> list[float]:

@@ -1,11 +1,13 @@
 """The fleet simulator: simulated vehicles and their hidden wear, simulated ECUs, and a whole
-fleet of real agents on virtual buses, in as many processes as its size needs. A gateway
-never imports this package.
+fleet of real agents on virtual buses, in as many processes as its size needs, and the
+fleet's invented master data as the CSV files a DMS exports. A gateway never imports this
+package.
 """
 
 from edge.sim.capacity import ShardPlan, plan_shards
 from edge.sim.ecus import EcuBehaviour, SimulatedEcu
 from edge.sim.fleet import FleetResult, run_fleet
+from edge.sim.masterdata import SimVehicle, vehicles_of, write_master_data
 from edge.sim.shards import run_fleet_processes
 from edge.sim.simulator import (
     VehicleSimulator,
@@ -23,6 +25,7 @@ __all__ = [
     "FleetResult",
     "HealthModel",
     "ShardPlan",
+    "SimVehicle",
     "SimulatedEcu",
     "VehicleSimulator",
     "VehicleSpec",
@@ -34,4 +37,6 @@ __all__ = [
     "plan_shards",
     "run_fleet",
     "run_fleet_processes",
+    "vehicles_of",
+    "write_master_data",
 ]

@@ -22,17 +22,9 @@ from pipeline.config import load_pipeline_settings
 from pipeline.crm import outbox
 from pipeline.leads import advice
 from pipeline.ml import scoring, training
-from pipeline.sandbox import reference_data
 from pipeline.store import connection as store
 
 __all__ = ["STORE_TAG", "maintenance_flow"]
-
-
-@task(tags=[STORE_TAG])
-def prepare_reference_data(db_path: str, seed: int) -> None:
-    """Customers, centres, capacity and the service catalogue (idempotent)."""
-    with store.connect(db_path) as con:
-        reference_data.seed_reference_data(con, seed=seed)
 
 
 @task(tags=[STORE_TAG])
@@ -73,7 +65,6 @@ def maintenance_flow(db_path: str, crm_url: str, horizon_days: int = 30,
     The CRM signing secret comes from ``FLEETCARE_PIPELINE__CRM_SECRET`` (never a parameter,
     so it is not stored with the run).
     """
-    prepare_reference_data(db_path, seed)
     models = train(db_path, horizon_days, seed)
     scored = score(db_path)
     leads = advise(db_path)

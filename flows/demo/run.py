@@ -1,7 +1,10 @@
 """``make demo``: the whole pipeline on one machine, with real parts, in a few minutes.
 
-The demo plays every role in turn: it starts a broker (mosquitto when installed, else the
-embedded one) and the ingest process's loop, runs a simulated fleet through real edge agents
+The demo plays every role in turn: it onboards the simulated fleet the way a real one is
+onboarded (``fleetcare sim fleet`` writes the DMS's five CSV files, ``fleetcare fleet import``
+imports them: the same commands a user runs), starts a broker (mosquitto when installed, else
+the embedded one) and the ingest process's loop, admitting registered vehicles only, runs a
+simulated fleet through real edge agents
 in a child process (``fleetcare sim run``, the vehicles' side), waits until every signal the
 agents spooled has landed in DuckDB, starts a reference CRM, then runs the Prefect maintenance
 flow on Prefect's ephemeral local server. It returns a report of what happened.
@@ -70,12 +73,38 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
                       received, {str(c): int(n) for c, n in rows}, seconds)
 
 
+def _onboard(options: DemoOptions, db_path: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Write the fleet's master data as CSV files and import them, as subprocesses running
+    the same ``fleetcare`` commands a user runs; returns the import's JSON summary."""
+    folder = options.output_dir / "master-data"
+    # Capacity starts today: the flow advises (and books slots) on the real date.
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    _fleetcare("sim", "fleet", "--vehicles", str(options.vehicles), "--seed", str(options.seed),
+               "--start", today, "--out", str(folder))
+    command = ["fleet", "import", "--db", str(db_path)]
+    for kind in ("vehicles", "customers", "centres", "capacity", "catalogue"):
+        command += [f"--{kind}", str(folder / f"{kind}.csv")]
+    summary = _fleetcare(*command)
+    log(f"master data imported from {folder}: "
+        + ", ".join(f"{t} {c['inserted']}" for t, c in summary["tables"].items()))
+    return summary
+
+
+def _fleetcare(*args: str) -> dict[str, Any]:
+    """Run one ``fleetcare`` command; the JSON it prints on stdout."""
+    done = subprocess.run([sys.executable, "-m", "flows.cli", *args], stdout=subprocess.PIPE,
+                          check=True)
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    return result
+
+
 def _simulate_and_ingest(options: DemoOptions, broker_url: str, db_path: Path,
                          log: Callable[[str], None]) -> tuple[dict[str, Any], IngestStats]:
-    # The simulated fleet registers itself through its ground-truth records, which come after
-    # its telemetry, and publishes 180 days in seconds: no registration check, no rate limit.
+    # The register comes from the imported vehicles.csv; the simulated fleet publishes 180
+    # days in seconds, so no rate limit.
+    _onboard(options, db_path, log)
     ingestor = Ingestor(broker_url, db_path, client_id="fleetcare-demo-ingest",
-                        require_registered_vehicles=False, rate_limit=None)
+                        require_registered_vehicles=True, rate_limit=None)
     ingestor.start()
     try:
         log(f"simulating {options.vehicles} vehicles for {options.days} days "

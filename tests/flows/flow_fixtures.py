@@ -61,8 +61,8 @@ def last_day() -> dt.date:
 def seed_dealer_data(stores: Stores, seed: int = 0) -> None:
     """Customers, centres, capacity and catalogue in the serving store, as a dealer import
     would leave them (the scheduled flows never invent any)."""
-    from pipeline.sandbox.reference_data import seed_reference_data
     from pipeline.store.serving import connect_serving
+    from tests.master_data import import_master_data
 
     with connect_serving(stores.serving, stores.snapshot) as con:
-        seed_reference_data(con, seed=seed)
+        import_master_data(con, seed=seed)

@@ -17,7 +17,7 @@ from pipeline.crm.adapters import adf_xml, render, salesforce_composite
 from pipeline.crm.outbox import deliver_outbox
 from pipeline.leads.advice import advise
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-adapter-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -27,7 +27,7 @@ NOW = START + dt.timedelta(days=29, hours=18)
 def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """ev-1: a scored brake lead with an appointment; ev-2: a critical battery fault."""
     store = build_store(tmp_path / "fleet.duckdb", [Car("ev-1"), Car("ev-2")], 30)
-    seed_reference_data(store, start=day(29))
+    import_master_data(store, start=day(29))
     store.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
                   " artifact, promoted) VALUES ('m', 'brakes', [], '{\"threshold\": 0.5}',"
                   " ''::BLOB, true)")

@@ -14,7 +14,7 @@ from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
 from pipeline.leads.advice import AdviceReport, advise
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 NOW = START + dt.timedelta(days=29, hours=18)
 SCHEMA = json.loads((Path(pipeline.__file__).parent / "leads" / "lead.schema.json").read_text())
@@ -30,7 +30,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     cars = [Car("ev-sick", fails={"brakes": 35}), Car("ev-ok"),
             Car("ice-ok", ev=False, region="south")]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
-    seed_reference_data(store, start=day(29))
+    import_master_data(store, start=day(29))
     for comp in ("traction_battery", "lv_battery", "brakes"):
         store.execute(
             "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"

@@ -23,7 +23,7 @@ from pipeline.leads.campaigns import (
     visit_reminders,
 )
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-campaign-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -36,7 +36,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     cars = [Car("weak-north", fails={"lv_battery": 40}), Car("ok-north"),
             Car("weak-south", fails={"lv_battery": 40}, region="south")]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
-    seed_reference_data(store, start=day(29))
+    import_master_data(store, start=day(29))
     for i in range(1, 15):
         store.execute("INSERT INTO region_forecasts VALUES ('north', ?, ?), ('south', ?, 8.0)",
                       [day(29 + i), 3.0 if i < 5 else -6.0, day(29 + i)])

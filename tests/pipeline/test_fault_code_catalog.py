@@ -17,7 +17,7 @@ from synth_fleet import START, Car, add_dtc, build_store, day
 from edge.wire.fault_codes import DESCRIPTIONS, describe
 from pipeline.features.fault_codes import CATALOG, catalog_frame, lookup
 from pipeline.leads.advice import advise
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 
 def test_every_catalogued_code_has_the_wire_description() -> None:
@@ -33,7 +33,7 @@ def test_every_catalogued_code_has_the_wire_description() -> None:
 
 def test_the_leads_quote_the_wire_description_of_each_code(tmp_path: Path) -> None:
     con = build_store(tmp_path / "fleet.duckdb", [Car("ev-1")], 30)
-    seed_reference_data(con, start=day(29))
+    import_master_data(con, start=day(29))
     with_component = sorted(c for c, info in CATALOG.items() if info.component is not None)
     for code in with_component:
         add_dtc(con, "ev-1", 29, code)

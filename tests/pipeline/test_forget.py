@@ -33,10 +33,10 @@ from pipeline.leads.lifecycle import apply_inbound
 from pipeline.privacy.erasure import forget_everywhere
 from pipeline.privacy.forget import ERASED, StoreLockedError, UnknownVehicleError, customer_hash
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
 from pipeline.store import connection as store
 from pipeline.store import export
 from pipeline.store.serving import connect_serving
+from tests.master_data import import_master_data
 
 N_DAYS = 60
 NOW = START + dt.timedelta(days=N_DAYS - 1, hours=18)
@@ -99,7 +99,7 @@ def fleet(tmp_path: Path) -> Fleet:
                   tmp_path / "snapshot.duckdb", tmp_path / "exports",
                   tmp_path / "crm-inbox.jsonl", f"cust-{GONE}")
     con = build_store(paths.landing, cars, N_DAYS)
-    seed_reference_data(con, start=day(N_DAYS - 1))
+    import_master_data(con, start=day(N_DAYS - 1))
     con.execute("UPDATE customers SET name = ?, email = ?, phone = ? WHERE customer_id = ?",
                 [*PERSON.values(), paths.customer_id])
     con.execute("UPDATE vehicles SET customer_id = ? WHERE vehicle_id = ?",
@@ -124,7 +124,7 @@ def fleet(tmp_path: Path) -> Fleet:
     export.write_snapshot(con, paths.snapshot)
     con.close()
     serving = connect_serving(paths.serving, paths.snapshot, paths.exports)
-    seed_reference_data(serving, start=day(N_DAYS - 1))
+    import_master_data(serving, start=day(N_DAYS - 1))
     serving.execute("UPDATE customers SET name = ?, email = ?, phone = ? WHERE customer_id = ?",
                     [*PERSON.values(), paths.customer_id])
     _score_models(serving)
@@ -240,8 +240,14 @@ def test_the_vehicle_data_goes_with_telemetry_and_the_erasure_is_recorded(
                         "customer+telemetry")]
         assert _one(con, "SELECT count(*) FROM vehicles WHERE customer_id IS NULL") == 2
         assert _one(con, "SELECT detail->>'reason' FROM lead_events") == ERASED
-        seed_reference_data(con, start=day(N_DAYS - 1))  # the demo's seeding runs again
-        assert _one(con, "SELECT count(*) FROM vehicles WHERE customer_id IS NULL") == 2
+        # The DMS export still names the customer: the re-import skips them and withholds
+        # the link, and counts both.
+        report = import_master_data(con, start=day(N_DAYS - 1))
+        assert report.tables["customers"].skipped_forgotten == 1
+        assert report.tables["vehicles"].skipped_forgotten == 1
+        assert _one(con, "SELECT count(*) FROM customers WHERE customer_id = ?",
+                    [fleet.customer_id]) == 0
+        assert _one(con, "SELECT customer_id FROM vehicles WHERE vehicle_id = ?", [GONE]) is None
 
 
 def test_pending_outbox_rows_are_delivered_without_the_customer(fleet: Fleet) -> None:

@@ -22,7 +22,7 @@ from pipeline.crm.signing import new_secret, signed_headers
 from pipeline.leads.advice import advise
 from pipeline.leads.lifecycle import InboundReport, apply_inbound
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-inbound-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -32,7 +32,7 @@ NOW = START + dt.timedelta(days=29, hours=18)
 def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """A store with one brake lead for ev-1, already delivered (state ``sent``)."""
     store = build_store(tmp_path / "fleet.duckdb", [Car("ev-1", fails={"brakes": 35})], 30)
-    seed_reference_data(store, start=day(29))
+    import_master_data(store, start=day(29))
     store.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
                   " artifact, promoted) VALUES ('m', 'brakes', [], '{\"threshold\": 0.5}',"
                   " ''::BLOB, true)")

@@ -20,8 +20,8 @@ from pipeline.leads.appointments import iso
 from pipeline.leads.lifecycle import apply_inbound
 from pipeline.ops.report import write_report
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
 from pipeline.store.connection import connect
+from tests.master_data import import_master_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-report-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -36,7 +36,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """
     cars = [Car("ev-a"), Car("ev-b"), Car("ev-c"), Car("ice-a", ev=False, region="south")]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
-    seed_reference_data(store, start=day(29))
+    import_master_data(store, start=day(29))
     store.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
                   " artifact, promoted) VALUES ('m', 'brakes', [], '{\"threshold\": 0.5}',"
                   " ''::BLOB, true)")

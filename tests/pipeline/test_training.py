@@ -18,8 +18,8 @@ from pipeline.errors import NotEnoughDataError
 from pipeline.leads.advice import advise
 from pipeline.ml.scoring import score_fleet
 from pipeline.ml.training import UntrustedArtifactError, load_model, train_and_register
-from pipeline.sandbox.reference_data import seed_reference_data
 from pipeline.store.connection import connect
+from tests.master_data import import_master_data
 
 N_DAYS = 80
 
@@ -127,7 +127,7 @@ def test_near_failure_gets_a_lead_and_healthy_vehicles_none(
 ) -> None:
     as_of = day(50)
     score_fleet(trained, as_of=as_of)
-    seed_reference_data(trained, start=as_of)
+    import_master_data(trained, start=as_of)
     now = START + dt.timedelta(days=50, hours=20)
     advise(trained, now=now)
     leads = trained.execute("SELECT vehicle_id, component FROM leads").fetchall()

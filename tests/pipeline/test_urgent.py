@@ -22,7 +22,7 @@ from pipeline.broker.auth import parse_broker_url
 from pipeline.ingest.service import Ingestor
 from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver
-from pipeline.sandbox.reference_data import seed_reference_data
+from tests.master_data import import_master_data
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-urgent-test-key").decode()
 NOW = START + dt.timedelta(days=29, hours=18)
@@ -40,7 +40,7 @@ class Committed:
 def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """Two EVs with 30 days of telemetry; every centre fully booked for the whole calendar."""
     store = build_store(tmp_path / "fleet.duckdb", [Car("ev-1"), Car("ev-2")], 30)
-    seed_reference_data(store, start=day(0))
+    import_master_data(store, start=day(0))
     store.execute("UPDATE centre_capacity SET free_slots = 0")
     return store
 
@@ -117,7 +117,8 @@ def test_batches_without_fault_codes_cost_nothing(con: duckdb.DuckDBPyConnection
 def test_ingest_hook_turns_a_landed_critical_code_into_a_lead(
     broker_url: str, db_path: Path, tmp_path: Path,
 ) -> None:
-    build_store(db_path, [Car("ev-live")], 2).close()
+    with build_store(db_path, [Car("ev-live")], 2) as store:
+        import_master_data(store)  # a customer who consents: the lead may go out
     now = time.time()
     batch = contract.DtcBatch(f"dtc-{tmp_path.name}", "ev-live",
                               [contract.DtcEvent(now - 1, "P0AA6", "stored", "0x10")])
