@@ -147,6 +147,19 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                           "can watch, about a hundred)")
     run.add_argument("--progress", action="store_true", help="progress bar on stderr")
     run.set_defaults(handler=_run_sim)
+    master = sim_sub.add_parser(
+        "fleet", help="write the simulated fleet's master data as DMS CSV files",
+        description="vehicles.csv, customers.csv, centres.csv, capacity.csv and catalogue.csv "
+                    "for the vehicles `sim run` drives with the same --vehicles and --seed, "
+                    "in the format `fleetcare fleet import` reads. Prints the files as JSON.")
+    master.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
+    master.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    master.add_argument("--start", default="2026-01-01",
+                        help="first day of the capacity calendar, YYYY-MM-DD (default "
+                             "2026-01-01)")
+    master.add_argument("--out", type=Path, default=Path("fleet-master-data"),
+                        help="folder to write the files into (default ./fleet-master-data)")
+    master.set_defaults(handler=_sim_fleet)
 
 
 def _count(text: str) -> int:
@@ -274,6 +287,22 @@ def _run_sim(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
     print(orjson.dumps(summary).decode())
+    return 0
+
+
+def _sim_fleet(args: argparse.Namespace) -> int:
+    from edge.sim.masterdata import vehicles_of, write_master_data
+    from edge.sim.simulator import make_fleet
+
+    try:
+        start = dt.date.fromisoformat(args.start)
+    except ValueError:
+        print(f"fleetcare sim fleet: --start {args.start!r} is not a day as YYYY-MM-DD",
+              file=sys.stderr)
+        return 2
+    specs = make_fleet(args.vehicles, seed=args.seed)
+    files = write_master_data(args.out, vehicles_of(specs), seed=args.seed, start=start)
+    print(orjson.dumps({k: str(v) for k, v in files.items()}).decode())
     return 0
 
 
