@@ -1,9 +1,10 @@
 """The model registry: skops artifacts with their metadata, and promotion by the hold-out.
 
 Every trained model is stored, promoted or not, with what a data engineer needs to trust or
-reproduce it: the data window, the features, the vehicles it trained on and the ones it was
-judged on, package versions, the code version and its held-out metrics. Scoring uses the one
-promoted model per component.
+reproduce it: the data window, the features and the telemetry signals they are computed from
+(required and optional, :mod:`pipeline.features.inputs`), the vehicles it trained on and the
+ones it was judged on, package versions, the code version and its held-out metrics. Scoring
+uses the one promoted model per component.
 
 A new model replaces the promoted one only when it beats it on the *same* hold-out: the
 candidate's held-out vehicles that the promoted model never trained on either. Lower
@@ -24,6 +25,7 @@ import skops.io as sio
 
 from models import FaultWarningClassifier
 from pipeline.errors import TerminalPipelineError
+from pipeline.features.inputs import ModelInputs, model_inputs
 from pipeline.store.connection import transaction
 
 TRUSTED_TYPES: Final = (
@@ -62,6 +64,8 @@ class ModelEntry:
     code_version: str | None
     promoted_at: dt.datetime | None
     promotion: dict[str, Any] | None
+    required_signals: list[str]
+    optional_signals: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +86,27 @@ class NewModel:
 _COLUMNS: Final = (
     "model_id, component, created_at, promoted, estimator, features, metrics, data_from,"
     " data_to, train_vehicles, holdout_vehicles, package_versions, code_version, promoted_at,"
-    " promotion")
+    " promotion, required_signals, optional_signals")
 
 
 def _entry(row: tuple[Any, ...]) -> ModelEntry:
     def js(v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
+    inputs = stored_inputs(row[5], row[15], row[16])
     return ModelEntry(row[0], row[1], row[2], bool(row[3]), row[4], list(row[5] or []),
                       js(row[6]) or {}, row[7], row[8], list(row[9] or []), list(row[10] or []),
-                      js(row[11]) or {}, row[12], row[13], js(row[14]))
+                      js(row[11]) or {}, row[12], row[13], js(row[14]), list(inputs.required),
+                      list(inputs.optional))
+
+
+def stored_inputs(features: list[str] | None, required: list[str] | None,
+                  optional: list[str] | None) -> ModelInputs:
+    """A registry row's input signals: as stored, or for a model registered before they were
+    stored (NULL), derived from its features with today's declaration."""
+    if required is None:
+        return model_inputs(list(features or []))
+    return ModelInputs(tuple(required), tuple(optional or ()))
 
 
 def _first(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]
@@ -139,15 +154,19 @@ def load_artifact(con: duckdb.DuckDBPyConnection, model_id: str) -> FaultWarning
 
 def save_model(con: duckdb.DuckDBPyConnection, new: NewModel,
                model: FaultWarningClassifier) -> None:
-    """Store a model, not promoted (see :func:`set_promoted`)."""
+    """Store a model, not promoted (see :func:`set_promoted`), with the signals its features
+    read (:func:`pipeline.features.inputs.model_inputs`), so that a later change of the
+    declaration does not change what this model needs."""
+    inputs = model_inputs(new.features)
     con.execute(
         "INSERT INTO model_registry (model_id, component, created_at, features, metrics,"
         " artifact, promoted, estimator, data_from, data_to, train_vehicles, holdout_vehicles,"
-        " package_versions, code_version) VALUES (?, ?, now(), ?, ?, ?, false, ?, ?, ?, ?, ?,"
-        " ?, ?)",
+        " package_versions, code_version, required_signals, optional_signals)"
+        " VALUES (?, ?, now(), ?, ?, ?, false, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [new.model_id, new.component, new.features, json.dumps(new.metrics), sio.dumps(model),
          type(model).__name__, *new.data_window, new.train_vehicles, new.holdout_vehicles,
-         json.dumps(new.package_versions), new.code_version])
+         json.dumps(new.package_versions), new.code_version, list(inputs.required),
+         list(inputs.optional)])
 
 
 def set_promoted(con: duckdb.DuckDBPyConnection, model_id: str,
