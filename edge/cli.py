@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edge.config import REFERENCE_RULES, EdgeSettings, load_edge_settings
+from edge.errors import ConfigError
 
 if TYPE_CHECKING:
     from edge.runtime import ReplayResult
@@ -47,6 +48,7 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--channel", help="python-can channel (can0, vcan0, ...)")
     run.add_argument("--broker", dest="broker_url", help="mqtt://host:port")
     run.add_argument("--taps", type=_names, help="frame taps, e.g. obd,j1939,uds")
+    _profile_options(run)
     run.set_defaults(handler=_run_edge)
     replay = edge_sub.add_parser(
         "replay", help="replay recorded CAN logs through the agent to a broker",
@@ -58,14 +60,19 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                     "replay is complete and the broker has everything. Prints a JSON summary "
                     "as the last line; exit status 1 when the replay did not finish.")
     replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
-    replay.add_argument("--dbc", type=Path, nargs="*", default=[], help="DBC files")
-    replay.add_argument("--rules", type=Path, default=REFERENCE_RULES, help="collection rules")
+    replay.add_argument("--dbc", type=Path, nargs="*", default=None,
+                        help="DBC files (default: none, or the profile's)")
+    replay.add_argument("--rules", type=Path, default=None,
+                        help="collection rules (default: the reference rules, or the "
+                             "profile's)")
     replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
     replay.add_argument("--broker", help="mqtt://host:port (required unless --check)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
     replay.add_argument("--taps", type=_names, default=None,
-                        help=f"frame taps (default {REPLAY_DEFAULT_TAPS} when installed; '' none)")
+                        help=f"frame taps (default: the profile's, else {REPLAY_DEFAULT_TAPS} "
+                             "when installed; '' none)")
+    _profile_options(replay)
     replay.add_argument("--spool-dir", type=Path,
                         help="spool parent, kept as it is (default: the state directory)")
     replay.add_argument("--state-dir", type=Path,
@@ -99,6 +106,42 @@ def register_dbc(sub: argparse._SubParsersAction) -> None:
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     check.add_argument("--json", action="store_true", help="one JSON object per file")
     check.set_defaults(handler=_run_dbc_check)
+
+
+def _profile_options(parser: argparse.ArgumentParser) -> None:
+    """``--profile``, ``--register``, ``--profile-dir``, ``--dbc-dir`` (edge run and replay)."""
+    parser.add_argument("--profile", help="signal profile: a name (dbc/profiles/NAME.toml, or "
+                                          "in a --profile-dir) or a .toml path; sets the DBC "
+                                          "files, rules and taps (default: none, or the "
+                                          "register's pick)")
+    parser.add_argument("--register", type=Path, metavar="CSV",
+                        help="vehicles.csv: the vehicle's model (or profile column) picks the "
+                             "profile (default: not used)")
+    parser.add_argument("--profile-dir", type=Path, action="append", dest="profile_dirs",
+                        metavar="DIR", help="folder searched for profiles before the shipped "
+                                            "ones; repeatable (default: the shipped ones only)")
+    parser.add_argument("--dbc-dir", type=Path, action="append", dest="dbc_dirs",
+                        metavar="DIR", help="folder searched for a profile's DBC files before "
+                                            "the shipped ones; repeatable (default: the "
+                                            "shipped ones only)")
+
+
+def _profile_overrides(args: argparse.Namespace, vehicle_id: str | None) -> dict[str, Any]:
+    """Settings overrides for the profile options; the register is read for ``vehicle_id``."""
+    from edge.profiles import register_entry
+
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in ("profile", "profile_dirs",
+                                                               "dbc_dirs")
+                                 if getattr(args, k) is not None}
+    if args.register is not None:
+        if vehicle_id is None:
+            raise ConfigError("--register needs the vehicle id (--vehicle-id or vehicle_id in "
+                              "the config) to find the vehicle's row")
+        model, profile = register_entry(args.register, vehicle_id)
+        overrides["vehicle_model"] = model
+        if profile is not None and args.profile is None:
+            overrides["profile"] = profile
+    return overrides
 
 
 def _names(text: str) -> list[str]:
@@ -189,8 +232,8 @@ def _run_edge(args: argparse.Namespace) -> int:
 
 
 def _run_replay(args: argparse.Namespace) -> int:
-    from edge.errors import ConfigError
     from edge.logfile import check_log
+    from edge.profiles import selected_profile
     from edge.replaystate import ReplayState
     from edge.runtime import check_replay, replay_summary
 
@@ -201,8 +244,18 @@ def _run_replay(args: argparse.Namespace) -> int:
                           "replay with --spool-dir does not use")
     for path in args.logs:  # before any directory is made or broker asked
         check_log(path)
+    picks = _profile_overrides(args, args.vehicle)
+    profiled = "profile" in picks or "vehicle_model" in picks
+    explicit: dict[str, Any] = {}
+    if args.dbc is not None:
+        explicit["dbc"] = args.dbc
+    elif not profiled:
+        explicit["dbc"] = []  # without a profile, a replay decodes with no DBC unless given
+    if args.rules is not None:
+        explicit["rules"] = args.rules
     taps = args.taps
-    if taps is None:  # the default applies only where the diagnostics taps are installed
+    if taps is None and not profiled:  # a profile brings its own taps; the default applies
+        # only where the diagnostics taps are installed
         have = importlib.util.find_spec("edge.diag.taps") is not None
         taps = _names(REPLAY_DEFAULT_TAPS) if have else []
         if not have:
@@ -210,16 +263,21 @@ def _run_replay(args: argparse.Namespace) -> int:
 
     def settings_for(spool_dir: Path | None) -> EdgeSettings:
         extra = {"spool_dir": spool_dir} if spool_dir is not None else {}
+        if taps is not None:
+            extra["taps"] = taps
         return load_edge_settings(
             vehicle_id=args.vehicle, interface="replay",
-            channel=",".join(str(p) for p in args.logs), dbc=args.dbc, rules=args.rules,
+            channel=",".join(str(p) for p in args.logs),
             broker_url=args.broker or "mqtt://127.0.0.1", replay_speed=args.speed,
-            strict_logs=args.strict, taps=taps, **extra)
+            strict_logs=args.strict, **explicit, **picks, **extra)
 
+    picked = selected_profile(settings_for(None))
+    profile = {"profile": picked.name if picked else None}
     if args.check:
-        check_replay(settings_for(None))
-        print(orjson.dumps({"checked": True, "logs": [str(p) for p in args.logs],
-                            "dbc": [str(p) for p in args.dbc], "taps": taps}).decode())
+        checked = check_replay(settings_for(None))
+        print(orjson.dumps({"checked": True, "logs": [str(p) for p in args.logs], **profile,
+                            "dbc": [str(p) for p in checked.dbc],
+                            "rules": str(checked.rules), "taps": checked.taps}).decode())
         return 0
     if args.spool_dir is not None:
         result = _replay(settings_for(args.spool_dir), args)
@@ -238,7 +296,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             else:
                 log.warning("the replay did not finish; %s keeps its spool: the same "
                             "command resumes it", state.directory)
-    print(orjson.dumps(replay_summary(result)).decode())
+    print(orjson.dumps(replay_summary(result) | profile).decode())
     return 0 if result.completed and result.drained else 1
 
 
@@ -283,7 +341,8 @@ def _run_sim(args: argparse.Namespace) -> int:
             specs, args.broker, args.rules, days=args.days, start_ts=start,
             spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
             connect_timeout_s=args.connect_timeout, processes=args.processes,
-            per_process=args.vehicles_per_process)
+            per_process=args.vehicles_per_process, drain_timeout_s=args.drain_timeout,
+            receipts=args.receipts)
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
     print(orjson.dumps(summary).decode())

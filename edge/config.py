@@ -58,6 +58,17 @@ class EdgeSettings(BaseSettings):
     dbc: list[Path] = Field(default_factory=lambda: [REFERENCE_DBC],
                             description="DBC files to decode with.")
     rules: Path = Field(REFERENCE_RULES, description="Collection rules (TOML).")
+    profile: str | None = Field(None, description="Signal profile (a name on profile_dirs or "
+                                                  "a .toml path): sets dbc, rules and taps.")
+    vehicle_model: str | None = Field(None, description="The vehicle's model as the register "
+                                                        "names it; picks the profile that "
+                                                        "lists it (unless profile is set).")
+    profile_dirs: list[Path] = Field(default_factory=list,
+                                     description="Folders searched for profiles before the "
+                                                 "shipped ones.")
+    dbc_dirs: list[Path] = Field(default_factory=list,
+                                 description="Folders searched for a profile's DBC files "
+                                             "before the shipped ones.")
     broker_url: str = Field("mqtt://127.0.0.1:1883", description="MQTT broker.")
     spool_dir: Path = Field(Path("/var/lib/fleetcare/spool"),
                             description="Where messages wait for the broker's ack.")

@@ -1,4 +1,4 @@
-"""Where edge finds the reference vehicle's data: its DBC, its collection rules, its UDS maps.
+"""Where edge finds the data it ships: the reference DBC and rules, UDS maps, signal profiles.
 
 The files live in the repository's top-level ``dbc/`` folder, where data engineers edit them.
 pyproject.toml maps that folder onto the package ``edge.reference_data``: a wheel carries the
@@ -23,6 +23,7 @@ PACKAGE: Final = "edge.reference_data"
 DBC_NAME: Final = "fleetcare_ref.dbc"
 RULES_NAME: Final = "fleetcare_ref.rules.toml"
 UDS_FOLDER: Final = "uds"
+PROFILES_FOLDER: Final = "profiles"
 
 
 def reference_files() -> Traversable:
@@ -78,3 +79,8 @@ def uds_map_path(name: str) -> Path:
 def uds_map_paths() -> list[Path]:
     """Every shipped UDS map, sorted by name: what the ``uds`` tap reads by default."""
     return sorted((reference_dir() / UDS_FOLDER).glob("*.toml"))
+
+
+def profiles_dir() -> Path:
+    """The shipped signal profiles (``dbc/profiles/*.toml``), searched after the user's."""
+    return reference_dir() / PROFILES_FOLDER

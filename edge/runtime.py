@@ -25,6 +25,7 @@ from edge.config import EdgeSettings
 from edge.decode import Decoder, load_dbcs
 from edge.errors import BrokerUnreachableError, ConfigError
 from edge.logfile import LogFormatError
+from edge.profiles import apply_profile
 from edge.publish import Health, Publisher, Receipts
 from edge.rules import load_rules
 from edge.sdnotify import Watchdog
@@ -88,11 +89,13 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
     """Build every part from the settings (nothing runs yet).
 
     ``quiet_first_connect``: the caller waits for the first connection and reports a failure
-    itself (see :class:`~edge.publish.Publisher`).
+    itself (see :class:`~edge.publish.Publisher`). Settings that pick a signal profile get its
+    DBC files, rules and taps (:func:`edge.profiles.apply_profile`).
 
     Raises:
         ConfigError, DbcError, SpoolError: something a person must fix; the message says what.
     """
+    settings = apply_profile(settings)
     rules = load_rules(settings.rules)
     taps = load_taps(settings.taps)
     needed = rules.needed_messages()
@@ -150,6 +153,7 @@ def run(settings: EdgeSettings, stop: threading.Event, *, notify_socket: str | N
     to be receipted by the store (acknowledged by the broker, with receipts off); what is not
     stays in the spool for the next start.
     """
+    settings = apply_profile(settings)
     parts = assemble(settings)
     parts.publisher.start()
     return _run_started(parts, settings, stop, notify_socket=notify_socket,
@@ -182,6 +186,7 @@ def run_replay(settings: EdgeSettings, stop: threading.Event, *,
         BrokerUnreachableError: no connection within ``connect_timeout_s`` (nothing was read).
         ConfigError, DbcError, SpoolError: as :func:`assemble`.
     """
+    settings = apply_profile(settings)
     parts = assemble(settings, quiet_first_connect=True)
     source = parts.source
     assert isinstance(source, ReplaySource)
@@ -211,12 +216,14 @@ def run_replay(settings: EdgeSettings, stop: threading.Event, *,
     return ReplayResult(stats, counters, drained, source.exhausted, resumed_after, resent)
 
 
-def check_replay(settings: EdgeSettings) -> None:
-    """Load everything a replay reads (rules, taps, DBCs, logs) without a spool or a broker.
+def check_replay(settings: EdgeSettings) -> EdgeSettings:
+    """Load everything a replay reads (rules, taps, DBCs, logs) without a spool or a broker;
+    returns the settings the replay would run with (its profile applied).
 
     Raises:
         ConfigError, DbcError, LogFormatError: what :func:`run_replay` would raise for them.
     """
+    settings = apply_profile(settings)
     load_rules(settings.rules)
     load_taps(settings.taps)
     load_dbcs(settings.dbc, lenient_fallback=True)
@@ -228,6 +235,7 @@ def check_replay(settings: EdgeSettings) -> None:
             raise _no_frames(settings, source)
     finally:
         source.shutdown()
+    return settings
 
 
 def _no_frames(settings: EdgeSettings, source: ReplaySource) -> LogFormatError:

@@ -52,6 +52,12 @@ class ReplayOptions:
     broker: str = "auto"
     strict: bool = False
     timeout_s: float = 600.0
+    profile: str | None = None
+    """Signal profile (name or .toml path); sets the DBC files, rules and taps."""
+    register: Path | None = None
+    """vehicles.csv: the vehicle's model (or profile column) picks the profile."""
+    profile_dirs: list[Path] = field(default_factory=list)
+    dbc_dirs: list[Path] = field(default_factory=list)
 
 
 def register_replay(sub: argparse._SubParsersAction) -> None:
@@ -63,13 +69,29 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
                     "frames read, frames decoded, unknown ids, signals published, rows landed, "
                     "dropped.")
     replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
-    replay.add_argument("--dbc", type=Path, nargs="*", default=[], help="DBC files")
+    replay.add_argument("--dbc", type=Path, nargs="*", default=[],
+                        help="DBC files (default: none, or the profile's)")
     replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
     replay.add_argument("--db", type=Path, default=Path("replay.duckdb"), help="DuckDB file")
-    replay.add_argument("--rules", type=Path, help="collection rules (default: the reference)")
+    replay.add_argument("--rules", type=Path,
+                        help="collection rules (default: the reference, or the profile's)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
-    replay.add_argument("--taps", help="frame taps (default obd,j1939 when installed)")
+    replay.add_argument("--taps", help="frame taps (default: the profile's, else obd,j1939 "
+                                       "when installed)")
+    replay.add_argument("--profile", help="signal profile: a name or a .toml path; sets the "
+                                          "DBC files, rules and taps (default: none, or the "
+                                          "register's pick)")
+    replay.add_argument("--register", type=Path, metavar="CSV",
+                        help="vehicles.csv: the --vehicle's model (or profile column) picks "
+                             "the profile (default: not used)")
+    replay.add_argument("--profile-dir", type=Path, action="append", default=[],
+                        dest="profile_dirs", metavar="DIR",
+                        help="folder searched for profiles first; repeatable (default: the "
+                             "shipped ones only)")
+    replay.add_argument("--dbc-dir", type=Path, action="append", default=[], dest="dbc_dirs",
+                        metavar="DIR", help="folder searched for a profile's DBC files first; "
+                                            "repeatable (default: the shipped ones only)")
     replay.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
     replay.add_argument("--strict", action="store_true", help="fail on a malformed log line")
     replay.set_defaults(handler=_run)
@@ -77,7 +99,9 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     options = ReplayOptions(args.logs, args.dbc, args.db, args.vehicle, args.rules, args.speed,
-                            args.taps, args.broker, args.strict)
+                            args.taps, args.broker, args.strict, profile=args.profile,
+                            register=args.register, profile_dirs=args.profile_dirs,
+                            dbc_dirs=args.dbc_dirs)
     summary = run_replay(options, log=lambda line: print(f"- {line}", file=sys.stderr))
     print(orjson.dumps(summary).decode())
     return 0 if summary["complete"] else 1
@@ -141,6 +165,7 @@ def run_replay(options: ReplayOptions, log: Any = print) -> dict[str, Any]:
         "rows_landed": stats.telemetry_rows, "dtc_rows": stats.dtc_rows,
         "dead_letters": stats.dead_letters, "dropped": counters.get("evicted", 0),
         "landed_in_time": landed, "db": str(options.db_path), "broker": broker.kind,
+        "profile": edge.get("profile"),
         "resumed_after_frame": edge.get("resumed_after_frame", 0), "resent_messages": resent,
         "complete": finished and exact, "ingest": asdict(stats),
     }
@@ -159,6 +184,14 @@ def _agent_command(options: ReplayOptions, *extra: str) -> list[str]:
         command += ["--taps", options.taps]
     if options.strict:
         command.append("--strict")
+    if options.profile is not None:
+        command += ["--profile", options.profile]
+    if options.register is not None:
+        command += ["--register", str(options.register)]
+    for folder in options.profile_dirs:
+        command += ["--profile-dir", str(folder)]
+    for folder in options.dbc_dirs:
+        command += ["--dbc-dir", str(folder)]
     return command
 
 
