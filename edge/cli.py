@@ -223,6 +223,9 @@ def _run_edge(args: argparse.Namespace) -> int:
                  if k in ("vehicle_id", "interface", "channel", "broker_url", "taps")
                  and v is not None}
     settings = load_edge_settings(args.config, **overrides)
+    picks = _profile_overrides(args, settings.vehicle_id)
+    if picks:
+        settings = load_edge_settings(args.config, **overrides, **picks)
     stop = _stop_on_signals()
     watchdog = os.environ.get("WATCHDOG_USEC")
     result = run(settings, stop, notify_socket=os.environ.get("NOTIFY_SOCKET"),
@@ -341,8 +344,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             specs, args.broker, args.rules, days=args.days, start_ts=start,
             spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
             connect_timeout_s=args.connect_timeout, processes=args.processes,
-            per_process=args.vehicles_per_process, drain_timeout_s=args.drain_timeout,
-            receipts=args.receipts)
+            per_process=args.vehicles_per_process)
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
     print(orjson.dumps(summary).decode())
