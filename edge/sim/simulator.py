@@ -48,6 +48,9 @@ _DTC_MESSAGE: Final = "DIAG_DtcReport"
 _MAX_DTCS: Final = 3
 _DTC_LETTERS: Final = "PCBU"
 _J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
+_COMPONENT_CODES: Final = {"traction_battery": "P0A80", "lv_battery": "P0562",
+                           "brakes": "C1B00"}
+"""The fault code each component raises as it wears out."""
 _VIN_LEAD_S: Final = 0.05
 """The gateway asks for the VIN this long before the snapshot's first frame."""
 
@@ -357,7 +360,12 @@ class VehicleSimulator:
             yield self._frames(self.snapshot_start(state.day), view, codes)
 
     def _active_dtcs(self, state: DayState, first_seen: dict[str, int]) -> list[dict[str, float]]:
-        """Latch fault codes whose condition holds; pending at first, stored after 3 days."""
+        """Latch fault codes whose condition holds; pending at first, stored after 3 days.
+
+        The workshop clears a replaced component's code, so it is no longer sent.
+        """
+        for component in state.renewed:
+            first_seen.pop(_COMPONENT_CODES[component], None)
         conditions = (
             ("P0A80", self.params.is_ev and state.soh < 74.0, "BMS"),
             ("P0562", state.dip_v < 10.3, "BCM"),

@@ -160,6 +160,8 @@ class DayState:
     dip_v: float
     odometer_km: float
     crank_count: int
+    renewed: tuple[str, ...] = ()
+    """Components the workshop replaced since the previous morning (new from today)."""
 
     @property
     def max_pad_wear(self) -> float:
@@ -172,9 +174,41 @@ class DayState:
                 self.max_pad_wear >= PAD_WEAR_FAILED)
 
 
+@dataclass(frozen=True, slots=True)
+class WorkshopOrder:
+    """A visit the simulated workshop records: what ``repair_orders.csv`` exports."""
+
+    day: int
+    opened_ts: float
+    component: str
+    kind: str
+    """``unscheduled``, ``roadside``, ``preventive`` or ``inspection``."""
+    odometer_km: float
+
+
+ROADSIDE_SHARE: Final = {"traction_battery": 0.3, "lv_battery": 0.6, "brakes": 0.1}
+"""Share of failures that end in a breakdown with assistance (opened the day they happen)."""
+REPAIR_DELAY_DAYS: Final = ((0, 0.15), (1, 0.35), (2, 0.25), (3, 0.12), (4, 0.08), (5, 0.05))
+"""Days from a failure to its unscheduled repair order, and how often each occurs: the driver
+notices, books and brings the car in."""
+SERVICE_VISITS_PER_DAY: Final = 1.0 / 365.0
+"""Chance of a routine service visit on any day (about one a year); it inspects the brakes."""
+PREVENTIVE_PAD_WEAR: Final = 90.0
+"""Pad wear (%) at which a service visit replaces the pads before they fail."""
+_COMPONENT_ORDER: Final = ("traction_battery", "lv_battery", "brakes")
+
+
 @dataclass
 class HealthModel:
-    """Steps one vehicle's hidden state through its days; ``step`` is the only mutator."""
+    """Steps one vehicle's hidden state through its days; ``step`` is the only mutator.
+
+    The vehicle goes to a workshop too: a failed component is repaired (renewed) by an order
+    opened 0-5 days later (the same day for a roadside breakdown), and a routine service visit
+    about once a year inspects the brakes and replaces pads at :data:`PREVENTIVE_PAD_WEAR`.
+    A renewed part is new from the next morning on. ``orders`` lists every visit so far. The
+    workshop draws from its own random stream, so the life up to the first visit is the same
+    as without one.
+    """
 
     params: VehicleParams
     seed: int
@@ -185,11 +219,18 @@ class HealthModel:
     r_mohm: float = field(init=False)
     odometer_km: float = field(init=False)
     crank_count: int = field(init=False)
+    orders: list[WorkshopOrder] = field(init=False, default_factory=list)
     _anomaly_c: float = field(init=False, default=0.0)
     _rng: random.Random = field(init=False, repr=False)
+    _shop: random.Random = field(init=False, repr=False)
+    _due: dict[str, int] = field(init=False, default_factory=dict)
+    """Component -> day of the order that replaces it (renewed the morning after)."""
+    _unscheduled: dict[str, int] = field(init=False, default_factory=dict)
+    """Component -> day its unscheduled repair order will be opened."""
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"fleetcare-health/{self.seed}")
+        self._shop = random.Random(f"fleetcare-workshop/{self.seed}")
         self.soh, self.pads, self.r_mohm = self.params.soh0, list(self.params.pads0), (
             self.params.r0_mohm)
         self.odometer_km = round(self._rng.uniform(5_000.0, 60_000.0), 1)
@@ -198,6 +239,7 @@ class HealthModel:
     def step(self) -> DayState:
         """Return this morning's state, then age the vehicle by the day's driving."""
         rng, params = self._rng, self.params
+        renewed = self._renew_due()
         ts = self.start_ts + self.day * DAY_S
         self._anomaly_c = 0.75 * self._anomaly_c + rng.gauss(0.0, 2.6)
         ambient = params.climate.seasonal_c(ts) + self._anomaly_c
@@ -206,11 +248,61 @@ class HealthModel:
             day=self.day, ts=ts, ambient_c=ambient, km=km, soh=self.soh,
             pads=(self.pads[0], self.pads[1], self.pads[2], self.pads[3]), r_mohm=self.r_mohm,
             dip_v=crank_dip_v(self.r_mohm, ambient - 4.0, params.variant),
-            odometer_km=self.odometer_km, crank_count=self.crank_count,
+            odometer_km=self.odometer_km, crank_count=self.crank_count, renewed=renewed,
         )
+        self._book_repairs(state)
+        self._service_visit(state)
         self._age(state, rng)
         self.day += 1
         return state
+
+    def _order(self, day: int, component: str, kind: str) -> None:
+        """Record a visit on ``day`` (workshop hours) and renew the part after it if replaced."""
+        opened = self.start_ts + day * DAY_S + self._shop.uniform(10.0, 17.0) * 3600.0
+        self.orders.append(WorkshopOrder(day, round(opened, 3), component, kind,
+                                         round(self.odometer_km, 1)))
+        if kind != "inspection":
+            self._due[component] = day
+
+    def _book_repairs(self, state: DayState) -> None:
+        """A failure seen this morning gets its repair order, unless one is already due."""
+        shop = self._shop
+        for name, failed in zip(_COMPONENT_ORDER, state.failed(self.params.is_ev), strict=True):
+            if not failed or name in self._due:
+                continue
+            if shop.random() < ROADSIDE_SHARE[name]:
+                self._order(state.day, name, "roadside")
+                continue
+            delays, weights = zip(*REPAIR_DELAY_DAYS, strict=True)
+            delay = shop.choices(delays, weights)[0]
+            self._due[name] = state.day + delay
+            self._unscheduled[name] = state.day + delay
+
+    def _service_visit(self, state: DayState) -> None:
+        """A repair order due today is opened; a routine visit inspects the brakes."""
+        for name, day in sorted(self._unscheduled.items()):
+            if day == state.day:
+                del self._unscheduled[name]
+                self._order(day, name, "unscheduled")
+        if self._shop.random() >= SERVICE_VISITS_PER_DAY or "brakes" in self._due:
+            return
+        worn = state.max_pad_wear >= PREVENTIVE_PAD_WEAR
+        self._order(state.day, "brakes", "preventive" if worn else "inspection")
+
+    def _renew_due(self) -> tuple[str, ...]:
+        """Fit new parts for every order opened before today."""
+        done = tuple(sorted(n for n, day in self._due.items()
+                            if day < self.day and n not in self._unscheduled))
+        shop = self._shop
+        for name in done:
+            del self._due[name]
+            if name == "traction_battery":
+                self.soh = shop.uniform(99.0, 100.0)
+            elif name == "lv_battery":
+                self.r_mohm = shop.uniform(4.5, 5.5)
+            else:
+                self.pads = [shop.uniform(0.0, 3.0) for _ in range(4)]
+        return done
 
     def _age(self, state: DayState, rng: random.Random) -> None:
         params, ambient, km = self.params, state.ambient_c, state.km

@@ -96,7 +96,7 @@ def test_worn_traction_battery_fails_soon_and_raises_p0a80_first(db: Database) -
 
 
 def test_worn_pads_fail_brakes_soon_and_raise_c1b00(db: Database) -> None:
-    spec = VehicleSpec("VIN2", "ice", "central", seed=8, pad_wear=95.0, km_per_day=60.0)
+    spec = VehicleSpec("VIN2", "ice", "central", seed=10, pad_wear=95.0, km_per_day=60.0)
     frames, truth = _run(spec, db, days=30)
     failure = _failure(truth, "brakes")
     assert failure is not None
