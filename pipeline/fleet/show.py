@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from pipeline.errors import TerminalPipelineError
+from pipeline.fleet.vin_check import bus_vin
 
 OPEN_STATES = ("new", "sent", "acknowledged", "booked", "held")
 """Lead states shown as open (the advice's blocking states but ``dismissed``, plus ``held``)."""
@@ -40,12 +41,21 @@ class VehicleFile:
     open_leads: list[dict[str, Any]] = field(default_factory=list)
     repair_history: list[dict[str, Any]] | None = None
     """Repair orders (``repair_orders``), None when the store has no such table."""
+    vin_source: str | None = None
+    """How the bus VIN was read (``obd_mode09``, ``j1939_feec``), None when not read."""
+
+    @property
+    def vin_mismatch(self) -> bool:
+        """The bus reports another VIN than the register (:mod:`pipeline.fleet.vin_check`)."""
+        return (self.vin_registered is not None and self.vin_on_bus is not None
+                and self.vin_on_bus != self.vin_registered.strip().upper())
 
     def as_json(self) -> dict[str, Any]:
         """The file as plain JSON values."""
         return _plain({"vehicle": self.vehicle, "customer": self.customer,
                        "centre": self.centre,
-                       "vin": {"registered": self.vin_registered, "on_bus": self.vin_on_bus},
+                       "vin": {"registered": self.vin_registered, "on_bus": self.vin_on_bus,
+                               "source": self.vin_source, "mismatch": self.vin_mismatch},
                        "models": self.models, "open_leads": self.open_leads,
                        "repair_history": self.repair_history})
 
@@ -66,8 +76,10 @@ def vehicle_file(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> VehicleFile
                          " FROM customers WHERE customer_id = ?", [vehicle["customer_id"]])
     centre = _one(con, "SELECT centre_id, name, region, timezone, bays FROM service_centres"
                        " WHERE centre_id = ?", [vehicle["centre_id"]])
-    return VehicleFile(vehicle, customer, centre, vehicle["vin"], _vin_on_bus(con, vehicle_id),
-                       _models(con), _leads(con, vehicle_id), _repairs(con, vehicle_id))
+    on_bus = _vin_on_bus(con, vehicle_id)
+    return VehicleFile(vehicle, customer, centre, vehicle["vin"], on_bus and on_bus[0],
+                       _models(con), _leads(con, vehicle_id), _repairs(con, vehicle_id),
+                       on_bus and on_bus[1])
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -90,12 +102,12 @@ def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(row and row[0]) or bool(views and views[0])
 
 
-def _vin_on_bus(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> str | None:
+def _vin_on_bus(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> tuple[str, str] | None:
+    """The newest VIN the bus reported and how it was read."""
     if not _has_table(con, "vehicle_info"):
         return None
-    row = _one(con, "SELECT vin FROM vehicle_info WHERE vehicle_id = ? AND vin IS NOT NULL"
-                    " ORDER BY last_seen DESC LIMIT 1", [vehicle_id])
-    return None if row is None else str(row["vin"])
+    found = bus_vin(con, vehicle_id)
+    return None if found is None else (found.vin, found.vin_source)
 
 
 def _models(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -145,8 +157,13 @@ def format_file(file: VehicleFile) -> str:
     lines.append("centre      none assigned" if s is None else
                  f"centre      {s['centre_id']}: {s['name']} ({s['region']}, {s['timezone']}, "
                  f"{s['bays']} bays)")
-    bus = file.vin_on_bus or "not read from the bus yet"
+    bus = (f"{file.vin_on_bus} ({file.vin_source})" if file.vin_on_bus
+           else "not read from the bus yet")
     lines.append(f"VIN         registered {file.vin_registered or '-'}; from the bus {bus}")
+    if file.vin_mismatch:
+        lines.append("            VIN MISMATCH: the bus is another car's (was the gateway moved?);"
+                     " its leads are held (vin_mismatch) until the register or the gateway is"
+                     " put right")
     models = ", ".join(f"{m['component']} {m['model_id']}" for m in file.models)
     lines.append(f"models      {models or 'none promoted'}")
     lines.append(f"open leads  {len(file.open_leads)}")

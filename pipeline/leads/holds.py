@@ -2,7 +2,9 @@
 
 A lead names a customer for a service centre to call. When there is no customer on record for
 the vehicle, or the customer has not consented to be contacted, sending the lead would mean
-inventing whom to call or calling someone who said no. Such a lead is **held**: it is stored
+inventing whom to call or calling someone who said no. When the vehicle's bus reports another
+VIN than the register's (the gateway was moved to another car, :mod:`pipeline.fleet.vin_check`),
+the data behind the lead is not the registered car's at all. Such a lead is **held**: it is stored
 with state ``held`` and a :class:`HoldReason` in ``leads.hold_reason``, no outbox row is
 written (so no delivery can send it), no appointment slot is taken, and ``fleetcare leads
 list --held`` and the health check show it. The next advice run after the cause is fixed (the
@@ -22,6 +24,8 @@ from typing import Final
 
 import duckdb
 
+from pipeline.fleet.vin_check import MISMATCH_CONDITION
+
 HELD: Final = "held"
 """The lead state of a held lead."""
 
@@ -29,6 +33,7 @@ HELD: Final = "held"
 class HoldReason(StrEnum):
     """Why a lead is held (the value stored in ``leads.hold_reason``)."""
 
+    VIN_MISMATCH = "vin_mismatch"
     NO_CUSTOMER = "no_customer"
     NO_CONSENT = "no_consent"
 
@@ -44,6 +49,9 @@ class HoldRule:
 
 
 HOLD_RULES: Final = (
+    HoldRule(HoldReason.VIN_MISMATCH, MISMATCH_CONDITION,
+             "the vehicle's bus reports another VIN than the register (was the gateway moved "
+             "to another car?): fix the register's VIN or move the gateway back"),
     HoldRule(HoldReason.NO_CUSTOMER, "c.customer_id IS NULL",
              "no customer on record for the vehicle (import customers.csv and the vehicle's "
              "customer_id)"),

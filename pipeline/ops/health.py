@@ -3,7 +3,8 @@
 Edge agents and ingest run for months and are not flows, so a scheduled check watches what
 they leave behind: agents' health reports (``edge_health``), the newest landed message
 (``ingested_messages``), the snapshot file readers depend on, dead letters, the CRM outbox and
-held leads (leads that may not be sent: no customer on record, no consent to contact).
+held leads (leads that may not be sent: no customer on record, no consent to contact), and
+vehicles whose bus reports another VIN than the register's (a gateway moved to another car).
 When given a way to read the broker's ``$SYS`` counters it also watches the one loss nothing
 else shows: messages the broker acknowledged and then dropped (a full queue, an oversize
 publish); any new drop fails the check.
@@ -26,6 +27,7 @@ import duckdb
 
 from pipeline.broker.counters import BrokerCounters
 from pipeline.errors import PipelineError
+from pipeline.fleet.vin_check import vin_mismatches
 
 BROKER_RESTART_TOLERANCE_S: Final = 60.0
 """Two checks whose broker start times (check time minus uptime) differ by more than this saw
@@ -45,6 +47,7 @@ class Thresholds:
     outbox_dead_max_growth: float = 0.0
     broker_dropped_max_growth: float = 0.0
     held_leads_max_growth: float = 0.0
+    vin_mismatches_max: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
         _growth(con, "outbox_dead", "SELECT count(*) FROM outbox WHERE status = 'dead'",
                 thresholds.outbox_dead_max_growth, "dead outbox rows (leads the CRM never got)"),
         _held_leads(con, thresholds.held_leads_max_growth),
+        _vin_mismatches(con, thresholds.vin_mismatches_max),
     ]
     if broker is not None:
         checks.append(_broker_drops(con, at, broker, thresholds.broker_dropped_max_growth))
@@ -197,6 +201,27 @@ def _held_leads(con: duckdb.DuckDBPyConnection, limit: float) -> Check:
                  f"{growth:.0f} more held leads since the last check ({total} held: {reasons}):"
                  " no customer on record or no consent to contact; fix the master data "
                  "(fleetcare fleet import) and see fleetcare leads list --held", detail)
+
+
+def _vin_mismatches(con: duckdb.DuckDBPyConnection, limit: float) -> Check:
+    """Vehicles whose newest bus VIN is not the registered one. Not a growth check: the data
+    of such a vehicle is another car's for as long as the mismatch lasts, so every run fails
+    until the register or the gateway is put right."""
+    found = vin_mismatches(con)
+    detail: dict[str, Any] = {"vehicles": [
+        {"vehicle_id": m.vehicle_id, "registered": m.registered_vin, "on_bus": m.bus_vin,
+         "vin_source": m.vin_source, "seen_at": m.seen_at.isoformat()} for m in found]}
+    if len(found) <= limit:
+        return Check("vin_mismatch", float(len(found)), limit, True,
+                     f"{len(found)} vehicles whose bus reports another VIN than the register",
+                     detail)
+    names = ", ".join(f"{m.vehicle_id} (registered {m.registered_vin}, bus {m.bus_vin})"
+                      for m in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return Check("vin_mismatch", float(len(found)), limit, False,
+                 f"{len(found)} vehicles whose bus reports another VIN than the register, "
+                 f"their leads held: {names}{more}; was a gateway moved to another car? Fix "
+                 "the register (fleetcare fleet import) or the gateway", detail)
 
 
 def _outbox_pending(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) -> Check:

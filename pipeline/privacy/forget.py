@@ -56,8 +56,8 @@ ERASED: Final = "[erased]"
 """What replaces free text that may name a forgotten customer."""
 FREE_TEXT_KEYS: Final = ("reason", "work_done")
 """Status-update fields written by an advisor (see ``status_update.schema.json``)."""
-TELEMETRY_TABLES: Final = ("telemetry", "dtc_events", "edge_health", "ground_truth",
-                           "daily_features", "scores")
+TELEMETRY_TABLES: Final = ("telemetry", "dtc_events", "edge_health", "vehicle_info",
+                           "ground_truth", "daily_features", "scores")
 """The vehicle's own measurements and what is derived from them (``--telemetry``)."""
 TRASH: Final = "_forgotten"
 """Folder under the export root holding partitions between their move and the commit."""
