@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from edge.agent import Agent, AgentStats, FrameTap
 from edge.config import EdgeSettings
 from edge.decode import Decoder, load_dbcs
 from edge.errors import BrokerUnreachableError, ConfigError
+from edge.identity import identity_of
 from edge.logfile import LogFormatError
 from edge.profiles import apply_profile
 from edge.publish import Health, Publisher, Receipts
@@ -65,8 +67,11 @@ class Assembly:
         return counters
 
 
-def load_taps(names: list[str]) -> list[FrameTap]:
+def load_taps(names: list[str], *,
+              on_vin: Callable[[str, str], None] | None = None) -> list[FrameTap]:
     """The named frame taps (``obd``, ``j1939``, ``uds``), imported only when asked for.
+
+    ``on_vin`` gets each new VIN the OBD-II or J1939 tap reads, and how it was read.
 
     Raises:
         ConfigError: the diagnostics package is not installed, or a name is unknown.
@@ -79,7 +84,7 @@ def load_taps(names: list[str]) -> list[FrameTap]:
         raise ConfigError(f"taps {', '.join(names)} need the edge.diag.taps module, which is "
                           f"not available in this install ({exc}); run without --taps") from exc
     try:
-        taps: list[FrameTap] = module.make_taps(names)
+        taps: list[FrameTap] = module.make_taps(names, on_vin=on_vin)
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"unknown tap in {names}: {exc}") from exc
     return taps
@@ -97,7 +102,9 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
     """
     settings = apply_profile(settings)
     rules = load_rules(settings.rules)
-    taps = load_taps(settings.taps)
+    parts: dict[str, Any] = {}
+    taps = load_taps(settings.taps,
+                     on_vin=lambda vin, how: parts["assembly"].agent.report_vin(vin, how))
     needed = rules.needed_messages()
     decoder = Decoder(load_dbcs(settings.dbc, lenient_fallback=True), only_messages=needed)
     options: dict[str, Any] = {}
@@ -116,7 +123,6 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
         if done:
             log.info("resuming %s after frame %d (already in the spool)", settings.channel, done)
             source.skip(done)
-    parts: dict[str, Any] = {}
     publisher = Publisher(
         spool, settings.broker_url, client_id=f"fleetcare-edge-{settings.vehicle_id}",
         health=Health(settings.vehicle_id, lambda: parts["assembly"].counters(),
@@ -130,7 +136,8 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
         quiet_first_connect=quiet_first_connect)
     agent = Agent(settings.vehicle_id, source, decoder, rules, spool, publisher,
                   batch_signals=settings.batch_signals,
-                  batch_interval_s=settings.batch_interval_s, taps=taps)
+                  batch_interval_s=settings.batch_interval_s, taps=taps,
+                  identity=identity_of(settings.dbc, settings.rules))
     parts["assembly"] = Assembly(agent, source, spool, publisher)
     result: Assembly = parts["assembly"]
     return result

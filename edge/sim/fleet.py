@@ -6,6 +6,10 @@ reads them, decodes, spools and publishes to the broker exactly as it would on a
 The runner moves all vehicles forward one simulated day at a time and lets no agent fall more
 than a day behind, so memory stays bounded however long the simulation. At the end each
 vehicle's ground truth is published on the simulator topic.
+
+Each agent reports its vehicle info as it starts (stamped with the simulation's start), and a
+vehicle with a VIN answers its gateway's VIN request every simulated morning: the agent's
+OBD-II tap reads it, and the agent reports it once, as on a real car.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ import cantools.database
 
 from edge.agent import Agent, AgentStats
 from edge.decode import Decoder
+from edge.diag.taps import make_taps
 from edge.errors import BrokerUnreachableError
+from edge.identity import AgentIdentity, identity_of
 from edge.publish import Publisher
+from edge.reference import reference_dbc
 from edge.rules import RuleSet
 from edge.sim.capacity import check_fits
 from edge.sim.simulator import VehicleSimulator, VehicleSpec, load_reference_dbc
@@ -71,7 +78,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
               on_day: Callable[[int], None] | None = None,
               drain_timeout_s: float = 300.0,
               connect_timeout_s: float | None = None,
-              on_ready: Callable[[], None] | None = None) -> FleetResult:
+              on_ready: Callable[[], None] | None = None,
+              identity: AgentIdentity | None = None) -> FleetResult:
     """Simulate ``days`` days of every vehicle in ``specs`` through real agents.
 
     Args:
@@ -89,6 +97,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
         on_ready: called once every agent is started (and connected, with
             ``connect_timeout_s``), before the first simulated day; it may block, e.g. until
             the other processes of a sharded fleet are ready too.
+        identity: what the agents report as their version and file fingerprints (None: the
+            installed version and the reference DBC's fingerprint, no rules fingerprint).
 
     Raises:
         BrokerUnreachableError: an agent had no connection within ``connect_timeout_s``.
@@ -100,8 +110,9 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
     db = load_reference_dbc()
     decoder_ids = {m.frame_id for m in db.messages}
     quiet = connect_timeout_s is not None  # a failure is then reported once, not per agent
+    identity = identity or identity_of([reference_dbc()], None)
     lanes = [_lane(spec, db, decoder_ids, rules, broker_url, start_ts, days, snapshot_s,
-                   spool_dir, quiet) for spec in specs]
+                   spool_dir, identity, quiet) for spec in specs]
     try:
         for lane in lanes:
             lane.publisher.start()
@@ -109,6 +120,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
             _wait_connected(lanes, broker_url, connect_timeout_s)
         if on_ready is not None:
             on_ready()
+        for lane in lanes:
+            lane.agent.announce(start_ts)
         for day in range(days):
             _simulate_day(lanes)
             if on_day is not None:
@@ -129,14 +142,19 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
 
 def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
           rules: RuleSet, broker_url: str, start_ts: float, days: int, snapshot_s: float,
-          spool_dir: Path, quiet_first_connect: bool = False) -> _Lane:
+          spool_dir: Path, identity: AgentIdentity, quiet_first_connect: bool = False) -> _Lane:
     channel = f"fleetcare-sim-{spec.vehicle_id}-{uuid.uuid4().hex[:8]}"
     sim_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     agent_bus = can.Bus(interface="virtual", channel=channel)
     spool = Spool(spool_dir / spec.vehicle_id, fsync=False)
     publisher = Publisher(spool, broker_url, client_id=f"fleetcare-edge-{spec.vehicle_id}",
                           quiet_first_connect=quiet_first_connect)
-    agent = Agent(spec.vehicle_id, agent_bus, Decoder([db], frame_ids), rules, spool, publisher)
+    agents: list[Agent] = []
+    taps = make_taps(["obd"], on_vin=lambda vin, how: agents[0].report_vin(vin, how)
+                     ) if spec.vin else []
+    agent = Agent(spec.vehicle_id, agent_bus, Decoder([db], frame_ids), rules, spool, publisher,
+                  taps=taps, identity=identity)
+    agents.append(agent)
     sim = VehicleSimulator(spec, db, start_ts=start_ts, days=days, snapshot_s=snapshot_s)
     return _Lane(sim, sim.iter_days(), sim_bus, agent_bus, agent, publisher, spool)
 

@@ -50,6 +50,8 @@ import orjson
 from edge import errors
 from edge.agent import AgentStats
 from edge.errors import EdgeError, FleetProcessError
+from edge.identity import identity_of
+from edge.reference import reference_dbc
 from edge.rules import load_rules
 from edge.sim.capacity import plan_shards
 from edge.sim.fleet import FleetResult, run_fleet
@@ -173,7 +175,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
     if plan.in_process:
         return run_fleet(specs, broker_url, rules, days=days, start_ts=start_ts,
                          spool_dir=spool_dir, snapshot_s=snapshot_s, on_day=on_day,
-                         drain_timeout_s=drain_timeout_s, connect_timeout_s=connect_timeout_s)
+                         drain_timeout_s=drain_timeout_s, connect_timeout_s=connect_timeout_s,
+                         identity=identity_of([reference_dbc()], rules_path))
     log.info("%d vehicles in %d agent processes (at most %d each)", len(specs),
              plan.processes, plan.per_process)
     level = logging.getLogger().getEffectiveLevel()
@@ -356,7 +359,8 @@ def child_main() -> int:
                            days=job.days, start_ts=job.start_ts, spool_dir=Path(job.spool_dir),
                            snapshot_s=job.snapshot_s, on_day=day_done,
                            drain_timeout_s=job.drain_timeout_s,
-                           connect_timeout_s=job.connect_timeout_s, on_ready=ready)
+                           connect_timeout_s=job.connect_timeout_s, on_ready=ready,
+                           identity=identity_of([reference_dbc()], Path(job.rules)))
     except EdgeError as exc:
         emit({"error": str(exc), "kind": type(exc).__name__})
         return 1
