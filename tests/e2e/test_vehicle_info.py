@@ -29,18 +29,14 @@ from edge.sim.vins import simulated_vin, vin_exchange
 from pipeline.ops.health import check_health
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
+from tests.e2e import test_urgent_cli as urgent
 from tests.e2e.replay_helpers import CAN, DBC, REPO
-from tests.e2e.test_urgent_cli import (
-    SECRET,
-    TIMEOUT_S,
-    Service,
-    _cli,
-    _env,
-    cli_broker,  # noqa: F401  (the fixture: fleetcare broker in its own process)
-)
+from tests.e2e.test_urgent_cli import SECRET, TIMEOUT_S, Service, _cli, _env
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
+cli_broker = urgent.cli_broker
+"""The fixture: ``fleetcare broker`` in its own process, on a free port."""
 
 TRUCK_LOG = CAN / "truck_j1939_tp" / "00000001-60B621D9.candump.log"
 TRUCK_DBC = DBC / "CSS-Electronics-SAE-J1939-DEMO.dbc"
