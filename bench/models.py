@@ -146,7 +146,7 @@ def run_one(n: int, days: int) -> dict[str, Any]:
         _, t_pred = _timed(lambda: model.predict_proba(latest))
         _, t_explain = _timed(lambda: (model.predict_proba(latest), model.explain(latest)))
         _register_for_scoring(con, model, names)
-        scored, t_score = _timed(lambda: score_fleet(con))
+        scored, t_score = _timed(lambda: score_fleet(con).rows)
         con.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {

@@ -36,10 +36,11 @@ def train(db_path: str, horizon_days: int, seed: int) -> list[dict[str, Any]]:
 
 
 @task(tags=[STORE_TAG])
-def score(db_path: str) -> int:
-    """Score every vehicle's latest day with the promoted models."""
+def score(db_path: str) -> dict[str, Any]:
+    """Score every vehicle's latest day with the promoted models; the report names the
+    vehicles each model skipped for want of its required signals."""
     with store.connect(db_path) as con:
-        return scoring.score_fleet(con)
+        return dataclasses.asdict(scoring.score_fleet(con))
 
 
 @task(tags=[STORE_TAG])
@@ -66,7 +67,8 @@ def maintenance_flow(db_path: str, crm_url: str, horizon_days: int = 30,
     so it is not stored with the run).
     """
     models = train(db_path, horizon_days, seed)
-    scored = score(db_path)
+    scoring_report = score(db_path)
     leads = advise(db_path)
     delivered = deliver(db_path, crm_url)
-    return {"models": models, "scored": scored, "advice": leads, "delivery": delivered}
+    return {"models": models, "scored": scoring_report["rows"], "scoring": scoring_report,
+            "advice": leads, "delivery": delivered}

@@ -13,6 +13,7 @@ size), and their results persisted, so a retried flow run reuses finished partit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from prefect.cache_policies import INPUTS
 from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
 from pipeline.features.materialised import DayRange, latest_telemetry_day, write_daily_features
 from pipeline.ml import partitions as partitioned
+from pipeline.ml import scoring
 
 R = TypeVar("R")
 
@@ -86,8 +88,8 @@ def plan_scoring(serving_path: str, snapshot_path: str, export_dir: str | None,
 @task(**RETRIES)
 def score_partition(snapshot_path: str, vehicles: list[str], as_of: dt.date,
                     models: list[partitioned.PromotedModel],
-                    export_dir: str | None) -> pl.DataFrame:
-    """Scores of one bucket, read-only from the snapshot."""
+                    export_dir: str | None) -> tuple[pl.DataFrame, scoring.ScoringReport]:
+    """Scores of one bucket and its scoring report, read-only from the snapshot."""
     return partitioned.partition_scores(snapshot_path, vehicles, as_of, models, export_dir)
 
 
@@ -102,13 +104,19 @@ def write_score_partitions(serving_path: str, snapshot_path: str, export_dir: st
 
 
 def scores_by_partition(serving_path: str, snapshot_path: str, export_dir: str | None,
-                        buckets: int, as_of: dt.date | None = None) -> int:
-    """Score the fleet per bucket on the flow's task runner; one writer stores the scores."""
+                        buckets: int, as_of: dt.date | None = None) -> dict[str, Any]:
+    """Score the fleet per bucket on the flow's task runner; one writer stores the scores.
+
+    Returns the buckets' scoring reports added up (rows written, and per component the
+    vehicles scored and skipped), as a dict like the one-writer ``score`` task's."""
     day, models = plan_scoring(serving_path, snapshot_path, export_dir, as_of)
     if day is None or not models:
-        return 0
+        return dataclasses.asdict(scoring.ScoringReport(day, 0, ()))
     parts = plan_partitions(serving_path, snapshot_path, export_dir, buckets)
     futures = score_partition.map(snapshot_path, parts, unmapped(day), unmapped(models),
                                   unmapped(export_dir))
-    return write_score_partitions(serving_path, snapshot_path, export_dir, day,
-                                  [m.component for m in models], futures.result())
+    results = futures.result()
+    written = write_score_partitions(serving_path, snapshot_path, export_dir, day,
+                                     [m.component for m in models], [f for f, _ in results])
+    report = scoring.merge_reports(r for _, r in results)
+    return {**dataclasses.asdict(report), "rows": written}

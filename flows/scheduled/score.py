@@ -22,10 +22,11 @@ from pipeline.ml import scoring
 
 @task(tags=[STORE_TAG], **RETRIES)
 def score(serving_path: str, snapshot_path: str, export_dir: str | None,
-          as_of: dt.date | None) -> int:
-    """Score every vehicle's latest day (default: the newest telemetry day)."""
+          as_of: dt.date | None) -> dict[str, Any]:
+    """Score every vehicle's latest day (default: the newest telemetry day); the scoring
+    report says, per component, how many vehicles were scored and which were skipped."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
-        return scoring.score_fleet(con, as_of=as_of)
+        return dataclasses.asdict(scoring.score_fleet(con, as_of=as_of))
 
 
 @task(tags=[STORE_TAG], **RETRIES)
@@ -41,8 +42,9 @@ def score_and_advise_flow(serving_path: str, snapshot_path: str, export_dir: str
                           buckets: int = 1, as_of: dt.date | None = None,
                           now: dt.datetime | None = None) -> dict[str, Any]:
     """Score, then advise (see the module docstring). ``as_of``/``now`` default to the newest
-    data and the current time; simulated or replayed fleets pass their own."""
-    scored = (scores_by_partition(serving_path, snapshot_path, export_dir, buckets, as_of)
+    data and the current time; simulated or replayed fleets pass their own. ``scored`` is the
+    number of score rows written, ``scoring`` the report of who was scored and skipped."""
+    report = (scores_by_partition(serving_path, snapshot_path, export_dir, buckets, as_of)
               if buckets > 1 else score(serving_path, snapshot_path, export_dir, as_of))
     leads = advise(serving_path, snapshot_path, export_dir, now)
-    return {"scored": scored, "advice": leads}
+    return {"scored": report["rows"], "scoring": report, "advice": leads}

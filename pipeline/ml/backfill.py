@@ -30,6 +30,6 @@ def backfill(con: duckdb.DuckDBPyConnection, days: DayRange) -> BackfillReport:
     if days.end < days.start:
         raise ValueError(f"backfill range ends ({days.end}) before it starts ({days.start})")
     feature_rows = materialise_daily_features(con, days)
-    score_rows = sum(scoring.score_fleet(con, as_of=day) for day in days.days())
+    score_rows = sum(scoring.score_fleet(con, as_of=day).rows for day in days.days())
     return BackfillReport(days.start.isoformat(), days.end.isoformat(), feature_rows,
                           len(days.days()), score_rows)

@@ -49,6 +49,8 @@ class PromotedModel:
     features: tuple[str, ...]
     metrics: str
     artifact: bytes
+    required_signals: tuple[str, ...] | None = None
+    optional_signals: tuple[str, ...] | None = None
 
 
 def bucket_of(vehicle_id: str, buckets: int) -> int:
@@ -80,9 +82,15 @@ def fleet_vehicles(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def promoted_models(con: duckdb.DuckDBPyConnection) -> list[PromotedModel]:
     """The promoted model of each component, as partitions receive them."""
-    rows = con.execute("SELECT model_id, component, features, CAST(metrics AS VARCHAR), artifact"
+    rows = con.execute("SELECT model_id, component, features, CAST(metrics AS VARCHAR), artifact,"
+                       " required_signals, optional_signals"
                        " FROM model_registry WHERE promoted ORDER BY component").fetchall()
-    return [PromotedModel(m, c, tuple(f), metrics, bytes(a)) for m, c, f, metrics, a in rows]
+    return [PromotedModel(m, c, tuple(f), metrics, bytes(a), _tuple(r), _tuple(o))
+            for m, c, f, metrics, a, r, o in rows]
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 @contextmanager
@@ -109,18 +117,22 @@ def partition_features(snapshot_path: str | Path, vehicles: Sequence[str], days:
 
 def partition_scores(snapshot_path: str | Path, vehicles: Sequence[str], as_of: dt.date,
                      models: Sequence[PromotedModel],
-                     export_dir: str | Path | None = None) -> pl.DataFrame:
-    """Scores of ``vehicles`` as of ``as_of`` with ``models`` (what score_fleet would write)."""
+                     export_dir: str | Path | None = None
+                     ) -> tuple[pl.DataFrame, scoring.ScoringReport]:
+    """Scores of ``vehicles`` as of ``as_of`` with ``models`` (what score_fleet would write),
+    and the partition's scoring report (:func:`pipeline.ml.scoring.merge_reports` adds them)."""
     with open_partition(snapshot_path, vehicles, export_dir) as con:
         for m in models:
             con.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
-                        " artifact, promoted) VALUES (?, ?, ?, ?, ?, true)",
-                        [m.model_id, m.component, list(m.features), m.metrics, m.artifact])
-        scoring.score_fleet(con, as_of=as_of)
+                        " artifact, promoted, required_signals, optional_signals)"
+                        " VALUES (?, ?, ?, ?, ?, true, ?, ?)",
+                        [m.model_id, m.component, list(m.features), m.metrics, m.artifact,
+                         m.required_signals, m.optional_signals])
+        report = scoring.score_fleet(con, as_of=as_of)
         return con.sql(
             "SELECT vehicle_id, component, as_of, probability, horizon_days, model_id,"
             " CAST(explanation AS VARCHAR) AS explanation FROM scores").pl().cast(
-                SCORE_SCHEMA)
+                SCORE_SCHEMA), report
 
 
 def write_scores(con: duckdb.DuckDBPyConnection, as_of: dt.date, components: Sequence[str],

@@ -3,6 +3,10 @@
 Scores are the bridge between models and advice: one row per (vehicle, component, as_of).
 Re-running a day replaces that day's rows, so a retried flow never duplicates them.
 
+A model scores only the vehicles that sent every signal it requires in the scoring window
+(:mod:`pipeline.ml.coverage`); the others get no score row, so advice raises no score lead
+for them, and the :class:`ScoringReport` names them with the signals they lack.
+
 Each score carries its ``explanation``: the :data:`TOP_FEATURES` inputs that moved the
 log-odds most for that vehicle, as JSON ``[{"feature", "value", "contribution"}, ...]``,
 largest magnitude first (a positive contribution pushes towards a warning).
@@ -13,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 import duckdb
@@ -20,52 +26,138 @@ import numpy as np
 import polars as pl
 
 from pipeline.features.daily import build_daily_features, model_features
-from pipeline.ml.registry import load_model
+from pipeline.features.inputs import ModelInputs
+from pipeline.ml.coverage import WINDOW_DAYS, missing_signals, scoring_window, signals_seen
+from pipeline.ml.registry import load_model, stored_inputs
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
 
 TOP_FEATURES: Final = 3
 """How many contributing features each score's explanation lists."""
-LOOKBACK_DAYS: Final = 90
-"""Telemetry read when scoring a day: features need 32 days; a vehicle silent for longer
-than this is not scored (its latest features would describe a stale state)."""
-
-_PRESENCE = {"traction_battery": "soh"}
-"""A component only some vehicles have, and the feature that shows a vehicle has it."""
+LOOKBACK_DAYS: Final = WINDOW_DAYS
+"""Telemetry read when scoring a day (the scoring window of :mod:`pipeline.ml.coverage`)."""
 
 
-def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class SkippedVehicles:
+    """Vehicles a model did not score, all for want of the same required signals."""
+
+    missing_signals: tuple[str, ...]
+    vehicle_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentScoring:
+    """What one component's promoted model did.
+
+    Attributes:
+        component: the component scored.
+        model_id: the promoted model.
+        scored: vehicles scored (one score row each).
+        skipped: the vehicles with telemetry in the window it did not score, grouped by the
+            required signals they lack.
+    """
+
+    component: str
+    model_id: str
+    scored: int
+    skipped: tuple[SkippedVehicles, ...]
+
+    @property
+    def n_skipped(self) -> int:
+        """How many vehicles were skipped."""
+        return sum(len(s.vehicle_ids) for s in self.skipped)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringReport:
+    """What one :func:`score_fleet` run wrote and left out.
+
+    Attributes:
+        as_of: the day scored (None: the store holds no telemetry).
+        rows: score rows written.
+        components: one entry per promoted model, by component.
+    """
+
+    as_of: dt.date | None
+    rows: int
+    components: tuple[ComponentScoring, ...]
+
+
+def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None
+                ) -> ScoringReport:
     """Write ``scores`` for ``as_of`` from each vehicle's latest feature row on or before it.
 
     Args:
         con: an open store.
         as_of: the day to score for (default: the latest day with telemetry in the store,
             which for replayed or simulated fleets is not today's date). Each vehicle is
-            scored on its latest feature row in the :data:`LOOKBACK_DAYS` up to that day.
+            scored on its latest feature row in the :data:`LOOKBACK_DAYS` up to that day, by
+            each promoted model whose required signals it all sent in those days.
 
     Returns:
-        The number of score rows written (0 when no model is promoted or no data exists).
+        The rows written (0 when no model is promoted or no data exists) and, per component,
+        how many vehicles were scored and which were skipped for which missing signals.
     """
     day = as_of or _latest_telemetry_day(con)
     if day is None:
         log.warning("nothing to score: no telemetry")
-        return 0
-    until = dt.datetime.combine(day, dt.time.max, tzinfo=dt.UTC)
-    since = until - dt.timedelta(days=LOOKBACK_DAYS)
+        return ScoringReport(None, 0, ())
+    since, until = scoring_window(day)
     features = build_daily_features(con, until=until, since=since)
+    models = con.execute(
+        "SELECT model_id, component, features, required_signals, optional_signals, metrics,"
+        " artifact FROM model_registry WHERE promoted ORDER BY component").fetchall()
     if features.is_empty():
         log.warning("nothing to score: no telemetry in the %d days up to %s", LOOKBACK_DAYS, day)
-        return 0
+        return ScoringReport(day, 0, ())
     latest = _latest_rows(features)
-    models = con.execute(
-        "SELECT model_id, component, metrics, artifact FROM model_registry WHERE promoted"
-    ).fetchall()
-    frames = [_score_component(latest, day, *row) for row in models]
+    inputs = [stored_inputs(f, r, o) for _, _, f, r, o, _, _ in models]
+    seen = signals_seen(con, since, until, sorted({s for i in inputs for s in i.required}))
+    results = [_score_component(latest, seen, day, i, m, c, metrics, artifact)
+               for i, (m, c, _, _, _, metrics, artifact) in zip(inputs, models, strict=True)]
+    frames = [frame for frame, _ in results]
     scores = pl.concat(frames) if frames else pl.DataFrame()
     _replace_scores(con, day, [row[1] for row in models], scores)
+    report = ScoringReport(day, scores.height, tuple(r for _, r in results))
+    for r in report.components:
+        if r.skipped:
+            log.info("%s: %d vehicles not scored (missing required signals): %s",
+                        r.component, r.n_skipped,
+                        "; ".join(f"{len(s.vehicle_ids)} lack {', '.join(s.missing_signals)}"
+                                  for s in r.skipped))
     log.info("scored %d (vehicle, component) pairs as of %s", scores.height, day)
-    return scores.height
+    return report
+
+
+def merge_reports(reports: Iterable[ScoringReport]) -> ScoringReport:
+    """One report of scoring run per vehicle partition (each partition's vehicles are its own).
+
+    Raises:
+        ValueError: the reports are of different days.
+    """
+    reports = list(reports)
+    days = {r.as_of for r in reports if r.as_of is not None}
+    if len(days) > 1:
+        raise ValueError(f"cannot merge scoring reports of different days: {sorted(days)}")
+    by_component: dict[str, list[ComponentScoring]] = {}
+    for r in reports:
+        for c in r.components:
+            by_component.setdefault(c.component, []).append(c)
+    return ScoringReport(next(iter(days), None), sum(r.rows for r in reports), tuple(
+        _merge_component(parts) for _, parts in sorted(by_component.items())))
+
+
+def _merge_component(parts: list[ComponentScoring]) -> ComponentScoring:
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for part in parts:
+        for s in part.skipped:
+            groups.setdefault(s.missing_signals, []).extend(s.vehicle_ids)
+    return ComponentScoring(parts[0].component, parts[0].model_id,
+                            sum(p.scored for p in parts),
+                            tuple(SkippedVehicles(m, tuple(sorted(v)))
+                                  for m, v in sorted(groups.items())))
 
 
 def _latest_telemetry_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
@@ -74,19 +166,30 @@ def _latest_telemetry_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
 
 
 def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:
-    has = {c: pl.col(f).is_not_null().any().over("vehicle_id").alias(f"has__{c}")
-           for c, f in _PRESENCE.items()}
-    return (features.with_columns(*has.values())
-            .filter(pl.col("day") == pl.col("day").max().over("vehicle_id")))
+    return features.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
 
 
 def _score_component(
-    latest: pl.DataFrame, day: dt.date, model_id: str, component: str,
-    metrics: str, artifact: bytes,
-) -> pl.DataFrame:
-    rows = latest
-    if component in _PRESENCE:
-        rows = latest.filter(pl.col(f"has__{component}"))
+    latest: pl.DataFrame, seen: pl.DataFrame, day: dt.date, inputs: ModelInputs,
+    model_id: str, component: str, metrics: str, artifact: bytes,
+) -> tuple[pl.DataFrame, ComponentScoring]:
+    missing = missing_signals(latest["vehicle_id"], seen, inputs.required)
+    can = missing.filter(pl.col("missing").list.len() == 0)["vehicle_id"]
+    rows = latest.filter(pl.col("vehicle_id").is_in(can.implode()))
+    skipped = _skipped(missing.filter(pl.col("missing").list.len() > 0))
+    scores = _scores(rows, day, model_id, component, metrics, artifact)
+    return scores, ComponentScoring(component, model_id, scores.height, skipped)
+
+
+def _skipped(missing: pl.DataFrame) -> tuple[SkippedVehicles, ...]:
+    """Skipped vehicles grouped by the signals they lack (vehicles of one make lack the same)."""
+    groups = (missing.group_by("missing").agg(pl.col("vehicle_id").sort())
+              .sort(pl.col("missing").list.join("\x1f")))
+    return tuple(SkippedVehicles(tuple(m), tuple(v)) for m, v in groups.iter_rows())
+
+
+def _scores(rows: pl.DataFrame, day: dt.date, model_id: str, component: str, metrics: str,
+            artifact: bytes) -> pl.DataFrame:
     model = load_model(artifact)
     names = [str(n) for n in getattr(model, "feature_names_in_", model_features(component))]
     X = rows.select(pl.col(names).cast(pl.Float64))

@@ -17,7 +17,7 @@ def test_each_score_names_its_top_contributing_features(tmp_path: Path) -> None:
     cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
     con = build_store(tmp_path / "fleet.duckdb", cars, 80)
     train_and_register(con, horizon_days=30, seed=0)
-    assert score_fleet(con, as_of=day(50)) > 0
+    assert score_fleet(con, as_of=day(50)).rows > 0
     rows = con.execute("SELECT vehicle_id, probability, explanation FROM scores"
                        " WHERE component = 'brakes' AND as_of = ?", [day(50)]).fetchall()
     allowed = set(COMPONENT_FEATURES["brakes"]) | set(CONTEXT_FEATURES)

@@ -119,7 +119,7 @@ def test_scoring_is_idempotent_and_point_in_time(trained: duckdb.DuckDBPyConnect
         "SELECT component, count(*) FROM scores WHERE as_of = ? GROUP BY ALL", [day(60)]
     ).fetchall())
     assert per_component == {"brakes": 15, "lv_battery": 15, "traction_battery": 11}
-    assert score_fleet(trained) > 0
+    assert score_fleet(trained).rows > 0
 
 
 def test_near_failure_gets_a_lead_and_healthy_vehicles_none(
