@@ -168,8 +168,12 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                              description="Each vehicle's frames go over a python-can virtual "
                                          "bus to a real agent that publishes to the broker; "
                                          "a fleet larger than one process can host runs in "
-                                         "several agent processes. Prints a JSON summary as "
-                                         "the last line.")
+                                         "several agent processes. The agents delete a "
+                                         "spooled message on the store's receipt, so the run "
+                                         "ends once fleetcare ingest has committed "
+                                         "everything. Prints a JSON summary as the last "
+                                         "line; exit status 1 when messages were left "
+                                         "undelivered after --drain-timeout.")
     run.add_argument("--broker", required=True, help="mqtt://host:port")
     run.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     run.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
@@ -188,6 +192,13 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                      help="the most vehicles one process hosts (default and upper bound: "
                           "what fits below the 1,024 file descriptors paho's select() "
                           "can watch, about a hundred)")
+    run.add_argument("--drain-timeout", type=_seconds, default=300.0,
+                     help="seconds to wait at the end until the store has receipted every "
+                          "message (default 300)")
+    run.add_argument("--no-receipts", dest="receipts", action="store_false",
+                     help="delete a spooled message on the broker's PUBACK, not the store's "
+                          "receipt: only for a broker with no fleetcare ingest behind it "
+                          "(default: receipts on)")
     run.add_argument("--progress", action="store_true", help="progress bar on stderr")
     run.set_defaults(handler=_run_sim)
     master = sim_sub.add_parser(
@@ -344,11 +355,19 @@ def _run_sim(args: argparse.Namespace) -> int:
             specs, args.broker, args.rules, days=args.days, start_ts=start,
             spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
             connect_timeout_s=args.connect_timeout, processes=args.processes,
-            per_process=args.vehicles_per_process)
+            per_process=args.vehicles_per_process, drain_timeout_s=args.drain_timeout,
+            receipts=args.receipts)
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
+    if result.messages_undelivered:
+        kept = (f"they wait in {args.spool_dir}" if args.spool_dir is not None else
+                "they were in temporary spools, now removed (--spool-dir keeps them)")
+        log.warning("%d messages were not %s within --drain-timeout %g s: %s",
+                    result.messages_undelivered,
+                    "receipted by the store" if args.receipts else "acknowledged by the broker",
+                    args.drain_timeout, kept)
     print(orjson.dumps(summary).decode())
-    return 0
+    return 1 if result.messages_undelivered else 0
 
 
 def _sim_fleet(args: argparse.Namespace) -> int:

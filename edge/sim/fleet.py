@@ -7,6 +7,14 @@ The runner moves all vehicles forward one simulated day at a time and lets no ag
 than a day behind, so memory stays bounded however long the simulation. At the end each
 vehicle's ground truth is published on the simulator topic.
 
+The agents delete spool entries on the store's receipts, like a gateway (``edge run``): the
+broker's PUBACK only marks an entry sent, so a broker killed with ``kill -9`` loses nothing
+they had spooled. The run ends once every spool is empty, i.e. once ``fleetcare ingest`` has
+committed everything, or after ``drain_timeout_s``; :class:`FleetResult` says how many
+entries were receipted, sent again for want of a receipt, and left over. ``receipts=False``
+deletes entries on the PUBACK instead, for a broker with no ingest behind it (a benchmark of
+the broker leg alone).
+
 Each agent reports its vehicle info as it starts (stamped with the simulation's start), and a
 vehicle with a VIN answers its gateway's VIN request every simulated morning: the agent's
 OBD-II tap reads it, and the agent reports it once, as on a real car.
@@ -29,7 +37,7 @@ from edge.decode import Decoder
 from edge.diag.taps import make_taps
 from edge.errors import BrokerUnreachableError
 from edge.identity import AgentIdentity, identity_of
-from edge.publish import Publisher
+from edge.publish import Publisher, Receipts
 from edge.reference import reference_dbc
 from edge.rules import RuleSet
 from edge.sim.capacity import check_fits
@@ -57,6 +65,13 @@ class FleetResult:
     messages: int
     spool_dropped: int
     per_vehicle: dict[str, AgentStats]
+    messages_receipted: int = 0
+    """Spool entries the store's receipts deleted (0 with receipts off)."""
+    messages_resent: int = 0
+    """Entries sent again because no receipt came in time (harmless: landed once)."""
+    messages_undelivered: int = 0
+    """Entries still spooled when the run ended: not receipted (with receipts off: not
+    acknowledged) within ``drain_timeout_s``."""
 
 
 @dataclass
@@ -79,7 +94,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
               drain_timeout_s: float = 300.0,
               connect_timeout_s: float | None = None,
               on_ready: Callable[[], None] | None = None,
-              identity: AgentIdentity | None = None) -> FleetResult:
+              identity: AgentIdentity | None = None,
+              receipts: bool = True) -> FleetResult:
     """Simulate ``days`` days of every vehicle in ``specs`` through real agents.
 
     Args:
@@ -91,7 +107,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
         spool_dir: parent of the per-vehicle spools.
         snapshot_s: seconds of bus traffic per simulated day.
         on_day: called after each simulated day (progress bars).
-        drain_timeout_s: how long to wait at the end for the broker to acknowledge everything.
+        drain_timeout_s: how long to wait at the end, for the whole fleet, until the store
+            has receipted everything (the broker acknowledged it, with receipts off).
         connect_timeout_s: every agent must be connected within this many seconds, before
             the first simulated day (None: agents connect whenever the broker lets them).
         on_ready: called once every agent is started (and connected, with
@@ -99,6 +116,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
             the other processes of a sharded fleet are ready too.
         identity: what the agents report as their version and file fingerprints (None: the
             installed version and the reference DBC's fingerprint, no rules fingerprint).
+        receipts: delete spool entries on the store's receipts (True, as a gateway does) or
+            on the broker's PUBACK (a broker with no ``fleetcare ingest`` behind it).
 
     Raises:
         BrokerUnreachableError: an agent had no connection within ``connect_timeout_s``.
@@ -112,7 +131,7 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
     quiet = connect_timeout_s is not None  # a failure is then reported once, not per agent
     identity = identity or identity_of([reference_dbc()], None)
     lanes = [_lane(spec, db, decoder_ids, rules, broker_url, start_ts, days, snapshot_s,
-                   spool_dir, identity, quiet) for spec in specs]
+                   spool_dir, identity, quiet, receipts=receipts) for spec in specs]
     try:
         for lane in lanes:
             lane.publisher.start()
@@ -128,10 +147,7 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
                 on_day(day)
         _drain(lanes)
         _publish_truth(lanes)
-        for lane in lanes:
-            if not lane.publisher.wait_drained(drain_timeout_s):
-                log.warning("vehicle %s: spool not drained after %.0f s",
-                            lane.agent.vehicle_id, drain_timeout_s)
+        _wait_delivered(lanes, drain_timeout_s, receipts)
         return _result(lanes, days)
     finally:
         for lane in lanes:
@@ -142,13 +158,15 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
 
 def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
           rules: RuleSet, broker_url: str, start_ts: float, days: int, snapshot_s: float,
-          spool_dir: Path, identity: AgentIdentity, quiet_first_connect: bool = False) -> _Lane:
+          spool_dir: Path, identity: AgentIdentity, quiet_first_connect: bool = False, *,
+          receipts: bool = True) -> _Lane:
     channel = f"fleetcare-sim-{spec.vehicle_id}-{uuid.uuid4().hex[:8]}"
     sim_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     agent_bus = can.Bus(interface="virtual", channel=channel)
     spool = Spool(spool_dir / spec.vehicle_id, fsync=False)
     publisher = Publisher(spool, broker_url, client_id=f"fleetcare-edge-{spec.vehicle_id}",
-                          quiet_first_connect=quiet_first_connect)
+                          quiet_first_connect=quiet_first_connect,
+                          receipts=Receipts(spec.vehicle_id) if receipts else None)
     agents: list[Agent] = []
     taps = make_taps(["obd"], on_vin=lambda vin, how: agents[0].report_vin(vin, how)
                      ) if spec.vin else []
@@ -168,6 +186,19 @@ def _wait_connected(lanes: Sequence[_Lane], broker_url: str, timeout_s: float) -
             raise BrokerUnreachableError(
                 f"broker {redact_url(broker_url)} unreachable: {why} (vehicle "
                 f"{lane.agent.vehicle_id} had no connection within {timeout_s:g} s)")
+
+
+def _wait_delivered(lanes: Sequence[_Lane], timeout_s: float, receipts: bool) -> None:
+    """Wait, ``timeout_s`` for the whole fleet, until every spool is empty; say what is left."""
+    deadline = time.monotonic() + timeout_s
+    left = [lane for lane in lanes
+            if not lane.publisher.wait_drained(max(0.0, deadline - time.monotonic()))]
+    if left:
+        waiting = sum(lane.spool.stats().pending for lane in left)
+        log.warning("%d messages of %d vehicles (%s first) still spooled after %.0f s: %s",
+                    waiting, len(left), left[0].agent.vehicle_id, timeout_s,
+                    "no receipt from the store (is fleetcare ingest running?)" if receipts
+                    else "the broker did not acknowledge them")
 
 
 def _simulate_day(lanes: Sequence[_Lane]) -> None:
@@ -209,6 +240,7 @@ def _publish_truth(lanes: Sequence[_Lane]) -> None:
 def _result(lanes: Sequence[_Lane], days: int) -> FleetResult:
     stats = {lane.agent.vehicle_id: lane.agent.stats() for lane in lanes}
     values = list(stats.values())
+    sent = [lane.publisher.stats() for lane in lanes]
     return FleetResult(
         vehicles=len(lanes), days=days, frames_sent=sum(lane.sent for lane in lanes),
         frames_read=sum(s.frames_read for s in values),
@@ -220,4 +252,7 @@ def _result(lanes: Sequence[_Lane], days: int) -> FleetResult:
         messages=sum(s.messages_spooled for s in values) + len(lanes),
         spool_dropped=sum(lane.spool.stats().dropped for lane in lanes),
         per_vehicle=stats,
+        messages_receipted=sum(s.receipted for s in sent),
+        messages_resent=sum(s.resent for s in sent),
+        messages_undelivered=sum(lane.spool.stats().pending for lane in lanes),
     )

@@ -102,6 +102,7 @@ class ShardJob:
     drain_timeout_s: float
     connect_timeout_s: float | None
     log_level: int
+    receipts: bool = True
 
     def to_json(self) -> bytes:
         """One JSON line."""
@@ -147,7 +148,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
                         drain_timeout_s: float = 300.0,
                         connect_timeout_s: float | None = None,
                         processes: int | None = None,
-                        per_process: int | None = None) -> FleetResult:
+                        per_process: int | None = None,
+                        receipts: bool = True) -> FleetResult:
     """:func:`~edge.sim.fleet.run_fleet` for a fleet of any size: in as many agent processes
     as the descriptor limit needs (:func:`~edge.sim.capacity.plan_shards`), or in this one.
 
@@ -158,8 +160,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
 
     Args:
         specs: the vehicles, as for :func:`~edge.sim.fleet.run_fleet`; so are ``broker_url``,
-            ``days``, ``start_ts``, ``spool_dir``, ``snapshot_s``, ``drain_timeout_s`` and
-            ``connect_timeout_s``, for every process.
+            ``days``, ``start_ts``, ``spool_dir``, ``snapshot_s``, ``drain_timeout_s``,
+            ``connect_timeout_s`` and ``receipts``, for every process.
         rules_path: the collection rules' file (each process loads it; checked here first).
         on_day: called once per simulated day that every process has finished.
         processes, per_process: see :func:`~edge.sim.capacity.plan_shards`.
@@ -176,7 +178,7 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
         return run_fleet(specs, broker_url, rules, days=days, start_ts=start_ts,
                          spool_dir=spool_dir, snapshot_s=snapshot_s, on_day=on_day,
                          drain_timeout_s=drain_timeout_s, connect_timeout_s=connect_timeout_s,
-                         identity=identity_of([reference_dbc()], rules_path))
+                         receipts=receipts, identity=identity_of([reference_dbc()], rules_path))
     log.info("%d vehicles in %d agent processes (at most %d each)", len(specs),
              plan.processes, plan.per_process)
     level = logging.getLogger().getEffectiveLevel()
@@ -185,7 +187,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
         chosen = tuple(specs[i] for i in shard)
         jobs.append(ShardJob(f"{chosen[0].vehicle_id}..{chosen[-1].vehicle_id}", chosen,
                              broker_url, str(rules_path), days, start_ts, str(spool_dir),
-                             snapshot_s, drain_timeout_s, connect_timeout_s, level))
+                             snapshot_s, drain_timeout_s, connect_timeout_s, level,
+                             receipts))
     fleet = _Fleet(jobs)
     try:
         return merge_results(fleet.run(days, on_day), days)
@@ -360,6 +363,7 @@ def child_main() -> int:
                            snapshot_s=job.snapshot_s, on_day=day_done,
                            drain_timeout_s=job.drain_timeout_s,
                            connect_timeout_s=job.connect_timeout_s, on_ready=ready,
+                           receipts=job.receipts,
                            identity=identity_of([reference_dbc()], Path(job.rules)))
     except EdgeError as exc:
         emit({"error": str(exc), "kind": type(exc).__name__})
