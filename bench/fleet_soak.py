@@ -4,35 +4,39 @@ Everything runs as deployed, each command its own process: ``fleetcare broker`` 
 with the configuration it generates, persistence in its data directory), ``fleetcare
 ingest`` on its defaults, and ``fleetcare sim run``, whose agents (spool, publisher, MQTT
 client: the gateway's own classes) are spread over as many agent processes as the
-descriptor limit needs. While the fleet's data is landing, ingest is killed with SIGKILL and
-started again, then the broker (the harness and its mosquitto, one process group) likewise,
-on the same port and data directory. Kill times count from the first receipt ingest
-publishes for a fleet vehicle, so they fall while the fleet is sending however long the
-agent processes took to start.
+descriptor limit needs, and delete a spooled message only on the store's receipt. While the
+fleet's data is landing, ingest is killed with SIGKILL and started again, then the broker
+(the harness and its mosquitto, one process group) likewise, on the same port and data
+directory. Kill times count from the first receipt ingest publishes for a fleet vehicle, so
+they fall while the fleet is sending however long the agent processes took to start.
+
+Then, as the reference, the same fleet runs again in a fresh directory with no kill at all,
+and the JSON gives the killed run's figures as ratios to it (``reference``).
 
 What it reports, each figure next to its reference from the same run:
 
 * ``signals_spooled`` (the agents' own counters, the sim's summary) against ``rows_landed``
   in the store; ``duplicates`` = rows landed - distinct (msg_id, ts, signal), as the tests
-  count them; ``rows_lost`` = signals spooled - distinct rows landed.
-* ``drain_s``: from the moment ``sim run`` exited (its last agent stopped) to the last
-  commit of a fleet message (``ingested_messages.landed_at``), against the run's length;
-  0 when ingest had landed everything before the fleet was done
-  (``last_landing_after_fleet_exit_s`` is then negative: by how much it was ahead).
-* ingest's peak resident memory (``VmHWM`` from ``/proc``, the highest of both ingest
-  processes) against the same ingest idle, subscribed and before the fleet starts.
-* what the broker and agents said: mosquitto's "messages are being dropped" warnings and the
-  agents' "lost the connection" lines.
+  count them, and ``duplicate_samples`` = rows landed - distinct (vehicle, ts, signal);
+  ``rows_lost`` = signals spooled - distinct rows landed.
+* ``drain_s``: from the moment the fleet's last simulated day was done (every agent had
+  read its bus to the end: ``sim run --progress`` reaches the last day) to the last commit of
+  a fleet message (``ingested_messages.landed_at``); ``sim run`` itself exits once every
+  spool is empty, i.e. every message receipted (``sim_exit_after_last_day_s``).
+* ingest's peak resident memory (``VmHWM`` from ``/proc``, the highest of every ingest
+  process of the run) against the same ingest idle, subscribed and before the fleet starts.
+* the agents' receipt counters (receipted, sent again for want of a receipt, left in the
+  spools), mosquitto's "messages are being dropped" warnings and the agents' "lost the
+  connection" lines.
 
 The simulated fleet compresses a day into a fraction of a second and registers itself only
 through its closing truth records, so ingest runs with ``--allow-unregistered`` and
-``--rate-limit 0`` (as the demo does); everything else is its default. Until the agents
-delete spool entries on the store's receipts rather than the broker's PUBACK, the broker's
-``kill -9`` may lose what it had acknowledged and not yet saved: the figures say what
-happened, they are not asserted.
+``--rate-limit 0`` (as the demo does); everything else is its default. The exit status is 1
+when rows were lost or landed twice, or the fleet did not finish.
 
     .venv/bin/python bench/fleet_soak.py [--vehicles 2000] [--days 4] [--snapshot-s 0.2]
         [--kill-ingest-at 10] [--ingest-down 5] [--kill-broker-at 30] [--broker-down 5]
+        [--no-reference]
 """
 
 from __future__ import annotations
@@ -267,6 +271,29 @@ def _probe(broker: Broker, receipts: Receipts) -> None:
         client.loop_stop()
 
 
+class SimOutput:
+    """``sim run``'s stderr, copied to its log, and when its progress reached the last day."""
+
+    def __init__(self, stream: IO[bytes], log: Path, days: int) -> None:
+        self._marker = f"day {days}/{days}".encode()
+        self.last_day_at: float | None = None
+        """``time.time()`` when every agent process had finished the last simulated day."""
+        self._thread = threading.Thread(target=self._copy, args=(stream, log), daemon=True)
+        self._thread.start()
+
+    def _copy(self, stream: IO[bytes], log: Path) -> None:
+        tail = b""
+        with log.open("wb") as sink:
+            while chunk := os.read(stream.fileno(), 65536):
+                sink.write(chunk)
+                tail = (tail + chunk)[-256:]
+                if self.last_day_at is None and self._marker in tail:
+                    self.last_day_at = time.time()
+
+    def join(self) -> None:
+        self._thread.join(timeout=60)
+
+
 class Schedule:
     """Kills and restarts at offsets from the first fleet receipt, while the fleet sends.
 
@@ -276,13 +303,14 @@ class Schedule:
     down, since ``fleetcare ingest`` refuses to start without its broker.
     """
 
-    def __init__(self, broker: Broker, ingest: Ingest, args: argparse.Namespace) -> None:
+    def __init__(self, broker: Broker, ingest: Ingest, args: argparse.Namespace,
+                 kills: bool = True) -> None:
         self._steps: list[tuple[float, str, Callable[[], None]]] = sorted([
             (args.kill_ingest_at, "ingest killed", ingest.kill_9),
             (args.kill_ingest_at + args.ingest_down, "ingest back up", ingest.start),
             (args.kill_broker_at, "broker killed", broker.kill_9),
             (args.kill_broker_at + args.broker_down, "broker back up", broker.start),
-        ], key=lambda step: step[0])
+        ] if kills else [], key=lambda step: step[0])
         self.done: dict[str, float] = {}
         """What happened, seconds after the first fleet receipt."""
         self.skipped: list[str] = []
@@ -323,22 +351,25 @@ def _spool_leftovers(spool_dir: Path) -> int:
 def _store_figures(db_path: Path) -> dict[str, Any]:
     like = f"{FLEET_PREFIX}%"
     with store.connect_readonly(db_path) as con:
-        rows, distinct = con.execute(
-            "SELECT count(*), count(DISTINCT (msg_id, ts, signal)) FROM telemetry "
-            "WHERE vehicle_id LIKE $v", {"v": like}).fetchone() or (0, 0)
+        rows, distinct, samples = con.execute(
+            "SELECT count(*), count(DISTINCT (msg_id, ts, signal)), "
+            "count(DISTINCT (vehicle_id, ts, signal)) FROM telemetry "
+            "WHERE vehicle_id LIKE $v", {"v": like}).fetchone() or (0, 0, 0)
         messages, last = con.execute(
             "SELECT count(*), epoch(max(landed_at)) FROM ingested_messages "
             "WHERE vehicle_id LIKE $v", {"v": like}).fetchone() or (0, None)
         dead = con.execute("SELECT count(*) FROM dead_letters WHERE topic LIKE $t",
                            {"t": f"%/{like}/%"}).fetchone()
-    return {"rows": int(rows), "distinct": int(distinct), "messages": int(messages),
+    return {"rows": int(rows), "distinct": int(distinct), "samples": int(samples),
+            "messages": int(messages),
             "last_landed_at": float(last) if last is not None else None,
             "dead_letters": int(dead[0]) if dead else 0}
 
 
-def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    """One soak run in ``root``; the figures for the JSON."""
+def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, Any]:
+    """One run in ``root`` (with the kills, or none for the reference); its figures."""
     bench_started = time.monotonic()
+    root.mkdir(parents=True, exist_ok=True)
     broker = Broker(free_port(), root / "broker", root / "broker.log")
     db_path, spool_dir, sim_log = root / "soak.duckdb", root / "spool", root / "sim.log"
     ingest = Ingest(broker, db_path, root / "ingest.log")
@@ -346,6 +377,7 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     receipts = Receipts(broker)
     ingest.start()
     sim: subprocess.Popen[bytes] | None = None
+    schedule = Schedule(broker, ingest, args, kills)
     try:
         _probe(broker, receipts)
         idle_kib = ingest.rss_kib()
@@ -354,19 +386,20 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             extra += ["--processes", str(args.processes)]
         if args.vehicles_per_process:
             extra += ["--vehicles-per-process", str(args.vehicles_per_process)]
-        with sim_log.open("wb") as sink:
-            sim_started = time.monotonic()
-            sim = subprocess.Popen(
-                _fleetcare("sim", "run", "--broker", broker.url, "--vehicles",
-                           str(args.vehicles), "--days", str(args.days), "--snapshot-s",
-                           str(args.snapshot_s), "--spool-dir", str(spool_dir),
-                           "--connect-timeout", str(args.connect_timeout), *extra),
-                cwd=REPO, stdout=subprocess.PIPE, stderr=sink)
+        sim_started = time.monotonic()
+        sim = subprocess.Popen(
+            _fleetcare("sim", "run", "--broker", broker.url, "--vehicles", str(args.vehicles),
+                       "--days", str(args.days), "--snapshot-s", str(args.snapshot_s),
+                       "--spool-dir", str(spool_dir), "--connect-timeout",
+                       str(args.connect_timeout), "--drain-timeout", str(args.drain_timeout),
+                       "--progress", *extra),
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert sim.stderr is not None
+        sim_out = SimOutput(sim.stderr, sim_log, args.days)
         out: list[bytes] = []
         reader = threading.Thread(target=lambda: out.append(sim.stdout.read() if sim.stdout
                                                              else b""), daemon=True)
         reader.start()
-        schedule = Schedule(broker, ingest, args)
         while sim.poll() is None or schedule.pending:
             if receipts.first_at is not None:
                 schedule.run_due(receipts.first_at, fleet_running=sim.poll() is None)
@@ -375,15 +408,16 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             time.sleep(0.1)
         sim_ended, sim_wall_ended = time.monotonic(), time.time()
         reader.join(timeout=60)
+        sim_out.join()
         sim_code = sim.wait()
         lines = b"".join(out).strip().splitlines()
-        summary = orjson.loads(lines[-1]) if sim_code == 0 and lines else None
+        summary = orjson.loads(lines[-1]) if lines else None
         expected = int(summary["messages"]) if summary else 0
-        # Drained when every spooled message is receipted, or when nothing new has landed
-        # for --quiet seconds (something was lost, or its receipt was).
+        # sim run exits once its spools are empty; a kill of ingest after its last receipts
+        # could still leave commits behind: wait until quiet.
         _poll(lambda: receipts.count() >= expected or time.monotonic()
               - max(receipts.last_new_at or sim_ended, sim_ended) > args.quiet,
-              args.drain_timeout, pause=0.2)
+              args.quiet + 60, pause=0.2)
         receipted = receipts.count()
         ingest_code = ingest.stop()
     finally:
@@ -397,9 +431,9 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     sim_text = sim_log.read_text(errors="replace")
     run_s = sim_ended - sim_started
     first = receipts.first_at
-    traffic_s = sim_ended - first if first is not None else None
-    last = figures["last_landed_at"]
-    drain_s = max(0.0, last - sim_wall_ended) if last is not None else None
+    last, last_day = figures["last_landed_at"], sim_out.last_day_at
+    drain_s = (max(0.0, last - last_day) if last is not None and last_day is not None
+               else None)
     spooled = int(summary["signals_spooled"]) if summary else None
     plan = plan_shards(args.vehicles, processes=args.processes,
                        per_process=args.vehicles_per_process, local_capacity=0)
@@ -409,28 +443,32 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "vehicles_per_process_max": max(len(s) for s in plan.shards),
         "broker": "fleetcare broker (mosquitto, generated config, persistence in data dir)",
         "ingest": "fleetcare ingest " + " ".join(INGEST_FLAGS),
+        "agents": "fleetcare sim run: spool entries deleted on the store's receipts",
         "sim_exit_status": sim_code, "ingest_exit_status": ingest_code,
         "sim_error": None if summary else sim_text.strip().splitlines()[-1:],
         "run_s": round(run_s, 1),
         "startup_s": round(first - sim_started, 1) if first is not None else None,
-        "traffic_s": round(traffic_s, 1) if traffic_s is not None else None,
         "kills_s_after_first_receipt": schedule.done,
         "kills_skipped_fleet_had_stopped": schedule.skipped,
-        "kill_plan_s": {"ingest": [args.kill_ingest_at, args.ingest_down],
-                        "broker": [args.kill_broker_at, args.broker_down]},
+        "kill_plan_s": ({"ingest": [args.kill_ingest_at, args.ingest_down],
+                         "broker": [args.kill_broker_at, args.broker_down]} if kills else None),
         "signals_spooled": spooled,
         "rows_landed": figures["rows"],
         "distinct_rows": figures["distinct"],
         "duplicates": figures["rows"] - figures["distinct"],
+        "duplicate_samples": figures["rows"] - figures["samples"],
         "rows_lost": spooled - figures["distinct"] if spooled is not None else None,
         "messages_spooled": expected,
         "messages_landed": figures["messages"],
         "messages_receipted_seen": receipted,
+        "agents_receipted": summary.get("messages_receipted") if summary else None,
+        "agents_resent": summary.get("messages_resent") if summary else None,
+        "agents_undelivered": summary.get("messages_undelivered") if summary else None,
         "dead_letters": figures["dead_letters"],
         "left_in_spools": _spool_leftovers(spool_dir),
         "drain_s": round(drain_s, 1) if drain_s is not None else None,
-        "last_landing_after_fleet_exit_s": (round(last - sim_wall_ended, 1)
-                                            if last is not None else None),
+        "sim_exit_after_last_day_s": (round(sim_wall_ended - last_day, 1)
+                                      if last_day is not None else None),
         "drain_ratio_to_run": round(drain_s / run_s, 3) if drain_s is not None else None,
         "ingest_idle_rss_mib": round(idle_kib / 1024, 1),
         "ingest_peak_rss_mib": round(ingest.peak_kib / 1024, 1),
@@ -439,6 +477,32 @@ def soak(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "agent_lost_connection_lines": sim_text.count("lost the connection"),
         "bench_s": round(time.monotonic() - bench_started, 1),
     }
+
+
+REFERENCE_KEYS = ("run_s", "drain_s", "sim_exit_after_last_day_s", "signals_spooled",
+                  "rows_landed", "duplicates", "rows_lost", "agents_resent",
+                  "ingest_peak_rss_mib", "agent_lost_connection_lines", "bench_s")
+
+
+def _with_reference(killed: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """The killed run's figures, the reference run's, and the ratios between them."""
+    def ratio(key: str) -> float | None:
+        a, b = killed.get(key), reference.get(key)
+        return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) \
+            and b else None
+
+    return {**killed, "reference": {
+        "what": "the same fleet, same commands, in a fresh directory, with no kill",
+        **{key: reference.get(key) for key in REFERENCE_KEYS},
+        "run_ratio": ratio("run_s"), "drain_ratio": ratio("drain_s"),
+        "ingest_peak_rss_ratio": ratio("ingest_peak_rss_mib"),
+    }}
+
+
+def _sound(figures: dict[str, Any]) -> bool:
+    """Every signal landed once and the fleet finished."""
+    return (figures["sim_exit_status"] == 0 and figures["rows_lost"] == 0
+            and figures["duplicates"] == 0 and figures["duplicate_samples"] == 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,9 +525,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-timeout", type=float, default=60.0,
                         help="sim run --connect-timeout (default 60)")
     parser.add_argument("--quiet", type=float, default=30.0,
-                        help="after the fleet stops, give up waiting once nothing new has "
-                             "landed for this long (default 30 s)")
-    parser.add_argument("--drain-timeout", type=float, default=600.0)
+                        help="after sim run exits, give up waiting once nothing new has "
+                             "been receipted for this long (default 30 s)")
+    parser.add_argument("--drain-timeout", type=float, default=600.0,
+                        help="sim run --drain-timeout: how long the agents wait for their "
+                             "last receipts (default 600)")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="skip the reference run of the same fleet without kills")
     parser.add_argument("--keep", type=Path,
                         help="keep logs, store, broker data and spools in this new directory")
     args = parser.parse_args(argv)
@@ -477,12 +545,22 @@ def main(argv: list[str] | None = None) -> int:
             # An old broker session or store would be counted as this run's.
             parser.error(f"--keep {args.keep}: give an empty or new directory")
         args.keep.mkdir(parents=True, exist_ok=True)
-        figures = soak(args, args.keep)
+        figures = _runs(args, args.keep)
     else:
         with tempfile.TemporaryDirectory(prefix="fleetcare-soak-") as tmp:
-            figures = soak(args, Path(tmp))
+            figures = _runs(args, Path(tmp))
     print(orjson.dumps(figures).decode())
-    return 0 if figures["sim_exit_status"] == 0 else 1
+    return 0 if figures["sound"] else 1
+
+
+def _runs(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """The run with kills, then (unless --no-reference) the same fleet without them."""
+    killed = soak(args, root / "kills")
+    if not args.reference:
+        return {**killed, "sound": _sound(killed)}
+    reference = soak(args, root / "reference", kills=False)
+    return {**_with_reference(killed, reference),
+            "sound": _sound(killed) and _sound(reference)}
 
 
 if __name__ == "__main__":
