@@ -16,17 +16,19 @@ from edge.config import REFERENCE_RULES
 from edge.rules import load_rules
 from edge.sim.fleet import run_fleet
 from edge.sim.simulator import VehicleSpec
+from edge.sim.workshop import write_repair_orders
 from flows.demo.maintenance import maintenance_flow
 from pipeline.ingest.admission import Vehicle, register_vehicles
 from pipeline.ingest.service import Ingestor
 from pipeline.sandbox.reference_crm import CrmReceiver
+from pipeline.service import import_repair_orders
 from pipeline.store import connection as store
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
 DAYS = 40
 FLEET = [
     VehicleSpec("EV-FAILING", "ev", "central", seed=11, battery_soh=71.5),
-    VehicleSpec("ICE-BRAKES", "ice", "south", seed=12, pad_wear=93.0),
+    VehicleSpec("ICE-BRAKES", "ice", "south", seed=14, pad_wear=93.0),  # fails after day 40
     VehicleSpec("EV-HEALTHY", "ev", "south", seed=13, battery_soh=99.0, pad_wear=5.0,
                 lv_resistance_mohm=4.0),
 ]
@@ -76,6 +78,12 @@ def test_simulated_fleet_reaches_the_crm(
     assert not any(v for k, v in truth.items() if k.startswith("EV-HEALTHY/"))
     assert "EV-FAILING/P0A80" in codes
     assert not any(c.startswith("EV-HEALTHY/") for c in codes)
+
+    # The workshop's history, as its DMS exports it: the labels training learns from.
+    orders = write_repair_orders(tmp_path / "dms", FLEET, start_ts=START, days=DAYS)
+    with store.connect(db_path) as con:
+        imported = import_repair_orders(con, orders)
+    assert imported.inserted >= 1
 
     monkeypatch.setenv("FLEETCARE_PIPELINE__CRM_SECRET", SECRET)
     with CrmReceiver(SECRET) as crm:
