@@ -214,6 +214,23 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
     master.add_argument("--out", type=Path, default=Path("fleet-master-data"),
                         help="folder to write the files into (default ./fleet-master-data)")
     master.set_defaults(handler=_sim_fleet)
+    shop = sim_sub.add_parser(
+        "workshop", help="write the simulated fleet's repair history as repair_orders.csv",
+        description="The repair orders of the fleet `sim run` drives with the same --vehicles, "
+                    "--days, --seed and --start: each failure's unscheduled (0-5 days later) "
+                    "or roadside order, routine brake inspections and preventive pad "
+                    "replacements, opened within the simulated window, in the format "
+                    "`fleetcare service import` reads. Computed from the seed alone (no broker, "
+                    "no agents). Prints the file and its order count as JSON.")
+    shop.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
+    shop.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
+    shop.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    shop.add_argument("--start", default="2026-01-01",
+                      help="first simulated day, YYYY-MM-DD (default 2026-01-01)")
+    shop.add_argument("--out", type=Path, default=Path("fleet-master-data"),
+                      help="folder to write repair_orders.csv into (default "
+                           "./fleet-master-data)")
+    shop.set_defaults(handler=_sim_workshop)
 
 
 def _count(text: str) -> int:
@@ -383,6 +400,29 @@ def _sim_fleet(args: argparse.Namespace) -> int:
     specs = make_fleet(args.vehicles, seed=args.seed)
     files = write_master_data(args.out, vehicles_of(specs), seed=args.seed, start=start)
     print(orjson.dumps({k: str(v) for k, v in files.items()}).decode())
+    return 0
+
+
+def _sim_workshop(args: argparse.Namespace) -> int:
+    from edge.sim.simulator import make_fleet
+    from edge.sim.workshop import write_repair_orders
+
+    try:
+        start = dt.date.fromisoformat(args.start)
+    except ValueError:
+        print(f"fleetcare sim workshop: --start {args.start!r} is not a day as YYYY-MM-DD",
+              file=sys.stderr)
+        return 2
+    if args.vehicles < 0 or args.days < 0:
+        print("fleetcare sim workshop: --vehicles and --days must be 0 or more",
+              file=sys.stderr)
+        return 2
+    start_ts = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp()
+    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start_ts)
+    path = write_repair_orders(args.out, specs, start_ts=start_ts, days=args.days)
+    with path.open(encoding="utf-8") as handle:
+        orders = sum(1 for _ in handle) - 1
+    print(orjson.dumps({"repair_orders": str(path), "orders": orders}).decode())
     return 0
 
 

@@ -6,8 +6,10 @@ imports them: the same commands a user runs), starts a broker (mosquitto when in
 the embedded one) and the ingest process's loop, admitting registered vehicles only, runs a
 simulated fleet through real edge agents
 in a child process (``fleetcare sim run``, the vehicles' side), waits until every signal the
-agents spooled has landed in DuckDB, starts a reference CRM, then runs the Prefect maintenance
-flow on Prefect's ephemeral local server. It returns a report of what happened.
+agents spooled has landed in DuckDB, imports the workshop's repair orders (``fleetcare sim
+workshop`` writes ``repair_orders.csv``, ``fleetcare service import`` imports it: the labels),
+starts a reference CRM, then runs the Prefect maintenance flow on Prefect's ephemeral local
+server. It returns a report of what happened, with the simulator's ground truth as referee.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import orjson
 from flows.demo.options import DemoOptions
 from pipeline.broker.harness import EmbeddedBroker
 from pipeline.ingest.service import Ingestor, IngestStats
+from pipeline.ml.referee import referee_report
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
 
@@ -45,6 +48,9 @@ class DemoReport:
     crm_received: int
     leads_by_component: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
+    repair_orders: dict[str, Any] = field(default_factory=dict)
+    referee: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The promoted models judged against the simulator's ground truth (never trained on)."""
 
 
 def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoReport:
@@ -59,6 +65,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         started = time.monotonic()
         fleet, landed = _simulate_and_ingest(options, broker.url, db_path, log)
         seconds["simulate_and_ingest"] = round(time.monotonic() - started, 1)
+    orders = _import_workshop(options, db_path, log)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     os.environ["FLEETCARE_PIPELINE__CRM_SECRET"] = secret  # read by the flow's deliver task
     with CrmReceiver(secret) as crm:
@@ -69,8 +76,25 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         received = crm.received_count
     with store.connect_readonly(db_path) as con:
         rows = con.execute("SELECT component, count(*) FROM leads GROUP BY 1 ORDER BY 1").fetchall()
+        judged = referee_report(con)
     return DemoReport(broker.kind, str(db_path), fleet, dataclasses.asdict(landed), flow_result,
-                      received, {str(c): int(n) for c, n in rows}, seconds)
+                      received, {str(c): int(n) for c, n in rows}, seconds, orders, judged)
+
+
+def _import_workshop(options: DemoOptions, db_path: Path,
+                     log: Callable[[str], None]) -> dict[str, Any]:
+    """The workshop's history, as a DMS exports it, imported the way a user imports it: the
+    labels the flow trains on. Runs once the vehicles' window is over and ingest is stopped
+    (ingest holds the one file while it runs)."""
+    folder = options.output_dir / "master-data"
+    _fleetcare("sim", "workshop", "--vehicles", str(options.vehicles), "--days",
+               str(options.days), "--seed", str(options.seed), "--start", options.start,
+               "--out", str(folder))
+    result = _fleetcare("service", "import", "--db", str(db_path),
+                        str(folder / "repair_orders.csv"))
+    summary: dict[str, Any] = result["repair_orders"]
+    log(f"repair orders imported from {folder}: {summary['inserted']} new")
+    return summary
 
 
 def _onboard(options: DemoOptions, db_path: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -156,8 +180,18 @@ def format_report(report: DemoReport) -> str:
         f"({i['duplicates']:,} redeliveries ignored, {i['dead_letters']:,} dead letters), "
         f"{f['dtc_events']:,} fault-code events",
     ]
+    if report.repair_orders:
+        lines.append(f"  workshop    {report.repair_orders['rows']} repair orders imported "
+                     "(the labels the models learn from)")
     for model in report.flow["models"]:
         lines.append(f"  model       {model['component']}: {_quality(model)}")
+    for component, judged in report.referee.items():
+        lead = judged["median_lead_days"]
+        lines.append(
+            f"  referee     {component}: {judged['warned_in_time']} of "
+            f"{judged['real_failures']} real failures among the held-out vehicles warned "
+            "about in time" + (f", median {lead:g} days ahead" if lead is not None else "")
+            + " (ground truth, never trained on)")
     leads = ", ".join(f"{c} {n}" for c, n in report.leads_by_component.items()) or "none"
     lines += [
         f"  leads       {leads}; {report.crm_received} delivered to the CRM as signed webhooks",
