@@ -22,8 +22,11 @@ def test_edge_run_notifies_systemd_and_stops_on_sigterm(broker_url: str, tmp_pat
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     server.bind(notify_path)
     server.settimeout(30)
+    # No ingest behind this broker: with receipts off the PUBACK retires what the agent
+    # spools (its start's vehicle info), so the spool drains.
     env = dict(os.environ, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="200000",
-               FLEETCARE_EDGE__SPOOL_DIR=str(tmp_path / "spool"))
+               FLEETCARE_EDGE__SPOOL_DIR=str(tmp_path / "spool"),
+               FLEETCARE_EDGE__RECEIPTS="false")
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "edge", "run", "--vehicle-id", "GWCLI",
          "--interface", "virtual", "--channel", f"cli-{uuid.uuid4().hex}",
@@ -40,4 +43,5 @@ def test_edge_run_notifies_systemd_and_stops_on_sigterm(broker_url: str, tmp_pat
     assert process.returncode == 0
     summary = orjson.loads(out.strip().splitlines()[-1])
     assert summary["frames_read"] == 0 and summary["drained"] is True
+    assert summary["counters"]["published"] == 1  # the vehicle info of its start
     assert "spool_bytes" in summary["counters"]
