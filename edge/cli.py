@@ -69,6 +69,10 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--broker", help="mqtt://host:port (required unless --check)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
+    replay.add_argument("--start-at", type=_instant, default=None, metavar="TIME",
+                        help="re-stamp the recording so its first frame is at TIME (ISO 8601, "
+                             "UTC unless it names a zone), every interval kept (default: the "
+                             "recorded times)")
     replay.add_argument("--taps", type=_names, default=None,
                         help=f"frame taps (default: the profile's, else {REPLAY_DEFAULT_TAPS} "
                              "when installed; '' none)")
@@ -146,6 +150,16 @@ def _profile_overrides(args: argparse.Namespace, vehicle_id: str | None) -> dict
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO 8601 time, UTC when it names no zone (argparse type)."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time "
+                                         "(e.g. 2026-03-01T08:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _seconds(text: str) -> float:
@@ -293,7 +307,9 @@ def _run_replay(args: argparse.Namespace) -> int:
             log.warning("edge.diag.taps is not installed: replaying without frame taps")
 
     def settings_for(spool_dir: Path | None) -> EdgeSettings:
-        extra = {"spool_dir": spool_dir} if spool_dir is not None else {}
+        extra: dict[str, Any] = {"spool_dir": spool_dir} if spool_dir is not None else {}
+        if args.start_at is not None:
+            extra["replay_start"] = args.start_at
         if taps is not None:
             extra["taps"] = taps
         return load_edge_settings(

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -53,6 +53,9 @@ class EdgeSettings(BaseSettings):
     replay_speed: float = Field(0.0, ge=0, description="Replay pace: 0 as fast as possible, "
                                                        "1 recorded, N times recorded.")
     strict_logs: bool = Field(False, description="Fail on a malformed log line (else count).")
+    replay_start: AwareDatetime | None = Field(
+        None, description="Replay only: re-stamp the recording so its first frame is at this "
+                          "time (intervals kept); unset keeps the recorded times.")
     taps: list[str] = Field(default_factory=list,
                             description="Frame taps beside the DBC path: obd, j1939, uds.")
     dbc: list[Path] = Field(default_factory=lambda: [REFERENCE_DBC],

@@ -109,7 +109,9 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
     decoder = Decoder(load_dbcs(settings.dbc, lenient_fallback=True), only_messages=needed)
     options: dict[str, Any] = {}
     if settings.interface == "replay":
-        options.update(speed=settings.replay_speed, strict=settings.strict_logs)
+        options.update(speed=settings.replay_speed, strict=settings.strict_logs,
+                       start_at=settings.replay_start.timestamp()
+                       if settings.replay_start is not None else None)
     else:
         options.update({"bitrate": settings.bitrate} if settings.bitrate else {})
         options.update({"fd": True} if settings.fd else {})

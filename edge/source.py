@@ -95,10 +95,13 @@ class ReplaySource(FrameSource):
         paths: the recordings (candump text, ASC, BLF, TRC, MF4), read in the order given.
         speed: 0 reads as fast as possible; 1 at the recorded pace; N at N times it.
         strict: fail on the first malformed text line instead of counting and skipping it.
+        start_at: re-stamp the frames (Unix time) so the recording's first frame is at this
+            time and every interval is kept: a drive recorded years ago replayed as today's.
+            None keeps the recorded times.
     """
 
     def __init__(self, paths: Sequence[str | Path], *, speed: float = 0.0,
-                 strict: bool = False) -> None:
+                 strict: bool = False, start_at: float | None = None) -> None:
         if not speed >= 0:  # NaN too
             raise ConfigError(f"replay speed {speed} must be 0 (as fast as possible) or more")
         if not paths:
@@ -119,6 +122,9 @@ class ReplaySource(FrameSource):
         self._done = False
         self._next: can.Message | None = None
         self._origin: tuple[float, float] | None = None
+        self._start_at = start_at
+        self._shift: float | None = None if start_at is not None else 0.0
+        """Seconds added to every recorded time; fixed by the recording's first frame."""
 
     def _chain(self, counters: LogCounters) -> Iterator[can.Message]:
         for path in self._paths:
@@ -178,7 +184,14 @@ class ReplaySource(FrameSource):
         self._buffer, self._at = next(self._chunks, []), 0
         if not self._buffer:
             self._done = True
+        elif self._shift is None:
+            self._fix_shift(self._buffer[0][0])
         return bool(self._buffer)
+
+    def _fix_shift(self, first_ts: float) -> None:
+        """The re-stamping offset, from the recording's first frame (read or skipped)."""
+        assert self._start_at is not None
+        self._shift = self._start_at - first_ts
 
     def recv_raw(self, timeout: float | None = None, limit: int = 1024) -> list[RawFrame]:
         """Up to ``limit`` frames at once (all that are due, when paced); [] after ``timeout``.
@@ -210,6 +223,9 @@ class ReplaySource(FrameSource):
             end = stop
         self._at = end
         self.position += end - at
+        shift = self._shift
+        if shift:
+            return [(ts + shift, key, data) for ts, key, data in buffer[at:end]]
         return buffer[at:end]
 
     def _read_internal(self, timeout: float | None) -> can.Message | None:
@@ -228,7 +244,11 @@ class ReplaySource(FrameSource):
                 if self._due(frame.timestamp) - time.monotonic() > _BURST_S:
                     return None
         self._next = None
+        if self._shift is None:  # frame by frame from the start: this is the first frame
+            self._fix_shift(frame.timestamp)
         self.position += 1
+        if self._shift:
+            frame.timestamp += self._shift
         return frame
 
     def _start_frames(self) -> None:

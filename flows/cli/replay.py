@@ -58,6 +58,8 @@ class ReplayOptions:
     """vehicles.csv: the vehicle's model (or profile column) picks the profile."""
     profile_dirs: list[Path] = field(default_factory=list)
     dbc_dirs: list[Path] = field(default_factory=list)
+    start_at: str | None = None
+    """ISO 8601 time the recording's first frame is re-stamped to (None: recorded times)."""
 
 
 def register_replay(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +79,10 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
                         help="collection rules (default: the reference, or the profile's)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
+    replay.add_argument("--start-at", metavar="TIME",
+                        help="re-stamp the recording so its first frame is at TIME (ISO 8601, "
+                             "UTC unless it names a zone), every interval kept (default: the "
+                             "recorded times)")
     replay.add_argument("--taps", help="frame taps (default: the profile's, else obd,j1939 "
                                        "when installed)")
     replay.add_argument("--profile", help="signal profile: a name or a .toml path; sets the "
@@ -101,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
     options = ReplayOptions(args.logs, args.dbc, args.db, args.vehicle, args.rules, args.speed,
                             args.taps, args.broker, args.strict, profile=args.profile,
                             register=args.register, profile_dirs=args.profile_dirs,
-                            dbc_dirs=args.dbc_dirs)
+                            dbc_dirs=args.dbc_dirs, start_at=args.start_at)
     summary = run_replay(options, log=lambda line: print(f"- {line}", file=sys.stderr))
     print(orjson.dumps(summary).decode())
     return 0 if summary["complete"] else 1
@@ -192,6 +198,8 @@ def _agent_command(options: ReplayOptions, *extra: str) -> list[str]:
         command += ["--profile-dir", str(folder)]
     for folder in options.dbc_dirs:
         command += ["--dbc-dir", str(folder)]
+    if options.start_at is not None:
+        command += ["--start-at", options.start_at]
     return command
 
 

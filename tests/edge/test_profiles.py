@@ -17,6 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import can
 import orjson
 import pytest
 
@@ -272,3 +273,29 @@ def test_edge_run_reads_a_bus_with_the_registers_profile(broker_url: str,
              for n in m.signal}
     assert {SPEED, RPM, COOLANT} <= names
     assert all(n.startswith(("Vehicle.", "OBD.")) for n in names), sorted(names)
+
+
+def test_start_at_restamps_a_recording_keeping_every_interval(tmp_path: Path) -> None:
+    recorded = [m.timestamp for m in _frames(ReplaySource([SUBARU]))]
+    start = 1_780_000_000.0
+    by_frame = [m.timestamp for m in _frames(ReplaySource([SUBARU], start_at=start))]
+    raw_source = ReplaySource([SUBARU], start_at=start)
+    raw: list[float] = []
+    while batch := raw_source.recv_raw(0):
+        raw += [ts for ts, _, _ in batch]
+    assert by_frame[0] == start and len(by_frame) == len(recorded) == len(raw)
+    assert by_frame == pytest.approx([t - recorded[0] + start for t in recorded], abs=1e-6)
+    assert raw == pytest.approx(by_frame, abs=1e-6)
+    resumed = ReplaySource([SUBARU], start_at=start)
+    resumed.skip(1000)  # a resumed replay keeps the first run's offset
+    assert next(iter(_frames(resumed))).timestamp == pytest.approx(by_frame[1000], abs=1e-6)
+
+
+def _frames(source: ReplaySource) -> list[can.Message]:
+    frames = []
+    while not source.exhausted:
+        frame = source.recv(timeout=0)
+        if frame is not None:
+            frames.append(frame)
+    source.shutdown()
+    return frames
