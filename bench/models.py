@@ -3,7 +3,9 @@
 Prints one JSON object. Each fleet size runs in its own process (so its peak RSS is its own)
 on a synthetic store generated directly with numpy/polars and bulk-inserted into a DuckDB
 file: one sample per signal per vehicle-day, about 5 % of vehicles degrading towards a
-failure per component. The CAN simulator is not run: this measures the backend only.
+failure per component, each failure recorded as a repair order the day after the data ends
+(training labels come from repair orders, with a horizon of half the window). The CAN
+simulator is not run: this measures the backend only.
 
 Every throughput comes with a reference measured in the same process on the same data:
 - features: a bare DuckDB ``GROUP BY vehicle, day, signal`` over the same telemetry;
@@ -115,8 +117,20 @@ def build_store(path: Path, n: int, days: int, seed: int = 0) -> tuple[Any, int]
             pl.lit(end).alias("sim_end_ts"), pl.lit("bench").alias("msg_id"))
         for j, comp in enumerate(("traction_battery", "lv_battery", "brakes"))])
     con.register("_g", truth)
-    con.execute("INSERT INTO ground_truth SELECT * FROM _g")
+    con.execute("INSERT INTO ground_truth SELECT * FROM _g")  # the referee, never the labels
     con.unregister("_g")
+    opened = START + dt.timedelta(days=days, hours=10)  # the day after the data ends
+    orders = pl.concat([
+        pl.DataFrame({"vehicle_id": ids[sick[:, j]]}).select(
+            (pl.lit("RO-") + pl.col("vehicle_id") + f"-{comp}").alias("order_id"), "vehicle_id",
+            pl.lit(opened).alias("opened_at"), pl.lit(None, pl.Float64).alias("odometer_km"),
+            pl.lit(comp).alias("component"), pl.lit("BENCH").alias("operation_code"),
+            pl.lit("unscheduled").alias("kind"), pl.lit(None, pl.String).alias("lead_id"),
+            pl.lit(START).alias("imported_at"))
+        for j, comp in enumerate(("traction_battery", "lv_battery", "brakes"))])
+    con.register("_o", orders)
+    con.execute("INSERT INTO repair_orders SELECT * FROM _o")  # what training learns from
+    con.unregister("_o")
     return con, rows
 
 
@@ -134,7 +148,7 @@ def run_one(n: int, days: int) -> dict[str, Any]:
             "SELECT vehicle_id, CAST(ts AS DATE) d, signal, avg(value) FROM telemetry"
             " GROUP BY ALL").pl())
         feats, t_feat = _timed(lambda: build_daily_features(con))
-        labelled = attach_labels(feats, con, 30)
+        labelled = attach_labels(feats, con, max(1, days // 2))
         names = model_features("brakes")
         part = labelled.filter(pl.col(label_column("brakes")).is_not_null())
         X = part.select(pl.col(names).cast(pl.Float64))
