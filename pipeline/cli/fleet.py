@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.cli.coverage import register_coverage
 from pipeline.cli.leads import _add_db, _db
 
 SubParsers = argparse._SubParsersAction
@@ -26,7 +27,7 @@ equal); written out so ``--help`` does not load the package."""
 
 
 def register_fleet(sub: SubParsers) -> None:
-    """``fleetcare fleet import|show``."""
+    """``fleetcare fleet import|show|coverage``."""
     fleet = sub.add_parser("fleet", help="the fleet's master data: import DMS exports, show a "
                                          "vehicle's file",
                            description="Vehicles, customers, service centres, capacity and "
@@ -34,6 +35,7 @@ def register_fleet(sub: SubParsers) -> None:
     fleet_sub = fleet.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND", required=True)
     _register_import(fleet_sub)
     _register_show(fleet_sub)
+    register_coverage(fleet_sub)
 
 
 def _register_import(fleet_sub: SubParsers) -> None:
