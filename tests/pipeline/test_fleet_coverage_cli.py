@@ -62,3 +62,11 @@ def test_fleet_coverage_reads_the_serving_store_through_the_snapshot(store: Path
     missing = _fleetcare("--db", serving, "--snapshot", tmp_path / "nope.duckdb")
     assert missing.returncode == 1 and "no landing snapshot" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_help_states_the_scoring_window_scoring_uses() -> None:
+    from pipeline.ml.coverage import WINDOW_DAYS
+
+    out = _fleetcare("--help")
+    assert out.returncode == 0
+    assert f"in the {WINDOW_DAYS} days up to the day scored" in " ".join(out.stdout.split())
