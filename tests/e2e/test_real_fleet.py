@@ -276,6 +276,18 @@ def test_four_real_recordings_onboarded_as_a_fleet_reach_the_crm(
             else:
                 expected_scores.add((vehicle, component))
     assert set(real_scores) == expected_scores
+    # fleetcare fleet coverage says the same, vehicle by vehicle.
+    coverage = _run("fleet", "coverage", "--db", str(db), "--json")
+    assert coverage["as_of"] == str(last_day)
+    by_vehicle = {v["vehicle_id"]: v for v in coverage["vehicles"]}  # type: ignore[attr-defined]
+    for vehicle, (_, model, _, _) in REAL.items():
+        entry = by_vehicle[vehicle]
+        assert entry["model"] == model
+        assert {(vehicle, c) for c in entry["can_score"]} == {
+            k for k in expected_scores if k[0] == vehicle}
+        for m in entry["models"]:
+            if not m["can_score"]:
+                assert tuple(m["missing_required"]) == skipped[(vehicle, m["component"])]
 
     # Leads reached the CRM, each naming an imported customer; a real vehicle has one only
     # where a model scored it (none of the four recordings carries a fault code).

@@ -299,3 +299,14 @@ def _frames(source: ReplaySource) -> list[can.Message]:
             frames.append(frame)
     source.shutdown()
     return frames
+
+
+def test_fleetcare_replay_hands_the_profile_options_to_the_agent(tmp_path: Path) -> None:
+    db = tmp_path / "fleet.duckdb"
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(KONA), "--db",
+                           str(db), "--profile", "hyundai_kona", "--profile-dir",
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "hyundai_kona needs DBC file hyundai_kia_generic.dbc" in done.stderr
+    assert not db.exists()  # refused before any broker or store
