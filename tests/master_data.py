@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import duckdb
@@ -19,17 +20,24 @@ from pipeline.fleet import ImportReport, import_fleet
 
 
 def import_master_data(con: duckdb.DuckDBPyConnection, *, seed: int = 0,
-                       start: dt.date | None = None) -> ImportReport:
+                       start: dt.date | None = None,
+                       only: Collection[str] | None = None) -> ImportReport:
     """Write the simulator's master data for every vehicle the store registers and import it.
 
     Args:
         con: an open store whose ``vehicles`` table lists the fleet.
         seed: makes VINs, names and free slots reproducible.
         start: first day of the capacity calendar (default: today, UTC).
+        only: import just these files (e.g. ``("vehicles", "customers")``, what ingest's
+            ``--vehicles`` and ``--customers`` give the landing store), references unchecked
+            as ingest does.
     """
     vehicles = [SimVehicle(str(v), str(m), str(r)) for v, m, r in con.execute(
         "SELECT vehicle_id, model, region FROM vehicles ORDER BY vehicle_id").fetchall()]
     with tempfile.TemporaryDirectory(prefix="fleetcare-master-data-") as folder:
         paths = write_master_data(Path(folder), vehicles, seed=seed,
                                   start=start or dt.datetime.now(dt.UTC).date())
-        return import_fleet(con, paths)
+        if only is None:
+            return import_fleet(con, paths)
+        return import_fleet(con, {k: v for k, v in paths.items() if k in only},
+                            references=False)

@@ -18,6 +18,7 @@ from synth_fleet import Car, add_dtc, build_store
 
 from pipeline.leads import advice
 from pipeline.store import export
+from tests.master_data import import_master_data
 
 N_DAYS = 80
 CARS = [Car(f"ok{i}") for i in range(4)] + [
@@ -42,6 +43,9 @@ def build_landing(tmp_path: Path) -> Stores:
                     str(tmp_path / "serving.duckdb"), str(tmp_path / "exports"))
     con = build_store(Path(stores.landing), CARS, N_DAYS)
     try:
+        # what ingest's --vehicles and --customers files give the landing store, so its
+        # urgent lead names a consenting customer (else it is held)
+        import_master_data(con, only=("vehicles", "customers"))
         add_dtc(con, URGENT_VEHICLE, N_DAYS - 1, "C1B02")
         advice.advise(con, vehicles=[URGENT_VEHICLE], min_severity="critical",
                       daily_features=False)
