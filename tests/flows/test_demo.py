@@ -24,7 +24,11 @@ def test_small_demo_reports_what_landed(tmp_path: Path, prefect_harness: None) -
     with duckdb.connect(report.db_path, read_only=True) as con:
         landed = con.execute("SELECT count(*) FROM telemetry").fetchone()
         sent = con.execute("SELECT count(*) FROM outbox WHERE status = 'delivered'").fetchone()
+        orders = con.execute("SELECT count(*) FROM repair_orders").fetchall()
     assert landed is not None and landed[0] == report.fleet["signals_spooled"]
+    csv_rows = (tmp_path / "out" / "master-data" / "repair_orders.csv").read_text().splitlines()
+    assert orders == [(len(csv_rows) - 1,)] == [(report.repair_orders["inserted"],)]
+    assert any(line.startswith("repair orders imported from ") for line in lines)
     assert sent is not None and sent[0] == report.crm_received
     assert sum(report.leads_by_component.values()) == report.crm_received
     text = format_report(report)
