@@ -120,6 +120,19 @@ def test_the_installed_edge_reads_its_own_copy_of_the_data(installed: Installed)
     assert not [p for p in lines[5:] if p and Path(p).is_relative_to(SOURCE)]
 
 
+def test_the_installed_edge_resolves_its_shipped_signal_profiles(installed: Installed) -> None:
+    done = installed.run(str(installed.python), "-c",
+                         "import edge.profiles as p; r = p.resolve(p.find_profile("
+                         "'j1939_generic')); print(r.profile.path); print(*r.dbc); "
+                         "print(p.profile_for_model('Aurora EV').rules)")
+    assert done.returncode == 0, done.stderr
+    profile, dbc, rules = (Path(line) for line in done.stdout.splitlines())
+    site = installed.venv / "lib"
+    assert all(path.is_relative_to(site) for path in (profile, dbc, rules))
+    assert profile.as_posix().endswith(f"{PACKAGED}/profiles/j1939_generic.toml")
+    assert dbc.name == "fleetcare_j1939.dbc" and rules.name == "fleetcare_ref.rules.toml"
+
+
 def test_installed_dbc_check_passes_the_packaged_dbc(installed: Installed) -> None:
     packaged = _packaged_dbc(installed)
     done = installed.run("fleetcare", "dbc", "check", str(packaged))
