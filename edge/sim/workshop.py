@@ -21,15 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from edge.sim.masterdata import CATALOGUE
 from edge.sim.simulator import VehicleSpec, params_of
 from edge.sim.wear import HealthModel, WorkshopOrder
 
 COLUMNS: Final = ("order_id", "vehicle_id", "vin", "opened_at", "odometer_km", "component",
                   "operation_code", "kind", "lead_id")
 """The columns of ``repair_orders.csv``, in the documented order (docs/onboarding.md)."""
-REPAIR_CODES: Final = {"traction_battery": "HV-BAT-DIAG", "lv_battery": "LV-BAT-REPL",
-                       "brakes": "BRK-PAD-REPL"}
-"""The catalogue's operation per component (the simulator's catalogue.csv names the same)."""
+REPAIR_CODES: Final = {row[0]: row[1] for row in CATALOGUE}
+"""The operation per component in the simulator's ``catalogue.csv`` (a repair or replacement)."""
 INSPECTION_CODES: Final = {"traction_battery": "HV-BAT-INSP", "lv_battery": "LV-BAT-TEST",
                            "brakes": "BRK-INSP"}
 """Operations of an inspection that replaces nothing."""
@@ -51,7 +51,7 @@ def write_repair_orders(out_dir: Path, specs: Sequence[VehicleSpec], *, start_ts
         The file's path.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for spec in specs:
         for n, order in enumerate(vehicle_orders(spec, start_ts=start_ts, days=days), 1):
             opened = dt.datetime.fromtimestamp(order.opened_ts, dt.UTC).replace(microsecond=0)

@@ -79,6 +79,10 @@ def test_import_is_idempotent_and_a_changed_order_is_updated(
     assert first["ignored_columns"] == []
     before = stored(db)
     assert len(before) == n
+    with store.connect_readonly(db) as con:
+        catalogue = {r[0] for r in con.execute(
+            "SELECT operation_code FROM service_catalogue").fetchall()}
+    assert {r[5] for r in before if r[6] != "inspection"} <= catalogue
     again = summary(fleetcare("service", "import", "--db", str(db), str(orders)))
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, n)
     assert stored(db) == before
