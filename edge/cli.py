@@ -96,6 +96,27 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--drain-timeout", type=float, default=600.0,
                         help="seconds to wait for the broker at the end (default 600)")
     replay.set_defaults(handler=_run_replay, parser=replay)
+    profiles = edge_sub.add_parser(
+        "profiles", help="list the signal profiles, check each, or show the one a model gets",
+        description="Every signal profile on the search path (each --profile-dir, then the "
+                    "shipped dbc/profiles), with the models it lists, its DBC files as found "
+                    "on the DBC search path and its taps; a profile that does not resolve (a "
+                    "DBC not found, a rule naming a signal its DBC lacks) says why. Exit "
+                    "status 1 when any does not resolve. With --model: only the profile that "
+                    "model gets.")
+    profiles.add_argument("--model", help="show the profile this vehicle model gets "
+                                          "(default: list every profile)")
+    profiles.add_argument("--profile-dir", type=Path, action="append", default=[],
+                          dest="profile_dirs", metavar="DIR",
+                          help="folder searched for profiles before the shipped ones; "
+                               "repeatable (default: the shipped ones only)")
+    profiles.add_argument("--dbc-dir", type=Path, action="append", default=[],
+                          dest="dbc_dirs", metavar="DIR",
+                          help="folder searched for DBC files before the shipped ones; "
+                               "repeatable (default: the shipped ones only)")
+    profiles.add_argument("--json", action="store_true", help="one JSON object per profile "
+                                                              "(default: text)")
+    profiles.set_defaults(handler=_run_profiles)
 
 
 def register_dbc(sub: argparse._SubParsersAction) -> None:
@@ -352,6 +373,24 @@ def _replay(settings: EdgeSettings, args: argparse.Namespace) -> ReplayResult:
 
     return run_replay(settings, _stop_on_signals(), connect_timeout_s=args.connect_timeout,
                       drain_timeout_s=args.drain_timeout)
+
+
+def _run_profiles(args: argparse.Namespace) -> int:
+    from edge.profiles import check_profiles, profile_for_model, report_of
+
+    if args.model is not None:
+        reports = [report_of(profile_for_model(args.model, args.profile_dirs), args.dbc_dirs)]
+    else:
+        reports = check_profiles(args.profile_dirs, args.dbc_dirs)
+    for report in reports:
+        if args.json:
+            print(orjson.dumps(dataclasses.asdict(report)).decode())
+            continue
+        print(f"{'ok' if not report.error else 'fails':5} {report.name}: models "
+              f"{', '.join(report.models) or 'none'}; DBC {', '.join(report.dbc) or 'none'}; "
+              f"taps {', '.join(report.taps) or 'none'}"
+              + (f" - {report.error}" if report.error else ""))
+    return 1 if any(r.error for r in reports) else 0
 
 
 def _run_dbc_check(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ import cantools.database
 
 from edge.config import EdgeSettings
 from edge.decode import load_dbcs
-from edge.errors import ConfigError
+from edge.errors import ConfigError, TerminalEdgeError
 from edge.reference import profiles_dir, reference_dir
 from edge.rules import RuleSet, load_rules
 
@@ -248,6 +248,40 @@ def check_rules(profile: Profile, rules: RuleSet,
         where = ", ".join(profile.dbc) or "no DBC file"
         raise ConfigError(f"signal profile {profile.name} ({profile.rules}) names "
                           f"{', '.join(missing)}, which {where} does not define")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileReport:
+    """One profile on the search path, checked: ``error`` is empty when it resolves."""
+
+    name: str
+    path: str
+    models: tuple[str, ...]
+    dbc: tuple[str, ...]
+    """The DBC files found, or as named where the check failed."""
+    taps: tuple[str, ...]
+    error: str = ""
+
+
+def check_profiles(profile_dirs: Sequence[Path] = (),
+                   dbc_dirs: Sequence[Path] = ()) -> list[ProfileReport]:
+    """Every profile on the search path (a name found twice: the first folder's), resolved.
+
+    Raises:
+        ConfigError: a folder given does not exist, or a profile file does not load.
+    """
+    return [report_of(profile, dbc_dirs) for profile in all_profiles(profile_dirs)]
+
+
+def report_of(profile: Profile, dbc_dirs: Sequence[Path] = ()) -> ProfileReport:
+    """One profile resolved (:func:`resolve`); never raises for what resolving finds."""
+    try:
+        resolved = resolve(profile, dbc_dirs)
+    except TerminalEdgeError as exc:
+        return ProfileReport(profile.name, str(profile.path), profile.models, profile.dbc,
+                             profile.taps, str(exc))
+    return ProfileReport(profile.name, str(profile.path), profile.models,
+                         tuple(map(str, resolved.dbc)), profile.taps)
 
 
 def register_entry(register: Path, vehicle_id: str) -> tuple[str, str | None]:

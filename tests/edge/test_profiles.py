@@ -310,3 +310,29 @@ def test_fleetcare_replay_hands_the_profile_options_to_the_agent(tmp_path: Path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "hyundai_kona needs DBC file hyundai_kia_generic.dbc" in done.stderr
     assert not db.exists()  # refused before any broker or store
+
+
+def test_edge_profiles_checks_every_profile_and_shows_the_one_a_model_gets(
+        tmp_path: Path) -> None:
+    found = _edge("profiles", "--dbc-dir", str(DBC_DIR), "--json")
+    assert found.returncode == 0, found.stderr
+    reports = {r["name"]: r for r in map(orjson.loads, found.stdout.splitlines())}
+    assert {"hyundai_kona", "subaru_wrx", "obd2_generic", "j1939_generic",
+            "fleetcare_ref"} <= reports.keys()
+    assert not any(r["error"] for r in reports.values())
+    assert reports["subaru_wrx"]["dbc"] == [str(DBC_DIR / "subaru_outback_2015_generated.dbc")]
+    missing = _edge("profiles")  # the opendbc files are not shipped: those two fail
+    assert missing.returncode == 1
+    failing = [line for line in missing.stdout.splitlines() if line.startswith("fails")]
+    assert [line.split()[1] for line in failing] == ["hyundai_kona:", "subaru_wrx:"]
+    assert all("give its folder with --dbc-dir" in line for line in failing)
+    mine = tmp_path / "mine"
+    _write_profile(mine, "typo", 'models = ["Typo Car"]\ndbc = ["fleetcare_j1939.dbc"]\n'
+                   '[[signal]]\ndbc = "VEP1.BatteryPotential"\nvss = "Vehicle.Speed"\n')
+    typo = _edge("profiles", "--profile-dir", str(mine), "--model", "typo car")
+    assert typo.returncode == 1 and typo.stdout.startswith("fails typo:")
+    assert "VEP1.BatteryPotential" in typo.stdout
+    outback = _edge("profiles", "--model", "Subaru Outback", "--dbc-dir", str(DBC_DIR))
+    assert outback.returncode == 0 and outback.stdout.startswith("ok    subaru_wrx:")
+    _one_line_error(_edge("profiles", "--model", "Renault Zoe"),
+                    "no signal profile lists vehicle model 'Renault Zoe'")
