@@ -5,7 +5,9 @@ by the minute, the odometer slower still; asking for everything at the fastest r
 the bus and the adapter (an ELM327 answers a few dozen requests per second). So PIDs come in
 groups with an interval each, the first poll discovers which PIDs the vehicle supports and
 unsupported ones are never asked, and fault codes of every status are read on their own
-interval. Results are ``TapResult``s, the same records the passive tap produces.
+interval. The first poll also asks for the VIN (mode 09 PID 02), once: the tap hands a valid
+one to its ``on_vin``, which is how an agent learns which car it is in. Results are
+``TapResult``s, the same records the passive tap produces.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edge.diag.obd_tap import ObdTap
-from edge.diag.reader import ObdLink, discover, read_dtcs, read_values
+from edge.diag.reader import ObdLink, discover, read_dtcs, read_values, read_vin
 from edge.tap import TapResult
 
 
@@ -67,6 +69,7 @@ class Poller:
         if self._supported is None:
             found = discover(self._link, self.tap)
             self._supported = {p for pids in found.values() for p in pids}
+            read_vin(self._link, self.tap)
         samples: list[tuple[float, str, float]] = []
         dtcs = []
         due = set(self.due(now))
