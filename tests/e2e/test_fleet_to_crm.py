@@ -15,10 +15,11 @@ import pytest
 from edge.config import REFERENCE_RULES
 from edge.rules import load_rules
 from edge.sim.fleet import run_fleet
+from edge.sim.masterdata import vehicles_of, write_master_data
 from edge.sim.simulator import VehicleSpec
 from edge.sim.workshop import write_repair_orders
 from flows.demo.maintenance import maintenance_flow
-from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.fleet import import_fleet
 from pipeline.ingest.service import Ingestor
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.service import import_repair_orders
@@ -42,8 +43,12 @@ def test_simulated_fleet_reaches_the_crm(
     broker_url: str, db_path: Path, tmp_path: Path, prefect_harness: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    with store.connect(db_path) as con:  # the fleet register, kept by the operator
-        register_vehicles(con, [Vehicle(v.vehicle_id, v.variant, v.region) for v in FLEET])
+    # The fleet's master data as its DMS exports it (the simulator invents the dealer network),
+    # imported as `fleetcare fleet import` does: the register, customers, centres, capacity.
+    dealer = write_master_data(tmp_path / "dms", vehicles_of(FLEET), seed=0,
+                               start=dt.datetime.now(dt.UTC).date())
+    with store.connect(db_path) as con:
+        import_fleet(con, dealer)
     # 40 simulated days go by in seconds: no rate limit.
     ingestor = Ingestor(broker_url, db_path, client_id=f"e2e-ingest-{tmp_path.name}",
                         rate_limit=None)
