@@ -1,7 +1,7 @@
 """The fleet simulator: simulated vehicles and their hidden wear, simulated ECUs, and a whole
 fleet of real agents on virtual buses, in as many processes as its size needs, and the
-fleet's invented master data as the CSV files a DMS exports. A gateway never imports this
-package.
+fleet's invented master data as the CSV files a DMS exports, with the VINs its buses answer.
+A gateway never imports this package.
 """
 
 from edge.sim.capacity import ShardPlan, plan_shards
@@ -18,6 +18,7 @@ from edge.sim.simulator import (
     make_fleet,
     params_of,
 )
+from edge.sim.vins import simulated_vin, vin_exchange
 from edge.sim.wear import HealthModel
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "plan_shards",
     "run_fleet",
     "run_fleet_processes",
+    "simulated_vin",
     "vehicles_of",
+    "vin_exchange",
     "write_master_data",
 ]

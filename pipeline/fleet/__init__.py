@@ -4,7 +4,8 @@ capacity and the service catalogue, read from its CSV exports, checked whole and
 Production never invents master data: what a lead names (customer, centre, slot, price) comes
 from what the user imported here. The file formats are :mod:`pipeline.fleet.files`; every
 problem in them is listed by :mod:`pipeline.fleet.validation`; :mod:`pipeline.fleet.upsert`
-applies them in one transaction; :mod:`pipeline.fleet.show` prints one vehicle's file.
+applies them in one transaction; :mod:`pipeline.fleet.show` prints one vehicle's file;
+:mod:`pipeline.fleet.vin_check` compares the register's VIN with the one the bus reports.
 
 An import writes the store that makes leads (the serving store, or the one file of one-file
 mode) and takes its write lock like any flow, waiting a bounded time
@@ -18,6 +19,7 @@ from pipeline.fleet.forgotten import customer_hash, forgotten_hashes
 from pipeline.fleet.show import UnknownVehicleError, VehicleFile, format_file, vehicle_file
 from pipeline.fleet.upsert import FleetImportError, ImportReport, TableCounts, import_fleet
 from pipeline.fleet.validation import ParsedFile, Problem, StoreKeys, read_file, read_files
+from pipeline.fleet.vin_check import BusVin, VinMismatch, bus_vin, vin_mismatches
 from pipeline.fleet.vin_policy import DEFAULT_CHECK_REGIONS, VinPolicy
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "SPECS",
     "SPEC_BY_KIND",
     "VEHICLES",
+    "BusVin",
     "Column",
     "FileSpec",
     "FleetImportError",
@@ -35,7 +38,9 @@ __all__ = [
     "TableCounts",
     "UnknownVehicleError",
     "VehicleFile",
+    "VinMismatch",
     "VinPolicy",
+    "bus_vin",
     "customer_hash",
     "forgotten_hashes",
     "format_file",
@@ -43,4 +48,5 @@ __all__ = [
     "read_file",
     "read_files",
     "vehicle_file",
+    "vin_mismatches",
 ]
