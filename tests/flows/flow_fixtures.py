@@ -7,10 +7,14 @@ faults) already turned into a lead and an outbox row in the landing store.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
@@ -63,10 +67,31 @@ def last_day() -> dt.date:
 
 
 def seed_dealer_data(stores: Stores, seed: int = 0) -> None:
-    """Customers, centres, capacity and catalogue in the serving store, as a dealer import
-    would leave them (the scheduled flows never invent any)."""
+    """Customers, centres, capacity, catalogue and the workshop's repair orders in the serving
+    store, as the dealer imports would leave them (the scheduled flows never invent any, and
+    train on the repair orders of the store they write)."""
     from pipeline.store.serving import connect_serving
     from tests.master_data import import_master_data
 
     with connect_serving(stores.serving, stores.snapshot) as con:
         import_master_data(con, seed=seed)
+        _import_repair_orders(con)
+
+
+def _import_repair_orders(con: duckdb.DuckDBPyConnection) -> None:
+    """The fleet's repair orders (kept in the landing snapshot by the synthetic fleet helpers)
+    exported as a DMS's ``repair_orders.csv`` and imported through the same door as a real
+    fleet's (:func:`pipeline.service.import_repair_orders`)."""
+    from pipeline.service import import_repair_orders
+
+    rows = con.execute("SELECT order_id, vehicle_id, opened_at, odometer_km, component,"
+                       " operation_code, kind, lead_id FROM landing.repair_orders").fetchall()
+    with tempfile.TemporaryDirectory(prefix="fleetcare-repair-orders-") as folder:
+        path = Path(folder) / "repair_orders.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["order_id", "vehicle_id", "opened_at", "odometer_km", "component",
+                             "operation_code", "kind", "lead_id"])
+            writer.writerows([r[0], r[1], r[2].isoformat(), r[3] or "", *r[4:7], r[7] or ""]
+                             for r in rows)
+        assert import_repair_orders(con, path).inserted == len(rows)
