@@ -23,8 +23,8 @@ What it reports, each figure next to its reference from the same run:
   read its bus to the end: ``sim run --progress`` reaches the last day) to the last commit of
   a fleet message (``ingested_messages.landed_at``); ``sim run`` itself exits once every
   spool is empty, i.e. every message receipted (``sim_exit_after_last_day_s``).
-* ingest's peak resident memory (``VmHWM`` from ``/proc``, the highest of every ingest
-  process of the run) against the same ingest idle, subscribed and before the fleet starts.
+* ingest's peak resident memory (``VmHWM`` from ``/proc``: of each ingest process of the run,
+  and the highest) against the same ingest idle, subscribed and before the fleet starts.
 * the agents' receipt counters (receipted, sent again for want of a receipt, left in the
   spools), mosquitto's "messages are being dropped" warnings and the agents' "lost the
   connection" lines.
@@ -147,9 +147,9 @@ class Ingest:
 
     def __init__(self, broker: Broker, db_path: Path, log: Path) -> None:
         self.broker, self.db_path, self.log = broker, db_path, log
-        self.peak_kib = 0
+        self.peaks_kib: list[int] = []
+        """The ``VmHWM`` of each process started, in order."""
         self._proc: subprocess.Popen[str] | None = None
-        self._sampling = threading.Event()
 
     def start(self) -> None:
         """Start it and return once it says it is ingesting."""
@@ -161,7 +161,9 @@ class Ingest:
         started = threading.Event()
         threading.Thread(target=self._copy, args=(self._proc.stderr, sink, started),
                          daemon=True).start()
-        threading.Thread(target=self._sample, args=(self._proc.pid,), daemon=True).start()
+        self.peaks_kib.append(0)
+        threading.Thread(target=self._sample, args=(self._proc.pid, len(self.peaks_kib) - 1),
+                         daemon=True).start()
         proc = self._proc
         if not _poll(lambda: started.is_set() or proc.poll() is not None, START_TIMEOUT_S) \
                 or not started.is_set():
@@ -176,11 +178,19 @@ class Ingest:
                 if "ingesting" in line:
                     started.set()
 
-    def _sample(self, pid: int) -> None:
+    def _sample(self, pid: int, index: int) -> None:
         """Keep the highest ``VmHWM`` (the kernel's own peak) while the process lives."""
         while (peak := _memory_kib(pid, "VmHWM")) is not None:
-            self.peak_kib = max(self.peak_kib, peak)
+            self._keep_peak(index, peak)
             time.sleep(0.2)
+
+    def _keep_peak(self, index: int, kib: int | None) -> None:
+        self.peaks_kib[index] = max(self.peaks_kib[index], kib or 0)
+
+    @property
+    def peak_kib(self) -> int:
+        """The highest peak of every process started."""
+        return max(self.peaks_kib, default=0)
 
     @property
     def pid(self) -> int:
@@ -192,7 +202,7 @@ class Ingest:
 
     def kill_9(self) -> None:
         assert self._proc is not None
-        self.peak_kib = max(self.peak_kib, _memory_kib(self.pid, "VmHWM") or 0)
+        self._keep_peak(-1, _memory_kib(self.pid, "VmHWM"))
         self._proc.send_signal(signal.SIGKILL)
         self._proc.wait(timeout=60)
         self._proc = None
@@ -201,7 +211,7 @@ class Ingest:
         """SIGTERM: it lands what it holds, acknowledges it and exits; its exit status."""
         if self._proc is None:
             return 0
-        self.peak_kib = max(self.peak_kib, _memory_kib(self.pid, "VmHWM") or 0)
+        self._keep_peak(-1, _memory_kib(self.pid, "VmHWM"))
         self._proc.send_signal(signal.SIGTERM)
         code = self._proc.wait(timeout=300)
         self._proc = None
@@ -392,7 +402,7 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
                        "--days", str(args.days), "--snapshot-s", str(args.snapshot_s),
                        "--spool-dir", str(spool_dir), "--connect-timeout",
                        str(args.connect_timeout), "--drain-timeout", str(args.drain_timeout),
-                       "--progress", *extra),
+                       "--receipt-timeout", str(args.receipt_timeout), "--progress", *extra),
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert sim.stderr is not None
         sim_out = SimOutput(sim.stderr, sim_log, args.days)
@@ -444,6 +454,7 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
         "broker": "fleetcare broker (mosquitto, generated config, persistence in data dir)",
         "ingest": "fleetcare ingest " + " ".join(INGEST_FLAGS),
         "agents": "fleetcare sim run: spool entries deleted on the store's receipts",
+        "receipt_timeout_s": args.receipt_timeout,
         "sim_exit_status": sim_code, "ingest_exit_status": ingest_code,
         "sim_error": None if summary else sim_text.strip().splitlines()[-1:],
         "run_s": round(run_s, 1),
@@ -472,6 +483,7 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
         "drain_ratio_to_run": round(drain_s / run_s, 3) if drain_s is not None else None,
         "ingest_idle_rss_mib": round(idle_kib / 1024, 1),
         "ingest_peak_rss_mib": round(ingest.peak_kib / 1024, 1),
+        "ingest_peak_rss_mib_each": [round(kib / 1024, 1) for kib in ingest.peaks_kib],
         "ingest_peak_ratio_to_idle": round(ingest.peak_kib / idle_kib, 2) if idle_kib else None,
         "broker_dropped_warnings": broker.dropped_warnings(),
         "agent_lost_connection_lines": sim_text.count("lost the connection"),
@@ -530,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=600.0,
                         help="sim run --drain-timeout: how long the agents wait for their "
                              "last receipts (default 600)")
+    parser.add_argument("--receipt-timeout", type=float, default=30.0,
+                        help="sim run --receipt-timeout: when an agent sends again what no "
+                             "receipt named (default 30, the agent's own default)")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help="skip the reference run of the same fleet without kills")
     parser.add_argument("--keep", type=Path,

@@ -230,6 +230,9 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--drain-timeout", type=_seconds, default=300.0,
                      help="seconds to wait at the end until the store has receipted every "
                           "message (default 300)")
+    run.add_argument("--receipt-timeout", type=_seconds, default=30.0,
+                     help="seconds after its PUBACK an agent sends a message no receipt named "
+                          "again, doubling each time up to 480 (default 30)")
     run.add_argument("--no-receipts", dest="receipts", action="store_false",
                      help="delete a spooled message on the broker's PUBACK, not the store's "
                           "receipt: only for a broker with no fleetcare ingest behind it "
@@ -428,7 +431,7 @@ def _run_sim(args: argparse.Namespace) -> int:
             spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
             connect_timeout_s=args.connect_timeout, processes=args.processes,
             per_process=args.vehicles_per_process, drain_timeout_s=args.drain_timeout,
-            receipts=args.receipts)
+            receipts=args.receipts, receipt_timeout_s=args.receipt_timeout)
     summary: dict[str, Any] = dataclasses.asdict(result)
     summary["per_vehicle"] = {k: dataclasses.asdict(v) for k, v in result.per_vehicle.items()}
     if result.messages_undelivered:

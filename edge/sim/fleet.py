@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import can
 import cantools.database
@@ -47,6 +48,9 @@ from edge.wire import contract
 from edge.wire.mqtt import redact_url
 
 log = logging.getLogger(__name__)
+
+RECEIPT_TIMEOUT_MAX_S: Final = 480.0
+"""The longest wait for a receipt between re-sends (as ``edge run``'s default)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,8 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
               connect_timeout_s: float | None = None,
               on_ready: Callable[[], None] | None = None,
               identity: AgentIdentity | None = None,
-              receipts: bool = True) -> FleetResult:
+              receipts: bool = True,
+              receipt_timeout_s: float = 30.0) -> FleetResult:
     """Simulate ``days`` days of every vehicle in ``specs`` through real agents.
 
     Args:
@@ -118,6 +123,9 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
             installed version and the reference DBC's fingerprint, no rules fingerprint).
         receipts: delete spool entries on the store's receipts (True, as a gateway does) or
             on the broker's PUBACK (a broker with no ``fleetcare ingest`` behind it).
+        receipt_timeout_s: an entry sent but not receipted is sent again this long after
+            its PUBACK, then after twice as long each time (as ``edge run``'s
+            ``receipt_timeout_s``).
 
     Raises:
         BrokerUnreachableError: an agent had no connection within ``connect_timeout_s``.
@@ -131,7 +139,10 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
     quiet = connect_timeout_s is not None  # a failure is then reported once, not per agent
     identity = identity or identity_of([reference_dbc()], None)
     lanes = [_lane(spec, db, decoder_ids, rules, broker_url, start_ts, days, snapshot_s,
-                   spool_dir, identity, quiet, receipts=receipts) for spec in specs]
+                   spool_dir, identity, quiet,
+                   receipts=Receipts(spec.vehicle_id, receipt_timeout_s,
+                                     max(RECEIPT_TIMEOUT_MAX_S, receipt_timeout_s))
+                   if receipts else None) for spec in specs]
     try:
         for lane in lanes:
             lane.publisher.start()
@@ -159,14 +170,14 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
 def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
           rules: RuleSet, broker_url: str, start_ts: float, days: int, snapshot_s: float,
           spool_dir: Path, identity: AgentIdentity, quiet_first_connect: bool = False, *,
-          receipts: bool = True) -> _Lane:
+          receipts: Receipts | None = None) -> _Lane:
     channel = f"fleetcare-sim-{spec.vehicle_id}-{uuid.uuid4().hex[:8]}"
     sim_bus = can.Bus(interface="virtual", channel=channel, preserve_timestamps=True)
     agent_bus = can.Bus(interface="virtual", channel=channel)
     spool = Spool(spool_dir / spec.vehicle_id, fsync=False)
     publisher = Publisher(spool, broker_url, client_id=f"fleetcare-edge-{spec.vehicle_id}",
                           quiet_first_connect=quiet_first_connect,
-                          receipts=Receipts(spec.vehicle_id) if receipts else None)
+                          receipts=receipts)
     agents: list[Agent] = []
     taps = make_taps(["obd"], on_vin=lambda vin, how: agents[0].report_vin(vin, how)
                      ) if spec.vin else []

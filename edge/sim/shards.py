@@ -103,6 +103,7 @@ class ShardJob:
     connect_timeout_s: float | None
     log_level: int
     receipts: bool = True
+    receipt_timeout_s: float = 30.0
 
     def to_json(self) -> bytes:
         """One JSON line."""
@@ -149,7 +150,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
                         connect_timeout_s: float | None = None,
                         processes: int | None = None,
                         per_process: int | None = None,
-                        receipts: bool = True) -> FleetResult:
+                        receipts: bool = True,
+                        receipt_timeout_s: float = 30.0) -> FleetResult:
     """:func:`~edge.sim.fleet.run_fleet` for a fleet of any size: in as many agent processes
     as the descriptor limit needs (:func:`~edge.sim.capacity.plan_shards`), or in this one.
 
@@ -161,7 +163,7 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
     Args:
         specs: the vehicles, as for :func:`~edge.sim.fleet.run_fleet`; so are ``broker_url``,
             ``days``, ``start_ts``, ``spool_dir``, ``snapshot_s``, ``drain_timeout_s``,
-            ``connect_timeout_s`` and ``receipts``, for every process.
+            ``connect_timeout_s``, ``receipts`` and ``receipt_timeout_s``, for every process.
         rules_path: the collection rules' file (each process loads it; checked here first).
         on_day: called once per simulated day that every process has finished.
         processes, per_process: see :func:`~edge.sim.capacity.plan_shards`.
@@ -178,7 +180,8 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
         return run_fleet(specs, broker_url, rules, days=days, start_ts=start_ts,
                          spool_dir=spool_dir, snapshot_s=snapshot_s, on_day=on_day,
                          drain_timeout_s=drain_timeout_s, connect_timeout_s=connect_timeout_s,
-                         receipts=receipts, identity=identity_of([reference_dbc()], rules_path))
+                         receipts=receipts, receipt_timeout_s=receipt_timeout_s,
+                         identity=identity_of([reference_dbc()], rules_path))
     log.info("%d vehicles in %d agent processes (at most %d each)", len(specs),
              plan.processes, plan.per_process)
     level = logging.getLogger().getEffectiveLevel()
@@ -188,7 +191,7 @@ def run_fleet_processes(specs: Sequence[VehicleSpec], broker_url: str, rules_pat
         jobs.append(ShardJob(f"{chosen[0].vehicle_id}..{chosen[-1].vehicle_id}", chosen,
                              broker_url, str(rules_path), days, start_ts, str(spool_dir),
                              snapshot_s, drain_timeout_s, connect_timeout_s, level,
-                             receipts))
+                             receipts, receipt_timeout_s))
     fleet = _Fleet(jobs)
     try:
         return merge_results(fleet.run(days, on_day), days)
@@ -363,7 +366,7 @@ def child_main() -> int:
                            snapshot_s=job.snapshot_s, on_day=day_done,
                            drain_timeout_s=job.drain_timeout_s,
                            connect_timeout_s=job.connect_timeout_s, on_ready=ready,
-                           receipts=job.receipts,
+                           receipts=job.receipts, receipt_timeout_s=job.receipt_timeout_s,
                            identity=identity_of([reference_dbc()], Path(job.rules)))
     except EdgeError as exc:
         emit({"error": str(exc), "kind": type(exc).__name__})
