@@ -60,12 +60,13 @@ def write_repair_orders(out_dir: Path, specs: Sequence[VehicleSpec], *, start_ts
             rows.append((f"RO-{spec.vehicle_id}-{n:03d}", spec.vehicle_id, spec.vin or "",
                          opened.isoformat().replace("+00:00", "Z"), f"{order.odometer_km:.1f}",
                          order.component, code, order.kind, ""))
+    rows.sort(key=lambda r: (r[3], r[0]))  # by opening time, as a DMS lists them
     path = out_dir / "repair_orders.csv"
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(COLUMNS)
-        writer.writerows(sorted(rows, key=lambda r: (r[3], r[0])))
+        writer.writerows(rows)
         handle.flush()
         os.fsync(handle.fileno())
     partial.replace(path)
