@@ -4,16 +4,15 @@ python-OBD's string decoder strips leading and trailing ``0``, ``1`` and ``2`` c
 which are legitimate VIN characters, so the VIN is read from the raw answer here. On CAN the
 answer is ``49 02 01`` (message count) and 17 ASCII characters; legacy protocols and some
 adapters pad with zero bytes in front, which are dropped. A VIN is 17 characters of digits
-and capital letters other than I, O and Q (ISO 3779).
+and capital letters other than I, O and Q (ISO 3779), and never one character 17 times (an
+unprogrammed ECU's placeholder): the rules of :mod:`edge.wire.vin`, which the backend applies
+too.
 """
 
 from __future__ import annotations
 
-import re
-
 from edge.diag.errors import DiagParseError
-
-_VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
+from edge.wire.vin import vin_problem
 
 
 def parse_vin_answer(payload: bytes) -> str:
@@ -34,10 +33,7 @@ def validate_vin(text: str) -> str:
     Raises:
         DiagParseError: says what is wrong with it.
     """
-    if len(text) != 17:
-        raise DiagParseError(f"VIN {text!r} has {len(text)} characters, a VIN has 17")
-    if not _VIN.match(text):
-        raise DiagParseError(
-            f"VIN {text!r} has characters outside 0-9 and A-Z (I, O and Q are not allowed)"
-        )
+    problem = vin_problem(text)
+    if problem is not None:
+        raise DiagParseError(problem)
     return text

@@ -2,9 +2,12 @@
 
 A VIN is 17 characters of digits and capital letters other than I, O and Q. That much holds
 for every VIN in the world, and it is all the wire contract asks of a VIN an agent read from
-a bus. The ninth character is a *check digit* only where the market requires one (North
-America, and makers who use it everywhere): a weighted sum of the other characters modulo 11,
-``X`` standing for 10. A European or Asian VIN may carry any character there (the shared J1939
+a bus, but for one thing: 17 times the same character (``00000000000000000``) is what an ECU
+that was never programmed with a VIN answers, not a car's identity, and is refused as such.
+
+The ninth character is a *check digit* only where the market requires one (North America,
+and makers who use it everywhere): a weighted sum of the other characters modulo 11, ``X``
+standing for 10. A European or Asian VIN may carry any character there (the shared J1939
 demo truck sends ``1L06130RELP969468``), so the check digit is a separate test that the
 register's import applies where its region asks for it, and that the simulator's invented
 VINs always pass.
@@ -39,6 +42,8 @@ def vin_problem(text: str) -> str | None:
     if not _VIN.match(text):
         return (f"VIN {text!r} has characters outside 0-9 and A-Z "
                 f"(I, O and Q are not allowed)")
+    if len(set(text)) == 1:
+        return f"VIN {text!r} is one character 17 times: an unprogrammed ECU's placeholder"
     return None
 
 

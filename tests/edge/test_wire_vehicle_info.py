@@ -63,6 +63,7 @@ def test_the_topic_is_the_vehicles_own_and_ingest_subscribes_to_it() -> None:
     ({"vin": "1L06130RELP96946O"}, "I, O and Q are not allowed"),
     ({"vin": "1l06130relp969468"}, "characters outside 0-9 and A-Z"),
     ({"vin": 12345678901234567}, "vin must be a string or null"),
+    ({"vin": "0" * 17}, "an unprogrammed ECU's placeholder"),
     ({"vin": ...}, "vin is absent but vin_source is 'j1939_feec'"),
     ({"vin_source": "none"}, "has vin_source 'none'"),
     ({"vin_source": "uds"}, "vin_source 'uds' is not one of"),
@@ -93,7 +94,6 @@ def test_check_digits_follow_iso_3779() -> None:
     # Worked examples: a North American VIN and one of the shared test VINs with its digit set.
     assert check_digit("1M8GDM9AXKP042788") == "X"
     assert has_valid_check_digit("1M8GDM9AXKP042788")
-    assert check_digit("11111111111111111") == "1"
     assert not has_valid_check_digit(TRUCK_VIN)         # valid VIN characters all the same
     assert is_vin(TRUCK_VIN)
     fixed = with_check_digit("WVWZZZ1JZXW000001")
