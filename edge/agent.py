@@ -10,7 +10,7 @@ event, both spooled at once rather than with the next batch.
 
 An agent given its :class:`~edge.identity.AgentIdentity` also spools a vehicle-info message
 when it starts (the VIN absent: nothing read yet) and again, at once, whenever a frame tap
-reads a VIN that differs from the last (OBD-II mode 09 or J1939 PGN 0xFEEC); the backend
+reads a VIN it has not reported yet (OBD-II mode 09 or J1939 PGN 0xFEEC); the backend
 compares that VIN with the register's.
 
 Reading a replay without frame taps, the loop takes frames many at a time as bare
@@ -117,6 +117,7 @@ class Agent:
         self.vehicle_id = vehicle_id
         self._identity = identity
         self._vin: tuple[str | None, str] = (None, "none")
+        self._vins_reported: set[tuple[str, str]] = set()
         self._frame_ts = 0.0
         """The timestamp of the frame the taps are looking at (a VIN they read is of then)."""
         self._bus = bus
@@ -342,12 +343,16 @@ class Agent:
     def report_vin(self, vin: str, source: str, ts: float | None = None) -> None:
         """A frame tap read a valid VIN: spool vehicle info at once if it is news.
 
-        ``source`` is ``obd_mode09`` or ``j1939_feec``; ``ts`` defaults to the timestamp of
-        the frame the taps are looking at (the one that completed the VIN).
+        News is a VIN (with its source) this run has not reported yet: two ECUs that answer
+        with different VINs (a used ECU still carrying its donor car's) are reported once
+        each, not at every read. ``source`` is ``obd_mode09`` or ``j1939_feec``; ``ts``
+        defaults to the timestamp of the frame the taps are looking at (the one that
+        completed the VIN).
         """
-        if (vin, source) == self._vin:
-            return
         self._vin = (vin, source)
+        if (vin, source) in self._vins_reported:
+            return
+        self._vins_reported.add((vin, source))
         self.announce(self._frame_ts if ts is None else ts)
 
     def flush(self) -> None:

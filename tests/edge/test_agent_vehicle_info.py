@@ -108,6 +108,19 @@ def test_a_changed_vin_is_reported_again_and_a_repeated_one_is_not(
     bus.shutdown()
 
 
+def test_two_ecus_answering_different_vins_are_reported_once_each(
+        tmp_path: Path, bus: can.BusABC) -> None:
+    agent, spool = _agent(tmp_path, bus, ["obd"], identity=AgentIdentity("9.9.9"))
+    car, donor = simulated_vin(2, "car"), simulated_vin(2, "donor ECU")
+    for t0 in (100.0, 200.0, 300.0):  # every read hears both answers, in turn
+        for vin, offset in ((car, 0.0), (donor, 0.5)):
+            for frame in vin_exchange(vin, t0 + offset):
+                agent.process(frame)
+    assert [(i.vin, round(i.ts, 1)) for i in _infos(spool)] == [(car, 100.0), (donor, 100.5)]
+    assert agent.stats().vin == donor  # the last one heard
+    bus.shutdown()
+
+
 def test_an_agent_without_identity_spools_no_vehicle_info(tmp_path: Path,
                                                           bus: can.BusABC) -> None:
     agent, spool = _agent(tmp_path, bus, ["obd"], identity=None)
