@@ -90,6 +90,7 @@ class _Lane:
     publisher: Publisher
     spool: Spool
     sent: int = 0
+    stopped: bool = False
 
 
 def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, days: int,
@@ -159,12 +160,23 @@ def run_fleet(specs: Sequence[VehicleSpec], broker_url: str, rules: RuleSet, *, 
         _drain(lanes)
         _publish_truth(lanes)
         _wait_delivered(lanes, drain_timeout_s, receipts)
+        # Counted once every publisher thread has ended: the receipt that empties a spool is
+        # counted just after the entries leave it, and a count read before would miss it.
+        _stop_publishers(lanes)
         return _result(lanes, days)
     finally:
+        _stop_publishers(lanes)
         for lane in lanes:
-            lane.publisher.stop()
             lane.sim_bus.shutdown()
             lane.agent_bus.shutdown()
+
+
+def _stop_publishers(lanes: Sequence[_Lane]) -> None:
+    """Stop every publisher not stopped yet (what is still spooled stays on disk)."""
+    for lane in lanes:
+        if not lane.stopped:
+            lane.stopped = True
+            lane.publisher.stop()
 
 
 def _lane(spec: VehicleSpec, db: cantools.database.can.Database, frame_ids: set[int],
