@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import pickle
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -12,10 +14,16 @@ import polars as pl
 import pytest
 from synth_fleet import START, Car, add_repair_order, build_store, day
 
+from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
+from pipeline.crm.outbox import deliver_outbox
 from pipeline.features.daily import attach_labels, build_daily_features, label_column
 from pipeline.features.labels import is_no_fault_found
+from pipeline.leads.advice import advise
+from pipeline.leads.lifecycle import apply_inbound
 from pipeline.ml.registry import load_artifact
 from pipeline.ml.training import train_and_register
+from pipeline.sandbox.reference_crm import CrmReceiver
+from tests.master_data import import_master_data
 
 BRAKES = label_column("brakes")
 LV = label_column("lv_battery")
@@ -150,3 +158,33 @@ def test_no_training_module_queries_ground_truth(module: str) -> None:
     """A second line of defence beside the behavioural tests: no SQL naming the table."""
     text = (Path(__file__).resolve().parents[2] / module).read_text(encoding="utf-8")
     assert "FROM ground_truth" not in text and "JOIN ground_truth" not in text
+
+
+def test_an_advisors_no_fault_found_through_the_crm_becomes_a_negative(tmp_path: Path) -> None:
+    """The real path: a delivered lead, the reference CRM's dismissal posted to fleetcare's
+    signed status endpoint, the inbox applied, then the label of that day."""
+    secret = "whsec_" + base64.b64encode(b"fleetcare-labels-test-key").decode()
+    now = START + dt.timedelta(days=29, hours=18)
+    con = build_store(tmp_path / "fleet.duckdb", [Car("ev-1", fails={"brakes": 35})], 30)
+    import_master_data(con, start=day(29))
+    con.execute("INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
+                " promoted) VALUES ('m', 'brakes', [], '{\"threshold\": 0.5}', ''::BLOB, true)")
+    con.execute("INSERT INTO scores (vehicle_id, component, as_of, probability, horizon_days,"
+                " model_id) VALUES ('ev-1', 'brakes', ?, 0.9, 30, 'm')", [day(29)])
+    advise(con, now=now)
+    lead_id = str(con.execute("SELECT lead_id FROM leads").fetchall()[0][0])
+    assert _label(_labels(con, horizon=3), "ev-1", 29, BRAKES) is None, "horizon past the data"
+    inbox = Inbox(tmp_path / "inbox.jsonl")
+    with inbound_server(secret, inbox) as server, CrmReceiver(
+            secret, status_url=server.base_url + INBOUND_PATH) as crm:
+        assert deliver_outbox(con, url=crm.url, secret=secret, now=now).delivered == 1
+        body = json.dumps({"state": "dismissed", "reason": "Checked: no fault found",
+                           "at": f"{day(29).isoformat()}T16:00:00Z"}).encode()
+        request = urllib.request.Request(f"{crm.url}/{lead_id}/status", data=body,
+                                         method="POST")
+        with urllib.request.urlopen(request) as answer:
+            assert answer.status == 200
+    assert apply_inbound(con, inbox, now=now).applied == 1
+    assert _label(_labels(con, horizon=3), "ev-1", 29, BRAKES) is False
+    assert _label(_labels(con, horizon=10), "ev-1", 29, BRAKES) is True, (
+        "the pads failed 6 days later all the same: the recorded failure wins")
