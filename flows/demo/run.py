@@ -192,6 +192,7 @@ def format_report(report: DemoReport) -> str:
             f"{judged['real_failures']} real failures among the held-out vehicles warned "
             "about in time" + (f", median {lead:g} days ahead" if lead is not None else "")
             + " (ground truth, never trained on)")
+    lines.extend(_scoring_lines(report.flow.get("scoring") or {}))
     leads = ", ".join(f"{c} {n}" for c, n in report.leads_by_component.items()) or "none"
     lines += [
         f"  leads       {leads}; {report.crm_received} delivered to the CRM as signed webhooks",
@@ -199,12 +200,26 @@ def format_report(report: DemoReport) -> str:
         "",
         "where to look next:",
         f"  fleetcare leads list --db {report.db_path}",
+        f"  fleetcare fleet coverage --db {report.db_path}   (which models score each vehicle)",
         f"  python -c \"import duckdb; print(duckdb.connect('{report.db_path}', read_only=True)"
         ".sql('SELECT signal, count(*) FROM telemetry GROUP BY 1 ORDER BY 2 DESC'))\"",
         "  docs/reference/store.md: the store's tables; docs/getting-started.md: each part",
         "  alone; docs/design.md: scaling out",
     ]
     return "\n".join(lines)
+
+
+def _scoring_lines(scoring: dict[str, Any]) -> list[str]:
+    """Vehicles scored per component, and those skipped for lacking a required signal."""
+    components = scoring.get("components") or []
+    if not components:
+        return []
+    scored = ", ".join(f"{c['component']} {c['scored']}" for c in components)
+    skipped = ", ".join(
+        f"{c['component']} {sum(len(s['vehicle_ids']) for s in c['skipped'])}"
+        for c in components if c["skipped"])
+    return [f"  scores      vehicles scored: {scored}"
+            + (f"; not scored for missing signals: {skipped}" if skipped else "")]
 
 
 def _quality(model: dict[str, Any]) -> str:

@@ -25,13 +25,17 @@ def test_small_demo_reports_what_landed(tmp_path: Path, prefect_harness: None) -
         landed = con.execute("SELECT count(*) FROM telemetry").fetchone()
         sent = con.execute("SELECT count(*) FROM outbox WHERE status = 'delivered'").fetchone()
         orders = con.execute("SELECT count(*) FROM repair_orders").fetchall()
+        scored = con.execute("SELECT count(*) FROM scores").fetchone()
     assert landed is not None and landed[0] == report.fleet["signals_spooled"]
     csv_rows = (tmp_path / "out" / "master-data" / "repair_orders.csv").read_text().splitlines()
     assert orders == [(len(csv_rows) - 1,)] == [(report.repair_orders["inserted"],)]
     assert any(line.startswith("repair orders imported from ") for line in lines)
-    assert sent is not None and sent[0] == report.crm_received
+    assert sent is not None and sent[0] == report.crm_received and scored is not None
     assert sum(report.leads_by_component.values()) == report.crm_received
     text = format_report(report)
     assert f"{report.fleet['signals_spooled']:,} published" in text
     assert "where to look next" in text
+    scoring = report.flow["scoring"]
+    assert scoring["rows"] == sum(c["scored"] for c in scoring["components"]) == scored[0]
+    assert ("  scores      vehicles scored: " in text) == bool(scoring["components"])
     assert any(line.startswith("broker: ") for line in lines)
