@@ -1,6 +1,7 @@
 """The fleet simulator: simulated vehicles and their hidden wear, simulated ECUs, and a whole
 fleet of real agents on virtual buses, in as many processes as its size needs, and the
-fleet's invented master data as the CSV files a DMS exports, with the VINs its buses answer.
+fleet's invented master data and workshop history as the CSV files a DMS exports, with the
+VINs its buses answer.
 A gateway never imports this package.
 """
 
@@ -19,7 +20,8 @@ from edge.sim.simulator import (
     params_of,
 )
 from edge.sim.vins import simulated_vin, vin_exchange
-from edge.sim.wear import HealthModel
+from edge.sim.wear import HealthModel, WorkshopOrder
+from edge.sim.workshop import vehicle_orders, write_repair_orders
 
 __all__ = [
     "EcuBehaviour",
@@ -30,6 +32,7 @@ __all__ = [
     "SimulatedEcu",
     "VehicleSimulator",
     "VehicleSpec",
+    "WorkshopOrder",
     "dtc_code_to_raw",
     "dtc_raw_to_code",
     "load_reference_dbc",
@@ -39,7 +42,9 @@ __all__ = [
     "run_fleet",
     "run_fleet_processes",
     "simulated_vin",
+    "vehicle_orders",
     "vehicles_of",
     "vin_exchange",
     "write_master_data",
+    "write_repair_orders",
 ]
