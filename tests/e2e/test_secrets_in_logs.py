@@ -42,11 +42,12 @@ import pytest
 from edge.config import REFERENCE_RULES
 from edge.rules import load_rules
 from edge.sim.fleet import run_fleet
+from edge.sim.masterdata import SimVehicle, vehicles_of, write_master_data
 from edge.sim.simulator import VehicleSpec
 from pipeline.broker.auth import credentials_from_settings
 from pipeline.config import load_pipeline_settings
 from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
-from pipeline.ingest.admission import Vehicle, register_vehicles
+from pipeline.fleet import import_fleet
 from pipeline.leads.lifecycle import apply_inbound
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
@@ -211,9 +212,12 @@ def test_no_secret_reaches_logs_outputs_or_the_store(
     assert b"ENCRYPTED PRIVATE KEY" in (ca / "ca.key").read_bytes()
     assert b"ENCRYPTED PRIVATE KEY" in (ca / "GW1.key").read_bytes()
 
-    with store.connect(db_path) as con:  # ingest admits registered vehicles only
-        register_vehicles(con, [Vehicle("GW1", "subaru-wrx", "central"),
-                                *(Vehicle(v.vehicle_id, v.variant, v.region) for v in FLEET)])
+    # ingest admits registered vehicles only; leads name the DMS's (consenting) customers
+    dealer = write_master_data(tmp_path / "dms", [SimVehicle("GW1", "subaru-wrx", "central"),
+                                                  *vehicles_of(FLEET)],
+                               seed=0, start=dt.datetime.now(dt.UTC).date())
+    with store.connect(db_path) as con:
+        import_fleet(con, dealer)
     users = {"ingest": sec.ingest_mqtt, "GW1": sec.gateway_mqtt, "SIM": sec.sim_mqtt}
     with password_broker(tmp_path / "broker", users, pki_dir=ca) as broker:
         settings = load_pipeline_settings()

@@ -2,17 +2,19 @@
 
 Every part is the one a deployment runs, each in its own process where a deployment has one:
 ``fleetcare broker`` (mosquitto with the configuration the project generates), ``fleetcare
-ingest`` with the CRM's URL and signing key in its environment and the fleet register given
-by ``--vehicles``, and ``fleetcare edge replay`` of a candump log written here that carries
-one ``DIAG_DtcReport`` frame with ``P0AA6`` (HV isolation fault: critical). The CRM is the
-sandbox's reference receiver over HTTP on 127.0.0.1, validating each lead against the
-schema; it stores a lead only once its Standard Webhooks signature verifies. No flow runs:
-the lead is raised by ingest's own after-commit hook and delivered from its outbox.
+ingest`` with the CRM's URL and signing key in its environment and the DMS's register and
+customers given by ``--vehicles`` and ``--customers``, and ``fleetcare edge replay`` of a
+candump log written here that carries one ``DIAG_DtcReport`` frame with ``P0AA6`` (HV
+isolation fault: critical). The CRM is the sandbox's reference receiver over HTTP on
+127.0.0.1, validating each lead against the schema; it stores a lead only once its Standard
+Webhooks signature verifies. No flow runs: the lead is raised by ingest's own after-commit
+hook and delivered from its outbox.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import os
 import queue
@@ -31,6 +33,7 @@ import pytest
 
 from edge.config import REFERENCE_DBC
 from edge.decode import load_dbcs
+from edge.sim.masterdata import SimVehicle, write_master_data
 from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
 from pipeline.cli.services import _urgent_hook
 from pipeline.config import load_pipeline_settings
@@ -116,6 +119,7 @@ class Deployment:
     fleet_file: Path
     log: Path
     db: Path
+    customers_file: Path
 
 
 @pytest.fixture
@@ -136,13 +140,15 @@ def cli_broker() -> Iterator[str]:
 @pytest.fixture
 def deployment(cli_broker: str, tmp_path: Path) -> Deployment:
     vehicle = f"URG-{uuid.uuid4().hex[:8]}"
-    fleet = tmp_path / "fleet.csv"
-    fleet.write_text(f"vehicle_id,model,region\n{vehicle},Aurora EV,north\n")
+    # the DMS's register and customers (a consenting owner: else the urgent lead is held)
+    dms = write_master_data(tmp_path / "dms", [SimVehicle(vehicle, "Aurora EV", "north")],
+                            seed=0, start=dt.date.today())
     dtc = load_dbcs([REFERENCE_DBC])[0].get_message_by_name("DIAG_DtcReport")
     data = dtc.encode({"DtcCode": P0AA6, "DtcStatus": 1, "EcuAddress": 0x10, "DtcCount": 1})
     log = tmp_path / "fault.log"
     log.write_text(f"({time.time() - 5:.6f}) can0 {dtc.frame_id:03X}#{bytes(data).hex().upper()}\n")
-    return Deployment(cli_broker, vehicle, fleet, log, tmp_path / "fleet.duckdb")
+    return Deployment(cli_broker, vehicle, dms["vehicles"], log, tmp_path / "fleet.duckdb",
+                      dms["customers"])
 
 
 def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Service:
@@ -150,7 +156,8 @@ def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Service:
     lands)."""
     ingest = Service(_cli("-v", "ingest", "--broker", dep.broker_url, "--db", str(dep.db),
                           "--client-id", f"ingest-{dep.vehicle}", "--vehicles",
-                          str(dep.fleet_file), "--flush-interval", "0.05", *flags), env)
+                          str(dep.fleet_file), "--customers", str(dep.customers_file),
+                          "--flush-interval", "0.05", *flags), env)
     ingest.wait_for_line("ingesting")
     return ingest
 
