@@ -58,7 +58,7 @@ class Receipts:
         self.client.loop_start()
 
     def _on_message(self, _client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        receipt = contract.decode_receipt(message.payload)
+        receipt = contract.decode_receipt(bytes(message.payload))
         with self._lock:
             for kind in ("landed", "duplicates", "dead_lettered"):
                 for msg_id in getattr(receipt, kind):
