@@ -70,3 +70,17 @@ def test_the_help_states_the_scoring_window_scoring_uses() -> None:
     out = _fleetcare("--help")
     assert out.returncode == 0
     assert f"in the {WINDOW_DAYS} days up to the day scored" in " ".join(out.stdout.split())
+
+
+def test_as_of_moves_the_window_and_export_dir_needs_a_snapshot(store: Path,
+                                                                 tmp_path: Path) -> None:
+    early = _fleetcare("--db", store, "--as-of", "2025-02-20", "--json")
+    assert early.returncode == 0, early.stderr
+    doc = json.loads(early.stdout)
+    assert doc["as_of"] == "2025-02-20"
+    oldcrank = next(v for v in doc["vehicles"] if v["vehicle_id"] == "oldcrank")
+    assert "lv_battery" in oldcrank["can_score"]  # its cranking readings are in that window
+    lone = _fleetcare("--db", store, "--export-dir", tmp_path)
+    assert lone.returncode == 2 and "--export-dir needs --snapshot" in lone.stderr
+    bad = _fleetcare("--db", store, "--as-of", "yesterday")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
