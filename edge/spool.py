@@ -69,7 +69,7 @@ class Priority(IntEnum):
     EVENT = 1
     """Health and cranking events."""
     FAULT = 2
-    """Fault codes."""
+    """Fault codes, and vehicle info (the VIN: rare, and it says which car the data is of)."""
 
 
 @dataclass(frozen=True, slots=True)
