@@ -24,8 +24,8 @@ from typing import Final
 import duckdb
 
 LATEST_BUS_VIN: Final = (
-    "(SELECT arg_max(i.vin, i.last_seen) FROM vehicle_info i"
-    " WHERE i.vehicle_id = v.vehicle_id AND i.vin IS NOT NULL)")
+    "(SELECT arg_max(bus.vin, bus.last_seen) FROM vehicle_info bus"
+    " WHERE bus.vehicle_id = v.vehicle_id AND bus.vin IS NOT NULL)")
 """SQL for the newest VIN the bus of vehicle ``v`` (a ``vehicles`` row) reported, or NULL."""
 MISMATCH_CONDITION: Final = (
     f"(v.vin IS NOT NULL AND {LATEST_BUS_VIN} <> upper(trim(v.vin)))")
