@@ -1,4 +1,5 @@
-"""``make demo``: the whole pipeline on one machine, with the sandbox's CRM and reference data.
+"""``make demo``: the whole pipeline on one machine, with the sandbox's CRM and the simulated
+fleet's master data imported through ``fleetcare fleet import``.
 """
 
 from flows.demo.maintenance import maintenance_flow

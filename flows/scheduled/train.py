@@ -2,8 +2,8 @@
 when it beats the promoted one (:mod:`pipeline.ml.training`).
 
 Training needs only what the store holds; it writes no customers, centres or capacity. Those
-come from the dealer system's import, never from a scheduled flow (in tests and the demo the
-sandbox seeds them before the flows run).
+come from the dealer system's export through ``fleetcare fleet import``, never from a
+scheduled flow (the demo and the tests import the simulator's files the same way).
 """
 
 from __future__ import annotations

@@ -102,8 +102,9 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
     """Create or escalate leads from the latest scores and the active fault codes.
 
     Args:
-        con: an open store with reference data seeded (customers, centres, capacity,
-            catalogue); missing pieces leave the matching lead fields null.
+        con: an open store with master data imported (customers, centres, capacity,
+            catalogue: ``fleetcare fleet import``); a vehicle without a customer or consent
+            gets held leads, other missing pieces leave the matching lead fields null.
         now: the advice time (default: now, UTC). Scores after ``now.date()`` and fault codes
             after ``now`` are ignored; appointments are proposed from the next day on.
         vehicles: only these vehicles (default: the whole fleet).
