@@ -24,6 +24,8 @@ from edge.wire.contract import DtcEvent
 
 FUNCTIONAL_11 = 0x7DF
 FUNCTIONAL_29 = 0x18DB33F1
+_LAST_11 = 0x7EF
+"""The highest 11-bit OBD-II id (answers 0x7E8-0x7EF; requests 0x7DF, 0x7E0-0x7E7)."""
 
 
 def ecu_of_response(can_id: int, extended: bool) -> str | None:
@@ -76,6 +78,8 @@ class ObdTap(FrameTap):
     def feed(self, frame: can.Message) -> TapResult | None:
         """Look at one frame; return the values or fault codes of an answer it completes."""
         can_id, extended = frame.arbitration_id, frame.is_extended_id
+        if not extended and not FUNCTIONAL_11 <= can_id <= _LAST_11:
+            return None  # most frames on a bus: no OBD-II id at all, decided in one test
         ecu = ecu_of_response(can_id, extended)
         if ecu is None:
             if is_request(can_id, extended) and frame.data and frame.data[0] >> 4 != 3:
