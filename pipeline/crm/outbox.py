@@ -164,6 +164,8 @@ def deliver_outbox(
         "SELECT event_id, lead_id, CAST(body AS VARCHAR), attempts + 1, first_failed_at,"
         " coalesce(payload_format, ?) FROM outbox WHERE status = 'pending'"
         " AND next_attempt_at <= ? AND (? OR list_contains(?, event_id))"
+        # a held lead (pipeline.leads.holds) is never sent, whatever rows it has
+        " AND lead_id NOT IN (SELECT lead_id FROM leads WHERE state = 'held')"
         " ORDER BY next_attempt_at, event_id",
         [payload_format, clock(), event_ids is None, list(event_ids or ())]).fetchall()
     tally = {"delivered": 0, "retrying": 0, "dead": 0}

@@ -232,6 +232,12 @@ def _apply(
         return _apply_held(con, cand, lead, context, now, hold)
     rank_up = severity_rank(cand.severity) > severity_rank(lead.severity)
     if not rank_up and prob < lead.probability + PROBABILITY_STEP:
+        if hold is not None and lead.state == "new":
+            # not yet at the CRM: the cause arose since it was queued (consent withdrawn)
+            _withhold(con, lead.lead_id, lead.document)
+            con.execute("UPDATE leads SET state = ?, hold_reason = ?, updated_at = ?"
+                        " WHERE lead_id = ?", [HELD, hold.value, now, lead.lead_id])
+            return "held", lead.lead_id
         return "unchanged", lead.lead_id
     release_slot(con, lead.document.get("proposed_appointment"))
     revision = int(lead.document["revision"]) + 1
@@ -239,9 +245,19 @@ def _apply(
                          book=hold is None)
     _update(con, cand, prob, now, doc, hold)
     if hold is not None:
+        _withhold(con, lead.lead_id, None)
         return "held", lead.lead_id
     enqueue(con, doc)
     return "escalated", lead.lead_id
+
+
+def _withhold(con: duckdb.DuckDBPyConnection, lead_id: str,
+              document: dict[str, Any] | None) -> None:
+    """A lead about to be held gives back its slot (when ``document`` still holds one) and
+    loses its outbox rows not delivered yet: nothing of it may reach the CRM now."""
+    if document is not None:
+        release_slot(con, document.get("proposed_appointment"))
+    con.execute("DELETE FROM outbox WHERE lead_id = ? AND status = 'pending'", [lead_id])
 
 
 def _apply_held(
@@ -249,13 +265,18 @@ def _apply_held(
     now: dt.datetime, hold: HoldReason | None,
 ) -> tuple[str, str]:
     """A held lead stays held (its reason kept up to date) or, its cause gone, is released:
-    rebuilt from today's evidence under the revision it was held at (never sent) and queued."""
+    rebuilt from today's evidence and queued, under the revision it was held at unless that
+    revision has an outbox row already."""
     if hold is not None:
         if lead.hold_reason != hold:
             con.execute("UPDATE leads SET hold_reason = ?, updated_at = ? WHERE lead_id = ?",
                         [hold.value, now, lead.lead_id])
         return "held", lead.lead_id
     revision = int(lead.document["revision"])
+    taken = con.execute("SELECT count(*) FROM outbox WHERE event_id = ?",
+                        [f"{lead.lead_id}.r{revision}"]).fetchone()
+    if taken and taken[0]:
+        revision += 1  # that revision went out once (or was given up): a new webhook id
     doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
     _update(con, cand, prob_of(cand), now, doc, None)
     enqueue(con, doc)

@@ -156,3 +156,38 @@ def test_every_reason_has_one_rule_and_a_vehicle_unknown_to_the_register_is_held
         assert hold_reasons(con, [OK, NO_CUSTOMER, NO_CONSENT, "never-registered"]) == {
             NO_CUSTOMER: HoldReason.NO_CUSTOMER, NO_CONSENT: HoldReason.NO_CONSENT,
             "never-registered": HoldReason.NO_CUSTOMER}
+
+
+def test_consent_withdrawn_before_delivery_withholds_the_queued_lead(db: Path) -> None:
+    with duckdb.connect(str(db)) as con, CrmReceiver(SECRET) as crm:
+        advise(con, now=NOW)  # OK's lead is queued, not delivered yet
+        slots = con.execute("SELECT sum(free_slots) FROM centre_capacity").fetchone()
+        con.execute("UPDATE customers SET contact_consent = false WHERE customer_id = ?",
+                    [f"cust-{OK}"])
+        assert advise(con, now=NOW + dt.timedelta(hours=1)).held == 3
+        assert _leads(con)[OK] == ("held", "no_consent")
+        assert _outbox_vehicles(con) == []  # its undelivered row is withdrawn
+        after = con.execute("SELECT sum(free_slots) FROM centre_capacity").fetchone()
+        assert slots is not None and after is not None and after[0] == slots[0] + 1
+        assert deliver_outbox(con, url=crm.url, secret=SECRET,
+                              now=NOW + dt.timedelta(hours=1)).delivered == 0
+        assert crm.received_count == 0
+        con.execute("UPDATE customers SET contact_consent = true WHERE customer_id = ?",
+                    [f"cust-{OK}"])
+        assert advise(con, now=NOW + dt.timedelta(hours=2)).released == 1
+        deliver_outbox(con, url=crm.url, secret=SECRET, now=NOW + dt.timedelta(hours=2))
+        assert [d["vehicle"]["vehicle_id"] for d in crm.leads()] == [OK]
+
+
+def test_delivery_skips_any_row_of_a_held_lead(db: Path) -> None:
+    with duckdb.connect(str(db)) as con, CrmReceiver(SECRET) as crm:
+        advise(con, now=NOW)
+        (lead_id,) = con.execute("SELECT lead_id FROM leads WHERE vehicle_id = ?",
+                                 [NO_CUSTOMER]).fetchone() or ("",)
+        con.execute("INSERT INTO outbox (event_id, lead_id, body, next_attempt_at) VALUES"
+                    " ('stray', ?, '{}', ?)", [lead_id, NOW])
+        report = deliver_outbox(con, url=crm.url, secret=SECRET, now=NOW)
+        assert report.delivered == 1  # OK's lead only
+        assert [d["vehicle"]["vehicle_id"] for d in crm.leads()] == [OK]
+        assert con.execute("SELECT status FROM outbox WHERE event_id = 'stray'"
+                           ).fetchone() == ("pending",)
