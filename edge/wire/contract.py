@@ -27,8 +27,8 @@ kind was added without changing any existing payload, so schema-1 agents and bac
 do not know it still understand each other (an agent facing a backend that sends no receipts
 must run with receipts off, deleting on PUBACK as before).
 
-Vehicle info was added the same way: an agent says, at its start and whenever the VIN it
-reads changes (or is first read), which vehicle it is plugged into (the VIN, absent until
+Vehicle info was added the same way: an agent says, at its start and whenever it reads a
+VIN it has not reported yet, which vehicle it is plugged into (the VIN, absent until
 read, and how it was read), which agent version runs, and which DBC and rules files it decodes
 with (their SHA-256), so the backend can tell a gateway moved to another car from one whose
 configuration changed. A backend that predates the kind dead-letters it as unknown; nothing
