@@ -51,6 +51,10 @@ class DemoReport:
     repair_orders: dict[str, Any] = field(default_factory=dict)
     referee: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The promoted models judged against the simulator's ground truth (never trained on)."""
+    master_data: dict[str, Any] = field(default_factory=dict)
+    """``fleetcare fleet import``'s summary of the fleet's master data."""
+    held_leads: int = 0
+    """Leads held (no customer on record, no consent to contact): never sent."""
 
 
 def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoReport:
@@ -63,6 +67,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
     with EmbeddedBroker(prefer=options.broker) as broker:
         log(f"broker: {broker.kind} at {broker.url}")
         started = time.monotonic()
+        master = _onboard(options, db_path, log)
         fleet, landed = _simulate_and_ingest(options, broker.url, db_path, log)
         seconds["simulate_and_ingest"] = round(time.monotonic() - started, 1)
     orders = _import_workshop(options, db_path, log)
@@ -76,9 +81,11 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         received = crm.received_count
     with store.connect_readonly(db_path) as con:
         rows = con.execute("SELECT component, count(*) FROM leads GROUP BY 1 ORDER BY 1").fetchall()
+        held = con.execute("SELECT count(*) FROM leads WHERE state = 'held'").fetchall()[0]
         judged = referee_report(con)
     return DemoReport(broker.kind, str(db_path), fleet, dataclasses.asdict(landed), flow_result,
-                      received, {str(c): int(n) for c, n in rows}, seconds, orders, judged)
+                      received, {str(c): int(n) for c, n in rows}, seconds, orders, judged,
+                      master, int(held[0]))
 
 
 def _import_workshop(options: DemoOptions, db_path: Path,
@@ -126,7 +133,6 @@ def _simulate_and_ingest(options: DemoOptions, broker_url: str, db_path: Path,
                          log: Callable[[str], None]) -> tuple[dict[str, Any], IngestStats]:
     # The register comes from the imported vehicles.csv; the simulated fleet publishes 180
     # days in seconds, so no rate limit.
-    _onboard(options, db_path, log)
     ingestor = Ingestor(broker_url, db_path, client_id="fleetcare-demo-ingest",
                         require_registered_vehicles=True, rate_limit=None)
     ingestor.start()
@@ -180,6 +186,12 @@ def format_report(report: DemoReport) -> str:
         f"({i['duplicates']:,} redeliveries ignored, {i['dead_letters']:,} dead letters), "
         f"{f['dtc_events']:,} fault-code events",
     ]
+    if report.master_data:
+        tables = report.master_data["tables"]
+        lines.append(f"  dealer      {tables['vehicles']['inserted']} vehicles, "
+                     f"{tables['customers']['inserted']} customers, "
+                     f"{tables['service_centres']['inserted']} centres imported with "
+                     "fleetcare fleet import")
     if report.repair_orders:
         lines.append(f"  workshop    {report.repair_orders['rows']} repair orders imported "
                      "(the labels the models learn from)")
@@ -195,7 +207,8 @@ def format_report(report: DemoReport) -> str:
     lines.extend(_scoring_lines(report.flow.get("scoring") or {}))
     leads = ", ".join(f"{c} {n}" for c, n in report.leads_by_component.items()) or "none"
     lines += [
-        f"  leads       {leads}; {report.crm_received} delivered to the CRM as signed webhooks",
+        f"  leads       {leads}; {report.crm_received} delivered to the CRM as signed webhooks"
+        f"; {report.held_leads} held (fleetcare leads list --held)",
         f"  timings     {report.seconds}",
         "",
         "where to look next:",

@@ -96,9 +96,9 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> dict[st
 def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
                       " AND schema_name = 'main' AND database_name = current_database()",
-                      [table]).fetchone()
+                      [table]).fetchall()[0]
     views = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?",
-                        [table]).fetchone()
+                        [table]).fetchall()[0]
     return bool(row and row[0]) or bool(views and views[0])
 
 

@@ -120,8 +120,8 @@ def _apply(con: duckdb.DuckDBPyConnection, file: ParsedFile, forgotten: frozense
                 f" NULL AS is_new FROM {_STAGED} s LEFT JOIN {spec.table} t ON {key}"
                 f" WHERE t.{spec.key[0]} IS NULL OR {differs}")
     counted = con.execute(f"SELECT count(*) FILTER (is_new), count(*) FILTER (NOT is_new)"
-                          f" FROM {_CHANGED}").fetchone()
-    inserted, updated = (int(counted[0]), int(counted[1])) if counted else (0, 0)
+                          f" FROM {_CHANGED}").fetchall()[0]
+    inserted, updated = int(counted[0]), int(counted[1])
     columns = list(spec.names)
     values = ", ".join(columns)
     updates = [f"{c} = excluded.{c}" for c in columns if c not in spec.key]

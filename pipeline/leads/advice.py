@@ -274,8 +274,8 @@ def _apply_held(
         return "held", lead.lead_id
     revision = int(lead.document["revision"])
     taken = con.execute("SELECT count(*) FROM outbox WHERE event_id = ?",
-                        [f"{lead.lead_id}.r{revision}"]).fetchone()
-    if taken and taken[0]:
+                        [f"{lead.lead_id}.r{revision}"]).fetchall()[0]
+    if taken[0]:
         revision += 1  # that revision went out once (or was given up): a new webhook id
     doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
     _update(con, cand, prob_of(cand), now, doc, None)
