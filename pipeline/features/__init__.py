@@ -18,6 +18,8 @@ from pipeline.features.inputs import (
     OPTIONAL_SIGNALS,
     ModelInputs,
     UnknownFeatureError,
+    alternatives,
+    any_of,
     component_inputs,
     model_inputs,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "DayRange",
     "ModelInputs",
     "UnknownFeatureError",
+    "alternatives",
+    "any_of",
     "attach_labels",
     "build_daily_features",
     "catalog_frame",

@@ -32,7 +32,8 @@ SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
     AS insulation_resistance_min,
   max(value) FILTER (WHERE signal IN ({_PADS})) AS pad_wear_max,
   {_PER_WHEEL},
-  min(value) FILTER (WHERE signal = 'BCM_LowVoltage.CrankMinVoltage') AS crank_dip_min,
+  min(value) FILTER (WHERE signal IN ('BCM_LowVoltage.CrankMinVoltage',
+                                      'Event.Crank.MinVoltage')) AS crank_dip_min,
   median(value) FILTER (WHERE signal = 'Vehicle.LowVoltageBattery.CurrentVoltage')
     AS rest_voltage,
   max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
@@ -41,7 +42,10 @@ FROM telemetry
 WHERE ts <= $until AND ts >= $since
 GROUP BY ALL
 """
-"""Daily medians, minima and maxima of the health and context signals."""
+"""Daily medians, minima and maxima of the health and context signals.
+
+The cranking minimum is the lowest of the BCM's own report and the agent's crank detector's
+measurement (``Event.Crank.MinVoltage``): the same quantity, from whichever the bus gives."""
 
 BRAKING: Final = f"""
 WITH v AS (

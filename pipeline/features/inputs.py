@@ -7,14 +7,25 @@ where VSS has none) its value is computed from; the fault-code features read ``d
 and no signal. It must follow ``daily_sql.py`` and ``daily.py``; a test drops each signal
 from a store and checks that only the features declared to read it change.
 
-A model's inputs split in two:
+An input is one signal, or **alternatives**: signals that measure the same quantity on
+different buses, any one of which gives the feature its value (written ``A|B``, see
+:func:`any_of`). The cranking minimum is one: a reference-vehicle BCM reports it itself
+(``BCM_LowVoltage.CrankMinVoltage``), and on any other bus carrying the 12 V voltage and the
+engine speed the agent's crank detector measures it (``Event.Crank.MinVoltage``, see
+``edge/cranking.py``).
 
-* **required** signals: without a reading of every one of them the model does not score the
+A model's inputs split in two, per component (:data:`OPTIONAL_SIGNALS`):
+
+* **required** inputs: without a reading of every one of them the model does not score the
   vehicle (its score would come from the training median, not from the vehicle);
-* **optional** signals (:data:`OPTIONAL_SIGNALS`): they only refine a score, and the features
-  they feed are imputed when a vehicle does not send them. Few packs report insulation
-  resistance, speed only adds braking energy to a pad-wear measurement, and air temperature is
-  climate context.
+* **optional** inputs: they only refine a score, and the features they feed are imputed when
+  a vehicle does not send them. Air temperature is climate context for every model; distance
+  is usage context for the battery models (but per-kilometre wear is half of what the brake
+  model reads); few packs report insulation resistance; speed only adds braking energy to a
+  pad-wear measurement; and a crank is seen only where the bus carries the 12 V voltage fast
+  enough around a start from rest (an ECU polled over OBD-II rarely answers while the starter
+  turns), whereas the 12 V voltage itself, on every bus that carries it, describes the
+  battery and its charging.
 """
 
 from __future__ import annotations
@@ -32,12 +43,29 @@ CELL_VOLTAGE_MAX: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Max"
 CELL_VOLTAGE_MIN: Final = "Vehicle.Powertrain.TractionBattery.CellVoltage.Min"
 CELL_TEMP_MAX: Final = "Vehicle.Powertrain.TractionBattery.Temperature.Max"
 INSULATION: Final = "BMS_Health.InsulationResistance"
-CRANK_DIP: Final = "BCM_LowVoltage.CrankMinVoltage"
+ANY_OF: Final = "|"
+"""Separates alternative signals in one input (no signal name contains it)."""
+BCM_CRANK_DIP: Final = "BCM_LowVoltage.CrankMinVoltage"
+AGENT_CRANK_DIP: Final = "Event.Crank.MinVoltage"
 LV_VOLTAGE: Final = "Vehicle.LowVoltageBattery.CurrentVoltage"
 ODOMETER: Final = "Vehicle.TraveledDistance"
 AIR_TEMP: Final = "Vehicle.Exterior.AirTemperature"
 
 _PADS: Final = tuple(PAD_WEAR.values())
+
+
+def any_of(*signals: str) -> str:
+    """One input satisfied by a reading of any of ``signals`` (sorted, so it compares equal)."""
+    return ANY_OF.join(sorted(signals))
+
+
+def alternatives(signal_input: str) -> tuple[str, ...]:
+    """The signals that can satisfy one input (one, unless it was made by :func:`any_of`)."""
+    return tuple(signal_input.split(ANY_OF))
+
+
+CRANK_DIP: Final = any_of(BCM_CRANK_DIP, AGENT_CRANK_DIP)
+"""The cranking minimum: reported by the BCM, or measured by the agent's crank detector."""
 
 FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     "soh": (SOH,),
@@ -66,10 +94,17 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     **{f"dtc_{kind}__{c}": () for c in COMPONENTS for kind in ("count", "events_30d",
                                                                 "age_days")},
 }
-"""The signals each feature's value is computed from (empty: from fault codes only)."""
+"""The inputs each feature's value is computed from (empty: from fault codes only)."""
 
-OPTIONAL_SIGNALS: Final = frozenset({INSULATION, SPEED, AIR_TEMP})
-"""Signals a model scores without: the features they feed are imputed when absent."""
+OPTIONAL_SIGNALS: Final[dict[str, frozenset[str]]] = {
+    "traction_battery": frozenset({INSULATION, AIR_TEMP, ODOMETER}),
+    "lv_battery": frozenset({CRANK_DIP, AIR_TEMP, ODOMETER}),
+    "brakes": frozenset({SPEED, AIR_TEMP}),
+}
+"""Per component, the inputs its model scores without (the features they feed are imputed);
+the module docstring says why each is optional."""
+COMMON_OPTIONAL: Final = frozenset.intersection(*OPTIONAL_SIGNALS.values())
+"""What is optional for a feature list of no known component: what every component allows."""
 
 
 class UnknownFeatureError(TerminalPipelineError):
@@ -78,7 +113,10 @@ class UnknownFeatureError(TerminalPipelineError):
 
 @dataclass(frozen=True, slots=True)
 class ModelInputs:
-    """The telemetry signals a model's features are computed from, sorted.
+    """The telemetry inputs a model's features are computed from, sorted.
+
+    Each input is a signal name or alternatives (:func:`any_of`): an input has a reading when
+    any of its signals has one.
 
     Attributes:
         required: every one must have a reading in the scoring window for the model to score
@@ -91,12 +129,19 @@ class ModelInputs:
 
     @property
     def signals(self) -> tuple[str, ...]:
-        """Required and optional signals together, sorted."""
+        """Required and optional inputs together, sorted."""
         return tuple(sorted({*self.required, *self.optional}))
 
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        """Every signal that can satisfy an input (alternatives one by one), sorted."""
+        return tuple(sorted({s for i in self.signals for s in alternatives(i)}))
 
-def model_inputs(features: list[str] | tuple[str, ...]) -> ModelInputs:
-    """The signals a model trained on ``features`` reads, split into required and optional.
+
+def model_inputs(features: list[str] | tuple[str, ...],
+                 component: str | None = None) -> ModelInputs:
+    """The inputs a model of ``component`` trained on ``features`` reads, split into required
+    and optional (:data:`OPTIONAL_SIGNALS` of the component; :data:`COMMON_OPTIONAL` without).
 
     Raises:
         UnknownFeatureError: a feature is not in :data:`FEATURE_SIGNALS` (declare it there
@@ -108,10 +153,10 @@ def model_inputs(features: list[str] | tuple[str, ...]) -> ModelInputs:
             f"features {unknown} have no declared input signals: add them to "
             "pipeline.features.inputs.FEATURE_SIGNALS")
     signals = {s for f in features for s in FEATURE_SIGNALS[f]}
-    return ModelInputs(tuple(sorted(signals - OPTIONAL_SIGNALS)),
-                       tuple(sorted(signals & OPTIONAL_SIGNALS)))
+    optional = OPTIONAL_SIGNALS.get(component, COMMON_OPTIONAL) if component else COMMON_OPTIONAL
+    return ModelInputs(tuple(sorted(signals - optional)), tuple(sorted(signals & optional)))
 
 
 def component_inputs(component: str) -> ModelInputs:
     """What today's model of ``component`` reads (its :func:`model_features`)."""
-    return model_inputs(model_features(component))
+    return model_inputs(model_features(component), component)

@@ -2,9 +2,10 @@
 
 The rule, shared by scoring and ``fleetcare fleet coverage``: a model can score a vehicle as of
 day D when the vehicle sent at least one reading of **every required signal** of the model
-(:mod:`pipeline.features.inputs`, stored with the model in the registry) in the scoring
-window, the :data:`WINDOW_DAYS` days up to the end of D. A vehicle that misses one is not
-scored by that model: its score would be the training median of the features that signal
+(:mod:`pipeline.features.inputs`, stored with the model in the registry; an input made of
+alternatives has a reading when any of its signals has one) in the scoring window, the
+:data:`WINDOW_DAYS` days up to the end of D. A vehicle that misses one is not scored by that
+model: its score would be the training median of the features that signal
 feeds, not a statement about the vehicle. Missing optional signals are listed too; the model
 scores without them and imputes the features they feed.
 
@@ -22,7 +23,7 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
-from pipeline.features.inputs import ModelInputs
+from pipeline.features.inputs import ModelInputs, alternatives
 from pipeline.features.materialised import latest_telemetry_day
 from pipeline.ml.registry import stored_inputs
 
@@ -126,7 +127,7 @@ def promoted_inputs(con: duckdb.DuckDBPyConnection) -> list[PromotedInputs]:
     columns = "required_signals, optional_signals" if stored else "NULL, NULL"
     rows = con.execute(f"SELECT model_id, component, features, {columns} FROM model_registry"
                        " WHERE promoted ORDER BY component").fetchall()
-    return [PromotedInputs(m, c, stored_inputs(f, r, o)) for m, c, f, r, o in rows]
+    return [PromotedInputs(m, c, stored_inputs(f, r, o, c)) for m, c, f, r, o in rows]
 
 
 def _has_stored_signals(con: duckdb.DuckDBPyConnection) -> bool:
@@ -138,26 +139,33 @@ def _has_stored_signals(con: duckdb.DuckDBPyConnection) -> bool:
 
 def signals_seen(con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime,
                  signals: Sequence[str]) -> pl.DataFrame:
-    """``vehicle_id, signal``: which of ``signals`` each vehicle sent in ``[since, until]``."""
+    """``vehicle_id, signal``: which of ``signals`` each vehicle sent in ``[since, until]``
+    (an input of alternatives is looked up signal by signal)."""
     schema = {"vehicle_id": pl.String, "signal": pl.String}
-    if not signals:
+    names = sorted({name for s in signals for name in alternatives(s)})
+    if not names:
         return pl.DataFrame(schema=schema)
     rel = con.sql(
         "SELECT DISTINCT vehicle_id, signal FROM telemetry"
         " WHERE ts <= $until AND ts >= $since AND signal IN (SELECT unnest($signals))",
-        params={"since": since, "until": until, "signals": sorted(set(signals))})
+        params={"since": since, "until": until, "signals": names})
     return rel.pl().cast(schema)
 
 
 def missing_signals(vehicles: pl.Series, seen: pl.DataFrame,
                     signals: Sequence[str]) -> pl.DataFrame:
-    """``vehicle_id, missing``: per vehicle (each once), the ``signals`` it did not send,
-    sorted (an empty list when it sent them all)."""
+    """``vehicle_id, missing``: per vehicle (each once), the inputs among ``signals`` it sent
+    no reading of, sorted (an empty list when it sent them all); an input of alternatives is
+    missing when none of its signals was sent."""
     ids = pl.DataFrame({"vehicle_id": vehicles.cast(pl.String)}).unique()
-    wanted = pl.DataFrame({"signal": sorted(set(signals))}, schema={"signal": pl.String})
-    gaps = (ids.join(wanted, how="cross")
-            .join(seen, on=["vehicle_id", "signal"], how="anti")
-            .group_by("vehicle_id").agg(pl.col("signal").sort().alias("missing")))
+    inputs = sorted(set(signals))
+    wanted = pl.DataFrame({"input": inputs, "signal": [list(alternatives(i)) for i in inputs]},
+                          schema={"input": pl.String, "signal": pl.List(pl.String)})
+    met = (wanted.explode("signal").join(seen, on="signal", how="inner")
+           .select("vehicle_id", "input").unique())
+    gaps = (ids.join(wanted.select("input"), how="cross")
+            .join(met, on=["vehicle_id", "input"], how="anti")
+            .group_by("vehicle_id").agg(pl.col("input").sort().alias("missing")))
     return (ids.join(gaps, on="vehicle_id", how="left")
             .with_columns(pl.col("missing").fill_null(pl.lit([], dtype=pl.List(pl.String))))
             .sort("vehicle_id"))

@@ -93,7 +93,7 @@ def _entry(row: tuple[Any, ...]) -> ModelEntry:
     def js(v: Any) -> Any:
         return json.loads(v) if isinstance(v, str) else v
 
-    inputs = stored_inputs(row[5], row[15], row[16])
+    inputs = stored_inputs(row[5], row[15], row[16], row[1])
     return ModelEntry(row[0], row[1], row[2], bool(row[3]), row[4], list(row[5] or []),
                       js(row[6]) or {}, row[7], row[8], list(row[9] or []), list(row[10] or []),
                       js(row[11]) or {}, row[12], row[13], js(row[14]), list(inputs.required),
@@ -101,11 +101,11 @@ def _entry(row: tuple[Any, ...]) -> ModelEntry:
 
 
 def stored_inputs(features: list[str] | None, required: list[str] | None,
-                  optional: list[str] | None) -> ModelInputs:
+                  optional: list[str] | None, component: str | None = None) -> ModelInputs:
     """A registry row's input signals: as stored, or for a model registered before they were
-    stored (NULL), derived from its features with today's declaration."""
+    stored (NULL), derived from its features (and component) with today's declaration."""
     if required is None:
-        return model_inputs(list(features or []))
+        return model_inputs(list(features or []), component)
     return ModelInputs(tuple(required), tuple(optional or ()))
 
 
@@ -157,7 +157,7 @@ def save_model(con: duckdb.DuckDBPyConnection, new: NewModel,
     """Store a model, not promoted (see :func:`set_promoted`), with the signals its features
     read (:func:`pipeline.features.inputs.model_inputs`), so that a later change of the
     declaration does not change what this model needs."""
-    inputs = model_inputs(new.features)
+    inputs = model_inputs(new.features, new.component)
     con.execute(
         "INSERT INTO model_registry (model_id, component, created_at, features, metrics,"
         " artifact, promoted, estimator, data_from, data_to, train_vehicles, holdout_vehicles,"

@@ -113,7 +113,7 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None
         log.warning("nothing to score: no telemetry in the %d days up to %s", LOOKBACK_DAYS, day)
         return ScoringReport(day, 0, ())
     latest = _latest_rows(features)
-    inputs = [stored_inputs(f, r, o) for _, _, f, r, o, _, _ in models]
+    inputs = [stored_inputs(f, r, o, c) for _, c, f, r, o, _, _ in models]
     seen = signals_seen(con, since, until, sorted({s for i in inputs for s in i.required}))
     results = [_score_component(latest, seen, day, i, m, c, metrics, artifact)
                for i, (m, c, _, _, _, metrics, artifact) in zip(inputs, models, strict=True)]

@@ -17,7 +17,7 @@ from coverage_fleet import LAST, REAR_PADS, build_coverage_store
 
 from flows.scheduled.partitioned import on_dask
 from flows.scheduled.score import score_and_advise_flow
-from pipeline.features.inputs import CRANK_DIP
+from pipeline.features.inputs import LV_VOLTAGE
 from pipeline.store.serving import connect_serving
 
 
@@ -36,9 +36,9 @@ def test_the_flow_reports_skipped_vehicles_one_writer_and_partitioned(
         con.execute("INSERT INTO model_registry SELECT * FROM landing.model_registry")
     paths = {"serving_path": str(serving), "snapshot_path": str(snapshot), "as_of": LAST}
     one = score_and_advise_flow(**paths)
-    assert one["scored"] == one["scoring"]["rows"] == 22
+    assert one["scored"] == one["scoring"]["rows"] == 25
     assert _skipped(one)["brakes"] == [(REAR_PADS, ("norear",))]
-    assert _skipped(one)["lv_battery"] == [((CRANK_DIP,), ("nolv", "oldcrank"))]
+    assert _skipped(one)["lv_battery"] == [((LV_VOLTAGE,), ("nolv", "oldcrank"))]
     with connect_serving(serving, snapshot) as con:
         assert con.execute("SELECT count(*) FROM scores WHERE vehicle_id = 'norear'"
                            " AND component = 'brakes'").fetchall() == [(0,)]

@@ -1,7 +1,8 @@
 """A fleet some of whose vehicles never send (or stopped sending) signals a model needs.
 
-An ICE car without a traction pack, a car without rear pad-wear sensors, one without cranking
-voltage, one without air temperature (optional), one whose cranking voltage stopped long ago,
+An ICE car without a traction pack, a car without rear pad-wear sensors, one without 12 V
+voltage, one without air temperature (optional), one whose 12 V voltage stopped long ago
+(``oldcrank``), one without cranking minima (optional for the 12 V model),
 and one registered vehicle that sent nothing. The three models are fitted on the full fleet's
 features (labels from simple thresholds) before the signals are dropped, and registered and
 promoted like trained ones.
@@ -19,10 +20,11 @@ from synth_fleet import PAD_SIGNALS, START, Car, build_store, day
 from pipeline.features.daily import build_daily_features, model_features
 from pipeline.features.inputs import (
     AIR_TEMP,
+    BCM_CRANK_DIP,
     CELL_TEMP_MAX,
     CELL_VOLTAGE_MAX,
     CELL_VOLTAGE_MIN,
-    CRANK_DIP,
+    LV_VOLTAGE,
     SOH,
 )
 from pipeline.ml import registry
@@ -38,7 +40,7 @@ LABELS = {"brakes": pl.col("pad_wear_max") > 60, "lv_battery": pl.col("crank_dip
 
 def fleet() -> list[Car]:
     """The cars with telemetry (``silent`` is only registered)."""
-    cars = [Car(v) for v in ("full", "full2", "nolv", "noair", "oldcrank")]
+    cars = [Car(v) for v in ("full", "full2", "nolv", "noair", "oldcrank", "nocrank")]
     cars += [Car(v, ev=False) for v in ("ice", "ice2")]
     cars += [Car(v, fails={"brakes": N_DAYS - 1}) for v in ("brk", "norear")]
     return cars
@@ -70,9 +72,10 @@ def build_coverage_store(path: Path) -> Path:
     con = build_store(path, fleet(), N_DAYS)
     _fit_and_promote(con)
     _drop(con, "norear", REAR_PADS)
-    _drop(con, "nolv", (CRANK_DIP,))
+    _drop(con, "nolv", (LV_VOLTAGE,))
     _drop(con, "noair", (AIR_TEMP,))
-    _drop(con, "oldcrank", (CRANK_DIP,), from_day=5)
+    _drop(con, "oldcrank", (LV_VOLTAGE,), from_day=5)
+    _drop(con, "nocrank", (BCM_CRANK_DIP,))
     con.execute("INSERT INTO vehicles (vehicle_id, model, region)"
                 " VALUES ('silent', 'EV-1', 'north')")
     con.close()

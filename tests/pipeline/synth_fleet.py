@@ -31,6 +31,9 @@ class Car:
     ev: bool = True
     fails: dict[str, int] = field(default_factory=dict)
     region: str = "north"
+    crank_signal: str = "BCM_LowVoltage.CrankMinVoltage"
+    """Where its cranking minimum comes from: the BCM's report, or the agent's crank detector
+    (``Event.Crank.MinVoltage``)."""
 
 
 def _signals(car: Car, d: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -45,7 +48,7 @@ def _signals(car: Car, d: np.ndarray, rng: np.random.Generator) -> dict[str, np.
         "Vehicle.TraveledDistance": rng.uniform(5_000, 60_000) + rng.uniform(25, 70) * d,
         "Vehicle.Exterior.AirTemperature": 8 + rng.normal(0, 1, d.size),
         "Vehicle.LowVoltageBattery.CurrentVoltage": 12.6 + rng.normal(0, 0.02, d.size),
-        "BCM_LowVoltage.CrankMinVoltage": towards("lv_battery", 10.8 - 0.001 * d, 9.4, 45)
+        car.crank_signal: towards("lv_battery", 10.8 - 0.001 * d, 9.4, 45)
         + rng.normal(0, 0.03, d.size),
     }
     wear = towards("brakes", 30 + 0.05 * d, 100.0, 40)

@@ -4,6 +4,7 @@ what (the fleet: :mod:`coverage_fleet`)."""
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from coverage_fleet import LABELS, LAST, N_DAYS, REAR_PADS, TRACTION, build_cove
 from synth_fleet import START, day
 
 from pipeline.features.daily import build_daily_features, model_features
-from pipeline.features.inputs import AIR_TEMP, CRANK_DIP, component_inputs
+from pipeline.features.inputs import (
+    AIR_TEMP,
+    CRANK_DIP,
+    LV_VOLTAGE,
+    alternatives,
+    component_inputs,
+)
 from pipeline.leads.advice import advise
 from pipeline.ml import registry
 from pipeline.ml.coverage import fleet_coverage, vehicle_coverage
@@ -43,23 +50,24 @@ def test_scoring_skips_and_reports_vehicles_without_required_signals(
 ) -> None:
     report = score_fleet(con, as_of=LAST)
     assert _by_component(report) == {
-        "brakes": (8, (SkippedVehicles(REAR_PADS, ("norear",)),)),
-        "lv_battery": (7, (SkippedVehicles((CRANK_DIP,), ("nolv", "oldcrank")),)),
-        "traction_battery": (7, (SkippedVehicles(TRACTION, ("ice", "ice2")),)),
+        "brakes": (9, (SkippedVehicles(REAR_PADS, ("norear",)),)),
+        "lv_battery": (8, (SkippedVehicles((LV_VOLTAGE,), ("nolv", "oldcrank")),)),
+        "traction_battery": (8, (SkippedVehicles(TRACTION, ("ice", "ice2")),)),
     }
     rows = set(con.execute("SELECT vehicle_id, component FROM scores WHERE as_of = ?",
                            [LAST]).fetchall())
-    assert report.rows == len(rows) == 22
+    assert report.rows == len(rows) == 25
     assert not {("norear", "brakes"), ("nolv", "lv_battery"), ("oldcrank", "lv_battery"),
                 ("ice", "traction_battery")} & rows
-    assert {("norear", "lv_battery"), ("nolv", "brakes"), ("noair", "lv_battery")} <= rows
+    assert {("norear", "lv_battery"), ("nolv", "brakes"), ("noair", "lv_battery"),
+            ("nocrank", "lv_battery")} <= rows
 
 
 def test_the_window_decides_a_signal_that_stopped_long_ago_counts_while_it_is_in_it(
     con: duckdb.DuckDBPyConnection,
 ) -> None:
     lv = {c.component: c for c in score_fleet(con, as_of=day(50)).components}["lv_battery"]
-    assert lv.skipped == (SkippedVehicles((CRANK_DIP,), ("nolv",)),)
+    assert lv.skipped == (SkippedVehicles((LV_VOLTAGE,), ("nolv",)),)
     assert [m.can_score for m in vehicle_coverage(con, "oldcrank", as_of=day(50)).models
             if m.component == "lv_battery"] == [True]
 
@@ -85,7 +93,7 @@ def test_partitions_report_what_the_whole_fleet_reports(store: Path,
     con.close()
     parts = [partition_scores(store, vehicles, LAST, models)
              for vehicles in (["full", "ice", "nolv", "norear"],
-                              ["brk", "full2", "ice2", "noair", "oldcrank"])]
+                              ["brk", "full2", "ice2", "noair", "oldcrank", "nocrank"])]
     assert sum(frame.height for frame, _ in parts) == whole.rows
     assert merge_reports(r for _, r in parts) == whole
 
@@ -104,9 +112,33 @@ def test_coverage_lists_each_vehicles_models_and_missing_signals(
                for v, c in by_vehicle.items()}
     assert missing["ice"] == {"traction_battery": TRACTION}
     assert missing["norear"] == {"brakes": REAR_PADS}
-    assert missing["oldcrank"] == missing["nolv"] == {"lv_battery": (CRANK_DIP,)}
+    assert missing["oldcrank"] == missing["nolv"] == {"lv_battery": (LV_VOLTAGE,)}
     assert missing["silent"] == {c: component_inputs(c).required for c in LABELS}
-    assert missing["noair"] == missing["full"] == {}
+    assert missing["noair"] == missing["full"] == missing["nocrank"] == {}
     imputed = {m.component: m.missing_optional for m in by_vehicle["noair"].models}
     assert AIR_TEMP in imputed["lv_battery"] and AIR_TEMP not in {
         s for m in by_vehicle["full"].models for s in m.missing_optional}
+
+
+def test_a_crank_minimum_from_either_source_counts_and_without_one_it_is_imputed(
+    store: Path, tmp_path: Path,
+) -> None:
+    copy = tmp_path / "fleet.duckdb"
+    shutil.copyfile(store, copy)
+    with connect(copy) as con:
+        _check_crank_alternatives(con)
+
+
+def _check_crank_alternatives(con: duckdb.DuckDBPyConnection) -> None:
+    lv = {m.component: m for m in vehicle_coverage(con, "nocrank").models}["lv_battery"]
+    assert lv.can_score and lv.missing_optional == (CRANK_DIP,)
+    assert alternatives(CRANK_DIP) == ("BCM_LowVoltage.CrankMinVoltage", "Event.Crank.MinVoltage")
+    # the agent's crank detector's measurement satisfies the input as the BCM's report does
+    con.execute("INSERT INTO telemetry SELECT vehicle_id, ts, 'Event.Crank.MinVoltage', value,"
+                " msg_id FROM telemetry WHERE vehicle_id = 'full'"
+                " AND signal = 'BCM_LowVoltage.CrankMinVoltage'")
+    con.execute("DELETE FROM telemetry WHERE vehicle_id = 'nocrank'")
+    con.execute("INSERT INTO telemetry SELECT 'nocrank', ts, signal, value, msg_id FROM telemetry"
+                " WHERE vehicle_id = 'full' AND signal <> 'BCM_LowVoltage.CrankMinVoltage'")
+    lv = {m.component: m for m in vehicle_coverage(con, "nocrank").models}["lv_battery"]
+    assert lv.can_score and lv.missing_optional == ()

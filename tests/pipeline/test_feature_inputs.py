@@ -3,7 +3,9 @@
 Scoring trusts :data:`FEATURE_SIGNALS` to decide whom a model can score, so a feature that
 quietly reads an undeclared signal would be scored from nothing. Each signal is hidden from a
 real store in turn (a TEMP view shadowing ``telemetry``, as the serving store's views do) and
-the features rebuilt: only features declared to read that signal may change.
+the features rebuilt: only features declared to read that signal may change. An input of
+alternatives (the cranking minimum, from the BCM or from the agent's crank detector) is hidden
+signal by signal: the test fleet has a car of each kind, so hiding either changes its features.
 """
 
 from __future__ import annotations
@@ -19,17 +21,25 @@ from synth_fleet import Car, build_store
 
 from edge.wire.contract import COMPONENTS
 from pipeline.features.daily import build_daily_features, model_features
-from pipeline.features.daily_sql import SPEED
+from pipeline.features.daily_sql import PAD_WEAR, SPEED
 from pipeline.features.inputs import (
+    AGENT_CRANK_DIP,
+    BCM_CRANK_DIP,
+    COMMON_OPTIONAL,
+    CRANK_DIP,
     FEATURE_SIGNALS,
+    LV_VOLTAGE,
+    ODOMETER,
     OPTIONAL_SIGNALS,
     UnknownFeatureError,
+    alternatives,
     component_inputs,
     model_inputs,
 )
 
 N_DAYS = 45
-SIGNALS = sorted({s for signals in FEATURE_SIGNALS.values() for s in signals})
+SIGNALS = sorted({s for inputs in FEATURE_SIGNALS.values() for i in inputs
+                  for s in alternatives(i)})
 
 
 def _add_speed(con: duckdb.DuckDBPyConnection) -> None:
@@ -46,7 +56,8 @@ def _add_speed(con: duckdb.DuckDBPyConnection) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
     cars = [Car("ev", fails={"brakes": 40, "traction_battery": 44}),
-            Car("ev2", fails={"lv_battery": 42}), Car("ice", ev=False)]
+            Car("ev2", fails={"lv_battery": 42}),
+            Car("ice", ev=False, fails={"lv_battery": 30}, crank_signal=AGENT_CRANK_DIP)]
     con = build_store(tmp_path_factory.mktemp("inputs") / "fleet.duckdb", cars, N_DAYS)
     _add_speed(con)
     return con
@@ -78,7 +89,8 @@ def test_hiding_a_signal_changes_only_the_features_declared_to_read_it(
             changed = _changed(full, build_daily_features(store))
         finally:
             store.execute("DROP VIEW telemetry")
-        declared = {f for f, signals in FEATURE_SIGNALS.items() if signal in signals}
+        declared = {f for f, inputs in FEATURE_SIGNALS.items()
+                    if any(signal in alternatives(i) for i in inputs)}
         assert changed <= declared, f"{signal} also changes {sorted(changed - declared)}"
         assert changed, f"hiding {signal} changed nothing: the test fleet lacks it"
 
@@ -86,13 +98,26 @@ def test_hiding_a_signal_changes_only_the_features_declared_to_read_it(
 def test_every_models_features_are_declared_and_split_into_required_and_optional() -> None:
     for component in COMPONENTS:
         inputs = component_inputs(component)
-        assert set(inputs.optional) <= OPTIONAL_SIGNALS
-        assert not set(inputs.required) & OPTIONAL_SIGNALS
+        assert set(inputs.optional) <= OPTIONAL_SIGNALS[component]
+        assert not set(inputs.required) & OPTIONAL_SIGNALS[component]
         assert set(inputs.signals) == {s for f in model_features(component)
                                        for s in FEATURE_SIGNALS[f]}
+        assert inputs.required, f"{component}'s model would score a vehicle from nothing"
     assert "Vehicle.Powertrain.TractionBattery.StateOfHealth" in component_inputs(
         "traction_battery").required
     assert model_inputs(["dtc_count__brakes"]).signals == ()
+
+
+def test_the_12v_model_needs_the_voltage_and_takes_a_crank_minimum_from_either_source() -> None:
+    lv = component_inputs("lv_battery")
+    assert lv.required == (LV_VOLTAGE,)
+    assert CRANK_DIP in lv.optional and ODOMETER in lv.optional
+    assert alternatives(CRANK_DIP) == (BCM_CRANK_DIP, AGENT_CRANK_DIP)
+    assert {BCM_CRANK_DIP, AGENT_CRANK_DIP} <= set(lv.signal_names)
+    brakes = component_inputs("brakes")  # wear per kilometre needs the distance
+    assert {*PAD_WEAR.values(), ODOMETER} == set(brakes.required)
+    # a feature list of no known component: only what every component finds optional
+    assert set(model_inputs(model_features("lv_battery")).optional) <= COMMON_OPTIONAL
 
 
 def test_a_feature_without_a_declaration_is_refused_by_name(tmp_path: Path) -> None:

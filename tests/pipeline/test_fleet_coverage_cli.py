@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from coverage_fleet import LABELS, LAST, REAR_PADS, build_coverage_store
 
-from pipeline.features.inputs import AIR_TEMP, CRANK_DIP, SOH, component_inputs
+from pipeline.features.inputs import AIR_TEMP, LV_VOLTAGE, SOH, component_inputs
 from pipeline.store.serving import connect_serving
 
 FLEETCARE = str(Path(sys.executable).with_name("fleetcare"))
@@ -35,7 +35,7 @@ def test_fleet_coverage_command_prints_text_and_json(store: Path) -> None:
     assert lines["ice"][3].startswith("traction_battery (") and SOH in lines["ice"][3]
     assert lines["norear"][3] == f"brakes ({', '.join(REAR_PADS)})"
     assert AIR_TEMP in lines["noair"][4] and lines["noair"][3] == "-"
-    assert "can score: brakes 8/10, lv_battery 7/10, traction_battery 7/10" in text.stdout
+    assert "can score: brakes 9/11, lv_battery 8/11, traction_battery 8/11" in text.stdout
     out = _fleetcare("--db", store, "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -44,7 +44,7 @@ def test_fleet_coverage_command_prints_text_and_json(store: Path) -> None:
         c: list(component_inputs(c).required) for c in LABELS}
     nolv = next(v for v in doc["vehicles"] if v["vehicle_id"] == "nolv")
     assert nolv["can_score"] == ["brakes", "traction_battery"]
-    assert [m["missing_required"] for m in nolv["models"] if not m["can_score"]] == [[CRANK_DIP]]
+    assert [m["missing_required"] for m in nolv["models"] if not m["can_score"]] == [[LV_VOLTAGE]]
 
 
 def test_fleet_coverage_reads_the_serving_store_through_the_snapshot(store: Path,
