@@ -149,9 +149,30 @@ def test_bad_certificates_are_refused(tls_broker: TlsBroker, name: str, why: str
     client.loop_stop()
 
 
+def test_a_vehicle_reports_vehicle_info_only_on_its_own_info_topic(
+        tls_broker: TlsBroker) -> None:
+    inbox = Inbox(tls_broker)
+    v1 = _client(tls_broker, "V1")
+    v1.connect("127.0.0.1", tls_broker.port)
+    v1.loop_start()
+    try:
+        report = contract.encode(contract.VehicleInfo("v1-info", "V1", 1.7e9, None, "none",
+                                                      "0.4.0"))
+        spoofed = v1.publish(contract.vehicle_info_topic("V2"), report, qos=1)
+        own = v1.publish(contract.vehicle_info_topic("V1"), report, qos=1)
+        for info in (spoofed, own):
+            info.wait_for_publish(10)
+        assert inbox.wait_for(contract.vehicle_info_topic("V1"))  # in order, as above
+        assert contract.vehicle_info_topic("V2") not in inbox.topics
+    finally:
+        v1.loop_stop()
+        v1.disconnect()
+        inbox.close()
+
+
 def test_acl_names_every_vehicle_topic_kind() -> None:
     text = acl_text(("fleetcare-ingest",))
-    for kind in ("telemetry", "dtc", "health"):
+    for kind in ("telemetry", "dtc", "health", "info"):
         assert f"pattern write fleetcare/v1/vehicles/%u/{kind}" in text
     assert "user fleetcare-ingest\ntopic read fleetcare/v1/#" in text
 
