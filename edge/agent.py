@@ -131,9 +131,7 @@ class Agent:
         self._batch_started = time.monotonic()
         self._taps = tuple(taps)
         self._crank = CrankDetector(rules.cranking) if rules.cranking else None
-        self._crank_messages = ({rules.cranking.voltage.split(".")[0],
-                                 rules.cranking.engine_speed.split(".")[0]}
-                                if rules.cranking else set())
+        self._crank_messages = rules.crank_messages()
         self._dtc_refresh_s = dtc_refresh_s
         self._dtc_reported: dict[tuple[str, str, str, str], float] = {}
         self._frames_read = self._dtc_events = self._not_collected = 0
@@ -385,16 +383,24 @@ class Agent:
             out.value.append(value)
 
     def _watch_crank(self, ts: float, message: str, signals: dict[str, float]) -> None:
-        assert self._crank is not None
-        rule = self._crank.rule
+        """Feed the crank detector a decoded frame's signals, by DBC and by published name."""
+        names = self._names.get(message, _NO_NAMES)
         for key, value in signals.items():
             full = f"{message}.{key}"
-            if full == rule.voltage:
-                self._crank.on_voltage(ts, value)
-            elif full == rule.engine_speed:
-                event = self._crank.on_speed(ts, value)
-                if event:
-                    self._out.spool_event(event)
+            self._feed_crank(ts, full, value)
+            mapped = names.get(key)
+            if mapped is not None and mapped[0] != full:
+                self._feed_crank(ts, mapped[0], value * mapped[1] + mapped[2])
+
+    def _feed_crank(self, ts: float, name: str, value: float) -> None:
+        assert self._crank is not None
+        rule = self._crank.rule
+        if name == rule.voltage:
+            self._crank.on_voltage(ts, value)
+        elif name == rule.engine_speed:
+            event = self._crank.on_speed(ts, value)
+            if event:
+                self._out.spool_event(event)
 
     def _on_dtc(self, ts: float, signals: dict[str, float]) -> None:
         assert self._dtc is not None
@@ -408,7 +414,11 @@ class Agent:
         self._report_dtcs([contract.DtcEvent(ts, j2012_code(int(raw_code)), status, ecu, "can")])
 
     def _take(self, found: TapResult) -> None:
-        """Add a tap's samples to the batch and report its fault codes at once."""
+        """Add a tap's samples to the batch and report its fault codes at once; the crank
+        detector sees them too (an OBD-II car's voltage and engine speed are PID answers)."""
+        if self._crank is not None:
+            for ts, name, value in found.samples:
+                self._feed_crank(ts, name, value)
         self._add(list(found.samples))
         if found.dtcs:
             self._report_dtcs(list(found.dtcs))

@@ -225,7 +225,10 @@ def resolve(profile: Profile, dbc_dirs: Sequence[Path] = ()) -> ResolvedProfile:
 
 def check_rules(profile: Profile, rules: RuleSet,
                 databases: Sequence[cantools.database.can.Database]) -> None:
-    """Every ``<Message>.<Signal>`` the rules name exists in one of the databases.
+    """Every ``<Message>.<Signal>`` the rules name exists in one of the databases; a name
+    cranking detection watches is such a signal, a name a ``[[signal]]`` rule publishes, or,
+    in a profile with taps, a name a tap may publish (an OBD-II PID's VSS path: the taps are
+    checked when the agent starts them).
 
     Raises:
         ConfigError: the ones that do not, in one line.
@@ -239,10 +242,17 @@ def check_rules(profile: Profile, rules: RuleSet,
         named += [(rules.dtc.message, s) for s in (rules.dtc.code_signal,
                                                     rules.dtc.status_signal,
                                                     rules.dtc.ecu_signal) if s]
+    published = {r.name for r in rules.signals}
     if rules.cranking is not None:
         for full in (rules.cranking.voltage, rules.cranking.engine_speed):
             message_name, _, signal_name = full.partition(".")
-            named.append((message_name, signal_name))
+            if signal_name in signals.get(message_name, ()) or full in published:
+                continue
+            if not profile.taps:
+                raise ConfigError(
+                    f"signal profile {profile.name} ({profile.rules}): [cranking] watches "
+                    f"{full}, which no DBC named defines, no [[signal]] rule publishes and "
+                    "no tap can (the profile has none)")
     missing = [f"{m}.{s}" for m, s in named if s not in signals.get(m, ())]
     if missing:
         where = ", ".join(profile.dbc) or "no DBC file"

@@ -4,7 +4,10 @@ A rules file (TOML) maps DBC signals to COVESA VSS paths (the file states the VS
 with an optional linear unit conversion, and a collection mode per signal (``every`` sample,
 a fixed ``window`` with min/max/mean/last, or ``on_change`` with deadbands and a maximum
 silence; see :mod:`edge.collect`). It names the DBC message that carries fault codes and,
-optionally, the signals cranking detection watches.
+optionally, the signals cranking detection watches: each a DBC signal (``<Message>.<Signal>``)
+or a published name (a VSS path a ``[[signal]]`` rule or a diagnostic tap publishes), so a
+profile can feed the crank detector from any bus whose 12 V voltage and engine speed it maps,
+OBD-II PIDs included.
 
 With ``publish_unmapped = true`` (the default) signals no rule names are published under their
 raw name ``<Message>.<Signal>``, so nothing decoded is lost for want of a mapping. With
@@ -89,6 +92,15 @@ class RuleSet:
                 rule.name, rule.scale, rule.offset, rule.collector())
         return table
 
+    def crank_messages(self) -> set[str]:
+        """DBC messages carrying a signal cranking detection watches (by either name)."""
+        if self.cranking is None:
+            return set()
+        watched = {self.cranking.voltage, self.cranking.engine_speed}
+        published = {rule.name: rule.message for rule in self.signals if rule.name in watched}
+        return {published.get(name, name.split(".")[0]) for name in watched
+                if name in published or name.count(".") == 1}
+
     def needed_messages(self) -> set[str] | None:
         """DBC messages the rules need, or None when every message is (``publish_unmapped``)."""
         if self.publish_unmapped:
@@ -96,10 +108,7 @@ class RuleSet:
         needed = {rule.message for rule in self.signals}
         if self.dtc is not None:
             needed.add(self.dtc.message)
-        if self.cranking is not None:
-            needed |= {self.cranking.voltage.split(".")[0],
-                       self.cranking.engine_speed.split(".")[0]}
-        return needed
+        return needed | self.crank_messages()
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -159,10 +168,11 @@ def _crank_rule(path: str | Path, raw: dict[str, Any]) -> CrankRule:
                          float(raw.get("pre_s", 0.5)))
     except KeyError as exc:
         raise ConfigError(f"{path}: [cranking] needs voltage and engine_speed "
-                          "(\"<Message>.<Signal>\")") from exc
-    if rule.voltage.count(".") != 1 or rule.engine_speed.count(".") != 1:
+                          "(\"<Message>.<Signal>\" or a published name)") from exc
+    if "." not in rule.voltage or "." not in rule.engine_speed:
         raise ConfigError(f"{path}: [cranking] voltage and engine_speed are "
-                          "\"<Message>.<Signal>\"")
+                          "\"<Message>.<Signal>\" or a published name such as "
+                          "\"Vehicle.LowVoltageBattery.CurrentVoltage\"")
     return rule
 
 

@@ -63,11 +63,22 @@ def test_running_engine_is_not_a_crank_but_a_failed_start_is_reported() -> None:
     assert [e["Started"] for e in events] == [0.0]
 
 
-def test_agent_spools_crank_event_at_once(tmp_path: Path) -> None:
+BY_DBC_NAME = ('[cranking]\nvoltage = "BCM_LowVoltage.LvBatteryVoltage"\n'
+               'engine_speed = "ECM_Engine.EngineSpeed"\n')
+BY_PUBLISHED_NAME = (
+    '[[signal]]\ndbc = "BCM_LowVoltage.LvBatteryVoltage"\n'
+    'vss = "Vehicle.LowVoltageBattery.CurrentVoltage"\n'
+    '[[signal]]\ndbc = "ECM_Engine.EngineSpeed"\n'
+    'vss = "Vehicle.Powertrain.CombustionEngine.Speed"\n'
+    '[cranking]\nvoltage = "Vehicle.LowVoltageBattery.CurrentVoltage"\n'
+    'engine_speed = "Vehicle.Powertrain.CombustionEngine.Speed"\n')
+
+
+@pytest.mark.parametrize("rules", [BY_DBC_NAME, BY_PUBLISHED_NAME], ids=["dbc", "published"])
+def test_agent_spools_crank_event_at_once(tmp_path: Path, rules: str) -> None:
     db: cantools.database.can.Database = load_dbcs([REFERENCE_DBC])[0]
     rules_path = tmp_path / "rules.toml"
-    rules_path.write_text('[cranking]\nvoltage = "BCM_LowVoltage.LvBatteryVoltage"\n'
-                          'engine_speed = "ECM_Engine.EngineSpeed"\n')
+    rules_path.write_text(rules)
     spool = Spool(tmp_path / "spool", fsync=False)
     bus = can.Bus(interface="virtual", channel=f"crank-{tmp_path.name}")
     agent = Agent("V1", bus, Decoder([db]), load_rules(rules_path), spool, None)
@@ -93,3 +104,53 @@ def test_agent_spools_crank_event_at_once(tmp_path: Path) -> None:
     messages = [contract.decode(e.payload) for s in spool.pending() if (e := spool.read(s))]
     spooled = sum(len(m.ts) for m in messages if isinstance(m, contract.TelemetryBatch))
     assert agent.stats().signals_spooled == spooled
+
+
+def _obd_answer(ts: float, pid: int, data: bytes) -> can.Message:
+    """An engine ECU's mode 01 answer (0x7E8, ISO-TP single frame)."""
+    payload = bytes([len(data) + 2, 0x41, pid, *data]).ljust(8, b"\x00")
+    return can.Message(arbitration_id=0x7E8, is_extended_id=False, timestamp=ts, data=payload)
+
+
+def test_obd_profile_feeds_the_detector_from_pid_answers(tmp_path: Path) -> None:
+    """Over OBD-II the voltage (PID 0x42) and engine speed (0x0C) are tap samples, named by
+    their VSS paths: the shipped OBD-II profile's [cranking] watches those names."""
+    from edge.diag.taps import make_taps
+    from edge.profiles import find_profile, resolve
+
+    profile = resolve(find_profile("obd2_generic"))
+    assert profile.rules.cranking is not None
+    assert profile.rules.cranking.voltage == "Vehicle.LowVoltageBattery.CurrentVoltage"
+    spool = Spool(tmp_path / "spool", fsync=False)
+    bus = can.Bus(interface="virtual", channel=f"crank-obd-{tmp_path.name}")
+    agent = Agent("CAR-1", bus, Decoder([]), profile.rules, spool, None,
+                  taps=make_taps(list(profile.profile.taps)))
+    bus.shutdown()
+    for ts, volts, rpm in _start(500.0, 12.4, 9.6):
+        agent.process(_obd_answer(ts, 0x42, int(volts * 1000).to_bytes(2, "big")))
+        agent.process(_obd_answer(ts, 0x0C, int(rpm * 4).to_bytes(2, "big")))
+    agent.finish()
+    assert agent.stats().crank_events == 1
+    messages = [contract.decode(e.payload) for s in spool.pending() if (e := spool.read(s))]
+    values = {name: value for m in messages if isinstance(m, contract.TelemetryBatch)
+              for name, value in zip(m.signal, m.value, strict=True)}
+    assert values["Event.Crank.RestVoltage"] == pytest.approx(12.4, abs=0.01)
+    assert values["Event.Crank.MinVoltage"] == pytest.approx(9.6, abs=0.01)
+    assert values["Vehicle.LowVoltageBattery.CurrentVoltage"] == pytest.approx(14.2, abs=0.01)
+
+
+def test_a_cranking_name_nothing_can_publish_is_refused(tmp_path: Path) -> None:
+    from edge.errors import ConfigError
+    from edge.profiles import load_profile, resolve
+
+    path = tmp_path / "car.toml"
+    path.write_text('models = ["X"]\ndbc = ["fleetcare_ref.dbc"]\n[cranking]\n'
+                    'voltage = "Vehicle.LowVoltageBattery.CurrentVoltage"\n'
+                    'engine_speed = "ECM_Engine.EngineSpeed"\n')
+    with pytest.raises(ConfigError, match=r"watches Vehicle\.LowVoltageBattery\.CurrentVoltage"):
+        resolve(load_profile(path))
+    path.write_text(path.read_text().replace(
+        "[cranking]", '[[signal]]\ndbc = "BCM_LowVoltage.LvBatteryVoltage"\n'
+        'vss = "Vehicle.LowVoltageBattery.CurrentVoltage"\n[cranking]'))
+    assert resolve(load_profile(path)).rules.crank_messages() == {
+        "BCM_LowVoltage", "ECM_Engine"}
