@@ -127,3 +127,18 @@ def test_winter_command_loads_the_forecast_and_runs_once(
     assert json.loads(first.stdout)["contacted"] == ["weak-north"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert json.loads(again.stdout)["contacted"] == []
+
+
+def test_a_customer_without_consent_gets_a_held_winter_lead_and_no_reminder(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    con.execute("UPDATE customers SET contact_consent = false WHERE customer_id ="
+                " 'cust-weak-north'")
+    assert pre_winter_battery_check(con, now=NOW).contacted == ()
+    assert con.execute("SELECT vehicle_id, state, hold_reason FROM leads").fetchall() == [
+        ("weak-north", "held", "no_consent")]
+    assert _outbox(con) == []
+    assert con.execute("SELECT count(*) FROM campaign_contacts").fetchall() == [(0,)]
+    assert pre_winter_battery_check(con, now=NOW).contacted == ()  # the held lead blocks
+    con.execute("UPDATE leads SET state = 'sent', hold_reason = NULL")  # as if sent before
+    assert visit_reminders(con, now=NOW + dt.timedelta(days=91)).contacted == ()
