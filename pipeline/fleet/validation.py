@@ -170,6 +170,9 @@ def cross_check(files: Iterable[ParsedFile], store: StoreKeys) -> list[Problem]:
     problems: list[Problem] = []
     vehicles = by_kind.get(VEHICLES.kind)
     if vehicles is not None:
+        # a vehicle of this file that holds a VIN in the store gets the file's VIN: only
+        # owners the file does not mention keep theirs
+        in_file = {row["vehicle_id"] for row in vehicles.rows}
         for row, line in zip(vehicles.rows, vehicles.lines, strict=True):
             if row["centre_id"] is not None and row["centre_id"] not in centres:
                 problems.append(Problem(vehicles.path, line, "centre_id",
@@ -180,7 +183,7 @@ def cross_check(files: Iterable[ParsedFile], store: StoreKeys) -> list[Problem]:
                                         f"no customer {row['customer_id']!r} in the customers "
                                         "file or the store"))
             owner = store.vins.get(row["vin"])
-            if owner is not None and owner != row["vehicle_id"]:
+            if owner is not None and owner != row["vehicle_id"] and owner not in in_file:
                 problems.append(Problem(vehicles.path, line, "vin",
                                         f"VIN {row['vin']!r} is registered to vehicle "
                                         f"{owner!r} already"))

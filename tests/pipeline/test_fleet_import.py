@@ -314,3 +314,21 @@ def test_sim_fleet_writes_the_files_for_the_vehicles_sim_run_drives(tmp_path: Pa
     assert rows(Path(written["capacity"]))[0]["day"] == "2026-05-01"
     assert summary(fleetcare(*import_args(tmp_path / "s.duckdb", {
         k: Path(v) for k, v in written.items()}, "--vin-check-regions", "*")))
+
+
+def test_a_vin_registered_to_another_vehicle_is_refused_unless_the_file_moves_it(
+        tmp_path: Path, files: dict[str, Path]) -> None:
+    db = tmp_path / "serving.duckdb"
+    summary(fleetcare(*import_args(db, files)))
+    vehicles = rows(files["vehicles"])
+    first_vin = vehicles[0]["vin"]
+    taken = [{**vehicles[1], "vin": first_vin}]  # only the second vehicle, with the first's VIN
+    path = write_rows(tmp_path / "taken.csv", taken)
+    refused = fleetcare(*import_args(db, {"vehicles": path}))
+    assert refused.returncode == 1
+    assert (f"{path}:2: vin: VIN {first_vin!r} is registered to vehicle 'VIN00000' already"
+            in refused.stderr)
+    swapped = [{**vehicles[0], "vin": vehicles[1]["vin"]}, {**vehicles[1], "vin": first_vin}]
+    moved = summary(fleetcare(*import_args(db, {"vehicles": write_rows(tmp_path / "swap.csv",
+                                                                       swapped)})))
+    assert moved["tables"]["vehicles"]["updated"] == 2
