@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import AwareDatetime, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -58,6 +58,15 @@ class EdgeSettings(BaseSettings):
                           "time (intervals kept); unset keeps the recorded times.")
     taps: list[str] = Field(default_factory=list,
                             description="Frame taps beside the DBC path: obd, j1939, uds.")
+    poll_pids: list[Annotated[int, Field(ge=1, le=0xFF)]] = Field(
+        default_factory=list,
+        description="OBD-II mode 01 PIDs the agent asks for over ISO-TP on its CAN channel "
+                    "(the obd tap hears the answers); empty: the agent only listens.")
+    poll_every_s: float = Field(1.0, gt=0, description="Seconds between two requests for "
+                                                       "poll_pids.")
+    poll_dtc_every_s: float = Field(60.0, gt=0, description="Seconds between two requests for "
+                                                            "the fault codes (modes 03, 07, "
+                                                            "0A) while polling.")
     dbc: list[Path] = Field(default_factory=lambda: [REFERENCE_DBC],
                             description="DBC files to decode with.")
     rules: Path = Field(REFERENCE_RULES, description="Collection rules (TOML).")

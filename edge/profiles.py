@@ -9,7 +9,9 @@ column is all a vehicle needs to be read right.
 
 A profile is a rules file (``[[signal]]``, ``[dtc]``, ``[cranking]``, ``publish_unmapped``,
 see :mod:`edge.rules`) with a header: ``models``, ``dbc`` (file names, found on the DBC
-search path: the folders given first, then the shipped one), ``taps``, ``description``; or,
+search path: the folders given first, then the shipped one), ``taps``, ``description``,
+``poll`` (``{pids = [0x42, ...], every_s = 1, dtc_every_s = 60}``: the agent asks the car for
+these OBD-II PIDs and its fault codes, where nothing else on the bus does); or,
 instead of inline rules, ``rules = "<file>"`` naming a rules file beside it. Third-party DBCs
 stay where their licence lets them be: a profile names the file, the operator says where it
 is (``--dbc-dir``).
@@ -37,10 +39,20 @@ from edge.errors import ConfigError, TerminalEdgeError
 from edge.reference import profiles_dir, reference_dir
 from edge.rules import RuleSet, load_rules
 
-HEADER_KEYS = frozenset({"models", "dbc", "taps", "rules", "description"})
+HEADER_KEYS = frozenset({"models", "dbc", "taps", "rules", "description", "poll"})
+POLL_KEYS = frozenset({"pids", "every_s", "dtc_every_s"})
 """A profile's own keys; everything else is a rules file's."""
 RULES_KEYS = frozenset({"vss_version", "publish_unmapped", "signal", "dtc", "cranking"})
 """The keys of a rules file (:func:`edge.rules.load_rules`), inline in a profile."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObdPoll:
+    """What the agent asks the car for over OBD-II, and how often (a profile's ``poll``)."""
+
+    pids: tuple[int, ...]
+    every_s: float = 1.0
+    dtc_every_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,7 @@ class Profile:
     rules: Path
     """The file holding the rules: the profile itself, or the one its ``rules`` names."""
     description: str = ""
+    poll: ObdPoll | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +111,30 @@ def load_profile(path: Path) -> Profile:
     return Profile(path.stem, path, _texts(path, "models", doc.get("models", [])),
                    _texts(path, "dbc", doc.get("dbc", [])),
                    _texts(path, "taps", doc.get("taps", [])), rules,
-                   _text(path, "description", doc.get("description", "")))
+                   _text(path, "description", doc.get("description", "")),
+                   _poll(path, doc["poll"], doc.get("taps", [])) if "poll" in doc else None)
+
+
+def _poll(path: Path, raw: Any, taps: Any) -> ObdPoll:
+    """A profile's ``poll`` table, checked (PIDs 1-255, positive intervals, the obd tap on)."""
+    where = f"signal profile {path}: poll"
+    if not isinstance(raw, dict) or set(raw) - POLL_KEYS or "pids" not in raw:
+        raise ConfigError(f"{where} must be {{pids = [0x42, ...], every_s = 1, "
+                          f"dtc_every_s = 60}} (keys: {', '.join(sorted(POLL_KEYS))}), got {raw!r}")
+    pids = raw["pids"]
+    if not isinstance(pids, list) or not pids or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p <= 0xFF for p in pids):
+        raise ConfigError(f"{where}.pids must be a list of mode 01 PIDs (1 to 0xFF), "
+                          f"got {pids!r}")
+    every, dtc = raw.get("every_s", 1.0), raw.get("dtc_every_s", 60.0)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+               for v in (every, dtc)):
+        raise ConfigError(f"{where}: every_s and dtc_every_s must be seconds > 0, "
+                          f"got {every!r} and {dtc!r}")
+    if "obd" not in (taps if isinstance(taps, list) else [taps]):
+        raise ConfigError(f"{where} needs the obd tap (taps = [\"obd\"]): the tap hears the "
+                          "answers the agent asks for")
+    return ObdPoll(tuple(pids), float(every), float(dtc))
 
 
 def _text(path: Path, key: str, value: Any) -> str:
@@ -332,7 +368,8 @@ def selected_profile(settings: EdgeSettings) -> Profile | None:
 
 
 def apply_profile(settings: EdgeSettings) -> EdgeSettings:
-    """The settings with the selected profile's DBC files, rules and taps (explicit taps win).
+    """The settings with the selected profile's DBC files, rules, taps and OBD-II polling
+    (explicit taps and poll_pids win).
 
     The copy picks no profile any more (its ``dbc``, ``rules`` and ``taps`` are the
     profile's), so applying twice is harmless; settings that pick none come back as they are.
@@ -354,4 +391,7 @@ def apply_profile(settings: EdgeSettings) -> EdgeSettings:
                               "profile": None, "vehicle_model": None}
     if "taps" not in settings.model_fields_set:
         update["taps"] = list(profile.taps)
+    if profile.poll is not None and "poll_pids" not in settings.model_fields_set:
+        update.update(poll_pids=list(profile.poll.pids), poll_every_s=profile.poll.every_s,
+                      poll_dtc_every_s=profile.poll.dtc_every_s)
     return settings.model_copy(update=update)

@@ -46,6 +46,9 @@ class Assembly:
     source: FrameSource
     spool: Spool
     publisher: Publisher
+    poller: Any = None
+    """The OBD-II poller (``edge.diag.poller.BusPoller``) when the settings ask the car for
+    PIDs, else None."""
 
     def counters(self) -> dict[str, float]:
         """Everything counted so far, for health reports and summaries."""
@@ -64,6 +67,9 @@ class Assembly:
         }
         if isinstance(self.source, ReplaySource):
             counters["log_malformed_lines"] = self.source.counters.malformed
+        if self.poller is not None:
+            counters["obd_polls"] = self.poller.polls
+            counters["obd_poll_failures"] = self.poller.failures
         return counters
 
 
@@ -101,6 +107,7 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
         ConfigError, DbcError, SpoolError: something a person must fix; the message says what.
     """
     settings = apply_profile(settings)
+    check_polling(settings)
     rules = load_rules(settings.rules)
     parts: dict[str, Any] = {}
     taps = load_taps(settings.taps,
@@ -140,9 +147,45 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
                   batch_signals=settings.batch_signals,
                   batch_interval_s=settings.batch_interval_s, taps=taps,
                   identity=identity_of(settings.dbc, settings.rules))
-    parts["assembly"] = Assembly(agent, source, spool, publisher)
+    parts["assembly"] = Assembly(agent, source, spool, publisher, make_poller(settings))
     result: Assembly = parts["assembly"]
     return result
+
+
+def make_poller(settings: EdgeSettings) -> Any:
+    """The OBD-II poller ``poll_pids`` asks for (not started), or None.
+
+    A recording cannot be asked anything, so a replay polls nothing.
+
+    Raises:
+        ConfigError: as :func:`check_polling`.
+    """
+    check_polling(settings)
+    if not settings.poll_pids or settings.interface == "replay":
+        return None
+    module = importlib.import_module("edge.diag.poller")
+    return module.BusPoller(settings.interface, settings.channel, settings.poll_pids,
+                            every_s=settings.poll_every_s,
+                            dtc_every_s=settings.poll_dtc_every_s)
+
+
+def check_polling(settings: EdgeSettings) -> None:
+    """Polling the settings ask for can run (checked before anything is opened).
+
+    Raises:
+        ConfigError: polling without the obd tap (nothing would hear the answers), or the
+            diagnostics package is not installed.
+    """
+    if not settings.poll_pids or settings.interface == "replay":
+        return
+    if "obd" not in settings.taps:
+        raise ConfigError("poll_pids asks the car for OBD-II PIDs, but the obd tap is off, so "
+                          "no answer would be heard: add obd to taps")
+    try:
+        importlib.import_module("edge.diag.poller")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"poll_pids needs the edge.diag.poller module, which is not "
+                          f"available in this install ({exc})") from exc
 
 
 def run_agent_forever(settings: EdgeSettings, stop: threading.Event, *,
@@ -265,10 +308,16 @@ def _run_started(parts: Assembly, settings: EdgeSettings, stop: threading.Event,
     drained = False
     try:
         watchdog.start()
+        if parts.poller is not None:
+            parts.poller.start()
+            log.info("asking for OBD-II PIDs %s every %g s", " ".join(
+                f"0x{p:02X}" for p in settings.poll_pids), settings.poll_every_s)
         parts.agent.run(stop)
         drained = parts.publisher.wait_drained(timeout=drain_timeout_s)
     finally:
         watchdog.stop()
+        if parts.poller is not None:
+            parts.poller.stop()
         parts.publisher.stop()
         parts.source.shutdown()
         counters = parts.counters()

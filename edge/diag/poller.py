@@ -7,19 +7,32 @@ groups with an interval each, the first poll discovers which PIDs the vehicle su
 unsupported ones are never asked, and fault codes of every status are read on their own
 interval. The first poll also asks for the VIN (mode 09 PID 02), once: the tap hands a valid
 one to its ``on_vin``, which is how an agent learns which car it is in. Results are
-``TapResult``s, the same records the passive tap produces.
+``TapResult``s, the same records the passive tap produces. A first poll no ECU answers (the
+car is off) is discovery again at the next one.
+
+:class:`BusPoller` is how ``fleetcare edge run`` asks when a profile says ``poll``: a thread
+polling over ISO-TP on a bus object of its own on the agent's CAN channel. Its results are not
+published: the agent's passive OBD-II tap hears the ECUs' answers on its own bus object and
+publishes them, with the fault codes and VIN, exactly as it would a scan tool's.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import can
+
+from edge.diag.errors import DiagLinkError, DiagParseError
+from edge.diag.isotp_link import IsoTpLink
 from edge.diag.obd_tap import ObdTap
 from edge.diag.reader import ObdLink, discover, read_dtcs, read_values, read_vin
 from edge.tap import TapResult
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +79,7 @@ class Poller:
     def poll(self, now: float | None = None) -> TapResult:
         """Read every due group once and schedule it again."""
         now = self._clock() if now is None else now
-        if self._supported is None:
+        if not self._supported:
             found = discover(self._link, self.tap)
             self._supported = {p for pids in found.values() for p in pids}
             read_vin(self._link, self.tap)
@@ -93,3 +106,50 @@ class Poller:
             if found.samples or found.dtcs:
                 sink(found)
             stop.wait(max(0.0, self.next_due() - self._clock()))
+
+
+class BusPoller:
+    """Asks the car for PIDs and fault codes from a thread, on its own bus object.
+
+    Args:
+        interface: the agent's python-can interface (``socketcan``, ``virtual``, ...).
+        channel: the agent's CAN channel; this opens a second bus object on it, which sees the
+            same traffic (the agent's bus hears the requests and the answers).
+        pids: mode 01 PIDs asked every ``every_s`` seconds (those the car does not support
+            are never asked, see :class:`Poller`).
+        dtc_every_s: seconds between two requests for the fault codes (modes 03, 07, 0A).
+        timeout: seconds to wait for an ECU's answer.
+    """
+
+    def __init__(self, interface: str, channel: str, pids: Sequence[int], *,
+                 every_s: float = 1.0, dtc_every_s: float = 60.0,
+                 timeout: float = 1.0) -> None:
+        self._bus = can.Bus(interface=interface, channel=channel)
+        self._link = IsoTpLink(self._bus, timeout=timeout)
+        self.poller = Poller(self._link, [PollGroup("profile", tuple(pids), every_s)],
+                             dtc_interval_s=dtc_every_s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="obd-poller")
+        self.polls = self.failures = 0
+
+    def start(self) -> None:
+        """Start polling."""
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poller.poll()
+                self.polls += 1
+            except (DiagLinkError, DiagParseError, can.CanError) as exc:
+                self.failures += 1  # the car may be off, the next poll asks again
+                log.debug("OBD-II poll failed: %s", exc)
+            self._stop.wait(max(0.0, self.poller.next_due() - time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop polling and release the bus object."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        self._link.close()
+        self._bus.shutdown()
