@@ -73,7 +73,7 @@ def _register_show(fleet_sub: SubParsers) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     from pipeline.fleet import FleetImportError, VinPolicy, import_fleet
-    from pipeline.store.connection import connect_waiting
+    from pipeline.store.connection import connect_waiting, no_new_store_on_failure
 
     paths = {k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None}
     if not paths:
@@ -81,13 +81,15 @@ def _import(args: argparse.Namespace) -> int:
               + ", ".join(f"--{k}" for k in FILE_KINDS), file=sys.stderr)
         return 2
     policy = VinPolicy.parse(args.vin_check_regions)
-    with connect_waiting(_db(args), args.wait) as con:
+    with no_new_store_on_failure(_db(args)) as guard, \
+            connect_waiting(_db(args), args.wait) as con:
         try:
             report = import_fleet(con, paths, dry_run=args.dry_run, policy=policy)
         except FleetImportError as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             print(f"fleetcare fleet import: {exc}", file=sys.stderr)
+            guard.refuse()
             return 1
     for path, columns in report.extra_columns.items():
         print(f"{path}: ignored columns not in the format: {', '.join(columns)}",

@@ -47,10 +47,10 @@ def register_service(sub: SubParsers) -> None:
 def _import(args: argparse.Namespace) -> int:
     from pipeline.config import load_pipeline_settings
     from pipeline.service import RepairOrderFileError, import_repair_orders
-    from pipeline.store.connection import connect_waiting
+    from pipeline.store.connection import connect_waiting, no_new_store_on_failure
 
     path = args.db or load_pipeline_settings().db_path
-    with connect_waiting(path, args.wait) as con:
+    with no_new_store_on_failure(path) as guard, connect_waiting(path, args.wait) as con:
         try:
             summary = import_repair_orders(con, args.orders, dry_run=args.dry_run)
         except RepairOrderFileError as exc:
@@ -58,6 +58,7 @@ def _import(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
             print(f"fleetcare service import: error: {exc.path}: {len(exc.problems)} "
                   "problem(s), nothing imported", file=sys.stderr)
+            guard.refuse()
             return 1
     if summary.ignored_columns:
         print(f"fleetcare service import: note: ignored columns: "

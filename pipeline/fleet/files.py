@@ -141,7 +141,7 @@ VEHICLES: Final = FileSpec("vehicles", "vehicles", ("vehicle_id",), (
     Column("customer_id", _identifier, required=False)))
 CUSTOMERS: Final = FileSpec("customers", "customers", ("customer_id",), (
     Column("customer_id", _identifier), Column("name", _text),
-    Column("phone", _pattern(_PHONE, "a phone number (digits, spaces, + ( ) . / -)"),
+    Column("phone", _pattern(_PHONE, "a phone number (6 to 32 of: digits, spaces, + ( ) . / -)"),
            required=False),
     Column("email", _pattern(_EMAIL, "an e-mail address"), required=False),
     Column("language", _pattern(_LANGUAGE, "a language tag such as de or en-GB"),

@@ -5,7 +5,13 @@ snapshots and Parquet exports so they never take the writer's lock.
 """
 
 from pipeline.errors import StoreError
-from pipeline.store.connection import connect, connect_waiting, transaction
+from pipeline.store.connection import (
+    NewStoreGuard,
+    connect,
+    connect_waiting,
+    no_new_store_on_failure,
+    transaction,
+)
 from pipeline.store.export import ExportPolicy, attach_exports, export_cold, recover, write_snapshot
 from pipeline.store.serving import (
     LANDING_TABLES,
@@ -18,6 +24,7 @@ from pipeline.store.serving import (
 __all__ = [
     "LANDING_TABLES",
     "ExportPolicy",
+    "NewStoreGuard",
     "ServingStoreBusyError",
     "StoreError",
     "attach_exports",
@@ -27,6 +34,7 @@ __all__ = [
     "connect_waiting",
     "define_landing_views",
     "export_cold",
+    "no_new_store_on_failure",
     "recover",
     "transaction",
     "write_snapshot",

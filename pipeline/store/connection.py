@@ -93,6 +93,41 @@ def connect_waiting(path: str | Path, wait_s: float, *, poll_s: float = 0.25
         time.sleep(poll_s)
 
 
+@dataclass
+class NewStoreGuard:
+    """What :func:`no_new_store_on_failure` yields: call :meth:`refuse` when the command
+    refuses its input without raising."""
+
+    refused: bool = False
+
+    def refuse(self) -> None:
+        """Mark the block as failed: a store file it created is removed on the way out."""
+        self.refused = True
+
+
+@contextmanager
+def no_new_store_on_failure(path: str | Path) -> Iterator[NewStoreGuard]:
+    """Remove the store file (and its WAL) again when the block fails and the file is new.
+
+    An import that refuses its input opens the store first (its checks compare rows with
+    what is stored); when the path named no store before, a refusal must not leave an empty
+    file behind that the next command would take for a store. Failure is an exception, or
+    :meth:`NewStoreGuard.refuse`; an existing store is never touched.
+    """
+    target = Path(path)
+    existed = target.exists()
+    guard = NewStoreGuard()
+    try:
+        yield guard
+    except BaseException:
+        guard.refuse()
+        raise
+    finally:
+        if guard.refused and not existed:
+            for leftover in (target, target.with_name(target.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """BEGIN ... COMMIT; on any exception ROLLBACK and re-raise, so no half-written state and

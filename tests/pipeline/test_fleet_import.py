@@ -124,6 +124,7 @@ def test_a_changed_row_is_updated_and_counted(tmp_path: Path, files: dict[str, P
 def test_a_bad_file_is_refused_whole_with_every_problem_and_nothing_applied(
         tmp_path: Path, files: dict[str, Path]) -> None:
     db = tmp_path / "serving.duckdb"
+    store.connect(db).close()  # an existing, empty store
     vehicles = rows(files["vehicles"])
     vehicles[0]["vin"] = "WVWZZZ1JZXW00000"  # 16 characters
     vehicles[1]["model_year"] = "19x5"
@@ -148,6 +149,9 @@ def test_a_bad_file_is_refused_whole_with_every_problem_and_nothing_applied(
     ]
     assert "Traceback" not in done.stderr
     assert counts(db) == dict.fromkeys(TABLES.values(), 0)  # the good files did not land
+    fresh = tmp_path / "new.duckdb"
+    assert fleetcare(*import_args(fresh, given)).returncode == 1
+    assert list(tmp_path.glob("new.duckdb*")) == []  # and no store file is left behind
 
 
 def test_header_problems_and_a_file_that_is_not_utf8(tmp_path: Path,

@@ -132,6 +132,9 @@ def test_a_bad_file_is_refused_whole_with_every_problem_and_nothing_applied(
     assert lines[-1] == (f"fleetcare service import: error: {bad}: 7 problem(s), "
                          "nothing imported")
     assert stored(db) == []
+    fresh = tmp_path / "new.duckdb"  # no register there: every row is refused
+    assert fleetcare("service", "import", "--db", str(fresh), str(bad)).returncode == 1
+    assert list(tmp_path.glob("new.duckdb*")) == []  # and no store file is left behind
 
 
 def test_dry_run_counts_and_writes_nothing(onboarded: tuple[Path, Path]) -> None:
