@@ -85,8 +85,10 @@ def test_every_kind_lands_with_its_rows(con: duckdb.DuckDBPyConnection) -> None:
     assert con.execute("SELECT component, epoch(failure_ts), health_at_end FROM ground_truth "
                        "ORDER BY component").fetchall() == [("brakes", None, 0.9),
                                                             ("traction_battery", T0 + 3600, 0.4)]
-    assert con.execute("SELECT * FROM vehicles").fetchall() == [("VIN1", "EV-A", "north", None,
-                                                                 None)]
+    # The simulator's truth registers the vehicle: its model and region, nothing imported.
+    assert con.execute("SELECT vehicle_id, model, region, customer_id, centre_id, vin, "
+                       "imported_at FROM vehicles").fetchall() == [
+        ("VIN1", "EV-A", "north", None, None, None, None)]
     assert con.execute("SELECT vehicle_id, epoch(ts), online, counters->>'$.frames_received', "
                        "msg_id FROM edge_health").fetchall() == [("VIN1", T0 + 60, True, "12.0",
                                                                   "h1")]
