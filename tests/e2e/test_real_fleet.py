@@ -283,6 +283,7 @@ def test_four_real_recordings_onboarded_as_a_fleet_reach_the_crm(
     # The OBD-II car's PID 0x42 voltage is what the 12 V model requires; its engine runs
     # throughout the recording, so there is no crank, and no 0xA6 odometer: both imputed.
     assert ("CAR-0288", "lv_battery") in expected_scores
+    assert replays["CAR-0288"]["crank_events"] == 0  # its profile watches; no start recorded
     # fleetcare fleet coverage says the same, vehicle by vehicle.
     coverage = _run("fleet", "coverage", "--db", str(db), "--json")
     assert coverage["as_of"] == str(last_day)
