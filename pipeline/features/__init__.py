@@ -1,8 +1,9 @@
 """Daily point-in-time features per vehicle (polars over DuckDB), their materialised table,
-the labels they train on, the signals each feature is computed from, and the backend's
-fault-code catalogue.
+the labels they train on, the signals each feature is computed from, the backend's
+fault-code catalogue and which fault codes are active (a repair clears its component's).
 """
 
+from pipeline.features.active_codes import CLEARING_KINDS, active_fault_codes
 from pipeline.features.daily import (
     COMPONENT_FEATURES,
     CONTEXT_FEATURES,
@@ -34,6 +35,7 @@ from pipeline.features.materialised import (
 )
 
 __all__ = [
+    "CLEARING_KINDS",
     "COMPONENT_FEATURES",
     "CONTEXT_FEATURES",
     "FEATURE_SIGNALS",
@@ -43,6 +45,7 @@ __all__ = [
     "DayRange",
     "ModelInputs",
     "UnknownFeatureError",
+    "active_fault_codes",
     "alternatives",
     "any_of",
     "attach_labels",

@@ -9,7 +9,8 @@ model trained on history be trusted on today's row.
 
 A fault code counts as active on day D when its latest event up to D did not clear it: edge
 agents report a code once per status change (pending, then stored) and do not re-send it while
-it stays set.
+it stays set. A repair order of the code's component opened after the report clears it too
+(:mod:`pipeline.features.active_codes`): an ECU whose part was replaced just stops sending it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The per-day aggregates behind :mod:`pipeline.features.daily`, as DuckDB SQL.
 
 Each query groups by (vehicle, UTC day) and reads only telemetry stamped in
-``[$since, $until]`` (fault-code history is read back to the beginning, for code ages): the
+``[$since, $until]`` (fault-code history and repair orders are read back to the beginning,
+for code ages): the
 store does the heavy scan, polars does the backward windows. A day's aggregates use that
 day's rows only, so they are point-in-time by construction.
 """
@@ -9,6 +10,8 @@ day's rows only, so they are point-in-time by construction.
 from __future__ import annotations
 
 from typing import Final
+
+from pipeline.features.active_codes import history_cte
 
 _WHEELS: Final = {"fl": "Row1.Wheel.Left", "fr": "Row1.Wheel.Right",
                   "rl": "Row2.Wheel.Left", "rr": "Row2.Wheel.Right"}
@@ -65,31 +68,25 @@ Summed over consecutive speed samples of the same day; energy lost to drag and e
 is counted too, so it is an upper bound on what the friction brakes absorbed.
 """
 
-DTC: Final = """
+DTC: Final = f"""
 WITH days AS (
   SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
   FROM telemetry WHERE ts <= $until AND ts >= $since
-), raw AS (
-  SELECT vehicle_id, upper(code) AS code, ts, cleared,
-         CAST(timezone('UTC', ts) AS DATE) AS d,
-         sum(CAST(cleared AS INTEGER)) OVER (PARTITION BY vehicle_id, upper(code) ORDER BY ts
-                                             ROWS UNBOUNDED PRECEDING) AS episode
-  FROM dtc_events WHERE ts <= $until
-), ev AS (
-  SELECT *, min(d) FILTER (WHERE NOT cleared)
-              OVER (PARTITION BY vehicle_id, code, episode) AS episode_start
-  FROM raw
-)
+), {history_cte("$until")}
 SELECT days.vehicle_id, days.day, ev.code,
-       arg_max(ev.cleared, ev.ts) AS cleared_last,
-       arg_max(ev.episode_start, ev.ts) AS first_seen,
-       count(*) FILTER (WHERE NOT ev.cleared AND ev.d > days.day - INTERVAL 30 DAY)
+       arg_max(ev.cleared, ev.seq) AS cleared_last,
+       arg_max(ev.episode_start, ev.seq) AS first_seen,
+       count(*) FILTER (WHERE NOT ev.cleared AND ev.d > days.day - INTERVAL 30 DAY
+                        AND (ev.next_repair_day IS NULL OR ev.next_repair_day > days.day))
          AS events_30d
-FROM days JOIN ev ON ev.vehicle_id = days.vehicle_id
+FROM days JOIN dtc_history ev ON ev.vehicle_id = days.vehicle_id
   AND ev.d <= days.day
 GROUP BY ALL
 """
-"""Per vehicle, day and code: whether its latest event cleared it, the day the current
-episode began (first report after the last clear; every event of an episode is on or before
-the latest one, so its start never comes from after the day), and how many times the code was
-reported (pending, stored, ...) in the 30 days up to the day: its recurrence."""
+"""Per vehicle, day and code: whether its latest event cleared it (a clear the vehicle sent,
+or a repair of the code's component: :mod:`pipeline.features.active_codes`), the day the
+current episode began (first report after the last clear; every event of an episode is on or
+before the latest one, so its start never comes from after the day), and how many times the
+code was reported (pending, stored, ...) in the 30 days up to the day since the part was last
+repaired: its recurrence (a vehicle's own clear does not reset it, a repair does: the reports
+were about the part it replaced)."""

@@ -26,7 +26,8 @@ from typing import Any, Final
 import duckdb
 import polars as pl
 
-from pipeline.features.fault_codes import catalog_frame, severity_rank
+from pipeline.features.active_codes import active_fault_codes
+from pipeline.features.fault_codes import severity_rank
 from pipeline.leads.appointments import iso, release_slot
 from pipeline.leads.document import Context, LeadFacts, build_document, load_context
 from pipeline.leads.holds import HELD, HoldReason, hold_reasons
@@ -147,14 +148,6 @@ FROM latest l JOIN model_registry m USING (model_id)
 WHERE l.rn = 1 AND l.probability >= CAST(m.metrics->>'$.threshold' AS DOUBLE)
 """
 
-_CODES_SQL: Final = """
-SELECT vehicle_id, upper(code) AS code, max(ts) AS last_seen, arg_max(status, ts) AS status
-FROM dtc_events WHERE ts <= $now AND ($all OR list_contains($vehicles, vehicle_id))
-GROUP BY ALL
-HAVING NOT arg_max(cleared, ts)
-"""
-"""Fault codes active at ``now``: their latest event did not clear them (see features)."""
-
 
 def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime,
                 vehicles: Collection[str] | None) -> list[Candidate]:
@@ -199,13 +192,10 @@ def _top_factors(explanation: Any) -> tuple[Any, ...]:
 
 def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime,
                   wanted: set[str] | None) -> pl.DataFrame:
-    rel = con.sql(_CODES_SQL, params={"now": now, "vehicles": sorted(wanted or ()),
-                                      "all": wanted is None})
-    active = rel.pl() if rel is not None else pl.DataFrame()
-    if active.is_empty():
-        return active
-    return (active.join(catalog_frame(), on="code", how="inner")
-            .filter(pl.col("component").is_not_null()).sort("vehicle_id", "code"))
+    """Catalogued codes active at ``now``: not cleared by the vehicle nor by a repair of
+    their component since (:mod:`pipeline.features.active_codes`)."""
+    active = active_fault_codes(con, now, wanted)
+    return active.filter(pl.col("component").is_not_null())
 
 
 def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLead]:
