@@ -62,10 +62,23 @@ def _register_import(fleet_sub: SubParsers) -> None:
 
 
 def _register_show(fleet_sub: SubParsers) -> None:
-    show = fleet_sub.add_parser("show", help="one vehicle's file: customer, centre, VINs, "
-                                             "models, open leads, repairs")
+    show = fleet_sub.add_parser(
+        "show", help="one vehicle's file: customer, centre, VINs, models that can score it, "
+                     "active fault codes, open leads, repairs",
+        description="Reads the store read-only. A promoted model can score the vehicle when "
+                    "it sent a reading of every signal the model requires in the 90 days up "
+                    "to the newest telemetry day (as `fleet coverage`); a fault code is "
+                    "active until the vehicle clears it or a repair order of its component "
+                    "is opened after it.")
     show.add_argument("vehicle_id")
     _add_db(show)
+    show.add_argument("--snapshot", type=Path, metavar="PATH",
+                      help="landing snapshot to read telemetry and fault codes from when --db "
+                           "is the serving store (default: none; the one-file store holds "
+                           "them)")
+    show.add_argument("--export-dir", type=Path, metavar="DIR",
+                      help="telemetry exported to Parquet, read with --snapshot (default: "
+                           "none)")
     show.add_argument("--json", action="store_true", help="JSON instead of text (default: "
                                                           "text)")
     show.set_defaults(handler=_show)
@@ -99,11 +112,27 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from pipeline.fleet import format_file, vehicle_file
-    from pipeline.store import connection as store
+    import datetime as dt
 
+    from pipeline.features.active_codes import active_fault_codes
+    from pipeline.fleet import format_file, vehicle_file, with_coverage
+    from pipeline.ml.coverage import vehicle_coverage
+    from pipeline.store import connection as store
+    from pipeline.store.serving import attach_landing, define_landing_views
+
+    if args.export_dir is not None and args.snapshot is None:
+        print("fleetcare fleet show: --export-dir needs --snapshot (the one-file store reads "
+              "its own telemetry)", file=sys.stderr)
+        return 2
     with store.connect_readonly(_db(args)) as con:
+        if args.snapshot is not None:
+            attach_landing(con, args.snapshot)
+            define_landing_views(con, args.export_dir)
         file = vehicle_file(con, args.vehicle_id)
+        coverage = vehicle_coverage(con, args.vehicle_id).as_json()["models"]
+        codes = active_fault_codes(con, dt.datetime.now(dt.UTC), [args.vehicle_id])
+    file = dataclasses.replace(with_coverage(file, coverage),
+                               fault_codes=codes.drop("vehicle_id").to_dicts())
     if args.json:
         _print_json(file.as_json())
     else:

@@ -16,7 +16,13 @@ for as long as it runs, re-reads its own register files instead
 
 from pipeline.fleet.files import SPEC_BY_KIND, SPECS, VEHICLES, Column, FileSpec
 from pipeline.fleet.forgotten import customer_hash, forgotten_hashes
-from pipeline.fleet.show import UnknownVehicleError, VehicleFile, format_file, vehicle_file
+from pipeline.fleet.show import (
+    UnknownVehicleError,
+    VehicleFile,
+    format_file,
+    vehicle_file,
+    with_coverage,
+)
 from pipeline.fleet.upsert import FleetImportError, ImportReport, TableCounts, import_fleet
 from pipeline.fleet.validation import ParsedFile, Problem, StoreKeys, read_file, read_files
 from pipeline.fleet.vin_check import BusVin, VinMismatch, bus_vin, vin_mismatches
@@ -49,4 +55,5 @@ __all__ = [
     "read_files",
     "vehicle_file",
     "vin_mismatches",
+    "with_coverage",
 ]

@@ -1,6 +1,10 @@
 """One vehicle's file, as a service advisor would look it up: who owns it, where it is serviced,
-which VIN it is registered under and which VIN its bus reports, what can score it, its open
-leads and its repair history.
+which VIN it is registered under and which VIN its bus reports, which models can score it, its
+active fault codes, its open leads and its repair history.
+
+Which models can score it and which codes are active are rules of layers above this one
+(``pipeline.ml.coverage``, ``pipeline.features.active_codes``): the command fills them in
+(:func:`with_coverage`, ``fault_codes``), this module only reads the register and renders.
 
 Parts of the file come from tables other features add (``vehicle_info`` with the VIN read from
 the bus, ``repair_orders`` with the service history); a store without them shows those parts
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import duckdb
@@ -43,6 +47,9 @@ class VehicleFile:
     """Repair orders (``repair_orders``), None when the store has no such table."""
     vin_source: str | None = None
     """How the bus VIN was read (``obd_mode09``, ``j1939_feec``), None when not read."""
+    fault_codes: list[dict[str, Any]] | None = None
+    """Active fault codes (``code, component, severity, description, status, first_seen,
+    last_seen``), None when not looked up."""
 
     @property
     def vin_mismatch(self) -> bool:
@@ -56,8 +63,8 @@ class VehicleFile:
                        "centre": self.centre,
                        "vin": {"registered": self.vin_registered, "on_bus": self.vin_on_bus,
                                "source": self.vin_source, "mismatch": self.vin_mismatch},
-                       "models": self.models, "open_leads": self.open_leads,
-                       "repair_history": self.repair_history})
+                       "models": self.models, "fault_codes": self.fault_codes,
+                       "open_leads": self.open_leads, "repair_history": self.repair_history})
 
 
 def vehicle_file(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> VehicleFile:
@@ -80,6 +87,20 @@ def vehicle_file(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> VehicleFile
     return VehicleFile(vehicle, customer, centre, vehicle["vin"], on_bus and on_bus[0],
                        _models(con), _leads(con, vehicle_id), _repairs(con, vehicle_id),
                        on_bus and on_bus[1])
+
+
+def with_coverage(file: VehicleFile, coverage: list[dict[str, Any]]) -> VehicleFile:
+    """``file`` with each promoted model marked as able to score the vehicle or not.
+
+    ``coverage`` holds one entry per promoted model: ``model_id``, ``can_score`` and the
+    signals the vehicle sent no reading of, ``missing_required`` (why it cannot score) and
+    ``missing_optional`` (features the model imputes).
+    """
+    by_model = {c["model_id"]: c for c in coverage}
+    keys = ("can_score", "missing_required", "missing_optional")
+    models = [{**m, **{k: by_model[m["model_id"]][k] for k in keys}}
+              if m["model_id"] in by_model else m for m in file.models]
+    return replace(file, models=models)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -164,8 +185,8 @@ def format_file(file: VehicleFile) -> str:
         lines.append("            VIN MISMATCH: the bus is another car's (was the gateway moved?);"
                      " its leads are held (vin_mismatch) until the register or the gateway is"
                      " put right")
-    models = ", ".join(f"{m['component']} {m['model_id']}" for m in file.models)
-    lines.append(f"models      {models or 'none promoted'}")
+    lines += _model_lines(file.models)
+    lines += _code_lines(file.fault_codes)
     lines.append(f"open leads  {len(file.open_leads)}")
     for lead in file.open_leads:
         held = f" (held: {lead['hold_reason']})" if lead["hold_reason"] else ""
@@ -178,3 +199,30 @@ def format_file(file: VehicleFile) -> str:
         lines += [f"  {r['opened_at']:%Y-%m-%d}  {r['order_id']}  {r['component']}  "
                   f"{r['operation_code']}  {r['kind']}" for r in file.repair_history]
     return "\n".join(lines)
+
+
+def _model_lines(models: list[dict[str, Any]]) -> list[str]:
+    """One line per promoted model, saying whether it can score the vehicle and why not."""
+    if not models:
+        return ["models      none promoted"]
+    lines = [f"models      {len(models)} promoted"]
+    for m in models:
+        verdict = ""
+        if "can_score" in m:
+            verdict = "  can score" if m["can_score"] else (
+                "  cannot score: no reading of " + ", ".join(m["missing_required"]))
+            if m["missing_optional"]:
+                verdict += "; imputes " + ", ".join(m["missing_optional"])
+        lines.append(f"  {m['component']}  {m['model_id']}{verdict}")
+    return lines
+
+
+def _code_lines(codes: list[dict[str, Any]] | None) -> list[str]:
+    """The active fault codes, one line each (nothing when they were not looked up)."""
+    if codes is None:
+        return []
+    lines = [f"fault codes {len(codes)} active"]
+    lines += [f"  {c['code']}  {c['component'] or '-'}  {c['severity'] or '-'}  {c['status']}"
+              f"  since {c['first_seen']}  {c['description'] or ''}".rstrip()
+              for c in codes]
+    return lines
