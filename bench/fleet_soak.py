@@ -383,12 +383,13 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
     broker = Broker(free_port(), root / "broker", root / "broker.log")
     db_path, spool_dir, sim_log = root / "soak.duckdb", root / "spool", root / "sim.log"
     ingest = Ingest(broker, db_path, root / "ingest.log")
-    broker.start()
-    receipts = Receipts(broker)
-    ingest.start()
     sim: subprocess.Popen[bytes] | None = None
+    receipts: Receipts | None = None
     schedule = Schedule(broker, ingest, args, kills)
-    try:
+    try:  # started inside: an interrupt during a start still stops what did start
+        broker.start()
+        receipts = Receipts(broker)
+        ingest.start()
         _probe(broker, receipts)
         idle_kib = ingest.rss_kib()
         extra = []
@@ -434,7 +435,8 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
         if sim is not None and sim.poll() is None:
             sim.kill()
             sim.wait()
-        receipts.close()
+        if receipts is not None:
+            receipts.close()
         ingest.stop()
         broker.stop()
     figures = _store_figures(db_path)
