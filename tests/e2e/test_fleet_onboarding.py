@@ -13,7 +13,6 @@ import csv
 import datetime as dt
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,19 +28,12 @@ from pipeline.ingest.admission import REFRESH_S
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
 from tests.polling import wait_until
+from tests.processes import cli, cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 KNOWN, LATE = "ONB00000", "ONB00001"
 TIMEOUT_S = 90.0
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
 
 
 class Receipts:
@@ -96,10 +88,10 @@ def test_import_while_ingest_runs_and_a_vehicle_added_to_the_register_lands(
     export = tmp_path / "dms"
     files = _write_export(export, [SimVehicle(KNOWN, "Aurora EV", "north")])
     ingest = subprocess.Popen(
-        _cli("ingest", "--broker", broker_url, "--db", str(landing), "--client-id",
+        cli("ingest", "--broker", broker_url, "--db", str(landing), "--client-id",
              f"onboarding-{tmp_path.name}", "--vehicles", str(files["vehicles"]),
              "--customers", str(files["customers"]), "--flush-interval", "0.05"),
-        cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         # ingest's session exists once it subscribed: until then a publish reaches nobody
         def answered() -> bool:
@@ -112,14 +104,14 @@ def test_import_while_ingest_runs_and_a_vehicle_added_to_the_register_lands(
         args = ["--vehicles", str(files["vehicles"]), "--customers", str(files["customers"]),
                 "--centres", str(files["centres"]), "--capacity", str(files["capacity"]),
                 "--catalogue", str(files["catalogue"])]
-        held = subprocess.run(_cli("fleet", "import", "--db", str(landing), "--wait", "1",
-                                   *args), cwd=REPO, env=_env(), capture_output=True,
+        held = subprocess.run(cli("fleet", "import", "--db", str(landing), "--wait", "1",
+                                   *args), cwd=REPO, env=cli_env(), capture_output=True,
                               text=True, timeout=120)
         assert held.returncode == 1
         (line,) = held.stderr.strip().splitlines()
         assert f"{landing} is held by another process (a running `fleetcare ingest`" in line
-        into_serving = subprocess.run(_cli("fleet", "import", "--db", str(serving), *args),
-                                      cwd=REPO, env=_env(), capture_output=True, text=True,
+        into_serving = subprocess.run(cli("fleet", "import", "--db", str(serving), *args),
+                                      cwd=REPO, env=cli_env(), capture_output=True, text=True,
                                       timeout=120)
         assert into_serving.returncode == 0, into_serving.stderr
 

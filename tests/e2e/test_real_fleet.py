@@ -27,10 +27,8 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -46,6 +44,7 @@ from pipeline.features.inputs import CRANK_DIP, alternatives
 from pipeline.ml.registry import stored_inputs
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
+from tests.processes import cli, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -76,19 +75,9 @@ CENTRE = "centre-harbour"
 pytestmark = [pytest.mark.e2e, pytest.mark.broker, pytest.mark.slow]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
-
-
-def _env(**pipeline: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
-    env.update({f"FLEETCARE_PIPELINE__{k.upper()}": v for k, v in pipeline.items()})
-    return env
-
-
 def _run(*args: str) -> dict[str, object]:
     """One ``fleetcare`` command to its end; its last stdout line as JSON."""
-    done = subprocess.run(_cli(*args), cwd=REPO, env=_env(), capture_output=True, text=True,
+    done = subprocess.run(cli(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True,
                           timeout=TIMEOUT_S, check=False)
     assert done.returncode == 0, f"fleetcare {' '.join(args)}:\n{done.stderr}"
     try:  # some commands print one JSON document over several lines, others log lines first
@@ -105,9 +94,9 @@ class Ingest:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.process = subprocess.Popen(
-            _cli("-v", "ingest", "--broker", broker_url, "--db", str(db), "--client-id",
+            cli("-v", "ingest", "--broker", broker_url, "--db", str(db), "--client-id",
                  f"ingest-{db.parent.name}", "--flush-interval", "0.05"),
-            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
         self._wait_for("ingesting")
 

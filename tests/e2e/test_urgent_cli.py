@@ -19,7 +19,6 @@ import logging
 import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
 from tests.polling import wait_until
+from tests.processes import cli, cli_env
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-urgent-cli-test-key").decode()
 P0AA6 = 0x0AA6
@@ -49,17 +49,6 @@ TIMEOUT_S = 90.0
 """Generous on purpose: several Python processes start on two shared cores."""
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "flows.cli", *args]
-
-
-def _env(**pipeline: str) -> dict[str, str]:
-    """This process's environment without any fleetcare setting, plus ``pipeline``'s."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
-    env.update({f"FLEETCARE_PIPELINE__{k.upper()}": v for k, v in pipeline.items()})
-    return env
 
 
 class Service:
@@ -128,7 +117,7 @@ def cli_broker() -> Iterator[str]:
     if find_mosquitto() is None:
         pytest.skip("needs mosquitto: the production broker")
     port = free_port()
-    broker = Service(_cli("broker", "--port", str(port), "--prefer", "mosquitto"), _env())
+    broker = Service(cli("broker", "--port", str(port), "--prefer", "mosquitto"), cli_env())
     try:
         if not wait_for_port("127.0.0.1", port, TIMEOUT_S):
             pytest.fail(f"fleetcare broker did not listen on {port}: {broker.seen}")
@@ -154,7 +143,7 @@ def deployment(cli_broker: str, tmp_path: Path) -> Deployment:
 def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Service:
     """``fleetcare -v ingest`` once it says it is subscribed (what it is sent from then on
     lands)."""
-    ingest = Service(_cli("-v", "ingest", "--broker", dep.broker_url, "--db", str(dep.db),
+    ingest = Service(cli("-v", "ingest", "--broker", dep.broker_url, "--db", str(dep.db),
                           "--client-id", f"ingest-{dep.vehicle}", "--vehicles",
                           str(dep.fleet_file), "--customers", str(dep.customers_file),
                           "--flush-interval", "0.05", *flags), env)
@@ -165,9 +154,9 @@ def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Service:
 def _replay(dep: Deployment, spool: Path) -> dict[str, object]:
     """``fleetcare edge replay`` of the fault log until its spool drained; its summary."""
     done = subprocess.run(
-        _cli("edge", "replay", str(dep.log), "--dbc", str(REFERENCE_DBC), "--broker",
+        cli("edge", "replay", str(dep.log), "--dbc", str(REFERENCE_DBC), "--broker",
              dep.broker_url, "--vehicle", dep.vehicle, "--spool-dir", str(spool), "--taps", ""),
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     summary: dict[str, object] = orjson.loads(done.stdout.strip().splitlines()[-1])
     assert summary["drained"] is True, summary
@@ -183,7 +172,7 @@ def test_a_critical_fault_frame_becomes_a_signed_lead_at_the_crm(
     deployment: Deployment, tmp_path: Path,
 ) -> None:
     with CrmReceiver(SECRET, validate=True) as crm:
-        ingest = _ingest(deployment, env=_env(crm_url=crm.url, crm_secret=SECRET))
+        ingest = _ingest(deployment, env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
             assert any("urgent leads on" in line for line in ingest.seen), ingest.seen
             _replay(deployment, tmp_path / "spool")
@@ -211,7 +200,7 @@ def test_no_urgent_lands_the_fault_and_sends_nothing(
     with CrmReceiver(SECRET, validate=True) as crm:
         ingest = _ingest(deployment, "--no-urgent", "--snapshot", str(snapshot),
                          "--maintenance-interval", "1",
-                         env=_env(crm_url=crm.url, crm_secret=SECRET))
+                         env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
             assert any("urgent leads off (--no-urgent)" in line for line in ingest.seen)
             _replay(deployment, tmp_path / "spool")
@@ -239,9 +228,9 @@ def _landed_codes(snapshot: Path) -> list[str]:
 def test_without_crm_settings_ingest_says_why_urgent_leads_are_off(tmp_path: Path) -> None:
     """Decided before ingest connects: a broker nobody listens on ends the run after it."""
     done = subprocess.run(
-        _cli("ingest", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db",
+        cli("ingest", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db",
              str(tmp_path / "fleet.duckdb")),
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+        cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     off = [line for line in done.stderr.splitlines() if "urgent leads" in line]
     assert len(off) == 1, done.stderr
     assert ("urgent leads off: FLEETCARE_PIPELINE__CRM_URL and FLEETCARE_PIPELINE__CRM_SECRET "
@@ -284,9 +273,9 @@ def test_urgent_without_a_valid_key_is_refused_before_anything_starts(
 ) -> None:
     db = tmp_path / "fleet.duckdb"
     done = subprocess.run(
-        _cli("ingest", "--urgent", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db",
+        cli("ingest", "--urgent", "--broker", f"mqtt://127.0.0.1:{free_port()}", "--db",
              str(db)),
-        cwd=REPO, env=_env(crm_secret=secret), capture_output=True, text=True,
+        cwd=REPO, env=cli_env(crm_secret=secret), capture_output=True, text=True,
         timeout=TIMEOUT_S)
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()

@@ -31,8 +31,9 @@ from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
 from tests.e2e import test_urgent_cli as urgent
 from tests.e2e.replay_helpers import CAN, DBC, REPO
-from tests.e2e.test_urgent_cli import SECRET, TIMEOUT_S, Service, _cli, _env
+from tests.e2e.test_urgent_cli import SECRET, TIMEOUT_S, Service
 from tests.polling import wait_until
+from tests.processes import cli, cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 cli_broker = urgent.cli_broker
@@ -48,15 +49,15 @@ VEHICLE_HEADER = "vehicle_id,vin,model,model_year,region,centre_id,customer_id\n
 
 def _ingest(broker_url: str, db: Path, register: Path, *flags: str,
             env: dict[str, str] | None = None) -> Service:
-    ingest = Service(_cli("-v", "ingest", "--broker", broker_url, "--db", str(db),
+    ingest = Service(cli("-v", "ingest", "--broker", broker_url, "--db", str(db),
                           "--client-id", f"ingest-{uuid.uuid4().hex[:8]}", "--vehicles",
-                          str(register), "--flush-interval", "0.05", *flags), env or _env())
+                          str(register), "--flush-interval", "0.05", *flags), env or cli_env())
     ingest.wait_for_line("ingesting")
     return ingest
 
 
 def _run(*args: str) -> dict[str, object]:
-    done = subprocess.run(_cli(*args), cwd=REPO, env=_env(), capture_output=True, text=True,
+    done = subprocess.run(cli(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True,
                           timeout=TIMEOUT_S * 2)
     assert done.returncode == 0, done.stderr
     summary: dict[str, object] = orjson.loads(done.stdout.strip().splitlines()[-1])
@@ -155,7 +156,7 @@ def test_another_cars_vin_holds_the_critical_lead_and_fails_the_health_check(
     with CrmReceiver(SECRET, validate=True) as crm:
         ingest = _ingest(cli_broker, db, register, "--customers", str(customers),
                          "--snapshot", str(snapshot), "--maintenance-interval", "1",
-                         env=_env(crm_url=crm.url, crm_secret=SECRET))
+                         env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
             assert any("urgent leads on" in line for line in ingest.seen), ingest.seen
             summary = _run("edge", "replay", str(log), "--dbc", str(REFERENCE_DBC), "--taps",
@@ -175,8 +176,8 @@ def test_another_cars_vin_holds_the_critical_lead_and_fails_the_health_check(
     (check,) = [c for c in report.checks if c.name == "vin_mismatch"]
     assert not check.healthy
     assert f"{vehicle} (registered {REGISTERED_VIN}, bus {other})" in check.message
-    shown = subprocess.run(_cli("fleet", "show", vehicle, "--db", str(db), "--json"), cwd=REPO,
-                           env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    shown = subprocess.run(cli("fleet", "show", vehicle, "--db", str(db), "--json"), cwd=REPO,
+                           env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert shown.returncode == 0, shown.stderr
     assert orjson.loads(shown.stdout)["vin"] == {
         "registered": REGISTERED_VIN, "on_bus": other, "source": "obd_mode09", "mismatch": True}

@@ -20,6 +20,7 @@ from pipeline.fleet import VinPolicy, customer_hash
 from pipeline.fleet.vin_policy import DEFAULT_CHECK_REGIONS, register_vin_problem
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
+from tests.processes import holding_store
 
 KINDS = ("vehicles", "customers", "centres", "capacity", "catalogue")
 TABLES = {"vehicles": "vehicles", "customers": "customers", "centres": "service_centres",
@@ -282,16 +283,8 @@ def test_a_forgotten_customer_does_not_come_back_with_a_re_import(
 def test_an_import_waits_for_a_held_store_then_refuses_in_one_line(
         tmp_path: Path, files: dict[str, Path]) -> None:
     db = tmp_path / "serving.duckdb"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]);"
-         " print('open', flush=True); time.sleep(120)", str(db)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    with holding_store(db):
         done = fleetcare(*import_args(db, files, "--wait", "1"))
-    finally:
-        holder.kill()
-        holder.wait()
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert "is held by another process" in line and "--wait" in line

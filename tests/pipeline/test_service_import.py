@@ -19,6 +19,7 @@ from edge.sim.simulator import make_fleet
 from edge.sim.workshop import write_repair_orders
 from pipeline.store import connection as store
 from tests.e2e.replay_helpers import REPO
+from tests.processes import holding_store
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -160,16 +161,8 @@ def test_a_missing_column_is_named_from_the_header(onboarded: tuple[Path, Path],
 def test_an_import_waits_for_a_held_store_then_refuses_in_one_line(
         onboarded: tuple[Path, Path]) -> None:
     db, orders = onboarded
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]);"
-         " print('open', flush=True); time.sleep(120)", str(db)],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+    with holding_store(db):
         done = fleetcare("service", "import", "--db", str(db), "--wait", "1", str(orders))
-    finally:
-        holder.kill()
-        holder.wait()
     assert done.returncode == 1
     (line,) = done.stderr.strip().splitlines()
     assert "is held by another process" in line and "--wait" in line
