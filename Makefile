@@ -45,8 +45,13 @@ lint: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
 
+# Two workers: most tests wait on brokers, subprocesses and servers rather than a core, so
+# two halve the wall time on the two-core CI machine. Each worker has its own session broker
+# and Prefect server; --dist loadfile keeps a module's tests (and fixtures) on one worker.
+PYTEST_WORKERS ?= 2
+
 test: lint docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations 15
 
 # pip-audit lives in its own venv so its dependencies stay out of the application's lock;
 # it audits requirements.lock (exactly what ships), not whatever happens to be installed.
