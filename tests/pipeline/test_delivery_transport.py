@@ -305,7 +305,7 @@ def test_crm_deliver_command_keeps_going_past_bad_rows(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("secret", "url"), [
     ("hunter2", "http://127.0.0.1:9/leads"),
     (SECRET, "ftp://127.0.0.1/leads"),
-])
+], ids=["secret-not-whsec", "url-not-http"])  # stable ids: SECRET is new in every process
 def test_crm_deliver_refuses_a_bad_secret_or_url_in_one_line_writing_nothing(
     tmp_path: Path, secret: str, url: str,
 ) -> None:
