@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import can
@@ -48,6 +47,7 @@ from tests.e2e.replay_helpers import (
     expected_signals,
 )
 from tests.pipeline.test_ingest import publish
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
@@ -55,16 +55,6 @@ OUTAGE_S = 30.0
 """How long the killed broker stays down (the issue's figure)."""
 RECEIPT_TIMEOUT_S, RECEIPT_TIMEOUT_MAX_S = 2.0, 4.0
 """Short receipt timeouts, so the re-sends come within the test's patience."""
-
-
-def _poll(condition: Callable[[], bool], timeout: float) -> bool:
-    """Whether ``condition`` came true within ``timeout`` seconds (checked every 50 ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 class Mosquitto:
@@ -214,13 +204,13 @@ def test_kill_9_of_the_broker_mid_stream_and_a_restart_30_s_later_loses_nothing(
     publisher.start()
     reader.start()
     try:
-        assert _poll(lambda: len(virtual_bus.channels.get(channel, [])) >= 2, 30)
+        assert wait_until(lambda: len(virtual_bus.channels.get(channel, [])) >= 2, 30)
         sender.start()
-        assert _poll(lambda: publisher.stats().receipted >= 5, 60)  # the whole path works
+        assert wait_until(lambda: publisher.stats().receipted >= 5, 60)  # the whole path works
 
         ingest.stop()  # from now on the broker alone holds what it acknowledges
         acked = publisher.stats().acked
-        assert _poll(lambda: publisher.stats().acked >= acked + 10, 60)
+        assert wait_until(lambda: publisher.stats().acked >= acked + 10, 60)
         broker.kill_9()
         read_at_kill = parts.agent.stats().frames_read
         stop.wait(OUTAGE_S)
@@ -228,9 +218,9 @@ def test_kill_9_of_the_broker_mid_stream_and_a_restart_30_s_later_loses_nothing(
 
         broker.start()  # the same port, an empty broker: no session, no queue
         ingest.start()  # the same client id, as a deployment restarts it
-        assert _poll(lambda: publisher.stats().connects >= 2, 60)
+        assert wait_until(lambda: publisher.stats().connects >= 2, 60)
         sent = sender.stop()
-        assert _poll(lambda: parts.agent.stats().frames_read >= sent, 60)
+        assert wait_until(lambda: parts.agent.stats().frames_read >= sent, 60)
         stop.set()
         reader.join(timeout=60)
         assert publisher.wait_drained(180), publisher.stats()
@@ -271,7 +261,7 @@ def test_an_ingest_outage_longer_than_the_brokers_queue_loses_nothing(
                                 tmp_path / "spool"), cwd=REPO, env=env, stdout=subprocess.PIPE)
         assert wire.wait_for(lambda: len({m.msg_id for m in wire.messages}) > 1200,
                              timeout=180)
-        assert _poll(lambda: "Outgoing messages are being dropped" in broker.log.read_text(),
+        assert wait_until(lambda: "Outgoing messages are being dropped" in broker.log.read_text(),
                      60), "the broker never ran out of queue: the test proves nothing"
         ingest.start()  # the same client id, as a deployment restarts it
         out, _ = agent.communicate(timeout=300)

@@ -16,8 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -47,6 +45,7 @@ from edge.sim.shards import (
 )
 from edge.sim.simulator import make_fleet
 from pipeline.broker.harness import free_port
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 START_TS = 1_767_225_600.0  # 2026-01-01
@@ -255,15 +254,6 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def _poll(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 def test_no_agent_process_outlives_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
     # Nobody listens: the children wait for their connections, long enough to be seen.
@@ -273,11 +263,11 @@ def test_no_agent_process_outlives_a_parent_killed_with_sigkill(tmp_path: Path) 
          "--connect-timeout", "120", "--spool-dir", str(tmp_path / "spool")],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _poll(lambda: len(_children(parent.pid)) >= 2, 120)
+        assert wait_until(lambda: len(_children(parent.pid)) >= 2, 120)
         children = _children(parent.pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
-        assert _poll(lambda: not any(_alive(c) for c in children), 60), children
+        assert wait_until(lambda: not any(_alive(c) for c in children), 60), children
     finally:
         if parent.poll() is None:
             parent.kill()

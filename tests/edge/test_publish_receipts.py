@@ -9,11 +9,11 @@ ingest publish them, tests/e2e/test_receipt_outages.py puts both through broker 
 
 from __future__ import annotations
 
+import functools
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -24,6 +24,7 @@ from edge.spool import Priority, Spool
 from edge.wire import contract
 from edge.wire.mqtt import parse_mqtt_url
 from tests.contract_subscriber import ContractSubscriber
+from tests.polling import wait_until
 
 _OLD_SCHEMA = """
 CREATE TABLE entry (seq INTEGER PRIMARY KEY AUTOINCREMENT, priority INTEGER NOT NULL,
@@ -36,22 +37,16 @@ CREATE TABLE evicted (priority INTEGER PRIMARY KEY, messages INTEGER NOT NULL,
 """The spool's layout before receipts (user_version 0, no msg_id column)."""
 
 
+_poll = functools.partial(wait_until, timeout=30.0, step=0.02)
+"""Whether a condition came true within 30 s (checked every 20 ms)."""
+
+
 def _batch(vehicle: str, msg_id: str, samples: int = 3) -> tuple[str, bytes]:
     message = contract.TelemetryBatch(msg_id, vehicle,
                                       [1_767_225_600.0 + i for i in range(samples)],
                                       ["Vehicle.Speed"] * samples,
                                       [float(i) for i in range(samples)])
     return contract.telemetry_topic(vehicle), contract.encode(message)
-
-
-def _poll(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    """Whether ``condition`` came true within ``timeout`` seconds (checked every 20 ms)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 class Backend:
