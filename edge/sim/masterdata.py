@@ -108,7 +108,7 @@ def write_master_data(out_dir: Path, vehicles: Sequence[SimVehicle], *, seed: in
                                  rng.randint(start.year - 8, start.year), vehicle.region,
                                  centre_of.get(vehicle.region, "centre-central"), customer_id))
         rows["customers"].append(_customer(rng, customer_id, vehicle.region))
-    return {kind: _write(out_dir / f"{kind}.csv", FILES[kind], rows[kind]) for kind in FILES}
+    return {kind: write_csv(out_dir / f"{kind}.csv", FILES[kind], rows[kind]) for kind in FILES}
 
 
 def _customer(rng: random.Random, customer_id: str, region: str) -> tuple[object, ...]:
@@ -135,7 +135,9 @@ def _capacity(first: dt.date, seed: int) -> list[tuple[object, ...]]:
     return rows
 
 
-def _write(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
+    """Write ``path`` as a DMS export would: a header row, then ``rows``; fsynced and renamed
+    into place, so an importer never reads half a file."""
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")

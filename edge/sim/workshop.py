@@ -14,14 +14,12 @@ never from the simulator's ground truth.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from edge.sim.masterdata import CATALOGUE
+from edge.sim.masterdata import CATALOGUE, write_csv
 from edge.sim.simulator import VehicleSpec, params_of
 from edge.sim.wear import HealthModel, WorkshopOrder
 
@@ -61,13 +59,4 @@ def write_repair_orders(out_dir: Path, specs: Sequence[VehicleSpec], *, start_ts
                          opened.isoformat().replace("+00:00", "Z"), f"{order.odometer_km:.1f}",
                          order.component, code, order.kind, ""))
     rows.sort(key=lambda r: (r[3], r[0]))  # by opening time, as a DMS lists them
-    path = out_dir / "repair_orders.csv"
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(path)
-    return path
+    return write_csv(out_dir / "repair_orders.csv", COLUMNS, rows)
