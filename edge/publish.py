@@ -83,6 +83,8 @@ class PublisherStats:
     awaiting_receipt: int = 0
     dead_lettered: int = 0
     bad_receipts: int = 0
+    receipt_wait_s: float = 0.0
+    """The longest an unreceipted entry now waits between re-sends (its grown backoff)."""
 
     @property
     def reconnects(self) -> int:
@@ -254,7 +256,9 @@ class Publisher:
         return PublisherStats(self._connected.is_set(), self._published, self._acked,
                               len(self._inflight), self._connects, self._health_reports,
                               self._receipted, self._resent, len(self._unreceipted),
-                              self._dead_lettered, self._bad_receipts)
+                              self._dead_lettered, self._bad_receipts,
+                              max((u.delay for u in list(self._unreceipted.values())),
+                                  default=0.0))
 
     def _health_payload(self, *, online: bool) -> bytes:
         assert self._health is not None
@@ -349,8 +353,8 @@ class Publisher:
         """What was in flight may never be acknowledged now, so it is sent again first.
 
         Without receipts that is every entry of the spool (all of them are unacknowledged);
-        with receipts, the entries the broker did acknowledge keep their timeouts. Either way
-        the backend lands each message id once.
+        with receipts, the entries the broker did acknowledge wait at most ``timeout_s`` more.
+        Either way the backend lands each message id once.
         """
         if self._receipts is None:
             self._inflight.clear()
@@ -363,6 +367,10 @@ class Publisher:
                 state.due = now
                 heapq.heappush(self._due, (now, seq))
         self._inflight.clear()
+        # A receipt the broker held for the old (clean) session is gone with it, so no entry
+        # waits out a backoff grown while the link was failing: after 2,000 vehicles lost
+        # their links at once, their backlogs otherwise sat up to max_timeout_s (8 min).
+        self._restart_waits(now, self._receipts)
 
     def _take_acks(self) -> list[int]:
         """The spool entries acknowledged since the last turn (they leave the window)."""

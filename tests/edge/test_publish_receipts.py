@@ -220,3 +220,32 @@ def test_the_receipt_subscription_survives_a_reconnect(broker_url: str, tmp_path
         publisher.stop()
         backend.close()
         spool.close()
+
+
+@pytest.mark.broker
+def test_after_a_reconnect_no_entry_waits_out_the_backoff_it_grew_while_unreceipted(
+        broker_url: str, tmp_path: Path) -> None:
+    # A receipt the broker held for the old, clean session is lost with it: the entries
+    # acknowledged before the drop must not sit out a backoff grown to minutes.
+    vehicle = f"REWAIT-{uuid.uuid4().hex[:6]}"
+    backend = Backend(broker_url)
+    spool = Spool(tmp_path, fsync=False)
+    spool.append(*_batch(vehicle, f"{vehicle}-1"))
+    publisher = Publisher(spool, broker_url, f"fleetcare-edge-{vehicle}",
+                          receipts=Receipts(vehicle, timeout_s=0.2, max_timeout_s=3600.0))
+    publisher.start()
+    try:
+        assert _poll(lambda: publisher.stats().resent >= 3)
+        assert publisher.stats().receipt_wait_s >= 1.6  # 0.2 doubled on each re-send
+        sock = publisher._client.socket()  # the link drops without a DISCONNECT
+        assert isinstance(sock, socket.socket)
+        sock.shutdown(socket.SHUT_RDWR)
+        assert _poll(lambda: publisher.stats().connects == 2
+                     and publisher.stats().receipt_wait_s == pytest.approx(0.2))
+        backend.receipt(vehicle, landed=[f"{vehicle}-1"])
+        assert publisher.wait_drained(30)
+        assert publisher.stats().receipt_wait_s == 0.0
+    finally:
+        publisher.stop()
+        backend.close()
+        spool.close()
