@@ -11,6 +11,8 @@ import dataclasses
 import logging
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ import orjson
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineSettings
+    from pipeline.ingest.service import Ingestor
     from pipeline.leads.urgent import UrgentLeads
 
 SubParsers = argparse._SubParsersAction
@@ -144,8 +147,9 @@ def _check_ingest_arguments(args: argparse.Namespace) -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.broker.auth import credentials_from_settings, tls_from_settings
     from pipeline.config import load_pipeline_settings
+    from pipeline.foreground import run_until_terminated
     from pipeline.ingest.admission import RateLimit
-    from pipeline.ingest.service import run_forever
+    from pipeline.ingest.service import Ingestor
     from pipeline.store.export import ExportPolicy
 
     _check_ingest_arguments(args)
@@ -156,16 +160,40 @@ def _ingest(args: argparse.Namespace) -> int:
     limit = (RateLimit(args.rate_limit, args.rate_burst, args.rate_catch_up)
              if args.rate_limit > 0 else None)
     urgent = _urgent_hook(args.urgent, settings)
-    run_forever(args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
-                flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
-                flush_bytes=args.flush_bytes, after_commit=urgent,
-                maintenance=policy, maintenance_interval_s=args.maintenance_interval,
-                require_registered_vehicles=not args.allow_unregistered,
-                vehicles_file=args.vehicles, customers_file=args.customers,
-                rate_limit=limit,
-                credentials=credentials_from_settings(settings), tls=tls_from_settings(settings),
-                mqtt_client=settings.mqtt_client)
+    ingestor = Ingestor(
+        args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
+        flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
+        flush_bytes=args.flush_bytes, after_commit=urgent,
+        maintenance=policy, maintenance_interval_s=args.maintenance_interval,
+        require_registered_vehicles=not args.allow_unregistered,
+        vehicles_file=args.vehicles, customers_file=args.customers,
+        rate_limit=limit,
+        credentials=credentials_from_settings(settings), tls=tls_from_settings(settings),
+        mqtt_client=settings.mqtt_client)
+    run_until_terminated(_announced(ingestor))
     return 0
+
+
+@contextmanager
+def _announced(ingestor: Ingestor) -> Iterator[Ingestor]:
+    """Run ``ingestor`` between two lines on stderr, printed at any verbosity: once it is
+    subscribed, what it listens to and where it writes; once it has stopped (SIGTERM,
+    Ctrl-C) and landed what was pending, what it did. An operator, or a script waiting for
+    ingest to be ready, sees both without ``-v``; the counters' detail stays in the log."""
+    from pipeline.broker.auth import redact_url
+
+    with ingestor:
+        admits = ("registered vehicles only" if ingestor.require_registered_vehicles
+                  else "any vehicle")
+        print(f"ingest: listening on {redact_url(ingestor.broker_url)} for "
+              f"{', '.join(ingestor.topic_filters)}; writing {ingestor.db_path} "
+              f"({admits}); SIGTERM or Ctrl-C stops", file=sys.stderr, flush=True)
+        yield ingestor
+    stats = ingestor.stats
+    print(f"ingest: stopped after {stats.messages_received:,} messages: "
+          f"{stats.messages_landed:,} landed ({stats.telemetry_rows:,} telemetry rows, "
+          f"{stats.dtc_rows:,} fault codes), {stats.dead_letters:,} dead letters, "
+          f"{stats.duplicates:,} duplicates", file=sys.stderr, flush=True)
 
 
 _CRM_URL_ENV = "FLEETCARE_PIPELINE__CRM_URL"
