@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from flows.demo.options import DemoOptions
+from flows.demo.outputs import DemoFiles, next_steps, write_outputs
 from pipeline.broker.harness import EmbeddedBroker
 from pipeline.ingest.service import Ingestor, IngestStats
 from pipeline.ml.referee import referee_report
@@ -55,6 +56,8 @@ class DemoReport:
     """``fleetcare fleet import``'s summary of the fleet's master data."""
     held_leads: int = 0
     """Leads held (no customer on record, no consent to contact): never sent."""
+    files: DemoFiles | None = None
+    """The report, the leads and what the CRM received, as files in the output folder."""
 
 
 def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoReport:
@@ -79,13 +82,16 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         flow_result = _run_flow(options, db_path, crm.url)
         seconds["flow"] = round(time.monotonic() - started, 1)
         received = crm.received_count
+        crm_leads = crm.leads()
+    files = write_outputs(options.output_dir, db_path, crm_leads)
+    log(f"report, leads and what the CRM received written to {options.output_dir}")
     with store.connect_readonly(db_path) as con:
         rows = con.execute("SELECT component, count(*) FROM leads GROUP BY 1 ORDER BY 1").fetchall()
         held = con.execute("SELECT count(*) FROM leads WHERE state = 'held'").fetchall()[0]
         judged = referee_report(con)
     return DemoReport(broker.kind, str(db_path), fleet, dataclasses.asdict(landed), flow_result,
                       received, {str(c): int(n) for c, n in rows}, seconds, orders, judged,
-                      master, int(held[0]))
+                      master, int(held[0]), files)
 
 
 def _import_workshop(options: DemoOptions, db_path: Path,
@@ -208,17 +214,12 @@ def format_report(report: DemoReport) -> str:
     leads = ", ".join(f"{c} {n}" for c, n in report.leads_by_component.items()) or "none"
     lines += [
         f"  leads       {leads}; {report.crm_received} delivered to the CRM as signed webhooks"
-        f"; {report.held_leads} held (fleetcare leads list --held)",
+        f"; {report.held_leads} held (never sent: see leads list --held below)",
         f"  timings     {report.seconds}",
         "",
-        "where to look next:",
-        f"  fleetcare leads list --db {report.db_path}",
-        f"  fleetcare fleet coverage --db {report.db_path}   (which models score each vehicle)",
-        f"  python -c \"import duckdb; print(duckdb.connect('{report.db_path}', read_only=True)"
-        ".sql('SELECT signal, count(*) FROM telemetry GROUP BY 1 ORDER BY 2 DESC'))\"",
-        "  docs/reference/store.md: the store's tables; docs/getting-started.md: each part",
-        "  alone; docs/design.md: scaling out",
     ]
+    if report.files is not None:
+        lines += next_steps(report.files, report.db_path)
     return "\n".join(lines)
 
 
