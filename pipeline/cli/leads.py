@@ -165,10 +165,10 @@ def _leads_list(args: argparse.Namespace) -> int:
             print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t"
                   f"{r.hold_reason}\t{explain(r.hold_reason or '')}")
         return 0
-    print("lead_id\tvehicle\tcomponent\tseverity\tstate\tprobability\thorizon_days")
+    print("lead_id\tvehicle\tcomponent\tseverity\tstate\tbasis\thorizon_days")
     for r in rows:
         print(f"{r.lead_id}\t{r.vehicle_id}\t{r.component}\t{r.severity}\t{r.state}\t"
-              f"{r.probability:.2f}\t{r.horizon_days}")
+              f"{r.basis}\t{r.horizon_days}")
     return 0
 
 
@@ -233,19 +233,48 @@ def _campaign(args: argparse.Namespace) -> int:
 
 
 def register_report(sub: SubParsers) -> None:
-    """``fleetcare report``."""
-    rep = sub.add_parser("report", help="fleet report: failure hot spots, response times",
-                         description="HTML with PNG charts.")
+    """``fleetcare report``: the manager's report for a period, and today's call list."""
+    rep = sub.add_parser(
+        "report", help="manager's report: service KPIs per centre, today's calls, hot spots",
+        description="An HTML page with PNG charts (or the same figures as JSON): per service "
+                    "centre the response times and follow-ups of the period, whom to call "
+                    "today, and where the fleet fails. Figures from fewer than 5 cases are "
+                    "marked small n.")
     _add_db(rep)
-    rep.add_argument("--out", type=Path, default=Path("fleet-report"))
+    rep.add_argument("--out", type=Path, default=Path("fleet-report"),
+                     help="output folder (default: fleet-report)")
+    span = rep.add_mutually_exclusive_group()
+    span.add_argument("--period-days", type=int, metavar="N",
+                      help="the N days ending on --until (default: 30)")
+    span.add_argument("--since", type=_date, metavar="DATE",
+                      help="first day of the period (YYYY-MM-DD, UTC)")
+    rep.add_argument("--until", type=_date, metavar="DATE",
+                     help="last day of the period, included (default: --today)")
+    rep.add_argument("--today", type=_date, metavar="DATE",
+                     help="the call list's day (default: today, UTC)")
+    rep.add_argument("--json", action="store_true",
+                     help="print the figures as JSON instead of the page's path")
     rep.set_defaults(handler=_report)
 
 
+def _date(raw: str) -> dt.date:
+    """A ``YYYY-MM-DD`` option value, refused in one line otherwise."""
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date: write YYYY-MM-DD") from None
+
+
 def _report(args: argparse.Namespace) -> int:
-    from pipeline.ops.report import write_report
+    from pipeline.report import as_data, resolve_period, write_report
     from pipeline.store import connection as store
 
+    period = resolve_period(today=args.today, period_days=args.period_days,
+                            since=args.since, until=args.until)
     with store.connect_readonly(_db(args)) as con:
-        report = write_report(con, args.out)
-    print(report.html_path)
+        written = write_report(con, args.out, period)
+    if args.json:
+        _print_json({"html_path": str(written.html_path), **as_data(written.report)})
+    else:
+        print(written.html_path)
     return 0
