@@ -35,3 +35,7 @@ class RejectedError(TerminalPipelineError):
 
 class NotEnoughDataError(TerminalPipelineError):
     """There is too little data to train or score; the message says what is missing."""
+
+
+class ConsoleError(TerminalPipelineError):
+    """The evidence console cannot serve (its address is taken or cannot be bound)."""
