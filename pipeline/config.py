@@ -121,6 +121,13 @@ class PipelineSettings(BaseSettings):
                               "request on one more is answered 503.")
     horizon_days: int = Field(30, gt=0, description="Warn about failures this far ahead.")
     seed: int = Field(0, description="Seed for splits and models (reproducible runs).")
+    console_base_url: str = Field(
+        "http://127.0.0.1:8765", pattern=r"^https?://[^\s/]+(/\S*)?$",
+        description="Where the console serves /leads/<lead_id>: each lead's evidence_url is "
+                    "this base followed by /leads/<lead_id>.")
+    evidence_max_age_days: int = Field(
+        14, gt=0, description="A lead whose newest evidence (feature day, fault code) is "
+                              "older than this many days is held (stale_evidence), not sent.")
 
     @model_validator(mode="before")
     @classmethod

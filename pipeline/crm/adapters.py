@@ -5,8 +5,10 @@ request that upserts a Lead by our ``lead_id`` (external-id field ``Fleetcare_Le
 and, when a slot was proposed, creates a ServiceAppointment whose parent is that Lead, so a
 redelivery updates instead of duplicating. ``adf`` is ADF XML 1.0 (Auto-lead Data Format), the
 format dealer management systems import leads in: a ``prospect`` with vehicle, customer and
-vendor (the service centre). The webhook headers and signature are the same for all three:
-the signature covers the bytes actually sent.
+vendor (the service centre); the vehicle's VIN goes in ``<vin>`` and fleetcare's vehicle id
+in the vehicle's ``<id source="fleetcare">``. Every shape leads with the lead's ``headline``
+and gives the proposed window in the centre's own time zone. The webhook headers and
+signature are the same for all three: the signature covers the bytes actually sent.
 
 Salesforce fields ending in ``__c`` are custom fields a CRM admin creates once; the others are
 standard Lead and ServiceAppointment fields.
@@ -50,14 +52,22 @@ def _names(doc: dict[str, Any]) -> tuple[str, str]:
 
 
 def _summary(doc: dict[str, Any]) -> str:
-    codes = ", ".join(f"{c['code']} {c['description']}" for c in doc["evidence"]["fault_codes"])
-    prob = doc.get("probability")
-    parts = [f"{doc['component']} ({doc['severity']})",
-             f"p={prob:.2f} within {doc['horizon_days']} d" if prob is not None else "",
-             f"codes: {codes}" if codes else "",
+    """The lead in a few lines a person reads: headline, confidence, work and payer, slot."""
+    codes = ", ".join(f"{c['code']} {c['description']} ({c['severity']})"
+                      for c in doc["evidence"]["fault_codes"])
+    confidence = (doc.get("confidence") or {}).get("text")
+    work = (doc.get("recommended_work") or {}).get("description", "")
+    payer = doc.get("payer")
+    slot = doc.get("proposed_appointment") or {}
+    parts = [doc.get("headline") or f"{doc['component']} ({doc['severity']})",
              "ROADSIDE ASSISTANCE" if doc["roadside_assistance"] else "",
-             (doc.get("recommended_work") or {}).get("description", "")]
-    return "; ".join(p for p in parts if p)
+             f"confidence: {confidence} ({doc['horizon_days']} days)" if confidence else "",
+             f"fault codes: {codes}" if codes else "",
+             f"work: {work}" + (f", paid by {payer} ({doc.get('payer_basis')})" if payer else "")
+             if work else "",
+             f"proposed: {slot['text']}" if slot.get("text") else "",
+             f"evidence: {doc['evidence_url']}" if doc.get("evidence_url") else ""]
+    return "\n".join(p for p in parts if p)
 
 
 def salesforce_lead(doc: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +82,9 @@ def salesforce_lead(doc: dict[str, Any]) -> dict[str, Any]:
         "Fleetcare_Lead_Id__c": doc["lead_id"], "Revision__c": doc["revision"],
         "Vehicle_Id__c": doc["vehicle"]["vehicle_id"], "Component__c": doc["component"],
         "Severity__c": doc["severity"], "Failure_Probability__c": doc.get("probability"),
-        "Horizon_Days__c": doc["horizon_days"],
+        "Confidence_Percent__c": (doc.get("confidence") or {}).get("percent"),
+        "Horizon_Days__c": doc["horizon_days"], "VIN__c": doc["vehicle"].get("vin"),
+        "Payer__c": doc.get("payer"), "Evidence_Url__c": doc.get("evidence_url"),
         "Roadside_Assistance__c": doc["roadside_assistance"],
         "Estimated_Cost__c": work.get("total_eur"), "Campaign__c": doc.get("campaign"),
     }
@@ -85,12 +97,13 @@ def salesforce_service_appointment(doc: dict[str, Any], parent: str) -> dict[str
         return None
     work = doc.get("recommended_work") or {}
     return {
-        "ParentRecordId": parent, "Subject": f"{doc['component']} service ({doc['severity']})",
+        "ParentRecordId": parent,
+        "Subject": (doc.get("headline") or f"{doc['component']} service")[:255],
         "Description": _summary(doc), "EarliestStartTime": slot["window_start"],
         "DueDate": slot["window_end"], "ArrivalWindowStartTime": slot["window_start"],
         "ArrivalWindowEndTime": slot["window_end"], "Duration": slot.get("labour_hours")
         or work.get("labour_hours"), "DurationType": "Hours", "Status": "None",
-        "Fleetcare_Lead_Id__c": doc["lead_id"],
+        "Fleetcare_Lead_Id__c": doc["lead_id"], "Bay__c": slot.get("bay"),
     }
 
 
@@ -114,8 +127,13 @@ def adf_xml(doc: dict[str, Any]) -> str:
                   source="fleetcare").text = doc["lead_id"]
     ET.SubElement(prospect, "requestdate").text = doc["issued_at"]
     vehicle = ET.SubElement(prospect, "vehicle", interest="service", status="used")
-    ET.SubElement(vehicle, "model").text = doc["vehicle"].get("model") or "unknown"
-    ET.SubElement(vehicle, "stock").text = doc["vehicle"]["vehicle_id"]
+    car = doc["vehicle"]
+    ET.SubElement(vehicle, "id", source="fleetcare").text = car["vehicle_id"]
+    if car.get("model_year") is not None:
+        ET.SubElement(vehicle, "year").text = str(car["model_year"])
+    ET.SubElement(vehicle, "model").text = car.get("model") or "unknown"
+    if car.get("vin"):
+        ET.SubElement(vehicle, "vin").text = car["vin"]
     ET.SubElement(vehicle, "comments").text = _summary(doc)
     customer = ET.SubElement(prospect, "customer")
     contact = ET.SubElement(customer, "contact", primarycontact="1")
@@ -128,7 +146,8 @@ def adf_xml(doc: dict[str, Any]) -> str:
     if person.get("phone"):
         ET.SubElement(contact, "phone", type="voice").text = person["phone"]
     slot = doc.get("proposed_appointment")
-    when = f"proposed appointment {slot['window_start']}" if slot else "contact " + doc["contact"]
+    when = (f"proposed appointment {slot.get('text') or slot['window_start']}" if slot
+            else "contact " + doc["contact"])
     ET.SubElement(customer, "comments").text = when
     centre = doc.get("centre") or {}
     vendor = ET.SubElement(prospect, "vendor")

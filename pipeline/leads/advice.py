@@ -5,9 +5,9 @@ A lead exists per (vehicle, component) at most once while it is open. It is re-i
 least :data:`PROBABILITY_STEP` higher than the one the centre last saw. Every new or escalated
 lead also writes an ``outbox`` row in the same transaction, so delivery to the CRM can never
 miss a lead nor announce one that was rolled back. A lead whose vehicle has no customer on
-record, or whose customer has not consented to contact, is **held** instead
-(:mod:`pipeline.leads.holds`): stored with its reason, no outbox row, no slot; a later run
-releases it once the cause is gone.
+record, or whose customer has not consented to contact, or whose newest evidence is older
+than ``evidence_max_age_days``, is **held** instead (:mod:`pipeline.leads.holds`): stored with
+its reason, no outbox row, no slot; a later run releases it once the cause is gone.
 
 The lead document is described by ``pipeline/leads/lead.schema.json`` and built by
 :mod:`pipeline.leads.document`.
@@ -29,8 +29,15 @@ import polars as pl
 from pipeline.features.active_codes import active_fault_codes
 from pipeline.features.fault_codes import severity_rank
 from pipeline.leads.appointments import iso, release_slot
-from pipeline.leads.document import Context, LeadFacts, build_document, load_context
-from pipeline.leads.holds import HELD, HoldReason, hold_reasons
+from pipeline.leads.document import (
+    Context,
+    LeadFacts,
+    LeadSettings,
+    build_document,
+    load_context,
+    newest_evidence,
+)
+from pipeline.leads.holds import HELD, HoldReason, evidence_hold, hold_reasons
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
@@ -99,7 +106,7 @@ class _OpenLead:
 
 def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
            vehicles: Collection[str] | None = None, min_severity: str = "low",
-           daily_features: bool = True) -> AdviceReport:
+           daily_features: bool = True, settings: LeadSettings | None = None) -> AdviceReport:
     """Create or escalate leads from the latest scores and the active fault codes.
 
     Args:
@@ -112,11 +119,14 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
         min_severity: ignore candidates milder than this (urgent leads pass ``"critical"``).
         daily_features: quote daily features as evidence (False: the raw signals of the
             last day, which is much cheaper for a single urgent lead).
+        settings: the console's address and the evidence age limit (default: from the
+            environment, :mod:`pipeline.config`).
 
     Returns:
         Counts of new, escalated and unchanged leads, and the ids of the leads issued.
     """
     now = now or dt.datetime.now(dt.UTC)
+    settings = settings or LeadSettings.from_settings()
     floor = severity_rank(min_severity)
     candidates = [c for c in _candidates(con, now, vehicles)
                   if severity_rank(c.severity) >= floor]
@@ -128,9 +138,11 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
         context = load_context(con, now, vehicle_ids, daily_features=daily_features)
         holds = hold_reasons(con, vehicle_ids)
         for cand in candidates:
+            hold = holds.get(cand.vehicle_id) or evidence_hold(
+                newest_evidence(cand.facts(), context), now, settings.evidence_max_age_days)
             outcome, lead_id = _apply(
                 con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now,
-                holds.get(cand.vehicle_id))
+                hold, settings)
             counts[outcome] += 1
             if outcome in ("new", "escalated", "released"):
                 issued.append(lead_id)
@@ -209,17 +221,17 @@ def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLe
 
 def _apply(
     con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead | None,
-    context: Context, now: dt.datetime, hold: HoldReason | None,
+    context: Context, now: dt.datetime, hold: HoldReason | None, settings: LeadSettings,
 ) -> tuple[str, str]:
     """Create, escalate, hold, release or leave one lead; return which, and its id."""
     prob = prob_of(cand)
     if lead is None:
         doc = build_document(con, cand.facts(), f"lead-{uuid.uuid4().hex}", 1, context, now,
-                             book=hold is None)
+                             book=hold is None, settings=settings)
         insert_lead(con, doc, prob, now, hold=hold)
         return ("new" if hold is None else "held"), doc["lead_id"]
     if lead.state == HELD:
-        return _apply_held(con, cand, lead, context, now, hold)
+        return _apply_held(con, cand, lead, context, now, hold, settings)
     rank_up = severity_rank(cand.severity) > severity_rank(lead.severity)
     if not rank_up and prob < lead.probability + PROBABILITY_STEP:
         if hold is not None and lead.state == "new":
@@ -232,7 +244,7 @@ def _apply(
     release_slot(con, lead.document.get("proposed_appointment"))
     revision = int(lead.document["revision"]) + 1
     doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now,
-                         book=hold is None)
+                         book=hold is None, settings=settings)
     _update(con, cand, prob, now, doc, hold)
     if hold is not None:
         _withhold(con, lead.lead_id, None)
@@ -252,7 +264,7 @@ def _withhold(con: duckdb.DuckDBPyConnection, lead_id: str,
 
 def _apply_held(
     con: duckdb.DuckDBPyConnection, cand: Candidate, lead: _OpenLead, context: Context,
-    now: dt.datetime, hold: HoldReason | None,
+    now: dt.datetime, hold: HoldReason | None, settings: LeadSettings,
 ) -> tuple[str, str]:
     """A held lead stays held (its reason kept up to date) or, its cause gone, is released:
     rebuilt from today's evidence and queued, under the revision it was held at unless that
@@ -267,7 +279,8 @@ def _apply_held(
                         [f"{lead.lead_id}.r{revision}"]).fetchall()[0]
     if taken[0]:
         revision += 1  # that revision went out once (or was given up): a new webhook id
-    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now)
+    doc = build_document(con, cand.facts(), lead.lead_id, revision, context, now,
+                         settings=settings)
     _update(con, cand, prob_of(cand), now, doc, None)
     enqueue(con, doc)
     return "released", lead.lead_id

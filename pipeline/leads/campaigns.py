@@ -14,7 +14,9 @@
 Every contact is written with its outbox row in one transaction and recorded in
 ``campaign_contacts``, so a campaign run twice contacts nobody twice. A vehicle without a
 customer on record or without consent to contact (:mod:`pipeline.leads.holds`) gets its
-pre-winter lead held, and is not reminded or followed up.
+pre-winter lead held, and is not reminded or followed up; so is a pre-winter lead whose
+newest evidence is older than ``evidence_max_age_days`` (held ``stale_evidence``). Reminders
+and follow-ups re-send a lead the centre already has, so its evidence's age does not hold them.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ import polars as pl
 from pipeline.features.daily import build_daily_features
 from pipeline.leads.advice import BLOCKING_STATES, enqueue, insert_lead
 from pipeline.leads.appointments import iso
-from pipeline.leads.document import LeadFacts, build_document, load_context
-from pipeline.leads.holds import hold_reasons
+from pipeline.leads.document import (
+    LeadFacts,
+    LeadSettings,
+    build_document,
+    load_context,
+    newest_evidence,
+)
+from pipeline.leads.holds import evidence_hold, hold_reasons
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
@@ -58,9 +66,11 @@ class CampaignReport:
 
 def pre_winter_battery_check(
     con: duckdb.DuckDBPyConnection, *, now: dt.datetime, threshold_c: float = 0.0,
-    lookahead_days: int = 14,
+    lookahead_days: int = 14, settings: LeadSettings | None = None,
 ) -> CampaignReport:
-    """Leads for weak 12 V batteries in regions about to turn cold (see module docstring)."""
+    """Leads for weak 12 V batteries in regions about to turn cold (see module docstring);
+    ``settings`` default to the environment's (:mod:`pipeline.config`)."""
+    settings = settings or LeadSettings.from_settings()
     cold = dict(con.execute(
         "SELECT lower(region), min(day) FROM region_forecasts WHERE day > ? AND day <= ?"
         " AND min_temp_c < ? GROUP BY 1",
@@ -82,9 +92,10 @@ def pre_winter_battery_check(
             horizon = max(1, (cold[region] - now.date()).days)
             facts = LeadFacts(vehicle_id, "lv_battery", "low", None, horizon, None,
                               campaign=WINTER)
-            hold = holds.get(vehicle_id)
+            hold = holds.get(vehicle_id) or evidence_hold(
+                newest_evidence(facts, context), now, settings.evidence_max_age_days)
             doc = build_document(con, facts, f"lead-{uuid.uuid4().hex}", 1, context, now,
-                                 book=hold is None)
+                                 book=hold is None, settings=settings)
             insert_lead(con, doc, 0.0, now, hold=hold)
             if hold is None:
                 _record(con, WINTER, vehicle_id, now, doc, f"{doc['lead_id']}.r1")

@@ -10,13 +10,21 @@ written (so no delivery can send it), no appointment slot is taken, and ``fleetc
 list --held`` and the health check show it. The next advice run after the cause is fixed (the
 customer imported, consent recorded) releases it: state ``new``, its outbox row, a slot.
 
-The reasons are an enumerable set with one SQL test each (:data:`HOLD_RULES`), checked in
-order; the first that applies is the lead's reason. A new reason is a new member and a new
-rule, nothing else.
+A lead whose newest evidence (the day of its feature row, its fault codes' last sighting) is
+older than ``evidence_max_age_days`` is held too (``stale_evidence``): a car that stopped
+reporting months ago may have been repaired, sold or scrapped since, and an appointment
+offered on such evidence wastes a bay and the customer's trust. Fresh data releases it.
+
+The reasons are an enumerable set with one test each (:data:`HOLD_RULES`), checked in
+order; the first that applies is the lead's reason. The vehicle's reasons are SQL over its
+register rows (:func:`hold_reasons`); the evidence's age is the lead's own
+(:func:`evidence_hold`), checked after them. A new reason is a new member and a new rule,
+nothing else.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -36,15 +44,17 @@ class HoldReason(StrEnum):
     VIN_MISMATCH = "vin_mismatch"
     NO_CUSTOMER = "no_customer"
     NO_CONSENT = "no_consent"
+    STALE_EVIDENCE = "stale_evidence"
 
 
 @dataclass(frozen=True, slots=True)
 class HoldRule:
     """One reason and its test: a SQL condition over ``v`` (the vehicle's ``vehicles`` row)
-    and ``c`` (its ``customers`` row), both left-joined, so either may be all NULL."""
+    and ``c`` (its ``customers`` row), both left-joined, so either may be all NULL; None for
+    a reason about the lead's evidence rather than the vehicle (:func:`evidence_hold`)."""
 
     reason: HoldReason
-    condition: str
+    condition: str | None
     explanation: str
 
 
@@ -57,6 +67,9 @@ HOLD_RULES: Final = (
              "customer_id)"),
     HoldRule(HoldReason.NO_CONSENT, "c.contact_consent IS NOT TRUE",
              "the customer has not consented to be contacted (contact_consent is not true)"),
+    HoldRule(HoldReason.STALE_EVIDENCE, None,
+             "the newest evidence is older than evidence_max_age_days (has the car stopped "
+             "reporting?): check the gateway; fresh data releases the lead"),
 )
 """Checked in this order; every :class:`HoldReason` has exactly one rule."""
 
@@ -72,10 +85,20 @@ def hold_reasons(con: duckdb.DuckDBPyConnection, vehicle_ids: Collection[str]
     absent."""
     if not vehicle_ids:
         return {}
-    cases = " ".join(f"WHEN {rule.condition} THEN '{rule.reason.value}'" for rule in HOLD_RULES)
+    cases = " ".join(f"WHEN {rule.condition} THEN '{rule.reason.value}'" for rule in HOLD_RULES
+                     if rule.condition is not None)
     rows = con.execute(
         f"SELECT i.vehicle_id, CASE {cases} END FROM (SELECT unnest($ids) AS vehicle_id) i"
         " LEFT JOIN vehicles v ON v.vehicle_id = i.vehicle_id"
         " LEFT JOIN customers c ON c.customer_id = v.customer_id",
         {"ids": sorted(vehicle_ids)}).fetchall()
     return {str(v): HoldReason(r) for v, r in rows if r is not None}
+
+
+def evidence_hold(newest: dt.date | None, now: dt.datetime, max_age_days: int
+                  ) -> HoldReason | None:
+    """``stale_evidence`` when the lead's newest evidence is more than ``max_age_days`` days
+    before ``now`` (or when it has none at all), else None."""
+    if newest is None or (now.date() - newest).days > max_age_days:
+        return HoldReason.STALE_EVIDENCE
+    return None

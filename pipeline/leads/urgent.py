@@ -24,6 +24,7 @@ import duckdb
 
 from pipeline.crm.outbox import deliver_outbox
 from pipeline.leads.advice import advise
+from pipeline.leads.document import LeadSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,17 @@ class UrgentLeads:
         timeout_s: per delivery request (the background thread waits, not ingest).
         payload_format: ``json``, ``salesforce`` or ``adf``.
         clock: the advice time (tests and simulated fleets pass their own).
+        settings: the console's address and the evidence age limit (default: read from the
+            environment once, here, not per batch).
     """
 
     def __init__(self, crm_url: str, secret: str | Sequence[str], *, timeout_s: float = 2.0,
                  payload_format: str = "json",
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None,
+                 settings: LeadSettings | None = None) -> None:
         self.crm_url, self._secret, self.timeout_s = crm_url, secret, timeout_s
         self.payload_format = payload_format
+        self._settings = settings or LeadSettings.from_settings()
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._jobs: queue.Queue[object] = queue.Queue()
         self._cond = threading.Condition()
@@ -78,7 +83,7 @@ class UrgentLeads:
             return
         try:
             report = advise(con, now=self._clock(), vehicles=vehicles, min_severity="critical",
-                            daily_features=False)
+                            daily_features=False, settings=self._settings)
         except Exception:
             log.exception("urgent advice for %s failed; the scheduled advice will retry",
                           vehicles)

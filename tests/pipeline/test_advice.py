@@ -77,7 +77,9 @@ def test_vehicle_near_failure_gets_a_lead_and_healthy_ones_none(
     assert lead["roadside_assistance"] is False
     assert lead["customer"]["name"]
     assert lead["centre"]["centre_id"] == "centre-north"
-    assert lead["evidence"]["signals"]["pad_wear_max"] > 80
+    quoted = {item["signal"]: item for item in lead["evidence"]["signals"]}
+    assert quoted["pad_wear_max"]["value"] > 80
+    assert quoted["pad_wear_max"]["unit"] == "%"
     assert lead["recommended_work"]["total_eur"] > lead["recommended_work"]["parts_eur"]
     booked = dt.date.fromisoformat(lead["proposed_appointment"]["day"])
     assert day(29) < booked <= day(59)
@@ -196,4 +198,8 @@ def test_score_explanation_becomes_the_leads_top_factors(
     advise(con, now=NOW)
     (lead,) = _leads(con)
     jsonschema.validate(lead, SCHEMA)
-    assert lead["evidence"]["top_factors"] == factors[:5]
+    assert [f["feature"] for f in lead["evidence"]["top_factors"]] == [
+        f["feature"] for f in factors[:5]]
+    assert [f["contribution"] for f in lead["evidence"]["top_factors"]] == [
+        round(f["contribution"], 1) for f in factors[:5]]
+    assert all(f["effect"].endswith("the risk") for f in lead["evidence"]["top_factors"])

@@ -364,7 +364,7 @@ def test_an_urgent_lead_quotes_the_component_and_context_only(fleet: Fleet) -> N
     with duckdb.connect(str(fleet.landing), read_only=True) as con:
         doc = json.loads(_one(con, "SELECT document FROM leads WHERE vehicle_id = ? AND"
                                    " severity = 'critical'", [GONE]))
-    signals = set(doc["evidence"]["signals"])
+    signals = {item["signal"] for item in doc["evidence"]["signals"]}
     assert {s for s in signals if "PadWear" in s} and "Vehicle.TraveledDistance" in signals
     assert not {s for s in signals if "Speed" in s or "TractionBattery" in s
                 or "LowVoltage" in s}

@@ -69,7 +69,9 @@ def test_critical_code_reaches_the_crm_at_once_without_a_free_bay(
     assert lead["proposed_appointment"] is None
     assert lead["customer"]["phone"]
     assert lead["evidence"]["fault_codes"][0]["code"] == "P0AA6"
-    assert lead["evidence"]["signals"]["Vehicle.Powertrain.TractionBattery.StateOfHealth"] > 0
+    quoted = {item["signal"]: item for item in lead["evidence"]["signals"]}
+    health = quoted["Vehicle.Powertrain.TractionBattery.StateOfHealth"]
+    assert health["value"] > 0 and health["unit"] == "%"
     assert _state(con) == [("ev-1", "sent", "delivered")]
     assert hook.stats.leads_issued == 1 and hook.stats.delivered == 1
 
