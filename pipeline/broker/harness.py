@@ -362,10 +362,12 @@ class EmbeddedBroker:
 
 
 def serve_forever(port: int | None, prefer: str = "auto",
-                  data_dir: str | Path | None = None) -> None:
+                  data_dir: str | Path | None = None,
+                  limits: BrokerLimits = DEFAULT_LIMITS) -> None:
     """Run an :class:`EmbeddedBroker` until SIGINT or SIGTERM (for ``fleetcare broker``).
 
     Raises:
         BrokerError: the broker did not start.
     """
-    run_until_terminated(EmbeddedBroker(port=port, prefer=prefer, data_dir=data_dir))
+    run_until_terminated(EmbeddedBroker(port=port, prefer=prefer, data_dir=data_dir,
+                                        limits=limits))

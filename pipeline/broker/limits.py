@@ -18,15 +18,18 @@ the last save. The limits below are therefore derived, not guessed:
   so the per-client limit is the fleet's total. Longer outages are the agents' spools' job.
 * **In flight** must hold one whole ingest batch: ingest acknowledges only after its commit,
   so every message of an open batch is unacknowledged at once.
-* **Saving** is time-based, once a second. ``autosave_on_changes true`` was measured and
-  rejected: it counts changes, so fewer than ``autosave_interval`` of them (a trickle queued
-  for a stopped ingest) are never saved before a ``kill -9``, while a small interval rewrites
-  the whole file every few changes (mosquitto saves everything, every time): with
-  ``autosave_interval 1`` it published 64
-  messages/s against 2,700 without persistence, and kept 874 of 2,000 queued messages through
-  a ``kill -9``; a one-second timer kept all 2,000 at unchanged speed. A save costs one
-  rewrite of what is stored (about 1 s per 256 MB measured here), so a full queue costs a few
-  seconds per save, which slows publishers (the agents keep spooling) but loses nothing.
+* **Saving** is time-based, as often as a full queue allows. mosquitto rewrites its whole
+  file at every save, in its one thread, about 1 s per 256 MB measured here: while it saves it
+  accepts no connection and forwards nothing. So the interval is what keeps saving to at most
+  :data:`SAVE_SHARE` of the broker's time with the queue full (62 s for the design fleet's
+  1.66 GB): once a second, a 2,000-vehicle soak whose broker restarted with 200 MB stored
+  spent most of each second saving, its listen queue overflowed and the fleet's reconnects
+  timed out for minutes. A ``kill -9`` loses what arrived since the last save, and the
+  agents' receipts make that a re-send, not a loss. ``autosave_on_changes true`` was measured
+  and rejected: it counts changes, so fewer than ``autosave_interval`` of them (a trickle
+  queued for a stopped ingest) are never saved before a ``kill -9``, while a small interval
+  rewrites the whole file every few changes: with ``autosave_interval 1`` it published 64
+  messages/s against 2,700 without persistence.
 * **$SYS** counters are published every :data:`SYS_INTERVAL_S`; the health check reads
   ``$SYS/broker/publish/messages/dropped`` (kept readable by
   :class:`pipeline.broker.counters.DropWatcher`) and fails on any drop.
@@ -60,8 +63,10 @@ would pass :data:`MOSQUITTO_INT_MAX` bytes for the design fleet."""
 INFLIGHT_MESSAGES: Final = 10_000
 """Unacknowledged messages per client: one ingest batch (mosquitto's default of 20 would cap
 a batch at 20 messages per flush interval)."""
-AUTOSAVE_INTERVAL_S: Final = 1
-"""Seconds between saves of the persistence file (the most a ``kill -9`` can lose)."""
+SAVE_BYTES_PER_S: Final = 256 * 2**20
+"""How fast mosquitto 2.0.11 rewrites its persistence file (about 1 s per 256 MB, measured)."""
+SAVE_SHARE: Final = 0.1
+"""The most of the broker's time saving may take with the queue full."""
 SYS_INTERVAL_S: Final = 10
 """Seconds between updates of the ``$SYS`` counters the health check reads."""
 MOSQUITTO_INT_MAX: Final = 2**31 - 1
@@ -86,7 +91,7 @@ class BrokerLimits:
     message_size_limit: int
     max_inflight_messages: int = INFLIGHT_MESSAGES
     persistence: bool = True
-    autosave_interval_s: int = AUTOSAVE_INTERVAL_S
+    autosave_interval_s: int = 1
     sys_interval_s: int = SYS_INTERVAL_S
     vehicles: int = DESIGN_VEHICLES
     outage_s: float = INGEST_OUTAGE_S
@@ -117,7 +122,8 @@ def derive_limits(vehicles: int = DESIGN_VEHICLES, outage_s: float = INGEST_OUTA
 
     messages = vehicles x (telemetry + health messages per second) x outage, and
     bytes = vehicles x (samples x bytes per sample + health bytes per second) x outage,
-    both rounded up; the message size limit is the contract's.
+    both rounded up; the message size limit is the contract's; the save interval is the time
+    a full queue takes to save over :data:`SAVE_SHARE`, rounded up (at least 1 s).
 
     Raises:
         ValueError: a non-positive (or non-finite) fleet, outage or sample rate.
@@ -129,10 +135,12 @@ def derive_limits(vehicles: int = DESIGN_VEHICLES, outage_s: float = INGEST_OUTA
     messages_per_s = TELEMETRY_MESSAGES_PER_VEHICLE_S + HEALTH_MESSAGES_PER_VEHICLE_S
     bytes_per_s = (samples_per_vehicle_s * BYTES_PER_SAMPLE
                    + HEALTH_MESSAGE_BYTES * HEALTH_MESSAGES_PER_VEHICLE_S)
+    queued_bytes = math.ceil(vehicles * bytes_per_s * outage_s)
     return BrokerLimits(
         max_queued_messages=math.ceil(vehicles * messages_per_s * outage_s),
-        max_queued_bytes=math.ceil(vehicles * bytes_per_s * outage_s),
+        max_queued_bytes=queued_bytes,
         message_size_limit=contract.MAX_PAYLOAD_BYTES,
+        autosave_interval_s=max(1, math.ceil(queued_bytes / SAVE_BYTES_PER_S / SAVE_SHARE)),
         vehicles=vehicles, outage_s=outage_s)
 
 
@@ -176,10 +184,11 @@ def durability_config(limits: BrokerLimits, data_dir: Path) -> str:
     if limits.persistence:
         lines += [
             "# --- persistence ---",
-            f"# Saved every {limits.autosave_interval_s} s (time-based: autosave_on_changes "
-            "misses a trickle and rewrites",
-            "# a deep queue every few changes); a kill -9 loses at most what arrived since "
-            "the last save.",
+            f"# Saved every {limits.autosave_interval_s} s: a save rewrites everything stored "
+            f"(a full queue: {limits.max_queued_bytes / SAVE_BYTES_PER_S:.1f} s),",
+            f"# so saving takes at most {SAVE_SHARE:.0%} of the broker's time; a kill -9 loses "
+            "what arrived since the last save,",
+            "# which the agents send again (they delete an entry on the store's receipt only).",
             "persistence true",
             f"persistence_location {data_dir}/",
             "autosave_on_changes false",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from pipeline.cli.broker_options import add_fleet_size_argument, limits_for_fleet
+
 SubParsers = argparse._SubParsersAction
 
 
@@ -25,29 +27,31 @@ def register_pki(sub: SubParsers) -> None:
     init = pki_sub.add_parser("init", help="create the certificate authority (ca.key encrypted "
                                            "when FLEETCARE_PIPELINE__CA_KEY_PASSWORD[_FILE] "
                                            "is set)")
-    init.add_argument("dir", type=Path)
-    init.add_argument("--days", type=int, default=3650)
+    init.add_argument("dir", type=Path, help="the PKI directory to create")
+    init.add_argument("--days", type=int, default=3650, help="the CA certificate's validity")
     init.set_defaults(handler=_init)
     issue = pki_sub.add_parser("issue", help="issue a certificate (vehicle id, backend or broker)")
-    issue.add_argument("dir", type=Path)
+    issue.add_argument("dir", type=Path, help="the PKI directory (pki init made it)")
     issue.add_argument("name", help="vehicle id, backend client name, or broker name")
-    issue.add_argument("--days", type=int, default=365)
-    issue.add_argument("--server", nargs="+", metavar="HOST",
-                       help="a broker server certificate for these host names / IPs")
+    issue.add_argument("--days", type=int, default=365, help="the certificate's validity")
+    issue.add_argument("--server", action="append", metavar="HOST",
+                       help="make it a broker server certificate for this host name or IP; "
+                            "repeat, or give a comma list, for several (default: a client "
+                            "certificate)")
     issue.add_argument("--key-password-file", type=Path, metavar="FILE",
                        help="encrypt the issued private key with the password in FILE")
     issue.set_defaults(handler=_issue)
     revoke = pki_sub.add_parser("revoke", help="revoke a certificate and rewrite crl.pem")
-    revoke.add_argument("dir", type=Path)
-    revoke.add_argument("name")
+    revoke.add_argument("dir", type=Path, help="the PKI directory")
+    revoke.add_argument("name", help="the certificate's name (vehicle id, client or broker)")
     revoke.set_defaults(handler=_revoke)
     conf = pki_sub.add_parser("broker-config",
                               help="write mosquitto.conf (TLS listener, queue limits, "
                                    "persistence) and the per-vehicle ACL")
     conf.add_argument("dir", type=Path, help="the PKI directory")
     conf.add_argument("--out", type=Path, required=True, help="where to write the files")
-    conf.add_argument("--port", type=int, default=8883)
-    conf.add_argument("--host", default="127.0.0.1")
+    conf.add_argument("--port", type=int, default=8883, help="the TLS listener's port")
+    conf.add_argument("--host", default="127.0.0.1", help="the TLS listener's address")
     conf.add_argument("--backend-user", action="append", default=None,
                       help="certificate name allowed to read every vehicle (repeatable; "
                            "default fleetcare-ingest)")
@@ -60,6 +64,7 @@ def register_pki(sub: SubParsers) -> None:
                                      "that user")
     conf.add_argument("--data-dir", type=Path,
                       help="where mosquitto saves its sessions (default: OUT/data)")
+    add_fleet_size_argument(conf)
     conf.set_defaults(handler=_broker_config)
 
 
@@ -95,7 +100,8 @@ def _broker_config(args: argparse.Namespace) -> int:
     print(write_broker_config(args.dir, args.out, port=args.port, host=args.host,
                               backend_users=tuple(args.backend_user or BACKEND_USERS),
                               monitor_users=tuple(args.monitor_user or MONITOR_USERS),
-                              run_as=args.user, data_dir=args.data_dir))
+                              run_as=args.user, data_dir=args.data_dir,
+                              limits=limits_for_fleet(args.fleet_size)))
     return 0
 
 

@@ -27,6 +27,9 @@ WAIT_S = 120.0
 """Longest wait for any one outcome."""
 T0 = 1_767_225_600.0
 SIGNALS = 20
+FLEET = 10
+"""``--fleet-size`` of the brokers whose saves the tests wait for: a fleet this small saves every
+second, where the 2,000-vehicle default saves once a minute."""
 
 
 def telemetry(msg_id: str, vehicle: str) -> tuple[str, bytes]:

@@ -26,7 +26,7 @@ from pipeline.broker import limits as lim
 from pipeline.broker import pki
 from pipeline.broker.account import BROKER_ACCOUNT, account, unreachable
 from pipeline.broker.acl import acl_text, write_broker_config
-from pipeline.broker.harness import mosquitto_config
+from pipeline.broker.harness import free_port, mosquitto_config
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0 or account(BROKER_ACCOUNT) is None,
                                reason="hands files to the mosquitto account: needs root and it")
@@ -67,9 +67,22 @@ def test_the_queue_holds_the_design_fleets_outage_and_sizes_follow_the_contract(
         lim.DESIGN_VEHICLES * per_vehicle * lim.INGEST_OUTAGE_S) == 366_000
     assert limits.max_queued_bytes == 1_658_100_000 <= lim.MOSQUITTO_INT_MAX
     assert limits.message_size_limit == contract.MAX_PAYLOAD_BYTES
-    assert (limits.persistence, limits.autosave_interval_s) == (True, 1)
     small = lim.derive_limits(vehicles=10, outage_s=60)
     assert (small.max_queued_messages, small.vehicles, small.outage_s) == (610, 10, 60)
+
+
+def test_saving_a_full_queue_takes_at_most_a_tenth_of_the_brokers_time() -> None:
+    # mosquitto rewrites everything at each save, in its one thread: a save once a second of
+    # a deep queue left a restarted 2,000-vehicle broker unable to accept connections.
+    for limits in (lim.DEFAULT_LIMITS, lim.derive_limits(vehicles=200),
+                   lim.derive_limits(vehicles=10, outage_s=60)):
+        save_s = limits.max_queued_bytes / lim.SAVE_BYTES_PER_S
+        assert limits.persistence
+        assert save_s <= lim.SAVE_SHARE * limits.autosave_interval_s
+        assert limits.autosave_interval_s == 1 or save_s > lim.SAVE_SHARE * (
+            limits.autosave_interval_s - 1)  # and no longer than that needs
+    assert lim.DEFAULT_LIMITS.autosave_interval_s == 62
+    assert lim.derive_limits(vehicles=10, outage_s=60).autosave_interval_s == 1
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -89,7 +102,7 @@ def test_limits_mosquitto_cannot_hold_are_refused(overrides: dict[str, float],
 def test_the_one_machine_broker_config_states_and_sets_every_limit(tmp_path: Path) -> None:
     text = mosquitto_config(1883, tmp_path, "mosquitto")
     conf = settings_of(text)
-    assert conf["persistence"] == ["true"] and conf["autosave_interval"] == ["1"]
+    assert conf["persistence"] == ["true"] and conf["autosave_interval"] == ["62"]
     assert conf["autosave_on_changes"] == ["false"]
     assert conf["persistence_location"] == [f"{tmp_path}/"]
     assert conf["max_queued_messages"] == ["366000"]
@@ -118,7 +131,7 @@ def test_the_tls_config_binds_client_ids_to_certificates_and_persists(open_dir: 
     assert conf["require_certificate"] == ["true"] and conf["user"] == [me]
     assert conf["persistence_location"] == [f"{open_dir / 'out' / 'data'}/"]
     assert conf["keyfile"] == [str(open_dir / "ca" / "broker.key")]  # absolute
-    assert conf["max_queued_messages"] == ["366000"] and conf["autosave_interval"] == ["1"]
+    assert conf["max_queued_messages"] == ["366000"] and conf["autosave_interval"] == ["62"]
     assert (open_dir / "out" / "data").is_dir()
 
 
@@ -181,3 +194,34 @@ def test_as_root_a_pki_the_broker_user_cannot_reach_is_refused_untouched(
            "mosquitto may not enter" in line and "(--user)" in line
     assert (tmp_path / "ca" / "broker.key").stat().st_uid == 0  # not handed over
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("size", "expected"), [("10", {"max_queued_messages": ["1830"],
+                                                        "autosave_interval": ["1"]}),
+                                               ("2000", {"max_queued_messages": ["366000"],
+                                                         "autosave_interval": ["62"]})])
+def test_both_configurations_are_sized_for_the_fleet_given(
+        open_dir: Path, size: str, expected: dict[str, list[str]]) -> None:
+    pki.init_ca(open_dir / "ca")
+    pki.issue(open_dir / "ca", "broker", server_hosts=("127.0.0.1",))
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "pki", "broker-config",
+                           str(open_dir / "ca"), "--out", str(open_dir / "out"),
+                           "--fleet-size", size],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    conf = settings_of((open_dir / "out" / "mosquitto.conf").read_text())
+    assert {key: conf[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize(("size", "says"), [
+    ("0", "'0' is not a positive whole number of vehicles"),
+    ("many", "'many' is not a positive whole number of vehicles"),
+    ("20000", "more than mosquitto can read"),
+])
+def test_a_fleet_size_the_broker_cannot_serve_is_refused_in_one_line(size: str,
+                                                                     says: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "broker", "--port",
+                           str(free_port()), "--fleet-size", size],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert says in done.stderr.strip().splitlines()[-1]

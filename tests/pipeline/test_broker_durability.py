@@ -32,6 +32,7 @@ from pipeline.broker.limits import DEFAULT_LIMITS
 from pipeline.ops.health import Check, check_health, record_health
 from pipeline.store import connection as store
 from tests.pipeline.broker_processes import (
+    FLEET,
     SIGNALS,
     WAIT_S,
     Fleetcare,
@@ -71,7 +72,7 @@ def client(name: str, clean: bool = True) -> mqtt.Client:
 def start_broker(port: int, data_dir: Path) -> tuple[Fleetcare, int]:
     """``fleetcare broker`` and the pid of the mosquitto it runs."""
     broker = Fleetcare("broker", "--port", str(port), "--prefer", "mosquitto",
-                       "--data-dir", str(data_dir))
+                       "--data-dir", str(data_dir), "--fleet-size", str(FLEET))
     poll("the broker's port", lambda: wait_for_port("127.0.0.1", port, 0.5))
     [mosquitto] = poll("mosquitto under fleetcare broker", lambda: child_pids(broker.proc.pid))
     return broker, mosquitto

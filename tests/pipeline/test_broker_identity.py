@@ -31,6 +31,7 @@ from pipeline.broker.counters import MonitorIdentityError, read_broker_counters
 from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
 from pipeline.errors import BrokerError
 from tests.pipeline.broker_processes import (
+    FLEET,
     SIGNALS,
     WAIT_S,
     ReceiptWatcher,
@@ -118,7 +119,8 @@ def deployment() -> Iterator[Deployment]:
         port = free_port()
         done = subprocess.run([sys.executable, "-m", "flows.cli", "pki", "broker-config",
                                str(pki_dir), "--out", str(root / "broker"), "--port",
-                               str(port)], capture_output=True, text=True, timeout=WAIT_S,
+                               str(port), "--fleet-size", str(FLEET)],
+                              capture_output=True, text=True, timeout=WAIT_S,
                               check=False)
         assert done.returncode == 0, done.stderr
         yield Deployment(root, pki_dir, Path(done.stdout.strip()), port)
