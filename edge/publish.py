@@ -19,8 +19,9 @@ paho's callbacks run in its network thread while paho holds its own locks, so th
 off (append to a deque, set an event); one publisher thread owns the spool's reading side,
 sends entries while the link is up, re-sends the overdue ones and retires the acknowledged
 ones. When the link is down nothing is lost: entries wait on disk and go out after the
-reconnect, which paho retries with a capped exponential backoff (``reconnect_min_s``
-doubling up to ``reconnect_max_s``). The session is clean, so the receipt topic is
+reconnect, which paho retries with a capped exponential backoff (a first delay drawn once per
+publisher between ``reconnect_min_s`` and twice that, so a fleet dropped at once by a broker
+restart does not come back in one instant, doubling up to ``reconnect_max_s``). The session is clean, so the receipt topic is
 subscribed again on every connection, before anything is published on it; a receipt the
 broker had for the agent while it was offline is lost with the old session, and the entry it
 named is sent again after its timeout and receipted as a duplicate.
@@ -43,6 +44,7 @@ import collections
 import heapq
 import logging
 import math
+import random
 import sys
 import threading
 import time
@@ -164,7 +166,13 @@ class Publisher:
                                if receipts is not None else "")
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                    clean_session=True)
-        self._client.reconnect_delay_set(min_delay=reconnect_min_s, max_delay=reconnect_max_s)
+        # Spread: a broker restart drops every gateway at once, and identical backoffs would
+        # bring them all back in the same instant, past the broker's accept queue, again and
+        # again. Each publisher's first delay is drawn once from [min, 2 x min).
+        self.reconnect_first_delay_s = reconnect_min_s * random.uniform(1.0, 2.0)
+        """This publisher's first reconnect delay (it doubles, up to ``reconnect_max_s``)."""
+        self._client.reconnect_delay_set(min_delay=self.reconnect_first_delay_s,  # type: ignore[arg-type]
+                                         max_delay=reconnect_max_s)
         configure_tls(self._client, broker_url, tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect

@@ -106,3 +106,17 @@ def test_watchdog_thread_pings_at_half_the_period(tmp_path: Path) -> None:
     assert server.recv(64) == b"WATCHDOG=1"
     watchdog.stop()
     server.close()
+
+
+def test_publishers_spread_their_first_reconnect_over_twice_the_minimum(tmp_path: Path) -> None:
+    # A broker restart drops every gateway at once: equal backoffs would bring them back in
+    # the same instant, past the broker's accept queue, at every doubling.
+    delays = []
+    for i in range(20):
+        spool = Spool(tmp_path / str(i), fsync=False)
+        publisher = Publisher(spool, "mqtt://127.0.0.1:1", f"spread-{i}", reconnect_min_s=2,
+                              reconnect_max_s=30)
+        delays.append(publisher.reconnect_first_delay_s)
+        spool.close()
+    assert all(2 <= delay < 4 for delay in delays)
+    assert len({round(delay, 3) for delay in delays}) > 10
