@@ -458,7 +458,7 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
         "agents": "fleetcare sim run: spool entries deleted on the store's receipts",
         "receipt_timeout_s": args.receipt_timeout,
         "sim_exit_status": sim_code, "ingest_exit_status": ingest_code,
-        "sim_error": None if summary else sim_text.strip().splitlines()[-1:],
+        "sim_error": None if summary else _failure_lines(sim_text),
         "run_s": round(run_s, 1),
         "startup_s": round(first - sim_started, 1) if first is not None else None,
         "kills_s_after_first_receipt": schedule.done,
@@ -497,6 +497,21 @@ def soak(args: argparse.Namespace, root: Path, kills: bool = True) -> dict[str, 
 REFERENCE_KEYS = ("run_s", "drain_s", "sim_exit_after_last_day_s", "signals_spooled",
                   "rows_landed", "duplicates", "rows_lost", "agents_resent",
                   "ingest_peak_rss_mib", "agent_lost_connection_lines", "bench_s")
+
+
+def _failure_lines(log_text: str) -> list[str]:
+    """What says why the fleet failed: the last traceback in its log (an agent process that
+    died of an unexpected error prints one), else the log's last line."""
+    lines = log_text.replace("\r", "\n").strip().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+    if not starts:
+        return lines[-1:]
+    block = [lines[starts[-1]]]
+    for line in lines[starts[-1] + 1:]:
+        block.append(line)
+        if not line.startswith((" ", "\t")):  # the exception line ends the traceback
+            break
+    return block
 
 
 def _with_reference(killed: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
