@@ -9,8 +9,9 @@ fail. A superseded proposal gives both back.
 Days are the centre's own: "today", the proposed day and the window of hours are read in the
 centre's time zone (``service_centres.timezone``; UTC where the register has none), because
 the customer drives to the centre, not to UTC. Each proposal names the bay it holds
-(``appointment_bays``): bays the dealer system booked itself (the bays its ``free_slots``
-figure leaves out) keep the lowest numbers, fleetcare's proposals take the next free ones.
+and its hours (``appointment_bays``): bays the dealer system booked itself (the bays its
+``free_slots`` figure leaves out) keep the lowest numbers; a proposal takes the bay free
+earliest that day, from opening time or after the window another proposal holds in it.
 """
 
 from __future__ import annotations
@@ -57,35 +58,37 @@ def book_slot(
     if row is None:
         return None
     day, free_slots, bays = row
-    bay = _free_bay(con, centre_id, day, int(free_slots), int(bays))
+    hours = min(WINDOW_HOURS, max(1, math.ceil(labour_hours)))
+    bay, start = _free_bay(con, centre_id, day, int(free_slots), int(bays), zone)
+    end = start + dt.timedelta(hours=hours)
     con.execute("UPDATE centre_capacity SET free_slots = free_slots - 1,"
                 " technician_hours = technician_hours - ? WHERE centre_id = ? AND day = ?",
                 [labour_hours, centre_id, day])
-    con.execute("INSERT INTO appointment_bays VALUES (?, ?, ?, ?)",
-                [centre_id, day, bay, lead_id])
-    return _proposal(centre_id, day, bay, labour_hours, zone)
-
-
-def _free_bay(con: duckdb.DuckDBPyConnection, centre_id: str, day: dt.date, free_slots: int,
-              bays: int) -> int:
-    """The lowest bay neither the dealer system nor another proposal holds that day."""
-    held = {int(r[0]) for r in con.execute(
-        "SELECT bay FROM appointment_bays WHERE centre_id = ? AND day = ?",
-        [centre_id, day]).fetchall()}
-    booked_by_dms = max(0, bays - free_slots - len(held))
-    return next(b for b in range(booked_by_dms + 1, bays + len(held) + 2) if b not in held)
-
-
-def _proposal(centre_id: str, day: dt.date, bay: int, labour_hours: float,
-              zone: zoneinfo.ZoneInfo) -> dict[str, Any]:
-    hours = min(WINDOW_HOURS, max(1, math.ceil(labour_hours)))
-    start = dt.datetime.combine(day, WINDOW_START, tzinfo=zone)
-    end = start + dt.timedelta(hours=hours)
+    con.execute("INSERT INTO appointment_bays VALUES (?, ?, ?, ?, ?, ?)",
+                [centre_id, day, bay, start, end, lead_id])
     return {"centre_id": centre_id, "day": day.isoformat(), "timezone": zone.key,
             "local_start": start.isoformat(), "local_end": end.isoformat(),
             "window_start": iso(start), "window_end": iso(end), "bay": bay,
             "labour_hours": labour_hours,
             "text": f"{start:%a %d %b %Y}, {start:%H:%M}–{end:%H:%M} ({zone.key}), bay {bay}"}
+
+
+def _free_bay(con: duckdb.DuckDBPyConnection, centre_id: str, day: dt.date, free_slots: int,
+              bays: int, zone: zoneinfo.ZoneInfo) -> tuple[int, dt.datetime]:
+    """The bay free earliest that day, and from when: bays the dealer system booked itself
+    (those its free-slot figure leaves out, lowest numbers first) are skipped, and a bay
+    another proposal holds is free after that proposal's window."""
+    held = con.execute(
+        "SELECT bay, max(ends_at), count(*) FROM appointment_bays"
+        " WHERE centre_id = ? AND day = ? GROUP BY bay", [centre_id, day]).fetchall()
+    busy_until = {int(b): end.astimezone(zone) for b, end, _ in held}
+    ours = sum(int(n) for _, _, n in held)
+    booked_by_dms = min(bays - 1, max(0, bays - free_slots - ours))
+    opening = dt.datetime.combine(day, WINDOW_START, tzinfo=zone)
+    choices = [(max(opening, busy_until.get(b, opening)), b)
+               for b in range(booked_by_dms + 1, bays + 1)]
+    start, bay = min(choices)
+    return bay, start
 
 
 def release_slot(con: duckdb.DuckDBPyConnection, appointment: dict[str, Any] | None) -> None:
@@ -97,8 +100,10 @@ def release_slot(con: duckdb.DuckDBPyConnection, appointment: dict[str, Any] | N
                 " technician_hours = technician_hours + ? WHERE centre_id = ? AND day = ?",
                 [float(appointment.get("labour_hours") or 0.0), appointment["centre_id"], day])
     if appointment.get("bay") is not None:
-        con.execute("DELETE FROM appointment_bays WHERE centre_id = ? AND day = ? AND bay = ?",
-                    [appointment["centre_id"], day, int(appointment["bay"])])
+        con.execute("DELETE FROM appointment_bays WHERE centre_id = ? AND day = ? AND bay = ?"
+                    " AND starts_at = ?", [appointment["centre_id"], day,
+                                           int(appointment["bay"]),
+                                           dt.datetime.fromisoformat(appointment["local_start"])])
 
 
 def iso(ts: dt.datetime) -> str:

@@ -68,11 +68,11 @@ QUANTITIES: Final[dict[str, Quantity]] = {
     "distance_km": Quantity("distance driven on the day", "km"),
     "ambient_temp": Quantity("outside air temperature (median of the day)", "°C"),
     "odometer_km": Quantity("odometer", "km"),
-    **{f"dtc_events_30d__{c}": Quantity(f"{w} fault-code reports in the last 30 days",
-                                        "reports") for c, w in _COMPONENT_WORDS.items()},
+    **{f"dtc_events_30d__{c}": Quantity(f"{w} fault-code reports in the last 30 days", None)
+       for c, w in _COMPONENT_WORDS.items()},
     **{f"dtc_age_days__{c}": Quantity(f"age of the oldest active {w} fault code", "days")
        for c, w in _COMPONENT_WORDS.items()},
-    **{f"dtc_count__{c}": Quantity(f"active {w} fault codes", "codes")
+    **{f"dtc_count__{c}": Quantity(f"active {w} fault codes", None)
        for c, w in _COMPONENT_WORDS.items()},
 }
 """Every daily feature a lead may quote (:data:`pipeline.features.COMPONENT_FEATURES` and
@@ -195,13 +195,14 @@ def headline(component: str, severity: str, values: dict[str, float],
              codes: list[dict[str, Any]], campaign: str | None) -> str:
     """One sentence: the state of the part, the reason, and what to do.
 
-    Only facts are quoted (:func:`is_fact`): a days-to-limit at its cap is not a date.
+    A lead with fault codes names them (the car's own verdict) instead of its readings. Only
+    facts are quoted (:func:`is_fact`): a days-to-limit at its cap is not a date.
     """
     facts = {n: v for n, v in values.items() if is_fact(n, v)}
     action = ("arrange roadside assistance and do not book a drive-in"
               if severity == "critical" else ACTIONS[component])
     reason = _code_reason(codes) if codes else ""
-    state = _STATE[component](facts)
+    state = "" if codes else _STATE[component](facts)  # the code is the reason, not a reading
     if campaign is not None and component == "lv_battery":
         state = state or "12 V battery weak"
         return f"{state} and frost is forecast: book a 12 V battery test before the cold"
