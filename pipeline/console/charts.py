@@ -8,6 +8,7 @@ with a caption; with nothing to draw it says so in words instead of drawing empt
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -75,8 +76,13 @@ def _svg(title: str, inner: str) -> str:
             f"<title>{escape(title)}</title>{inner}</svg>")
 
 
-def _number(value: float) -> str:
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+def _number(value: float, span: float = 0.0) -> str:
+    """``value`` with as many decimals as a ``span``-wide axis needs to tell its ticks apart
+    (a 12 V axis from 10.7 to 10.8 needs two, a pad-wear axis from 30 to 105 none)."""
+    if span <= 0:
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    decimals = max(0, min(4, -math.floor(math.log10(span / 2))))
+    return f"{value:.{decimals}f}"
 
 
 def _axes(y: _Scale, unit: str, x_labels: tuple[str, str]) -> str:
@@ -89,7 +95,7 @@ def _axes(y: _Scale, unit: str, x_labels: tuple[str, str]) -> str:
         parts.append(f'<line x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
                      'stroke="#ddd"/>')
         parts.append(f'<text x="{_LEFT - 4}" y="{py + 4:.1f}" text-anchor="end" '
-                     f'font-size="11">{escape(_number(value))}</text>')
+                     f'font-size="11">{escape(_number(value, y.high - y.low))}</text>')
     parts.append(f'<text x="4" y="{_TOP + 10}" font-size="11">{escape(unit)}</text>')
     parts.append(f'<text x="{_LEFT}" y="{HEIGHT - 12}" font-size="11">'
                  f"{escape(x_labels[0])}</text>")
@@ -144,7 +150,8 @@ def scatter_chart(chart: str, title: str, x_unit: str, y_unit: str,
     x = _Scale(*_padded([p[0] for p in points]), _LEFT, WIDTH - _RIGHT)
     y = _Scale(*_padded([p[1] for p in points]), HEIGHT - _BOTTOM, _TOP)
     low, high = x.low, x.high
-    parts = [_axes(y, y_unit, (f"{_number(low)} {x_unit}", f"{_number(high)} {x_unit}"))]
+    labels = (f"{_number(low, high - low)} {x_unit}", f"{_number(high, high - low)} {x_unit}")
+    parts = [_axes(y, y_unit, labels)]
     parts.extend(f'<circle class="point" cx="{x(px):.1f}" cy="{y(py):.1f}" r="3" '
                  f'fill="{COLOURS[0]}" fill-opacity="0.7"><title>{escape(tip)}</title></circle>'
                  for px, py, tip in points)
@@ -159,7 +166,8 @@ def timeline_chart(chart: str, title: str, marks: Sequence[Mark], *, empty: str)
     rows = sorted({mark.row for mark in marks})
     first = min(mark.at for mark in marks)
     last = max(mark.at for mark in marks)
-    x = _Scale(0, max((last - first).total_seconds(), 1.0), _LEFT + 40, WIDTH - _RIGHT)
+    span = max((last - first).total_seconds(), 1.0)
+    x = _Scale(-span * 0.04, span * 1.04, _LEFT + 40, WIDTH - _RIGHT)
     step = (HEIGHT - _TOP - _BOTTOM) / max(len(rows), 1)
     parts = [f'<rect x="{_LEFT + 40}" y="{_TOP}" width="{WIDTH - _LEFT - 40 - _RIGHT}" '
              f'height="{HEIGHT - _TOP - _BOTTOM}" fill="none" stroke="#999"/>']

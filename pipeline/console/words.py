@@ -2,15 +2,17 @@
 
 Leads written since the lead document carries its own words (``headline``, evidence items and
 factors with a ``text``) are shown in those words. Older leads in the same store carry bare
-feature names and numbers; for them the sentences are made here, from the same meaning and
-unit table the lead document uses (:mod:`pipeline.leads.wording`) when it is installed, else
-from the names themselves, so no page ever shows a raw contribution without words.
+feature names and numbers; for them the sentences are made here with the lead document's own
+wording (:mod:`pipeline.leads.wording`), so no page ever shows a raw contribution without
+words and both kinds of lead read alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Final
+
+from pipeline.leads import wording
 
 COMPONENTS: Final = {"traction_battery": "high-voltage battery", "lv_battery": "12 V battery",
                      "brakes": "brakes"}
@@ -21,42 +23,12 @@ def component(name: str) -> str:
     return COMPONENTS.get(name, name.replace("_", " "))
 
 
-def _meaning(feature: str) -> tuple[str, str | None]:
-    """What a feature or signal is and its unit, from the lead document's table if present."""
-    try:
-        from pipeline.leads import wording
-    except ImportError:  # a store read by an older installation: the name is all there is
-        return feature.rsplit(".", 1)[-1].replace("_", " "), None
-    what = wording.quantity(feature)
-    return what.meaning, what.unit
-
-
-def _effect(contribution: float) -> str:
-    if abs(contribution) < 0.05:
-        return "hardly changes the risk"
-    strength = ("strongly " if abs(contribution) >= 2 else
-                "" if abs(contribution) >= 0.5 else "slightly ")
-    return f"{strength}{'raises' if contribution > 0 else 'lowers'} the risk"
-
-
-def _quoted(value: Any, unit: str | None) -> str:
-    if not isinstance(value, int | float):
-        return ""
-    number = f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-    return f" {number} {unit}" if unit else f" {number}"
-
-
 def reason(factor: Any) -> str:
     """One of the model's top factors as a sentence, e.g. ``front-left pad wear 91 % raises
-    the risk``."""
+    the risk``: the lead's own words, else the lead document's wording of the bare factor."""
     if isinstance(factor, dict) and factor.get("text"):
         return str(factor["text"])
-    if not isinstance(factor, dict) or "feature" not in factor:
-        return str(factor)
-    meaning, unit = _meaning(str(factor["feature"]))
-    contribution = factor.get("contribution")
-    effect = _effect(float(contribution)) if isinstance(contribution, int | float) else ""
-    return f"{meaning}{_quoted(factor.get('value'), unit)} {effect}".strip()
+    return str(wording.explain_factor(factor)["text"])
 
 
 def reasons(document: dict[str, Any]) -> list[str]:
@@ -68,12 +40,11 @@ def reasons(document: dict[str, Any]) -> list[str]:
 def evidence_lines(document: dict[str, Any]) -> list[str]:
     """The readings the lead quotes, one sentence each."""
     signals = (document.get("evidence") or {}).get("signals") or []
-    if isinstance(signals, dict):  # older documents: {name: value}
-        lines = []
-        for name, value in sorted(signals.items()):
-            meaning, unit = _meaning(name)
-            lines.append(f"{meaning}:{_quoted(value, unit)}")
-        return lines
+    if isinstance(signals, dict):  # older documents: {name: value}, placeholders included
+        return [f"{wording.quantity(name).meaning}: "
+                f"{wording.with_unit(float(value), wording.quantity(name).unit)}"
+                for name, value in sorted(signals.items())
+                if isinstance(value, int | float) and wording.is_fact(name, float(value))]
     return [str(item.get("text") or f"{item.get('signal')}: {item.get('value')}")
             for item in signals if isinstance(item, dict)]
 

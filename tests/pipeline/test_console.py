@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import duckdb
 import httpx
 import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
@@ -132,9 +133,11 @@ def test_a_lead_page_gives_reasons_in_words_the_slot_and_escapes_names(
 def test_the_lead_json_links_to_its_page(console: str,
                                          store: tuple[Path, dict[str, str]]) -> None:
     path, leads = store
-    document = json.loads(subprocess.run(
-        cli("leads", "show", leads["ice-weak"], "--db", str(path)), capture_output=True,
-        text=True, check=True, env=cli_env()).stdout)
+    with duckdb.connect(str(path), read_only=True) as con:
+        row = con.execute("SELECT document FROM leads WHERE lead_id = ?",
+                          [leads["ice-weak"]]).fetchone()
+    assert row is not None
+    document = json.loads(row[0])
     url = urlsplit(document["evidence_url"])
     assert url.path == f"/leads/{leads['ice-weak']}"
     assert _get(f"{console}{url.path}").status_code == 200
