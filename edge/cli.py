@@ -42,11 +42,14 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                                           "was read in the on-disk spool and publish it. Prints "
                                           "a JSON summary when stopped (SIGTERM).")
     run.add_argument("--config", type=Path, help="edge.toml (see docs/edge.md: configuration)")
-    run.add_argument("--vehicle-id", help="overrides vehicle_id")
+    run.add_argument("--vehicle", dest="vehicle_id", metavar="ID",
+                     help="the vehicle id (overrides vehicle_id in the config)")
     run.add_argument("--interface", help="python-can interface (socketcan, virtual, ...) or "
                                          "replay")
     run.add_argument("--channel", help="python-can channel (can0, vcan0, ...)")
-    run.add_argument("--broker", dest="broker_url", help="mqtt://host:port")
+    run.add_argument("--broker", dest="broker_url", metavar="URL",
+                     help="mqtt://host:port, or mqtts://host:port for TLS (overrides "
+                          "broker_url in the config)")
     run.add_argument("--taps", type=_names, help="frame taps, e.g. obd,j1939,uds")
     _profile_options(run)
     run.set_defaults(handler=_run_edge)
@@ -59,14 +62,18 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                     "where the spool says it stopped; the directory is removed once the "
                     "replay is complete and the broker has everything. Prints a JSON summary "
                     "as the last line; exit status 1 when the replay did not finish.")
-    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
-    replay.add_argument("--dbc", type=Path, nargs="*", default=None,
-                        help="DBC files (default: none, or the profile's)")
+    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG",
+                        help="recordings, replayed in the order given")
+    replay.add_argument("--dbc", type=Path, action="append", default=None, metavar="DBC",
+                        help="a DBC file; repeat for several (default: none, or the "
+                             "profile's)")
     replay.add_argument("--rules", type=Path, default=None,
                         help="collection rules (default: the reference rules, or the "
                              "profile's)")
     replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
-    replay.add_argument("--broker", help="mqtt://host:port (required unless --check)")
+    replay.add_argument("--broker", metavar="URL",
+                        help="mqtt://host:port, or mqtts://host:port for TLS (required "
+                             "unless --check)")
     replay.add_argument("--speed", type=float, default=0.0,
                         help="0 as fast as possible (default), 1 recorded pace, N times it")
     replay.add_argument("--start-at", type=_instant, default=None, metavar="TIME",
@@ -114,8 +121,9 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                           dest="dbc_dirs", metavar="DIR",
                           help="folder searched for DBC files before the shipped ones; "
                                "repeatable (default: the shipped ones only)")
-    profiles.add_argument("--json", action="store_true", help="one JSON object per profile "
-                                                              "(default: text)")
+    profiles.add_argument("--json", action="store_true",
+                          help="one JSON array, an object per profile (default: a line per "
+                               "profile)")
     profiles.set_defaults(handler=_run_profiles)
 
 
@@ -128,8 +136,10 @@ def register_dbc(sub: argparse._SubParsersAction) -> None:
         description="For each file (directories are searched for *.dbc): whether it loads "
                     "strictly, leniently or not at all, its message and signal counts, and the "
                     "parser's error. Exit status 1 when any file does not load.")
-    check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    check.add_argument("--json", action="store_true", help="one JSON object per file")
+    check.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                       help="DBC files, or folders searched for *.dbc")
+    check.add_argument("--json", action="store_true",
+                       help="one JSON array, an object per file (default: a line per file)")
     check.set_defaults(handler=_run_dbc_check)
 
 
@@ -160,7 +170,7 @@ def _profile_overrides(args: argparse.Namespace, vehicle_id: str | None) -> dict
                                  if getattr(args, k) is not None}
     if args.register is not None:
         if vehicle_id is None:
-            raise ConfigError("--register needs the vehicle id (--vehicle-id or vehicle_id in "
+            raise ConfigError("--register needs the vehicle id (--vehicle or vehicle_id in "
                               "the config) to find the vehicle's row")
         model, profile = register_entry(args.register, vehicle_id)
         overrides["vehicle_model"] = model
@@ -209,7 +219,8 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                                          "everything. Prints a JSON summary as the last "
                                          "line; exit status 1 when messages were left "
                                          "undelivered after --drain-timeout.")
-    run.add_argument("--broker", required=True, help="mqtt://host:port")
+    run.add_argument("--broker", required=True, metavar="URL",
+                     help="mqtt://host:port, or mqtts://host:port for TLS")
     run.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     run.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
     run.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
@@ -237,7 +248,9 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                      help="delete a spooled message on the broker's PUBACK, not the store's "
                           "receipt: only for a broker with no fleetcare ingest behind it "
                           "(default: receipts on)")
-    run.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="a progress bar on stderr (default: only when stderr is a "
+                          "terminal; --progress draws it anyway, --no-progress never)")
     run.set_defaults(handler=_run_sim)
     master = sim_sub.add_parser(
         "fleet", help="write the simulated fleet's master data as DMS CSV files",
@@ -385,14 +398,14 @@ def _run_profiles(args: argparse.Namespace) -> int:
         reports = [report_of(profile_for_model(args.model, args.profile_dirs), args.dbc_dirs)]
     else:
         reports = check_profiles(args.profile_dirs, args.dbc_dirs)
-    for report in reports:
-        if args.json:
-            print(orjson.dumps(dataclasses.asdict(report)).decode())
-            continue
-        print(f"{'ok' if not report.error else 'fails':5} {report.name}: models "
-              f"{', '.join(report.models) or 'none'}; DBC {', '.join(report.dbc) or 'none'}; "
-              f"taps {', '.join(report.taps) or 'none'}"
-              + (f" - {report.error}" if report.error else ""))
+    if args.json:
+        print(orjson.dumps([dataclasses.asdict(r) for r in reports]).decode())
+    else:
+        for report in reports:
+            print(f"{'ok' if not report.error else 'fails':5} {report.name}: models "
+                  f"{', '.join(report.models) or 'none'}; DBC {', '.join(report.dbc) or 'none'}; "
+                  f"taps {', '.join(report.taps) or 'none'}"
+                  + (f" - {report.error}" if report.error else ""))
     return 1 if any(r.error for r in reports) else 0
 
 
@@ -400,10 +413,11 @@ def _run_dbc_check(args: argparse.Namespace) -> int:
     from edge.dbccheck import check_all
 
     reports = check_all(args.paths)
-    for report in reports:
-        if args.json:
-            print(orjson.dumps(dataclasses.asdict(report) | {"verdict": report.verdict}).decode())
-        else:
+    if args.json:
+        print(orjson.dumps([dataclasses.asdict(r) | {"verdict": r.verdict}
+                            for r in reports]).decode())
+    else:
+        for report in reports:
             print(f"{report.verdict:7} {report.path}: {report.messages} messages, "
                   f"{report.signals} signals" + (f" - {report.error}" if report.error else ""))
     failed = sum(1 for r in reports if not r.loads)
@@ -419,16 +433,18 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run_sim(args: argparse.Namespace) -> int:
+    from edge.progress import Progress
     from edge.sim.shards import run_fleet_processes
     from edge.sim.simulator import make_fleet
 
     start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC).timestamp()
     specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start)
-    on_day = _progress(args.days) if args.progress else None
-    with tempfile.TemporaryDirectory(prefix="fleetcare-spool-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="fleetcare-spool-") as tmp,
+          Progress("simulating", args.days, unit="days", enabled=args.progress) as bar):
         result = run_fleet_processes(
             specs, args.broker, args.rules, days=args.days, start_ts=start,
-            spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s, on_day=on_day,
+            spool_dir=args.spool_dir or Path(tmp), snapshot_s=args.snapshot_s,
+            on_day=lambda day: bar.update(day + 1),
             connect_timeout_s=args.connect_timeout, processes=args.processes,
             per_process=args.vehicles_per_process, drain_timeout_s=args.drain_timeout,
             receipts=args.receipts, receipt_timeout_s=args.receipt_timeout)
@@ -482,20 +498,3 @@ def _sim_workshop(args: argparse.Namespace) -> int:
         orders = sum(1 for _ in handle) - 1
     print(orjson.dumps({"repair_orders": str(path), "orders": orders}).decode())
     return 0
-
-
-def _progress(days: int) -> Any:
-    """A one-line progress display on stderr: a progress-bar library is not worth a gateway
-    dependency."""
-    def on_day(day: int) -> None:
-        done = day + 1
-        width = 30
-        if done != days and (done * 100 // days) == (day * 100 // days):
-            return  # redraw once per percent, not once per day
-        filled = width * done // days
-        sys.stderr.write(f"\r  simulating [{'#' * filled}{'.' * (width - filled)}] "
-                         f"day {done}/{days}")
-        if done == days:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-    return on_day

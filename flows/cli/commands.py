@@ -40,13 +40,18 @@ def register_flows(sub: argparse._SubParsersAction) -> None:
         description="Serve the scheduled deployments on the configured Prefect API until "
                     "interrupted; creates the duckdb-writer concurrency limit (1) first.")
     _store_options(serve)
-    serve.add_argument("--only", nargs="+", metavar="NAME", help="serve only these deployments")
+    serve.add_argument("--only", action="append", metavar="NAME",
+                       help="serve only this deployment; repeat, or give a comma list, for "
+                            "several (default: every deployment)")
     serve.add_argument("--interval", type=_seconds, metavar="SECONDS",
                        help="run every scheduled deployment every SECONDS instead of on its "
                             "own schedule (to watch schedules fire)")
     serve.set_defaults(handler=_serve)
     listing = flows_sub.add_parser("list", help="the deployments and their schedules",
                                    description="Each deployment, its schedule and flow.")
+    listing.add_argument("--json", action="store_true",
+                         help="one JSON array, an object per deployment (default: a line "
+                              "per deployment)")
     listing.set_defaults(handler=_list)
 
 
@@ -60,7 +65,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
                         help="landing store, for export_cold with ingest stopped")
     parser.add_argument("--inbox", type=Path, help="CRM status-update inbox (JSONL)")
     parser.add_argument("--buckets", type=int, help="vehicle hash buckets (default 1)")
-    parser.add_argument("--dask-address", help="an existing Dask scheduler, tcp://host:8786")
+    parser.add_argument("--dask-address", metavar="URL",
+                        help="an existing Dask scheduler, tcp://host:8786 (default: a local "
+                             "cluster, with --dask)")
     parser.add_argument("--crm-url", help="CRM webhook URL (default: FLEETCARE_PIPELINE__CRM_URL)")
 
 
@@ -82,13 +89,18 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
                                       "DuckDB, Prefect flow (train, score, advise, deliver) to "
                                       "a local CRM; prints what happened.")
     defaults = DemoOptions()
-    demo.add_argument("--output-dir", type=Path, default=defaults.output_dir)
-    demo.add_argument("--vehicles", type=int, default=defaults.vehicles)
-    demo.add_argument("--days", type=int, default=defaults.days)
-    demo.add_argument("--seed", type=int, default=defaults.seed)
+    demo.add_argument("--output-dir", type=Path, default=defaults.output_dir,
+                      help="where the store, logs and reports go")
+    demo.add_argument("--vehicles", type=int, default=defaults.vehicles,
+                      help="simulated fleet size")
+    demo.add_argument("--days", type=int, default=defaults.days, help="simulated days")
+    demo.add_argument("--seed", type=int, default=defaults.seed,
+                      help="fleet seed: the same seed, the same fleet and faults")
     demo.add_argument("--snapshot-s", type=float, default=defaults.snapshot_s,
                       help="seconds of bus traffic per simulated day")
-    demo.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    demo.add_argument("--broker-kind", choices=("auto", "mosquitto", "amqtt"), default="auto",
+                      help="the broker the demo starts: auto is mosquitto when installed, "
+                           "else the embedded amqtt")
     demo.add_argument("--json", action="store_true", help="print the report as JSON too")
     demo.set_defaults(handler=_run_demo)
 
@@ -148,21 +160,29 @@ def _run_maintenance(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from flows.scheduled.deployments import SCHEDULES, serve_all
 
-    unknown = sorted(set(args.only or ()) - set(SCHEDULES))
+    only = [name.strip() for given in args.only or () for name in given.split(",")
+            if name.strip()]
+    unknown = sorted(set(only) - set(SCHEDULES))
     if unknown:
         raise ValueError(f"--only: no deployment named {', '.join(unknown)} "
                          f"(the deployments: {', '.join(SCHEDULES)})")
     settings, crm_url = _settings(args)
-    serve_all(settings, crm_url, tuple(args.only) if args.only else None, args.interval)
+    serve_all(settings, crm_url, tuple(only) if only else None, args.interval)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     from flows.scheduled.deployments import SCHEDULES
 
-    for name, schedule in SCHEDULES.items():
-        when = schedule.cron or (f"every {schedule.interval_s:g} s" if schedule.interval_s
-                                 else "on demand")
+    listed = [(name, schedule.cron or (f"every {schedule.interval_s:g} s"
+                                       if schedule.interval_s else "on demand"), schedule)
+              for name, schedule in SCHEDULES.items()]
+    if args.json:
+        print(orjson.dumps([{"name": name, "when": when, "cron": s.cron,
+                             "interval_s": s.interval_s, "description": s.description}
+                            for name, when, s in listed]).decode())
+        return 0
+    for name, when, schedule in listed:
         print(f"{name:18} {when:16} {schedule.description}")
     return 0
 
@@ -174,7 +194,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from flows.demo.run import format_report, run_demo
 
     options = DemoOptions(output_dir=args.output_dir, vehicles=args.vehicles, days=args.days,
-                          seed=args.seed, snapshot_s=args.snapshot_s, broker=args.broker)
+                          seed=args.seed, snapshot_s=args.snapshot_s,
+                          broker=args.broker_kind)
     report = run_demo(options, log=lambda line: print(f"- {line}", file=sys.stderr))
     print(format_report(report))
     if args.json:

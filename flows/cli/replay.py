@@ -63,16 +63,18 @@ class ReplayOptions:
 
 
 def register_replay(sub: argparse._SubParsersAction) -> None:
-    """``fleetcare replay LOG... --dbc DBC... [--vehicle ID] [--db PATH]``."""
+    """``fleetcare replay LOG... [--dbc DBC]... [--vehicle ID] [--db PATH]``."""
     replay = sub.add_parser(
         "replay", help="land a recorded CAN log in DuckDB (broker, agent and ingest in one go)",
         description="Replay candump/ASC/BLF/TRC/MF4 recordings through a real edge agent, an "
                     "MQTT broker and ingest into a DuckDB file. Prints a JSON summary last: "
                     "frames read, frames decoded, unknown ids, signals published, rows landed, "
                     "dropped.")
-    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG")
-    replay.add_argument("--dbc", type=Path, nargs="*", default=[],
-                        help="DBC files (default: none, or the profile's)")
+    replay.add_argument("logs", nargs="+", type=Path, metavar="LOG",
+                        help="recordings, replayed in the order given")
+    replay.add_argument("--dbc", type=Path, action="append", default=[], metavar="DBC",
+                        help="a DBC file; repeat for several (default: none, or the "
+                             "profile's)")
     replay.add_argument("--vehicle", default="REPLAY", help="vehicle id (default REPLAY)")
     replay.add_argument("--db", type=Path, default=Path("replay.duckdb"), help="DuckDB file")
     replay.add_argument("--rules", type=Path,
@@ -98,14 +100,17 @@ def register_replay(sub: argparse._SubParsersAction) -> None:
     replay.add_argument("--dbc-dir", type=Path, action="append", default=[], dest="dbc_dirs",
                         metavar="DIR", help="folder searched for a profile's DBC files first; "
                                             "repeatable (default: the shipped ones only)")
-    replay.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    replay.add_argument("--broker-kind", choices=("auto", "mosquitto", "amqtt"),
+                        default="auto",
+                        help="the private broker this run starts: auto is mosquitto when "
+                             "installed, else the embedded amqtt")
     replay.add_argument("--strict", action="store_true", help="fail on a malformed log line")
     replay.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     options = ReplayOptions(args.logs, args.dbc, args.db, args.vehicle, args.rules, args.speed,
-                            args.taps, args.broker, args.strict, profile=args.profile,
+                            args.taps, args.broker_kind, args.strict, profile=args.profile,
                             register=args.register, profile_dirs=args.profile_dirs,
                             dbc_dirs=args.dbc_dirs, start_at=args.start_at)
     summary = run_replay(options, log=lambda line: print(f"- {line}", file=sys.stderr))
@@ -182,8 +187,8 @@ def _agent_command(options: ReplayOptions, *extra: str) -> list[str]:
     command = [sys.executable, "-m", "flows.cli", "edge", "replay",
                *[str(p) for p in options.logs], "--vehicle", options.vehicle,
                "--speed", str(options.speed), *extra]
-    if options.dbc:
-        command += ["--dbc", *[str(p) for p in options.dbc]]
+    for dbc in options.dbc:
+        command += ["--dbc", str(dbc)]
     if options.rules is not None:
         command += ["--rules", str(options.rules)]
     if options.taps is not None:

@@ -70,7 +70,7 @@ def _register_show(fleet_sub: SubParsers) -> None:
                     "to the newest telemetry day (as `fleet coverage`); a fault code is "
                     "active until the vehicle clears it or a repair order of its component "
                     "is opened after it.")
-    show.add_argument("vehicle_id")
+    show.add_argument("vehicle_id", metavar="VEHICLE", help="the vehicle id")
     _add_db(show)
     show.add_argument("--snapshot", type=Path, metavar="PATH",
                       help="landing snapshot to read telemetry and fault codes from when --db "

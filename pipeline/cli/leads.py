@@ -16,8 +16,14 @@ from typing import Any
 
 import orjson
 
+from pipeline.cli.text import format_fields
+
 SubParsers = argparse._SubParsersAction
 DEFAULT_INBOX = Path("crm-inbox.jsonl")
+LEAD_STATES = ("new", "sent", "acknowledged", "booked", "done", "dismissed", "held")
+"""``leads list --state``'s choices: :data:`pipeline.leads.lifecycle.ORDER` and
+:data:`pipeline.leads.holds.HELD`, written out so ``--help`` loads neither (a test holds them
+equal)."""
 
 
 def _print_json(value: Any) -> None:
@@ -59,19 +65,22 @@ def register_crm(sub: SubParsers) -> None:
     crm_sub = crm.add_subparsers(dest="crm_command", metavar="SUBCOMMAND", required=True)
     serve = crm_sub.add_parser("serve", help="the reference CRM: receive signed leads over HTTP",
                                description="Keys come from FLEETCARE_PIPELINE__CRM_SECRET.")
-    serve.add_argument("--port", type=int, default=8787)
+    serve.add_argument("--port", type=int, default=8787, help="TCP port on 127.0.0.1")
     serve.add_argument("--status-url", help="fleetcare's inbound endpoint for advisors' actions")
     serve.set_defaults(handler=_crm_serve)
     inbound = crm_sub.add_parser("inbound", help="receive status updates from the CRM",
                                  description="Verify, validate and fsync each update to the "
                                              "inbox; `leads apply-inbound` applies them.")
-    inbound.add_argument("--port", type=int, default=8788)
-    inbound.add_argument("--inbox", type=Path, default=DEFAULT_INBOX)
+    inbound.add_argument("--port", type=int, default=8788, help="TCP port on 127.0.0.1")
+    inbound.add_argument("--inbox", type=Path, default=DEFAULT_INBOX,
+                         help="JSONL file the verified updates are appended to")
     inbound.set_defaults(handler=_crm_inbound)
     deliver = crm_sub.add_parser("deliver", help="send due outbox rows to the CRM now")
     _add_db(deliver)
     deliver.add_argument("--url", help="CRM endpoint (default: $FLEETCARE_PIPELINE__CRM_URL)")
-    deliver.add_argument("--format", choices=("json", "salesforce", "adf"), default="json")
+    deliver.add_argument("--format", choices=("json", "salesforce", "adf"), default="json",
+                         help="payload the CRM takes: fleetcare's lead document, a "
+                              "Salesforce Lead, or ADF XML")
     deliver.set_defaults(handler=_crm_deliver)
 
 
@@ -132,19 +141,25 @@ def register_leads(sub: SubParsers) -> None:
     leads_sub = leads.add_subparsers(dest="leads_command", metavar="SUBCOMMAND", required=True)
     show_all = leads_sub.add_parser("list", help="one line per lead, newest first")
     _add_db(show_all)
-    show_all.add_argument("--state", help="only leads in this state (new, sent, ...; default: "
-                                          "every state)")
+    show_all.add_argument("--state", choices=LEAD_STATES,
+                          help="only leads in this state (default: every state)")
     show_all.add_argument("--held", action="store_true",
                           help="only held leads (never sent: no customer on record, no consent "
                                "to contact), with the reason (default: every state)")
+    show_all.add_argument("--json", action="store_true",
+                          help="one JSON array, an object per lead (default: tab-separated "
+                               "lines)")
     show_all.set_defaults(handler=_leads_list)
     show = leads_sub.add_parser("show", help="the full lead document")
-    show.add_argument("lead_id")
+    show.add_argument("lead_id", help="the lead's id (leads list shows them)")
     _add_db(show)
+    show.add_argument("--json", action="store_true",
+                      help="the lead document as one JSON object (default: text)")
     show.set_defaults(handler=_leads_show)
     apply = leads_sub.add_parser("apply-inbound", help="apply the CRM's status updates")
     _add_db(apply)
-    apply.add_argument("--inbox", type=Path, default=DEFAULT_INBOX)
+    apply.add_argument("--inbox", type=Path, default=DEFAULT_INBOX,
+                       help="the JSONL inbox crm inbound writes")
     apply.set_defaults(handler=_leads_apply)
 
 
@@ -159,6 +174,9 @@ def _leads_list(args: argparse.Namespace) -> int:
         return 2
     with store.connect_readonly(_db(args)) as con:
         rows = leads.list_leads(con, state=HELD if args.held else args.state)
+    if args.json:
+        _print_json([dataclasses.asdict(r) for r in rows])
+        return 0
     if args.held:
         print("lead_id\tvehicle\tcomponent\tseverity\thold_reason\twhy")
         for r in rows:
@@ -181,7 +199,10 @@ def _leads_show(args: argparse.Namespace) -> int:
     if document is None:
         print(f"no lead {args.lead_id} in {_db(args)}", file=sys.stderr)
         return 1
-    _print_json(document)
+    if args.json:
+        _print_json(document)
+    else:
+        print(format_fields(document))
     return 0
 
 
@@ -207,7 +228,9 @@ def register_campaigns(sub: SubParsers) -> None:
         parser.add_argument("--now", help="ISO time to run as (default: now)")
         parser.set_defaults(handler=_campaign)
         if name == "winter":
-            parser.add_argument("--threshold-c", type=float, default=0.0)
+            parser.add_argument("--threshold-c", type=float, default=0.0,
+                                help="a region is turning cold when a forecast minimum in "
+                                     "the next 14 days is below this many degrees Celsius")
             parser.add_argument("--forecast", type=Path,
                                 help="CSV region,day,min_temp_c to load into region_forecasts")
 

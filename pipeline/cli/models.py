@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.cli.text import format_fields, format_value
+
 SubParsers = argparse._SubParsersAction
 
 
@@ -47,8 +49,8 @@ def _register_evaluate(msub: SubParsers) -> None:
     ev.add_argument("--group", metavar="COLUMN",
                     help="keep each value's rows in one fold (e.g. the vehicle id): rows of "
                          "one vehicle are near copies, and splitting them flatters the model")
-    ev.add_argument("--folds", type=int, default=5)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the fold split and the model")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(handler=_evaluate)
 
@@ -94,7 +96,8 @@ def _register_battery_life(msub: SubParsers) -> None:
         "battery-life", help="when will a battery's capacity reach a threshold?",
         description="Trains on the full histories of --train, then forecasts from the first "
                     "--upto rows of --predict when its value falls to --threshold.")
-    bl.add_argument("--train", type=Path, nargs="+", required=True, help="histories (CSV)")
+    bl.add_argument("--train", type=Path, action="append", required=True, metavar="CSV",
+                    help="a full history to train on; repeat for several")
     bl.add_argument("--predict", type=Path, required=True, help="the history to forecast")
     bl.add_argument("--upto", type=int, required=True, help="rows of --predict seen so far")
     bl.add_argument("--threshold", type=float, required=True, help="e.g. 1.4 (Ah) or 70 (%%)")
@@ -136,13 +139,17 @@ def _battery_life(args: argparse.Namespace) -> int:
 
 def _register_registry(msub: SubParsers) -> None:
     ls = msub.add_parser("list", help="registered models, newest first")
-    ls.add_argument("--component", help="only this component")
-    show = msub.add_parser("show", help="one model's metadata and metrics (JSON)")
-    show.add_argument("model_id")
+    ls.add_argument("--component", help="only this component (default: every component)")
+    ls.add_argument("--json", action="store_true",
+                    help="one JSON array, an object per model (default: tab-separated lines)")
+    show = msub.add_parser("show", help="one model's metadata and metrics")
+    show.add_argument("model_id", help="the model's id (models list shows them)")
+    show.add_argument("--json", action="store_true",
+                      help="the whole registry entry as one JSON object (default: text)")
     promote = msub.add_parser(
         "promote", help="promote a model if it beats the promoted one on the same hold-out",
         description="Compares both models on the held-out vehicles neither trained on.")
-    promote.add_argument("model_id")
+    promote.add_argument("model_id", help="the model's id (models list shows them)")
     promote.add_argument("--force", action="store_true",
                          help="promote without the comparison (recorded as forced)")
     for parser, handler in ((ls, _list), (show, _show), (promote, _promote)):
@@ -163,17 +170,20 @@ def _list(args: argparse.Namespace) -> int:
 
     with store.connect_readonly(_db(args)) as con:
         entries = registry.list_models(con, args.component)
+    if args.json:
+        _print_json([dataclasses.asdict(e) for e in entries])
+        return 0
     print("model_id\tcomponent\tcreated_at\tpromoted\tcost\tprecision\trecall")
     for e in entries:
         held = e.metrics.get("held_out") or {}
         print(f"{e.model_id}\t{e.component}\t{e.created_at:%Y-%m-%d %H:%M:%S}\t"
-              f"{'yes' if e.promoted else 'no'}\t{held.get('cost')}\t"
+              f"{'yes' if e.promoted else 'no'}\t{_fmt(held.get('cost'))}\t"
               f"{_fmt(held.get('precision'))}\t{_fmt(held.get('recall'))}")
     return 0
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    return f"{value:.2f}" if isinstance(value, float) else format_value(value)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -182,7 +192,10 @@ def _show(args: argparse.Namespace) -> int:
 
     with store.connect_readonly(_db(args)) as con:
         entry = registry.get_model(con, args.model_id)
-    _print_json(dataclasses.asdict(entry))
+    if args.json:
+        _print_json(dataclasses.asdict(entry))
+    else:
+        print(format_fields(dataclasses.asdict(entry)))
     return 0
 
 

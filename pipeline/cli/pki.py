@@ -79,7 +79,9 @@ def _issue(args: argparse.Namespace) -> int:
     from pipeline.broker import pki
 
     issued = pki.issue(args.dir, args.name, days=args.days,
-                       server_hosts=tuple(args.server or ()), ca_password=_ca_password(),
+                       server_hosts=tuple(host.strip() for given in args.server or ()
+                                          for host in given.split(",") if host.strip()),
+                       ca_password=_ca_password(),
                        key_password=_key_password(args.key_password_file))
     print(f"{issued.cert} {issued.key} serial={issued.serial} "
           f"not_after={issued.not_after:%Y-%m-%dT%H:%M:%SZ}")

@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipeline.cli.broker_options import add_fleet_size_argument, limits_for_fleet
+
 if TYPE_CHECKING:
     from pipeline.config import PipelineSettings
     from pipeline.ingest.service import Ingestor
     from pipeline.leads.urgent import UrgentLeads
 
 SubParsers = argparse._SubParsersAction
+BROKER_KINDS = ("auto", "mosquitto", "amqtt")
+"""``--broker-kind``'s choices: the one-machine broker a command starts itself."""
 FLUSH_BYTES = 32 * 1024 * 1024
 """``--flush-bytes``' default: :data:`pipeline.ingest.service.FLUSH_BYTES` (kept here so
 listing commands does not import ingest; a test holds the two equal)."""
@@ -38,18 +42,23 @@ def register_broker(sub: SubParsers) -> None:
     """``fleetcare broker``: the one-machine MQTT broker."""
     broker = sub.add_parser("broker", help="run the embedded MQTT broker",
                             description="mosquitto when installed, else amqtt, on 127.0.0.1.")
-    broker.add_argument("--port", type=int, default=1883)
-    broker.add_argument("--prefer", choices=("auto", "mosquitto", "amqtt"), default="auto")
+    broker.add_argument("--port", type=int, default=1883, help="TCP port on 127.0.0.1")
+    broker.add_argument("--broker-kind", "--prefer", dest="broker_kind",
+                        choices=BROKER_KINDS, default="auto",
+                        help="which broker runs: auto is mosquitto when installed, else the "
+                             "embedded amqtt (--prefer: the old spelling)")
     broker.add_argument("--data-dir", type=Path, help="where the broker persists sessions")
+    add_fleet_size_argument(broker)
     broker.set_defaults(handler=_broker)
 
 
 def _broker(args: argparse.Namespace) -> int:
     from pipeline.broker.harness import check_port_free, serve_forever
 
+    limits = limits_for_fleet(args.fleet_size)  # before the banner, like the port's check
     check_port_free(args.port)  # before the banner: a busy port is one line and exit 1
     print(f"broker on mqtt://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
-    serve_forever(args.port, args.prefer, args.data_dir)
+    serve_forever(args.port, args.broker_kind, args.data_dir, limits)
     return 0
 
 
@@ -58,9 +67,11 @@ def register_ingest(sub: SubParsers) -> None:
     ingest = sub.add_parser("ingest", help="land MQTT messages in DuckDB exactly once",
                             description="Subscribe with a persistent QoS 1 session; acknowledge "
                                         "each message only after its rows are committed.")
-    ingest.add_argument("--broker", required=True, help="mqtt://host:port")
+    ingest.add_argument("--broker", required=True, metavar="URL",
+                        help="mqtt://host:port, or mqtts://host:port for TLS")
     ingest.add_argument("--db", type=Path, required=True, help="DuckDB file (the one writer)")
-    ingest.add_argument("--client-id", default="fleetcare-ingest")
+    ingest.add_argument("--client-id", default="fleetcare-ingest",
+                        help="MQTT client id: the persistent session's name on the broker")
     ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
     ingest.add_argument("--flush-rows", type=int, default=122_880,
                         help="land a batch at this many telemetry rows (default 122880, "
@@ -286,12 +297,14 @@ def register_deadletter(sub: SubParsers) -> None:
                           description="Messages ingest could not land, with the reason.")
     dead_sub = dead.add_subparsers(dest="dead_command", metavar="SUBCOMMAND", required=True)
     show = dead_sub.add_parser("list", help="list dead letters with their reasons")
-    show.add_argument("--db", type=Path, required=True)
-    show.add_argument("--limit", type=int, default=50)
+    show.add_argument("--db", type=Path, required=True, help="DuckDB file (the landing store)")
+    show.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
     show.add_argument("--pending", action="store_true", help="only letters not yet replayed")
+    show.add_argument("--json", action="store_true",
+                      help="one JSON array of the letters instead of tab-separated lines")
     show.set_defaults(handler=_deadletter_list)
     replay = dead_sub.add_parser("replay", help="land dead letters again (after a fix)")
-    replay.add_argument("--db", type=Path, required=True)
+    replay.add_argument("--db", type=Path, required=True, help="DuckDB file (the landing store)")
     replay.add_argument("ids", nargs="*", type=int, help="only these ids (default: all)")
     replay.add_argument("--allow-unregistered", action="store_true",
                         help="also land letters of vehicles not in the vehicles table")
@@ -318,10 +331,22 @@ def _deadletter_list(args: argparse.Namespace) -> int:
     with store.connect_readonly(_existing_store(args.db)) as con:
         letters = deadletters.list_dead_letters(con, limit=args.limit,
                                                 pending_only=args.pending)
+    if args.json:
+        _print_json([_letter_json(letter) for letter in letters])
+        return 0
+    print("id\treceived_at\ttopic\treason")
     for letter in letters:
         print(f"{letter.id}\t{letter.received_at:%Y-%m-%d %H:%M:%S}\t{letter.topic}\t"
               f"{letter.reason}")
     return 0
+
+
+def _letter_json(letter: Any) -> dict[str, Any]:
+    """A dead letter as JSON: the payload as text (invalid UTF-8 replaced), since bytes have no
+    JSON form; ``truncated`` says when that text is only the payload's head."""
+    fields = dataclasses.asdict(letter)
+    fields["payload"] = letter.payload.decode("utf-8", errors="replace")
+    return fields | {"truncated": letter.truncated}
 
 
 def _deadletter_replay(args: argparse.Namespace) -> int:

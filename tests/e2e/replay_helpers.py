@@ -51,5 +51,6 @@ def edge_replay_command(logs: list[Path], dbcs: list[Path], broker_url: str, veh
     import sys
 
     return [sys.executable, "-m", "flows.cli", "edge", "replay", *map(str, logs),
-            "--dbc", *map(str, dbcs), "--broker", broker_url, "--vehicle", vehicle,
+            *[arg for dbc in dbcs for arg in ("--dbc", str(dbc))],
+            "--broker", broker_url, "--vehicle", vehicle,
             "--spool-dir", str(spool_dir), "--taps", "", *extra]

@@ -28,7 +28,7 @@ def test_edge_run_notifies_systemd_and_stops_on_sigterm(broker_url: str, tmp_pat
                FLEETCARE_EDGE__SPOOL_DIR=str(tmp_path / "spool"),
                FLEETCARE_EDGE__RECEIPTS="false")
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "edge", "run", "--vehicle-id", "GWCLI",
+        [sys.executable, "-m", "flows.cli", "edge", "run", "--vehicle", "GWCLI",
          "--interface", "virtual", "--channel", f"cli-{uuid.uuid4().hex}",
          "--broker", broker_url], cwd=REPO, env=env, stdout=subprocess.PIPE)
     try:

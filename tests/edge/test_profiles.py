@@ -258,7 +258,7 @@ def test_edge_run_reads_a_bus_with_the_registers_profile(broker_url: str,
     env = dict(os.environ, FLEETCARE_EDGE__SPOOL_DIR=str(tmp_path / "spool"),
                FLEETCARE_EDGE__RECEIPTS="false")
     try:
-        done = _edge("run", "--vehicle-id", vehicle, "--interface", "replay", "--channel",
+        done = _edge("run", "--vehicle", vehicle, "--interface", "replay", "--channel",
                      str(SUBARU), "--broker", broker_url, "--register", str(register),
                      "--dbc-dir", str(DBC_DIR), env=env)
         assert done.returncode == 0, done.stderr
@@ -316,7 +316,7 @@ def test_edge_profiles_checks_every_profile_and_shows_the_one_a_model_gets(
         tmp_path: Path) -> None:
     found = _edge("profiles", "--dbc-dir", str(DBC_DIR), "--json")
     assert found.returncode == 0, found.stderr
-    reports = {r["name"]: r for r in map(orjson.loads, found.stdout.splitlines())}
+    reports = {r["name"]: r for r in orjson.loads(found.stdout)}
     assert {"hyundai_kona", "subaru_wrx", "obd2_generic", "j1939_generic",
             "fleetcare_ref"} <= reports.keys()
     assert not any(r["error"] for r in reports.values())

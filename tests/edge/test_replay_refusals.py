@@ -125,7 +125,7 @@ def test_edge_run_keeps_spooling_and_logs_the_reason_on_every_retry(tmp_path: Pa
     env = dict(os.environ, FLEETCARE_EDGE__SPOOL_DIR=str(tmp_path / "spool"),
                FLEETCARE_EDGE__RECONNECT_MIN_S="1", FLEETCARE_EDGE__RECONNECT_MAX_S="1")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "edge", "run", "--vehicle-id", "GW-OUTAGE",
+        [sys.executable, "-m", "flows.cli", "edge", "run", "--vehicle", "GW-OUTAGE",
          "--interface", "virtual", "--channel", f"outage-{uuid.uuid4().hex}", "--broker", url],
         cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue[str] = queue.Queue()

@@ -76,7 +76,7 @@ def test_flows_serve_refuses_an_interval_that_is_not_positive_seconds(
 
 def test_flows_serve_names_an_unknown_deployment_in_one_line(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["flows", "serve", "--only", "health", "helth"]) == 1
+    assert main(["flows", "serve", "--only", "health", "--only", "helth"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fleetcare flows: error: --only: no deployment named helth")
     assert "deliver_leads" in err and "\n" not in err

@@ -31,9 +31,9 @@ def test_bad_input_is_one_line_before_any_broker_or_store(tmp_path: Path, case: 
     elif case == "empty log":
         log = tmp_path / "empty.log"
         log.write_bytes(b"")
-    dbcs = [str(dbc)] if case == "broken dbc" else []
+    dbcs = ["--dbc", str(dbc)] if case == "broken dbc" else []
     db_path = tmp_path / "replay.duckdb"
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(log), "--dbc",
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "replay", str(log),
                            *dbcs, "--db", str(db_path), "--taps", ""], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1

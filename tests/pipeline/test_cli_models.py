@@ -99,9 +99,17 @@ def test_list_show_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     lines = out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("model_id")
     assert any(f"{first.model_id}\t" in ln and "\tyes\t" in ln for ln in lines)
-    code, out, _ = _run(capsys, "models", "show", str(second.model_id), "--db", str(db))
+    code, out, _ = _run(capsys, "models", "show", str(second.model_id), "--db", str(db),
+                        "--json")
     shown = orjson.loads(out)
     assert code == 0 and shown["promoted"] is False and shown["holdout_vehicles"]
+    code, out, _ = _run(capsys, "models", "show", str(second.model_id), "--db", str(db))
+    assert code == 0 and out.startswith(f"model_id: {second.model_id}\n")
+    assert "\npromoted: no\n" in out and "{" not in out
+    assert "holdout_vehicles: " + ", ".join(shown["holdout_vehicles"]) in out
+    code, out, _ = _run(capsys, "models", "list", "--db", str(db), "--json")
+    assert code == 0 and {m["model_id"] for m in orjson.loads(out)} >= {
+        first.model_id, second.model_id}
     code, out, _ = _run(capsys, "models", "promote", str(second.model_id), "--db", str(db))
     assert code == 3 and orjson.loads(out)["promoted"] is False
     code, out, _ = _run(capsys, "models", "promote", str(second.model_id), "--db", str(db),

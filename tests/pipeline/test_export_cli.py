@@ -61,5 +61,10 @@ def test_deadletter_list_and_replay(db_path: Path) -> None:
     replayed = fleetcare("deadletter", "replay", "--db", str(db_path))
 
     assert listed.returncode == 0 and "not valid JSON" in listed.stdout
-    assert listed.stdout.startswith("1\t") and contract.dtc_topic("VIN1") in listed.stdout
+    header, first = listed.stdout.splitlines()[:2]
+    assert header == "id\treceived_at\ttopic\treason"
+    assert first.startswith("1\t") and contract.dtc_topic("VIN1") in first
+    as_json = orjson.loads(fleetcare("deadletter", "list", "--db", str(db_path), "--json").stdout)
+    assert [(d["id"], d["topic"]) for d in as_json] == [(1, contract.dtc_topic("VIN1"))]
+    assert as_json[0]["payload"] == "not json" and as_json[0]["truncated"] is False
     assert orjson.loads(replayed.stdout)["dead_letters"] == 1  # still broken: kept, not lost
