@@ -141,17 +141,20 @@ def line_chart(chart: str, title: str, unit: str, lines: Sequence[Line], *,
     return _figure(chart, title, body)
 
 
-def scatter_chart(chart: str, title: str, x_unit: str, y_unit: str,
+def scatter_chart(chart: str, title: str, x_title: str, x_unit: str, y_unit: str,
                   points: Sequence[tuple[float, float, str]], *, empty: str) -> str:
     """One dot per (x, y, tooltip): e.g. a day's lowest cranking voltage against its air
-    temperature, where a weak battery shows as dips that deepen in the cold."""
+    temperature, where a weak battery shows as dips that deepen in the cold. ``x_title``
+    names the horizontal axis."""
     if not points:
         return no_data(chart, title, empty)
     x = _Scale(*_padded([p[0] for p in points]), _LEFT, WIDTH - _RIGHT)
     y = _Scale(*_padded([p[1] for p in points]), HEIGHT - _BOTTOM, _TOP)
     low, high = x.low, x.high
     labels = (f"{_number(low, high - low)} {x_unit}", f"{_number(high, high - low)} {x_unit}")
-    parts = [_axes(y, y_unit, labels)]
+    parts = [_axes(y, y_unit, labels),
+             f'<text x="{(_LEFT + WIDTH - _RIGHT) / 2:.0f}" y="{HEIGHT - 12}" '
+             f'text-anchor="middle" font-size="11">{escape(x_title)}</text>']
     parts.extend(f'<circle class="point" cx="{x(px):.1f}" cy="{y(py):.1f}" r="3" '
                  f'fill="{COLOURS[0]}" fill-opacity="0.7"><title>{escape(tip)}</title></circle>'
                  for px, py, tip in points)

@@ -3,7 +3,8 @@
 Everything here only reads. A lead's content is its stored document (what the CRM received);
 a vehicle's trends come from the materialised ``daily_features`` when the flows wrote them
 (the serving store), else straight from ``telemetry`` with the same daily statistics
-(a one-file store, or a serving store before the features flow ran).
+(a one-file store, or a serving store before the features flow ran). A serving store keeps
+no fault-code reports of its own; its timeline shows the codes the vehicle's leads quote.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def vehicle_history(con: duckdb.DuckDBPyConnection, vehicle_id: str,
     model, region = registered if registered is not None else (None, None)
     since = (newest or dt.date.today()) - dt.timedelta(days=days - 1)
     series = _materialised(con, vehicle_id, since) or _from_telemetry(con, vehicle_id, since)
-    return VehicleHistory(vehicle_id, model, region, series,
-                          _fault_codes(con, vehicle_id, since))
+    codes = _fault_codes(con, vehicle_id, since) or _quoted_codes(con, vehicle_id)
+    return VehicleHistory(vehicle_id, model, region, series, codes)
 
 
 def _newest_day(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> dt.date | None:
@@ -169,3 +170,22 @@ def _fault_codes(con: duckdb.DuckDBPyConnection, vehicle_id: str,
         "SELECT ts, code, status, cleared, description FROM dtc_events"
         " WHERE vehicle_id = ? AND ts >= ? ORDER BY ts, code", [vehicle_id, start]).fetchall()
     return tuple(FaultCodeEvent(*row) for row in rows)
+
+
+def _quoted_codes(con: duckdb.DuckDBPyConnection, vehicle_id: str
+                  ) -> tuple[FaultCodeEvent, ...]:
+    """The fault codes the vehicle's leads quote, as of their last sighting: the timeline of
+    a serving store, which keeps no ``dtc_events`` of its own (they stay in the landing store)."""
+    seen: dict[tuple[str, str], FaultCodeEvent] = {}
+    for row in vehicle_leads(con, vehicle_id):
+        for code in (row.document.get("evidence") or {}).get("fault_codes") or []:
+            if not isinstance(code, dict) or not code.get("code") or not code.get("last_seen"):
+                continue
+            try:
+                at = dt.datetime.fromisoformat(str(code["last_seen"]))
+            except ValueError:
+                continue
+            event = FaultCodeEvent(at, str(code["code"]), str(code.get("status") or "reported"),
+                                   False, str(code.get("description") or ""))
+            seen[(event.code, event.ts.isoformat())] = event
+    return tuple(sorted(seen.values(), key=lambda e: (e.ts, e.code)))

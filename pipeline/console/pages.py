@@ -105,7 +105,8 @@ def trend_charts(history: VehicleHistory) -> str:
     dips = [(air[day], volts, f"{day}: {volts:.2f} V at {air[day]:.0f} °C")
             for day, volts in history.values("crank_dip_min") if day in air]
     crank = charts.scatter_chart(
-        "cranking", "12 V cranking dips against air temperature", "°C", "V", dips,
+        "cranking", "12 V cranking dips against air temperature",
+        "outside air temperature", "°C", "V", dips,
         empty="No engine starts with both a cranking voltage and an air temperature in "
               "this period.")
     marks = [charts.Mark(e.ts, e.code, f"{e.ts:%Y-%m-%d %H:%M} {e.code} "

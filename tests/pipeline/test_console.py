@@ -20,7 +20,9 @@ import httpx
 import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
+from pipeline.features.materialised import DayRange, materialise_daily_features
 from pipeline.leads.advice import advise
+from pipeline.store.connection import connect
 from tests.browser import Browser, artifact_path, needs_chromium
 from tests.master_data import import_master_data
 from tests.polling import wait_until
@@ -165,6 +167,31 @@ def test_a_store_held_by_a_writer_is_a_503_page_until_released(
         assert _get(f"{base}/leads/{store[1]['ev-worn']}").status_code == 200
     finally:
         _stop(process)
+
+
+def test_a_serving_store_draws_from_daily_features_and_the_leads_fault_codes(
+        tmp_path: Path, store: tuple[Path, dict[str, str]]) -> None:
+    """A serving store has materialised features and leads but no telemetry or fault-code
+    reports of its own (they stay in the landing store)."""
+    serving = tmp_path / "serving.duckdb"
+    serving.write_bytes(store[0].read_bytes())
+    con = connect(serving)
+    materialise_daily_features(con, DayRange(day(0), day(29)))
+    add_dtc(con, "ev-worn", 29, "P0AA6")
+    assert advise(con, now=NOW).new == 1
+    con.execute("DELETE FROM telemetry")
+    con.execute("DELETE FROM dtc_events")
+    con.close()
+    process, base = _start(serving)
+    try:
+        page = _get(f"{base}/vehicles/ev-worn")
+    finally:
+        _stop(process)
+    assert page.status_code == 200
+    pads = page.text.split('data-chart="pad_wear"')[1].split("</figure>")[0]
+    assert pads.count('class="series"') == 4
+    timeline = page.text.split('data-chart="fault_codes"')[1].split("</figure>")[0]
+    assert ">P0AA6<" in timeline and timeline.count('class="event"') == 1
 
 
 def test_a_missing_store_is_one_line_and_exit_1(tmp_path: Path) -> None:
