@@ -1,0 +1,67 @@
+"""A progress bar for edge's long commands (``sim run``, ``edge replay``), on terminals only.
+
+"N of M" with a bar and the time left, drawn by rich on stderr when stderr is a terminal;
+nothing at all when it is a pipe, a file or a journal, so logs and captured output stay
+clean. rich is imported only when a bar is drawn: a gateway's ``edge run`` under systemd
+never loads it.
+
+The backend has its own copy of this helper (:mod:`pipeline.progress`) on purpose. edge
+imports nothing of the backend (a gateway installs edge alone), and the one edge module the
+backend may import, ``edge.wire``, is the wire contract both sides must agree on byte for
+byte: a terminal widget is not part of it, and putting it there would make the contract a
+grab bag. Forty lines twice is the honest price of two packages that ship apart.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any, TextIO
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """``with Progress("simulating", days, unit="days") as bar: bar.update(done)``.
+
+    Args:
+        label: what is being counted, shown left of the bar.
+        total: the M of "N of M".
+        unit: shown after the counts ("days", "frames").
+        enabled: True draws even when ``stream`` is not a terminal (an explicit
+            ``--progress``), False never draws, None (the default) draws on a terminal only.
+        stream: where to draw (default: ``sys.stderr`` at the time of entering).
+    """
+
+    def __init__(self, label: str, total: int, *, unit: str = "",
+                 enabled: bool | None = None, stream: TextIO | None = None) -> None:
+        self.label, self.total, self.unit = label, max(total, 0), unit
+        self._enabled, self._stream = enabled, stream
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        stream = self._stream or sys.stderr
+        draw = self._enabled if self._enabled is not None else stream.isatty()
+        if draw:
+            import rich.console
+            import rich.progress as bars
+
+            console = rich.console.Console(file=stream, force_terminal=True)
+            self._bar = bars.Progress(
+                bars.TextColumn(self.label), bars.BarColumn(), bars.MofNCompleteColumn(),
+                bars.TextColumn(self.unit), bars.TimeRemainingColumn(), console=console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def update(self, done: int) -> None:
+        """``done`` of the total are finished (a no-op when nothing is drawn)."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=min(done, self.total))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

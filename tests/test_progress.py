@@ -1,0 +1,105 @@
+"""Progress bars on terminals, silence in pipes: both helpers (edge's and the backend's) and
+``fleetcare sim run`` itself, under a real pseudo-terminal and a real pipe."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import threading
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import edge.progress
+import pipeline.progress
+from tests.processes import cli, cli_env
+
+HELPERS = {"edge": edge.progress, "pipeline": pipeline.progress}
+DRAWING = ("\x1b[", "\r")
+"""What a drawn bar writes (escape sequences, carriage returns) and quiet output never has."""
+
+
+class Terminal:
+    """A pseudo-terminal: hand ``slave`` to a writer, read everything it drew from ``text``."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: every writer closed its end
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    def close_writer(self) -> None:
+        os.close(self.slave)
+
+    def text(self) -> str:
+        """What was drawn, once every writer has closed (reads to the end)."""
+        self._reader.join(timeout=120)
+        os.close(self.master)
+        return b"".join(self._chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("name", sorted(HELPERS))
+def test_helper_draws_n_of_m_on_a_terminal(name: str) -> None:
+    module: ModuleType = HELPERS[name]
+    term = Terminal()
+    with os.fdopen(os.dup(term.slave), "w") as stream:
+        assert stream.isatty()
+        with module.Progress("importing", 7, unit="files", stream=stream) as bar:
+            for done in range(1, 8):
+                bar.update(done)
+    term.close_writer()
+    drawn = term.text()
+    assert "importing" in drawn and "7/7" in drawn and "files" in drawn
+    assert any(mark in drawn for mark in DRAWING)
+
+
+@pytest.mark.parametrize("name", sorted(HELPERS))
+def test_helper_is_quiet_in_a_pipe_unless_asked(name: str) -> None:
+    module: ModuleType = HELPERS[name]
+    quiet, forced, off = io.StringIO(), io.StringIO(), io.StringIO()
+    for stream, enabled in ((quiet, None), (forced, True), (off, False)):
+        with module.Progress("importing", 3, stream=stream, enabled=enabled) as bar:
+            for done in range(4):
+                bar.update(done)
+    assert quiet.getvalue() == "" and off.getvalue() == ""
+    assert "3/3" in forced.getvalue()  # --progress draws even where no terminal is
+
+
+def _sim(broker_url: str, spool: Path, *flags: str) -> list[str]:
+    return cli("sim", "run", "--broker", broker_url, "--vehicles", "1", "--days", "3",
+               "--seed", "5", "--snapshot-s", "0.1", "--no-receipts",
+               "--spool-dir", str(spool), *flags)
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_sim_run_shows_a_bar_on_a_terminal_and_nothing_in_a_pipe(broker_url: str,
+                                                                  tmp_path: Path) -> None:
+    term = Terminal()
+    on_terminal = subprocess.Popen(_sim(broker_url, tmp_path / "tty"), env=cli_env(),
+                                   stdout=subprocess.PIPE, stderr=term.slave)
+    term.close_writer()  # the child holds its own copy
+    out, _ = on_terminal.communicate(timeout=300)
+    drawn = term.text()
+    assert on_terminal.returncode == 0, drawn
+    assert "simulating" in drawn and "3/3" in drawn and "days" in drawn
+    assert b"simulating" not in out  # stdout keeps only the JSON summary
+
+    in_pipe = subprocess.run(_sim(broker_url, tmp_path / "pipe"), env=cli_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert in_pipe.returncode == 0, in_pipe.stderr
+    assert "simulating" not in in_pipe.stderr
+    assert not any(mark in in_pipe.stderr for mark in DRAWING)
+    assert in_pipe.stdout.strip().splitlines()[-1].startswith("{")
