@@ -25,7 +25,14 @@ from typing import Any, Final
 import duckdb
 
 from pipeline.leads.holds import hold_reasons
-from pipeline.report.kpis import BOOKING_WINDOW, DORMANT_SQL, NO_CENTRE, parameters, rows
+from pipeline.report.kpis import (
+    BOOKING_WINDOW,
+    DORMANT_SQL,
+    NO_CENTRE,
+    component_name,
+    parameters,
+    rows,
+)
 from pipeline.report.period import Period
 
 CONTACT_DUE: Final = {"immediate": dt.timedelta(0), "within_48h": dt.timedelta(hours=48),
@@ -92,7 +99,7 @@ def call_list(con: duckdb.DuckDBPyConnection, period: Period) -> CallList:
     found = [*_critical(leads), *_first_contacts(leads, period),
              *_follow_ups(rows(con, _FOLLOW_UPS, params), period),
              *({**r, "priority": 4, "due": period.today_start,
-                "what": f"Appointment today for the {_plain(r['component'])}: confirm it",
+                "what": f"Appointment today for the {component_name(r['component'])}: confirm it",
                 "when": "today"} for r in rows(con, _APPOINTMENTS, params)),
              *_wake_ups(rows(con, DORMANT_SQL, {**params, "as_of": period.now}), period)]
     held = hold_reasons(con, {c["vehicle_id"] for c in found})
@@ -104,11 +111,6 @@ def call_list(con: duckdb.DuckDBPyConnection, period: Period) -> CallList:
     return CallList(tuple(calls), sum(1 for c in found if c["vehicle_id"] in held))
 
 
-def _plain(component: str) -> str:
-    return {"lv_battery": "12 V battery", "traction_battery": "traction battery"}.get(
-        component, component.replace("_", " "))
-
-
 def _stamp(at: dt.datetime) -> str:
     return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -118,7 +120,7 @@ def _critical(leads: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         if r["severity"] == "critical" and r["state"] in ("new", "sent"):
             where = "" if r["sent_at"] else " (not in the CRM yet)"
             yield {**r, "priority": 1, "due": r["created_at"],
-                   "what": f"Critical {_plain(r['component'])} fault: arrange roadside"
+                   "what": f"Critical {component_name(r['component'])} fault: arrange roadside"
                            f" assistance{where}",
                    "when": f"now (reported {_stamp(r['created_at'])})"}
 
@@ -134,14 +136,14 @@ def _first_contacts(leads: list[dict[str, Any]], period: Period) -> Iterable[dic
                 else f"by {_stamp(due)}")
         yield {**r, "priority": 2, "due": due, "when": when,
                "what": f"First contact about the {r['severity']}-severity"
-                       f" {_plain(r['component'])} advisory"}
+                       f" {component_name(r['component'])} advisory"}
 
 
 def _follow_ups(found: list[dict[str, Any]], period: Period) -> Iterable[dict[str, Any]]:
     for r in found:
         late = r["due_at"] < period.today_start
         yield {**r, "priority": 3, "due": r["due_at"],
-               "what": f"Follow-up call after the {_plain(r['component'])} repair on"
+               "what": f"Follow-up call after the {component_name(r['component'])} repair on"
                        f" {r['visit_at']:%Y-%m-%d}",
                "when": (f"overdue since {_stamp(r['due_at'])} (task never reached the CRM)"
                         if late else f"from {_stamp(r['due_at'])}")}
@@ -150,7 +152,7 @@ def _follow_ups(found: list[dict[str, Any]], period: Period) -> Iterable[dict[st
 def _wake_ups(found: list[dict[str, Any]], period: Period) -> Iterable[dict[str, Any]]:
     for r in found:
         yield {**r, "priority": 5, "due": period.today_end,
-               "what": f"Wake-up call: open {_plain(r['component'])} advisory since"
+               "what": f"Wake-up call: open {component_name(r['component'])} advisory since"
                        f" {r['created_at']:%Y-%m-%d}, no visit in 90 days",
                "when": "today" + (" (reminder already sent)" if r["reminded"] else "")}
 

@@ -13,7 +13,7 @@ from itertools import groupby
 
 from pipeline.report.calls import Call
 from pipeline.report.figures import ManagerReport
-from pipeline.report.kpis import CentreKpis, Hotspot, Median, Share
+from pipeline.report.kpis import CentreKpis, Hotspot, Median, Share, component_name
 
 _STYLE = (
     "body{font-family:sans-serif;margin:2em;max-width:80em;color:#222}"
@@ -84,9 +84,12 @@ def _table(columns: Sequence[str], rows: Iterable[str], css: str) -> str:
            "</tbody></table>"
 
 
-def _cells(values: Iterable[str], css: str = "") -> str:
+def _cells(values: Iterable[str], css: str = "", numbers_from: int | None = None) -> str:
+    """One row; cells from index ``numbers_from`` on are figures, aligned right."""
     cls = f" class='{css}'" if css else ""
-    return f"<tr{cls}>" + "".join(f"<td>{v}</td>" for v in values) + "</tr>"
+    return f"<tr{cls}>" + "".join(
+        f"<td class='num'>{v}</td>" if numbers_from is not None and i >= numbers_from
+        else f"<td>{v}</td>" for i, v in enumerate(values)) + "</tr>"
 
 
 def _centres(centres: Sequence[CentreKpis]) -> str:
@@ -102,7 +105,7 @@ def _centres(centres: Sequence[CentreKpis]) -> str:
             str(c.critical_faults) + (f", {c.critical_not_in_crm} not in the CRM yet"
                                       if c.critical_not_in_crm else ""),
             median_text(c.critical_minutes_to_crm, "min"),
-            share_text(c.critical_answered_within_30_min)], css)
+            share_text(c.critical_answered_within_30_min)], css, numbers_from=1)
 
     return _table(CENTRE_COLUMNS, (row(c) for c in centres), "centres")
 
@@ -113,9 +116,10 @@ def _hotspots(spots: Sequence[Hotspot]) -> str:
 
     def row(h: Hotspot) -> str:
         n = f"{h.vehicles} {SMALL_MARK}" if h.small else str(h.vehicles)
-        return _cells([html.escape(h.model), html.escape(h.component.replace("_", " ")), n,
+        return _cells([html.escape(h.model), html.escape(component_name(h.component)), n,
                        str(h.vehicles_with_lead), f"{h.per_100_vehicles:g}", str(h.critical),
-                       str(h.confirmed), str(h.dismissed)], "small-n" if h.small else "")
+                       str(h.confirmed), str(h.dismissed)], "small-n" if h.small else "",
+                      numbers_from=2)
 
     return _table(HOTSPOT_COLUMNS, (row(h) for h in spots), "hotspots")
 

@@ -10,6 +10,7 @@ import duckdb
 from pipeline.report.charts import Bar, bar_chart
 from pipeline.report.figures import ManagerReport, build_report
 from pipeline.report.html import render
+from pipeline.report.kpis import component_name
 from pipeline.report.period import Period, resolve_period
 
 PAGE = "report.html"
@@ -51,7 +52,7 @@ def _response_chart(report: ManagerReport, path: Path) -> Path | None:
 
 
 def _hotspot_chart(report: ManagerReport, path: Path) -> Path | None:
-    bars = [Bar(f"{h.model} / {h.component.replace('_', ' ')} (n={h.vehicles})",
+    bars = [Bar(f"{h.model} / {component_name(h.component)} (n={h.vehicles})",
                 h.per_100_vehicles, h.small) for h in report.hotspots]
     return bar_chart(bars, path, "Vehicles with a lead per 100 vehicles of the model",
                      "per 100 vehicles")

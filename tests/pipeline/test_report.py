@@ -8,6 +8,7 @@ hand.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import re
@@ -19,9 +20,12 @@ from pathlib import Path
 import duckdb
 import pytest
 from report_store import NORTH, SECRET, TODAY, build_report_store
-from synth_fleet import add_repair_order
+from synth_fleet import add_dtc, add_repair_order
 
+from edge.sim.masterdata import SimVehicle, write_master_data
 from pipeline.crm.outbox import deliver_outbox
+from pipeline.fleet import import_fleet
+from pipeline.leads.advice import advise
 from pipeline.leads.campaigns import visit_reminders
 from pipeline.report import (
     CentreKpis,
@@ -234,3 +238,56 @@ def test_report_command_refuses_bad_periods(store_path: Path, tmp_path: Path,
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists(), "nothing written"
+
+
+def copy_of(store_path: Path, tmp_path: Path) -> Path:
+    """A private copy of the story's store, for a test that adds to it."""
+    path = tmp_path / "copy.duckdb"
+    path.write_bytes(store_path.read_bytes())
+    return path
+
+
+def test_a_critical_fault_not_in_the_crm_tops_the_call_list(
+    store_path: Path, tmp_path: Path,
+) -> None:
+    """ev-e reports an isolation fault on 31 January; ingest's urgent advice (that vehicle,
+    critical only) issues a lead, but the CRM is down, so it waits in the outbox."""
+    with connect(copy_of(store_path, tmp_path)) as con:
+        add_dtc(con, "ev-e", 30, "P0AA6")
+        assert advise(con, now=dt.datetime(2025, 1, 31, 13, tzinfo=dt.UTC), vehicles=["ev-e"],
+                      min_severity="critical").new == 1
+        written = report_on(con, tmp_path / "r", TODAY)
+    north = centres(written)["Fleetcare Service North"]
+    assert (north.critical_faults, north.critical_not_in_crm) == (2, 1)
+    assert north.critical_minutes_to_crm == Median(5.0, 1), "only the delivered one timed"
+    first = written.report.calls.calls[0]
+    assert (first.vehicle_id, first.what, first.when) == (
+        "ev-e", "Critical high-voltage battery fault: arrange roadside assistance"
+        " (not in the CRM yet)", "now (reported 2025-01-31 13:00 UTC)")
+    assert "2, 1 not in the CRM yet" in written.html_path.read_text()
+
+
+def test_held_customers_are_left_off_the_call_list(store_path: Path, tmp_path: Path) -> None:
+    """The DMS now says ice-a's customer withdrew consent: nobody may call them."""
+    with connect(copy_of(store_path, tmp_path)) as con:
+        (customer,) = con.execute(
+            "SELECT customer_id FROM vehicles WHERE vehicle_id = 'ice-a'").fetchone() or ()
+        exported = write_master_data(tmp_path / "dms", [SimVehicle(str(v), str(m), str(r))
+                                     for v, m, r in con.execute(
+                                         "SELECT vehicle_id, model, region FROM vehicles"
+                                         " ORDER BY vehicle_id").fetchall()], seed=0, start=TODAY)
+        customers = exported["customers"]
+        with customers.open(newline="", encoding="utf-8") as f:
+            table = list(csv.DictReader(f))
+        for row in table:
+            if row["customer_id"] == customer:
+                row["contact_consent"] = "false"
+        with customers.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows(table)
+        import_fleet(con, {"customers": customers})
+        written = report_on(con, tmp_path / "r", TODAY)
+    assert "ice-a" not in {c.vehicle_id for c in written.report.calls.calls}
+    assert written.report.calls.held_left_out == 1
+    assert "1 call(s) left out" in written.html_path.read_text()
