@@ -28,6 +28,13 @@ RETRY_AFTER_S: Final = 2
 _Page = Callable[[duckdb.DuckDBPyConnection], Response]
 
 
+def root_of(path: str) -> str:
+    """How a page at ``path`` links to the console's root, relatively (``./`` for ``/``,
+    ``../`` for ``/leads/x``), so the pages work behind a proxy that adds a path prefix."""
+    depth = path.count("/") - 1
+    return "../" * depth if depth > 0 else "./"
+
+
 @contextmanager
 def _reading(db_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = connect_readonly(db_path)
@@ -50,43 +57,47 @@ def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -
 def create_app(db_path: Path, *, recent: int = 100) -> Starlette:
     """The console for the store at ``db_path`` (pages listed in docs/console.md)."""
 
-    def answer(draw: _Page) -> Response:
+    def answer(request: Request, draw: _Page) -> Response:
+        root = root_of(request.url.path)
         try:
             with _reading(db_path) as con:
                 return draw(con)
         except StoreError as exc:
             if _busy(exc):
-                return _html(pages.busy_page(str(exc)), 503,
+                return _html(pages.busy_page(str(exc), root), 503,
                              {"retry-after": str(RETRY_AFTER_S)})
-            return _html(pages.busy_page(f"{db_path} cannot be read: {exc}"), 500)
+            return _html(pages.busy_page(f"{db_path} cannot be read: {exc}", root), 500)
         except duckdb.Error as exc:  # a file that is not (or not yet) a fleetcare store
             return _html(pages.busy_page(f"{db_path} is not a readable fleetcare store: "
-                                         f"{exc}"), 500)
+                                         f"{exc}", root), 500)
 
     def index(request: Request) -> Response:
-        return answer(lambda con: _html(pages.index_page(evidence.recent_leads(con, recent))))
+        return answer(request, lambda con: _html(
+            pages.index_page(evidence.recent_leads(con, recent), root_of(request.url.path))))
 
     def lead(request: Request) -> Response:
-        lead_id = request.path_params["lead_id"]
+        lead_id, root = request.path_params["lead_id"], root_of(request.url.path)
 
         def draw(con: duckdb.DuckDBPyConnection) -> Response:
             found = evidence.lead(con, lead_id)
             if found is None:
-                return _html(pages.not_found_page(f"No lead {lead_id} in this store."), 404)
+                return _html(pages.not_found_page(f"No lead {lead_id} in this store.", root),
+                             404)
             history = evidence.vehicle_history(con, found.vehicle_id)
-            return _html(pages.lead_page(found, history))
-        return answer(draw)
+            return _html(pages.lead_page(found, history, root))
+        return answer(request, draw)
 
     def vehicle(request: Request) -> Response:
-        vehicle_id = request.path_params["vehicle_id"]
+        vehicle_id, root = request.path_params["vehicle_id"], root_of(request.url.path)
 
         def draw(con: duckdb.DuckDBPyConnection) -> Response:
             history = evidence.vehicle_history(con, vehicle_id)
             if history is None:
-                return _html(pages.not_found_page(f"No vehicle {vehicle_id} in this store."),
-                             404)
-            return _html(pages.vehicle_page(history, evidence.vehicle_leads(con, vehicle_id)))
-        return answer(draw)
+                return _html(pages.not_found_page(f"No vehicle {vehicle_id} in this store.",
+                                                  root), 404)
+            return _html(pages.vehicle_page(history, evidence.vehicle_leads(con, vehicle_id),
+                                            root))
+        return answer(request, draw)
 
     def healthz(request: Request) -> Response:
         try:
@@ -100,8 +111,10 @@ def create_app(db_path: Path, *, recent: int = 100) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
-            return _html(pages.not_found_page(f"There is no page at {request.url.path}."), 404)
-        return _html(pages.layout("Error", f"<h1>{status}</h1>"), status)
+            return _html(pages.not_found_page(f"There is no page at {request.url.path}.",
+                                              root_of(request.url.path)), 404)
+        return _html(pages.layout("Error", f"<h1>{status}</h1>", root_of(request.url.path)),
+                     status)
 
     routes = [Route("/", index), Route("/leads/{lead_id}", lead),
               Route("/vehicles/{vehicle_id}", vehicle), Route("/healthz", healthz)]

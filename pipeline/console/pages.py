@@ -32,25 +32,28 @@ _WHEELS: Final = {"fl": "front left", "fr": "front right", "rl": "rear left",
                   "rr": "rear right"}
 
 
-def layout(title: str, body: str) -> str:
-    """A whole page around ``body`` (``title`` is escaped here, ``body`` must be already)."""
+def layout(title: str, body: str, root: str = "/") -> str:
+    """A whole page around ``body`` (``title`` is escaped here, ``body`` must be already).
+
+    ``root`` is how this page reaches the console's root: ``"/"``, or relative (``"../"``)
+    so that the links still work when a proxy serves the console under a path prefix."""
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)} · fleetcare console</title>"
             '<link rel="icon" href="data:,">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<style>{_STYLE}</style></head><body>"
-            '<nav><a href="/">All recent leads</a></nav>'
+            f'<nav><a href="{escape(root)}">All recent leads</a></nav>'
             f"{body}</body></html>")
 
 
-def lead_href(lead_id: str) -> str:
+def lead_href(lead_id: str, root: str = "/") -> str:
     """The path of a lead's page (what the lead's ``evidence_url`` ends with)."""
-    return f"/leads/{quote(lead_id, safe='')}"
+    return f"{root}leads/{quote(lead_id, safe='')}"
 
 
-def vehicle_href(vehicle_id: str) -> str:
+def vehicle_href(vehicle_id: str, root: str = "/") -> str:
     """The path of a vehicle's page."""
-    return f"/vehicles/{quote(vehicle_id, safe='')}"
+    return f"{root}vehicles/{quote(vehicle_id, safe='')}"
 
 
 def _link(href: str, text: str) -> str:
@@ -68,14 +71,14 @@ def _rows(pairs: Sequence[tuple[str, str]]) -> str:
                                for k, v in pairs) + "</table>"
 
 
-def _leads_table(leads: Sequence[LeadRow], *, with_vehicle: bool = True) -> str:
+def _leads_table(leads: Sequence[LeadRow], root: str, *, with_vehicle: bool = True) -> str:
     if not leads:
         return '<p class="no-data">No leads in this store yet.</p>'
     head = ("<tr><th>Lead</th>" + ("<th>Vehicle</th>" if with_vehicle else "")
             + "<th>Part</th><th>Severity</th><th>State</th><th>Raised</th></tr>")
     body = "".join(
-        f"<tr><td>{_link(lead_href(r.lead_id), r.lead_id)}</td>"
-        + (f"<td>{_link(vehicle_href(r.vehicle_id), r.vehicle_id)}</td>" if with_vehicle
+        f"<tr><td>{_link(lead_href(r.lead_id, root), r.lead_id)}</td>"
+        + (f"<td>{_link(vehicle_href(r.vehicle_id, root), r.vehicle_id)}</td>" if with_vehicle
            else "")
         + f"<td>{escape(words.component(r.component))}</td><td>{escape(r.severity)}</td>"
           f"<td>{escape(r.state)}</td><td>{escape(f'{r.created_at:%Y-%m-%d %H:%M}')}</td></tr>"
@@ -83,9 +86,9 @@ def _leads_table(leads: Sequence[LeadRow], *, with_vehicle: bool = True) -> str:
     return f'<table class="leads">{head}{body}</table>'
 
 
-def index_page(leads: Sequence[LeadRow]) -> str:
+def index_page(leads: Sequence[LeadRow], root: str = "/") -> str:
     """The newest leads, each linked to its page and its vehicle's."""
-    return layout("Recent leads", f"<h1>Recent leads</h1>{_leads_table(leads)}")
+    return layout("Recent leads", f"<h1>Recent leads</h1>{_leads_table(leads, root)}", root)
 
 
 def trend_charts(history: VehicleHistory) -> str:
@@ -141,7 +144,7 @@ def _work(document: dict[str, Any]) -> str:
     return f"{work.get('description', '')}" + (f", about {total} EUR" if total else "")
 
 
-def lead_page(lead: LeadRow, history: VehicleHistory | None) -> str:
+def lead_page(lead: LeadRow, history: VehicleHistory | None, root: str = "/") -> str:
     """One lead: what to do and why, the model's reasons, the slot, then the trends."""
     doc = lead.document
     vehicle = doc.get("vehicle") if isinstance(doc.get("vehicle"), dict) else {}
@@ -154,7 +157,7 @@ def lead_page(lead: LeadRow, history: VehicleHistory | None) -> str:
     body = (f'<h1>Lead {escape(lead.lead_id)}</h1>'
             f'<p class="headline">{escape(words.headline(doc))}</p>'
             f'{_rows(facts)}'
-            f'<p>{_link(vehicle_href(lead.vehicle_id), "Everything about this vehicle")}</p>'
+            f'<p>{_link(vehicle_href(lead.vehicle_id, root), "Everything about this vehicle")}</p>'
             '<h2>Why the model raised it</h2>'
             f'<section class="reasons">{_list(words.reasons(doc), "No model reasons: this lead rests on fault codes or a campaign.")}</section>'  # noqa: E501
             '<h2>What the vehicle reported</h2>'
@@ -163,24 +166,24 @@ def lead_page(lead: LeadRow, history: VehicleHistory | None) -> str:
             '<h2>Trends</h2>'
             + (trend_charts(history) if history is not None else
                '<p class="no-data">The store holds no history for this vehicle.</p>'))
-    return layout(f"Lead {lead.lead_id}", body)
+    return layout(f"Lead {lead.lead_id}", body, root)
 
 
-def vehicle_page(history: VehicleHistory, leads: Sequence[LeadRow]) -> str:
+def vehicle_page(history: VehicleHistory, leads: Sequence[LeadRow], root: str = "/") -> str:
     """One vehicle: its trends, and every lead raised about it."""
     facts = [("Model", history.model or "unknown"), ("Region", history.region or "unknown")]
     body = (f"<h1>Vehicle {escape(history.vehicle_id)}</h1>{_rows(facts)}"
             f"<h2>Trends</h2>{trend_charts(history)}"
-            f"<h2>Leads</h2>{_leads_table(leads, with_vehicle=False)}")
-    return layout(f"Vehicle {history.vehicle_id}", body)
+            f"<h2>Leads</h2>{_leads_table(leads, root, with_vehicle=False)}")
+    return layout(f"Vehicle {history.vehicle_id}", body, root)
 
 
-def not_found_page(what: str) -> str:
+def not_found_page(what: str, root: str = "/") -> str:
     """The 404 page: which lead or vehicle the store does not know."""
-    return layout("Not found", f"<h1>Not found</h1><p>{escape(what)}</p>")
+    return layout("Not found", f"<h1>Not found</h1><p>{escape(what)}</p>", root)
 
 
-def busy_page(reason: str) -> str:
+def busy_page(reason: str, root: str = "/") -> str:
     """The 503 page: the store could not be opened for reading just now."""
     return layout("Store busy", "<h1>The store cannot be read right now</h1>"
-                  f"<p>{escape(reason)}</p><p>Reload the page in a moment.</p>")
+                  f"<p>{escape(reason)}</p><p>Reload the page in a moment.</p>", root)

@@ -113,8 +113,8 @@ def test_the_index_lists_each_lead_with_links_to_its_pages(
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     for vehicle, lead_id in leads.items():
-        assert f'href="/leads/{lead_id}"' in page.text
-        assert f'href="/vehicles/{vehicle}"' in page.text
+        assert f'href="./leads/{lead_id}"' in page.text
+        assert f'href="./vehicles/{vehicle}"' in page.text
     assert _get(f"{console}/healthz").json()["status"] == "ok"
 
 
@@ -128,6 +128,8 @@ def test_a_lead_page_gives_reasons_in_words_the_slot_and_escapes_names(
     assert "2.4" not in text.split("Why the model raised it")[1].split("</section>")[0], (
         "the reasons are words, not raw contributions")
     assert "Proposed slot" in text and "none proposed" not in text
+    assert 'href="../vehicles/ev-worn"' in text and 'href="../"' in text, (
+        "links are relative: they work behind a proxy that adds a path prefix")
     assert "<script>" not in text
     assert "&lt;script&gt;alert(&quot;owned&quot;)&lt;/script&gt; Müller &amp; Söhne" in text
 
@@ -244,6 +246,7 @@ def test_pages_load_in_chromium_with_their_charts_and_no_errors(
         assert lead.count("figure[data-chart=pad_wear] polyline.series") == 4
         assert lead.count("figure[data-chart=fault_codes] circle.event") == 2
         assert HOSTILE_NAME in lead.text("table")
+        assert lead.evaluate("document.querySelector('nav a').href") == f"{console}/"
         lead.screenshot(artifact_path("console-lead.png"))
 
         vehicle = browser.open(f"{console}/vehicles/ice-weak")
