@@ -199,8 +199,9 @@ def _held_leads(con: duckdb.DuckDBPyConnection, limit: float) -> Check:
                      f"{total} held leads ({reasons}){first}", detail)
     return Check("held_leads", growth, limit, False,
                  f"{growth:.0f} more held leads since the last check ({total} held: {reasons}):"
-                 " no customer on record or no consent to contact; fix the master data "
-                 "(fleetcare fleet import) and see fleetcare leads list --held", detail)
+                 " no customer on record, no consent to contact, another VIN on the bus or "
+                 "stale evidence; see fleetcare leads list --held for each lead's reason and "
+                 "what to fix", detail)
 
 
 def _vin_mismatches(con: duckdb.DuckDBPyConnection, limit: float) -> Check:

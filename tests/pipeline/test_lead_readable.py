@@ -18,6 +18,7 @@ import pytest
 from synth_fleet import START, Car, add_dtc, build_store, day
 
 import pipeline
+from pipeline.crm.adapters import salesforce_composite
 from pipeline.leads.advice import advise
 from pipeline.leads.document import LeadSettings
 from pipeline.leads.holds import HoldReason
@@ -169,7 +170,7 @@ def test_a_superseded_proposal_gives_its_bay_back(con: duckdb.DuckDBPyConnection
 
 
 def test_a_lead_on_stale_evidence_is_held_until_fresh_data_or_a_wider_limit(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection, tmp_path: Path,
 ) -> None:
     _score(con, SICK, 0.9)
     later = NOW + dt.timedelta(days=40)  # the last telemetry is day 29
@@ -181,9 +182,19 @@ def test_a_lead_on_stale_evidence_is_held_until_fresh_data_or_a_wider_limit(
     assert con.execute("SELECT count(*) FROM appointment_bays").fetchone() == (0,)
     (check,) = [c for c in check_health(con, now=later).checks if c.name == "held_leads"]
     assert check.detail["by_reason"] == {"stale_evidence": 1}
+    con.close()
+    db = tmp_path / "fleet.duckdb"
+    done = subprocess.run(cli("leads", "list", "--held", "--db", str(db)), cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.strip().splitlines()[1:]
+    assert line.split("\t")[1:5] == [SICK, "brakes", "high", "stale_evidence"]
+    assert "evidence_max_age_days" in line.split("\t")[5]
+    con = duckdb.connect(str(db))
     report = advise(con, now=later, settings=LeadSettings(evidence_max_age_days=60))
     assert report.released == 1
     assert con.execute("SELECT state FROM leads").fetchone() == ("new",)
+    con.close()
 
 
 def test_payer_follows_the_catalogues_warranty_and_the_model_year(
@@ -241,3 +252,20 @@ def test_a_fault_code_lead_leads_with_the_code_and_roadside_help(
         "arrange roadside assistance and do not book a drive-in")
     assert lead["confidence"] == {"percent": None, "level": "high", "basis": "fault_codes",
                                   "text": "the car itself reports a critical fault code"}
+
+
+def test_salesforce_carries_the_headline_vin_payer_and_console_link(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    _score(con, SICK, 0.9)
+    advise(con, now=NOW)
+    lead = _lead(con, SICK)
+    upsert, appointment = salesforce_composite(lead)["compositeRequest"]
+    body = upsert["body"]
+    assert body["Description"].startswith(lead["headline"] + "\n")
+    assert lead["proposed_appointment"]["text"] in body["Description"]
+    assert (body["VIN__c"], body["Payer__c"], body["Evidence_Url__c"]) == (
+        lead["vehicle"]["vin"], lead["payer"], lead["evidence_url"])
+    assert body["Confidence_Percent__c"] == 90
+    assert appointment["body"]["Subject"] == lead["headline"]
+    assert appointment["body"]["Bay__c"] == lead["proposed_appointment"]["bay"]
