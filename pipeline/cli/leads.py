@@ -145,7 +145,8 @@ def register_leads(sub: SubParsers) -> None:
                           help="only leads in this state (default: every state)")
     show_all.add_argument("--held", action="store_true",
                           help="only held leads (never sent: no customer on record, no consent "
-                               "to contact), with the reason (default: every state)")
+                               "to contact, another VIN, stale evidence), with the reason "
+                               "(default: every state)")
     show_all.add_argument("--json", action="store_true",
                           help="one JSON array, an object per lead (default: tab-separated "
                                "lines)")
