@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -76,6 +77,8 @@ PROBE = "SOAKPROBE"
 """The vehicle whose message proves ingest is subscribed before the fleet starts."""
 INGEST_FLAGS = ["--no-urgent", "--allow-unregistered", "--rate-limit", "0"]
 START_TIMEOUT_S = 120.0
+_ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+"""A terminal control sequence (colour, cursor), as rich writes them."""
 
 
 def _fleetcare(*args: str) -> list[str]:
@@ -285,7 +288,9 @@ class SimOutput:
     """``sim run``'s stderr, copied to its log, and when its progress reached the last day."""
 
     def __init__(self, stream: IO[bytes], log: Path, days: int) -> None:
-        self._marker = f"day {days}/{days}".encode()
+        # The bar (rich, forced by --progress) reads "simulating ━━━ 4/4 days", with colour
+        # codes between the parts: they are removed before looking.
+        self._marker = re.compile(rf"\b{days}/{days}\s+days".encode())
         self.last_day_at: float | None = None
         """``time.time()`` when every agent process had finished the last simulated day."""
         self._thread = threading.Thread(target=self._copy, args=(stream, log), daemon=True)
@@ -296,8 +301,8 @@ class SimOutput:
         with log.open("wb") as sink:
             while chunk := os.read(stream.fileno(), 65536):
                 sink.write(chunk)
-                tail = (tail + chunk)[-256:]
-                if self.last_day_at is None and self._marker in tail:
+                tail = _ANSI.sub(b"", tail + chunk)[-256:]
+                if self.last_day_at is None and self._marker.search(tail):
                     self.last_day_at = time.time()
 
     def join(self) -> None:

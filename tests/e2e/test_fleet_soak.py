@@ -48,3 +48,7 @@ def test_a_small_soak_lands_every_signal_once_through_both_kills(tmp_path: Path)
     assert figures["messages_landed"] == figures["messages_spooled"]
     assert figures["left_in_spools"] == figures["agents_undelivered"] == 0
     assert figures["agents_receipted"] == figures["messages_spooled"]
+    # The drain is timed from the sim's progress reaching the last day (its bar, forced by
+    # --progress into the pipe) to the last commit: both ends were seen.
+    assert figures["drain_s"] is not None and figures["drain_s"] >= 0
+    assert figures["sim_exit_after_last_day_s"] is not None
