@@ -291,3 +291,13 @@ def test_held_customers_are_left_off_the_call_list(store_path: Path, tmp_path: P
     assert "ice-a" not in {c.vehicle_id for c in written.report.calls.calls}
     assert written.report.calls.held_left_out == 1
     assert "1 call(s) left out" in written.html_path.read_text()
+
+
+def test_report_command_refuses_a_missing_store(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    done = fleetcare("report", "--db", str(tmp_path / "nowhere.duckdb"), "--out", str(out))
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"fleetcare report: error: cannot open DuckDB file {tmp_path}")
+    assert "does not exist" in line
+    assert not out.exists() and not (tmp_path / "nowhere.duckdb").exists()
