@@ -69,20 +69,19 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from pipeline.console import create_app
+    from pipeline.console.server import ConsoleServer
+    from pipeline.foreground import run_until_terminated
 
     db = _db(args)
     sock = _listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    config = uvicorn.Config(create_app(db), log_config=None, lifespan="off",
-                            server_header=False, access_log=False, ws="none")
-    print(f"fleetcare console: serving http://{shown}:{port}/ from {db} (read-only)",
-          flush=True)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server = ConsoleServer(create_app(db), sock)
+        print(f"fleetcare console: serving http://{shown}:{port}/ from {db} (read-only)",
+              flush=True)
+        run_until_terminated(server)
     finally:
         sock.close()
     print("fleetcare console: stopped", file=sys.stderr, flush=True)

@@ -18,9 +18,11 @@ from pipeline.console.evidence import (
     vehicle_leads,
 )
 from pipeline.console.pages import lead_href, vehicle_href
+from pipeline.console.server import ConsoleServer
 
 __all__ = [
     "HISTORY_DAYS",
+    "ConsoleServer",
     "FaultCodeEvent",
     "LeadRow",
     "VehicleHistory",

@@ -87,10 +87,12 @@ def _start(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     return process, base
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
+def _stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, as a service manager stops it: a clean exit 0, saying so."""
     process.terminate()
     _, err = process.communicate(timeout=60)
-    return err
+    assert process.returncode == 0, err
+    assert err.strip().splitlines()[-1] == "fleetcare console: stopped"
 
 
 @pytest.fixture(scope="module")
