@@ -14,8 +14,11 @@ class DemoOptions:
     vehicles: int = 60
     days: int = 180
     seed: int = 1
-    start: str = "2026-01-01"
+    start: str | None = None
+    """First simulated day, YYYY-MM-DD; None: ``days`` before today, so the fleet's newest
+    readings are today's and its leads are fresh evidence, not held as stale."""
     snapshot_s: float = 0.5
     horizon_days: int = 30
     broker: str = "auto"
     progress: bool = True
+    """Progress bars where stderr is a terminal (False: none anywhere)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import os
 import secrets
 import subprocess
@@ -62,6 +63,7 @@ class DemoReport:
 
 def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoReport:
     """Run the whole pipeline once; see the module docstring."""
+    options = dataclasses.replace(options, start=first_day(options))
     options.output_dir.mkdir(parents=True, exist_ok=True)
     db_path = options.output_dir / "fleet.duckdb"
     for stale in (db_path, db_path.with_suffix(".duckdb.wal")):
@@ -94,6 +96,14 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
                       master, int(held[0]), files)
 
 
+def first_day(options: DemoOptions) -> str:
+    """The simulated window's first day: ``options.start``, else ``days`` before today."""
+    if options.start is not None:
+        return options.start
+    today = dt.datetime.now(dt.UTC).date()
+    return (today - dt.timedelta(days=options.days)).isoformat()
+
+
 def _import_workshop(options: DemoOptions, db_path: Path,
                      log: Callable[[str], None]) -> dict[str, Any]:
     """The workshop's history, as a DMS exports it, imported the way a user imports it: the
@@ -101,7 +111,7 @@ def _import_workshop(options: DemoOptions, db_path: Path,
     (ingest holds the one file while it runs)."""
     folder = options.output_dir / "master-data"
     _fleetcare("sim", "workshop", "--vehicles", str(options.vehicles), "--days",
-               str(options.days), "--seed", str(options.seed), "--start", options.start,
+               str(options.days), "--seed", str(options.seed), "--start", str(options.start),
                "--out", str(folder))
     result = _fleetcare("service", "import", "--db", str(db_path),
                         str(folder / "repair_orders.csv"))
@@ -159,10 +169,10 @@ def _run_simulator(options: DemoOptions, broker_url: str) -> dict[str, Any]:
     """The vehicles' side runs as its own process, as it would on real gateways."""
     command = [sys.executable, "-m", "flows.cli", "sim", "run", "--broker", broker_url,
                "--vehicles", str(options.vehicles), "--days", str(options.days),
-               "--seed", str(options.seed), "--start", options.start,
+               "--seed", str(options.seed), "--start", str(options.start),
                "--snapshot-s", str(options.snapshot_s)]
-    if options.progress:
-        command.append("--progress")
+    if not options.progress:
+        command.append("--no-progress")  # else its stderr (ours) decides: a bar on a terminal
     done = subprocess.run(command, stdout=subprocess.PIPE, check=True)
     summary: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
     summary.pop("per_vehicle", None)
