@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+import orjson
 import pytest
 
 import edge.progress
@@ -103,3 +104,31 @@ def test_sim_run_shows_a_bar_on_a_terminal_and_nothing_in_a_pipe(broker_url: str
     assert "simulating" not in in_pipe.stderr
     assert not any(mark in in_pipe.stderr for mark in DRAWING)
     assert in_pipe.stdout.strip().splitlines()[-1].startswith("{")
+
+
+def _fleet_import(folder: Path, db: Path) -> list[str]:
+    command = ["fleet", "import", "--db", str(db)]
+    for kind in ("vehicles", "customers", "centres", "capacity", "catalogue"):
+        command += [f"--{kind}", str(folder / f"{kind}.csv")]
+    return cli(*command)
+
+
+def test_fleet_import_counts_its_files_on_a_terminal_only(tmp_path: Path) -> None:
+    folder = tmp_path / "dms"
+    subprocess.run(cli("sim", "fleet", "--vehicles", "3", "--out", str(folder)), env=cli_env(),
+                   stdout=subprocess.DEVNULL, check=True, timeout=300)
+    term = Terminal()
+    on_terminal = subprocess.Popen(_fleet_import(folder, tmp_path / "a.duckdb"), env=cli_env(),
+                                   stdout=subprocess.PIPE, stderr=term.slave)
+    term.close_writer()
+    out, _ = on_terminal.communicate(timeout=300)
+    drawn = term.text()
+    assert on_terminal.returncode == 0, drawn
+    assert "importing" in drawn and "5/5" in drawn and "files" in drawn
+    assert orjson.loads(out)["tables"]["vehicles"]["inserted"] == 3
+
+    in_pipe = subprocess.run(_fleet_import(folder, tmp_path / "b.duckdb"), env=cli_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert in_pipe.returncode == 0, in_pipe.stderr
+    assert in_pipe.stderr == ""
+    assert orjson.loads(in_pipe.stdout)["tables"]["vehicles"]["inserted"] == 3

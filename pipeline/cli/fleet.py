@@ -86,6 +86,7 @@ def _register_show(fleet_sub: SubParsers) -> None:
 
 def _import(args: argparse.Namespace) -> int:
     from pipeline.fleet import FleetImportError, VinPolicy, import_fleet
+    from pipeline.progress import Progress
     from pipeline.store.connection import connect_waiting, no_new_store_on_failure
 
     paths = {k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None}
@@ -97,7 +98,9 @@ def _import(args: argparse.Namespace) -> int:
     with no_new_store_on_failure(_db(args)) as guard, \
             connect_waiting(_db(args), args.wait) as con:
         try:
-            report = import_fleet(con, paths, dry_run=args.dry_run, policy=policy)
+            with Progress("importing", len(paths), unit="files") as bar:
+                report = import_fleet(con, paths, dry_run=args.dry_run, policy=policy,
+                                      on_file=bar.update)
         except FleetImportError as exc:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)

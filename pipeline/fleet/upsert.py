@@ -13,7 +13,7 @@ records and the serving store's snapshot sync then leave its model and region al
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -73,7 +73,8 @@ def store_keys(con: duckdb.DuckDBPyConnection) -> StoreKeys:
 
 def import_fleet(con: duckdb.DuckDBPyConnection, paths: Mapping[str, Path | str], *,
                  dry_run: bool = False, policy: VinPolicy = DEFAULT_POLICY,
-                 references: bool = True, now: dt.datetime | None = None) -> ImportReport:
+                 references: bool = True, now: dt.datetime | None = None,
+                 on_file: Callable[[int], None] | None = None) -> ImportReport:
     """Check every file, then upsert them all in one transaction (rolled back when dry).
 
     Args:
@@ -85,6 +86,8 @@ def import_fleet(con: duckdb.DuckDBPyConnection, paths: Mapping[str, Path | str]
         references: check that vehicles' centres and customers and capacity's centres exist
             (in the files or the store); ingest's register import passes False.
         now: the import time recorded on vehicles (default: now, UTC).
+        on_file: called with the number of files applied so far after each one (a
+            progress bar); the files are checked before the first is applied.
 
     Raises:
         FleetImportError: a file is unreadable or holds a bad value, a repeated key or a
@@ -97,9 +100,11 @@ def import_fleet(con: duckdb.DuckDBPyConnection, paths: Mapping[str, Path | str]
     tables: dict[str, TableCounts] = {}
     con.execute("BEGIN TRANSACTION")
     try:
-        for file in parsed:
+        for done, file in enumerate(parsed, start=1):
             tables[file.spec.table] = _apply(con, file, forgotten,
                                              now or dt.datetime.now(dt.UTC))
+            if on_file is not None:
+                on_file(done)
     except BaseException:
         con.execute("ROLLBACK")
         raise
