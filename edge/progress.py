@@ -1,4 +1,4 @@
-"""A progress bar for edge's long commands (``sim run``, ``edge replay``), on terminals only.
+"""A progress bar for edge's long commands (``sim run`` today), on terminals only.
 
 "N of M" with a bar and the time left, drawn by rich on stderr when stderr is a terminal;
 nothing at all when it is a pipe, a file or a journal, so logs and captured output stay

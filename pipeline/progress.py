@@ -1,5 +1,5 @@
-"""A progress bar for the backend's long commands (the demo, ``fleetcare replay``), on
-terminals only.
+"""A progress bar for the backend's long commands (``fleet import`` today), on terminals
+only.
 
 "N of M" with a bar and the time left, drawn by rich on stderr when stderr is a terminal;
 nothing at all when it is a pipe, a file or a journal, so logs and captured output stay
