@@ -51,9 +51,11 @@ class LeadRow:
     component: str
     severity: str
     state: str
-    probability: float
+    probability: float | None
     created_at: dt.datetime
     document: dict[str, Any]
+    hold_reason: str | None = None
+    """Why the lead is held and was not sent (state ``held``), else None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +85,7 @@ class VehicleHistory:
 
 
 _LEAD_COLUMNS: Final = ("lead_id, vehicle_id, component, severity, state, probability,"
-                        " created_at, document")
+                        " created_at, document, hold_reason")
 
 
 def recent_leads(con: duckdb.DuckDBPyConnection, limit: int = 100) -> list[LeadRow]:
@@ -108,9 +110,10 @@ def vehicle_leads(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> list[LeadR
 
 
 def _lead(row: tuple[Any, ...]) -> LeadRow:
-    lead_id, vehicle_id, component, severity, state, probability, created_at, document = row
-    return LeadRow(lead_id, vehicle_id, component, severity, state, float(probability),
-                   created_at, orjson.loads(document))
+    lead_id, vehicle_id, component, severity, state, probability, created_at, document, held = row
+    return LeadRow(lead_id, vehicle_id, component, severity, state,
+                   None if probability is None else float(probability), created_at,
+                   orjson.loads(document), held)
 
 
 def vehicle_history(con: duckdb.DuckDBPyConnection, vehicle_id: str,

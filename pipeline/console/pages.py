@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pipeline.console import charts, words
 from pipeline.console.evidence import LeadRow, VehicleHistory
 from pipeline.features.daily import PAD_WEAR_LIMIT
+from pipeline.leads.holds import explain
 
 _STYLE: Final = """
 body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:60rem;padding:0 1rem;
@@ -151,7 +152,9 @@ def lead_page(lead: LeadRow, history: VehicleHistory | None, root: str = "/") ->
     facts = [("Vehicle", f"{lead.vehicle_id} ({(vehicle or {}).get('model') or 'model unknown'})"),
              ("Customer", _customer(doc)), ("Service centre", _centre(doc)),
              ("Part", words.component(lead.component)), ("Severity", lead.severity),
-             ("State", lead.state), ("Confidence", words.confidence(doc)),
+             ("State", lead.state if lead.hold_reason is None else
+              f"{lead.state}: {explain(lead.hold_reason)}"),
+             ("Confidence", words.confidence(doc)),
              ("Proposed slot", words.slot(doc)), ("Recommended work", _work(doc)),
              ("Raised", f"{lead.created_at:%Y-%m-%d %H:%M %Z}".strip())]
     body = (f'<h1>Lead {escape(lead.lead_id)}</h1>'

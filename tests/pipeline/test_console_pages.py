@@ -83,3 +83,11 @@ def test_store_text_is_escaped_on_the_lead_page_and_in_the_timeline() -> None:
     assert tags.count("svg") == 2, "no battery health nor pad wear: words, not empty axes"
     assert page.count('class="no-data"') >= 2
     assert page.count('class="point"') == 4
+
+
+def test_a_held_lead_says_why_it_was_not_sent() -> None:
+    row = LeadRow("lead-held", "car-1", "brakes", "high", "held", 0.8,
+                  dt.datetime(2025, 2, 1, 9, tzinfo=dt.UTC), OLD_DOCUMENT, "no_consent")
+    page = pages.lead_page(row, None)
+    assert "held: the customer has not consented to be contacted" in page
+    assert "The store holds no history for this vehicle." in page
