@@ -117,7 +117,7 @@ def cli_broker() -> Iterator[str]:
     if find_mosquitto() is None:
         pytest.skip("needs mosquitto: the production broker")
     port = free_port()
-    broker = Service(cli("broker", "--port", str(port), "--prefer", "mosquitto"), cli_env())
+    broker = Service(cli("broker", "--port", str(port), "--broker-kind", "mosquitto"), cli_env())
     try:
         if not wait_for_port("127.0.0.1", port, TIMEOUT_S):
             pytest.fail(f"fleetcare broker did not listen on {port}: {broker.seen}")

@@ -71,7 +71,7 @@ def client(name: str, clean: bool = True) -> mqtt.Client:
 
 def start_broker(port: int, data_dir: Path) -> tuple[Fleetcare, int]:
     """``fleetcare broker`` and the pid of the mosquitto it runs."""
-    broker = Fleetcare("broker", "--port", str(port), "--prefer", "mosquitto",
+    broker = Fleetcare("broker", "--port", str(port), "--broker-kind", "mosquitto",
                        "--data-dir", str(data_dir), "--fleet-size", str(FLEET))
     poll("the broker's port", lambda: wait_for_port("127.0.0.1", port, 0.5))
     [mosquitto] = poll("mosquitto under fleetcare broker", lambda: child_pids(broker.proc.pid))

@@ -98,7 +98,7 @@ def test_the_broker_on_a_busy_port_fails_in_one_line(busy_port: int, tmp_path: P
         pytest.skip("mosquitto is not installed")
     # Before the check, mosquitto exited at once while the readiness probe reached the other
     # program: the command said it had started, and stayed up without a broker.
-    done = fleetcare("broker", "--port", str(busy_port), "--prefer", "mosquitto",
+    done = fleetcare("broker", "--port", str(busy_port), "--broker-kind", "mosquitto",
                      "--data-dir", str(tmp_path / "mq"))
 
     assert one_line(done).startswith(
