@@ -138,7 +138,10 @@ def _models(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _leads(con: duckdb.DuckDBPyConnection, vehicle_id: str) -> list[dict[str, Any]]:
-    return _rows(con, "SELECT lead_id, component, severity, state, hold_reason, probability,"
+    # the document's probability: null for a lead of fault codes (the table stores 0 there)
+    return _rows(con, "SELECT lead_id, component, severity, state, hold_reason,"
+                      " CAST(document->>'$.probability' AS DOUBLE) AS probability,"
+                      " document->>'$.headline' AS headline,"
                       " created_at FROM leads WHERE vehicle_id = ? AND list_contains(?, state)"
                       " ORDER BY created_at DESC", [vehicle_id, list(OPEN_STATES)])
 
