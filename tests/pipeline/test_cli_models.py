@@ -71,7 +71,7 @@ def test_evaluate_text_output_and_clear_errors(
 @pytest.mark.skipif(not NASA.exists(), reason=f"NASA battery data not found at {NASA}")
 def test_battery_life_on_nasa_cells(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "models", "battery-life", "--train",
-                        str(NASA / "B0006_cycles.csv"), str(NASA / "B0007_cycles.csv"),
+                        str(NASA / "B0006_cycles.csv"), "--train", str(NASA / "B0007_cycles.csv"),
                         "--predict", str(NASA / "B0005_cycles.csv"), "--upto", "84",
                         "--threshold", "1.4", "--json")
     assert code == 0
