@@ -150,7 +150,7 @@ def model_inputs(features: list[str] | tuple[str, ...],
     unknown = [f for f in features if f not in FEATURE_SIGNALS]
     if unknown:
         raise UnknownFeatureError(
-            f"features {unknown} have no declared input signals: add them to "
+            f"features {', '.join(unknown)} have no declared input signals: add them to "
             "pipeline.features.inputs.FEATURE_SIGNALS")
     signals = {s for f in features for s in FEATURE_SIGNALS[f]}
     optional = OPTIONAL_SIGNALS.get(component, COMMON_OPTIONAL) if component else COMMON_OPTIONAL
