@@ -157,3 +157,10 @@ def test_the_formatter_adds_a_default_once_and_only_where_it_says_something() ->
     assert "where to listen (default: 1883)" in text
     assert "how long (default 7)" in text and "(default: 7)" not in text
     assert "the store --json" in text and "JSON out" in text and "(default: False)" not in text
+
+
+def test_the_broker_s_old_kind_spelling_is_still_taken() -> None:
+    broker = [e for e in entry_points(group=GROUP) if e.name == "broker"]
+    parser = build_parser(broker)
+    assert parser.parse_args(["broker", "--prefer", "amqtt"]).broker_kind == "amqtt"
+    assert parser.parse_args(["broker", "--broker-kind", "mosquitto"]).broker_kind == "mosquitto"
