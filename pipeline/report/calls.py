@@ -21,6 +21,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 
@@ -104,15 +105,21 @@ def call_list(con: duckdb.DuckDBPyConnection, period: Period) -> CallList:
              *_wake_ups(rows(con, DORMANT_SQL, {**params, "as_of": period.now}), period)]
     held = hold_reasons(con, {c["vehicle_id"] for c in found})
     people = _people(con, {c["vehicle_id"] for c in found})
-    names = dict(con.execute("SELECT centre_id, name FROM service_centres").fetchall())
-    calls = [_call(c, people[c["vehicle_id"]], names) for c in found
+    centres = {centre_id: (name, zone) for centre_id, name, zone in con.execute(
+        "SELECT centre_id, name, timezone FROM service_centres").fetchall()}
+    calls = [_call(c, people[c["vehicle_id"]], centres) for c in found
              if c["vehicle_id"] not in held]
     calls.sort(key=lambda c: (c.centre, c.priority, c.due, c.vehicle_id))
     return CallList(tuple(calls), sum(1 for c in found if c["vehicle_id"] in held))
 
 
-def _stamp(at: dt.datetime) -> str:
-    return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _stamp(at: dt.datetime, zone: str | None) -> str:
+    """``at`` on the centre's clock (its imported IANA time zone), named; UTC without one."""
+    try:
+        tz: dt.tzinfo = ZoneInfo(zone) if zone else dt.UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = dt.UTC
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _critical(leads: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -122,7 +129,7 @@ def _critical(leads: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
             yield {**r, "priority": 1, "due": r["created_at"],
                    "what": f"Critical {component_name(r['component'])} fault: arrange roadside"
                            f" assistance{where}",
-                   "when": f"now (reported {_stamp(r['created_at'])})"}
+                   "when": "now (reported {at})", "at": r["created_at"]}
 
 
 def _first_contacts(leads: list[dict[str, Any]], period: Period) -> Iterable[dict[str, Any]]:
@@ -132,9 +139,8 @@ def _first_contacts(leads: list[dict[str, Any]], period: Period) -> Iterable[dic
         due = r["sent_at"] + CONTACT_DUE.get(r["contact"] or "routine", BOOKING_WINDOW)
         if due >= period.today_end:
             continue
-        when = (f"overdue since {_stamp(due)}" if due < period.today_start
-                else f"by {_stamp(due)}")
-        yield {**r, "priority": 2, "due": due, "when": when,
+        when = "overdue since {at}" if due < period.today_start else "by {at}"
+        yield {**r, "priority": 2, "due": due, "when": when, "at": due,
                "what": f"First contact about the {r['severity']}-severity"
                        f" {component_name(r['component'])} advisory"}
 
@@ -145,8 +151,8 @@ def _follow_ups(found: list[dict[str, Any]], period: Period) -> Iterable[dict[st
         yield {**r, "priority": 3, "due": r["due_at"],
                "what": f"Follow-up call after the {component_name(r['component'])} repair on"
                        f" {r['visit_at']:%Y-%m-%d}",
-               "when": (f"overdue since {_stamp(r['due_at'])} (task never reached the CRM)"
-                        if late else f"from {_stamp(r['due_at'])}")}
+               "when": ("overdue since {at} (task never reached the CRM)" if late
+                        else "from {at}"), "at": r["due_at"]}
 
 
 def _wake_ups(found: list[dict[str, Any]], period: Period) -> Iterable[dict[str, Any]]:
@@ -170,8 +176,11 @@ def _people(con: duckdb.DuckDBPyConnection, vehicle_ids: set[str]
 
 
 def _call(found: dict[str, Any], person: tuple[str, str | None, str],
-          names: dict[str, str]) -> Call:
+          centres: dict[str, tuple[str, str | None]]) -> Call:
     centre_id = found["centre_id"]
-    centre = NO_CENTRE if centre_id is None else names.get(centre_id, centre_id)
-    return Call(centre_id, centre, found["priority"], person[0], person[1], person[2],
-                found["what"], found["when"], found["due"], found["vehicle_id"])
+    name, zone = centres.get(centre_id, (centre_id, None)) if centre_id else (NO_CENTRE, None)
+    when = found["when"]
+    if "at" in found:  # the time said on the clock of the centre that makes the call
+        when = when.format(at=_stamp(found["at"], zone))
+    return Call(centre_id, name, found["priority"], person[0], person[1], person[2],
+                found["what"], when, found["due"], found["vehicle_id"])

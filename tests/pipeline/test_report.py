@@ -121,19 +121,19 @@ def test_call_list_for_today(con: duckdb.DuckDBPyConnection, tmp_path: Path) -> 
     got = [(c.centre, c.vehicle_id, c.customer, c.what, c.when) for c in calls.calls]
     assert got == [
         ("Fleetcare Service North", "ev-e", names["ev-e"],
-         "First contact about the high-severity brakes advisory", "by 2025-02-01 18:05 UTC"),
+         "First contact about the high-severity brakes advisory", "by 2025-02-01 19:05 CET"),
         ("Fleetcare Service North", "ev-b", names["ev-b"],
-         "Follow-up call after the brakes repair on 2025-01-31", "from 2025-02-01 04:05 UTC"),
+         "Follow-up call after the brakes repair on 2025-01-31", "from 2025-02-01 05:05 CET"),
         ("Fleetcare Service North", "ev-d", names["ev-d"],
          "Appointment today for the brakes: confirm it", "today"),
         ("Fleetcare Service South", "ice-a", names["ice-a"],
-         "First contact about the high-severity brakes advisory", "by 2025-02-01 18:05 UTC"),
+         "First contact about the high-severity brakes advisory", "by 2025-02-01 19:05 CET"),
     ]
     assert all(c.phone for c in calls.calls) and calls.held_left_out == 0
     later = [(c.vehicle_id, c.when) for c in report_on(con, tmp_path / "l", LATER)
              .report.calls.calls]
-    assert later == [("ev-e", "overdue since 2025-02-01 18:05 UTC"),
-                     ("ice-a", "overdue since 2025-02-01 18:05 UTC")]
+    assert later == [("ev-e", "overdue since 2025-02-01 19:05 CET"),
+                     ("ice-a", "overdue since 2025-02-01 19:05 CET")]
 
 
 def test_dormant_customers_and_wake_up_calls(store_path: Path, tmp_path: Path) -> None:
@@ -263,7 +263,7 @@ def test_a_critical_fault_not_in_the_crm_tops_the_call_list(
     first = written.report.calls.calls[0]
     assert (first.vehicle_id, first.what, first.when) == (
         "ev-e", "Critical high-voltage battery fault: arrange roadside assistance"
-        " (not in the CRM yet)", "now (reported 2025-01-31 13:00 UTC)")
+        " (not in the CRM yet)", "now (reported 2025-01-31 14:00 CET)")
     assert "2, 1 not in the CRM yet" in written.html_path.read_text()
 
 
