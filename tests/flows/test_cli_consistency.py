@@ -77,10 +77,11 @@ def swallowing(parsers: Parsers) -> list[str]:
 
 
 def broker_kinds_as_broker(parsers: Parsers) -> list[str]:
-    """``--broker`` options that are not a URL (a broker kind has ``--broker-kind``)."""
+    """``--broker`` options that are not a URL, and broker kinds not named ``--broker-kind``."""
     return [label(path, a) for path, p in parsers for a in own_actions(p)
-            if "--broker" in a.option_strings
-            and (a.choices is not None or "mqtt://" not in (a.help or ""))]
+            if ("--broker" in a.option_strings
+                and (a.choices is not None or "mqtt://" not in (a.help or "")))
+            or ("amqtt" in (a.choices or ()) and "--broker-kind" not in a.option_strings)]
 
 
 def other_vehicle_flags(parsers: Parsers) -> list[str]:
@@ -134,6 +135,7 @@ def broken_parser() -> Parsers:
     bad.add_argument("--dbc", nargs="*", help="DBC files")
     bad.add_argument("--broker", choices=("auto", "amqtt"), default="auto", help="which")
     bad.add_argument("--vehicle-id", help="the vehicle")
+    bad.add_argument("--prefer", choices=("mosquitto", "amqtt"), help="which broker runs")
     return [*named_parsers(top), ("fleetcare plain", plain)]
 
 
@@ -142,7 +144,7 @@ def test_the_checks_see_a_command_breaking_each_rule() -> None:
     assert without_help(parsers) == ["fleetcare list --limit", "fleetcare list"]
     assert hidden_defaults(parsers) == ["fleetcare plain --seed"]
     assert swallowing(parsers) == ["fleetcare list --dbc"]
-    assert broker_kinds_as_broker(parsers) == ["fleetcare list --broker"]
+    assert broker_kinds_as_broker(parsers) == ["fleetcare list --broker", "fleetcare list --prefer"]
     assert other_vehicle_flags(parsers) == ["fleetcare list --vehicle-id"]
     assert without_json(parsers) == ["fleetcare list"]
 
