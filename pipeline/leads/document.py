@@ -240,6 +240,8 @@ def _evidence(facts: LeadFacts, signals: dict[str, Any] | None) -> dict[str, Any
 
 def _item(name: str, value: float, day: str) -> dict[str, Any]:
     what = wording.quantity(name)
+    if name.endswith(("_to_limit", "_to_threshold")):
+        value = max(0.0, value)  # past the limit reads "0 km left", not a negative distance
     shown = wording.readable(value)
     return {"signal": name, "value": shown, "unit": what.unit, "meaning": what.meaning,
             "as_of": day, "text": f"{what.meaning}: {wording.with_unit(shown, what.unit)}"}
