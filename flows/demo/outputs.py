@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from pipeline.leads import listing
-from pipeline.ops.report import write_report
+from pipeline.report import write_report
 from pipeline.store import connection as store
 
 ALL_LEADS = 1_000_000

@@ -1,8 +1,7 @@
-"""What operators look at: service health checks judged from the store, and the fleet report.
-"""
+"""What operators look at: service health checks judged from the store (the manager's report
+is :mod:`pipeline.report`)."""
 
 from pipeline.ops.health import Check, HealthReport, Thresholds, check_health, record_health
-from pipeline.ops.report import write_report
 
 __all__ = [
     "Check",
@@ -10,5 +9,4 @@ __all__ = [
     "Thresholds",
     "check_health",
     "record_health",
-    "write_report",
 ]
