@@ -87,6 +87,8 @@ def next_steps(files: DemoFiles, db_path: str) -> list[str]:
         f"  {fleetcare} fleet coverage --db {db_path}",
         f"  {python} -c \"import duckdb; print(duckdb.connect('{db_path}', read_only=True)"
         f".sql('{query}'))\"",
+        f"  evidence pages per lead and vehicle: {fleetcare} console --db {db_path}",
+        "  (then http://127.0.0.1:8765/ in a browser; Ctrl-C stops it)",
         "  docs/reference/store.md: the store's tables; docs/getting-started.md: each part",
         "  alone; docs/design.md: scaling out",
     ]
