@@ -21,10 +21,11 @@ sends entries while the link is up, re-sends the overdue ones and retires the ac
 ones. When the link is down nothing is lost: entries wait on disk and go out after the
 reconnect, which paho retries with a capped exponential backoff (a first delay drawn once per
 publisher between ``reconnect_min_s`` and twice that, so a fleet dropped at once by a broker
-restart does not come back in one instant, doubling up to ``reconnect_max_s``). The session is clean, so the receipt topic is
-subscribed again on every connection, before anything is published on it; a receipt the
-broker had for the agent while it was offline is lost with the old session, and the entry it
-named is sent again after its timeout and receipted as a duplicate.
+restart does not come back in one instant, doubling up to ``reconnect_max_s``). The session
+is clean, so the receipt topic is subscribed again on every connection, before anything is
+published on it; a receipt the broker had for the agent while it was offline is lost with the
+old session, and the entry it named is sent again after its timeout and receipted as a
+duplicate.
 Every failed attempt is logged with its reason (refused, unresolvable, TLS, login), so a
 gateway that keeps spooling through an outage says why in its journal; a command that must
 have the broker now (a replay, a simulation) waits with :meth:`Publisher.wait_connected` and
