@@ -102,6 +102,7 @@ def register_edge(sub: argparse._SubParsersAction) -> None:
                              "(default 10)")
     replay.add_argument("--drain-timeout", type=float, default=600.0,
                         help="seconds to wait for the broker at the end (default 600)")
+    _progress_option(replay)
     replay.set_defaults(handler=_run_replay, parser=replay)
     profiles = edge_sub.add_parser(
         "profiles", help="list the signal profiles, check each, or show the one a model gets",
@@ -248,9 +249,7 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                      help="delete a spooled message on the broker's PUBACK, not the store's "
                           "receipt: only for a broker with no fleetcare ingest behind it "
                           "(default: receipts on)")
-    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                     help="a progress bar on stderr (default: only when stderr is a "
-                          "terminal; --progress draws it anyway, --no-progress never)")
+    _progress_option(run)
     run.set_defaults(handler=_run_sim)
     master = sim_sub.add_parser(
         "fleet", help="write the simulated fleet's master data as DMS CSV files",
@@ -384,11 +383,24 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 0 if result.completed and result.drained else 1
 
 
+def _progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="a progress bar on stderr (default: only when stderr is a "
+                             "terminal; --progress draws it anyway, --no-progress never)")
+
+
 def _replay(settings: EdgeSettings, args: argparse.Namespace) -> ReplayResult:
+    from edge.progress import Progress
     from edge.runtime import run_replay
 
-    return run_replay(settings, _stop_on_signals(), connect_timeout_s=args.connect_timeout,
-                      drain_timeout_s=args.drain_timeout)
+    # Counted in megabytes of the recordings read: the frames in a log are not known before
+    # it is read, its size is.
+    size_mb = sum(Path(p).stat().st_size for p in args.logs) / 1e6
+    with Progress("replaying", max(1, math.ceil(size_mb)), unit="MB of logs",
+                  enabled=args.progress) as bar:
+        return run_replay(settings, _stop_on_signals(), connect_timeout_s=args.connect_timeout,
+                          drain_timeout_s=args.drain_timeout,
+                          on_progress=lambda read: bar.update(math.ceil(read / 1e6)))
 
 
 def _run_profiles(args: argparse.Namespace) -> int:

@@ -75,6 +75,9 @@ class LogCounters:
     malformed: int = 0
     malformed_at: list[str] = field(default_factory=list)
     quiet: bool = False
+    bytes_read: int = 0
+    """How far into the recordings reading has got, in bytes (for a progress bar: a binary
+    log whose reader hides its position counts whole when it is done)."""
 
     def bad_line(self, where: str) -> None:
         """Count one malformed line and remember where it was (the first few only)."""
@@ -122,6 +125,7 @@ def read_log(path: str | Path, counters: LogCounters | None = None, *,
 def _read_candump(path: Path, counters: LogCounters, strict: bool) -> Iterator[can.Message]:
     with open(path, encoding="ascii", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
+            counters.bytes_read += len(line)  # ASCII: a character is a byte
             frame = _checked_line(path, number, line, counters, strict)
             if frame is not None:
                 counters.frames += 1
@@ -198,15 +202,28 @@ def _read_binary(path: Path, counters: LogCounters) -> Iterator[can.Message]:
                           "pip install 'fleetcare[replay]' (asammdf for MF4)") from exc
     except Exception as exc:  # python-can's readers raise many unrelated types
         raise LogFormatError(f"CAN log {path} cannot be opened: {exc}") from exc
+    start, size = counters.bytes_read, path.stat().st_size
+    handle = getattr(reader, "file", None)  # BLF, ASC, TRC readers keep theirs; MF4's not
     try:
         for frame in reader:
             counters.frames += 1
+            if counters.frames % 4096 == 0 and handle is not None:
+                counters.bytes_read = start + min(size, _position(handle))
             yield frame
+        counters.bytes_read = start + size
     except Exception as exc:
         raise LogFormatError(f"CAN log {path} is corrupt after frame {counters.frames}: "
                              f"{exc}") from exc
     finally:
         reader.stop()
+
+
+def _position(handle: object) -> int:
+    """Where a reader's file stands; 0 when it cannot say (a text file being iterated)."""
+    try:
+        return int(handle.tell())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def read_raw(path: str | Path, counters: LogCounters | None = None, *, strict: bool = False,
@@ -244,6 +261,7 @@ def _raw_candump(path: Path, counters: LogCounters, strict: bool,
     number = 0
     with open(path, encoding="ascii", errors="replace") as handle:
         while lines := handle.readlines(chunk * 40):  # a candump line is ~40 characters
+            counters.bytes_read += sum(map(len, lines))
             out: list[RawFrame] = []
             for line in lines:
                 number += 1

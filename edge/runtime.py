@@ -13,11 +13,12 @@ something to read and that the broker answers, and says in one line what is wron
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,8 +231,12 @@ class ReplayResult:
 
 
 def run_replay(settings: EdgeSettings, stop: threading.Event, *,
-               connect_timeout_s: float = 10.0, drain_timeout_s: float = 600.0) -> ReplayResult:
+               connect_timeout_s: float = 10.0, drain_timeout_s: float = 600.0,
+               on_progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay recorded logs through one agent; resume after what the spool already holds.
+
+    ``on_progress`` is called about twice a second, from a thread of its own, with the bytes
+    of the recordings read so far (a progress bar).
 
     Raises:
         LogFormatError: the recordings hold no frame at all (nothing was spooled).
@@ -263,9 +268,34 @@ def run_replay(settings: EdgeSettings, stop: threading.Event, *,
         parts.source.shutdown()
         parts.spool.close()
         raise
-    stats, counters, drained = _run_started(parts, settings, stop,
-                                            drain_timeout_s=drain_timeout_s)
+    with _reporting(lambda: source.bytes_read, on_progress):
+        stats, counters, drained = _run_started(parts, settings, stop,
+                                                drain_timeout_s=drain_timeout_s)
     return ReplayResult(stats, counters, drained, source.exhausted, resumed_after, resent)
+
+
+@contextlib.contextmanager
+def _reporting(read: Callable[[], int], report: Callable[[int], None] | None,
+               every_s: float = 0.5) -> Iterator[None]:
+    """Call ``report(read())`` every ``every_s`` from a thread while the block runs, and once
+    at its end (nothing at all without ``report``)."""
+    if report is None:
+        yield
+        return
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            report(read())
+
+    thread = threading.Thread(target=tick, name="replay-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        report(read())
 
 
 def check_replay(settings: EdgeSettings) -> EdgeSettings:

@@ -135,6 +135,11 @@ class ReplaySource(FrameSource):
             yield from read_raw(path, self.counters, strict=self._strict)
 
     @property
+    def bytes_read(self) -> int:
+        """How far into the recordings reading has got, in bytes (see ``LogCounters``)."""
+        return self.counters.bytes_read
+
+    @property
     def exhausted(self) -> bool:
         return self._done and self._next is None and self._at >= len(self._buffer)
 

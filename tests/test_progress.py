@@ -132,3 +132,34 @@ def test_fleet_import_counts_its_files_on_a_terminal_only(tmp_path: Path) -> Non
     assert in_pipe.returncode == 0, in_pipe.stderr
     assert in_pipe.stderr == ""
     assert orjson.loads(in_pipe.stdout)["tables"]["vehicles"]["inserted"] == 3
+
+
+def _replay(log: Path, broker_url: str, spool: Path) -> list[str]:
+    return cli("edge", "replay", str(log), "--broker", broker_url, "--vehicle", "PROGRESS",
+               "--spool-dir", str(spool), "--taps", "")
+
+
+@pytest.mark.broker
+def test_edge_replay_counts_the_megabytes_of_logs_read_on_a_terminal_only(
+        broker_url: str, tmp_path: Path) -> None:
+    # 2.4 MB of candump text: the bar ends at 3/3 MB (whole megabytes, rounded up).
+    log = tmp_path / "drive.log"
+    with log.open("w") as out:
+        for i in range(60_000):
+            out.write(f"({1_767_225_600 + i / 100:.6f}) can0 123#{i % 256:02X}00000000\n")
+    env = dict(cli_env(), FLEETCARE_EDGE__RECEIPTS="false")  # no ingest behind this broker
+    term = Terminal()
+    on_terminal = subprocess.Popen(_replay(log, broker_url, tmp_path / "tty"), env=env,
+                                   stdout=subprocess.PIPE, stderr=term.slave)
+    term.close_writer()
+    out, _ = on_terminal.communicate(timeout=300)
+    drawn = term.text()
+    assert on_terminal.returncode == 0, drawn
+    assert "replaying" in drawn and "3/3" in drawn and "MB of logs" in drawn
+    assert orjson.loads(out.splitlines()[-1])["frames_read"] == 60_000
+
+    in_pipe = subprocess.run(_replay(log, broker_url, tmp_path / "pipe"), env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert in_pipe.returncode == 0, in_pipe.stderr
+    assert "replaying" not in in_pipe.stderr
+    assert not any(mark in in_pipe.stderr for mark in DRAWING)

@@ -110,6 +110,7 @@ def test_asc_blf_trc_recordings_replay_the_same_frames(tmp_path: Path, suffix: s
             replayed.append(got)
     assert [(f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in replayed] == [
         (f.arbitration_id, f.is_extended_id, bytes(f.data)) for f in frames]
+    assert source.bytes_read == path.stat().st_size  # what a progress bar counts
 
 
 @pytest.mark.parametrize("log", sorted(SHARED.glob("*/*.log")), ids=lambda p: p.parent.name)
