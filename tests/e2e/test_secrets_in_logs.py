@@ -59,7 +59,10 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 LOG = SHARED / "can" / "subaru_wrx" / "cruise.log"
 DBC = SHARED / "dbc" / "subaru_outback_2015_generated.dbc"
-START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp()
+START = (dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
+         - dt.timedelta(days=40)).timestamp()
+"""The simulated 40 days end today: the flow advises on the real date, and leads on evidence
+older than evidence_max_age_days would be held, not sent."""
 FLEET = [
     VehicleSpec("SEC-EV", "ev", "central", seed=21, battery_soh=71.5),
     VehicleSpec("SEC-ICE", "ice", "south", seed=22, pad_wear=93.0),

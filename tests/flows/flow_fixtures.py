@@ -18,7 +18,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from synth_fleet import Car, add_dtc, build_store
+from synth_fleet import START, Car, add_dtc, build_store
 
 from pipeline.leads import advice
 from pipeline.store import export
@@ -51,8 +51,11 @@ def build_landing(tmp_path: Path) -> Stores:
         # urgent lead names a consenting customer (else it is held)
         import_master_data(con, only=("vehicles", "customers"))
         add_dtc(con, URGENT_VEHICLE, N_DAYS - 1, "C1B02")
+        # as ingest's urgent path does, right after the code landed (not months later: a
+        # lead on evidence older than evidence_max_age_days would be held)
         advice.advise(con, vehicles=[URGENT_VEHICLE], min_severity="critical",
-                      daily_features=False)
+                      daily_features=False,
+                      now=START + dt.timedelta(days=N_DAYS - 1, hours=13))
         export.write_snapshot(con, stores.snapshot)
     finally:
         con.close()

@@ -34,6 +34,13 @@ COUNTS = {
 NOW = dt.datetime.combine(day(N_DAYS), dt.time(8), tzinfo=dt.UTC)
 
 
+@pytest.fixture(autouse=True)
+def failed_cars_stay_advisable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The synthetic cars stop reporting when their part fails, weeks before NOW: allow
+    evidence that old, else their leads are held as stale (evidence_max_age_days)."""
+    monkeypatch.setenv("FLEETCARE_PIPELINE__EVIDENCE_MAX_AGE_DAYS", "60")
+
+
 def counts(stores: Stores) -> dict[str, int]:
     """Row counts of the serving store's tables the flows write."""
     with connect_serving(stores.serving, stores.snapshot) as con:
