@@ -165,9 +165,15 @@ def _db(args: argparse.Namespace) -> Path:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from pipeline.features.daily import COMPONENT_FEATURES
     from pipeline.ml import registry
     from pipeline.store import connection as store
 
+    # Checked here, not with choices=: the list lives with the features, which a parser
+    # listing every command should not import.
+    if args.component is not None and args.component not in COMPONENT_FEATURES:
+        raise ValueError(f"--component {args.component!r} is not a component: use one of "
+                         f"{', '.join(COMPONENT_FEATURES)}")
     with store.connect_readonly(_db(args)) as con:
         entries = registry.list_models(con, args.component)
     if args.json:

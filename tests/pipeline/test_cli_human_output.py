@@ -124,6 +124,13 @@ def test_a_state_that_does_not_exist_is_refused_with_the_ones_that_do(db: Path) 
     assert "invalid choice: 'bogus'" in last and "'booked'" in last and "'held'" in last
 
 
+def test_a_component_that_does_not_exist_is_refused_with_the_ones_that_do(db: Path) -> None:
+    done = fleetcare("models", "list", "--component", "brake", "--db", str(db))
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    assert "--component 'brake' is not a component" in line and "brakes" in line
+
+
 def test_the_state_choices_are_the_lifecycle_s() -> None:
     assert set(LEAD_STATES) == {*ORDER, HELD}
 
