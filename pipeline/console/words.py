@@ -10,17 +10,12 @@ words and both kinds of lead read alike.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Final
+from typing import Any
 
 from pipeline.leads import wording
 
-COMPONENTS: Final = {"traction_battery": "high-voltage battery", "lv_battery": "12 V battery",
-                     "brakes": "brakes"}
-
-
-def component(name: str) -> str:
-    """``lv_battery`` as people say it."""
-    return COMPONENTS.get(name, name.replace("_", " "))
+component = wording.component_words
+"""``lv_battery`` as people say it (the leads' words)."""
 
 
 def reason(factor: Any) -> str:

@@ -30,6 +30,14 @@ _WHEEL_WORDS: Final = {"fl": "front-left", "fr": "front-right", "rl": "rear-left
                        "rr": "rear-right"}
 _COMPONENT_WORDS: Final = {"traction_battery": "high-voltage battery",
                            "lv_battery": "12 V battery", "brakes": "brakes"}
+
+
+def component_words(component: str) -> str:
+    """A component as an advisor says it ("12 V battery"): the leads', the console's and the
+    report's one wording."""
+    return _COMPONENT_WORDS.get(component, component.replace("_", " "))
+
+
 ACTIONS: Final = {"traction_battery": "book a high-voltage battery check",
                   "lv_battery": "book a 12 V battery test", "brakes": "book a pad replacement"}
 """What the headline asks the centre to do, per component (critical leads: roadside help)."""

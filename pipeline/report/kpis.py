@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import duckdb
 
+from pipeline.leads.wording import component_words
 from pipeline.report.period import Period
 
 SMALL_N: Final = 5
@@ -41,12 +42,8 @@ FOLLOW_UP_GRACE: Final = dt.timedelta(hours=24)
 QUIET: Final = dt.timedelta(days=90)
 CRITICAL_ANSWER: Final = dt.timedelta(minutes=30)
 NO_CENTRE: Final = "No centre on record"
-_COMPONENTS: Final = {"traction_battery": "high-voltage battery", "lv_battery": "12 V battery"}
-
-
-def component_name(component: str) -> str:
-    """A component as an advisor says it ("12 V battery"), the words the leads use."""
-    return _COMPONENTS.get(component, component.replace("_", " "))
+component_name = component_words
+"""A component as an advisor says it ("12 V battery"), the words the leads use."""
 
 
 @dataclass(frozen=True, slots=True)
