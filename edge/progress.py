@@ -1,15 +1,14 @@
-"""A progress bar for edge's long commands (``sim run`` today), on terminals only.
+"""A progress bar for long commands (``sim run``, ``edge replay``, ``fleet import``), on
+terminals only.
 
 "N of M" with a bar and the time left, drawn by rich on stderr when stderr is a terminal;
 nothing at all when it is a pipe, a file or a journal, so logs and captured output stay
 clean. rich is imported only when a bar is drawn: a gateway's ``edge run`` under systemd
 never loads it.
 
-The backend has its own copy of this helper (:mod:`pipeline.progress`) on purpose. edge
-imports nothing of the backend (a gateway installs edge alone), and the one edge module the
-backend may import, ``edge.wire``, is the wire contract both sides must agree on byte for
-byte: a terminal widget is not part of it, and putting it there would make the contract a
-grab bag. Forty lines twice is the honest price of two packages that ship apart.
+It lives in edge because a gateway has edge alone, and the backend's command line may use it
+too: the one exception to "the backend uses only ``edge.wire``" (``pyproject.toml``'s
+import-linter contract names it), since the command line is one front for both packages.
 """
 
 from __future__ import annotations

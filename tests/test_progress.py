@@ -1,5 +1,5 @@
-"""Progress bars on terminals, silence in pipes: both helpers (edge's and the backend's) and
-``fleetcare sim run`` itself, under a real pseudo-terminal and a real pipe."""
+"""Progress bars on terminals, silence in pipes: the helper and the commands that draw it
+(``sim run``, ``edge replay``, ``fleet import``), under a real pseudo-terminal and a real pipe."""
 
 from __future__ import annotations
 
@@ -8,16 +8,13 @@ import os
 import subprocess
 import threading
 from pathlib import Path
-from types import ModuleType
 
 import orjson
 import pytest
 
 import edge.progress
-import pipeline.progress
 from tests.processes import cli, cli_env
 
-HELPERS = {"edge": edge.progress, "pipeline": pipeline.progress}
 DRAWING = ("\x1b[", "\r")
 """What a drawn bar writes (escape sequences, carriage returns) and quiet output never has."""
 
@@ -51,13 +48,11 @@ class Terminal:
         return b"".join(self._chunks).decode(errors="replace")
 
 
-@pytest.mark.parametrize("name", sorted(HELPERS))
-def test_helper_draws_n_of_m_on_a_terminal(name: str) -> None:
-    module: ModuleType = HELPERS[name]
+def test_helper_draws_n_of_m_on_a_terminal() -> None:
     term = Terminal()
     with os.fdopen(os.dup(term.slave), "w") as stream:
         assert stream.isatty()
-        with module.Progress("importing", 7, unit="files", stream=stream) as bar:
+        with edge.progress.Progress("importing", 7, unit="files", stream=stream) as bar:
             for done in range(1, 8):
                 bar.update(done)
     term.close_writer()
@@ -66,12 +61,10 @@ def test_helper_draws_n_of_m_on_a_terminal(name: str) -> None:
     assert any(mark in drawn for mark in DRAWING)
 
 
-@pytest.mark.parametrize("name", sorted(HELPERS))
-def test_helper_is_quiet_in_a_pipe_unless_asked(name: str) -> None:
-    module: ModuleType = HELPERS[name]
+def test_helper_is_quiet_in_a_pipe_unless_asked() -> None:
     quiet, forced, off = io.StringIO(), io.StringIO(), io.StringIO()
     for stream, enabled in ((quiet, None), (forced, True), (off, False)):
-        with module.Progress("importing", 3, stream=stream, enabled=enabled) as bar:
+        with edge.progress.Progress("importing", 3, stream=stream, enabled=enabled) as bar:
             for done in range(4):
                 bar.update(done)
     assert quiet.getvalue() == "" and off.getvalue() == ""

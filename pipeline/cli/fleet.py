@@ -85,8 +85,8 @@ def _register_show(fleet_sub: SubParsers) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from edge.progress import Progress
     from pipeline.fleet import FleetImportError, VinPolicy, import_fleet
-    from pipeline.progress import Progress
     from pipeline.store.connection import connect_waiting, no_new_store_on_failure
 
     paths = {k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None}
