@@ -13,11 +13,20 @@ import-linter contract names it), since the command line is one front for both p
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
-__all__ = ["Progress"]
+__all__ = ["PROGRESS_LOGGER", "Progress", "bar_from_log"]
+
+PROGRESS_LOGGER: Final = "fleetcare.progress"
+"""Work that runs far from the command line (a Prefect flow's task, in a thread of its own)
+reports its steps as INFO records on a child of this logger, with
+``extra={"progress": (done, total)}``: no callback has to travel through a flow's
+parameters. Nothing prints them unless a command draws them (:func:`bar_from_log`)."""
 
 
 class Progress:
@@ -64,3 +73,51 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class _BarHandler(logging.Handler):
+    """Draws the ``progress`` of the records it gets; the bar starts with the first one,
+    which brings the total."""
+
+    def __init__(self, label: str, unit: str, enabled: bool | None,
+                 stream: TextIO | None) -> None:
+        super().__init__(logging.INFO)
+        self._args = label, unit, enabled, stream
+        self._bar: Progress | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        step = getattr(record, "progress", None)
+        if not (isinstance(step, tuple) and len(step) == 2):
+            return
+        done, total = int(step[0]), int(step[1])
+        if self._bar is None:
+            label, unit, enabled, stream = self._args
+            self._bar = Progress(label, total, unit=unit, enabled=enabled, stream=stream)
+            self._bar.__enter__()
+        self._bar.update(done)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+@contextlib.contextmanager
+def bar_from_log(name: str, label: str, *, unit: str = "", enabled: bool | None = None,
+                 stream: TextIO | None = None) -> Iterator[None]:
+    """Draw the steps reported on ``PROGRESS_LOGGER.name`` while the block runs (see
+    :data:`PROGRESS_LOGGER`); the records go nowhere else meanwhile, and after it the logger
+    is as it was."""
+    logger = logging.getLogger(f"{PROGRESS_LOGGER}.{name}")
+    handler = _BarHandler(label, unit, enabled, stream)
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+        handler.finish()

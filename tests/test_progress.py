@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import subprocess
 import threading
@@ -156,3 +157,35 @@ def test_edge_replay_counts_the_megabytes_of_logs_read_on_a_terminal_only(
     assert in_pipe.returncode == 0, in_pipe.stderr
     assert "replaying" not in in_pipe.stderr
     assert not any(mark in in_pipe.stderr for mark in DRAWING)
+
+
+def test_steps_logged_far_away_are_drawn_only_inside_bar_from_log() -> None:
+    # A flow's task reports its steps as log records from a thread of its own.
+    steps = logging.getLogger(f"{edge.progress.PROGRESS_LOGGER}.work")
+    root = logging.getLogger()
+    reached_root: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = reached_root.append  # type: ignore[method-assign]
+    root.addHandler(listener)
+    level = root.level
+    root.setLevel(logging.WARNING)  # the command line's default verbosity
+
+    def work() -> None:
+        for done in range(1, 4):
+            steps.info("did %d", done, extra={"progress": (done, 3)})
+
+    drawn = io.StringIO()
+    try:
+        with edge.progress.bar_from_log("work", "working", unit="steps", enabled=True,
+                                        stream=drawn):
+            thread = threading.Thread(target=work)
+            thread.start()
+            thread.join()
+        assert "working" in drawn.getvalue() and "3/3" in drawn.getvalue()
+        assert reached_root == []  # drawn, not also logged
+        work()  # outside the block: INFO, below the default verbosity, goes nowhere
+        assert reached_root == []
+    finally:
+        root.removeHandler(listener)
+        root.setLevel(level)
+    assert steps.level == logging.NOTSET and steps.propagate  # as it was before the block

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -141,7 +142,8 @@ def _run_flow(args: argparse.Namespace) -> int:
     flow = SCHEDULES[args.name].flow
     if args.dask or settings.dask_address:
         flow = on_dask(flow, settings.dask_address)
-    result = flow(**params)
+    with _training_bar():
+        result = flow(**params)
     print(orjson.dumps(result, default=str).decode())
     return 0
 
@@ -151,10 +153,18 @@ def _run_maintenance(args: argparse.Namespace) -> int:
     from pipeline.config import load_pipeline_settings
 
     settings = load_pipeline_settings(db_path=args.db, crm_url=args.crm_url)
-    result = maintenance_flow(str(settings.db_path), settings.crm_url,
-                              horizon_days=settings.horizon_days, seed=settings.seed)
+    with _training_bar():
+        result = maintenance_flow(str(settings.db_path), settings.crm_url,
+                                  horizon_days=settings.horizon_days, seed=settings.seed)
     print(orjson.dumps(result, default=str).decode())
     return 0
+
+
+def _training_bar() -> contextlib.AbstractContextManager[None]:
+    """A bar of the models trained, on a terminal, for any flow that trains."""
+    from edge.progress import bar_from_log
+
+    return bar_from_log("train", "training", unit="models")
 
 
 def _serve(args: argparse.Namespace) -> int:

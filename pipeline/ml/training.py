@@ -46,6 +46,9 @@ __all__ = ["TrainReport", "UntrustedArtifactError", "estimator_for", "load_model
            "train_and_register"]
 
 log = logging.getLogger(__name__)
+_steps = logging.getLogger("fleetcare.progress.train")
+"""Where training reports its steps for a command line's progress bar (``edge.progress``'s
+``PROGRESS_LOGGER``: a name, so this module imports nothing of edge)."""
 
 TEST_FRACTION: Final = 0.25
 
@@ -105,13 +108,15 @@ def train_and_register(
             f"{horizon_days} days past some day, and repair orders (fleetcare service import) "
             "or closed leads for the failures")
     reports = []
-    for component in COMPONENTS:
+    for done, component in enumerate(COMPONENTS, start=1):
         rows = labelled.filter(pl.col(label_column(component)).is_not_null())
         failures = load_failures(con, component)
         history = _first_lives(labelled, failures)
         report = _train_component(con, rows, history, failures, component, horizon_days,
                                   seed)
         log.info("trained %s: %s", component, report.metrics.get("skipped", report.model_id))
+        _steps.info("trained %d of %d", done, len(COMPONENTS),
+                    extra={"progress": (done, len(COMPONENTS))})
         reports.append(report)
     return reports
 

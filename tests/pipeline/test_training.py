@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 from synth_fleet import START, Car, build_store, day
 
+from edge.progress import bar_from_log
 from models import FaultWarningClassifier, NoStartRiskClassifier
 from pipeline.errors import NotEnoughDataError
 from pipeline.leads.advice import advise
@@ -92,7 +94,10 @@ def test_held_out_metrics_include_calibration_lead_time_and_time_to_failure(
 def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:
     cars = [Car(f"ok{i}") for i in range(3)] + [Car("brk", fails={"brakes": 50})]
     con = build_store(tmp_path / "f.duckdb", cars, 70)
-    reports = {r.component: r for r in train_and_register(con, horizon_days=20)}
+    drawn = io.StringIO()  # the bar `fleetcare flows run train` draws on a terminal
+    with bar_from_log("train", "training", unit="models", enabled=True, stream=drawn):
+        reports = {r.component: r for r in train_and_register(con, horizon_days=20)}
+    assert "training" in drawn.getvalue() and "3/3" in drawn.getvalue()
     assert reports["brakes"].model_id is not None
     assert reports["lv_battery"].model_id is None
     assert "one class" in reports["lv_battery"].metrics["skipped"]
