@@ -15,6 +15,7 @@ server. It returns a report of what happened, with the simulator's ground truth 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -22,7 +23,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,22 @@ class DemoReport:
     """The report, the leads and what the CRM received, as files in the output folder."""
 
 
+@contextlib.contextmanager
+def _crm_secret_for_the_flow(secret: str) -> Iterator[None]:
+    """The deliver task reads the signing key from the environment: set for the flow's run,
+    and put back after it, so a caller's process (a test session) keeps its own settings."""
+    name = "FLEETCARE_PIPELINE__CRM_SECRET"
+    before = os.environ.get(name)
+    os.environ[name] = secret
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoReport:
     """Run the whole pipeline once; see the module docstring."""
     options = dataclasses.replace(options, start=first_day(options))
@@ -77,8 +94,7 @@ def run_demo(options: DemoOptions, log: Callable[[str], None] = print) -> DemoRe
         seconds["simulate_and_ingest"] = round(time.monotonic() - started, 1)
     orders = _import_workshop(options, db_path, log)
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    os.environ["FLEETCARE_PIPELINE__CRM_SECRET"] = secret  # read by the flow's deliver task
-    with CrmReceiver(secret) as crm:
+    with _crm_secret_for_the_flow(secret), CrmReceiver(secret) as crm:
         log(f"CRM receiver: {crm.url}")
         started = time.monotonic()
         flow_result = _run_flow(options, db_path, crm.url)
