@@ -138,9 +138,9 @@ def test_edge_replay_counts_the_megabytes_of_logs_read_on_a_terminal_only(
         broker_url: str, tmp_path: Path) -> None:
     # 2.4 MB of candump text: the bar ends at 3/3 MB (whole megabytes, rounded up).
     log = tmp_path / "drive.log"
-    with log.open("w") as out:
+    with log.open("w") as recording:
         for i in range(60_000):
-            out.write(f"({1_767_225_600 + i / 100:.6f}) can0 123#{i % 256:02X}00000000\n")
+            recording.write(f"({1_767_225_600 + i / 100:.6f}) can0 123#{i % 256:02X}00000000\n")
     env = dict(cli_env(), FLEETCARE_EDGE__RECEIPTS="false")  # no ingest behind this broker
     term = Terminal()
     on_terminal = subprocess.Popen(_replay(log, broker_url, tmp_path / "tty"), env=env,
@@ -159,13 +159,21 @@ def test_edge_replay_counts_the_megabytes_of_logs_read_on_a_terminal_only(
     assert not any(mark in in_pipe.stderr for mark in DRAWING)
 
 
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def test_steps_logged_far_away_are_drawn_only_inside_bar_from_log() -> None:
     # A flow's task reports its steps as log records from a thread of its own.
     steps = logging.getLogger(f"{edge.progress.PROGRESS_LOGGER}.work")
     root = logging.getLogger()
     reached_root: list[logging.LogRecord] = []
-    listener = logging.Handler()
-    listener.emit = reached_root.append  # type: ignore[method-assign]
+    listener = _Collect(reached_root)
     root.addHandler(listener)
     level = root.level
     root.setLevel(logging.WARNING)  # the command line's default verbosity

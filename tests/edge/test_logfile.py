@@ -103,6 +103,7 @@ def test_asc_blf_trc_recordings_replay_the_same_frames(tmp_path: Path, suffix: s
         for frame in frames:
             writer.on_message_received(frame)
     source = open_source("replay", str(path))
+    assert isinstance(source, ReplaySource)
     replayed = []
     while not source.exhausted:
         got = source.recv(timeout=0)
