@@ -7,6 +7,7 @@ day ``k`` degrades towards its failure threshold on that day; healthy ones drift
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,3 +141,15 @@ def add_repair_order(con: duckdb.DuckDBPyConnection, vehicle_id: str, component:
 def day(i: int) -> dt.date:
     """The calendar date of day index ``i``."""
     return (START + dt.timedelta(days=i)).date()
+
+
+def register_stand_in_models(con: duckdb.DuckDBPyConnection, threshold: float = 0.5,
+                             horizon_days: int = 30) -> None:
+    """A promoted model per component with no artifact: advice reads only a model's id,
+    threshold and horizon, so tests that write scores themselves need no training."""
+    for comp in ("traction_battery", "lv_battery", "brakes"):
+        con.execute(
+            "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
+            " promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
+            [f"m-{comp}", comp, json.dumps({"threshold": threshold,
+                                            "horizon_days": horizon_days})])

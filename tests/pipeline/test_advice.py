@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import jsonschema
 import pytest
-from synth_fleet import START, Car, add_dtc, build_store, day
+from synth_fleet import START, Car, add_dtc, build_store, day, register_stand_in_models
 
 import pipeline
 from pipeline.leads.advice import AdviceReport, advise
@@ -31,11 +31,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
             Car("ice-ok", ev=False, region="south")]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
     import_master_data(store, start=day(29))
-    for comp in ("traction_battery", "lv_battery", "brakes"):
-        store.execute(
-            "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
-            " promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
-            [f"m-{comp}", comp, json.dumps({"threshold": 0.5, "horizon_days": 30})])
+    register_stand_in_models(store)
     return store
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import duckdb
 import httpx
 import pytest
-from synth_fleet import START, Car, add_dtc, build_store, day
+from synth_fleet import START, Car, add_dtc, build_store, day, register_stand_in_models
 
 from pipeline.features.materialised import DayRange, materialise_daily_features
 from pipeline.leads.advice import advise
@@ -41,11 +41,7 @@ def _build(path: Path) -> dict[str, str]:
                                                         fails={"lv_battery": 40})]
     con = build_store(path, cars, 30)
     import_master_data(con, start=day(29))
-    for comp in ("traction_battery", "lv_battery", "brakes"):
-        con.execute(
-            "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
-            " promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
-            [f"m-{comp}", comp, json.dumps({"threshold": 0.5, "horizon_days": 30})])
+    register_stand_in_models(con)
     for vehicle, comp in (("ev-worn", "brakes"), ("ice-weak", "lv_battery")):
         con.execute("INSERT INTO scores (vehicle_id, component, as_of, probability,"
                     " horizon_days, model_id, explanation) VALUES (?, ?, ?, 0.9, 30, ?, ?)",

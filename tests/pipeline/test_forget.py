@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from synth_fleet import START, Car, add_dtc, build_store, day
+from synth_fleet import START, Car, add_dtc, build_store, day, register_stand_in_models
 
 from edge.wire import contract
 from flows.cli.main import main
@@ -63,10 +63,7 @@ class Fleet:
 
 
 def _score_models(con: duckdb.DuckDBPyConnection) -> None:
-    for comp in ("traction_battery", "lv_battery", "brakes"):
-        con.execute("INSERT INTO model_registry (model_id, component, features, metrics,"
-                    " artifact, promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
-                    [f"m-{comp}", comp, json.dumps({"threshold": 0.5, "horizon_days": 30})])
+    register_stand_in_models(con)
     for vehicle, comp in ((GONE, "brakes"), (SECOND, "lv_battery"), (KEEP, "brakes")):
         con.execute("INSERT INTO scores (vehicle_id, component, as_of, probability,"
                     " horizon_days, model_id) VALUES (?, ?, ?, 0.9, 30, ?)",

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import jsonschema
 import pytest
-from synth_fleet import START, Car, add_dtc, build_store, day
+from synth_fleet import START, Car, add_dtc, build_store, day, register_stand_in_models
 
 import pipeline
 from pipeline.crm.adapters import salesforce_composite
@@ -40,11 +40,7 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     cars = [Car(SICK, fails={"brakes": 35}), Car(ALSO_SICK, fails={"brakes": 35}), Car(OK)]
     store = build_store(tmp_path / "fleet.duckdb", cars, 30)
     import_master_data(store, start=day(29))
-    for comp in ("traction_battery", "lv_battery", "brakes"):
-        store.execute(
-            "INSERT INTO model_registry (model_id, component, features, metrics, artifact,"
-            " promoted) VALUES (?, ?, [], ?, ''::BLOB, true)",
-            [f"m-{comp}", comp, json.dumps({"threshold": 0.5, "horizon_days": 30})])
+    register_stand_in_models(store)
     return store
 
 
