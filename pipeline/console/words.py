@@ -64,8 +64,7 @@ def confidence(document: dict[str, Any]) -> str:
         return str(stated["text"])
     probability = document.get("probability")
     if isinstance(probability, int | float):
-        percent = min(99, max(1, round(probability * 100)))
-        return (f"{percent} % chance of a failure within "
+        return (f"{wording.percent(probability)} % chance of a failure within "
                 f"{document.get('horizon_days', '?')} days")
     return "raised by the vehicle's own fault codes, not by a model"
 

@@ -9,6 +9,8 @@ from typing import Any
 import duckdb
 import orjson
 
+from pipeline.leads import wording
+
 
 @dataclass(frozen=True, slots=True)
 class LeadSummary:
@@ -54,10 +56,10 @@ def lead_basis(document: dict[str, Any]) -> str:
     parts = [" ".join(f"{c['code']} {c['severity']}" for c in codes)] if codes else []
     probability = document.get("probability")
     if probability is not None:
-        percent = (document.get("confidence") or {}).get("percent")
-        percent = percent if percent is not None else min(99, max(1, round(probability * 100)))
+        stated = (document.get("confidence") or {}).get("percent")
+        whole = stated if stated is not None else wording.percent(probability)
         level = (document.get("confidence") or {}).get("level")
-        parts.insert(0, f"{percent} %" + (f" {level}" if level else ""))
+        parts.insert(0, f"{whole} %" + (f" {level}" if level else ""))
     if not parts and document.get("campaign"):
         parts.append(f"campaign {document['campaign']}")
     return ", ".join(parts) or "-"

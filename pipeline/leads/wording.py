@@ -150,15 +150,20 @@ def with_unit(value: float, unit: str | None) -> str:
     return f"{number} {unit}" if unit else number
 
 
+def percent(probability: float) -> int:
+    """A probability as a whole percentage from 1 to 99: a model is never certain."""
+    return min(99, max(1, round(probability * 100)))
+
+
 def confidence(probability: float | None, severity: str, *, has_codes: bool,
                campaign: str | None) -> dict[str, Any]:
     """How sure the lead is, as a whole percentage (1 to 99: a model is never certain) and
     a word; for a lead without a model score, what it rests on instead."""
     if probability is not None:
-        percent = min(99, max(1, round(probability * 100)))
-        level = "high" if percent >= 85 else "medium" if percent >= 60 else "low"
-        return {"percent": percent, "level": level, "basis": "model",
-                "text": f"{percent} % ({level}) chance of a failure within the horizon"}
+        whole = percent(probability)
+        level = "high" if whole >= 85 else "medium" if whole >= 60 else "low"
+        return {"percent": whole, "level": level, "basis": "model",
+                "text": f"{whole} % ({level}) chance of a failure within the horizon"}
     if has_codes:
         return {"percent": None, "level": "high", "basis": "fault_codes",
                 "text": f"the car itself reports a {severity} fault code"}
