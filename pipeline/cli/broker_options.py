@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.broker.limits import DESIGN_VEHICLES, BrokerLimits, derive_limits
+from pipeline.broker.limits import DESIGN_VEHICLES
 
-__all__ = ["add_fleet_size_argument", "limits_for_fleet"]
+__all__ = ["add_fleet_size_argument"]
 
 
 def _vehicles(text: str) -> int:
@@ -32,11 +32,3 @@ def add_fleet_size_argument(parser: argparse.ArgumentParser) -> None:
                         help="vehicles the broker's queue (a three-minute ingest outage) and "
                              "save interval are sized for (default: %(default)s)")
 
-
-def limits_for_fleet(vehicles: int) -> BrokerLimits:
-    """The broker limits for a fleet of ``vehicles``.
-
-    Raises:
-        ValueError: a fleet whose queue mosquitto cannot hold (the message says what to do).
-    """
-    return derive_limits(vehicles)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from pipeline.cli.broker_options import add_fleet_size_argument, limits_for_fleet
+from pipeline.broker.limits import derive_limits
+from pipeline.cli.broker_options import add_fleet_size_argument
 
 SubParsers = argparse._SubParsersAction
 
@@ -103,7 +104,7 @@ def _broker_config(args: argparse.Namespace) -> int:
                               backend_users=tuple(args.backend_user or BACKEND_USERS),
                               monitor_users=tuple(args.monitor_user or MONITOR_USERS),
                               run_as=args.user, data_dir=args.data_dir,
-                              limits=limits_for_fleet(args.fleet_size)))
+                              limits=derive_limits(args.fleet_size)))
     return 0
 
 

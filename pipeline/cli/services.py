@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.cli.broker_options import add_fleet_size_argument, limits_for_fleet
+from pipeline.broker.limits import derive_limits
+from pipeline.cli.broker_options import add_fleet_size_argument
 
 if TYPE_CHECKING:
     from pipeline.config import PipelineSettings
@@ -55,7 +56,7 @@ def register_broker(sub: SubParsers) -> None:
 def _broker(args: argparse.Namespace) -> int:
     from pipeline.broker.harness import check_port_free, serve_forever
 
-    limits = limits_for_fleet(args.fleet_size)  # before the banner, like the port's check
+    limits = derive_limits(args.fleet_size)  # before the banner, like the port's check
     check_port_free(args.port)  # before the banner: a busy port is one line and exit 1
     print(f"broker on mqtt://127.0.0.1:{args.port} (Ctrl-C stops)", file=sys.stderr)
     serve_forever(args.port, args.broker_kind, args.data_dir, limits)
