@@ -56,7 +56,8 @@ COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
                          "dtc_count__traction_battery", "dtc_events_30d__traction_battery",
                          "dtc_age_days__traction_battery"),
     "lv_battery": ("crank_dip_min", "crank_dip_trend_14d", "rest_voltage",
-                   "rest_voltage_trend_14d", "dtc_count__lv_battery",
+                   "rest_voltage_trend_14d", "crank_dip_per_degree_30d",
+                   "outlook_min_temp_c", "crank_dip_at_outlook", "dtc_count__lv_battery",
                    "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery"),
     "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "pad_km_to_limit",
                "pad_days_to_limit", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
@@ -100,6 +101,8 @@ def build_daily_features(
     daily = _query(con, daily_sql.DAILY, window)
     braking = _query(con, daily_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
+    outlook = _query(con, daily_sql.OUTLOOK, window)
+    daily = daily.join(outlook, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
     dtc = _dtc_features(con, window)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
@@ -141,6 +144,8 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     first = daily.with_columns(
         _rolling_slope(pl.col("soh"), x_day).alias("soh_slope_14d"),
         _rolling_slope(pl.col("crank_dip_min"), x_day).alias("crank_dip_trend_14d"),
+        _rolling_slope(pl.col("crank_dip_min"), pl.col("ambient_temp"), EXPOSURE_WINDOW)
+        .alias("crank_dip_per_degree_30d"),
         _rolling_slope(pl.col("rest_voltage"), x_day).alias("rest_voltage_trend_14d"),
         (_rolling_slope(pl.col("pad_wear_max"), odo) * 100.0).alias("pad_wear_rate_per_100km"),
         *((_rolling_slope(pl.col(f"pad_wear_{k}"), odo) * 100.0)
@@ -156,6 +161,7 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     km_left = (PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / (pl.col("pad_wear_rate_per_100km")
                                                             / 100.0)
     return first.with_columns(
+        _crank_dip_at_outlook().alias("crank_dip_at_outlook"),
         _days_to(pl.col("soh") - SOH_FAILED, -pl.col("soh_slope_14d"))
         .alias("soh_days_to_threshold"),
         pl.when(pl.col("pad_wear_rate_per_100km") > 1e-9).then(km_left)
@@ -166,8 +172,22 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
-    """Least-squares slope of y on x over the backward trend window, per vehicle.
+def _crank_dip_at_outlook() -> pl.Expr:
+    """Today's cranking dip moved to the outlook's coldest morning along this battery's own
+    dip-per-degree (30 days of its cranks at their air temperatures).
+
+    A weak battery's dip falls faster with the cold (more current through more resistance),
+    so the slope is the battery's own, not a fleet constant. A negative slope (warmer days,
+    lower dips: ageing outran the season) is not extrapolated; it counts as flat.
+    """
+    per_degree = pl.col("crank_dip_per_degree_30d").clip(lower_bound=0.0)
+    cooling = pl.col("outlook_min_temp_c") - pl.col("ambient_temp")
+    return pl.col("crank_dip_min") + per_degree * cooling.clip(upper_bound=0.0)
+
+
+def _rolling_slope(y: pl.Expr, x: pl.Expr, window: str = TREND_WINDOW) -> pl.Expr:
+    """Least-squares slope of y on x over a backward window (the trend window unless given),
+    per vehicle.
 
     Written with rolling sums so it stays a vectorised expression; null when fewer than two
     points or no spread in x.
@@ -176,7 +196,7 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr) -> pl.Expr:
     xv, yv = pl.when(ok).then(x), pl.when(ok).then(y)
 
     def rsum(e: pl.Expr) -> pl.Expr:
-        return e.fill_null(0.0).rolling_sum_by("day", TREND_WINDOW).over("vehicle_id")
+        return e.fill_null(0.0).rolling_sum_by("day", window).over("vehicle_id")
 
     n = rsum(ok.cast(pl.Float64))
     sx, sy, sxy, sxx = rsum(xv), rsum(yv), rsum(xv * yv), rsum(xv * xv)

@@ -90,3 +90,24 @@ before the latest one, so its start never comes from after the day), and how man
 code was reported (pending, stored, ...) in the 30 days up to the day since the part was last
 repaired: its recurrence (a vehicle's own clear does not reset it, a repair does: the reports
 were about the part it replaced)."""
+
+OUTLOOK_DAYS: Final = 30
+"""How far ahead the temperature outlook looks (the default warning horizon)."""
+
+OUTLOOK: Final = f"""
+WITH days AS (
+  SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
+  FROM telemetry WHERE ts <= $until AND ts >= $since
+)
+SELECT days.vehicle_id, days.day, min(f.min_temp_c) AS outlook_min_temp_c
+FROM days
+JOIN vehicles v ON v.vehicle_id = days.vehicle_id
+JOIN region_forecasts f ON lower(f.region) = lower(v.region)
+  AND f.day > days.day AND f.day <= days.day + INTERVAL {OUTLOOK_DAYS} DAY
+GROUP BY ALL
+"""
+"""The coldest forecast minimum temperature of the vehicle's region in the next
+:data:`OUTLOOK_DAYS` days (``region_forecasts``, imported with the master data or by
+``fleetcare leads campaigns --forecast``). The table keeps one value per region and day, the
+latest forecast; for past days that is close to what happened, so a model trained on it sees
+a sharper outlook than a real forecast gives a month ahead."""

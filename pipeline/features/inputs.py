@@ -80,6 +80,9 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     "crank_dip_trend_14d": (CRANK_DIP,),
     "rest_voltage": (LV_VOLTAGE,),
     "rest_voltage_trend_14d": (LV_VOLTAGE,),
+    "crank_dip_per_degree_30d": (CRANK_DIP, AIR_TEMP),
+    "outlook_min_temp_c": (),
+    "crank_dip_at_outlook": (CRANK_DIP, AIR_TEMP),
     "pad_wear_max": _PADS,
     "pad_wear_rate_per_100km": (*_PADS, ODOMETER),
     "pad_km_to_limit": (*_PADS, ODOMETER),
@@ -94,7 +97,8 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     **{f"dtc_{kind}__{c}": () for c in COMPONENTS for kind in ("count", "events_30d",
                                                                 "age_days")},
 }
-"""The inputs each feature's value is computed from (empty: from fault codes only)."""
+"""The inputs each feature's value is computed from (empty: from fault codes or the regional
+temperature outlook only)."""
 
 OPTIONAL_SIGNALS: Final[dict[str, frozenset[str]]] = {
     "traction_battery": frozenset({INSULATION, AIR_TEMP, ODOMETER}),

@@ -57,6 +57,11 @@ QUANTITIES: Final[dict[str, Quantity]] = {
     "crank_dip_trend_14d": Quantity("change of the starting voltage a day (14-day trend)",
                                     "V per day"),
     "rest_voltage": Quantity("12 V battery voltage (median of the day)", "V"),
+    "crank_dip_per_degree_30d": Quantity(
+        "how much the starting voltage drops per degree colder (30 days)", "V per °C"),
+    "outlook_min_temp_c": Quantity("coldest morning forecast for the region in 30 days", "°C"),
+    "crank_dip_at_outlook": Quantity(
+        "starting voltage expected on the coldest forecast morning", "V"),
     "rest_voltage_trend_14d": Quantity("change of the 12 V voltage a day (14-day trend)",
                                        "V per day"),
     "pad_wear_max": Quantity(

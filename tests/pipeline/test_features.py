@@ -160,3 +160,55 @@ def test_a_bounded_build_matches_the_full_one_past_the_lookback(tmp_path: Path) 
     keep = pl.col("day") >= day(20 + LOOKBACK_DAYS)
     assert_frame_equal(full.filter(keep), part.filter(keep))
     assert part.filter(keep).height == 2 * (70 - 20 - LOOKBACK_DAYS)
+
+
+def _add_forecasts(con: duckdb.DuckDBPyConnection, region: str,
+                   temps: dict[int, float]) -> None:
+    for i, temp in temps.items():
+        con.execute("INSERT INTO region_forecasts VALUES (?, ?, ?)", [region, day(i), temp])
+
+
+def _add_cranks(con: duckdb.DuckDBPyConnection, vehicle: str,
+                by_day: dict[int, tuple[float, float]]) -> None:
+    """Replace the vehicle's crank dip and air temperature on each day by (dip, air °C)."""
+    for i, (dip, air) in by_day.items():
+        ts = START + dt.timedelta(days=i, hours=8)
+        for signal, value in (("BCM_LowVoltage.CrankMinVoltage", dip),
+                              ("Vehicle.Exterior.AirTemperature", air)):
+            con.execute("DELETE FROM telemetry WHERE vehicle_id = ? AND signal = ?"
+                        " AND CAST(timezone('UTC', ts) AS DATE) = ?", [vehicle, signal, day(i)])
+            con.execute("INSERT INTO telemetry VALUES (?, ?, ?, ?, 'm')",
+                        [vehicle, ts, signal, value])
+
+
+def test_the_outlook_is_the_coldest_forecast_morning_of_the_next_30_days(tmp_path: Path
+                                                                           ) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("n", region="north"),
+                                              Car("s", region="south")], 40)
+    _add_forecasts(con, "north", {5: 2.0, 20: -9.0, 35: -20.0, 60: -30.0})
+    _add_forecasts(con, "South", {6: 15.0})
+    feats = build_daily_features(con)
+    assert _row(feats, "n", 4)["outlook_min_temp_c"] == -9.0  # day 35 is 31 days ahead
+    assert _row(feats, "n", 5)["outlook_min_temp_c"] == -20.0  # its own day is not ahead
+    assert _row(feats, "n", 36)["outlook_min_temp_c"] == -30.0
+    assert _row(feats, "s", 0)["outlook_min_temp_c"] == 15.0  # regions match in any case
+    assert _row(feats, "s", 6)["outlook_min_temp_c"] is None
+
+
+def test_a_battery_that_weakens_with_cold_is_projected_onto_the_cold_morning_ahead(
+        tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("weak"), Car("strong")], 30)
+    airs = {i: 10.0 - (i % 7) for i in range(30)}
+    _add_cranks(con, "weak", {i: (10.0 + 0.05 * (t - 10.0), t) for i, t in airs.items()})
+    _add_cranks(con, "strong", {i: (11.0 + 0.01 * (t - 10.0), t) for i, t in airs.items()})
+    _add_forecasts(con, "north", {29: -10.0})
+    feats = build_daily_features(con)
+    weak, strong = _row(feats, "weak", 21), _row(feats, "strong", 21)
+    assert weak["crank_dip_per_degree_30d"] == pytest.approx(0.05)
+    assert strong["crank_dip_per_degree_30d"] == pytest.approx(0.01)
+    cooling = -10.0 - weak["ambient_temp"]
+    assert weak["crank_dip_at_outlook"] == pytest.approx(weak["crank_dip_min"] + 0.05 * cooling)
+    assert (weak["crank_dip_min"] - weak["crank_dip_at_outlook"]
+            > 4 * (strong["crank_dip_min"] - strong["crank_dip_at_outlook"]))
+    no_outlook = _row(feats, "weak", 29)
+    assert no_outlook["outlook_min_temp_c"] is None and no_outlook["crank_dip_at_outlook"] is None
