@@ -1,11 +1,25 @@
 """When will a battery's capacity (or state of health) fall to a threshold?
 
 A cell's own history says how fast it fades now; other cells, run to the end, say how that
-naive straight-line extrapolation errs (fade slows down or speeds up, capacity regenerates
-after rests). So the forecaster is a regressor from *snapshot features* of a history cut at
-"now" (:func:`snapshot_features`) to the remaining life (cycles, days or km: whatever unit
-the history's axis has), trained on every cut point of histories that did cross the
-threshold, with an interval from the relative errors it made on them.
+straight-line extrapolation errs (fade slows down or speeds up). So the forecaster is a
+regressor from *snapshot features* of a history cut at "now" (:func:`snapshot_features`) to
+the remaining life (cycles, days or km: whatever unit the history's axis has), trained on
+every cut point of histories that did cross the threshold.
+
+Two things real cells do shape it:
+
+- **Regeneration.** After a rest a cell's capacity jumps up and fades back within a few
+  cycles. A least-squares line through the history lets that one high point at its end lift
+  the level and flatten the slope, so the forecast jumps later by tens of cycles and falls
+  back a few cycles on. The trend is fitted instead by a regression that gives points far
+  *above* it little weight (:func:`robust_trend`): a regenerated point is above the trend by
+  construction, and a low glitch is only down-weighted as any outlier is.
+- **Few cells.** With two or three cells run to the end, one threshold gives one or two
+  crossings to learn from and none left over to check an interval on. Each history is also
+  used at earlier levels on its way to the threshold (``levels``: fractions of its fade from
+  its first level to the threshold), which multiplies the crossings, and the interval is
+  calibrated on leave-one-history-out errors over every cut point (conformal-style, scaled by
+  the predicted remaining life), so its width is what unseen cells showed, not a constant.
 
 The axis can be cycles (NASA cells), days or km: nothing here assumes which.
 """
@@ -29,6 +43,14 @@ FEATURES = ("naive_remaining", "fade_fraction")
 """What :func:`snapshot_features` returns, in column order."""
 History = tuple[ArrayLike, ArrayLike]
 """A history: its axis (cycle, day or km; increasing) and the capacity or SoH on it."""
+Floats = NDArray[np.float64]
+
+_ABOVE = 1.0
+"""Residuals above the trend beyond this many robust scales lose weight fast (regeneration)."""
+_BELOW = 3.0
+"""Residuals below it beyond this many scales lose weight slowly (a glitch, not the trend)."""
+_BLOCK = 256
+"""Cut points fitted at once: memory is a block times the history's length."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,66 +70,115 @@ class LifeForecast:
     high: float
 
 
-def _prefix_fits(t: NDArray[np.float64], y: NDArray[np.float64], window: int
-                 ) -> tuple[NDArray[np.float64], ...]:
-    """Least-squares (level at t_i, slope) over each prefix and over each trailing window."""
-    def fit(n: NDArray[np.float64], st: NDArray[np.float64], sy: NDArray[np.float64],
-            stt: NDArray[np.float64], sty: NDArray[np.float64]
-            ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        den = n * stt - st * st
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.where(np.abs(den) > 1e-12, (n * sty - st * sy) / den, 0.0)
-        level = (sy - slope * st) / n + slope * t
-        return level, slope
-
-    sums = [np.cumsum(v) for v in (np.ones_like(t), t, y, t * t, t * y)]
-    all_level, all_slope = fit(*sums)
-    lagged = [np.concatenate([np.zeros(window), s[:-window]])[: s.size] for s in sums]
-    recent = [s - lag for s, lag in zip(sums, lagged, strict=True)]
-    rec_level, rec_slope = fit(*recent)
-    return all_level, all_slope, rec_level, rec_slope
+def _weighted_lines(t: Floats, y: Floats, w: Floats, at: Floats) -> tuple[Floats, Floats]:
+    """Weighted least-squares line per row of ``w``: its level at ``at`` and its slope."""
+    n, st, sy = w.sum(1), w @ t, w @ y
+    stt, sty = w @ (t * t), w @ (t * y)
+    den = n * stt - st * st
+    ok = np.abs(den) > 1e-12 * np.maximum(n * stt, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(ok, (n * sty - st * sy) / np.where(ok, den, 1.0), 0.0)
+        level = np.where(n > 0, (sy - slope * st) / np.maximum(n, 1e-300), 0.0) + slope * at
+    return level, slope
 
 
-def _naive_remaining(level: NDArray[np.float64], slope: NDArray[np.float64],
-                     threshold: float, cap: NDArray[np.float64]) -> NDArray[np.float64]:
+def _reweight(r: Floats, mask: NDArray[np.bool_], floor: float) -> Floats:
+    """Weights from residuals: full within the band, falling off outside it, faster above."""
+    absr = np.where(mask, np.abs(r), np.nan)
+    with np.errstate(all="ignore"):
+        scale = np.maximum(1.4826 * np.nanmedian(absr, axis=1, keepdims=True), floor)
+    u = r / scale
+    w = np.ones_like(u)
+    above, below = u > _ABOVE, u < -_BELOW
+    w[above] = (_ABOVE / u[above]) ** 2
+    w[below] = _BELOW / -u[below]
+    return np.where(mask, w, 0.0)
+
+
+def robust_trend(history: History, window: int | None = None, iterations: int = 4
+                 ) -> tuple[Floats, Floats]:
+    """Level at each cut point and slope of a regeneration-aware line through what came before.
+
+    Row i fits rows ``0..i`` (or the last ``window`` of them) by iteratively reweighted least
+    squares: points more than about one robust scale (MAD) above the line lose weight with
+    the square of their distance, points below it only beyond three scales and linearly. So a
+    capacity that regenerates after a rest barely moves the line, while a real change of
+    slope, which moves most points, still does.
+
+    Returns:
+        the fitted level at each cut point's own axis value, and the slope there.
+    """
+    t = np.asarray(history[0], dtype=float)
+    y = np.asarray(history[1], dtype=float)
+    floor = 1e-9 * max(1.0, float(np.max(np.abs(y)))) if y.size else 1e-9
+    levels, slopes = np.empty(t.size), np.empty(t.size)
+    cols = np.arange(t.size)
+    for start in range(0, t.size, _BLOCK):
+        rows = cols[start:start + _BLOCK]
+        stop = int(rows[-1]) + 1
+        first = np.zeros_like(rows) if window is None else np.maximum(rows - window + 1, 0)
+        mask = (cols[None, :stop] <= rows[:, None]) & (cols[None, :stop] >= first[:, None])
+        tt, yy, at = t[:stop], y[:stop], t[rows]
+        w = mask.astype(float)
+        for _ in range(iterations):
+            level, slope = _weighted_lines(tt, yy, w, at)
+            fitted = level[:, None] + slope[:, None] * (tt[None, :] - at[:, None])
+            w = _reweight(yy[None, :] - fitted, mask, floor)
+        levels[rows], slopes[rows] = _weighted_lines(tt, yy, w, at)
+    return levels, slopes
+
+
+def _naive_remaining(level: Floats, slope: Floats, threshold: float, cap: Floats) -> Floats:
     """Straight-line axis units to the threshold; ``cap`` when the line does not fall."""
     with np.errstate(divide="ignore", invalid="ignore"):
         naive = np.where(slope < 0, (level - threshold) / -slope, cap)
     return np.clip(naive, 0.0, cap)
 
 
-def snapshot_features(history: History, threshold: float, window: int = 20,
-                      horizon_factor: float = 5.0) -> NDArray[np.float64]:
-    """One row of :data:`FEATURES` per cut point: row i uses rows 0..i of the history only.
-
-    ``naive_remaining`` is the straight line through the whole prefix, extended to the
-    threshold; ``fade_fraction`` is how much of the way from the first level to the threshold
-    the recent level has come (smoothed over ``window`` rows, so one regenerated cycle does not
-    swing it). Elapsed time is deliberately not a feature: with few training cells it would
-    let the model learn their end-of-life cycle instead of the fade.
-
-    Args:
-        history: axis and capacity (or SoH) values, axis increasing.
-        threshold: the end-of-life level.
-        window: rows in the "recent" straight-line fit.
-        horizon_factor: a non-falling line is capped at this many times the elapsed axis.
-
-    Raises:
-        ValueError: axis and values differ in length, or the axis does not increase.
-    """
+def _check_history(history: History) -> tuple[Floats, Floats]:
     t = np.asarray(history[0], dtype=float)
     y = np.asarray(history[1], dtype=float)
     if t.shape != y.shape or t.ndim != 1:
         raise ValueError(f"axis and values must be 1-D of equal length, got {t.shape}, {y.shape}")
     if t.size and np.any(np.diff(t) <= 0):
         raise ValueError("the history's axis must increase strictly (sort it, drop repeats)")
-    all_level, all_slope, rec_level, _ = _prefix_fits(t, y, window)
+    return t, y
+
+
+def _first_level(y: Floats) -> float:
+    """Where the history started: the median of its first five values."""
+    return float(np.median(y[: min(5, y.size)])) if y.size else 0.0
+
+
+def snapshot_features(history: History, threshold: float, window: int = 20,
+                      horizon_factor: float = 5.0) -> Floats:
+    """One row of :data:`FEATURES` per cut point: row i uses rows 0..i of the history only.
+
+    ``naive_remaining`` is the regeneration-aware line (:func:`robust_trend`) through the
+    whole prefix, extended to the threshold; ``fade_fraction`` is how much of the way from the
+    first level to the threshold the recent level (the same kind of line over the last
+    ``window`` rows) has come. Elapsed time is deliberately not a feature: with few training
+    cells it would let the model learn their end-of-life cycle instead of the fade.
+
+    Args:
+        history: axis and capacity (or SoH) values, axis increasing.
+        threshold: the end-of-life level.
+        window: rows in the "recent" line.
+        horizon_factor: a non-falling line is capped at this many times the elapsed axis.
+
+    Raises:
+        ValueError: axis and values differ in length, or the axis does not increase.
+    """
+    t, y = _check_history(history)
+    if not t.size:
+        return np.empty((0, len(FEATURES)))
+    all_level, all_slope = robust_trend((t, y))
+    rec_level, _ = robust_trend((t, y), window)
     elapsed = t - t[0] + (t[1] - t[0] if t.size > 1 else 1.0)
-    cap = horizon_factor * elapsed
-    first = np.median(y[: min(5, y.size)]) if y.size else 0.0
+    first = _first_level(y)
     span = max(first - threshold, 1e-9)
     return np.column_stack([
-        _naive_remaining(all_level, all_slope, threshold, cap),
+        _naive_remaining(all_level, all_slope, threshold, horizon_factor * elapsed),
         (first - rec_level) / span,
     ])
 
@@ -118,31 +189,67 @@ def crossing_index(values: ArrayLike, threshold: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
+def _level_thresholds(y: Floats, threshold: float, levels: Sequence[float]) -> list[float]:
+    """Thresholds a history is used at: ``levels`` of its way from its start to ``threshold``."""
+    first = _first_level(y)
+    return [first - f * (first - threshold) for f in levels]
+
+
+def _snapshots(history: History, threshold: float, window: int, min_points: int,
+               levels: Sequence[float]) -> tuple[Floats, Floats]:
+    """Features and remaining life at every cut before the crossing of each level reached."""
+    t, y = _check_history(history)
+    xs, ys = [np.empty((0, len(FEATURES)))], [np.empty(0)]
+    for level in _level_thresholds(y, threshold, levels):
+        end = crossing_index(y, level)
+        if end is None or end < min_points:
+            continue
+        cut = np.arange(min_points - 1, end)
+        xs.append(snapshot_features((t[: end], y[: end]), level, window)[cut])
+        ys.append(t[end] - t[cut])
+    return np.vstack(xs), np.concatenate(ys)
+
+
 def training_snapshots(histories: Sequence[History], threshold: float, *, window: int = 20,
-                       min_points: int = 10) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+                       min_points: int = 10, levels: Sequence[float] = (1.0,)
+                       ) -> tuple[Floats, Floats]:
     """Features and remaining life at every cut point before each history's crossing.
 
     Histories that never reach the threshold are left out: their remaining life is unknown
-    (censored), and guessing it would teach the model our guess.
+    (censored), and guessing it would teach the model our guess. With ``levels`` below 1, a
+    history also counts at each of those fractions of its fade towards the threshold, where
+    its crossing is known even if it never reached the threshold itself.
 
     Raises:
         InsufficientDataError: no history crosses the threshold after ``min_points`` rows.
     """
-    xs, ys = [], []
-    for hist in histories:
-        t = np.asarray(hist[0], dtype=float)
-        end = crossing_index(hist[1], threshold)
-        if end is None or end < min_points:
-            continue
-        feats = snapshot_features(hist, threshold, window)
-        cut = np.arange(min_points - 1, end)
-        xs.append(feats[cut])
-        ys.append(t[end] - t[cut])
-    if not xs:
+    parts = [_snapshots(h, threshold, window, min_points, levels) for h in histories]
+    if not any(p[1].size for p in parts):
         raise InsufficientDataError(
             f"no training history falls to {threshold} after its first {min_points} rows; "
             "train on histories that reach end of life")
-    return np.vstack(xs), np.concatenate(ys)
+    return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _quantiles(scores: Floats, weights: Floats, coverage: float) -> Floats:
+    """Weighted tail quantiles of the scores, a conformal step wider than the plain ones.
+
+    Each point weighs ``weights`` (each history the same in total), and the tails are pulled
+    out by one point's share, the finite-sample correction of split conformal prediction.
+    """
+    order = np.argsort(scores)
+    s, w = scores[order], weights[order] / weights.sum()
+    cum = np.cumsum(w) - w / 2
+    tail = (1.0 - coverage) / 2.0
+    pad = 1.0 / s.size
+    return np.interp([max(tail - pad, 0.0), min(1.0 - tail + pad, 1.0)], cum, s)
+
+
+def _axis_step(histories: Sequence[History]) -> float:
+    """The histories' typical axis step (a cycle, a day): errors are never scaled below it."""
+    steps = [float(np.median(np.diff(t))) for h in histories
+             if (t := np.asarray(h[0], dtype=float)).size > 1]
+    return max(float(np.median(steps)), 1e-9) if steps else 1.0
 
 
 class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
@@ -153,27 +260,44 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
 
     Args:
         threshold: end-of-life capacity or SoH (e.g. 1.4 Ah, or 70 %).
-        window: rows in the recent straight-line fit.
+        window: rows in the recent line.
         min_points: shortest history prefix used as a training snapshot.
         alpha: ridge penalty of the linear correction.
-        coverage: share of training errors the interval covers (0.8: 10th to 90th percentile).
+        coverage: share of held-out errors the interval covers (0.8: 10th to 90th percentile).
+        levels: fractions of each training history's fade towards ``threshold`` it is also
+            trained and calibrated at; ``(1.0,)`` uses the threshold alone.
+        max_folds: held-out errors come from leave-one-history-out up to this many
+            histories, and from this many folds of whole histories beyond.
 
     Attributes:
         model_: the scaler and ridge regression.
-        error_quantiles_: low and high relative errors ``(y - pred) / pred`` on the training set.
+        error_quantiles_: low and high errors ``(y - pred) / max(pred, scale_floor_)``: held
+            out when :meth:`fit_histories` had two or more crossing histories, else in-sample.
+        scale_floor_: the smallest remaining life errors are scaled by (axis units).
+        calibrated_on_: histories the interval's errors were held out from (0: in-sample).
         n_features_in_: number of features seen in ``fit``.
     """
 
     def __init__(self, threshold: float = 1.4, window: int = 20, min_points: int = 10,
-                 alpha: float = 1.0, coverage: float = 0.8) -> None:
+                 alpha: float = 1.0, coverage: float = 0.8,
+                 levels: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0),
+                 max_folds: int = 10) -> None:
         self.threshold = threshold
         self.window = window
         self.min_points = min_points
         self.alpha = alpha
         self.coverage = coverage
+        self.levels = levels
+        self.max_folds = max_folds
+
+    def _new_model(self) -> Pipeline:
+        return make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
+
+    def _scores(self, y: Floats, pred: Floats) -> Floats:
+        return (y - pred) / np.maximum(pred, self.scale_floor_)
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> BatteryLifeForecaster:
-        """Fit the correction of the naive extrapolations, and the interval's error quantiles.
+        """Fit the correction of the naive extrapolations, and in-sample error quantiles.
 
         Raises:
             ValueError: ``coverage`` outside (0, 1).
@@ -181,53 +305,53 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         if not 0.0 < self.coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {self.coverage}")
         Xv, yv = validate_data(self, X, y, y_numeric=True)
-        self.model_: Pipeline = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
-        self.model_.fit(Xv, yv)
-        pred = self.model_.predict(Xv)
-        rel = (yv - pred) / np.maximum(np.abs(pred), 1e-9)
-        tail = (1.0 - self.coverage) / 2.0
-        self.error_quantiles_ = np.quantile(rel, [tail, 1.0 - tail])
+        self.model_: Pipeline = self._new_model().fit(Xv, yv)
+        self.scale_floor_ = max(float(np.min(np.abs(yv))), 1e-9)
+        self.error_quantiles_ = _quantiles(self._scores(yv, self.model_.predict(Xv)),
+                                           np.ones(yv.size), self.coverage)
+        self.calibrated_on_ = 0
         return self
 
-    def predict(self, X: ArrayLike) -> NDArray[np.float64]:
+    def predict(self, X: ArrayLike) -> Floats:
         """Remaining life (axis units) for each snapshot row."""
         check_is_fitted(self)
         Xv = validate_data(self, X, reset=False)
         return np.asarray(self.model_.predict(Xv), dtype=float)
 
     def fit_histories(self, histories: Sequence[History]) -> BatteryLifeForecaster:
-        """Fit on every cut point of the histories that reach the threshold.
+        """Fit on every cut point of the histories that reach the threshold (or a level).
 
-        With two or more such histories the interval comes from leave-one-history-out
-        errors (what a cell the model never saw experiences); with one, from in-sample
-        errors, which understate the spread between cells.
+        With two or more such histories the interval comes from held-out errors: each
+        history predicted by a model fitted on the others (what a cell the model never saw
+        experiences); with one, from in-sample errors, which understate the spread between
+        cells.
         """
         X, y = training_snapshots(histories, self.threshold, window=self.window,
-                                  min_points=self.min_points)
+                                  min_points=self.min_points, levels=self.levels)
         self.fit(X, y)
-        rel = self._held_out_errors(histories)
-        if rel.size:
-            tail = (1.0 - self.coverage) / 2.0
-            self.error_quantiles_ = np.quantile(rel, [tail, 1.0 - tail])
+        self.scale_floor_ = _axis_step(histories)
+        snaps = [s for h in histories
+                 if (s := _snapshots(h, self.threshold, self.window, self.min_points,
+                                     self.levels))[1].size]
+        if len(snaps) >= 2:
+            scores, weights = self._held_out_scores(snaps)
+            self.error_quantiles_ = _quantiles(scores, weights, self.coverage)
+            self.calibrated_on_ = len(snaps)
         return self
 
-    def _held_out_errors(self, histories: Sequence[History]) -> NDArray[np.float64]:
-        """Relative errors on each crossing history by a model fitted on the others."""
-        snaps = []
-        for hist in histories:
-            try:
-                snaps.append(training_snapshots([hist], self.threshold, window=self.window,
-                                                min_points=self.min_points))
-            except InsufficientDataError:
-                continue
-        errors = []
-        for i, (Xi, yi) in enumerate(snaps if len(snaps) >= 2 else []):
-            others = [s for j, s in enumerate(snaps) if j != i]
-            Xo, yo = np.vstack([s[0] for s in others]), np.concatenate([s[1] for s in others])
-            model = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(Xo, yo)
-            pred = model.predict(Xi)
-            errors.append((yi - pred) / np.maximum(np.abs(pred), 1e-9))
-        return np.concatenate(errors) if errors else np.empty(0)
+    def _held_out_scores(self, snaps: list[tuple[Floats, Floats]]) -> tuple[Floats, Floats]:
+        """Scaled errors on each history by a model fitted on the other folds, and weights."""
+        folds = np.arange(len(snaps)) % min(len(snaps), max(self.max_folds, 2))
+        scores, weights = [], []
+        for fold in np.unique(folds):
+            held = [s for s, f in zip(snaps, folds, strict=True) if f == fold]
+            rest = [s for s, f in zip(snaps, folds, strict=True) if f != fold]
+            model = self._new_model().fit(np.vstack([s[0] for s in rest]),
+                                          np.concatenate([s[1] for s in rest]))
+            for Xi, yi in held:
+                scores.append(self._scores(yi, model.predict(Xi)))
+                weights.append(np.full(yi.size, 1.0 / yi.size))
+        return np.concatenate(scores), np.concatenate(weights)
 
     def forecast(self, history: History) -> LifeForecast:
         """Where ``history`` (all of it is "so far") reaches the threshold, with the interval."""
@@ -236,7 +360,8 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             raise InsufficientDataError("a forecast needs at least two points of history")
         row = snapshot_features(history, self.threshold, self.window)[-1:]
         remaining = max(0.0, float(self.predict(row)[0]))
-        low, high = (remaining * (1.0 + q) for q in self.error_quantiles_)
+        scale = max(remaining, self.scale_floor_)
+        low, high = (remaining + q * scale for q in self.error_quantiles_)
         now = float(t[-1])
-        return LifeForecast(now, remaining, now + remaining, now + max(0.0, low),
+        return LifeForecast(now, remaining, now + remaining, now + min(max(0.0, low), remaining),
                             now + max(remaining, high))
