@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models._transforms import SignedLog1p
 from models.errors import InsufficientDataError
 
 
@@ -29,7 +30,9 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
     """Logistic fault warning with a decision threshold chosen by misclassification cost.
 
     Missing values (a signal the vehicle did not report that day) are imputed with the
-    training median, so rows with NaN can be scored.
+    training median, so rows with NaN can be scored. With ``robust``, heavy-tailed columns
+    (counters, histogram bins) pass through a signed ``log1p`` first
+    (:class:`models.SignedLog1p`), chosen on the training data by their skewness.
 
     Args:
         C: inverse regularisation strength of the logistic regression.
@@ -39,6 +42,8 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         cv: folds for the out-of-fold predictions the threshold is tuned on (fewer when a
             class has fewer members; in-sample when a class has a single member).
         random_state: seed for the fold shuffling.
+        robust: signed ``log1p`` of the heavy-tailed columns before imputing; explanations
+            still report each column's value as given.
 
     Attributes:
         classes_: the two class labels; the second is the "fails" class.
@@ -56,6 +61,7 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         cost_fn: float = 10.0,
         cv: int = 3,
         random_state: int | None = 0,
+        robust: bool = False,
     ) -> None:
         self.C = C
         self.class_weight = class_weight
@@ -63,6 +69,7 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         self.cost_fn = cost_fn
         self.cv = cv
         self.random_state = random_state
+        self.robust = robust
 
     def __sklearn_tags__(self) -> Any:
         """Declare NaN support and binary-only targets to the estimator checks."""
@@ -108,6 +115,7 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
 
     def _new_pipeline(self) -> Pipeline:
         return make_pipeline(
+            *([SignedLog1p()] if self.robust else []),
             SimpleImputer(strategy="median", keep_empty_features=True),
             StandardScaler(),
             LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=1000),
@@ -155,15 +163,21 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
 
         Returns:
             ``(contributions, values)``, both ``(n_rows, n_design_columns)``; values are the
-            inputs before imputation (NaN where the vehicle did not report).
+            inputs before imputation and before any robust transform (NaN where the vehicle
+            did not report).
         """
         check_is_fitted(self)
         Xv = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
-        steps = self.pipeline_.steps
+        head = [step for _, step in self.pipeline_.steps[:-3]]
         raw = np.asarray(Xv, dtype=float)
-        for _, step in steps[:-3]:
-            raw = np.asarray(step.transform(raw), dtype=float)
-        z = self.pipeline_[-2].transform(self.pipeline_[-3].transform(raw))
+        for step in head:
+            if not isinstance(step, SignedLog1p):
+                raw = np.asarray(step.transform(raw), dtype=float)
+        design = raw
+        for step in head:
+            if isinstance(step, SignedLog1p):
+                design = step.transform(design)
+        z = self.pipeline_[-2].transform(self.pipeline_[-3].transform(design))
         coef = np.asarray(self.pipeline_[-1].coef_[0], dtype=float)
         return np.asarray(z, dtype=float) * coef, raw
 

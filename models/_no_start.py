@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from models._fault_warning import FaultWarningClassifier
+from models._transforms import SignedLog1p
 
 MARGIN_FEATURE = "crank_margin_at_horizon"
 """Name of the derived column: projected cranking dip minus the drop-out voltage (V)."""
@@ -44,7 +45,8 @@ class NoStartRiskClassifier(FaultWarningClassifier):
         horizon_days: how far ahead the margin is projected.
         dropout_voltage: cranking voltage below which a start is at risk (9.6 V is the
             usual load-test pass limit for a 12 V battery).
-        C, class_weight, cost_fp, cost_fn, cv, random_state: as in FaultWarningClassifier.
+        C, class_weight, cost_fp, cost_fn, cv, random_state, robust: as in
+            FaultWarningClassifier (the robust transform sees the derived margin too).
 
     Attributes:
         classes_, threshold_, pipeline_, n_features_in_, feature_names_in_: as in
@@ -63,9 +65,10 @@ class NoStartRiskClassifier(FaultWarningClassifier):
         cost_fn: float = 10.0,
         cv: int = 3,
         random_state: int | None = 0,
+        robust: bool = False,
     ) -> None:
         super().__init__(C=C, class_weight=class_weight, cost_fp=cost_fp, cost_fn=cost_fn,
-                         cv=cv, random_state=random_state)
+                         cv=cv, random_state=random_state, robust=robust)
         self.dip_column = dip_column
         self.trend_column = trend_column
         self.horizon_days = horizon_days
@@ -77,6 +80,7 @@ class NoStartRiskClassifier(FaultWarningClassifier):
             "horizon": self.horizon_days, "dropout": self.dropout_voltage})
         return make_pipeline(
             margin,
+            *([SignedLog1p()] if self.robust else []),
             SimpleImputer(strategy="median", keep_empty_features=True),
             StandardScaler(),
             LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=1000),

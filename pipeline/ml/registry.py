@@ -29,12 +29,17 @@ from pipeline.features.inputs import ModelInputs, model_inputs
 from pipeline.store.connection import transaction
 
 TRUSTED_TYPES: Final = (
+    "models._boosted.BoostedWarningClassifier",
     "models._fault_warning.FaultWarningClassifier",
     "models._no_start.NoStartRiskClassifier",
     "models._no_start._append_margin",
+    "models._transforms.SignedLog1p",
     "numpy.dtype",
 )
-"""Types beyond skops' defaults that a registry artifact may contain."""
+"""Types beyond skops' defaults that a registry artifact may contain. The boosted model is
+stored as its own fields plus LightGBM's text format of the booster (a string parsed on
+loading), so no LightGBM type needs trusting: a tampered booster text can fail to parse or
+predict nonsense, but it cannot name code to run."""
 
 
 class UntrustedArtifactError(TerminalPipelineError):
