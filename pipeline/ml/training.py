@@ -31,6 +31,7 @@ from pipeline.features.daily import (
     model_features,
 )
 from pipeline.ml import registry
+from pipeline.ml.events import held_out_events, life_events, tune_threshold
 from pipeline.ml.holdout import (
     Failures,
     held_out_future,
@@ -38,7 +39,7 @@ from pipeline.ml.holdout import (
     load_failures,
     time_to_failure,
 )
-from pipeline.ml.promotion import compare_on_shared_holdout
+from pipeline.ml.promotion import compare_on_shared_holdout, first_model_decision
 from pipeline.ml.provenance import code_version, package_versions
 from pipeline.ml.registry import UntrustedArtifactError, load_model
 
@@ -67,6 +68,8 @@ class TrainReport:
             ``{"skipped": reason}``.
         promoted: whether this model now scores the component.
         promotion: why it was (or was not) promoted, with both reports on the shared hold-out.
+        events: the per-warning figures on the held-out vehicles
+            (:data:`models.warnings.EVENT_KEYS` and onset counts); None when skipped.
     """
 
     model_id: str | None
@@ -76,6 +79,7 @@ class TrainReport:
     metrics: dict[str, Any]
     promoted: bool = False
     promotion: dict[str, Any] | None = None
+    events: dict[str, Any] | None = None
 
 
 def estimator_for(component: str, features: list[str], seed: int) -> FaultWarningClassifier:
@@ -152,15 +156,19 @@ def _train_component(
         return _skip(component, "needs at least 2 labelled vehicles", n_vehicles)
     train, test = split_by_vehicle(ids, TEST_FRACTION, seed, stratify=y)
     X = rows.select(pl.col(names).cast(pl.Float64))
+    train_rows, test_rows = rows.filter(pl.Series(train)), rows.filter(pl.Series(test))
     try:
         model = estimator_for(component, names, seed).fit(
             X.filter(pl.Series(train)), y[train], groups=ids[train])
     except InsufficientDataError as exc:
         return _skip(component, str(exc), n_vehicles)
+    events = life_events(con, component)
+    tuning = tune_threshold(model, train_rows, names, y[train], events, horizon_days, seed)
     metrics = {
         "horizon_days": horizon_days, "threshold": float(model.threshold_),
-        "cost_fp": model.cost_fp, "cost_fn": model.cost_fn,
-        **held_out_report(model, rows.filter(pl.Series(test)), names, component, failures),
+        "cost_fp": model.cost_fp, "cost_fn": model.cost_fn, "threshold_tuning": tuning,
+        "events": held_out_events(model, test_rows, names, events, horizon_days),
+        **held_out_report(model, test_rows, names, component, failures),
         "held_out_future": held_out_future(model, rows, names, component, set(ids[test]),
                                            horizon_days),
         "time_to_failure": time_to_failure(history, set(ids[train]), set(ids[test]), component,
@@ -177,18 +185,21 @@ def _train_component(
     registry.save_model(con, new, model)
     promotion = _decide(con, new, model, rows)
     return TrainReport(new.model_id, component, metrics["n_train_vehicles"],
-                       metrics["n_test_vehicles"], metrics, promotion["promoted"], promotion)
+                       metrics["n_test_vehicles"], metrics, promotion["promoted"], promotion,
+                       metrics["events"])
 
 
 def _decide(con: duckdb.DuckDBPyConnection, new: registry.NewModel,
             model: FaultWarningClassifier, rows: pl.DataFrame) -> dict[str, Any]:
-    """Promote ``new`` when there is no promoted model or it wins on the shared hold-out."""
+    """Promote ``new`` when it wins on the shared hold-out, or when there is no promoted
+    model and its own hold-out holds enough failures to show what it does."""
     incumbent = registry.promoted_model(con, new.component)
     if incumbent is None:
-        decision: dict[str, Any] = {"promoted": True, "reason": "first model of the component"}
+        decision = first_model_decision(new.component, new.metrics["events"]["failures"])
     else:
         decision = compare_on_shared_holdout(con, new.holdout_vehicles, new.features, model,
-                                             incumbent, rows)
+                                             incumbent, rows,
+                                             int(new.metrics["horizon_days"]))
     if decision["promoted"]:
         registry.set_promoted(con, new.model_id, decision)
     log.info("%s %s: %s", new.model_id, "promoted" if decision["promoted"] else "kept aside",

@@ -37,6 +37,26 @@ class Car:
     (``Event.Crank.MinVoltage``)."""
 
 
+_PREFIX = {"brakes": "brk", "lv_battery": "lv", "traction_battery": "hv"}
+EVIDENCE_FAILING = 20
+"""Failing vehicles per component in :func:`evidence_fleet`: the quarter held out holds the
+5 failures a first model needs to be promoted (pipeline.ml.events.MIN_EVIDENCE_FAILURES)."""
+
+
+def evidence_fleet(components: tuple[str, ...] = ("brakes", "lv_battery", "traction_battery"),
+                   *, healthy: int = 6, first_day: int = 42, spread: int = 30) -> list[Car]:
+    """``healthy`` vehicles in three regions, and per component :data:`EVIDENCE_FAILING`
+    vehicles failing between ``first_day`` and ``first_day + spread`` (``brk0``, ``lv0``,
+    ``hv0``, ... fail first; half of the 12 V ones are ICE cars)."""
+    cars = [Car(f"ok{i}", ev=i % 2 == 0, region=("north", "central", "south")[i % 3])
+            for i in range(healthy)]
+    for comp in components:
+        cars += [Car(f"{_PREFIX[comp]}{i}", ev=comp != "lv_battery" or i % 2 == 0,
+                     fails={comp: first_day + spread * i // EVIDENCE_FAILING})
+                 for i in range(EVIDENCE_FAILING)]
+    return cars
+
+
 def _signals(car: Car, d: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     def towards(comp: str, healthy: np.ndarray, at_fail: float, span: float) -> np.ndarray:
         fd = car.fails.get(comp)

@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from synth_fleet import Car, build_store
+from synth_fleet import Car, build_store, evidence_fleet
 
 from pipeline.ml import promotion, registry
 from pipeline.ml.training import estimator_for, train_and_register
@@ -18,10 +18,7 @@ N_DAYS = 80
 
 
 def _fleet() -> list[Car]:
-    cars = [Car(f"ok{i}", ev=i % 2 == 0) for i in range(6)]
-    cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
-    cars += [Car(f"hv{i}", fails={"traction_battery": 42 + 10 * i}) for i in range(3)]
-    return cars
+    return evidence_fleet(("brakes", "traction_battery"))
 
 
 @pytest.fixture
@@ -40,7 +37,8 @@ def test_every_model_is_stored_with_its_metadata(store: duckdb.DuckDBPyConnectio
     assert not set(entry.train_vehicles) & set(entry.holdout_vehicles)
     assert entry.package_versions["scikit-learn"] == "1.9.1"
     assert entry.code_version
-    assert entry.promotion == {"promoted": True, "reason": "first model of the component"}
+    assert entry.promotion == {"promoted": True, "reason": "first model of the component, "
+                               "judged on 5 failures among its held-out vehicles"}
     assert entry.features[0] == "pad_wear_max"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from synth_fleet import Car, build_store, day
+from synth_fleet import build_store, day, evidence_fleet
 
 from pipeline.features.daily import COMPONENT_FEATURES, CONTEXT_FEATURES
 from pipeline.ml.scoring import TOP_FEATURES, score_fleet
@@ -13,9 +13,7 @@ from pipeline.ml.training import train_and_register
 
 
 def test_each_score_names_its_top_contributing_features(tmp_path: Path) -> None:
-    cars = [Car(f"ok{i}") for i in range(5)]
-    cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
-    con = build_store(tmp_path / "fleet.duckdb", cars, 80)
+    con = build_store(tmp_path / "fleet.duckdb", evidence_fleet(("brakes",), healthy=5), 80)
     train_and_register(con, horizon_days=30, seed=0)
     assert score_fleet(con, as_of=day(50)).rows > 0
     rows = con.execute("SELECT vehicle_id, probability, explanation FROM scores"

@@ -12,12 +12,14 @@ import duckdb
 import pytest
 import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
-from synth_fleet import START, Car, build_store, day
+from synth_fleet import START, Car, build_store, day, evidence_fleet
 
 from edge.progress import bar_from_log
 from models import FaultWarningClassifier, NoStartRiskClassifier
+from models.warnings import EVENT_KEYS
 from pipeline.errors import NotEnoughDataError
 from pipeline.leads.advice import advise
+from pipeline.ml.promotion import promote
 from pipeline.ml.scoring import score_fleet
 from pipeline.ml.training import UntrustedArtifactError, load_model, train_and_register
 from pipeline.store.connection import connect
@@ -27,12 +29,7 @@ N_DAYS = 80
 
 
 def _fleet() -> list[Car]:
-    cars = [Car(f"ok{i}", ev=i % 2 == 0, region=("north", "central", "south")[i % 3])
-            for i in range(6)]
-    cars += [Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
-    cars += [Car(f"lv{i}", ev=i % 2 == 0, fails={"lv_battery": 40 + 11 * i}) for i in range(3)]
-    cars += [Car(f"hv{i}", fails={"traction_battery": 42 + 10 * i}) for i in range(3)]
-    return cars
+    return evidence_fleet()
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +54,9 @@ def test_one_promoted_model_per_component_with_held_out_metrics(
         assert m["n_test_vehicles"] >= 1
         assert m["held_out"]["n"] > 0
         assert 0.0 <= m["threshold"] <= 1.0
+        assert m["threshold"] == m["threshold_tuning"]["threshold"]
+        assert set(EVENT_KEYS) <= set(m["events"])
+        assert m["events"]["failures"] >= 5
         model = load_model(artifact)
         assert isinstance(model, FaultWarningClassifier)
         assert model.n_features_in_ == len(features)
@@ -103,6 +103,23 @@ def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:
     assert "one class" in reports["lv_battery"].metrics["skipped"]
 
 
+def test_a_first_model_with_too_few_held_out_failures_is_registered_not_promoted(
+        tmp_path: Path) -> None:
+    cars = [Car(f"ok{i}") for i in range(6)] + [
+        Car(f"brk{i}", fails={"brakes": 45 + 5 * i}) for i in range(8)]
+    con = build_store(tmp_path / "f.duckdb", cars, 80)
+    report = {r.component: r for r in train_and_register(con, horizon_days=30)}["brakes"]
+    assert report.model_id is not None and not report.promoted
+    assert report.events is not None and report.events["failures"] == 2
+    assert report.promotion is not None
+    assert "registered, not promoted" in report.promotion["reason"]
+    assert "needs at least 5" in report.promotion["reason"]
+    assert promote(con, report.model_id)["promoted"] is False
+    assert con.execute("SELECT count(*) FROM model_registry WHERE promoted").fetchone() == (0,)
+    forced = promote(con, report.model_id, force=True)
+    assert forced["promoted"] and forced["reason"] == "forced by an operator"
+
+
 def test_empty_store_is_not_enough_data(tmp_path: Path) -> None:
     with pytest.raises(NotEnoughDataError, match="no labelled rows"):
         train_and_register(connect(tmp_path / "empty.duckdb"))
@@ -123,7 +140,9 @@ def test_scoring_is_idempotent_and_point_in_time(trained: duckdb.DuckDBPyConnect
     per_component = dict(trained.execute(
         "SELECT component, count(*) FROM scores WHERE as_of = ? GROUP BY ALL", [day(60)]
     ).fetchall())
-    assert per_component == {"brakes": 15, "lv_battery": 15, "traction_battery": 11}
+    evs = sum(car.ev for car in _fleet())
+    assert per_component == {"brakes": len(_fleet()), "lv_battery": len(_fleet()),
+                             "traction_battery": evs}
     assert score_fleet(trained).rows > 0
 
 
