@@ -255,7 +255,8 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
         "fleet", help="write the simulated fleet's master data as DMS CSV files",
         description="vehicles.csv, customers.csv, centres.csv, capacity.csv and catalogue.csv "
                     "for the vehicles `sim run` drives with the same --vehicles and --seed, "
-                    "in the format `fleetcare fleet import` reads. Prints the files as JSON.")
+                    "and the regions' temperature outlook (region_forecasts.csv), in the "
+                    "format `fleetcare fleet import` reads. Prints the files as JSON.")
     master.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     master.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
     master.add_argument("--start", default="2026-01-01",
@@ -263,6 +264,12 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                              "2026-01-01)")
     master.add_argument("--out", type=Path, default=Path("fleet-master-data"),
                         help="folder to write the files into (default ./fleet-master-data)")
+    master.add_argument("--window-start", metavar="DAY",
+                        help="first simulated day, YYYY-MM-DD: region_forecasts.csv covers the "
+                             "window and 30 days past it (default: --start)")
+    master.add_argument("--days", type=int, default=0,
+                        help="simulated days of the window (default 0: the forecast covers 30 "
+                             "days from --window-start)")
     master.set_defaults(handler=_sim_fleet)
     shop = sim_sub.add_parser(
         "workshop", help="write the simulated fleet's repair history as repair_orders.csv",
@@ -474,7 +481,7 @@ def _run_sim(args: argparse.Namespace) -> int:
 
 
 def _sim_fleet(args: argparse.Namespace) -> int:
-    from edge.sim.masterdata import vehicles_of, write_master_data
+    from edge.sim.masterdata import vehicles_of, write_master_data, write_region_forecasts
     from edge.sim.simulator import make_fleet
 
     try:
@@ -483,8 +490,19 @@ def _sim_fleet(args: argparse.Namespace) -> int:
         print(f"fleetcare sim fleet: --start {args.start!r} is not a day as YYYY-MM-DD",
               file=sys.stderr)
         return 2
+    try:
+        first = dt.date.fromisoformat(args.window_start) if args.window_start else start
+    except ValueError:
+        print(f"fleetcare sim fleet: --window-start {args.window_start!r} is not a day as "
+              "YYYY-MM-DD", file=sys.stderr)
+        return 2
+    if args.days < 0:
+        print(f"fleetcare sim fleet: --days must be 0 or more, got {args.days}", file=sys.stderr)
+        return 2
     specs = make_fleet(args.vehicles, seed=args.seed)
     files = write_master_data(args.out, vehicles_of(specs), seed=args.seed, start=start)
+    files["region_forecasts"] = write_region_forecasts(args.out, seed=args.seed, first=first,
+                                                       days=args.days)
     print(orjson.dumps({k: str(v) for k, v in files.items()}).decode())
     return 0
 

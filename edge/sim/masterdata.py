@@ -27,6 +27,7 @@ from typing import Final
 
 from edge.sim.simulator import MODEL_NAMES, VehicleSpec
 from edge.sim.vins import simulated_vin
+from edge.sim.weather import forecast_rows
 
 CAPACITY_DAYS: Final = 60
 CENTRES: Final = (
@@ -59,6 +60,8 @@ FILES: Final = {
                   "labour_rate_eur", "warranty_months"),
 }
 """Each file's columns, in the documented order (docs/onboarding.md)."""
+FORECAST_COLUMNS: Final = ("region", "day", "min_temp_c")
+"""The columns of ``region_forecasts.csv``: each region's forecast daily minimum (°C)."""
 _LANGUAGES: Final = {"north": "sv", "central": "de", "south": "it"}
 _FIRST: Final = ("Anna", "Ben", "Clara", "David", "Elif", "Felix", "Greta", "Hugo", "Ines",
                  "Jonas", "Karin", "Luca", "Mara", "Noah", "Olga", "Paul")
@@ -109,6 +112,18 @@ def write_master_data(out_dir: Path, vehicles: Sequence[SimVehicle], *, seed: in
                                  centre_of.get(vehicle.region, "centre-central"), customer_id))
         rows["customers"].append(_customer(rng, customer_id, vehicle.region))
     return {kind: write_csv(out_dir / f"{kind}.csv", FILES[kind], rows[kind]) for kind in FILES}
+
+
+def write_region_forecasts(out_dir: Path, *, seed: int, first: dt.date, days: int) -> Path:
+    """Write ``out_dir/region_forecasts.csv``: every region's forecast minimum from ``first``
+    for ``days`` days and 30 more, under the weather of fleet seed ``seed`` (the weather
+    :func:`edge.sim.simulator.make_fleet` gives its vehicles;
+    :func:`edge.sim.weather.forecast_min_c`: the real minimum plus an error). It sits beside
+    the master data, and ``fleetcare fleet import`` loads it into ``region_forecasts``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    regions = [region for _, _, region, _, _ in CENTRES]
+    return write_csv(out_dir / "region_forecasts.csv", FORECAST_COLUMNS,
+                     forecast_rows(seed, regions, first, days))
 
 
 def _customer(rng: random.Random, customer_id: str, region: str) -> tuple[object, ...]:

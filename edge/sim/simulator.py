@@ -31,6 +31,7 @@ from cantools.database.can import Database, Message
 from edge.errors import DbcError
 from edge.reference import reference_dbc
 from edge.sim import wear as health
+from edge.sim.readings import CELLS, DayReadings, ocv, read_day
 from edge.sim.vins import simulated_vin, vin_exchange
 from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
 from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
@@ -69,6 +70,9 @@ class VehicleSpec:
     km_per_day: float | None = None
     vin: str | None = None
     """What the vehicle answers to a VIN request (None: it answers none)."""
+    weather: int = 0
+    """Seed of the regional weather (:mod:`edge.sim.weather`); a fleet's vehicles share it
+    (:func:`make_fleet` gives them the fleet's seed), so a region's cold spells are theirs."""
 
 
 def load_reference_dbc() -> Database:
@@ -108,7 +112,7 @@ def params_of(spec: VehicleSpec) -> VehicleParams:
     """The hidden-model constants of a spec (drawn from its seed, overridden by its fields)."""
     return health.draw_params(
         spec.variant, spec.region, spec.seed, soh=spec.battery_soh, pad_wear=spec.pad_wear,
-        r_mohm=spec.lv_resistance_mohm, km_per_day=spec.km_per_day,
+        r_mohm=spec.lv_resistance_mohm, km_per_day=spec.km_per_day, weather=spec.weather,
     )
 
 
@@ -140,7 +144,8 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
     for i, variant in enumerate(variants):
         vehicle_id = f"{prefix}{i:05d}"
         spec = VehicleSpec(vehicle_id, variant, rng.choice(sorted(health.REGIONS)),
-                           rng.getrandbits(31), vin=simulated_vin(seed, vehicle_id))
+                           rng.getrandbits(31), vin=simulated_vin(seed, vehicle_id),
+                           weather=seed)
         specs.append(_near_failure(spec, rng, start_ts) if i in failing else spec)
     return specs
 
@@ -157,6 +162,26 @@ def _near_failure(spec: VehicleSpec, rng: random.Random, start_ts: float | None
     when = None if start_ts is None else start_ts + days * DAY_S
     resistance = health.resistance_failing_at(params, when, rng.uniform(0.95, 1.03))
     return replace(spec, lv_resistance_mohm=round(resistance, 3))
+
+
+@dataclass(frozen=True, slots=True)
+class SimDay:
+    """One simulated day: the truth, what the sensors read (None: no data reached the
+    backend that day) and the fault codes the ECUs report."""
+
+    state: DayState
+    readings: DayReadings | None
+    codes: list[dict[str, float]]
+
+
+class _NoJitter(random.Random):
+    """A stream that must never be drawn from: the fast path's messages carry no jitter."""
+
+    def random(self) -> float:
+        raise AssertionError("a message the fast path lands drew per-frame jitter")
+
+
+_NO_JITTER: Final = _NoJitter(0)
 
 
 class _Encoder:
@@ -178,95 +203,72 @@ class _Encoder:
         return self._message.encode(clamped, strict=True)
 
 
-def _ocv(soc: float) -> float:
-    """Open-circuit voltage of one cell at a state of charge (%), a smooth NMC-like curve."""
-    return 3.35 + 0.0085 * soc + 0.05 * math.tanh((soc - 10.0) / 8.0)
-
-
 class _DayView:
-    """What the sensors read during one day's snapshot; one method per DBC message.
+    """One day's snapshot as DBC messages; one method per message.
 
-    Per-day values are drawn once here; the per-frame methods add only cheap noise, because
-    they run once per frame in the demo's hot path.
+    The values come from the day's :class:`~edge.sim.readings.DayReadings` (what the fast
+    path lands too); only signals that move within a snapshot get per-frame jitter, from a
+    stream of its own (``jitter``), so generating frames never shifts a reading.
     """
 
-    def __init__(self, state: DayState, params: VehicleParams, obs: random.Random,
-                 cell_offsets: list[float]) -> None:
-        self.s, self.p, self.rng = state, params, obs
-        self.speed0, self.accel = obs.uniform(20.0, 110.0), obs.gauss(0.0, 1.0)
-        self.ambient = state.ambient_c - 4.0 + obs.gauss(0.0, 0.3)
-        self.dip = state.dip_v + obs.gauss(0.0, 0.04)
-        self.soc = obs.uniform(35.0, 92.0)
-        self.battery_c = min(45.0, max(5.0, state.ambient_c + 6.0)) + obs.gauss(0.0, 1.0)
-        self.pack_mohm = 80.0 * (1.0 + (100.0 - state.soh) / 25.0)
-        spread = 0.004 + 0.0016 * max(0.0, 100.0 - state.soh)
-        base = _ocv(self.soc)
-        self.cells = [base + spread * off for off in cell_offsets]
-        self.brake_c = state.ambient_c + 30.0 + 40.0 * params.stop_go + obs.gauss(0.0, 5.0)
-        self.wheel_slip = tuple(obs.gauss(0.0, 0.004) for _ in range(4))
-
-    def speed(self, t: float) -> float:
-        return max(0.0, self.speed0 + self.accel * t)
+    def __init__(self, readings: DayReadings, params: VehicleParams,
+                 jitter: random.Random) -> None:
+        self.r, self.p, self.rng = readings, params, jitter
+        cells = readings.cells
+        self.low, self.high = min(cells), max(cells)
 
     def current(self, t: float) -> float:
-        return 15.0 + 0.9 * self.speed(t) + 8.0 * self.accel + self.rng.gauss(0.0, 6.0)
+        return 15.0 + 0.9 * self.r.speed(t) + 8.0 * self.r.accel + self.rng.gauss(0.0, 6.0)
 
     def BMS_PackStatus(self, t: float, k: int) -> dict[str, float]:
         amps = self.current(t)
-        volts = 96.0 * _ocv(self.soc) - amps * self.pack_mohm / 1000.0
+        volts = 96.0 * ocv(self.r.soc) - amps * self.r.pack_mohm / 1000.0
         return {"PackVoltage": volts + self.rng.gauss(0.0, 0.2), "PackCurrent": amps,
-                "StateOfCharge": self.soc, "BmsState": 2}
+                "StateOfCharge": self.r.soc, "BmsState": 2}
 
     def BMS_Health(self, t: float, k: int) -> dict[str, float]:
-        gauss = self.rng.gauss
-        return {"StateOfHealth": self.s.soh + gauss(0.0, 0.3),
-                "InsulationResistance": 3500.0 - 20.0 * (100.0 - self.s.soh) + gauss(0.0, 80.0),
-                "CellTempMin": self.battery_c - 2.0, "CellTempMax": self.battery_c + 2.0}
+        r = self.r
+        return {"StateOfHealth": r.soh, "InsulationResistance": r.insulation_kohm,
+                "CellTempMin": r.battery_c - 2.0, "CellTempMax": r.battery_c + 2.0}
 
     def BMS_CellVoltages(self, t: float, k: int) -> dict[str, float]:
-        group, gauss = k % 4, self.rng.gauss
+        group, gauss, cells = k % 4, self.rng.gauss, self.r.cells
         values: dict[str, float] = {"CellGroup": group}
         for cell in range(4 * group, 4 * group + 4):
-            values[f"Cell{cell + 1:02d}_Voltage"] = self.cells[cell] + gauss(0.0, 0.002)
+            values[f"Cell{cell + 1:02d}_Voltage"] = cells[cell] + gauss(0.0, 0.002)
         return values
 
     def BMS_CellSummary(self, t: float, k: int) -> dict[str, float]:
-        low, high = min(self.cells), max(self.cells)
-        return {"MinCellVoltage": low + self.rng.gauss(0.0, 0.002),
-                "MaxCellVoltage": high + self.rng.gauss(0.0, 0.002),
-                "MinCellId": self.cells.index(low) + 1, "MaxCellId": self.cells.index(high) + 1}
+        cells = self.r.cells
+        return {"MinCellVoltage": self.low, "MaxCellVoltage": self.high,
+                "MinCellId": cells.index(self.low) + 1, "MaxCellId": cells.index(self.high) + 1}
 
     def VCU_Motion(self, t: float, k: int) -> dict[str, float]:
-        km = self.s.km
-        odometer = self.s.odometer_km + min(km, 0.4 * km + self.speed0 * t / 3600.0)
-        return {"VehicleSpeed": self.speed(t) + self.rng.gauss(0.0, 0.05), "Odometer": odometer}
+        return {"VehicleSpeed": self.r.speed(t), "Odometer": self.r.odometer(t)}
 
     def ESC_WheelSpeeds(self, t: float, k: int) -> dict[str, float]:
-        v, slip, gauss = self.speed(t), self.wheel_slip, self.rng.gauss
-        return {"WheelSpeed_FL": v * (1 + slip[0]) + gauss(0.0, 0.03),
-                "WheelSpeed_FR": v * (1 + slip[1]) + gauss(0.0, 0.03),
-                "WheelSpeed_RL": v * (1 + slip[2]) + gauss(0.0, 0.03),
-                "WheelSpeed_RR": v * (1 + slip[3]) + gauss(0.0, 0.03)}
+        v, gauss = self.r.speed(t), self.rng.gauss
+        return {"WheelSpeed_FL": v + gauss(0.0, 0.2), "WheelSpeed_FR": v + gauss(0.0, 0.2),
+                "WheelSpeed_RL": v + gauss(0.0, 0.2), "WheelSpeed_RR": v + gauss(0.0, 0.2)}
 
     def BCM_Brakes(self, t: float, k: int) -> dict[str, float]:
-        pads, gauss = self.s.pads, self.rng.gauss
-        return {"PadWear_FL": pads[0] + gauss(0.0, 0.4), "PadWear_FR": pads[1] + gauss(0.0, 0.4),
-                "PadWear_RL": pads[2] + gauss(0.0, 0.4), "PadWear_RR": pads[3] + gauss(0.0, 0.4),
-                "BrakeFluidLevel": 1 if self.s.max_pad_wear > 92.0 else 0,
-                "BrakeTemperature": self.brake_c}
+        pads = self.r.pads
+        return {"PadWear_FL": pads[0], "PadWear_FR": pads[1], "PadWear_RL": pads[2],
+                "PadWear_RR": pads[3], "BrakeFluidLevel": 1 if max(pads) > 92.0 else 0,
+                "BrakeTemperature": self.r.brake_c}
 
     def ECM_Engine(self, t: float, k: int) -> dict[str, float]:
-        rpm = 750.0 + 28.0 * self.speed(t) + self.rng.gauss(0.0, 15.0)
+        rpm = 750.0 + 28.0 * self.r.speed(t) + self.rng.gauss(0.0, 15.0)
         return {"EngineSpeed": rpm, "CoolantTemp": 88.0 + self.rng.gauss(0.0, 1.0),
                 "EngineRunning": 1}
 
     def BCM_LowVoltage(self, t: float, k: int) -> dict[str, float]:
-        charging = 13.9 if self.p.is_ev else 14.1
-        return {"LvBatteryVoltage": charging + self.rng.gauss(0.0, 0.03),
-                "CrankMinVoltage": self.dip, "CrankCount": self.s.crank_count + 1}
+        r = self.r
+        return {"LvBatteryVoltage": r.lv_v, "CrankMinVoltage": r.crank_min_v,
+                "CrankCount": r.crank_count}
 
     def BCM_Ambient(self, t: float, k: int) -> dict[str, float]:
-        return {"AmbientTemperature": self.ambient + self.rng.gauss(0.0, 0.1)}
+        return {"AmbientTemperature": self.r.ambient_c}
 
 
 _Producer = Callable[[_DayView, float, int], dict[str, float]]
@@ -281,6 +283,7 @@ class _Frame:
     encoder: _Encoder
     producer: _Producer | None
     index: int
+    message: str
 
 
 class VehicleSimulator:
@@ -335,11 +338,13 @@ class VehicleSimulator:
             encoder = _Encoder(message)
             repeats = max(1, math.ceil((self.snapshot_s - phase) / cycle))
             if message.name == _DTC_MESSAGE:
-                plan += [_Frame(phase + k * cycle + j * 0.0002, message.frame_id, encoder, None, j)
+                plan += [_Frame(phase + k * cycle + j * 0.0002, message.frame_id, encoder, None, j,
+                                message.name)
                          for k in range(repeats) for j in range(_MAX_DTCS)]
                 continue
             producer: _Producer = getattr(_DayView, message.name)
-            plan += [_Frame(phase + k * cycle, message.frame_id, encoder, producer, k)
+            plan += [_Frame(phase + k * cycle, message.frame_id, encoder, producer, k,
+                            message.name)
                      for k in range(repeats)]
         plan.sort(key=lambda f: (f.offset_s, f.frame_id))
         return plan
@@ -349,15 +354,45 @@ class VehicleSimulator:
 
         Every call starts the vehicle's life afresh, so two iterations give identical frames.
         """
+        jitter = random.Random(f"fleetcare-jitter/{self.spec.seed}")
+        for day in self.iter_readings():
+            if day.readings is None:
+                yield []
+                continue
+            view = _DayView(day.readings, self.params, jitter)
+            yield self._frames(self.snapshot_start(day.state.day), view, day.codes)
+
+    def iter_readings(self) -> Iterator[SimDay]:
+        """Yield each simulated day's hidden state, sensor readings and active fault codes.
+
+        The one source of :meth:`iter_days` (the frames) and :func:`edge.sim.daily.landed_days`
+        (what the backend lands, without frames); every call starts the life afresh.
+        """
         model = HealthModel(self.params, self.spec.seed, self.start_ts)
         obs = random.Random(f"fleetcare-obs/{self.spec.seed}")
-        cell_offsets = [obs.gauss(0.0, 1.0) for _ in range(16)]
+        cell_offsets = [obs.gauss(0.0, 1.0) for _ in range(CELLS)]
         first_seen: dict[str, int] = {}
         for _ in range(self.days):
             state = model.step()
             codes = self._active_dtcs(state, first_seen)
-            view = _DayView(state, self.params, obs, cell_offsets)
-            yield self._frames(self.snapshot_start(state.day), view, codes)
+            readings = read_day(state, self.params, obs, cell_offsets)
+            yield SimDay(state, readings if state.reports else None, codes)
+
+    def slots(self, message: str) -> list[tuple[float, int]]:
+        """Where in the snapshot (seconds from its start) the frames of ``message`` go, with
+        each frame's index (a fault-code frame's: which active code it carries)."""
+        return [(slot.offset_s, slot.index) for slot in self._plan if slot.message == message]
+
+    def sensors(self, readings: DayReadings) -> Callable[[str, float, int], dict[str, float]]:
+        """The values a message carries at a place in the snapshot (message name, seconds
+        into the snapshot, its frame's index), exactly as its frames do; only for messages
+        whose values need no per-frame jitter (the fast path's)."""
+        view = _DayView(readings, self.params, _NO_JITTER)
+
+        def values(message: str, t: float, k: int) -> dict[str, float]:
+            produce: Callable[[float, int], dict[str, float]] = getattr(view, message)
+            return produce(t, k)
+        return values
 
     def _active_dtcs(self, state: DayState, first_seen: dict[str, int]) -> list[dict[str, float]]:
         """Latch fault codes whose condition holds; pending at first, stored after 3 days.

@@ -17,8 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Final
 
-YEAR_DAYS: Final = 365.2425
-DAY_S: Final = 86_400.0
+from edge.sim.weather import DAY_S, DIURNAL_DROP_C, REGIONS, Climate, daily_min_c, day_number
 
 SOH_FAILED: Final = 70.0
 """Traction pack state of health (%) below which the pack counts as failed."""
@@ -38,26 +37,6 @@ _CRANK_AMPS: Final = {"ev": 110.0, "ice": 200.0}
 
 
 @dataclass(frozen=True)
-class Climate:
-    """A region's seasonal air temperature: a yearly cosine, coldest in mid-January."""
-
-    mean_c: float
-    swing_c: float
-
-    def seasonal_c(self, ts: float) -> float:
-        """Expected daily mean temperature on the day of ``ts`` (Unix seconds)."""
-        day_of_year = (ts / DAY_S) % YEAR_DAYS
-        return self.mean_c - self.swing_c * math.cos(2 * math.pi * (day_of_year - 15) / YEAR_DAYS)
-
-
-REGIONS: Final = {
-    "north": Climate(mean_c=3.0, swing_c=14.0),
-    "central": Climate(mean_c=10.0, swing_c=10.0),
-    "south": Climate(mean_c=18.0, swing_c=8.0),
-}
-
-
-@dataclass(frozen=True)
 class VehicleParams:
     """Per-vehicle constants: how it is driven and how fast its parts age."""
 
@@ -72,6 +51,9 @@ class VehicleParams:
     pads0: tuple[float, float, float, float]
     r0_mohm: float
     snapshot_offset_s: float
+    region: str = "central"
+    weather: int = 0
+    """Seed of the regional weather the vehicle lives in (:mod:`edge.sim.weather`)."""
 
     @property
     def is_ev(self) -> bool:
@@ -87,6 +69,7 @@ class VehicleParams:
 def draw_params(
     variant: str, region: str, seed: int, *, soh: float | None = None,
     pad_wear: float | None = None, r_mohm: float | None = None, km_per_day: float | None = None,
+    weather: int = 0,
 ) -> VehicleParams:
     """Draw a vehicle's constants from its seed; given values override the drawn ones.
 
@@ -117,6 +100,7 @@ def draw_params(
         lv_ageing=lv_ageing, soh0=drawn_soh if soh is None else soh,
         pads0=(fronts[0], fronts[1], worst * rear_ratio[0], worst * rear_ratio[1]),
         r0_mohm=drawn_r if r_mohm is None else r_mohm, snapshot_offset_s=offset,
+        region=region, weather=weather,
     )
 
 
@@ -153,6 +137,10 @@ class DayState:
     day: int
     ts: float
     ambient_c: float
+    """The day's mean air temperature where the vehicle is (it ages the parts)."""
+    morning_c: float
+    """The air temperature at the morning start: the region's daily minimum, give or take
+    where the car stands."""
     km: float
     soh: float
     pads: tuple[float, float, float, float]
@@ -162,6 +150,15 @@ class DayState:
     crank_count: int
     renewed: tuple[str, ...] = ()
     """Components the workshop replaced since the previous morning (new from today)."""
+    parked: bool = False
+    """The car stays parked all day: no start, no driving, no snapshot."""
+    offline: bool = False
+    """The gateway has no connection today: the car drives, nothing reaches the backend."""
+
+    @property
+    def reports(self) -> bool:
+        """Whether the day's snapshot reaches the backend."""
+        return not (self.parked or self.offline)
 
     @property
     def max_pad_wear(self) -> float:
@@ -220,7 +217,6 @@ class HealthModel:
     odometer_km: float = field(init=False)
     crank_count: int = field(init=False)
     orders: list[WorkshopOrder] = field(init=False, default_factory=list)
-    _anomaly_c: float = field(init=False, default=0.0)
     _rng: random.Random = field(init=False, repr=False)
     _shop: random.Random = field(init=False, repr=False)
     _due: dict[str, int] = field(init=False, default_factory=dict)
@@ -241,13 +237,13 @@ class HealthModel:
         rng, params = self._rng, self.params
         renewed = self._renew_due()
         ts = self.start_ts + self.day * DAY_S
-        self._anomaly_c = 0.75 * self._anomaly_c + rng.gauss(0.0, 2.6)
-        ambient = params.climate.seasonal_c(ts) + self._anomaly_c
+        morning = daily_min_c(params.weather, params.region, day_number(ts)) + rng.gauss(0.0, 0.8)
+        ambient = morning + DIURNAL_DROP_C
         km = params.km_per_day * min(3.0, max(0.1, rng.lognormvariate(0.0, 0.35)))
         state = DayState(
-            day=self.day, ts=ts, ambient_c=ambient, km=km, soh=self.soh,
+            day=self.day, ts=ts, ambient_c=ambient, morning_c=morning, km=km, soh=self.soh,
             pads=(self.pads[0], self.pads[1], self.pads[2], self.pads[3]), r_mohm=self.r_mohm,
-            dip_v=crank_dip_v(self.r_mohm, ambient - 4.0, params.variant),
+            dip_v=crank_dip_v(self.r_mohm, morning, params.variant),
             odometer_km=self.odometer_km, crank_count=self.crank_count, renewed=renewed,
         )
         self._book_repairs(state)

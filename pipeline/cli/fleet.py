@@ -19,7 +19,8 @@ from pipeline.cli.coverage import register_coverage
 from pipeline.cli.leads import _add_db, _db
 
 SubParsers = argparse._SubParsersAction
-FILE_KINDS = ("vehicles", "customers", "centres", "capacity", "catalogue")
+FILE_KINDS = ("vehicles", "customers", "centres", "capacity", "catalogue", "region_forecasts")
+"""Each file's kind: its option (``_`` as ``-``) and, in a folder, its name (``<kind>.csv``)."""
 DEFAULT_WAIT_S = 30.0
 DEFAULT_VIN_CHECK = "ca,canada,mexico,mx,na,north-america,north_america,us,usa"
 """Kept equal to :data:`pipeline.fleet.vin_policy.DEFAULT_CHECK_REGIONS` (a test holds them
@@ -46,8 +47,12 @@ def _register_import(fleet_sub: SubParsers) -> None:
                     "wrong and applies nothing if there is one; otherwise upserts them all in "
                     "one transaction, keyed on their ids. Prints a JSON summary last.")
     _add_db(imp)
+    imp.add_argument("folder", type=Path, nargs="?", metavar="DIR",
+                     help="a folder of exports under their usual names (vehicles.csv, ..., "
+                          "region_forecasts.csv): each one present is imported; an option "
+                          "below names a file elsewhere instead (default: none)")
     for kind in FILE_KINDS:
-        imp.add_argument(f"--{kind}", type=Path, metavar="CSV",
+        imp.add_argument(f"--{kind.replace('_', '-')}", dest=kind, type=Path, metavar="CSV",
                          help=f"{kind}.csv to import (default: none)")
     imp.add_argument("--dry-run", action="store_true",
                      help="report what would change and change nothing (default: apply)")
@@ -89,10 +94,8 @@ def _import(args: argparse.Namespace) -> int:
     from pipeline.fleet import FleetImportError, VinPolicy, import_fleet
     from pipeline.store.connection import connect_waiting, no_new_store_on_failure
 
-    paths = {k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None}
-    if not paths:
-        print("fleetcare fleet import: give at least one of "
-              + ", ".join(f"--{k}" for k in FILE_KINDS), file=sys.stderr)
+    paths = _import_paths(args)
+    if paths is None:
         return 2
     policy = VinPolicy.parse(args.vin_check_regions)
     with no_new_store_on_failure(_db(args)) as guard, \
@@ -112,6 +115,26 @@ def _import(args: argparse.Namespace) -> int:
               file=sys.stderr)
     _print_json(dataclasses.asdict(report))
     return 0
+
+
+def _import_paths(args: argparse.Namespace) -> dict[str, Path] | None:
+    """The files to import by kind: the folder's, then the options'; None (said why): none."""
+    paths: dict[str, Path] = {}
+    if args.folder is not None:
+        if not args.folder.is_dir():
+            print(f"fleetcare fleet import: {args.folder} is not a folder", file=sys.stderr)
+            return None
+        paths = {k: args.folder / f"{k}.csv" for k in FILE_KINDS
+                 if (args.folder / f"{k}.csv").is_file()}
+    paths.update({k: getattr(args, k) for k in FILE_KINDS if getattr(args, k) is not None})
+    if not paths:
+        where = f"{args.folder} holds none of {', '.join(f'{k}.csv' for k in FILE_KINDS)}; " \
+            if args.folder is not None else ""
+        print(f"fleetcare fleet import: {where}give at least one of "
+              + ", ".join(f"--{k.replace('_', '-')}" for k in FILE_KINDS)
+              + " or a folder holding them", file=sys.stderr)
+        return None
+    return paths
 
 
 def _show(args: argparse.Namespace) -> int:

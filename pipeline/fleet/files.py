@@ -1,4 +1,5 @@
-"""The five master-data files as a dealer management system (DMS) exports them.
+"""The five master-data files as a dealer management system (DMS) exports them, and the
+regions' temperature outlook.
 
 Each :class:`FileSpec` names its columns, the table it fills, its key and how each value is
 read. A column's reader turns the cell's text into the stored value or raises ``ValueError``
@@ -93,6 +94,17 @@ def _amount(value: str) -> float:
     return number
 
 
+def _temperature(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number (degrees Celsius, a dot as decimal "
+                         "separator)") from None
+    if not -90.0 <= number <= 60.0:
+        raise ValueError(f"{value!r} is not an air temperature (from -90 to 60 °C)")
+    return number
+
+
 def _model_year(value: str) -> int:
     return _whole(1950, dt.date.today().year + 2)(value)
 
@@ -157,6 +169,11 @@ CATALOGUE: Final = FileSpec("catalogue", "service_catalogue", ("component",), (
     Column("component", _identifier), Column("operation_code", _identifier),
     Column("work", _text), Column("parts_eur", _amount), Column("labour_hours", _amount),
     Column("labour_rate_eur", _amount), Column("warranty_months", _whole(0))))
-SPECS: Final = (CENTRES, CUSTOMERS, CATALOGUE, VEHICLES, CAPACITY)
+FORECASTS: Final = FileSpec("region_forecasts", "region_forecasts", ("region", "day"), (
+    Column("region", _identifier), Column("day", _day), Column("min_temp_c", _temperature)))
+"""The regions' temperature outlook (a weather service's, or the simulator's): the lowest
+temperature forecast per region and day, which the winter campaign and the 12 V battery's
+no-start risk read."""
+SPECS: Final = (CENTRES, CUSTOMERS, CATALOGUE, VEHICLES, CAPACITY, FORECASTS)
 """Every file, in the order they are checked and applied (referenced tables first)."""
 SPEC_BY_KIND: Final = {s.kind: s for s in SPECS}

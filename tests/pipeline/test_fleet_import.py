@@ -39,7 +39,7 @@ def fleetcare(*args: str) -> subprocess.CompletedProcess[str]:
 def import_args(db: Path, files: dict[str, Path], *extra: str) -> list[str]:
     args = ["fleet", "import", "--db", str(db)]
     for kind, path in files.items():
-        args += [f"--{kind}", str(path)]
+        args += [f"--{kind.replace('_', '-')}", str(path)]
     return [*args, *extra]
 
 
@@ -303,7 +303,7 @@ def test_sim_fleet_writes_the_files_for_the_vehicles_sim_run_drives(tmp_path: Pa
     done = fleetcare("sim", "fleet", "--vehicles", "4", "--seed", "7", "--start",
                      "2026-05-01", "--out", str(tmp_path / "md"))
     written = summary(done)
-    assert sorted(written) == sorted(KINDS)
+    assert sorted(written) == sorted([*KINDS, "region_forecasts"])
     vehicles = rows(Path(written["vehicles"]))
     specs = make_fleet(4, seed=7)
     assert [(v["vehicle_id"], v["vin"], v["region"]) for v in vehicles] == [
