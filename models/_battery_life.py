@@ -265,7 +265,11 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         alpha: ridge penalty of the linear correction.
         coverage: share of held-out errors the interval covers (0.8: 10th to 90th percentile).
         levels: fractions of each training history's fade towards ``threshold`` it is also
-            trained and calibrated at; ``(1.0,)`` uses the threshold alone.
+            trained and calibrated at when few histories reach the threshold itself;
+            ``(1.0,)`` uses the threshold alone.
+        min_histories: with at least this many histories reaching the threshold, ``levels``
+            are not used (a fade does not repeat itself exactly at every level, so the
+            threshold's own crossings teach better once there are enough of them).
         max_folds: held-out errors come from leave-one-history-out up to this many
             histories, and from this many folds of whole histories beyond.
 
@@ -275,19 +279,21 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             out when :meth:`fit_histories` had two or more crossing histories, else in-sample.
         scale_floor_: the smallest remaining life errors are scaled by (axis units).
         calibrated_on_: histories the interval's errors were held out from (0: in-sample).
+        levels_used_: the levels :meth:`fit_histories` trained and calibrated at.
         n_features_in_: number of features seen in ``fit``.
     """
 
     def __init__(self, threshold: float = 1.4, window: int = 20, min_points: int = 10,
                  alpha: float = 1.0, coverage: float = 0.8,
                  levels: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0),
-                 max_folds: int = 10) -> None:
+                 min_histories: int = 3, max_folds: int = 10) -> None:
         self.threshold = threshold
         self.window = window
         self.min_points = min_points
         self.alpha = alpha
         self.coverage = coverage
         self.levels = levels
+        self.min_histories = min_histories
         self.max_folds = max_folds
 
     def _new_model(self) -> Pipeline:
@@ -319,24 +325,34 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         return np.asarray(self.model_.predict(Xv), dtype=float)
 
     def fit_histories(self, histories: Sequence[History]) -> BatteryLifeForecaster:
-        """Fit on every cut point of the histories that reach the threshold (or a level).
+        """Fit on every cut point of the histories that reach the threshold.
 
-        With two or more such histories the interval comes from held-out errors: each
-        history predicted by a model fitted on the others (what a cell the model never saw
-        experiences); with one, from in-sample errors, which understate the spread between
-        cells.
+        When fewer than ``min_histories`` of them reach it, each history is also used at
+        ``levels`` of its fade (see :attr:`levels_used_`). With two or more histories to
+        learn from, the interval comes from held-out errors: each history predicted by a
+        model fitted on the others (what a cell the model never saw experiences); with one,
+        from in-sample errors, which understate the spread between cells.
+
+        Raises:
+            InsufficientDataError: no history reaches the threshold (or a level) after
+                ``min_points`` rows.
         """
+        crossing = sum(_snapshots(h, self.threshold, self.window, self.min_points,
+                                  (1.0,))[1].size > 0 for h in histories)
+        self.levels_used_ = (1.0,) if crossing >= self.min_histories else tuple(self.levels)
         X, y = training_snapshots(histories, self.threshold, window=self.window,
-                                  min_points=self.min_points, levels=self.levels)
+                                  min_points=self.min_points, levels=self.levels_used_)
         self.fit(X, y)
         self.scale_floor_ = _axis_step(histories)
         snaps = [s for h in histories
                  if (s := _snapshots(h, self.threshold, self.window, self.min_points,
-                                     self.levels))[1].size]
+                                     self.levels_used_))[1].size]
         if len(snaps) >= 2:
             scores, weights = self._held_out_scores(snaps)
-            self.error_quantiles_ = _quantiles(scores, weights, self.coverage)
             self.calibrated_on_ = len(snaps)
+        else:
+            scores, weights = self._scores(y, self.model_.predict(X)), np.ones(y.size)
+        self.error_quantiles_ = _quantiles(scores, weights, self.coverage)
         return self
 
     def _held_out_scores(self, snaps: list[tuple[Floats, Floats]]) -> tuple[Floats, Floats]:
