@@ -162,6 +162,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.foreground import run_until_terminated
     from pipeline.ingest.admission import RateLimit
     from pipeline.ingest.service import Ingestor
+    from pipeline.leads.urgent import critical_codes
     from pipeline.store.export import ExportPolicy
 
     _check_ingest_arguments(args)
@@ -176,6 +177,7 @@ def _ingest(args: argparse.Namespace) -> int:
         args.broker, args.db, client_id=args.client_id, share_group=args.share_group,
         flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
         flush_bytes=args.flush_bytes, after_commit=urgent,
+        critical_codes=critical_codes(),  # land at once, with or without urgent leads
         maintenance=policy, maintenance_interval_s=args.maintenance_interval,
         require_registered_vehicles=not args.allow_unregistered,
         vehicles_file=args.vehicles, customers_file=args.customers,

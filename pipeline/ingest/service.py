@@ -5,10 +5,11 @@ acknowledges QoS 1 messages by hand, so a message is either committed and acked,
 unacked and redelivered by the broker after a reconnect or restart. Redelivery is
 harmless because landing skips every ``msg_id`` already in ``ingested_messages``.
 
-One thread owns both the MQTT socket and the DuckDB connection: it runs paho's ``loop()``
-itself (through :class:`pipeline.ingest.client.IngestClient`, which reads the socket in
-large chunks and parses PUBLISH packets without paho's per-message objects), decodes each
-message as it arrives, lands a batch when it is full or old enough, then acks the batch in
+One thread owns both a session's MQTT socket and its DuckDB connection
+(:class:`pipeline.ingest.session.Session`): it runs paho's ``loop()`` itself (through
+:class:`pipeline.ingest.client.IngestClient`, which reads the socket in large chunks and
+parses PUBLISH packets without paho's per-message objects), decodes each message as it
+arrives, lands a batch when it is full or old enough, then acks the batch in
 arrival order with one write (MQTT requires PUBACKs in PUBLISH order). Handing
 messages from paho's network thread to a writer thread was measured three times slower on
 a 2-core machine (280k against 840k rows/s): both threads are Python-bound and spend their
@@ -29,6 +30,21 @@ its receipt, never on the broker's PUBACK, so a message the broker acknowledged 
 is sent again. The receipts leave after the commit and never before: an id in a receipt is in
 the store.
 
+Critical faults skip the queue. A fault-code message reporting a critical code (the
+``critical_codes`` the leads' catalogue names) lands its batch at once, whatever its window.
+And since the broker keeps one ordered queue per session, fault codes get a session of their
+own (client id ``<client id>-faults``, topic filter ``fleetcare/v1/vehicles/+/dtc``) served by
+a second thread with its own DuckDB cursor: under a backlog of telemetry, a critical fault
+waits neither in the broker's queue behind the backlog, nor in the bulk session's socket
+buffers, nor for the bulk batch being landed. That thread is idle but for fault codes, which
+are few, so it does not cost the bulk path the GIL contention a network/writer split would.
+The bulk session unsubscribes from the fault-code filter at every connect (a persistent
+session keeps its subscriptions); what was already queued for it still lands there, and a
+copy landed by both sessions is a duplicate like any redelivery. Behind a broker that takes
+the client id from the certificate (the generated mutual-TLS broker), one certificate can hold
+one session only, so with a client certificate the fault-code session is off by default and
+critical faults only skip their batch window.
+
 The broker must let a whole batch be in flight unacknowledged: mosquitto's default of 20
 in-flight messages per client would cap a batch at 20 messages per ``flush_interval_s``.
 :class:`pipeline.broker.harness.EmbeddedBroker` configures 10,000.
@@ -39,26 +55,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Final, get_args
 
 import duckdb
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.wire import contract
-from pipeline.broker.auth import (
-    BackendTls,
-    MqttCredentials,
-    apply_client_auth,
-    apply_client_tls,
-    parse_broker_url,
-    redact_url,
-)
+from pipeline.broker.auth import BackendTls, MqttCredentials, parse_broker_url, redact_url
 from pipeline.config import MqttClientKind
 from pipeline.errors import BrokerError, TerminalPipelineError
 from pipeline.foreground import run_until_terminated
@@ -72,20 +76,18 @@ from pipeline.ingest.admission import (
     seconds_since_last_landing,
     store_loader,
 )
-from pipeline.ingest.client import IngestClient
 from pipeline.ingest.columnar import warm_up
-from pipeline.ingest.landing import KEPT_BYTES, InboundMessage, LandResult, inbound
-from pipeline.ingest.receipts import Outcome, build_receipts
+from pipeline.ingest.session import BatchRule, Connection, Session
 from pipeline.ingest.stats import IngestStats, StatsBoard
-from pipeline.ingest.writer import BatchWriter
+from pipeline.ingest.writer import AfterCommit, BatchWriter, Maintenance
 from pipeline.store import connection as store
 
-__all__ = ["AfterCommit", "IngestStats", "Ingestor", "Maintenance", "RateLimit", "run_forever"]
+__all__ = ["FAULT_TOPICS", "AfterCommit", "IngestStats", "Ingestor", "Maintenance",
+           "RateLimit", "run_forever"]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S: Final = 10.0
-KEEPALIVE_S: Final = 30
 FLUSH_ROWS: Final = 122_880
 """DuckDB's row-group size: a transaction appending at least this many rows writes them
 straight into the database file and its commit is nearly free; below it, every row also
@@ -96,26 +98,10 @@ telemetry reaches :data:`FLUSH_ROWS` at about 10 MB of payload (100-signal messa
 this stays out of the way of normal traffic; it bounds batches whose bytes carry few rows
 (dead letters, large fault-code or truth messages), which only the flush interval bounded
 before. An oversize message counts only the head it keeps."""
-POLL_S: Final = 0.1
-"""Longest the loop waits on the socket: how soon a stop or a due batch is noticed."""
-MAX_BACKOFF_S: Final = 30.0
-RECEIPTS_IN_FLIGHT: Final = 1000
-"""Receipts paho may have unacknowledged at once (its default of 20 would hold a commit's
-receipts for a large fleet back, each waiting for an earlier one's PUBACK)."""
-
-AfterCommit = Callable[[duckdb.DuckDBPyConnection, LandResult], None]
-"""Called in the ingest thread after each commit and ack, with the writer's connection."""
-Maintenance = Callable[[duckdb.DuckDBPyConnection], None]
-"""Periodic work on the writer's connection between batches (exports, snapshots)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Delivery:
-    """What acking a message needs; ``session`` tells acks of an old connection."""
-
-    mid: int
-    qos: int
-    session: int
+FAULT_TOPICS: Final = f"{contract.TOPIC_ROOT}/vehicles/+/dtc"
+"""The filter the fault-code session serves (one of :data:`edge.wire.contract.INGEST_TOPICS`)."""
+FAULTS_SUFFIX: Final = "-faults"
+"""Appended to the client id for the fault-code session's own client id."""
 
 
 class Ingestor:
@@ -124,17 +110,28 @@ class Ingestor:
     Args:
         broker_url: ``mqtt://host:port`` of the broker.
         db_path: the DuckDB file (opened read-write: this process is the store's writer).
-        client_id: fixed MQTT client id; the broker keeps its session across restarts.
+        client_id: fixed MQTT client id; the broker keeps its session across restarts. The
+            fault-code session's is this with ``-faults`` appended.
         flush_rows: land a batch once it holds this many telemetry rows (default: DuckDB's
             row-group size, see :data:`FLUSH_ROWS`)...
         flush_bytes: ...or this many bytes of payload (see :data:`FLUSH_BYTES`)...
         flush_interval_s: ...or once its first message has waited this long.
         share_group: subscribe as ``$share/<group>/...`` so several ingestors split the load.
-        after_commit: called after each successful commit and ack (see :data:`AfterCommit`);
-            its exceptions are logged and counted, never stop ingest. If it has a
-            ``close()`` method, :meth:`stop` calls it after the last batch and before the
-            store closes, since a hook working on a cursor of the writer's connection (such
-            as :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection.
+        after_commit: called after each successful commit and ack (see :data:`AfterCommit`),
+            with the connection (or the fault-code session's cursor) the batch landed on;
+            the sessions take turns, it never runs twice at once. Its exceptions are logged
+            and counted, never stop ingest. If it has a ``close()`` method, :meth:`stop`
+            calls it after the last batch and before the store closes, since a hook working
+            on a cursor of the writer's connection (such as
+            :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection.
+        critical_codes: fault codes (SAE J2012, any case) whose message lands at once,
+            without waiting for its batch window; None (the default) takes the
+            ``after_commit`` hook's ``critical_codes`` if it has them (as
+            :class:`~pipeline.leads.urgent.UrgentLeads` does), else none.
+        fault_session: serve fault codes on a session of their own (see the module
+            docstring); None (the default) means yes unless a client certificate is
+            configured (``tls.cert``): a broker binding client ids to certificates would
+            let the two sessions take each other's place.
         maintenance: called every ``maintenance_interval_s`` between batches (for example
             :class:`pipeline.store.export.ExportPolicy`); exceptions are logged and counted.
         require_registered_vehicles: dead-letter messages of vehicles not in the store's
@@ -145,7 +142,8 @@ class Ingestor:
         customers_file: ``customers.csv``, imported likewise, so that ingest's urgent leads
             name the customer (without it they are held: no customer on record).
         rate_limit: the per-vehicle token bucket, or None for no limit. Simulated and
-            replayed fleets compress time and must pass None or a limit sized for it.
+            replayed fleets compress time and must pass None or a limit sized for it. The
+            fault-code session keeps buckets of its own (its messages are few and small).
         register_refresh_s: shortest interval between reloads of the registered vehicles.
         credentials: the MQTT login (else any ``user:password@`` in ``broker_url``).
         tls: CA, client certificate and key for a mutual-TLS broker (``mqtts://``); the
@@ -167,6 +165,8 @@ class Ingestor:
                  flush_interval_s: float = 1.0, share_group: str | None = None,
                  flush_bytes: int = FLUSH_BYTES,
                  after_commit: AfterCommit | None = None,
+                 critical_codes: Collection[str] | None = None,
+                 fault_session: bool | None = None,
                  maintenance: Maintenance | None = None,
                  maintenance_interval_s: float = 60.0,
                  require_registered_vehicles: bool = True,
@@ -190,6 +190,11 @@ class Ingestor:
         self.flush_bytes = flush_bytes
         self.share_group = share_group
         self.after_commit, self.maintenance = after_commit, maintenance
+        if critical_codes is None:
+            critical_codes = getattr(after_commit, "critical_codes", None) or ()
+        self.critical_codes = frozenset(critical_codes)
+        self.fault_session = (fault_session if fault_session is not None
+                              else tls is None or tls.cert is None)
         self.maintenance_interval_s = maintenance_interval_s
         self.require_registered_vehicles = require_registered_vehicles
         self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
@@ -199,24 +204,26 @@ class Ingestor:
         self.mqtt_client = mqtt_client
         self.receipts = receipts
         self._board = StatsBoard()
-        self._session = 0
-        self._subscribed = threading.Event()
         self._stopping = threading.Event()
+        self._hook_lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._client: mqtt.Client | None = None
-        self._writer: BatchWriter | None = None
-        self._thread: threading.Thread | None = None
-        self._batch: list[_Delivery] = []
-        self._deadline = 0.0
-        self._received = 0
-        self._flush_failures_in_row = 0
-        self._backoff = 0.5
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._sessions: list[Session] = []
 
     @property
     def topic_filters(self) -> list[str]:
-        """The filters subscribed to, with the shared-subscription prefix if any."""
+        """The filters subscribed to, with the shared-subscription prefix if any (the bulk
+        session's, then the fault-code session's)."""
+        bulk, faults = self._filters()
+        return bulk + faults
+
+    def _filters(self) -> tuple[list[str], list[str]]:
+        """The bulk session's filters and the fault-code session's (empty when it is off)."""
         prefix = f"$share/{self.share_group}/" if self.share_group else ""
-        return [prefix + topic for topic in contract.INGEST_TOPICS]
+        if not self.fault_session:
+            return [prefix + topic for topic in contract.INGEST_TOPICS], []
+        return ([prefix + topic for topic in contract.INGEST_TOPICS if topic != FAULT_TOPICS],
+                [prefix + FAULT_TOPICS])
 
     @property
     def stats(self) -> IngestStats:
@@ -228,7 +235,7 @@ class Ingestor:
         return self._board.wait_for(predicate, timeout)
 
     def start(self) -> Ingestor:
-        """Open the store, connect, subscribe, and return once the subscription is active.
+        """Open the store, connect, subscribe, and return once the subscriptions are active.
 
         A start that fails leaves no store file behind when there was none before and
         nothing landed: a typo in the broker URL must not leave an empty database that
@@ -252,74 +259,67 @@ class Ingestor:
 
     def _start(self) -> Ingestor:
         host, port = parse_broker_url(self.broker_url)
+        connection = Connection(self.broker_url, host, port, self.credentials, self.tls,
+                                self.mqtt_client)
         self._stopping.clear()
-        self._subscribed.clear()
         self._con = store.connect(self.db_path)
         warm_up()
-        try:
-            admission = self._admission(self._con)
-        except Exception:
-            self.stop()
-            raise
-        self._writer = BatchWriter(self._con, self._board, self.after_commit, admission)
-        try:
-            self._client = self._make_client()
-        except BrokerError:
-            self.stop()
-            raise
-        try:
-            self._client.connect(host, port, keepalive=KEEPALIVE_S)
-        except OSError as exc:
-            self.stop()
-            raise BrokerError(f"cannot connect to the broker at {self._shown_url}: {exc}") from exc
-        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
-        self._thread.start()
-        if not self._subscribed.wait(CONNECT_TIMEOUT_S):
-            self.stop()
-            raise BrokerError(f"no subscription at {self._shown_url} within "
-                              f"{CONNECT_TIMEOUT_S:g} s (see the log for the broker's answer)")
+        self._sessions = self._make_sessions(self._con, connection)
+        # The fault-code session subscribes first, so no fault code falls between the two
+        # while the bulk session gives up its filter.
+        for session in reversed(self._sessions):
+            session.start()
+            if not session.subscribed.wait(CONNECT_TIMEOUT_S):
+                raise BrokerError(f"no subscription of {session.client_id} at "
+                                  f"{self._shown_url} within {CONNECT_TIMEOUT_S:g} s (see the "
+                                  f"log for the broker's answer)")
         log.info("ingesting %s from %s into %s on the %s paho client", self.topic_filters,
                  self._shown_url, self.db_path, self.mqtt_client)
         return self
 
-    def _admission(self, con: duckdb.DuckDBPyConnection) -> Admission:
-        load = store_loader(con, self.vehicles_file, self.customers_file)
+    def _make_sessions(self, con: duckdb.DuckDBPyConnection,
+                       connection: Connection) -> list[Session]:
+        bulk_filters, fault_filters = self._filters()
+        rule = BatchRule(self.flush_rows, self.flush_bytes, self.flush_interval_s)
+        bulk = Session("ingest", self.client_id, bulk_filters, fault_filters,
+                       self._writer(con, files=True), rule, connection, self._board,
+                       self._stopping, receipts=self.receipts,
+                       maintenance=((self.maintenance, self.maintenance_interval_s)
+                                    if self.maintenance else None))
+        if not fault_filters:
+            return [bulk]
+        self._cursor = con.cursor()  # DuckDB: one connection object per thread
+        faults = Session("ingest-faults", self.client_id + FAULTS_SUFFIX, fault_filters, (),
+                         self._writer(self._cursor, files=False), rule, connection,
+                         self._board, self._stopping, receipts=self.receipts)
+        return [bulk, faults]
+
+    def _writer(self, con: duckdb.DuckDBPyConnection, *, files: bool) -> BatchWriter:
+        return BatchWriter(con, self._board, self.after_commit, self._admission(con, files),
+                           critical_codes=self.critical_codes, hook_lock=self._hook_lock)
+
+    def _admission(self, con: duckdb.DuckDBPyConnection, files: bool) -> Admission:
+        """The backend checks for one session; only the bulk one imports the files."""
+        vehicles = self.vehicles_file if files else None
+        customers = self.customers_file if files else None
+        load = store_loader(con, vehicles, customers)
         if self.require_registered_vehicles:
             register = VehicleRegister(load, self.register_refresh_s)
-            log.info("admitting the %d registered vehicles", len(register))
+            if files:
+                log.info("admitting the %d registered vehicles", len(register))
         else:
             register = None
-            if self.vehicles_file is not None or self.customers_file is not None:
+            if vehicles is not None or customers is not None:
                 load()  # still register the files' rows (once)
         limiter = None
         if self.rate_limit is not None:
             downtime = seconds_since_last_landing(con)
             limiter = RateLimiter(self.rate_limit, downtime_s=downtime or 0.0)
-            if limiter.catch_up_rows:
+            if limiter.catch_up_rows and files:
                 log.info("the store last landed a message %.0f s ago: each vehicle may send "
                          "up to %.0f rows of backlog on top of its burst", downtime,
                          limiter.catch_up_rows)
         return Admission(register, limiter)
-
-    def _make_client(self) -> mqtt.Client:
-        # manual_ack on both: paho must not ack a PUBLISH before its rows are committed.
-        factory = IngestClient if self.mqtt_client == "fast" else mqtt.Client
-        client = factory(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                         clean_session=False, protocol=MQTTProtocolVersion.MQTTv311,
-                         manual_ack=True)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        if isinstance(client, IngestClient):
-            client.on_publish_fast = self._receive
-            # An oversize payload is hashed and dropped as it is read, never held whole.
-            client.on_oversize_fast = self._receive_oversize
-            client.oversize_limit, client.oversize_kept = contract.MAX_PAYLOAD_BYTES, KEPT_BYTES
-        client.on_disconnect = self._on_disconnect
-        apply_client_auth(client, self.broker_url, self.credentials)
-        apply_client_tls(client, self.broker_url, self.tls)
-        client.max_inflight_messages_set(RECEIPTS_IN_FLIGHT)
-        return client
 
     @property
     def _shown_url(self) -> str:
@@ -329,195 +329,24 @@ class Ingestor:
     def stop(self) -> None:
         """Land and ack what is pending, disconnect and close the store (idempotent)."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._client is not None:
-            self._client.disconnect()
-            self._client = None
+        for session in self._sessions:
+            session.join()
+        for session in self._sessions:
+            session.disconnect()
+        self._sessions = []
         close_hook = getattr(self.after_commit, "close", None)
         if callable(close_hook):
             close_hook()  # the hook's cursors die with the connection: let it finish first
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        for con in (self._cursor, self._con):
+            if con is not None:
+                con.close()
+        self._cursor = self._con = None
 
     def __enter__(self) -> Ingestor:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    # Callbacks: paho calls them from loop(), i.e. on the ingest thread.
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason: ReasonCode, properties: Any) -> None:
-        if reason.is_failure:
-            log.error("broker %s refused the connection: %s", self._shown_url, reason)
-            return
-        self._session += 1
-        self._backoff = 0.5
-        client.subscribe([(topic, 1) for topic in self.topic_filters])
-
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reasons: list[ReasonCode], properties: Any) -> None:
-        refused = [str(r) for r in reasons if r.is_failure]
-        if refused:
-            log.error("broker %s refused subscriptions: %s", self._shown_url, refused)
-            return
-        self._subscribed.set()
-
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
-                       reason: ReasonCode, properties: Any) -> None:
-        if not self._stopping.is_set():
-            log.warning("lost the broker %s (%s); reconnecting", self._shown_url, reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._receive(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain))
-
-    def _receive(self, topic: str, payload: bytes, mid: int, qos: int,
-                 retain: bool = False) -> bool:
-        """One PUBLISH, from paho's ``on_message`` or the client's direct path; returns
-        False once the batch is full, so the client stops reading until it is landed.
-
-        paho ignores what ``on_message`` returns, and paho 2.2's ``loop_read()`` parses one
-        packet per message it has in flight (the receipts awaiting their PUBACKs), so the
-        stock client can pass a full batch by that many messages before :meth:`_drain`
-        checks it again; the fast client stops at once. An oversize payload from the stock
-        client (which reads it whole) is cut to its head here, before it joins the batch."""
-        return self._accept(inbound(topic, payload, time.time(), retain), mid, qos)
-
-    def _receive_oversize(self, topic: str, head: bytes, size: int, sha256: str, mid: int,
-                          qos: int, retain: bool) -> bool:
-        """An oversize PUBLISH the fast client read without keeping it: its head, size, hash."""
-        return self._accept(InboundMessage(topic, head, time.time(), retain, size, sha256),
-                            mid, qos)
-
-    def _accept(self, item: InboundMessage, mid: int, qos: int) -> bool:
-        if not self._batch:
-            self._deadline = time.monotonic() + self.flush_interval_s
-        self._batch.append(_Delivery(mid, qos, self._session))
-        self._received += 1
-        writer = self._writer
-        if writer is None:
-            return True
-        writer.add(item)
-        return not self._full(writer)
-
-    def _full(self, writer: BatchWriter) -> bool:
-        """Whether the pending batch must land now: by rows, or by payload bytes held."""
-        return writer.rows >= self.flush_rows or writer.bytes >= self.flush_bytes
-
-    # The ingest thread: read, batch, land, ack, maintain, reconnect.
-
-    def _run(self) -> None:
-        client = self._client
-        if client is None:
-            return
-        next_maintenance = time.monotonic() + self.maintenance_interval_s
-        while not self._stopping.is_set():
-            wait = max(0.0, self._deadline - time.monotonic()) if self._batch else POLL_S
-            before = self._received
-            if client.loop(timeout=min(wait, POLL_S)) != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._reconnect(client)
-            elif self._received > before:
-                self._drain(client)
-            # Counting costs a lock and a wake-up: do it per 256 messages, or when idle.
-            if self._received >= 256 or (self._received and self._received == before):
-                self._count_received()
-            now = time.monotonic()
-            if self._batch and (now >= self._deadline or (self._writer is not None
-                                and self._full(self._writer))):
-                self._flush(client)
-            if self.maintenance and now >= next_maintenance and self._writer is not None:
-                self._writer.maintain(self.maintenance)
-                next_maintenance = time.monotonic() + self.maintenance_interval_s
-        self._flush(client)
-
-    def _drain(self, client: mqtt.Client) -> None:
-        """Read messages already waiting on the socket without a select() for each.
-
-        ``loop()`` costs a select() per packet; while PUBLISHes keep coming, reading on
-        until a read yields nothing (or a batch is full) saves a fifth of the CPU.
-        """
-        writer = self._writer
-        for _ in range(1000):
-            if writer is not None and self._full(writer):
-                return  # the batch is full (perhaps already by loop()): land it first
-            before = self._received
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
-                return
-
-    def _count_received(self) -> None:
-        self._board.add(messages_received=self._received)
-        self._received = 0
-
-    def _flush(self, client: mqtt.Client) -> None:
-        if self._received:
-            self._count_received()
-        writer, batch, self._batch = self._writer, self._batch, []
-        if writer is None or not batch:
-            return
-        result = writer.flush()
-        if result is None:
-            # Not acked: the broker redelivers after a reconnect, and landing is idempotent.
-            self._flush_failures_in_row += 1
-            self._restart_session(client)
-            return
-        self._flush_failures_in_row = 0
-        self._ack(client, batch)
-        if self.receipts:
-            self._publish_receipts(client, writer.outcomes)
-        writer.committed(result)
-
-    def _publish_receipts(self, client: mqtt.Client, outcomes: Sequence[Outcome]) -> None:
-        """Tell each vehicle of the committed batch which of its messages the store holds.
-
-        A receipt paho cannot send now stays queued in its session and goes out after the
-        reconnect; one that is lost costs the agent a re-send, landed as a duplicate and
-        receipted again.
-        """
-        wires = build_receipts(outcomes)
-        for topic, payload in wires:
-            client.publish(topic, payload, qos=1)
-        if wires:
-            self._board.add(receipts_published=len(wires))
-
-    def _restart_session(self, client: mqtt.Client) -> None:
-        """Reconnect after a backoff, so the broker resends what is left unacknowledged.
-
-        MQTT 3.1.1 resends unacknowledged messages only on a new connection; without one
-        they would also keep occupying the broker's in-flight window for this client.
-        """
-        delay = min(MAX_BACKOFF_S, 0.25 * 2 ** (self._flush_failures_in_row - 1))
-        if self._stopping.wait(delay):
-            return
-        client.disconnect()
-        self._reconnect(client, wait_first=False)
-        log.info("reconnected to %s to get unacknowledged messages again", self._shown_url)
-
-    def _reconnect(self, client: mqtt.Client, wait_first: bool = True) -> None:
-        """Connect again with exponential backoff until it works or the ingestor stops."""
-        while not (wait_first and self._stopping.wait(self._backoff)):
-            wait_first = True
-            try:
-                client.reconnect()
-                return
-            except OSError as exc:
-                log.warning("broker %s unreachable (%s); next try in %.1f s",
-                            self._shown_url, exc, self._backoff)
-                self._backoff = min(MAX_BACKOFF_S, self._backoff * 2)
-
-    def _ack(self, client: mqtt.Client, deliveries: Sequence[_Delivery]) -> None:
-        # A mid from an earlier connection may name another message now; the broker
-        # resends those anyway and the resent copy is acked as a duplicate.
-        session = self._session
-        mids = [d.mid for d in deliveries if d.session == session and d.qos == 1]
-        if isinstance(client, IngestClient):
-            client.ack_in_order(mids)
-            return
-        for mid in mids:  # in arrival order, as MQTT requires; one write each
-            client.ack(mid, 1)
 
 
 def _check_positive(**values: float) -> None:

@@ -12,11 +12,14 @@ acknowledged and the broker redelivers the lot after a reconnect.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import fields
 
 import duckdb
 
+from edge.wire import contract
 from pipeline.ingest.admission import RATE_LIMIT, Admission, Refusal
 from pipeline.ingest.landing import (
     InboundMessage,
@@ -31,6 +34,11 @@ from pipeline.ingest.receipts import Outcome, outcomes_of
 from pipeline.ingest.stats import StatsBoard
 
 log = logging.getLogger(__name__)
+
+AfterCommit = Callable[[duckdb.DuckDBPyConnection, LandResult], None]
+"""Called after each commit and ack, with the connection (or cursor) the batch landed on."""
+Maintenance = Callable[[duckdb.DuckDBPyConnection], None]
+"""Periodic work on the writer's connection between batches (exports, snapshots)."""
 
 
 def merge(results: Sequence[LandResult]) -> LandResult:
@@ -53,19 +61,28 @@ class BatchWriter:
 
     ``rows`` and ``bytes`` say how full the pending batch is (telemetry rows, and payload
     bytes held: an oversize message counts only the head it keeps), so the caller can land
-    it on either before it grows past what it should hold in memory.
+    it on either before it grows past what it should hold in memory. ``urgent`` says the
+    batch holds a fault-code message reporting one of ``critical_codes`` (not as cleared),
+    which the caller lands at once instead of waiting for its batch window.
+
+    ``hook_lock``, when several writers share one ``after_commit`` hook (one per ingest
+    session), makes their calls of it take turns, so the hook never runs twice at once.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, board: StatsBoard,
-                 after_commit: Callable[[duckdb.DuckDBPyConnection, LandResult], None] | None,
-                 admission: Admission | None = None) -> None:
+                 after_commit: AfterCommit | None, admission: Admission | None = None, *,
+                 critical_codes: Collection[str] = (),
+                 hook_lock: threading.Lock | None = None) -> None:
         self._con, self._board, self._after_commit = con, board, after_commit
         self._admission = admission
+        self._critical = frozenset(code.strip().upper() for code in critical_codes)
+        self._hook_lock = hook_lock
         self._pending: list[Prepared] = []
         self._refused: dict[str, int] = {}
         self._refused_flushed: dict[str, int] = {}
         self.rows = 0
         self.bytes = 0
+        self.urgent = False
         self.outcomes: list[Outcome] = []
         """What the last flush did with each message, for the receipts (empty if it failed)."""
 
@@ -80,6 +97,16 @@ class BatchWriter:
         self._pending.append(prepared)
         self.rows += prepared.telemetry_rows
         self.bytes += len(item.payload)
+        if not self.urgent and prepared.reason is None and self._critical:
+            self.urgent = self._reports_critical(prepared.message)
+
+    def _reports_critical(self, message: contract.Message | None) -> bool:
+        """Whether ``message`` reports a critical fault code as present (a clear is not news
+        that cannot wait)."""
+        if not isinstance(message, contract.DtcBatch):
+            return False
+        return any(not event.cleared and event.code.strip().upper() in self._critical
+                   for event in message.events)
 
     def _count_refusal(self, refusal: Refusal) -> None:
         refused = self._refused
@@ -92,6 +119,7 @@ class BatchWriter:
     def flush(self) -> LandResult | None:
         """Land the pending batch; None when nothing of it was committed (do not ack)."""
         batch, self._pending, self.rows, self.bytes = self._pending, [], 0, 0
+        self.urgent = False
         self.outcomes = []
         # Counted in committed(); a batch that does not commit comes back and is counted then.
         self._refused_flushed, self._refused = self._refused, {}
@@ -138,12 +166,13 @@ class BatchWriter:
         if self._after_commit is None:
             return
         try:
-            self._after_commit(self._con, result)
+            with self._hook_lock or nullcontext():
+                self._after_commit(self._con, result)
         except Exception:
             log.exception("the after_commit hook failed; ingest carries on")
             self._board.add(hook_failures=1)
 
-    def maintain(self, work: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+    def maintain(self, work: Maintenance) -> None:
         """Run periodic ``work`` on the writer's connection; count and log its failures."""
         try:
             work(self._con)

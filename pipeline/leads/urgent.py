@@ -8,6 +8,10 @@ signals of the last day rather than building daily features. That is a few milli
 writer's time. Delivery is handed to a background thread with its own cursor (DuckDB
 connections are per thread), so a slow or absent CRM never holds ingest up; whatever it cannot
 deliver stays pending in the outbox, where the scheduled delivery retries it.
+
+Its :attr:`UrgentLeads.critical_codes` (the catalogue's critical codes, :func:`critical_codes`)
+tell ingest which fault-code messages land at once instead of waiting for their batch window:
+ingest sits below the catalogue's layer and learns them from its hook or its caller.
 """
 
 from __future__ import annotations
@@ -23,12 +27,18 @@ from typing import Any, Final
 import duckdb
 
 from pipeline.crm.outbox import deliver_outbox
+from pipeline.features.fault_codes import CATALOG
 from pipeline.leads.advice import advise
 from pipeline.leads.document import LeadSettings
 
 log = logging.getLogger(__name__)
 
 _STOP: Final = object()
+
+
+def critical_codes() -> frozenset[str]:
+    """The catalogue's fault codes of ``critical`` severity: the ones a lead cannot wait for."""
+    return frozenset(code for code, info in CATALOG.items() if info.severity == "critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,8 @@ class UrgentLeads:
         self._stats = UrgentStats()
         self._pending = 0
         self._thread: threading.Thread | None = None
+        self.critical_codes = critical_codes()
+        """What ingest lands at once (:class:`~pipeline.ingest.service.Ingestor` reads it)."""
 
     @property
     def stats(self) -> UrgentStats:
