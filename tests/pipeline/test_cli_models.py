@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pytest
-from synth_fleet import Car, build_store
+from synth_fleet import build_store, evidence_fleet
 
 from flows.cli.main import main
 from pipeline.ml.training import train_and_register
@@ -88,9 +88,7 @@ def test_battery_life_on_nasa_cells(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_list_show_promote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "fleet.duckdb"
-    cars = [Car(f"ok{i}") for i in range(4)] + [
-        Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)]
-    con = build_store(db, cars, 80)
+    con = build_store(db, evidence_fleet(("brakes",), healthy=4), 80)
     first = {r.component: r for r in train_and_register(con, horizon_days=30)}["brakes"]
     second = {r.component: r for r in train_and_register(con, horizon_days=30)}["brakes"]
     con.close()
