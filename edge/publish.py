@@ -141,7 +141,8 @@ class Publisher:
         health: periodic health reports and the last will; None sends neither.
         tls: certificate files; TLS is on for ``mqtts://`` URLs or when any file is given.
         reconnect_min_s, reconnect_max_s: the reconnect backoff's first and longest delay.
-        on_ack: called with each spool sequence number the broker acknowledged (benchmarks).
+        on_ack: called with each spool sequence number the broker acknowledged and the
+            monotonic time its PUBACK arrived (benchmarks).
         receipts: delete entries on the backend's receipts (see :class:`Receipts`); None
             deletes them on the broker's PUBACK.
         quiet_first_connect: do not log failures before the first connection (the caller
@@ -154,7 +155,7 @@ class Publisher:
     def __init__(self, spool: Spool, broker_url: str, client_id: str, *, window: int = 32,
                  health: Health | None = None, tls: TlsFiles | None = None,
                  reconnect_min_s: int = 1, reconnect_max_s: int = 30,
-                 on_ack: Callable[[int], None] | None = None,
+                 on_ack: Callable[[int, float], None] | None = None,
                  receipts: Receipts | None = None,
                  quiet_first_connect: bool = False) -> None:
         self._spool = spool
@@ -184,7 +185,7 @@ class Publisher:
         self._backoff = (reconnect_min_s, reconnect_max_s)
         self._quiet_first_connect = quiet_first_connect
         self._last_error: str | None = None
-        self._acks: collections.deque[tuple[int, int]] = collections.deque()
+        self._acks: collections.deque[tuple[int, int, float]] = collections.deque()
         self._inflight: dict[int, int] = {}
         self._receipt_payloads: collections.deque[bytes] = collections.deque()
         self._unreceipted: dict[int, _Unreceipted] = {}
@@ -338,8 +339,12 @@ class Publisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int,
                     reason: mqtt.ReasonCode, properties: object) -> None:
-        self._acks.append((self._connects, mid))
-        self._wake.set()
+        self._acks.append((self._connects, mid, time.monotonic()))
+        if len(self._inflight) >= self._window:
+            # Only a full window waits for this PUBACK. Otherwise it is taken at the
+            # publisher's next turn (the next spool append, a drain's nudge, or 0.5 s): one
+            # thread wake-up and one delete transaction for several PUBACKs, not one each.
+            self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -381,35 +386,36 @@ class Publisher:
         # their links at once, their backlogs otherwise sat up to max_timeout_s (8 min).
         self._restart_waits(now, self._receipts)
 
-    def _take_acks(self) -> list[int]:
-        """The spool entries acknowledged since the last turn (they leave the window)."""
+    def _take_acks(self) -> list[tuple[int, float]]:
+        """The spool entries acknowledged since the last turn (they leave the window), with
+        the monotonic time each PUBACK arrived."""
         done = []
         while self._acks:
-            session, mid = self._acks.popleft()
+            session, mid, at = self._acks.popleft()
             if session != self._session:
                 continue  # an acknowledgement from a connection whose flight was resent
             seq = self._inflight.pop(mid, None)
             if seq is not None:
-                done.append(seq)
+                done.append((seq, at))
         return done
 
-    def _retire(self, done: list[int]) -> None:
-        """Act on PUBACKs: delete the entries (no receipts) or start their receipt timeouts."""
+    def _retire(self, done: list[tuple[int, float]]) -> None:
+        """Act on PUBACKs: delete the entries (no receipts) or start their receipt timeouts
+        (from when each PUBACK arrived)."""
         self._acked += len(done)
         if self._receipts is None:
-            self._spool.ack_many(done)
+            self._spool.ack_many([seq for seq, _ in done])
             if done and self._spool.empty():
                 self._emptied.set()
         else:
-            now = time.monotonic()
-            for seq in done:
+            for seq, at in done:
                 state = self._unreceipted.get(seq)
                 if state is not None and state.due == math.inf:
-                    state.due = now + state.delay
+                    state.due = at + state.delay
                     heapq.heappush(self._due, (state.due, seq))
         if self._on_ack is not None:
-            for seq in done:
-                self._on_ack(seq)
+            for seq, at in done:
+                self._on_ack(seq, at)
 
     def _take_receipts(self) -> None:
         """Delete the entries named by the receipts that arrived (the backend stored them)."""
