@@ -244,6 +244,7 @@ class Agent:
         count = len(frames)
         self._frames_read += count
         not_collected = 0
+        out.hold()
         try:
             for i, (ts, key, data) in enumerate(frames):
                 sink = sinks.get(key)
@@ -263,6 +264,7 @@ class Agent:
                     self._left = count - i - 1
                     self.flush()
         finally:
+            out.release()
             self._left = 0
             self._not_collected += not_collected
 

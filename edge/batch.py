@@ -68,6 +68,7 @@ class BatchWriter:
         self._queue: queue.Queue[_Write | None] | None = None
         self._writer: threading.Thread | None = None
         self._failure: SpoolError | None = None
+        self._held: list[_Write] | None = None
 
     def full(self) -> bool:
         """True when the open batch should be spooled now."""
@@ -126,11 +127,30 @@ class BatchWriter:
         """
         if self._writer is None or self._queue is None:
             return
+        self.release()
         self._queue.put(None)
         self._writer.join()
         self._writer = self._queue = None
         if check:
             self._raise_failure()
+
+    def hold(self) -> None:
+        """Keep background writes in hand until :meth:`release` (the agent's block of frames).
+
+        A block read at once is decoded in a few milliseconds, and batches and events it
+        completes are handed to the writer together at its end: one hand-over and one
+        transaction (one fsync) for all of them, each with its own samples and message id as
+        before, under the checkpoint of the last. Nothing is counted or published before it
+        is stored, as ever. Without a background writer there is nothing to hold.
+        """
+        if self._queue is not None:
+            self._held = []
+
+    def release(self) -> None:
+        """Hand over what :meth:`hold` kept, as one write."""
+        held, self._held = self._held, None
+        if held and self._queue is not None:
+            self._queue.put(([m for staged, _ in held for m in staged], held[-1][1]))
 
     def _stage_batch(self) -> bool:
         """Encode the open batch and stage it for the next write; False when it is empty."""
@@ -164,7 +184,9 @@ class BatchWriter:
         staged, self._staged = self._staged, []
         checkpoint = self._checkpoint() if self._checkpoint is not None else None
         self._raise_failure()
-        if self._queue is not None:
+        if self._held is not None:
+            self._held.append((staged, checkpoint))
+        elif self._queue is not None:
             self._queue.put((staged, checkpoint))
         else:
             self._write(staged, checkpoint)
