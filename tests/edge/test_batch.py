@@ -145,3 +145,44 @@ def test_a_batch_that_would_be_oversize_is_split_and_every_sample_spooled(
     assert [t for m in decoded for t in m.ts] == [1_767_225_600.0 + i / 1000
                                                   for i in range(30_000)]
     assert writer.signals_spooled == 30_000 and writer.messages == len(decoded)
+
+
+def test_writes_held_for_a_block_reach_the_writer_together_at_its_end(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=False)
+    append_many = spool.append_many
+    writes: list[tuple[int, tuple[str, int] | None]] = []
+    busy, go = threading.Event(), threading.Event()
+
+    def slow_first(messages: list[tuple[str, bytes, Priority]], **kw: Any) -> list[int]:
+        writes.append((len(messages), kw.get("checkpoint")))
+        if len(writes) == 1:
+            busy.set()
+            go.wait(5)
+        return append_many(messages, **kw)
+
+    spool.append_many = slow_first  # type: ignore[method-assign,assignment]
+    position = 0
+
+    def checkpoint() -> tuple[str, int]:
+        return "k", position
+
+    writer = BatchWriter("V1", spool, None, batch_signals=10, checkpoint=checkpoint)
+    writer.start_background()
+    _fill(writer, 10)
+    writer.flush()  # the writer takes it and waits in the spool
+    assert busy.wait(5)
+    writer.hold()
+    for position in (10, 20):
+        _fill(writer, 10, t0=position)
+        writer.flush()
+    position = 25
+    writer.spool_dtcs([contract.DtcEvent(25.0, "P0A80", "stored", "0x10", "can")])
+    assert writer._queue is not None and writer._queue.empty()  # held, not handed over
+    writer.release()
+    assert writer._queue.qsize() == 1  # three messages, one hand-over
+    go.set()
+    writer.stop_background()
+    assert writes == [(1, ("k", 0)), (3, ("k", 25))]
+    assert _kinds(spool) == [("telemetry", 10), ("telemetry", 10), ("telemetry", 10), ("dtc", 1)]
+    assert spool.checkpoint("k") == 25
+    assert (writer.messages, writer.signals_spooled) == (4, 30)
