@@ -14,8 +14,9 @@ nobody knows whether the replaced part would have failed; data ending too soon).
 **warned** when an onset of its life came at least a day before it, within the horizon.
 
 Days on which a life ends (the failure day itself) are never scored: the car is already in.
-The figures, per component, are what :func:`warning_events` returns, with exactly the keys of
-:data:`EVENT_KEYS`; :func:`tune_event_threshold` picks the threshold that minimises their cost.
+The figures, per component, are what :func:`warning_events` returns (:class:`WarningFigures`,
+whose JSON has exactly the keys of :data:`EVENT_KEYS`); :func:`tune_event_threshold` picks
+the threshold whose calls cost least.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ __all__ = [
     "RENEWAL",
     "LifeEvents",
     "Onsets",
+    "WarningFigures",
     "alarm_onsets",
-    "event_cost",
     "summarise",
     "tune_event_threshold",
     "warning_events",
@@ -193,51 +194,71 @@ def _outcome(onset: float, ends: tuple[float, str] | None, last_seen: float,
     return False
 
 
-def warning_events(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLike,
-                   threshold: float, events: LifeEvents, horizon: float) -> dict[str, Any]:
-    """The per-warning figures (:data:`EVENT_KEYS`) of alarms at ``proba >= threshold``.
+@dataclass(frozen=True, slots=True)
+class WarningFigures:
+    """The per-warning figures of one set of alarms (:func:`warning_events`).
 
     ``failures`` counts recorded failures with a scored day before them; ``warned`` those with
-    an onset at least one day (and at most ``horizon`` days) before; ``warned_14d`` those
-    warned at least :data:`EARLY_DAYS` ahead; ``median_lead_days`` is over warned failures
-    (None if none); ``onset_precision`` is true onsets over decided ones (None if none);
+    an onset at least one day (and at most the horizon) before; ``warned_14d`` those warned
+    at least :data:`EARLY_DAYS` ahead; ``median_lead_days`` is over warned failures (None if
+    none); ``onset_precision`` is true onsets over decided ones (None if none);
     ``false_alarms_per_100_vehicle_months`` divides false onsets by scored vehicle-days.
-    Three counts follow: ``onsets``, ``false_onsets`` and ``undetermined_onsets``.
+    ``onsets``, ``false_onsets`` and ``undetermined_onsets`` are the counts behind them.
     """
+
+    failures: int
+    warned: int
+    warned_14d: int
+    median_lead_days: float | None
+    onset_precision: float | None
+    false_alarms_per_100_vehicle_months: float | None
+    onsets: int
+    false_onsets: int
+    undetermined_onsets: int
+
+    def as_json(self) -> dict[str, Any]:
+        """Exactly the :data:`EVENT_KEYS`, as the registry and ``fleetcare demo --json`` show."""
+        return {key: getattr(self, key) for key in EVENT_KEYS}
+
+    def counts(self) -> dict[str, int]:
+        """The onset counts behind the figures."""
+        return {"onsets": self.onsets, "false_onsets": self.false_onsets,
+                "undetermined_onsets": self.undetermined_onsets}
+
+    def cost(self, cost_fp: float, cost_fn: float) -> float:
+        """``cost_fp`` per false onset plus ``cost_fn`` per failure not warned."""
+        return float(cost_fp * self.false_onsets + cost_fn * (self.failures - self.warned))
+
+
+def warning_events(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLike,
+                   threshold: float, events: LifeEvents, horizon: float) -> WarningFigures:
+    """The per-warning figures of alarms at ``proba >= threshold``."""
     alarm = np.asarray(proba, dtype=float) >= threshold
     return summarise(alarm_onsets(vehicle_ids, days, alarm, events, horizon))
 
 
-def summarise(found: Onsets) -> dict[str, Any]:
-    """The :data:`EVENT_KEYS` figures (and onset counts) of ``found``."""
+def summarise(found: Onsets) -> WarningFigures:
+    """The figures of ``found``."""
     leads = [lead for _, _, lead in found.failures if lead is not None]
     decided = [o for o in found.outcome if o is not None]
     false = sum(1 for o in decided if not o)
     months = found.scored_days / DAYS_PER_MONTH
-    return {
-        "failures": len(found.failures),
-        "warned": len(leads),
-        "warned_14d": sum(1 for lead in leads if lead >= EARLY_DAYS),
-        "median_lead_days": float(np.median(leads)) if leads else None,
-        "onset_precision": (len(decided) - false) / len(decided) if decided else None,
-        "false_alarms_per_100_vehicle_months": 100.0 * false / months if months else None,
-        "onsets": len(found.outcome),
-        "false_onsets": false,
-        "undetermined_onsets": len(found.outcome) - len(decided),
-    }
-
-
-def event_cost(figures: dict[str, Any], cost_fp: float, cost_fn: float) -> float:
-    """What the warnings cost: ``cost_fp`` per false onset, ``cost_fn`` per failure not warned."""
-    missed = figures["failures"] - figures["warned"]
-    return float(cost_fp * figures["false_onsets"] + cost_fn * missed)
+    return WarningFigures(
+        failures=len(found.failures), warned=len(leads),
+        warned_14d=sum(1 for lead in leads if lead >= EARLY_DAYS),
+        median_lead_days=float(np.median(leads)) if leads else None,
+        onset_precision=(len(decided) - false) / len(decided) if decided else None,
+        false_alarms_per_100_vehicle_months=100.0 * false / months if months else None,
+        onsets=len(found.outcome), false_onsets=false,
+        undetermined_onsets=len(found.outcome) - len(decided))
 
 
 def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLike,
                          events: LifeEvents, horizon: float, *, cost_fp: float,
                          cost_fn: float, candidates: Sequence[float] | None = None
-                         ) -> tuple[float, dict[str, Any]]:
-    """The threshold with the lowest :func:`event_cost` on (out-of-fold) scores, and its figures.
+                         ) -> tuple[float, WarningFigures]:
+    """The threshold whose calls cost least (:meth:`WarningFigures.cost`) on (out-of-fold)
+    scores, and its figures.
 
     Candidates are quantiles of the scores (or ``candidates``). Among equally cheap ones the
     earlier warnings win (more failures warned 14 days ahead, then the longer median lead),
@@ -254,11 +275,11 @@ def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLi
         cand = np.unique(np.quantile(p, 1.0 - tail))
     else:
         cand = np.unique(np.asarray(candidates, dtype=float))
-    best: tuple[tuple[float, ...], float, dict[str, Any]] | None = None
+    best: tuple[tuple[float, ...], float, WarningFigures] | None = None
     for cut in cand[::-1]:
         figures = warning_events(vehicle_ids, days, p, float(cut), events, horizon)
-        key = (event_cost(figures, cost_fp, cost_fn), -figures["warned_14d"],
-               -(figures["median_lead_days"] or 0.0))
+        key = (figures.cost(cost_fp, cost_fn), -figures.warned_14d,
+               -(figures.median_lead_days or 0.0))
         if best is None or key < best[0]:
             best = (key, float(cut), figures)
     assert best is not None

@@ -21,7 +21,7 @@ from sklearn.base import clone
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
 from models import FaultWarningClassifier
-from models.warnings import LifeEvents, tune_event_threshold, warning_events
+from models.warnings import LifeEvents, WarningFigures, tune_event_threshold, warning_events
 from pipeline.features.labels import CONFIRMED, FAILURE, RENEWAL, label_events
 
 __all__ = ["MIN_EVIDENCE_FAILURES", "day_numbers", "held_out_events", "life_events",
@@ -87,11 +87,12 @@ def tune_threshold(model: FaultWarningClassifier, rows: pl.DataFrame, names: lis
                                         cost_fn=model.cost_fn)
     row_cut = float(model.threshold_)
     model.threshold_ = cut
-    return {"threshold": cut, "row_threshold": row_cut, "out_of_fold": figures}
+    return {"threshold": cut, "row_threshold": row_cut, "out_of_fold": figures.as_json(),
+            "out_of_fold_onsets": figures.counts()}
 
 
 def held_out_events(model: FaultWarningClassifier, rows: pl.DataFrame, names: list[str],
-                    events: LifeEvents, horizon_days: int) -> dict[str, Any]:
+                    events: LifeEvents, horizon_days: int) -> WarningFigures:
     """The per-warning figures of ``model`` at its threshold on ``rows`` (vehicles it never
     saw)."""
     if rows.is_empty():

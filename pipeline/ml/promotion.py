@@ -19,7 +19,7 @@ import polars as pl
 
 from models import FaultWarningClassifier
 from models.evaluate import classification_report
-from models.warnings import event_cost
+from models.warnings import WarningFigures
 from pipeline.features.daily import attach_labels, build_daily_features, label_column
 from pipeline.ml import registry
 from pipeline.ml.events import MIN_EVIDENCE_FAILURES, held_out_events, life_events
@@ -38,14 +38,14 @@ def first_model_decision(component: str, failures: int) -> dict[str, Any]:
 
 
 def _report(model: FaultWarningClassifier, rows: pl.DataFrame, features: list[str],
-            label: str, costs: tuple[float, float], events: dict[str, Any]) -> dict[str, Any]:
+            label: str, costs: tuple[float, float], events: WarningFigures) -> dict[str, Any]:
     """The row-wise report with the calls' cost in place of the rows' (and the calls)."""
     X = rows.select(pl.col(features).cast(pl.Float64))
     proba = model.predict_proba(X)[:, 1]
     rowwise = classification_report(rows[label].to_numpy().astype(bool), proba,
                                     model.threshold_, *costs)
-    return {**rowwise, "row_cost": rowwise["cost"], "cost": event_cost(events, *costs),
-            "events": events}
+    return {**rowwise, "row_cost": rowwise["cost"], "cost": events.cost(*costs),
+            "events": events.as_json(), "onsets": events.counts()}
 
 
 def compare_on_shared_holdout(
@@ -73,7 +73,7 @@ def compare_on_shared_holdout(
     sel = rows.filter(pl.col("vehicle_id").is_in(shared) & pl.col(label).is_not_null())
     events = life_events(con, incumbent.component)
     cand_events = held_out_events(candidate, sel, candidate_features, events, horizon_days)
-    failures = int(cand_events["failures"])
+    failures = cand_events.failures
     if failures < MIN_EVIDENCE_FAILURES:
         return {**base, "promoted": False, "shared_vehicles": len(shared),
                 "shared_failures": failures,

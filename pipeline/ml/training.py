@@ -164,10 +164,11 @@ def _train_component(
         return _skip(component, str(exc), n_vehicles)
     events = life_events(con, component)
     tuning = tune_threshold(model, train_rows, names, y[train], events, horizon_days, seed)
+    held = held_out_events(model, test_rows, names, events, horizon_days)
     metrics = {
         "horizon_days": horizon_days, "threshold": float(model.threshold_),
         "cost_fp": model.cost_fp, "cost_fn": model.cost_fn, "threshold_tuning": tuning,
-        "events": held_out_events(model, test_rows, names, events, horizon_days),
+        "events": held.as_json(), "onsets": held.counts(),
         **held_out_report(model, test_rows, names, component, failures),
         "held_out_future": held_out_future(model, rows, names, component, set(ids[test]),
                                            horizon_days),

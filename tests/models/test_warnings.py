@@ -9,7 +9,6 @@ from models.warnings import (
     EVENT_KEYS,
     LifeEvents,
     alarm_onsets,
-    event_cost,
     tune_event_threshold,
     warning_events,
 )
@@ -33,10 +32,11 @@ def test_an_alarm_before_a_failure_is_one_true_onset_with_its_lead_time() -> Non
     ids, days, alarm = _rows("A", range(0, 40), set(range(10, 30)))
     figures = warning_events(ids, days, np.asarray(alarm, float), 0.5,
                              _events(("A", 30.0, "failure")), H)
-    assert {k: figures[k] for k in EVENT_KEYS} == {
+    assert figures.as_json() == {
         "failures": 1, "warned": 1, "warned_14d": 1, "median_lead_days": 20.0,
         "onset_precision": 1.0, "false_alarms_per_100_vehicle_months": 0.0}
-    assert figures["onsets"] == 1
+    assert list(figures.as_json()) == list(EVENT_KEYS)
+    assert figures.counts() == {"onsets": 1, "false_onsets": 0, "undetermined_onsets": 0}
 
 
 def test_a_flickering_alarm_is_one_call_not_many() -> None:
@@ -54,8 +54,8 @@ def test_a_long_alarm_calls_again_when_its_promise_runs_out() -> None:
     assert found.failures == (("A", 100.0, 10.0),)
     figures = warning_events(ids, days, np.asarray(alarm, float), 0.5,
                              _events(("A", 100.0, "failure")), H)
-    assert figures["onset_precision"] == 0.25
-    assert figures["warned_14d"] == 0
+    assert figures.onset_precision == 0.25
+    assert figures.warned_14d == 0
 
 
 def test_the_failure_day_itself_is_never_scored() -> None:
@@ -77,8 +77,8 @@ def test_a_confirmed_worn_part_makes_the_onset_true_but_is_not_a_failure_to_coun
     ids, days, alarm = _rows("A", range(0, 60), {5})
     figures = warning_events(ids, days, np.asarray(alarm, float), 0.5,
                              _events(("A", 20.0, "confirmed")), H)
-    assert figures["onset_precision"] == 1.0
-    assert figures["failures"] == 0
+    assert figures.onset_precision == 1.0
+    assert figures.failures == 0
 
 
 def test_data_ending_too_soon_leaves_an_onset_undetermined() -> None:
@@ -101,9 +101,9 @@ def test_false_alarms_are_counted_per_hundred_vehicle_months() -> None:
     figures = warning_events(ids_a + ids_b, days_a + days_b,
                              np.asarray(alarm_a + alarm_b, float), 0.5, _events(), H)
     months = 730 / (365.2425 / 12)
-    assert figures["false_alarms_per_100_vehicle_months"] == pytest.approx(200 / months)
-    assert figures["failures"] == 0 and figures["warned"] == 0
-    assert figures["median_lead_days"] is None and figures["onset_precision"] == 0.0
+    assert figures.false_alarms_per_100_vehicle_months == pytest.approx(200 / months)
+    assert figures.failures == 0 and figures.warned == 0
+    assert figures.median_lead_days is None and figures.onset_precision == 0.0
 
 
 def test_the_tuned_threshold_calls_the_failing_vehicle_and_not_the_noisy_ones() -> None:
@@ -122,11 +122,11 @@ def test_the_tuned_threshold_calls_the_failing_vehicle_and_not_the_noisy_ones() 
     cut, figures = tune_event_threshold(ids, days, proba, events, H, cost_fp=1.0,
                                         cost_fn=10.0)
     assert 0.3 <= cut <= 0.9
-    assert figures["warned"] == 4 and figures["onset_precision"] == 1.0
-    assert figures["median_lead_days"] >= 19  # the earliest cheap cut: calls come early
-    assert event_cost(figures, 1.0, 10.0) == 0.0
+    assert figures.warned == 4 and figures.onset_precision == 1.0
+    assert (figures.median_lead_days or 0) >= 19  # the earliest cheap cut: calls come early
+    assert figures.cost(1.0, 10.0) == 0.0
     low = warning_events(ids, days, proba, 0.05, events, H)
-    assert event_cost(low, 1.0, 10.0) > 0.0
+    assert low.cost(1.0, 10.0) > 0.0
 
 
 def test_unknown_event_kinds_are_refused() -> None:
