@@ -70,23 +70,34 @@ class LifeForecast:
     high: float
 
 
-def _weighted_lines(t: Floats, y: Floats, w: Floats, at: Floats) -> tuple[Floats, Floats]:
-    """Weighted least-squares line per row of ``w``: its level at ``at`` and its slope."""
-    n, st, sy = w.sum(1), w @ t, w @ y
-    stt, sty = w @ (t * t), w @ (t * y)
+def _weighted_lines(tau: Floats, y: Floats, w: Floats) -> tuple[Floats, Floats]:
+    """Weighted least-squares line per row: its level at ``tau == 0`` and its slope.
+
+    ``tau`` is each row's axis relative to its own cut point, which keeps the sums well
+    conditioned on a km axis in the hundreds of thousands.
+    """
+    n, st, sy = w.sum(1), (w * tau).sum(1), w @ y
+    stt, sty = (w * tau * tau).sum(1), (w * tau) @ y
     den = n * stt - st * st
-    ok = np.abs(den) > 1e-12 * np.maximum(n * stt, 1e-300)
+    ok = den > 1e-12 * np.maximum(n * stt, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.where(ok, (n * sty - st * sy) / np.where(ok, den, 1.0), 0.0)
-        level = np.where(n > 0, (sy - slope * st) / np.maximum(n, 1e-300), 0.0) + slope * at
+        level = (sy - slope * st) / np.maximum(n, 1e-300)
     return level, slope
 
 
-def _reweight(r: Floats, mask: NDArray[np.bool_], floor: float) -> Floats:
+def _row_medians(values: Floats, counts: NDArray[np.intp]) -> Floats:
+    """Median of the first ``counts[i]`` sorted entries of each row (the rest are +inf)."""
+    ordered = np.sort(values, axis=1)
+    lo = np.take_along_axis(ordered, ((counts - 1) // 2)[:, None], axis=1)
+    hi = np.take_along_axis(ordered, (counts // 2)[:, None], axis=1)
+    return np.asarray(0.5 * (lo + hi), dtype=float)
+
+
+def _reweight(r: Floats, mask: NDArray[np.bool_], counts: NDArray[np.intp],
+              floor: float) -> Floats:
     """Weights from residuals: full within the band, falling off outside it, faster above."""
-    absr = np.where(mask, np.abs(r), np.nan)
-    with np.errstate(all="ignore"):
-        scale = np.maximum(1.4826 * np.nanmedian(absr, axis=1, keepdims=True), floor)
+    scale = np.maximum(1.4826 * _row_medians(np.where(mask, np.abs(r), np.inf), counts), floor)
     u = r / scale
     w = np.ones_like(u)
     above, below = u > _ABOVE, u < -_BELOW
@@ -95,8 +106,23 @@ def _reweight(r: Floats, mask: NDArray[np.bool_], floor: float) -> Floats:
     return np.where(mask, w, 0.0)
 
 
-def robust_trend(history: History, window: int | None = None, iterations: int = 4
-                 ) -> tuple[Floats, Floats]:
+def _trend_block(t: Floats, y: Floats, rows: NDArray[np.intp], window: int | None,
+                 iterations: int, floor: float) -> tuple[Floats, Floats]:
+    """:func:`robust_trend` for some cut points, on just the columns they reach."""
+    first = np.zeros_like(rows) if window is None else np.maximum(rows - window + 1, 0)
+    cols = np.arange(int(first.min()), int(rows.max()) + 1)
+    mask = (cols[None, :] <= rows[:, None]) & (cols[None, :] >= first[:, None])
+    counts = mask.sum(1)
+    tau, yy = t[cols][None, :] - t[rows][:, None], y[cols]
+    w = mask.astype(float)
+    for _ in range(iterations):
+        level, slope = _weighted_lines(tau, yy, w)
+        w = _reweight(yy[None, :] - level[:, None] - slope[:, None] * tau, mask, counts, floor)
+    return _weighted_lines(tau, yy, w)
+
+
+def robust_trend(history: History, window: int | None = None, iterations: int = 4,
+                 rows: ArrayLike | None = None) -> tuple[Floats, Floats]:
     """Level at each cut point and slope of a regeneration-aware line through what came before.
 
     Row i fits rows ``0..i`` (or the last ``window`` of them) by iteratively reweighted least
@@ -105,26 +131,23 @@ def robust_trend(history: History, window: int | None = None, iterations: int = 
     capacity that regenerates after a rest barely moves the line, while a real change of
     slope, which moves most points, still does.
 
+    Args:
+        history: axis and values, axis increasing.
+        window: fit only the last ``window`` rows of each cut (None: all of them).
+        iterations: reweighting rounds.
+        rows: the cut points to fit (default: every row).
+
     Returns:
         the fitted level at each cut point's own axis value, and the slope there.
     """
     t = np.asarray(history[0], dtype=float)
     y = np.asarray(history[1], dtype=float)
+    cuts = np.arange(t.size) if rows is None else np.asarray(rows, dtype=np.intp)
     floor = 1e-9 * max(1.0, float(np.max(np.abs(y)))) if y.size else 1e-9
-    levels, slopes = np.empty(t.size), np.empty(t.size)
-    cols = np.arange(t.size)
-    for start in range(0, t.size, _BLOCK):
-        rows = cols[start:start + _BLOCK]
-        stop = int(rows[-1]) + 1
-        first = np.zeros_like(rows) if window is None else np.maximum(rows - window + 1, 0)
-        mask = (cols[None, :stop] <= rows[:, None]) & (cols[None, :stop] >= first[:, None])
-        tt, yy, at = t[:stop], y[:stop], t[rows]
-        w = mask.astype(float)
-        for _ in range(iterations):
-            level, slope = _weighted_lines(tt, yy, w, at)
-            fitted = level[:, None] + slope[:, None] * (tt[None, :] - at[:, None])
-            w = _reweight(yy[None, :] - fitted, mask, floor)
-        levels[rows], slopes[rows] = _weighted_lines(tt, yy, w, at)
+    levels, slopes = np.empty(cuts.size), np.empty(cuts.size)
+    for start in range(0, cuts.size, _BLOCK):
+        part = slice(start, start + _BLOCK)
+        levels[part], slopes[part] = _trend_block(t, y, cuts[part], window, iterations, floor)
     return levels, slopes
 
 
@@ -151,7 +174,7 @@ def _first_level(y: Floats) -> float:
 
 
 def snapshot_features(history: History, threshold: float, window: int = 20,
-                      horizon_factor: float = 5.0) -> Floats:
+                      horizon_factor: float = 5.0, rows: ArrayLike | None = None) -> Floats:
     """One row of :data:`FEATURES` per cut point: row i uses rows 0..i of the history only.
 
     ``naive_remaining`` is the regeneration-aware line (:func:`robust_trend`) through the
@@ -165,16 +188,18 @@ def snapshot_features(history: History, threshold: float, window: int = 20,
         threshold: the end-of-life level.
         window: rows in the "recent" line.
         horizon_factor: a non-falling line is capped at this many times the elapsed axis.
+        rows: only these cut points (default: every row); a forecast needs the last one only.
 
     Raises:
         ValueError: axis and values differ in length, or the axis does not increase.
     """
     t, y = _check_history(history)
-    if not t.size:
+    cuts = np.arange(t.size) if rows is None else np.asarray(rows, dtype=np.intp)
+    if not cuts.size:
         return np.empty((0, len(FEATURES)))
-    all_level, all_slope = robust_trend((t, y))
-    rec_level, _ = robust_trend((t, y), window)
-    elapsed = t - t[0] + (t[1] - t[0] if t.size > 1 else 1.0)
+    all_level, all_slope = robust_trend((t, y), rows=cuts)
+    rec_level, _ = robust_trend((t, y), window, rows=cuts)
+    elapsed = t[cuts] - t[0] + (t[1] - t[0] if t.size > 1 else 1.0)
     first = _first_level(y)
     span = max(first - threshold, 1e-9)
     return np.column_stack([
@@ -205,9 +230,15 @@ def _snapshots(history: History, threshold: float, window: int, min_points: int,
         if end is None or end < min_points:
             continue
         cut = np.arange(min_points - 1, end)
-        xs.append(snapshot_features((t[: end], y[: end]), level, window)[cut])
+        xs.append(snapshot_features((t, y), level, window, rows=cut))
         ys.append(t[end] - t[cut])
     return np.vstack(xs), np.concatenate(ys)
+
+
+def _nothing_crosses(threshold: float, min_points: int) -> InsufficientDataError:
+    return InsufficientDataError(
+        f"no training history falls to {threshold} after its first {min_points} rows; "
+        "train on histories that reach end of life")
 
 
 def training_snapshots(histories: Sequence[History], threshold: float, *, window: int = 20,
@@ -225,9 +256,7 @@ def training_snapshots(histories: Sequence[History], threshold: float, *, window
     """
     parts = [_snapshots(h, threshold, window, min_points, levels) for h in histories]
     if not any(p[1].size for p in parts):
-        raise InsufficientDataError(
-            f"no training history falls to {threshold} after its first {min_points} rows; "
-            "train on histories that reach end of life")
+        raise _nothing_crosses(threshold, min_points)
     return np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -337,16 +366,17 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             InsufficientDataError: no history reaches the threshold (or a level) after
                 ``min_points`` rows.
         """
-        crossing = sum(_snapshots(h, self.threshold, self.window, self.min_points,
-                                  (1.0,))[1].size > 0 for h in histories)
+        crossing = sum((end := crossing_index(h[1], self.threshold)) is not None
+                       and end >= self.min_points for h in histories)
         self.levels_used_ = (1.0,) if crossing >= self.min_histories else tuple(self.levels)
-        X, y = training_snapshots(histories, self.threshold, window=self.window,
-                                  min_points=self.min_points, levels=self.levels_used_)
-        self.fit(X, y)
-        self.scale_floor_ = _axis_step(histories)
         snaps = [s for h in histories
                  if (s := _snapshots(h, self.threshold, self.window, self.min_points,
                                      self.levels_used_))[1].size]
+        if not snaps:
+            raise _nothing_crosses(self.threshold, self.min_points)
+        X, y = np.vstack([s[0] for s in snaps]), np.concatenate([s[1] for s in snaps])
+        self.fit(X, y)
+        self.scale_floor_ = _axis_step(histories)
         if len(snaps) >= 2:
             scores, weights = self._held_out_scores(snaps)
             self.calibrated_on_ = len(snaps)
@@ -374,7 +404,7 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         t = np.asarray(history[0], dtype=float)
         if t.size < 2:
             raise InsufficientDataError("a forecast needs at least two points of history")
-        row = snapshot_features(history, self.threshold, self.window)[-1:]
+        row = snapshot_features(history, self.threshold, self.window, rows=[t.size - 1])
         remaining = max(0.0, float(self.predict(row)[0]))
         scale = max(remaining, self.scale_floor_)
         low, high = (remaining + q * scale for q in self.error_quantiles_)

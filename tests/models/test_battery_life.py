@@ -82,6 +82,27 @@ def test_features_of_a_cut_use_nothing_after_it() -> None:
     np.testing.assert_allclose(full[:80], part)
 
 
+def test_features_of_chosen_cut_points_equal_those_of_every_cut() -> None:
+    t, cap = _synthetic(0.003)
+    rows = [9, 50, 199]
+    np.testing.assert_allclose(snapshot_features((t, cap), 1.4, rows=rows),
+                               snapshot_features((t, cap), 1.4)[rows])
+
+
+def test_moving_the_axis_origin_moves_the_forecast_by_as_much() -> None:
+    """An axis far from its zero (an odometer, a clock) must not cost the line fits precision."""
+    rates = (0.002, 0.003, 0.004)
+    shift = 1e7
+    near = BatteryLifeForecaster(threshold=1.4).fit_histories(
+        [_synthetic(r, seed=i) for i, r in enumerate(rates)])
+    far = BatteryLifeForecaster(threshold=1.4).fit_histories(
+        [(t + shift, v) for t, v in (_synthetic(r, seed=i) for i, r in enumerate(rates))])
+    t, cap = _synthetic(0.003, seed=9)
+    a, b = near.forecast((t[:70], cap[:70])), far.forecast((t[:70] + shift, cap[:70]))
+    np.testing.assert_allclose([b.remaining, b.low - shift, b.high - shift],
+                               [a.remaining, a.low, a.high], rtol=1e-6)
+
+
 def test_histories_that_never_reach_the_threshold_cannot_train() -> None:
     with pytest.raises(InsufficientDataError, match="reach end of life"):
         BatteryLifeForecaster(threshold=0.5).fit_histories([_synthetic(0.001)])
