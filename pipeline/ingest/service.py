@@ -77,7 +77,7 @@ from pipeline.ingest.admission import (
     store_loader,
 )
 from pipeline.ingest.columnar import warm_up
-from pipeline.ingest.session import BatchRule, Connection, Session
+from pipeline.ingest.session import BatchRule, Connection, Priority, Session
 from pipeline.ingest.stats import IngestStats, StatsBoard
 from pipeline.ingest.writer import AfterCommit, BatchWriter, Maintenance
 from pipeline.store import connection as store
@@ -281,17 +281,19 @@ class Ingestor:
                        connection: Connection) -> list[Session]:
         bulk_filters, fault_filters = self._filters()
         rule = BatchRule(self.flush_rows, self.flush_bytes, self.flush_interval_s)
+        priority = Priority()
         bulk = Session("ingest", self.client_id, bulk_filters, fault_filters,
                        self._writer(con, files=True), rule, connection, self._board,
                        self._stopping, receipts=self.receipts,
                        maintenance=((self.maintenance, self.maintenance_interval_s)
-                                    if self.maintenance else None))
+                                    if self.maintenance else None), priority=priority)
         if not fault_filters:
             return [bulk]
         self._cursor = con.cursor()  # DuckDB: one connection object per thread
         faults = Session("ingest-faults", self.client_id + FAULTS_SUFFIX, fault_filters, (),
                          self._writer(self._cursor, files=False), rule, connection,
-                         self._board, self._stopping, receipts=self.receipts)
+                         self._board, self._stopping, receipts=self.receipts,
+                         priority=priority, urgent_first=True)
         return [bulk, faults]
 
     def _writer(self, con: duckdb.DuckDBPyConnection, *, files: bool) -> BatchWriter:

@@ -50,6 +50,43 @@ MAX_BACKOFF_S: Final = 30.0
 RECEIPTS_IN_FLIGHT: Final = 1000
 """Receipts paho may have unacknowledged at once (its default of 20 would hold a commit's
 receipts for a large fleet back, each waiting for an earlier one's PUBACK)."""
+MAX_GIVE_WAY_S: Final = 0.25
+"""Longest the bulk session pauses for one critical fault's work (a stuck hook cannot stall
+the bulk path for longer)."""
+
+
+class Priority:
+    """Urgent work first: while the fault-code session lands a critical fault and runs its
+    hook, the bulk session's thread waits between reads instead of contending for the GIL.
+
+    Both threads are Python-bound at times, and CPython hands the GIL to a waiting thread
+    only every switch interval (5 ms): each of the urgent path's many short DuckDB calls
+    would otherwise wait that long to get the GIL back from the bulk thread draining a
+    backlog. Critical faults are rare, so the pauses cost the bulk path nothing measurable;
+    the bulk session gives way for at most ``max_wait_s`` per claim, so urgent work
+    that hangs (a failing commit backing off, a slow hook) cannot stall it for longer.
+    """
+
+    def __init__(self, max_wait_s: float = MAX_GIVE_WAY_S) -> None:
+        self.max_wait_s = max_wait_s
+        self._idle = threading.Event()
+        self._idle.set()
+        self._until = 0.0
+
+    def claim(self) -> None:
+        """Urgent work has begun (the fault-code session holds a critical fault)."""
+        if self._idle.is_set():
+            self._until = time.monotonic() + self.max_wait_s
+            self._idle.clear()
+
+    def release(self) -> None:
+        """The urgent work is done: the bulk session goes on."""
+        self._idle.set()
+
+    def give_way(self) -> None:
+        """Wait while urgent work is under way, until its claim's time is up."""
+        if not self._idle.is_set():
+            self._idle.wait(max(0.0, self._until - time.monotonic()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,24 +140,30 @@ class Session:
         stopping: set to stop; the session lands and acks what is pending first.
         receipts: publish a receipt per vehicle after each commit.
         maintenance: periodic work between batches (``(work, interval_s)``), or None.
+        priority: shared by the sessions of one ingestor (see :class:`Priority`).
+        urgent_first: this session claims ``priority`` while it holds a critical fault;
+            the others give way to it.
     """
 
     def __init__(self, name: str, client_id: str, filters: Sequence[str],
                  dropped: Sequence[str], writer: BatchWriter, rule: BatchRule,
                  connection: Connection, board: StatsBoard, stopping: threading.Event, *,
                  receipts: bool = True,
-                 maintenance: tuple[Maintenance, float] | None = None) -> None:
+                 maintenance: tuple[Maintenance, float] | None = None,
+                 priority: Priority | None = None, urgent_first: bool = False) -> None:
         self.name, self.client_id = name, client_id
         self.filters, self.dropped = list(filters), list(dropped)
         self._writer, self._rule, self._conn = writer, rule, connection
         self._board, self._stopping = board, stopping
         self._receipts, self._maintenance = receipts, maintenance
+        self._priority, self._urgent_first = priority or Priority(), urgent_first
         self.subscribed = threading.Event()
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
         self._session = 0
         self._batch: list[_Delivery] = []
         self._deadline = 0.0
+        self._first_at = 0.0
         self._received = 0
         self._flush_failures_in_row = 0
         self._backoff = 0.5
@@ -225,9 +268,12 @@ class Session:
     def _accept(self, item: InboundMessage, mid: int, qos: int) -> bool:
         if not self._batch:
             self._deadline = time.monotonic() + self._rule.interval_s
+            self._first_at = time.perf_counter()
         self._batch.append(_Delivery(mid, qos, self._session))
         self._received += 1
         self._writer.add(item)
+        if self._urgent_first and self._writer.urgent:
+            self._priority.claim()
         return not self._due()
 
     def _due(self) -> bool:
@@ -246,6 +292,8 @@ class Session:
         work, interval_s = self._maintenance or (None, 0.0)
         next_maintenance = time.monotonic() + interval_s
         while not self._stopping.is_set():
+            if not self._urgent_first:
+                self._priority.give_way()
             wait = max(0.0, self._deadline - time.monotonic()) if self._batch else POLL_S
             before = self._received
             if client.loop(timeout=min(wait, POLL_S)) != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -272,6 +320,8 @@ class Session:
         for _ in range(1000):
             if self._due():
                 return  # the batch is due (perhaps already by loop()): land it first
+            if not self._urgent_first:
+                self._priority.give_way()
             before = self._received
             if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
                 return
@@ -283,9 +333,17 @@ class Session:
     def _flush(self, client: mqtt.Client) -> None:
         if self._received:
             self._count_received()
+        try:
+            self._land(client)
+        finally:
+            if self._urgent_first:
+                self._priority.release()
+
+    def _land(self, client: mqtt.Client) -> None:
         writer, batch, self._batch = self._writer, self._batch, []
         if not batch:
             return
+        urgent = writer.urgent
         result = writer.flush()
         if result is None:
             # Not acked: the broker redelivers after a reconnect, and landing is idempotent.
@@ -296,7 +354,13 @@ class Session:
         self._ack(client, batch)
         if self._receipts:
             self._publish_receipts(client, writer.outcomes)
+        receipted = time.perf_counter()
         writer.committed(result)
+        if urgent:
+            done = time.perf_counter()
+            log.info("%s: a critical fault landed and was receipted %.1f ms after its batch "
+                     "began (%d messages), its hook took %.1f ms", self.name,
+                     (receipted - self._first_at) * 1000, len(batch), (done - receipted) * 1000)
 
     def _publish_receipts(self, client: mqtt.Client, outcomes: Sequence[Outcome]) -> None:
         """Tell each vehicle of the committed batch which of its messages the store holds.

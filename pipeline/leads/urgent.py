@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -93,6 +94,7 @@ class UrgentLeads:
         self._bump(batches_seen=1)
         if not vehicles:
             return
+        started = time.perf_counter()
         try:
             report = advise(con, now=self._clock(), vehicles=vehicles, min_severity="critical",
                             daily_features=False, settings=self._settings)
@@ -106,6 +108,8 @@ class UrgentLeads:
         self._bump(leads_issued=len(report.lead_ids))
         rows = con.execute("SELECT event_id FROM outbox WHERE status = 'pending'"
                            " AND list_contains(?, lead_id)", [list(report.lead_ids)]).fetchall()
+        log.info("urgent advice for %s issued %d lead(s) in %.1f ms", vehicles,
+                 len(report.lead_ids), (time.perf_counter() - started) * 1000)
         self._submit(con, [r[0] for r in rows])
 
     def _submit(self, con: duckdb.DuckDBPyConnection, event_ids: list[str]) -> None:
@@ -126,10 +130,13 @@ class UrgentLeads:
             cursor.close()
 
     def _deliver(self, cursor: duckdb.DuckDBPyConnection, event_ids: list[str]) -> None:
+        started = time.perf_counter()
         try:
             report = deliver_outbox(cursor, url=self.crm_url, secret=self._secret,
                                     now=self._clock(), timeout_s=self.timeout_s,
                                     payload_format=self.payload_format, event_ids=event_ids)
+            log.info("urgent delivery of %d lead(s): %d delivered in %.1f ms", len(event_ids),
+                     report.delivered, (time.perf_counter() - started) * 1000)
             self._bump(delivered=report.delivered,
                        not_delivered=report.retrying + report.dead, pending=-1)
         except Exception:

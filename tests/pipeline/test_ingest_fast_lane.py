@@ -160,3 +160,31 @@ def test_a_client_certificate_keeps_fault_codes_on_the_one_session(
     assert ingestor.topic_filters == list(contract.INGEST_TOPICS)
     assert Ingestor(broker_url, db_path).topic_filters == [
         *(t for t in contract.INGEST_TOPICS if t != FAULT_TOPICS), FAULT_TOPICS]
+
+
+def test_the_bulk_session_gives_way_to_urgent_work_until_it_is_done_or_its_time_is_up(
+        ) -> None:
+    from pipeline.ingest.session import Priority
+
+    priority = Priority(max_wait_s=600.0)  # longer than any run: only release() ends it
+    priority.give_way()  # nothing urgent: returns at once
+    order: list[str] = []
+
+    def bulk() -> None:
+        priority.give_way()
+        order.append("bulk")
+
+    priority.claim()
+    waiter = threading.Thread(target=bulk)
+    waiter.start()
+    order.append("urgent")  # the urgent work, while the bulk session waits
+    priority.release()
+    waiter.join(30)
+    assert order == ["urgent", "bulk"]
+
+    stuck = Priority(max_wait_s=0.01)
+    stuck.claim()  # never released (a hook that hangs): the claim runs out all the same
+    waiter = threading.Thread(target=stuck.give_way)
+    waiter.start()
+    waiter.join(30)
+    assert not waiter.is_alive()
