@@ -442,6 +442,8 @@ def _value_source(signal: cantools.database.can.Signal, var: str, shift: int,
     for constant in (scale, offset):
         if type(constant) not in (int, float) or not math.isfinite(constant):
             return None
+    if not number and float in (type(scale), type(offset)):
+        return f"( {raw} * {scale!r} + {offset!r} )"  # a float already: no float() call
     return f"{cast}( {raw} * {scale!r} + {offset!r} )"
 
 
