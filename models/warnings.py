@@ -22,7 +22,6 @@ the threshold whose calls cost least.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -255,24 +254,25 @@ def summarise(found: Onsets) -> WarningFigures:
 
 def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLike,
                          events: LifeEvents, horizon: float, *, cost_fp: float,
-                         cost_fn: float, candidates: Sequence[float] | None = None
+                         cost_fn: float, candidates: ArrayLike | None = None
                          ) -> tuple[float, WarningFigures]:
     """The threshold whose calls cost least (:meth:`WarningFigures.cost`) on (out-of-fold)
     scores, and its figures.
 
-    Candidates are quantiles of the scores (or ``candidates``). Among equally cheap ones the
-    earlier warnings win (more failures warned 14 days ahead, then the longer median lead),
-    then the higher threshold (fewer calls).
+    Candidates are quantiles of the scores (or ``candidates``); a NaN score never alarms.
+    Among equally cheap ones the earlier warnings win (more failures warned 14 days ahead,
+    then the longer median lead), then the higher threshold (fewer calls).
 
     Raises:
         InsufficientDataError: no scored rows.
     """
     p = np.asarray(proba, dtype=float)
-    if p.size == 0:
+    finite = p[np.isfinite(p)]
+    if finite.size == 0:
         raise InsufficientDataError("cannot tune a threshold on zero scored rows")
     if candidates is None:  # denser towards the top, where rare failures put the cut
-        tail = np.geomspace(0.5, 1.0 / max(2, p.size), _CANDIDATES)
-        cand = np.unique(np.quantile(p, 1.0 - tail))
+        tail = np.geomspace(0.5, 1.0 / max(2, finite.size), _CANDIDATES)
+        cand = np.unique(np.quantile(finite, 1.0 - tail))
     else:
         cand = np.unique(np.asarray(candidates, dtype=float))
     best: tuple[tuple[float, ...], float, WarningFigures] | None = None
