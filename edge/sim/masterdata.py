@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edge.sim.simulator import MODEL_NAMES, VehicleSpec
+from edge.sim.simulator import VehicleSpec
+from edge.sim.usage import model_named
 from edge.sim.vins import simulated_vin
 from edge.sim.weather import forecast_rows
 
@@ -82,7 +83,8 @@ class SimVehicle:
 
 def vehicles_of(specs: Sequence[VehicleSpec]) -> list[SimVehicle]:
     """The master-data view of a simulated fleet (the model named as in its ground truth)."""
-    return [SimVehicle(s.vehicle_id, MODEL_NAMES[s.variant], s.region, s.vin) for s in specs]
+    return [SimVehicle(s.vehicle_id, model_named(s.model, s.variant).name, s.region, s.vin)
+            for s in specs]
 
 
 def write_master_data(out_dir: Path, vehicles: Sequence[SimVehicle], *, seed: int,

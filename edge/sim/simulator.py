@@ -30,17 +30,28 @@ from cantools.database.can import Database, Message
 
 from edge.errors import DbcError
 from edge.reference import reference_dbc
-from edge.sim import wear as health
-from edge.sim.readings import CELLS, DayReadings, ocv, read_day
+from edge.sim import placement
+from edge.sim.params import draw_params
+from edge.sim.readings import DayReadings, Sensors, ocv
+from edge.sim.usage import MODELS, REFERENCE_MODELS, USAGES
 from edge.sim.vins import simulated_vin, vin_exchange
 from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
+from edge.sim.weather import REGIONS
 from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
 
 TRUTH_HORIZON_DAYS: Final = 730
 """How far past the simulated window the truth looks for failures."""
 SNAPSHOT_HOUR: Final = 8
 DTC_STORED_AFTER_DAYS: Final = 3
-MODEL_NAMES: Final = {"ev": "Aurora EV", "ice": "Borealis ICE"}
+MODEL_NAMES: Final = REFERENCE_MODELS
+"""The reference model of each variant (a spec without a model is one)."""
+_MODELS_OF: Final = {v: sorted(m.name for m in MODELS.values() if m.variant == v)
+                     for v in ("ev", "ice")}
+NEAR_FAILURE_DAYS: Final = (35.0, 170.0)
+"""When :func:`make_fleet`'s near-failure vehicles fail, in days of usual driving: after the
+warm-up (:data:`edge.sim.wear.WARMUP_DATA_DAYS`), so every failure has history before it."""
+_USAGE_NAMES: Final = sorted(USAGES)
+_USAGE_SHARES: Final = [USAGES[n].share for n in _USAGE_NAMES]
 ECU_ADDRESSES: Final = {"BMS": 0x44, "BCM": 0x40, "ESC": 0x29}
 """Diagnostic addresses our reference vehicle's ECUs report in ``EcuAddress``."""
 _EV_ONLY_PREFIX: Final = "BMS_"
@@ -52,6 +63,12 @@ _J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
 _COMPONENT_CODES: Final = {"traction_battery": "P0A80", "lv_battery": "P0562",
                            "brakes": "C1B00"}
 """The fault code each component raises as it wears out."""
+P0A80_SOH: Final = 74.0
+"""The BMS raises P0A80 once its SoH estimate is below this (%)."""
+P0562_DIP_V: Final = 10.3
+"""The BCM raises P0562 once a cranking minimum is below this (V)."""
+C1B00_PAD_STAGE: Final = 90.0
+"""The brake ECU raises C1B00 once a pad sensor reports this stage (%)."""
 _VIN_LEAD_S: Final = 0.05
 """The gateway asks for the VIN this long before the snapshot's first frame."""
 
@@ -73,6 +90,10 @@ class VehicleSpec:
     weather: int = 0
     """Seed of the regional weather (:mod:`edge.sim.weather`); a fleet's vehicles share it
     (:func:`make_fleet` gives them the fleet's seed), so a region's cold spells are theirs."""
+    model: str | None = None
+    """The model (:data:`edge.sim.usage.MODELS`; None: the variant's reference model)."""
+    usage: str | None = None
+    """The usage profile (:data:`edge.sim.usage.USAGES`; None: a commuter)."""
 
 
 def load_reference_dbc() -> Database:
@@ -110,9 +131,10 @@ def dtc_raw_to_code(raw: int) -> str:
 
 def params_of(spec: VehicleSpec) -> VehicleParams:
     """The hidden-model constants of a spec (drawn from its seed, overridden by its fields)."""
-    return health.draw_params(
+    return draw_params(
         spec.variant, spec.region, spec.seed, soh=spec.battery_soh, pad_wear=spec.pad_wear,
         r_mohm=spec.lv_resistance_mohm, km_per_day=spec.km_per_day, weather=spec.weather,
+        model=spec.model, usage=spec.usage,
     )
 
 
@@ -121,13 +143,16 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
     """A mixed fleet (60 % EV) in which about ``failing_share`` of vehicles near a failure.
 
     Every vehicle gets the VIN :func:`edge.sim.vins.simulated_vin` gives its id and ``seed``
-    (the one the simulator's ``vehicles.csv`` registers).
+    (the one the simulator's ``vehicles.csv`` registers), the fleet's weather (``seed``), a
+    model of its variant (half each) and a usage profile (by :data:`edge.sim.usage.USAGES`'s
+    shares).
 
-    Those vehicles get one component placed so that it fails after 5 to 170 days of usual
-    driving; the rest draw healthy-to-middle-aged states from their seeds (a few of them still
-    fail, e.g. an ageing 12 V battery in a northern winter). 12 V failures depend on the
-    season, so pass the simulation's ``start_ts`` to place them within the window; without it
-    they are placed for a morning of the region's mean temperature.
+    Those vehicles get one component placed so that it fails after 35 to 170 days of usual
+    driving (:data:`NEAR_FAILURE_DAYS`); the rest draw healthy-to-middle-aged states from
+    their seeds (a few of them still fail, e.g. an ageing 12 V battery in a northern winter).
+    12 V failures depend on the season, so pass the simulation's ``start_ts`` to place them
+    within the window; without it they are placed for a morning of the region's mean
+    temperature.
 
     Raises:
         ValueError: ``n_vehicles`` is negative or ``failing_share`` is outside [0, 1].
@@ -143,9 +168,10 @@ def make_fleet(n_vehicles: int, *, seed: int, prefix: str = "VIN", failing_share
     specs = []
     for i, variant in enumerate(variants):
         vehicle_id = f"{prefix}{i:05d}"
-        spec = VehicleSpec(vehicle_id, variant, rng.choice(sorted(health.REGIONS)),
+        spec = VehicleSpec(vehicle_id, variant, rng.choice(sorted(REGIONS)),
                            rng.getrandbits(31), vin=simulated_vin(seed, vehicle_id),
-                           weather=seed)
+                           weather=seed, model=rng.choice(_MODELS_OF[variant]),
+                           usage=rng.choices(_USAGE_NAMES, _USAGE_SHARES)[0])
         specs.append(_near_failure(spec, rng, start_ts) if i in failing else spec)
     return specs
 
@@ -154,13 +180,13 @@ def _near_failure(spec: VehicleSpec, rng: random.Random, start_ts: float | None
                   ) -> VehicleSpec:
     params = params_of(spec)
     component = rng.choice(COMPONENTS if params.is_ev else COMPONENTS[1:])
-    days = rng.uniform(5.0, 170.0)
+    days = rng.uniform(NEAR_FAILURE_DAYS[0], NEAR_FAILURE_DAYS[1])
     if component == "traction_battery":
-        return replace(spec, battery_soh=round(health.soh_failing_after(params, days), 2))
+        return replace(spec, battery_soh=round(placement.soh_failing_after(params, days), 2))
     if component == "brakes":
-        return replace(spec, pad_wear=round(health.pad_wear_failing_after(params, days), 2))
+        return replace(spec, pad_wear=round(placement.pad_wear_failing_after(params, days), 2))
     when = None if start_ts is None else start_ts + days * DAY_S
-    resistance = health.resistance_failing_at(params, when, rng.uniform(0.95, 1.03))
+    resistance = placement.resistance_failing_at(params, when, rng.uniform(0.95, 1.03))
     return replace(spec, lv_resistance_mohm=round(resistance, 3))
 
 
@@ -311,8 +337,8 @@ class VehicleSimulator:
 
     @property
     def model_name(self) -> str:
-        """Marketing name of the vehicle's variant, as it appears in ground truth."""
-        return MODEL_NAMES[self.spec.variant]
+        """The vehicle's model, as it appears in ground truth and the register."""
+        return self.params.model.name
 
     @property
     def end_ts(self) -> float:
@@ -369,13 +395,12 @@ class VehicleSimulator:
         (what the backend lands, without frames); every call starts the life afresh.
         """
         model = HealthModel(self.params, self.spec.seed, self.start_ts)
-        obs = random.Random(f"fleetcare-obs/{self.spec.seed}")
-        cell_offsets = [obs.gauss(0.0, 1.0) for _ in range(CELLS)]
+        sensors = Sensors(model.params, self.spec.seed)
         first_seen: dict[str, int] = {}
         for _ in range(self.days):
             state = model.step()
-            codes = self._active_dtcs(state, first_seen)
-            readings = read_day(state, self.params, obs, cell_offsets)
+            readings = sensors.read(state)
+            codes = self._active_dtcs(state, readings, first_seen)
             yield SimDay(state, readings if state.reports else None, codes)
 
     def slots(self, message: str) -> list[tuple[float, int]]:
@@ -394,17 +419,20 @@ class VehicleSimulator:
             return produce(t, k)
         return values
 
-    def _active_dtcs(self, state: DayState, first_seen: dict[str, int]) -> list[dict[str, float]]:
+    def _active_dtcs(self, state: DayState, readings: DayReadings,
+                     first_seen: dict[str, int]) -> list[dict[str, float]]:
         """Latch fault codes whose condition holds; pending at first, stored after 3 days.
 
+        Each ECU judges by what it measures (the BMS by its own SoH estimate, the brakes by
+        the pad sensors' stages), not by the hidden truth; a sudden failure raises nothing.
         The workshop clears a replaced component's code, so it is no longer sent.
         """
         for component in state.renewed:
             first_seen.pop(_COMPONENT_CODES[component], None)
         conditions = (
-            ("P0A80", self.params.is_ev and state.soh < 74.0, "BMS"),
-            ("P0562", state.dip_v < 10.3, "BCM"),
-            ("C1B00", state.max_pad_wear > 85.0, "ESC"),
+            ("P0A80", self.params.is_ev and readings.soh < P0A80_SOH, "BMS"),
+            ("P0562", readings.crank_min_v < P0562_DIP_V, "BCM"),
+            ("C1B00", max(readings.pads) >= C1B00_PAD_STAGE, "ESC"),
         )
         active: list[dict[str, float]] = []
         for code, holds, ecu in conditions:

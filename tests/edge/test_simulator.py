@@ -115,7 +115,7 @@ def test_weak_12v_battery_fails_on_a_winter_morning_and_raises_p0562(db: Databas
 
 
 def test_fault_codes_are_pending_first_and_stored_after_three_days(db: Database) -> None:
-    frames, _ = _run(VehicleSpec("VIN1", "ev", "central", seed=7, battery_soh=71.0), db, days=6)
+    frames, _ = _run(VehicleSpec("VIN1", "ev", "central", seed=7, battery_soh=71.0), db, days=10)
     statuses = [(ts, status) for ts, code, status in _dtc_frames(db, frames) if code == "P0A80"]
     first_ts = statuses[0][0]
     for ts, status in statuses:
@@ -152,14 +152,14 @@ def test_frames_decode_and_carry_the_hidden_state(db: Database) -> None:
         for frame in day:
             values = _signals(db.decode_message(frame.arbitration_id, bytes(frame.data),
                                                  decode_choices=False))
-            if "StateOfHealth" in values:
-                assert values["StateOfHealth"] == pytest.approx(state.soh, abs=1.5)
+            if "StateOfHealth" in values:  # the BMS's estimate: a few points off at most
+                assert values["StateOfHealth"] == pytest.approx(state.soh, abs=5.0)
             if "Odometer" in values:
                 assert values["Odometer"] >= odometer
                 odometer = float(values["Odometer"])
-            if "PadWear_FL" in values:
-                assert max(values[f"PadWear_{w}"] for w in ("FL", "FR", "RL", "RR")) == (
-                    pytest.approx(state.max_pad_wear, abs=2.0))
+            if "PadWear_FL" in values:  # a sensor of 10 % stages, switching ±2 % off
+                shown = max(values[f"PadWear_{w}"] for w in ("FL", "FR", "RL", "RR"))
+                assert state.max_pad_wear - 12.0 < shown <= state.max_pad_wear + 2.0
     assert odometer > model.params.km_per_day  # the odometer moved over 20 days
 
 
@@ -179,7 +179,11 @@ def test_timestamps_follow_cycle_times(db: Database, variant: str, per_day: int)
     days = 3
     sim = VehicleSimulator(VehicleSpec("VIN9", variant, "central", seed=15), db,
                            start_ts=START_TS, days=days)
+    sent = 0
     for day, frames in enumerate(sim.iter_days()):
+        if not frames:
+            continue  # parked, or the gateway offline: nothing on the bus
+        sent += 1
         assert len(frames) == per_day
         stamps = [f.timestamp for f in frames]
         assert stamps == sorted(stamps)
@@ -196,6 +200,7 @@ def test_timestamps_follow_cycle_times(db: Database, variant: str, per_day: int)
         names = {db.get_message_by_frame_id(i).name for i in by_id}
         assert ("ECM_Engine" in names) == (variant == "ice")
         assert any(n.startswith("BMS_") for n in names) == (variant == "ev")
+    assert sent
 
 
 def test_multiplexed_cell_groups_rotate(db: Database) -> None:
