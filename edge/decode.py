@@ -305,7 +305,7 @@ class SignalCode:
             terms.append(f"{low!r} <= {var}")
         elif high != math.inf:
             terms.append(f"{var} <= {high!r}")
-        if not math.isnan(not_available):
+        if low <= not_available <= high:  # outside the range (or NaN) the range rules it out
             terms.append(f"{var} != {not_available!r}")
         return " and ".join(terms) or "True"
 
