@@ -389,9 +389,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 @functools.cache
-def _trust_store() -> ssl.SSLContext:
+def trust_store() -> ssl.SSLContext:
     """The system's trust store, as before httpx, read once per process: loading it took
-    20-80 ms of every delivery run, each urgent lead's included."""
+    20-80 ms of every delivery run, each urgent lead's included (a long-running sender may
+    call this early, so that its first delivery does not pay it either)."""
     return ssl.create_default_context()
 
 
@@ -404,7 +405,7 @@ class _DeadlineTransport(httpx.HTTPTransport):
     """
 
     def __init__(self, deadline: _Deadline) -> None:
-        context = _trust_store()
+        context = trust_store()
         super().__init__(verify=context, trust_env=False)
         self._pool = httpcore.ConnectionPool(
             ssl_context=context, max_connections=1, max_keepalive_connections=1,

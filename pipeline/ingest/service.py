@@ -123,7 +123,9 @@ class Ingestor:
             and counted, never stop ingest. If it has a ``close()`` method, :meth:`stop`
             calls it after the last batch and before the store closes, since a hook working
             on a cursor of the writer's connection (such as
-            :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection.
+            :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection; if it
+            has ``warm_up(con)``, :meth:`start` calls it once with the connection its
+            critical faults will land on, before the sessions subscribe.
         critical_codes: fault codes (SAE J2012, any case) whose message lands at once,
             without waiting for its batch window; None (the default) takes the
             ``after_commit`` hook's ``critical_codes`` if it has them (as
@@ -265,6 +267,9 @@ class Ingestor:
         self._con = store.connect(self.db_path)
         warm_up()
         self._sessions = self._make_sessions(self._con, connection)
+        hook_warm_up = getattr(self.after_commit, "warm_up", None)
+        if callable(hook_warm_up):
+            hook_warm_up(self._cursor or self._con)
         # The fault-code session subscribes first, so no fault code falls between the two
         # while the bulk session gives up its filter.
         for session in reversed(self._sessions):

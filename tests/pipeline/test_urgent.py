@@ -144,3 +144,21 @@ def test_ingest_hook_turns_a_landed_critical_code_into_a_lead(
         (lead,) = crm.leads()
     assert (lead["vehicle"]["vehicle_id"], lead["severity"]) == ("ev-live", "critical")
     assert lead["roadside_assistance"] is True
+
+
+def test_warming_up_writes_nothing_and_the_first_lead_still_goes_out(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    add_dtc(con, "ev-1", 29, "P0AA6")  # landed before the warm-up: only a commit's hook call
+    with CrmReceiver(SECRET) as crm:  # may raise its lead
+        hook = UrgentLeads(crm.url, SECRET, clock=lambda: NOW)
+        hook.warm_up(con)
+        assert con.execute("SELECT count(*) FROM leads").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM outbox").fetchone() == (0,)
+        assert hook.stats == type(hook.stats)()
+        hook(con, Committed(("ev-1",)))
+        assert hook.wait_idle(timeout=30)
+        hook.close()
+        assert [lead["vehicle"]["vehicle_id"] for lead in crm.leads()] == ["ev-1"]
+    assert _state(con) == [("ev-1", "sent", "delivered")]
+    assert hook.critical_codes == {"P0AA6", "C1B01", "C1B02"}
