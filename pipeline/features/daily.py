@@ -34,14 +34,18 @@ TREND_WINDOW: Final = "14d"
 """Backward window of the slope features (the day itself and the 13 before it)."""
 EXPOSURE_WINDOW: Final = "30d"
 """Backward window of the exposure features (heat, distance, braking energy)."""
+LONG_WINDOW: Final = "60d"
+"""Backward window of the slow trends: a BMS's SoH estimate wanders and jumps at each
+recalibration, and a staged pad sensor moves once in weeks, so a 14-day slope of either is
+mostly noise."""
 HOT_CELL_C: Final = 40.0
 """Hottest-cell temperature (°C) above which a day counts as a hot day for the pack."""
 SOH_FAILED: Final = 70.0
 """Traction-pack SoH (%) treated as end of life by the days-to-threshold feature."""
 PAD_WEAR_LIMIT: Final = 100.0
 """Pad wear (%) at the wear limit."""
-LOOKBACK_DAYS: Final = 32
-"""The longest backward reach of any feature (the 30-day exposure window, plus the previous
+LOOKBACK_DAYS: Final = 62
+"""The longest backward reach of any feature (the 60-day long window, plus the previous
 day's odometer): a row this many days after ``since`` equals the full build's row."""
 HORIZON_CAP_DAYS: Final = 3650.0
 """Days-to-threshold features are capped here (a flat trend would give infinity)."""
@@ -50,7 +54,8 @@ PAD_WEAR = tuple(PAD_WEAR_SIGNALS.values())
 _WHEEL_KEYS = tuple(PAD_WEAR_SIGNALS)
 
 COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
-    "traction_battery": ("soh", "soh_slope_14d", "soh_days_to_threshold",
+    "traction_battery": ("soh", "soh_slope_14d", "soh_days_to_threshold", "soh_median_30d",
+                         "soh_slope_60d", "soh_days_to_threshold_60d",
                          "cell_voltage_spread", "cell_temp_max", "cell_temp_mean_30d",
                          "hot_days_30d", "insulation_resistance_min",
                          "dtc_count__traction_battery", "dtc_events_30d__traction_battery",
@@ -60,7 +65,8 @@ COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
                    "outlook_min_temp_c", "crank_dip_at_outlook", "dtc_count__lv_battery",
                    "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery"),
     "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "pad_km_to_limit",
-               "pad_days_to_limit", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
+               "pad_days_to_limit", "pad_wear_rate_per_100km_60d", "pad_km_in_stage",
+               "pad_km_left_60d", "pad_days_left_60d", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
                *(f"pad_wear_rate_per_100km_{k}" for k in _WHEEL_KEYS),
                "braking_energy_30d", "pad_wear_per_braking_energy", "dtc_count__brakes",
                "dtc_events_30d__brakes", "dtc_age_days__brakes"),
@@ -151,6 +157,12 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
         *((_rolling_slope(pl.col(f"pad_wear_{k}"), odo) * 100.0)
           .alias(f"pad_wear_rate_per_100km_{k}") for k in _WHEEL_KEYS),
         _rolling_slope(pl.col("pad_wear_max"), cum_energy).alias("pad_wear_per_braking_energy"),
+        pl.col("soh").rolling_median_by("day", EXPOSURE_WINDOW).over("vehicle_id")
+        .alias("soh_median_30d"),
+        _rolling_slope(pl.col("soh"), x_day, LONG_WINDOW).alias("soh_slope_60d"),
+        (_rolling_slope(pl.col("pad_wear_max"), odo, LONG_WINDOW) * 100.0)
+        .alias("pad_wear_rate_per_100km_60d"),
+        _km_in_stage().alias("pad_km_in_stage"),
         ((odo - prev_odo) / gap).alias("distance_km"),
         _backward(pl.col("cell_temp_max"), "mean").alias("cell_temp_mean_30d"),
         _backward((pl.col("cell_temp_max") >= HOT_CELL_C).cast(pl.Float64), "sum")
@@ -160,8 +172,16 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     km_per_day = _backward(pl.col("distance_km"), "mean")
     km_left = (PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / (pl.col("pad_wear_rate_per_100km")
                                                             / 100.0)
+    rate_60d = pl.col("pad_wear_rate_per_100km_60d") / 100.0
+    km_left_60d = ((PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / rate_60d
+                   - pl.col("pad_km_in_stage")).clip(lower_bound=0.0)
     return first.with_columns(
         _crank_dip_at_outlook().alias("crank_dip_at_outlook"),
+        _days_to(pl.col("soh_median_30d") - SOH_FAILED, -pl.col("soh_slope_60d"))
+        .alias("soh_days_to_threshold_60d"),
+        pl.when(rate_60d > 1e-9).then(km_left_60d).alias("pad_km_left_60d"),
+        pl.when(rate_60d > 1e-9).then(
+            _days_to(km_left_60d, km_per_day)).alias("pad_days_left_60d"),
         _days_to(pl.col("soh") - SOH_FAILED, -pl.col("soh_slope_14d"))
         .alias("soh_days_to_threshold"),
         pl.when(pl.col("pad_wear_rate_per_100km") > 1e-9).then(km_left)
@@ -170,6 +190,22 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
                  pl.col("pad_wear_rate_per_100km") / 100.0 * km_per_day)
         .alias("pad_days_to_limit"),
     )
+
+
+def _km_in_stage() -> pl.Expr:
+    """Kilometres since the most worn pad's reading last changed, at most the long window's.
+
+    A staged pad sensor reads 80 % from the moment the pad reaches 80 % until it reaches 90 %:
+    the distance driven since the reading changed says how far into the stage the pad is.
+    A change older than the window counts from the window's start, so the value never reaches
+    further back than :data:`LOOKBACK_DAYS`.
+    """
+    odo = pl.col("odometer_km")
+    wear = pl.col("pad_wear_max").forward_fill().over("vehicle_id")
+    changed = wear != wear.shift(1).over("vehicle_id")
+    stage_start = pl.when(changed).then(odo).forward_fill().over("vehicle_id")
+    window_start = odo.rolling_min_by("day", LONG_WINDOW).over("vehicle_id")
+    return (odo - pl.max_horizontal(stage_start, window_start)).clip(lower_bound=0.0)
 
 
 def _crank_dip_at_outlook() -> pl.Expr:

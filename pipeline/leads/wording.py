@@ -48,6 +48,11 @@ QUANTITIES: Final[dict[str, Quantity]] = {
     "soh_days_to_threshold": Quantity(
         f"days until battery health falls to {SOH_FAILED:.0f} % at its 14-day trend", "days",
         capped=True),
+    "soh_median_30d": Quantity("battery health, median of 30 days", "%"),
+    "soh_slope_60d": Quantity("change of battery health a day (60-day trend)", "% per day"),
+    "soh_days_to_threshold_60d": Quantity(
+        f"days until battery health falls to {SOH_FAILED:.0f} % at its 60-day trend", "days",
+        capped=True),
     "cell_voltage_spread": Quantity("gap between the highest and lowest cell voltage", "V"),
     "cell_temp_max": Quantity("hottest battery cell of the day", "°C"),
     "cell_temp_mean_30d": Quantity("hottest cell, averaged over 30 days", "°C"),
@@ -68,6 +73,14 @@ QUANTITIES: Final[dict[str, Quantity]] = {
         f"wear of the most worn brake pad ({PAD_WEAR_LIMIT:.0f} % is the wear limit)", "%"),
     "pad_wear_rate_per_100km": Quantity("wear of the most worn pad per 100 km", "% per 100 km"),
     "pad_km_to_limit": Quantity("distance left until the most worn pad reaches its limit", "km"),
+    "pad_wear_rate_per_100km_60d": Quantity("wear of the most worn pad per 100 km (60 days)",
+                                            "% per 100 km"),
+    "pad_km_in_stage": Quantity("distance since the pad sensor last moved", "km"),
+    "pad_km_left_60d": Quantity(
+        "distance left until the most worn pad reaches its limit (60-day wear rate)", "km"),
+    "pad_days_left_60d": Quantity(
+        "days left until the most worn pad reaches its limit (60-day wear rate)", "days",
+        capped=True),
     "pad_days_to_limit": Quantity(
         "days left until the most worn pad reaches its limit at this car's daily distance",
         "days", capped=True),

@@ -28,7 +28,7 @@ from pipeline.features.materialised import latest_telemetry_day
 from pipeline.ml.registry import stored_inputs
 
 WINDOW_DAYS: Final = 90
-"""The scoring window: telemetry read when scoring a day (features need 32 days; a vehicle
+"""The scoring window: telemetry read when scoring a day (features need 62 days; a vehicle
 silent for longer than this is not scored, its latest features would describe a stale state)."""
 
 

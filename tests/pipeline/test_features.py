@@ -149,17 +149,17 @@ def test_fault_code_recurrence_and_age_restart_after_a_clear(tmp_path: Path) -> 
 
 
 def test_a_bounded_build_matches_the_full_one_past_the_lookback(tmp_path: Path) -> None:
-    con = build_store(tmp_path / "f.duckdb", [Car("ev", fails={"brakes": 70}), Car("ice",
-                                                                              ev=False)], 70)
+    con = build_store(tmp_path / "f.duckdb", [Car("ev", fails={"brakes": 110}), Car("ice",
+                                                                               ev=False)], 110)
     add_dtc(con, "ev", 3, "C1B00")
-    _add_speed(con, "ev", 60, [60.0, 30.0])
+    _add_speed(con, "ev", 100, [60.0, 30.0])
     full = build_daily_features(con)
     since = START + dt.timedelta(days=20)
     part = build_daily_features(con, since=since)
     assert part["day"].min() == day(20)
     keep = pl.col("day") >= day(20 + LOOKBACK_DAYS)
     assert_frame_equal(full.filter(keep), part.filter(keep))
-    assert part.filter(keep).height == 2 * (70 - 20 - LOOKBACK_DAYS)
+    assert part.filter(keep).height == 2 * (110 - 20 - LOOKBACK_DAYS)
 
 
 def _add_forecasts(con: duckdb.DuckDBPyConnection, region: str,
@@ -212,3 +212,27 @@ def test_a_battery_that_weakens_with_cold_is_projected_onto_the_cold_morning_ahe
             > 4 * (strong["crank_dip_min"] - strong["crank_dip_at_outlook"]))
     no_outlook = _row(feats, "weak", 29)
     assert no_outlook["outlook_min_temp_c"] is None and no_outlook["crank_dip_at_outlook"] is None
+
+
+def test_a_staged_pad_sensor_is_read_by_the_distance_since_it_last_moved(tmp_path: Path
+                                                                         ) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("ev")], 90)
+    odo = {i: 10_000.0 + 50.0 * i for i in range(90)}
+    con.execute("DELETE FROM telemetry WHERE signal LIKE '%PadWear' OR signal ="
+                " 'Vehicle.TraveledDistance'")
+    for i in range(90):
+        ts = START + dt.timedelta(days=i, hours=8)
+        stage = 60.0 + 10.0 * (i // 30)  # 10 % in 30 days (1,500 km), in stages: 60, 70, 80
+        con.execute("INSERT INTO telemetry VALUES ('ev', ?, ?, ?, 'm')",
+                    [ts, "Vehicle.Chassis.Axle.Row1.Wheel.Left.Brake.PadWear", stage])
+        con.execute("INSERT INTO telemetry VALUES ('ev', ?, 'Vehicle.TraveledDistance', ?,"
+                    " 'm')", [ts, odo[i]])
+    feats = build_daily_features(con)
+    assert _row(feats, "ev", 29)["pad_km_in_stage"] == pytest.approx(29 * 50.0)
+    assert _row(feats, "ev", 30)["pad_km_in_stage"] == 0.0
+    assert _row(feats, "ev", 75)["pad_km_in_stage"] == pytest.approx(15 * 50.0)
+    late = _row(feats, "ev", 75)
+    assert late["pad_wear_rate_per_100km_60d"] == pytest.approx(10 / 15, rel=0.15)
+    expected_km = (100.0 - 80.0) / (late["pad_wear_rate_per_100km_60d"] / 100.0) - 750.0
+    assert late["pad_km_left_60d"] == pytest.approx(expected_km)
+    assert late["pad_days_left_60d"] == pytest.approx(expected_km / 50.0, rel=0.01)
