@@ -24,12 +24,15 @@ _BURST_S = 0.002
 """A paced replay hands out every frame due within this many seconds at once, as a driver's
 receive buffer does, instead of waking once per frame."""
 
-_RAW_WAKE_S = 0.01
+_RAW_WAKE_S = 0.05
 """A paced raw read that finds nothing due sleeps at least this long, then hands out every
-frame that came due meanwhile, as a reader polling a driver's receive buffer does: about a
-hundred wake-ups a second on a full bus instead of thousands (each costs ~0.1 ms of CPU here,
-more than decoding the 45 frames it brings), and no frame before it is due (a frame may wait
-up to this long, which the latency figures include)."""
+frame that came due meanwhile, as a reader polling a driver's receive buffer does: twenty
+wake-ups a second (225 frames each on a full bus) instead of thousands. Each wake-up of the
+read loop also wakes the spool writer, the publisher and paho's thread once for what that
+block completed; on this 2-core VM such a round costs about 1 ms of CPU, and at 10 ms
+intervals the rounds took a third of the agent's CPU on a loaded bus (bench/edge.py). No
+frame is handed out before it is due; a frame may wait up to this long, which the latency
+figures include."""
 
 
 class FrameReader(Protocol):
