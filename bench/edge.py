@@ -13,11 +13,16 @@ child process, so its CPU time and peak RSS are its own.
   mercy of a noisy neighbour), with every run's ratio alongside. Each
   batch waits for its fsync, so this is bound by the disk; the same run without fsync shows
   what the CPU alone allows.
-- **paced**: at the recorded 4,500 frames/s; the share of one core it takes
-  (user + system CPU / wall time), p50/p99 latency from a frame's due time to the PUBACK of
-  the message that carried it, and peak RSS.
+- **paced**: 10 s at the recorded 4,500 frames/s; the share of one core it takes (user +
+  system CPU of every thread / wall time), the same CPU per frame in units of the bare
+  decode's time per frame (a figure that travels between machines better than the share),
+  p50/p99 latency from a frame's due time to the PUBACK of the message that carried it, and
+  the agent process's peak RSS (VmHWM, taken before the latencies are sorted).
 
-Targets (issue 4): ratio >= 1/3, core share <= 10 %, RSS < 60 MB. Prints one JSON object.
+Targets (issue 20, item 3): ratio >= 0.4, core share <= 5 %, peak RSS <= 50 MB, in the median
+of five invocations: ``--invocations 5`` runs five whole invocations (each its own broker,
+reference and runs) one after the other and prints the median of each figure, every
+invocation's value alongside. Prints one JSON object.
 
 No ingest runs here, so the agent runs with ``receipts=False``: an entry leaves the spool on
 the broker's PUBACK. This measures the agent and its broker leg; a deployed agent waits for
@@ -28,7 +33,8 @@ The fast run replays 30 s of bus (135,000 frames): it lasts about half a second,
 that its fixed costs (compiling sinks at the first frames, the last messages' round trip to
 the broker, ~20 ms) do not stand in for the sustained rate, as they did in a 10 s replay.
 
-    .venv/bin/python bench/edge.py [--seconds 5] [--fast-seconds 30]
+    .venv/bin/python bench/edge.py [--seconds 10] [--fast-seconds 30] [--repeat 3] \
+        [--invocations 5]
 """
 
 from __future__ import annotations
@@ -255,6 +261,7 @@ def _one_invocation(args: argparse.Namespace) -> dict[str, Any]:
         "without_fsync_frames_per_s": round(no_fsync["frames_per_s"]),
         "without_fsync_to_bare_decode_ratio": round(no_fsync["frames_per_s"] / bare, 3),
         "paced_core_share_per_bus": round(share, 4),
+        "paced_cpu_per_frame_in_bare_decodes": round(paced["cpu_s"] * bare / paced["frames"], 2),
         "paced_latency_p50_ms": _round(paced["latency_p50_ms"]),
         "paced_latency_p99_ms": _round(paced["latency_p99_ms"]),
         "paced_peak_rss_mb": round(paced["peak_rss_mb"], 1),
@@ -275,6 +282,7 @@ def _median_of_invocations(args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run(command, stdout=subprocess.PIPE, check=True, cwd=REPO)
         runs.append(orjson.loads(done.stdout.strip().splitlines()[-1]))
     keys = ("agent_to_bare_decode_ratio", "paced_core_share_per_bus", "paced_peak_rss_mb",
+            "paced_cpu_per_frame_in_bare_decodes",
             "reference_bare_decode_frames_per_s", "agent_sustained_frames_per_s",
             "paced_latency_p50_ms", "paced_latency_p99_ms", "fast_peak_rss_mb")
     median = {k: statistics.median(r[k] for r in runs if r[k] is not None) for k in keys}
