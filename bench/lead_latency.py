@@ -1,26 +1,27 @@
-"""Benchmark: a critical fault code on the CAN bus to a signed lead stored by the CRM.
+"""Benchmark: a critical fault code on the CAN bus to a signed lead stored by the CRM, while
+ingest drains a backlog of telemetry.
 
 Everything on the path is real: a python-can virtual bus, an unmodified edge agent with its
-on-disk spool and MQTT publisher, the broker (mosquitto when installed), ingest writing a
-DuckDB file with :class:`pipeline.leads.urgent.UrgentLeads` as its ``after_commit`` hook, and
-the reference CRM over HTTP on 127.0.0.1. Each run sends one ``DIAG_DtcReport`` frame with
-``P0AA6`` (HV isolation fault: critical) for a fresh vehicle and times frame sent → the CRM
-answering 2xx to the lead for that vehicle.
+on-disk spool and MQTT publisher, mosquitto with the one-machine broker's limits,
+``fleetcare ingest`` as its own process at its default settings (batches of 122,880 rows or
+1 s, the default rate limit, registered vehicles only) with the CRM's URL and key in its
+environment so it raises urgent leads itself, and the reference CRM over HTTP on 127.0.0.1.
+Each run sends one ``DIAG_DtcReport`` frame with ``P0AA6`` (HV isolation fault: critical) for
+a fresh vehicle and times frame sent → the CRM answering 2xx to the lead for that vehicle.
 
-Ingest runs two ways. ``frame_to_crm_2xx_flush_*`` wires the hook into an in-process
-:class:`~pipeline.ingest.service.Ingestor`, as tests and the demo do;
-``frame_to_crm_2xx_fleetcare_ingest_flush_*`` runs ``fleetcare ingest`` as its own process
-with the CRM's URL and key in its environment, so the hook is the one the command installs
-by itself (the path a deployment runs). The two should agree: the process boundary adds no
-step between the MQTT message and the CRM, only a second interpreter competing for the cores.
+The backlog: ingest runs once so its persistent sessions exist, stops, and ``--backlog-rows``
+telemetry rows (100-signal messages from 50 registered vehicles) are published to the
+broker, which queues them for the offline session; ingest starts again and drains them while
+the critical frames are sent, one after another. Each run records how much of the backlog
+was still to land when its frame was sent (counted from the receipts ingest publishes after
+each commit, which the benchmark reads like the vehicles do). Runs whose frame went out
+after the backlog had drained are reported apart and left out of ``during_backlog``.
 
 The reference, measured in the same run on the same broker, is a bare MQTT QoS 1 publish →
-receive round trip; the ratio says how many such round trips a critical lead costs. Two
-ingest settings are measured: the default ``flush_interval_s`` (1 s: ingest batches for
-throughput, so a lone message waits up to a second) and 0.05 s (what a latency-first
-deployment would choose). Prints one JSON object.
+receive round trip; the ratio says how many such round trips a critical lead costs. The same
+leads with no backlog (``idle``) say what the backlog adds. Prints one JSON object.
 
-    .venv/bin/python bench/lead_latency.py [--runs 20]
+    .venv/bin/python bench/lead_latency.py [--runs 20] [--backlog-rows 4000000]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -56,15 +58,27 @@ from edge.publish import Publisher  # noqa: E402
 from edge.rules import load_rules  # noqa: E402
 from edge.sim.masterdata import SimVehicle, write_master_data  # noqa: E402
 from edge.spool import Spool  # noqa: E402
+from edge.wire import contract  # noqa: E402
 from pipeline.broker.auth import parse_broker_url  # noqa: E402
 from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
 from pipeline.crm.http_server import JsonHttpServer  # noqa: E402
-from pipeline.ingest.service import Ingestor  # noqa: E402
-from pipeline.leads.urgent import UrgentLeads  # noqa: E402
 from pipeline.sandbox.reference_crm import CrmReceiver  # noqa: E402
 
 SECRET = "whsec_" + base64.b64encode(b"fleetcare-bench-lead-latency").decode()
 P0AA6 = 0x0AA6
+SIGNALS = 100
+"""Rows per backlog message."""
+NAMES = [f"Vehicle.Powertrain.TractionBattery.Cell{i:02d}.Voltage" for i in range(SIGNALS)]
+BACKLOG_VEHICLES = [f"BACKLOG{i:03d}" for i in range(50)]
+PUBLISH_WINDOW = 2000
+"""Backlog messages the publisher has unacknowledged at once (bounds its memory)."""
+INGEST_ID = "bench-lead-latency-ingest"
+STAGES = {
+    "land_and_receipt": re.compile(r"critical fault landed and was receipted ([\d.]+) ms"),
+    "advice": re.compile(r"urgent advice for .* in ([\d.]+) ms"),
+    "delivery": re.compile(r"urgent delivery of .* delivered in ([\d.]+) ms"),
+}
+"""What ``fleetcare -v ingest`` logs of each critical fault's path, by stage."""
 
 
 class TimedCrm:
@@ -123,8 +137,7 @@ def _one_lead(broker_url: str, crm: TimedCrm, workdir: Path, vehicle: str) -> fl
 
 def _fleet_store(db_path: Path, vehicles: list[str]) -> None:
     """A store with the vehicles, their customers, centres, capacity and catalogue imported
-    by `fleetcare fleet import` from the simulator's CSV files (same for both ways of running
-    ingest, so both do the same advice work per lead)."""
+    by `fleetcare fleet import` from the simulator's CSV files."""
     folder = db_path.with_name(db_path.stem + "-master-data")
     paths = write_master_data(folder, [SimVehicle(v, "Aurora EV", "north") for v in vehicles],
                               seed=0, start=dt.datetime.now(dt.UTC).date())
@@ -134,34 +147,16 @@ def _fleet_store(db_path: Path, vehicles: list[str]) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
-def _leads(broker_url: str, runs: int, flush_interval_s: float, workdir: Path) -> list[float]:
-    db_path = workdir / f"fleet-{flush_interval_s}.duckdb"
-    vehicles = [f"BENCH-{flush_interval_s}-{i}" for i in range(runs)]
-    _fleet_store(db_path, vehicles)
-    crm = TimedCrm()
-    with crm.server:
-        hook = UrgentLeads(crm.server.base_url + "/leads", SECRET)
-        ingestor = Ingestor(broker_url, db_path, client_id=f"bench-ingest-{uuid.uuid4().hex}",
-                            flush_interval_s=flush_interval_s, after_commit=hook)
-        ingestor.start()
-        try:
-            return [_one_lead(broker_url, crm, workdir, v) for v in vehicles]
-        finally:
-            ingestor.stop()
-            hook.close()
-
-
 @contextmanager
-def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str,
-                      flush_interval_s: float) -> Iterator[None]:
-    """``fleetcare -v ingest`` as a process with the CRM settings in its environment, from
-    the moment it says it is subscribed (with urgent leads on) until SIGTERM."""
+def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str) -> Iterator[list[str]]:
+    """``fleetcare -v ingest`` at its default settings, with the CRM settings in its
+    environment, from the moment it says it is subscribed (with urgent leads on) until
+    SIGTERM; yields the lines it printed so far (its summary line is added on exit)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCARE_")}
     env.update(FLEETCARE_PIPELINE__CRM_URL=crm_url, FLEETCARE_PIPELINE__CRM_SECRET=SECRET)
     child = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "-v", "ingest", "--broker", broker_url, "--db",
-         str(db_path), "--client-id", f"bench-ingest-{uuid.uuid4().hex}", "--flush-interval",
-         str(flush_interval_s)],
+         str(db_path), "--client-id", INGEST_ID],
         cwd=_HERE.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ready = threading.Event()
     lines: list[str] = []
@@ -183,14 +178,14 @@ def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str,
         if not any("urgent leads on" in line for line in lines):
             raise RuntimeError("fleetcare ingest did not turn urgent leads on: "
                                + "".join(lines[-5:]))
-        yield
+        yield lines
     except BaseException:
         print("fleetcare ingest said:\n" + "".join(lines[-20:]), file=sys.stderr)
         raise
     finally:
         child.terminate()
         try:
-            child.wait(60)
+            child.wait(120)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
@@ -200,15 +195,94 @@ def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str,
                            + "".join(lines[-5:]))
 
 
-def _cli_leads(broker_url: str, runs: int, flush_interval_s: float,
-               workdir: Path) -> list[float]:
-    db_path = workdir / f"cli-fleet-{flush_interval_s}.duckdb"
-    vehicles = [f"BENCH-CLI-{flush_interval_s}-{i}" for i in range(runs)]
-    _fleet_store(db_path, vehicles)
-    crm = TimedCrm()
-    with crm.server, _fleetcare_ingest(broker_url, db_path, crm.server.base_url + "/leads",
-                                       flush_interval_s):
-        return [_one_lead(broker_url, crm, workdir, v) for v in vehicles]
+class BacklogProgress:
+    """Counts the backlog messages ingest has receipted (so committed), as a vehicle would."""
+
+    def __init__(self, broker_url: str, total: int) -> None:
+        self.total, self.landed, self.dead = total, 0, 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self._cond = threading.Condition()
+        host, port = parse_broker_url(broker_url)
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_message = self._on_message
+        subscribed = threading.Event()
+        self._client.on_subscribe = lambda *a: subscribed.set()
+        self._client.connect(host, port)
+        self._client.subscribe(contract.RECEIPT_TOPICS, qos=1)
+        self._client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("no subscription to the receipts")
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    msg: mqtt.MQTTMessage) -> None:
+        receipt = contract.decode_receipt(bytes(msg.payload))
+        if not receipt.vehicle_id.startswith("BACKLOG"):
+            return
+        with self._cond:
+            self.landed += len(receipt.landed) + len(receipt.duplicates)
+            self.dead += len(receipt.dead_lettered)
+            now = time.perf_counter()
+            self.first_at = self.first_at or now
+            self.last_at = now
+            self._cond.notify_all()
+
+    def remaining_rows(self) -> int:
+        with self._cond:
+            return (self.total - self.landed - self.dead) * SIGNALS
+
+    def wait_drained(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.landed + self.dead >= self.total, timeout)
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+def _backlog_wire(i: int) -> tuple[str, bytes]:
+    vehicle = BACKLOG_VEHICLES[i % len(BACKLOG_VEHICLES)]
+    start = time.time() - 3600 + i * 0.01
+    ts = [start + k / SIGNALS / 100 for k in range(SIGNALS)]
+    values = [3.6 + (i * SIGNALS + k) % 97 / 1000 for k in range(SIGNALS)]
+    batch = contract.TelemetryBatch(f"backlog-{i}", vehicle, ts, NAMES, values)
+    return contract.telemetry_topic(vehicle), contract.encode(batch)
+
+
+def _publish_backlog(broker_url: str, messages: int) -> None:
+    """Publish the backlog at QoS 1, at most :data:`PUBLISH_WINDOW` unacknowledged at once."""
+    host, port = parse_broker_url(broker_url)
+    connected = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(PUBLISH_WINDOW)
+    client.on_connect = lambda *_: connected.set()
+    client.connect(host, port)
+    client.loop_start()
+    if not connected.wait(10):
+        raise RuntimeError("no connection to the broker for the backlog")
+    pending: list[mqtt.MQTTMessageInfo] = []
+    for i in range(messages):
+        pending.append(client.publish(*_backlog_wire(i), qos=1))
+        if len(pending) >= PUBLISH_WINDOW:
+            pending[0].wait_for_publish(timeout=120)
+            pending = [info for info in pending if not info.is_published()]
+    for info in pending:
+        info.wait_for_publish(timeout=120)
+    client.disconnect()
+    client.loop_stop()
+
+
+def _lead_runs(broker_url: str, crm: TimedCrm, workdir: Path, vehicles: list[str],
+               progress: BacklogProgress | None) -> list[dict[str, float]]:
+    """One critical frame per vehicle, one after another; each run's latency and the rows
+    of backlog still to land when its frame went out."""
+    runs = []
+    for vehicle in vehicles:
+        remaining = progress.remaining_rows() if progress is not None else 0
+        latency = _one_lead(broker_url, crm, workdir, vehicle)
+        runs.append({"ms": round(latency * 1000, 2), "backlog_rows_left": remaining})
+    return runs
 
 
 def _mqtt_round_trips(broker_url: str, runs: int) -> list[float]:
@@ -240,27 +314,91 @@ def _mqtt_round_trips(broker_url: str, runs: int) -> list[float]:
     return times
 
 
+def _stages(lines: list[str]) -> dict[str, dict[str, float]]:
+    """p50 and max of each stage ingest logged (milliseconds), from its own clock."""
+    found: dict[str, dict[str, float]] = {}
+    for name, pattern in STAGES.items():
+        values = sorted(float(m.group(1)) for line in lines if (m := pattern.search(line)))
+        if values:
+            found[name] = {"p50_ms": round(statistics.median(values), 1),
+                           "max_ms": round(values[-1], 1)}
+    return found
+
+
 def _summary(times: list[float]) -> dict[str, float]:
     ordered = sorted(times)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p99_ms": round(p99 * 1000, 2),
-            "max_ms": round(ordered[-1] * 1000, 2)}
+    return {"runs": len(ordered), "p50_ms": round(statistics.median(ordered) * 1000, 2),
+            "p99_ms": round(p99 * 1000, 2), "max_ms": round(ordered[-1] * 1000, 2)}
+
+
+def _measure(broker_url: str, workdir: Path, runs: int, backlog_rows: int
+             ) -> dict[str, Any]:
+    idle_vehicles = [f"IDLE-{i}" for i in range(runs)]
+    busy_vehicles = [f"BUSY-{i}" for i in range(runs)]
+    db_path = workdir / "fleet.duckdb"
+    _fleet_store(db_path, [*idle_vehicles, *busy_vehicles, *BACKLOG_VEHICLES])
+    messages = -(-backlog_rows // SIGNALS)
+    crm = TimedCrm()
+    progress = BacklogProgress(broker_url, messages)
+    try:
+        with crm.server:
+            url = crm.server.base_url + "/leads"
+            with _fleetcare_ingest(broker_url, db_path, url) as idle_lines:  # sessions exist
+                idle = _lead_runs(broker_url, crm, workdir, idle_vehicles, None)
+            published = time.perf_counter()
+            _publish_backlog(broker_url, messages)
+            publish_s = time.perf_counter() - published
+            with _fleetcare_ingest(broker_url, db_path, url) as lines:
+                started = time.perf_counter()
+                busy = _lead_runs(broker_url, crm, workdir, busy_vehicles, progress)
+                if not progress.wait_drained(600):
+                    raise RuntimeError(f"the backlog did not drain: {progress.landed} of "
+                                       f"{messages} messages receipted")
+            assert progress.first_at is not None and progress.last_at is not None
+            drain_s = progress.last_at - started
+    finally:
+        progress.close()
+    during = [r["ms"] / 1000 for r in busy if r["backlog_rows_left"] > 0]
+    return {
+        "idle": _summary([r["ms"] / 1000 for r in idle]),
+        "ingest_stages_idle": _stages(idle_lines),
+        "ingest_stages_during_backlog": _stages(lines),
+        "during_backlog": _summary(during) if during else None,
+        "runs_after_drain": len(busy) - len(during),
+        "backlog": {"rows": messages * SIGNALS, "messages": messages,
+                    "publish_s": round(publish_s, 1), "drain_s": round(drain_s, 2),
+                    "drain_rows_per_s": round(messages * SIGNALS / drain_s),
+                    "dead_lettered": progress.dead,
+                    "ingest_summary": next((line.strip() for line in reversed(lines)
+                                            if "stopped after" in line), "")},
+        "runs_during_backlog": busy,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--backlog-rows", type=int, default=4_000_000,
+                        help="telemetry rows queued for ingest before the runs (default 4M)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker:
-        workdir = Path(tmp)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(prefer="mosquitto") as broker:
         reference = _summary(_mqtt_round_trips(broker.url, max(args.runs, 50)))
-        results: dict[str, Any] = {"bench": "lead_latency", "broker": broker.kind,
-                                   "runs": args.runs, "reference_mqtt_rtt": reference}
-        for flush in (1.0, 0.05):
-            for name, measure in (("", _leads), ("fleetcare_ingest_", _cli_leads)):
-                lead = _summary(measure(broker.url, args.runs, flush, workdir))
-                lead["ratio_p50_to_mqtt_rtt"] = round(lead["p50_ms"] / reference["p50_ms"], 1)
-                results[f"frame_to_crm_2xx_{name}flush_{flush}s"] = lead
+        measured = _measure(broker.url, Path(tmp), args.runs, args.backlog_rows)
+    results: dict[str, Any] = {"bench": "lead_latency", "broker": broker.kind,
+                               "ingest": "fleetcare ingest, default settings",
+                               "reference_mqtt_rtt": reference}
+    for name in ("idle", "during_backlog"):
+        lead = measured[name]
+        if lead is not None:
+            lead["ratio_p50_to_mqtt_rtt"] = round(lead["p50_ms"] / reference["p50_ms"], 1)
+            lead["ratio_p99_to_mqtt_rtt"] = round(lead["p99_ms"] / reference["p99_ms"], 1)
+        results[f"frame_to_crm_2xx_{name}"] = lead
+    results.update({k: v for k, v in measured.items() if k not in ("idle", "during_backlog")})
+    results["target"] = {"during_backlog_p99_ms": 250, "backlog_rows_at_least": 1_000_000}
+    results["load_average_1_5_15"] = {"before": [round(x, 2) for x in load_before],
+                                      "after": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(results))
     return 0
 
