@@ -488,10 +488,8 @@ class Publisher:
         """Send waiting entries in order, past those already sent, up to the window."""
         receipts = self._receipts
         while len(self._inflight) < self._window:
-            entries = self._spool.entries_after(self._cursor,
-                                                limit=self._window - len(self._inflight))
-            if not entries:
-                return
+            room = self._window - len(self._inflight)
+            entries = self._spool.entries_after(self._cursor, limit=room)
             for entry in entries:
                 info = self._client.publish(entry.topic, entry.payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -501,6 +499,8 @@ class Publisher:
                     self._unreceipted[entry.seq] = _Unreceipted(receipts.timeout_s)
                 self._cursor = entry.seq
                 self._published += 1
+            if len(entries) < room:
+                return  # that was everything waiting: no second query to learn so
 
 
 def _describe(error: BaseException) -> str:
