@@ -65,6 +65,9 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             possible, which makes both over-confident: such a model has too little evidence).
         n_jobs: LightGBM threads (1: test and CI machines are shared).
         random_state: seed of the fold shuffling and of LightGBM.
+        calibrate: fit Platt scaling (the default); False keeps the class-weighted trees'
+            own ``sigmoid(raw)`` (slope 1, intercept 0), only to measure what calibration
+            buys (``bench/evaluate_tabular.py``): those probabilities are inflated.
 
     Attributes:
         classes_: the two class labels; the second is the "fails" class.
@@ -72,6 +75,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         oof_proba_: calibrated out-of-fold probability of each training row, in input order
             (in-sample when no folds were possible; see ``oof_folds_``).
         oof_folds_: folds the out-of-fold scores came from (0: in-sample fallback).
+        oof_raw_: the raw (uncalibrated) booster score behind each ``oof_proba_``.
         platt_slope_, platt_intercept_: the calibration ``logit(p) = a * raw + b``.
         expected_log_odds_: the calibrated log-odds of the average training row; with
             :meth:`contributions` it adds up exactly to each row's log-odds.
@@ -96,6 +100,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         cv: int = 3,
         n_jobs: int = 1,
         random_state: int | None = 0,
+        calibrate: bool = True,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -110,6 +115,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         self.cv = cv
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.calibrate = calibrate
 
     def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
             ) -> BoostedWarningClassifier:
@@ -135,8 +141,9 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         self.model_text_ = self.booster_.model_to_string()
         raw, self.oof_folds_ = self._out_of_fold_raw(
             params, Xf, target, weights, None if groups is None else np.asarray(groups))
-        slope, intercept = platt_scaling(raw, target)
+        slope, intercept = platt_scaling(raw, target) if self.calibrate else (1.0, 0.0)
         self.platt_slope_, self.platt_intercept_ = max(slope, MIN_SLOPE), intercept
+        self.oof_raw_ = raw
         self.oof_proba_ = expit(self.platt_slope_ * raw + self.platt_intercept_)
         self.threshold_ = cost_optimal_threshold(target, self.oof_proba_, self.cost_fp,
                                                  self.cost_fn)

@@ -38,10 +38,12 @@ def register_models(sub: SubParsers) -> None:
 
 def _register_evaluate(msub: SubParsers) -> None:
     ev = msub.add_parser(
-        "evaluate", help="stratified k-fold cost of the fault-warning classifier on a CSV",
+        "evaluate", help="stratified k-fold cost of a fault warning on a CSV, with baselines",
         description="Numeric columns are features (empty or 'na' cells are missing); "
                     "non-numeric ones are left out and named. Each fold's model picks its "
-                    "threshold on its own training part, then warns on the fold it never saw.")
+                    "threshold on its own training part, then warns on the fold it never saw. "
+                    "The same folds give the cost of never warning and of a plain "
+                    "class-weighted gradient-boosting model.")
     ev.add_argument("data", type=Path, help="CSV file with a header row")
     ev.add_argument("--label", required=True, help="0/1 (or true/false) column: failed?")
     ev.add_argument("--cost-fp", type=float, required=True, help="cost of a needless warning")
@@ -49,8 +51,14 @@ def _register_evaluate(msub: SubParsers) -> None:
     ev.add_argument("--group", metavar="COLUMN",
                     help="keep each value's rows in one fold (e.g. the vehicle id): rows of "
                          "one vehicle are near copies, and splitting them flatters the model")
-    ev.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    ev.add_argument("--folds", type=int, default=5, help="cross-validation folds (at least 2)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the fold split and the model")
+    ev.add_argument("--estimator", choices=("boosted", "logistic"), default="boosted",
+                    help="boosted: LightGBM, calibrated on out-of-fold scores (default); "
+                         "logistic: the logistic fault warning")
+    ev.add_argument("--robust", action=argparse.BooleanOptionalAction, default=True,
+                    help="logistic only: signed log1p of heavy-tailed columns first "
+                         "(default: on; trees need no transform)")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.set_defaults(handler=_evaluate)
 
@@ -62,9 +70,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.cost_fp <= 0 or args.cost_fn <= 0:
         print("--cost-fp and --cost-fn must be positive", file=sys.stderr)
         return 2
+    if args.folds < 2:
+        print(f"--folds must be at least 2, got {args.folds}", file=sys.stderr)
+        return 2
     table = read_labelled_csv(args.data, args.label, args.group)
     cv = cross_validate_cost(table.X, table.y, cost_fp=args.cost_fp, cost_fn=args.cost_fn,
-                             folds=args.folds, seed=args.seed, groups=table.groups)
+                             folds=args.folds, seed=args.seed, groups=table.groups,
+                             estimator=args.estimator, robust=args.robust)
     out = {"data": str(args.data), "label": args.label, "group": args.group,
            "rows": int(table.y.size),
            "features": table.features, "ignored_columns": table.ignored_columns,
@@ -72,13 +84,25 @@ def _evaluate(args: argparse.Namespace) -> int:
            "total_cost": cv.report["cost"], "threshold": cv.threshold,
            "fold_thresholds": cv.fold_thresholds, "calibration_ece": cv.calibration_ece,
            **{k: cv.report[k] for k in ("tp", "fp", "tn", "fn", "precision", "recall",
-                                        "roc_auc", "brier")}}
+                                        "roc_auc", "brier")},
+           "estimator": cv.estimator,
+           "robust": args.robust if cv.estimator == "logistic" else None,
+           "threshold_spread": cv.threshold_spread, "fold_costs": cv.fold_costs,
+           "baselines": cv.baselines}
     if args.json:
         _print_json(out)
         return 0
+    _print_evaluation(args, table, cv, out)
+    return 0
+
+
+def _print_evaluation(args: argparse.Namespace, table: Any, cv: Any, out: dict[str, Any]
+                      ) -> None:
     grouped = f", grouped by {args.group}" if args.group else ""
+    robust = (" with robust transforms" if args.robust else " on raw inputs"
+              ) if cv.estimator == "logistic" else ""
     print(f"{out['rows']} rows, {len(table.features)} features, {cv.folds}-fold stratified"
-          f"{grouped}")
+          f"{grouped}, estimator {cv.estimator}{robust}")
     if table.ignored_columns:
         print(f"left out (not numeric): {', '.join(table.ignored_columns)}")
     if table.unlabelled_rows:
@@ -86,9 +110,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"total cost {out['total_cost']:g} (false alarm {args.cost_fp:g}, "
           f"missed failure {args.cost_fn:g})")
     print(f"confusion  tp {out['tp']}  fp {out['fp']}  tn {out['tn']}  fn {out['fn']}")
+    spread = cv.threshold_spread
     print(f"threshold  {cv.threshold:.4f} (folds: "
-          f"{', '.join(f'{t:.3f}' for t in cv.fold_thresholds)})")
-    return 0
+          f"{', '.join(f'{t:.3f}' for t in cv.fold_thresholds)}; spread min {spread['min']:.3f}"
+          f" max {spread['max']:.3f} iqr {spread['iqr']:.3f} std {spread['std']:.3f})")
+    for name, base in cv.baselines.items():
+        print(f"baseline   {_BASELINES.get(name, name)}: cost {base['cost']:g} "
+              f"(tp {base['tp']}  fp {base['fp']}  tn {base['tn']}  fn {base['fn']})")
+
+
+_BASELINES = {"all_negative": "never warn",
+              "plain_gbm": "plain gradient boosting (class-weighted, warns at 0.5)"}
 
 
 def _register_battery_life(msub: SubParsers) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from synth_fleet import build_store, evidence_fleet
 
 from flows.cli.main import main
 from pipeline.ml.training import train_and_register
+from tests.processes import cli, cli_env
 
 NASA = Path(__file__).resolve().parents[3] / "shared" / "data" / "battery_nasa"
 
@@ -66,6 +68,72 @@ def test_evaluate_text_output_and_clear_errors(
     code, _, err = _run(capsys, "models", "evaluate", str(data), "--label", "ambient",
                         "--cost-fp", "1", "--cost-fn", "10")
     assert code == 1 and "must hold 0 and 1" in err
+
+
+def _heavy_tailed_csv(path: Path, n: int = 1000) -> tuple[Path, int]:
+    """Counters spanning orders of magnitude, a fifth of cells missing, ~5 % failures."""
+    rng = np.random.default_rng(17)
+    usage, wear = rng.lognormal(0, 1, n), rng.normal(size=n)
+    fails = (wear + 0.4 * rng.normal(size=n) > 1.9).astype(int)
+    table: dict[str, list[str]] = {"truck": [f"t{i % 400}" for i in range(n)]}
+    for j in range(6):
+        counter = usage * np.exp((0.8 if j < 3 else 0.0) * wear + rng.normal(0, 1, n))
+        counter *= 10 ** (j % 4)
+        table[f"counter_{j}"] = ["na" if rng.random() < 0.2 else f"{v:.1f}" for v in counter]
+    table["failed"] = [str(v) for v in fails]
+    pl.DataFrame(table).write_csv(path)
+    return path, int(fails.sum())
+
+
+def _fleetcare(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli(*argv), env=cli_env(), capture_output=True, text=True,
+                          timeout=900, check=False)
+
+
+def test_evaluate_process_reports_baselines_and_the_threshold_spread(tmp_path: Path) -> None:
+    data, failures = _heavy_tailed_csv(tmp_path / "trucks.csv")
+    args = ("models", "evaluate", str(data), "--label", "failed", "--cost-fp", "10",
+            "--cost-fn", "500", "--group", "truck", "--folds", "4")
+    text = _fleetcare(*args)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "estimator boosted" in lines[0]
+    never = (f"baseline   never warn: cost {500 * failures} "
+             f"(tp 0  fp 0  tn {1000 - failures}  fn {failures})")
+    assert never in lines
+    assert any(ln.startswith("baseline   plain gradient boosting (class-weighted, warns at "
+                             "0.5): cost ") for ln in lines)
+    spread = next(ln for ln in lines if ln.startswith("threshold "))
+    assert "spread min" in spread and " iqr " in spread and " std " in spread
+    out = orjson.loads(_fleetcare(*args, "--json").stdout)
+    assert out["estimator"] == "boosted" and out["robust"] is None
+    assert out["baselines"]["all_negative"]["cost"] == 500 * failures
+    gbm = out["baselines"]["plain_gbm"]
+    assert gbm["cost"] == 10 * gbm["fp"] + 500 * gbm["fn"]
+    assert gbm["tp"] + gbm["fp"] + gbm["tn"] + gbm["fn"] == out["rows"] == 1000
+    spread_json = out["threshold_spread"]
+    assert spread_json["min"] == min(out["fold_thresholds"])
+    assert spread_json["max"] == max(out["fold_thresholds"])
+    assert len(out["fold_costs"]) == out["folds"] == 4
+    assert sum(out["fold_costs"]) == out["total_cost"] < out["baselines"]["all_negative"]["cost"]
+    logistic = orjson.loads(_fleetcare(*args, "--estimator", "logistic", "--json").stdout)
+    assert logistic["estimator"] == "logistic" and logistic["robust"] is True
+    assert logistic["baselines"] == out["baselines"]
+
+
+@pytest.mark.parametrize(("extra", "label", "status", "message"), [
+    ((), "counter_0", 1, "label column 'counter_0' must hold 0 and 1"),
+    (("--folds", "1"), "failed", 2, "--folds must be at least 2, got 1"),
+    ((), "nothing", 1, "has no column 'nothing'"),
+], ids=["label-not-binary", "one-fold", "no-such-column"])
+def test_evaluate_process_refuses_bad_input_in_one_line(
+        tmp_path: Path, extra: tuple[str, ...], label: str, status: int, message: str) -> None:
+    data, _ = _heavy_tailed_csv(tmp_path / "trucks.csv", n=200)
+    run = _fleetcare("models", "evaluate", str(data), "--label", label, "--cost-fp", "10",
+                     "--cost-fn", "500", *extra)
+    assert run.returncode == status
+    assert len(run.stderr.strip().splitlines()) == 1 and message in run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
 
 
 @pytest.mark.skipif(not NASA.exists(), reason=f"NASA battery data not found at {NASA}")
