@@ -28,11 +28,11 @@ from typing import Final
 
 from cantools.database.can import Database, Signal
 
+from edge.errors import DbcError
 from edge.reference import reference_rules
 from edge.rules import DTC_STATUS_BY_VALUE, load_rules
 from edge.sim.simulator import VehicleSimulator, VehicleSpec, dtc_raw_to_code, load_reference_dbc
 from edge.sim.wear import WorkshopOrder
-from edge.sim.workshop import vehicle_orders
 
 DTC_REFRESH_S: Final = 3600.0
 """How long an agent waits before reporting a still-active code again (its default)."""
@@ -71,19 +71,32 @@ class _Landing:
     """How one DBC signal lands: its published name, DBC limits and the rule's conversion."""
 
     name: str
-    signal: Signal
+    signal: str
     low: float
     high: float
+    dbc_scale: float
+    dbc_offset: float
+    """The DBC's linear scaling (raw integers: every signal the fast path lands has them)."""
     scale: float | None
     offset: float
 
     def value(self, physical: float) -> float:
-        """``physical`` after encoding (clamped, rounded to raw) and decoding, then the rule."""
+        """``physical`` after encoding (clamped, rounded to raw) and decoding, then the rule:
+        the arithmetic of cantools' linear conversion, step for step, so the result is the
+        decoder's to the last bit."""
         clamped = min(self.high, max(self.low, physical))
-        conversion = self.signal.conversion
-        raw = conversion.numeric_scaled_to_raw(clamped)
-        decoded = float(conversion.raw_to_scaled(raw, decode_choices=False))  # type: ignore[arg-type]
+        raw = round((clamped - self.dbc_offset) / self.dbc_scale)
+        decoded = float(raw * self.dbc_scale + self.dbc_offset)
         return decoded if self.scale is None else decoded * self.scale + self.offset
+
+
+def _linear(signal: Signal) -> tuple[float, float]:
+    """A signal's (scale, offset) as cantools converts it; raises if it is not linear."""
+    conversion = signal.conversion
+    if conversion.is_float or conversion.choices:
+        raise DbcError(f"signal {signal.name} is not a plain linear integer: the fast path "
+                       "cannot land it")
+    return conversion.scale, conversion.offset
 
 
 @functools.cache
@@ -100,9 +113,10 @@ def _landings() -> tuple[Database, dict[str, tuple[_Landing, ...]]]:
             rule = rules.get((message_name, name))
             low = -math.inf if signal.minimum is None else float(signal.minimum)
             high = math.inf if signal.maximum is None else float(signal.maximum)
+            scale, offset = _linear(signal)
             landings.append(_Landing(
-                rule.name if rule else f"{message_name}.{name}", signal, low, high,
-                rule.scale if rule else None, rule.offset if rule else 0.0))
+                rule.name if rule else f"{message_name}.{name}", name, low, high, scale,
+                offset, rule.scale if rule else None, rule.offset if rule else 0.0))
         table[message_name] = tuple(landings)
     return db, table
 
@@ -124,7 +138,8 @@ def landed_days(spec: VehicleSpec, *, start_ts: float, days: int, snapshot_s: fl
     telemetry: list[TelemetryRow] = []
     codes: list[FaultCodeRow] = []
     reported: dict[tuple[str, str, str], float] = {}
-    for day in sim.iter_readings():
+    orders: list[WorkshopOrder] = []
+    for day in sim.iter_readings(orders):
         if day.readings is None:
             continue
         t0 = sim.snapshot_start(day.state.day)
@@ -132,13 +147,12 @@ def landed_days(spec: VehicleSpec, *, start_ts: float, days: int, snapshot_s: fl
         for message, places in slots.items():
             for offset, index in places if message in EVERY_FRAME else places[:1]:
                 carried = values(message, offset, index)
-                telemetry += [(t0 + offset, land.name, land.value(carried[land.signal.name]))
+                telemetry += [(t0 + offset, land.name, land.value(carried[land.signal]))
                               for land in landings[message]]
         for offset, index in dtc_slots:
             if index < len(day.codes):
                 _report(codes, reported, t0 + offset, day.codes[index], dtc_refresh_s)
     telemetry.sort(key=lambda row: row[0])
-    orders = vehicle_orders(spec, start_ts=start_ts, days=days)
     return LandedHistory(spec.vehicle_id, tuple(telemetry), tuple(codes), tuple(orders))
 
 

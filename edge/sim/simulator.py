@@ -35,7 +35,7 @@ from edge.sim.params import draw_params
 from edge.sim.readings import DayReadings, Sensors, ocv
 from edge.sim.usage import MODELS, REFERENCE_MODELS, USAGES
 from edge.sim.vins import simulated_vin, vin_exchange
-from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams
+from edge.sim.wear import DAY_S, DayState, HealthModel, VehicleParams, WorkshopOrder
 from edge.sim.weather import REGIONS
 from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
 
@@ -388,11 +388,13 @@ class VehicleSimulator:
             view = _DayView(day.readings, self.params, jitter)
             yield self._frames(self.snapshot_start(day.state.day), view, day.codes)
 
-    def iter_readings(self) -> Iterator[SimDay]:
+    def iter_readings(self, orders: list[WorkshopOrder] | None = None) -> Iterator[SimDay]:
         """Yield each simulated day's hidden state, sensor readings and active fault codes.
 
         The one source of :meth:`iter_days` (the frames) and :func:`edge.sim.daily.landed_days`
-        (what the backend lands, without frames); every call starts the life afresh.
+        (what the backend lands, without frames); every call starts the life afresh. Given
+        ``orders``, the workshop's orders opened within the window are added to it once the
+        last day is out (as :func:`edge.sim.workshop.vehicle_orders` lists them).
         """
         model = HealthModel(self.params, self.spec.seed, self.start_ts)
         sensors = Sensors(model.params, self.spec.seed)
@@ -402,6 +404,8 @@ class VehicleSimulator:
             readings = sensors.read(state)
             codes = self._active_dtcs(state, readings, first_seen)
             yield SimDay(state, readings if state.reports else None, codes)
+        if orders is not None:
+            orders += [o for o in model.orders if o.day < self.days]
 
     def slots(self, message: str) -> list[tuple[float, int]]:
         """Where in the snapshot (seconds from its start) the frames of ``message`` go, with
