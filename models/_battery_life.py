@@ -274,11 +274,23 @@ def _quantiles(scores: Floats, weights: Floats, coverage: float) -> Floats:
     return np.interp([max(tail - pad, 0.0), min(1.0 - tail + pad, 1.0)], cum, s)
 
 
-def _axis_step(histories: Sequence[History]) -> float:
-    """The histories' typical axis step (a cycle, a day): errors are never scaled below it."""
-    steps = [float(np.median(np.diff(t))) for h in histories
-             if (t := np.asarray(h[0], dtype=float)).size > 1]
-    return max(float(np.median(steps)), 1e-9) if steps else 1.0
+def _by_horizon(pred: Floats, scores: Floats, weights: Floats, coverage: float, bins: int
+                ) -> tuple[Floats, Floats]:
+    """Bins of predicted remaining life (their medians) and the scores' quantiles in each.
+
+    Errors far from the threshold and near it differ in kind (the trend's uncertainty there,
+    the noise around the crossing here): one quantile scaled by the horizon was too wide far
+    out and too narrow close in. Bins hold equal weight, at least 50 points each.
+    """
+    order = np.argsort(pred)
+    pred, scores, weights = pred[order], scores[order], weights[order]
+    k = max(1, min(bins, pred.size // 50))
+    cum = np.cumsum(weights) / weights.sum()
+    which = np.minimum((cum * k - 1e-12).astype(int), k - 1)
+    centres = np.array([np.median(pred[which == b]) for b in range(k)])
+    quantiles = np.array([_quantiles(scores[which == b], weights[which == b], coverage)
+                          for b in range(k)])
+    return centres, quantiles
 
 
 class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
@@ -301,12 +313,16 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             threshold's own crossings teach better once there are enough of them).
         max_folds: held-out errors come from leave-one-history-out up to this many
             histories, and from this many folds of whole histories beyond.
+        horizon_bins: the interval's errors are taken in up to this many bins of predicted
+            remaining life (at least 50 cut points each).
 
     Attributes:
         model_: the scaler and ridge regression.
-        error_quantiles_: low and high errors ``(y - pred) / max(pred, scale_floor_)``: held
-            out when :meth:`fit_histories` had two or more crossing histories, else in-sample.
-        scale_floor_: the smallest remaining life errors are scaled by (axis units).
+        horizons_: the median predicted remaining life in each bin (axis units).
+        horizon_reach_: the farthest prediction the interval was calibrated on.
+        error_quantiles_: per bin, the low and high error ``y - pred`` (axis units): held
+            out when :meth:`fit_histories` had two or more histories to learn from, else
+            in-sample.
         calibrated_on_: histories the interval's errors were held out from (0: in-sample).
         levels_used_: the levels :meth:`fit_histories` trained and calibrated at.
         n_features_in_: number of features seen in ``fit``.
@@ -315,7 +331,7 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
     def __init__(self, threshold: float = 1.4, window: int = 20, min_points: int = 10,
                  alpha: float = 1.0, coverage: float = 0.8,
                  levels: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 1.0),
-                 min_histories: int = 3, max_folds: int = 10) -> None:
+                 min_histories: int = 3, max_folds: int = 10, horizon_bins: int = 4) -> None:
         self.threshold = threshold
         self.window = window
         self.min_points = min_points
@@ -324,12 +340,29 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         self.levels = levels
         self.min_histories = min_histories
         self.max_folds = max_folds
+        self.horizon_bins = horizon_bins
 
     def _new_model(self) -> Pipeline:
         return make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
 
-    def _scores(self, y: Floats, pred: Floats) -> Floats:
-        return (y - pred) / np.maximum(pred, self.scale_floor_)
+    def _calibrate(self, y: Floats, pred: Floats, weights: Floats) -> None:
+        """Interval quantiles by horizon from (held-out or in-sample) predictions."""
+        self.horizons_, self.error_quantiles_ = _by_horizon(
+            pred, y - pred, weights, self.coverage, self.horizon_bins)
+        self.horizon_reach_ = float(pred.max())
+
+    def _error_band(self, remaining: float) -> tuple[float, float]:
+        """Low and high error at this predicted remaining life.
+
+        Between the bins' medians the quantiles are interpolated, so the interval does not
+        jump when a forecast crosses from one bin into the next; beyond the farthest
+        prediction calibrated on they grow in proportion to the horizon (an error in the
+        slope grows with the distance it is extended over).
+        """
+        grow = remaining / self.horizon_reach_ if remaining > self.horizon_reach_ > 0 else 1.0
+        low, high = (grow * float(np.interp(remaining, self.horizons_, q))
+                     for q in self.error_quantiles_.T)
+        return low, high
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> BatteryLifeForecaster:
         """Fit the correction of the naive extrapolations, and in-sample error quantiles.
@@ -341,9 +374,7 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             raise ValueError(f"coverage must be in (0, 1), got {self.coverage}")
         Xv, yv = validate_data(self, X, y, y_numeric=True)
         self.model_: Pipeline = self._new_model().fit(Xv, yv)
-        self.scale_floor_ = max(float(np.min(np.abs(yv))), 1e-9)
-        self.error_quantiles_ = _quantiles(self._scores(yv, self.model_.predict(Xv)),
-                                           np.ones(yv.size), self.coverage)
+        self._calibrate(yv, self.model_.predict(Xv), np.ones(yv.size))
         self.calibrated_on_ = 0
         return self
 
@@ -376,28 +407,30 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             raise _nothing_crosses(self.threshold, self.min_points)
         X, y = np.vstack([s[0] for s in snaps]), np.concatenate([s[1] for s in snaps])
         self.fit(X, y)
-        self.scale_floor_ = _axis_step(histories)
         if len(snaps) >= 2:
-            scores, weights = self._held_out_scores(snaps)
+            self._calibrate(*self._held_out(snaps))
             self.calibrated_on_ = len(snaps)
         else:
-            scores, weights = self._scores(y, self.model_.predict(X)), np.ones(y.size)
-        self.error_quantiles_ = _quantiles(scores, weights, self.coverage)
+            self._calibrate(y, self.model_.predict(X), np.ones(y.size))
         return self
 
-    def _held_out_scores(self, snaps: list[tuple[Floats, Floats]]) -> tuple[Floats, Floats]:
-        """Scaled errors on each history by a model fitted on the other folds, and weights."""
+    def _held_out(self, snaps: list[tuple[Floats, Floats]]) -> tuple[Floats, Floats, Floats]:
+        """Truth and prediction for each history by a model fitted on the other folds.
+
+        The weights give each history the same total, however many cut points it has.
+        """
         folds = np.arange(len(snaps)) % min(len(snaps), max(self.max_folds, 2))
-        scores, weights = [], []
+        ys, preds, weights = [], [], []
         for fold in np.unique(folds):
             held = [s for s, f in zip(snaps, folds, strict=True) if f == fold]
             rest = [s for s, f in zip(snaps, folds, strict=True) if f != fold]
             model = self._new_model().fit(np.vstack([s[0] for s in rest]),
                                           np.concatenate([s[1] for s in rest]))
             for Xi, yi in held:
-                scores.append(self._scores(yi, model.predict(Xi)))
+                ys.append(yi)
+                preds.append(model.predict(Xi))
                 weights.append(np.full(yi.size, 1.0 / yi.size))
-        return np.concatenate(scores), np.concatenate(weights)
+        return np.concatenate(ys), np.concatenate(preds), np.concatenate(weights)
 
     def forecast(self, history: History) -> LifeForecast:
         """Where ``history`` (all of it is "so far") reaches the threshold, with the interval."""
@@ -406,8 +439,7 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
             raise InsufficientDataError("a forecast needs at least two points of history")
         row = snapshot_features(history, self.threshold, self.window, rows=[t.size - 1])
         remaining = max(0.0, float(self.predict(row)[0]))
-        scale = max(remaining, self.scale_floor_)
-        low, high = (remaining + q * scale for q in self.error_quantiles_)
+        low, high = (remaining + e for e in self._error_band(remaining))
         now = float(t[-1])
         return LifeForecast(now, remaining, now + remaining, now + min(max(0.0, low), remaining),
                             now + max(remaining, high))

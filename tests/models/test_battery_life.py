@@ -160,13 +160,17 @@ def test_interval_width_comes_from_how_unlike_the_training_histories_are() -> No
     assert unlike > 3 * alike, (alike, unlike)
 
 
-def test_many_histories_are_calibrated_on_folds_of_whole_histories() -> None:
+def test_many_histories_are_calibrated_on_folds_and_the_interval_narrows_near_the_end(
+) -> None:
     rates = np.linspace(0.0028, 0.0036, 12)
     model = BatteryLifeForecaster(threshold=1.4, max_folds=3).fit_histories(
         [_synthetic(float(r), seed=i) for i, r in enumerate(rates)])
     assert model.calibrated_on_ == 12
-    low, high = model.error_quantiles_
-    assert low < 0 < high
+    assert model.horizons_.size == 4 and np.all(np.diff(model.horizons_) > 0)
+    t, cap = _synthetic(0.0032, seed=20)
+    far, near = model.forecast((t[:30], cap[:30])), model.forecast((t[:150], cap[:150]))
+    assert near.remaining < model.horizons_[0] < model.horizons_[-2] < far.remaining
+    assert near.high - near.low < 0.5 * (far.high - far.low), (near, far)
 
 
 def _loco_cut_points(every: int = 5) -> list[tuple[float, LifeForecast]]:
@@ -190,6 +194,36 @@ def _coverage(cuts: list[tuple[float, LifeForecast]], stretch: float) -> float:
     hits = [f.crossing - stretch * (f.crossing - f.low) <= truth
             <= f.crossing + stretch * (f.high - f.crossing) for truth, f in cuts]
     return float(np.mean(hits))
+
+
+def _regenerating_cell(rng: np.random.Generator, n: int = 260) -> tuple[np.ndarray, np.ndarray]:
+    """A cell of random fade and start, noise, and a NASA-sized regeneration after each rest."""
+    t = np.arange(1.0, n + 1)
+    cap = (rng.uniform(1.85, 2.05) - rng.uniform(0.0015, 0.0035) * t
+           - rng.uniform(0.0, 4e-6) * t**2 + rng.normal(0.0, 0.004, n))
+    for rest in np.cumsum(rng.integers(15, 40, size=n // 15)):
+        if rest < n:
+            cap = _with_regeneration(cap, int(rest), jump=rng.uniform(0.02, 0.1))
+    return t, cap
+
+
+def test_interval_covers_about_eighty_percent_of_cut_points_of_new_synthetic_cells() -> None:
+    """Pooled over six fleets: with eight training cells one run alone covers 40 % to 98 %."""
+    cuts = []
+    for run in range(17, 23):
+        rng = np.random.default_rng(run)
+        model = BatteryLifeForecaster(threshold=1.4).fit_histories(
+            [_regenerating_cell(rng) for _ in range(8)])
+        for t, cap in (_regenerating_cell(rng) for _ in range(8)):
+            end = crossing_index(cap, 1.4)
+            if end is not None:
+                cuts += [(float(t[end]), model.forecast((t[:cut], cap[:cut])))
+                         for cut in range(model.min_points, end + 1, 10)]
+    assert len(cuts) > 500
+    band = (0.7, 0.9)
+    assert band[0] <= _coverage(cuts, 1.0) <= band[1]
+    assert not band[0] <= _coverage(cuts, 0.5) <= band[1], "half as wide must fail"
+    assert not band[0] <= _coverage(cuts, 3.0) <= band[1], "three times as wide too"
 
 
 @pytest.mark.skipif(not NASA.exists(), reason=f"NASA battery data not found at {NASA}")
