@@ -15,7 +15,10 @@ broker, which queues them for the offline session; ingest starts again and drain
 the critical frames are sent, one after another. Each run records how much of the backlog
 was still to land when its frame was sent (counted from the receipts ingest publishes after
 each commit, which the benchmark reads like the vehicles do). Runs whose frame went out
-after the backlog had drained are reported apart and left out of ``during_backlog``.
+after the backlog had drained are reported apart and left out of ``during_backlog``. Each
+run also records, on the benchmark's clock, when its fault code reached the broker and when
+ingest's receipt for it came back; ingest's own log adds how long the landing, the advice and
+the delivery took (``ingest_stages_*``).
 
 The reference, measured in the same run on the same broker, is a bare MQTT QoS 1 publish →
 receive round trip; the ratio says how many such round trips a critical lead costs. The same
@@ -195,13 +198,17 @@ def _fleetcare_ingest(broker_url: str, db_path: Path, crm_url: str) -> Iterator[
                            + "".join(lines[-5:]))
 
 
-class BacklogProgress:
-    """Counts the backlog messages ingest has receipted (so committed), as a vehicle would."""
+class Watcher:
+    """Reads the broker as a vehicle and ingest would: counts the backlog messages ingest has
+    receipted (so committed), and notes when each bench vehicle's fault code reached the
+    broker and when its receipt came back (on the clock the frames are sent by)."""
 
     def __init__(self, broker_url: str, total: int) -> None:
         self.total, self.landed, self.dead = total, 0, 0
         self.first_at: float | None = None
         self.last_at: float | None = None
+        self.fault_at: dict[str, float] = {}
+        self.receipt_at: dict[str, float] = {}
         self._cond = threading.Condition()
         host, port = parse_broker_url(broker_url)
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -209,20 +216,26 @@ class BacklogProgress:
         subscribed = threading.Event()
         self._client.on_subscribe = lambda *a: subscribed.set()
         self._client.connect(host, port)
-        self._client.subscribe(contract.RECEIPT_TOPICS, qos=1)
+        self._client.subscribe([(contract.RECEIPT_TOPICS, 1),
+                                (f"{contract.TOPIC_ROOT}/vehicles/+/dtc", 1)])
         self._client.loop_start()
         if not subscribed.wait(10):
             raise RuntimeError("no subscription to the receipts")
 
     def _on_message(self, client: mqtt.Client, userdata: object,
                     msg: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        vehicle = contract.vehicle_of_topic(msg.topic) or ""
+        if msg.topic.endswith("/dtc"):
+            self.fault_at.setdefault(vehicle, now)
+            return
         receipt = contract.decode_receipt(bytes(msg.payload))
-        if not receipt.vehicle_id.startswith("BACKLOG"):
+        if not vehicle.startswith("BACKLOG"):
+            self.receipt_at.setdefault(vehicle, now)
             return
         with self._cond:
             self.landed += len(receipt.landed) + len(receipt.duplicates)
             self.dead += len(receipt.dead_lettered)
-            now = time.perf_counter()
             self.first_at = self.first_at or now
             self.last_at = now
             self._cond.notify_all()
@@ -274,14 +287,21 @@ def _publish_backlog(broker_url: str, messages: int) -> None:
 
 
 def _lead_runs(broker_url: str, crm: TimedCrm, workdir: Path, vehicles: list[str],
-               progress: BacklogProgress | None) -> list[dict[str, float]]:
-    """One critical frame per vehicle, one after another; each run's latency and the rows
-    of backlog still to land when its frame went out."""
+               watcher: Watcher, backlog: bool) -> list[dict[str, float]]:
+    """One critical frame per vehicle, one after another: each run's latency, when its fault
+    code reached the broker and when ingest's receipt for it came back (ms after the frame),
+    and the rows of backlog still to land when its frame went out."""
     runs = []
     for vehicle in vehicles:
-        remaining = progress.remaining_rows() if progress is not None else 0
+        remaining = watcher.remaining_rows() if backlog else 0
+        sent = time.perf_counter()
         latency = _one_lead(broker_url, crm, workdir, vehicle)
-        runs.append({"ms": round(latency * 1000, 2), "backlog_rows_left": remaining})
+        started = crm.stored[vehicle] - latency  # the frame's send time, on the same clock
+        runs.append({
+            "ms": round(latency * 1000, 2),
+            "on_broker_ms": round((watcher.fault_at.get(vehicle, sent) - started) * 1000, 2),
+            "receipted_ms": round((watcher.receipt_at.get(vehicle, sent) - started) * 1000, 2),
+            "backlog_rows_left": remaining})
     return runs
 
 
@@ -314,6 +334,7 @@ def _mqtt_round_trips(broker_url: str, runs: int) -> list[float]:
     return times
 
 
+
 def _stages(lines: list[str]) -> dict[str, dict[str, float]]:
     """p50 and max of each stage ingest logged (milliseconds), from its own clock."""
     found: dict[str, dict[str, float]] = {}
@@ -323,6 +344,14 @@ def _stages(lines: list[str]) -> dict[str, dict[str, float]]:
             found[name] = {"p50_ms": round(statistics.median(values), 1),
                            "max_ms": round(values[-1], 1)}
     return found
+
+
+def _run_stages(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Medians of when the fault code reached the broker and when its receipt came back."""
+    if not runs:
+        return {}
+    return {f"{key}_p50": round(statistics.median(r[key] for r in runs), 1)
+            for key in ("on_broker_ms", "receipted_ms")}
 
 
 def _summary(times: list[float]) -> dict[str, float]:
@@ -340,36 +369,38 @@ def _measure(broker_url: str, workdir: Path, runs: int, backlog_rows: int
     _fleet_store(db_path, [*idle_vehicles, *busy_vehicles, *BACKLOG_VEHICLES])
     messages = -(-backlog_rows // SIGNALS)
     crm = TimedCrm()
-    progress = BacklogProgress(broker_url, messages)
+    watcher = Watcher(broker_url, messages)
     try:
         with crm.server:
             url = crm.server.base_url + "/leads"
             with _fleetcare_ingest(broker_url, db_path, url) as idle_lines:  # sessions exist
-                idle = _lead_runs(broker_url, crm, workdir, idle_vehicles, None)
+                idle = _lead_runs(broker_url, crm, workdir, idle_vehicles, watcher, False)
             published = time.perf_counter()
             _publish_backlog(broker_url, messages)
             publish_s = time.perf_counter() - published
             with _fleetcare_ingest(broker_url, db_path, url) as lines:
                 started = time.perf_counter()
-                busy = _lead_runs(broker_url, crm, workdir, busy_vehicles, progress)
-                if not progress.wait_drained(600):
-                    raise RuntimeError(f"the backlog did not drain: {progress.landed} of "
+                busy = _lead_runs(broker_url, crm, workdir, busy_vehicles, watcher, True)
+                if not watcher.wait_drained(600):
+                    raise RuntimeError(f"the backlog did not drain: {watcher.landed} of "
                                        f"{messages} messages receipted")
-            assert progress.first_at is not None and progress.last_at is not None
-            drain_s = progress.last_at - started
+            assert watcher.first_at is not None and watcher.last_at is not None
+            drain_s = watcher.last_at - started
     finally:
-        progress.close()
-    during = [r["ms"] / 1000 for r in busy if r["backlog_rows_left"] > 0]
+        watcher.close()
+    during = [r for r in busy if r["backlog_rows_left"] > 0]
     return {
         "idle": _summary([r["ms"] / 1000 for r in idle]),
+        "idle_stages": _run_stages(idle),
+        "during_backlog_stages": _run_stages(during),
         "ingest_stages_idle": _stages(idle_lines),
         "ingest_stages_during_backlog": _stages(lines),
-        "during_backlog": _summary(during) if during else None,
+        "during_backlog": _summary([r["ms"] / 1000 for r in during]) if during else None,
         "runs_after_drain": len(busy) - len(during),
         "backlog": {"rows": messages * SIGNALS, "messages": messages,
                     "publish_s": round(publish_s, 1), "drain_s": round(drain_s, 2),
                     "drain_rows_per_s": round(messages * SIGNALS / drain_s),
-                    "dead_lettered": progress.dead,
+                    "dead_lettered": watcher.dead,
                     "ingest_summary": next((line.strip() for line in reversed(lines)
                                             if "stopped after" in line), "")},
         "runs_during_backlog": busy,
