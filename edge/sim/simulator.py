@@ -433,10 +433,11 @@ class VehicleSimulator:
         """
         for component in state.renewed:
             first_seen.pop(_COMPONENT_CODES[component], None)
+        awake = not state.parked  # a parked car's ECUs monitor nothing
         conditions = (
-            ("P0A80", self.params.is_ev and readings.soh < P0A80_SOH, "BMS"),
-            ("P0562", readings.crank_min_v < P0562_DIP_V, "BCM"),
-            ("C1B00", max(readings.pads) >= C1B00_PAD_STAGE, "ESC"),
+            ("P0A80", awake and self.params.is_ev and readings.soh < P0A80_SOH, "BMS"),
+            ("P0562", awake and readings.crank_min_v < P0562_DIP_V, "BCM"),
+            ("C1B00", awake and max(readings.pads) >= C1B00_PAD_STAGE, "ESC"),
         )
         active: list[dict[str, float]] = []
         for code, holds, ecu in conditions:

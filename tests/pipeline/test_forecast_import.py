@@ -95,3 +95,18 @@ def test_a_folder_without_any_export_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "holds none of vehicles.csv" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sim_fleet_writes_the_outlook_of_its_window_and_refuses_a_bad_day(
+        tmp_path: Path) -> None:
+    out = tmp_path / "md"
+    written = summary(fleetcare("sim", "fleet", "--vehicles", "3", "--seed", "4", "--start",
+                                "2026-03-01", "--window-start", "2026-01-01", "--days", "10",
+                                "--out", str(out)))
+    with Path(written["region_forecasts"]).open(encoding="utf-8", newline="") as handle:
+        days = sorted({r["day"] for r in csv.DictReader(handle)})
+    assert days[0] == "2026-01-01" and len(days) == 10 + 30
+    done = fleetcare("sim", "fleet", "--window-start", "01/01/2026", "--out", str(out))
+    assert done.returncode == 2
+    assert "--window-start '01/01/2026' is not a day as YYYY-MM-DD" in done.stderr
+    assert "Traceback" not in done.stderr
