@@ -15,11 +15,14 @@ Two things real cells do shape it:
   *above* it little weight (:func:`robust_trend`): a regenerated point is above the trend by
   construction, and a low glitch is only down-weighted as any outlier is.
 - **Few cells.** With two or three cells run to the end, one threshold gives one or two
-  crossings to learn from and none left over to check an interval on. Each history is also
-  used at earlier levels on its way to the threshold (``levels``: fractions of its fade from
-  its first level to the threshold), which multiplies the crossings, and the interval is
-  calibrated on leave-one-history-out errors over every cut point (conformal-style, scaled by
-  the predicted remaining life), so its width is what unseen cells showed, not a constant.
+  crossings to learn from and none left over to check an interval on. While fewer than
+  ``min_histories`` cross it, each history is also used at earlier levels on its way to the
+  threshold (``levels``: fractions of its fade from its first level to the threshold), which
+  multiplies the crossings.
+
+The interval is calibrated conformal-style on leave-one-history-out errors over every cut
+point, by horizon (bins of predicted remaining life), so its width is what histories the
+model had not seen showed at that distance from the threshold, not a constant.
 
 The axis can be cycles (NASA cells), days or km: nothing here assumes which.
 """
@@ -287,9 +290,10 @@ def _by_horizon(pred: Floats, scores: Floats, weights: Floats, coverage: float, 
     k = max(1, min(bins, pred.size // 50))
     cum = np.cumsum(weights) / weights.sum()
     which = np.minimum((cum * k - 1e-12).astype(int), k - 1)
-    centres = np.array([np.median(pred[which == b]) for b in range(k)])
+    bins_used = [b for b in range(k) if np.any(which == b)]
+    centres = np.array([np.median(pred[which == b]) for b in bins_used])
     quantiles = np.array([_quantiles(scores[which == b], weights[which == b], coverage)
-                          for b in range(k)])
+                          for b in bins_used])
     return centres, quantiles
 
 
@@ -406,12 +410,10 @@ class BatteryLifeForecaster(RegressorMixin, BaseEstimator):
         if not snaps:
             raise _nothing_crosses(self.threshold, self.min_points)
         X, y = np.vstack([s[0] for s in snaps]), np.concatenate([s[1] for s in snaps])
-        self.fit(X, y)
+        self.fit(X, y)  # calibrates in-sample: all there is with one history
         if len(snaps) >= 2:
             self._calibrate(*self._held_out(snaps))
             self.calibrated_on_ = len(snaps)
-        else:
-            self._calibrate(y, self.model_.predict(X), np.ones(y.size))
         return self
 
     def _held_out(self, snaps: list[tuple[Floats, Floats]]) -> tuple[Floats, Floats, Floats]:
