@@ -46,7 +46,7 @@ DIP_FAILED_V: Final = 9.6
 """Cranking dip (V) below which a starter or EV wake-up no longer succeeds."""
 WARMUP_DATA_DAYS: Final = 30
 """Days of data a vehicle sends before any of its components may fail."""
-SUDDEN_HAZARD: Final = {"traction_battery": 7.0e-5, "lv_battery": 8.5e-5, "brakes": 6.0e-5}
+SUDDEN_HAZARD: Final = {"traction_battery": 1.0e-4, "lv_battery": 3.8e-5, "brakes": 8.0e-5}
 """Daily chance, on a day it is driven, that a component fails with no warning."""
 REST_GAIN: Final = 0.35
 """SoH points of capacity a parked day lends back to the pack (relaxation), at most

@@ -183,9 +183,11 @@ def test_no_data_days_leave_no_rows_and_frames_on_the_bus() -> None:
 
 @pytest.fixture(scope="module")
 def two_years() -> list[tuple[VehicleSpec, HealthModel]]:
-    """A 300-vehicle fleet's hidden lives over two years (no frames)."""
+    """Two 300-vehicle fleets' hidden lives over two years (no frames): one seed's share of
+    sudden failures moves by a point or two, so the figure is pooled."""
     lives = []
-    for spec in make_fleet(300, seed=0, start_ts=START):
+    for spec in make_fleet(300, seed=0, start_ts=START) + make_fleet(300, seed=1,
+                                                                     start_ts=START):
         model = HealthModel(params_of(spec), spec.seed, START)
         for _ in range(730):
             model.step()
@@ -198,7 +200,7 @@ def test_about_a_tenth_of_failures_are_sudden(
     failures = sum(1 for _, m in two_years for o in m.orders
                    if o.kind in ("unscheduled", "roadside"))
     sudden = sum(len(m.sudden) for _, m in two_years)
-    assert failures > 200
+    assert failures > 400
     assert 0.08 <= sudden / failures <= 0.12
     assert {c for _, m in two_years for _, c in m.sudden} == {
         "traction_battery", "lv_battery", "brakes"}
