@@ -99,8 +99,16 @@ def _row_medians(values: Floats, counts: NDArray[np.intp]) -> Floats:
 
 def _reweight(r: Floats, mask: NDArray[np.bool_], counts: NDArray[np.intp],
               floor: float) -> Floats:
-    """Weights from residuals: full within the band, falling off outside it, faster above."""
-    scale = np.maximum(1.4826 * _row_medians(np.where(mask, np.abs(r), np.inf), counts), floor)
+    """Weights from residuals: full within the band, falling off outside it, faster above.
+
+    The scale is the MAD of the residuals *below* the line: a regeneration puts several
+    points above it at once, and a scale taken from both sides would widen with them.
+    """
+    below = mask & (r <= 0)
+    n_below = below.sum(1)
+    side = np.where(n_below[:, None] > 0, below, mask)
+    scale = np.maximum(1.4826 * _row_medians(np.where(side, np.abs(r), np.inf),
+                                             np.where(n_below > 0, n_below, counts)), floor)
     u = r / scale
     w = np.ones_like(u)
     above, below = u > _ABOVE, u < -_BELOW

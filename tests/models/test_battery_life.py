@@ -128,9 +128,12 @@ def _line_remaining(t: np.ndarray, y: np.ndarray, threshold: float, last: int = 
 
 
 @pytest.mark.parametrize("at", [40, 60, 80], ids=lambda at: f"jump_at_{at}")
-def test_a_regeneration_jump_moves_the_forecast_far_less_than_a_line_fit(at: int) -> None:
+@pytest.mark.parametrize("rows", [200, 300], ids=["two_cross_levels", "three_cross"])
+def test_a_regeneration_jump_moves_the_forecast_far_less_than_a_line_fit(at: int, rows: int
+                                                                         ) -> None:
     model = BatteryLifeForecaster(threshold=1.4).fit_histories(
-        [_synthetic(r, seed=i) for i, r in enumerate((0.002, 0.003, 0.004))])
+        [_synthetic(r, n=rows, seed=i) for i, r in enumerate((0.002, 0.003, 0.004))])
+    assert model.levels_used_ == ((1.0,) if rows == 300 else model.levels)
     t, cap = _synthetic(0.003, seed=7)
     regen = _with_regeneration(cap, at)
     for seen in (at + 1, at + 3, at + 5):
@@ -141,7 +144,7 @@ def test_a_regeneration_jump_moves_the_forecast_far_less_than_a_line_fit(at: int
         line = abs(_line_remaining(t[:seen], regen[:seen], 1.4)
                    - _line_remaining(t[:seen], cap[:seen], 1.4))
         assert ours < 0.03 * line, (seen, ours, line)
-        assert ours < 0.05 * plain.remaining, (seen, ours, plain)
+        assert ours < 0.08 * plain.remaining, (seen, ours, plain)
 
 
 def _spread(rates: tuple[float, ...]) -> float:
