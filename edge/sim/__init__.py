@@ -9,6 +9,7 @@ A gateway never imports this package.
 from edge.sim.capacity import ShardPlan, plan_shards
 from edge.sim.daily import LandedHistory, landed_days
 from edge.sim.ecus import EcuBehaviour, SimulatedEcu
+from edge.sim.faults import dtc_code_to_raw, dtc_raw_to_code
 from edge.sim.fleet import FleetResult, run_fleet
 from edge.sim.masterdata import (
     SimVehicle,
@@ -22,8 +23,6 @@ from edge.sim.simulator import (
     SimDay,
     VehicleSimulator,
     VehicleSpec,
-    dtc_code_to_raw,
-    dtc_raw_to_code,
     load_reference_dbc,
     make_fleet,
     params_of,

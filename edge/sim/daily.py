@@ -31,7 +31,8 @@ from cantools.database.can import Database, Signal
 from edge.errors import DbcError
 from edge.reference import reference_rules
 from edge.rules import DTC_STATUS_BY_VALUE, load_rules
-from edge.sim.simulator import VehicleSimulator, VehicleSpec, dtc_raw_to_code, load_reference_dbc
+from edge.sim.faults import dtc_raw_to_code
+from edge.sim.simulator import VehicleSimulator, VehicleSpec, load_reference_dbc
 from edge.sim.wear import WorkshopOrder
 
 DTC_REFRESH_S: Final = 3600.0

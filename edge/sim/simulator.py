@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Final
@@ -31,6 +30,9 @@ from cantools.database.can import Database, Message
 from edge.errors import DbcError
 from edge.reference import reference_dbc
 from edge.sim import placement
+from edge.sim.faults import FaultCodes
+from edge.sim.faults import dtc_code_to_raw as dtc_code_to_raw  # kept importable from here
+from edge.sim.faults import dtc_raw_to_code as dtc_raw_to_code
 from edge.sim.params import draw_params
 from edge.sim.readings import DayReadings, Sensors, ocv
 from edge.sim.usage import MODELS, REFERENCE_MODELS, USAGES
@@ -42,7 +44,6 @@ from edge.wire.contract import COMPONENTS, ComponentTruth, TruthRecord
 TRUTH_HORIZON_DAYS: Final = 730
 """How far past the simulated window the truth looks for failures."""
 SNAPSHOT_HOUR: Final = 8
-DTC_STORED_AFTER_DAYS: Final = 3
 MODEL_NAMES: Final = REFERENCE_MODELS
 """The reference model of each variant (a spec without a model is one)."""
 _MODELS_OF: Final = {v: sorted(m.name for m in MODELS.values() if m.variant == v)
@@ -52,23 +53,10 @@ NEAR_FAILURE_DAYS: Final = (35.0, 170.0)
 warm-up (:data:`edge.sim.wear.WARMUP_DATA_DAYS`), so every failure has history before it."""
 _USAGE_NAMES: Final = sorted(USAGES)
 _USAGE_SHARES: Final = [USAGES[n].share for n in _USAGE_NAMES]
-ECU_ADDRESSES: Final = {"BMS": 0x44, "BCM": 0x40, "ESC": 0x29}
-"""Diagnostic addresses our reference vehicle's ECUs report in ``EcuAddress``."""
 _EV_ONLY_PREFIX: Final = "BMS_"
 _ICE_ONLY: Final = frozenset({"ECM_Engine"})
 _DTC_MESSAGE: Final = "DIAG_DtcReport"
 _MAX_DTCS: Final = 3
-_DTC_LETTERS: Final = "PCBU"
-_J2012: Final = re.compile(r"^[PCBU][0-3][0-9A-F]{3}$")
-_COMPONENT_CODES: Final = {"traction_battery": "P0A80", "lv_battery": "P0562",
-                           "brakes": "C1B00"}
-"""The fault code each component raises as it wears out."""
-P0A80_SOH: Final = 74.0
-"""The BMS raises P0A80 once its SoH estimate is below this (%)."""
-P0562_DIP_V: Final = 10.3
-"""The BCM raises P0562 once a cranking minimum is below this (V)."""
-C1B00_PAD_STAGE: Final = 90.0
-"""The brake ECU raises C1B00 once a pad sensor reports this stage (%)."""
 _VIN_LEAD_S: Final = 0.05
 """The gateway asks for the VIN this long before the snapshot's first frame."""
 
@@ -111,22 +99,6 @@ def load_reference_dbc() -> Database:
     if not isinstance(db, Database):
         raise DbcError(f"reference DBC {path} is not a CAN database")
     return db
-
-
-def dtc_code_to_raw(code: str) -> int:
-    """Two-byte form of a J2012 code as in OBD-II mode 03 answers (``"P0A80"`` -> 0x0A80).
-
-    Raises:
-        ValueError: ``code`` is not upper-case J2012 (a letter P/C/B/U, then 0-3, then 3 hex).
-    """
-    if not _J2012.match(code):
-        raise ValueError(f"fault code {code!r} is not upper-case SAE J2012 such as 'P0A80'")
-    return (_DTC_LETTERS.index(code[0]) << 14) | int(code[1:], 16)
-
-
-def dtc_raw_to_code(raw: int) -> str:
-    """J2012 form of a two-byte OBD-II fault code (0x5B00 -> ``"C1B00"``)."""
-    return f"{_DTC_LETTERS[(raw >> 14) & 0x3]}{raw & 0x3FFF:04X}"
 
 
 def params_of(spec: VehicleSpec) -> VehicleParams:
@@ -397,12 +369,11 @@ class VehicleSimulator:
         last day is out (as :func:`edge.sim.workshop.vehicle_orders` lists them).
         """
         model = HealthModel(self.params, self.spec.seed, self.start_ts)
-        sensors = Sensors(model.params, self.spec.seed)
-        first_seen: dict[str, int] = {}
+        sensors, faults = Sensors(model.params, self.spec.seed), FaultCodes(self.params.is_ev)
         for _ in range(self.days):
             state = model.step()
             readings = sensors.read(state)
-            codes = self._active_dtcs(state, readings, first_seen)
+            codes = faults.today(state, readings)
             yield SimDay(state, readings if state.reports else None, codes)
         if orders is not None:
             orders += [o for o in model.orders if o.day < self.days]
@@ -422,34 +393,6 @@ class VehicleSimulator:
             produce: Callable[[float, int], dict[str, float]] = getattr(view, message)
             return produce(t, k)
         return values
-
-    def _active_dtcs(self, state: DayState, readings: DayReadings,
-                     first_seen: dict[str, int]) -> list[dict[str, float]]:
-        """Latch fault codes whose condition holds; pending at first, stored after 3 days.
-
-        Each ECU judges by what it measures (the BMS by its own SoH estimate, the brakes by
-        the pad sensors' stages), not by the hidden truth; a sudden failure raises nothing.
-        The workshop clears a replaced component's code, so it is no longer sent.
-        """
-        for component in state.renewed:
-            first_seen.pop(_COMPONENT_CODES[component], None)
-        awake = not state.parked  # a parked car's ECUs monitor nothing
-        conditions = (
-            ("P0A80", awake and self.params.is_ev and readings.soh < P0A80_SOH, "BMS"),
-            ("P0562", awake and readings.crank_min_v < P0562_DIP_V, "BCM"),
-            ("C1B00", awake and max(readings.pads) >= C1B00_PAD_STAGE, "ESC"),
-        )
-        active: list[dict[str, float]] = []
-        for code, holds, ecu in conditions:
-            if holds:
-                first_seen.setdefault(code, state.day)
-            if code in first_seen:
-                stored = state.day - first_seen[code] >= DTC_STORED_AFTER_DAYS
-                active.append({"DtcCode": dtc_code_to_raw(code), "DtcStatus": int(stored),
-                               "EcuAddress": ECU_ADDRESSES[ecu]})
-        for values in active:
-            values["DtcCount"] = len(active)
-        return active
 
     def _frames(self, t0: float, view: _DayView, codes: list[dict[str, float]]
                 ) -> list[can.Message]:

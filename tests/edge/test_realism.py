@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from edge.sim.daily import landed_days
+from edge.sim.faults import P0562_DIP_V
 from edge.sim.masterdata import vehicles_of, write_master_data
 from edge.sim.simulator import (
-    P0562_DIP_V,
     SimDay,
     VehicleSimulator,
     VehicleSpec,

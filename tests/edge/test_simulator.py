@@ -11,11 +11,10 @@ import can
 import pytest
 from cantools.database.can import Database
 
+from edge.sim.faults import dtc_code_to_raw, dtc_raw_to_code
 from edge.sim.simulator import (
     VehicleSimulator,
     VehicleSpec,
-    dtc_code_to_raw,
-    dtc_raw_to_code,
     load_reference_dbc,
     make_fleet,
     params_of,
