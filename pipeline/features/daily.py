@@ -56,6 +56,7 @@ _WHEEL_KEYS = tuple(PAD_WEAR_SIGNALS)
 COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
     "traction_battery": ("soh", "soh_slope_14d", "soh_days_to_threshold", "soh_median_30d",
                          "soh_slope_60d", "soh_days_to_threshold_60d",
+                         "insulation_resistance_mean_30d", "cell_voltage_spread_slope_60d",
                          "cell_voltage_spread", "cell_temp_max", "cell_temp_mean_30d",
                          "hot_days_30d", "insulation_resistance_min",
                          "dtc_count__traction_battery", "dtc_events_30d__traction_battery",
@@ -160,6 +161,10 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("soh").rolling_median_by("day", EXPOSURE_WINDOW).over("vehicle_id")
         .alias("soh_median_30d"),
         _rolling_slope(pl.col("soh"), x_day, LONG_WINDOW).alias("soh_slope_60d"),
+        _backward(pl.col("insulation_resistance_min"), "mean")
+        .alias("insulation_resistance_mean_30d"),
+        _rolling_slope(pl.col("cell_voltage_spread"), x_day, LONG_WINDOW)
+        .alias("cell_voltage_spread_slope_60d"),
         (_rolling_slope(pl.col("pad_wear_max"), odo, LONG_WINDOW) * 100.0)
         .alias("pad_wear_rate_per_100km_60d"),
         _km_in_stage().alias("pad_km_in_stage"),

@@ -79,6 +79,8 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     "cell_temp_mean_30d": (CELL_TEMP_MAX,),
     "hot_days_30d": (CELL_TEMP_MAX,),
     "insulation_resistance_min": (INSULATION,),
+    "insulation_resistance_mean_30d": (INSULATION,),
+    "cell_voltage_spread_slope_60d": (CELL_VOLTAGE_MAX, CELL_VOLTAGE_MIN),
     "crank_dip_min": (CRANK_DIP,),
     "crank_dip_trend_14d": (CRANK_DIP,),
     "rest_voltage": (LV_VOLTAGE,),

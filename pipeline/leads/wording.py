@@ -53,6 +53,9 @@ QUANTITIES: Final[dict[str, Quantity]] = {
     "soh_days_to_threshold_60d": Quantity(
         f"days until battery health falls to {SOH_FAILED:.0f} % at its 60-day trend", "days",
         capped=True),
+    "insulation_resistance_mean_30d": Quantity("insulation resistance, mean of 30 days", "kΩ"),
+    "cell_voltage_spread_slope_60d": Quantity(
+        "change of the cell voltage gap a day (60-day trend)", "V per day"),
     "cell_voltage_spread": Quantity("gap between the highest and lowest cell voltage", "V"),
     "cell_temp_max": Quantity("hottest battery cell of the day", "°C"),
     "cell_temp_mean_30d": Quantity("hottest cell, averaged over 30 days", "°C"),

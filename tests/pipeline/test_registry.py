@@ -31,7 +31,7 @@ def store(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 def test_every_model_is_stored_with_its_metadata(store: duckdb.DuckDBPyConnection) -> None:
     entry = registry.promoted_model(store, "brakes")
     assert entry is not None and entry.promoted
-    assert entry.estimator == "FaultWarningClassifier"
+    assert entry.estimator == "BoostedWarningClassifier"
     assert str(entry.data_from) == "2025-01-01" and entry.data_to is not None
     assert entry.train_vehicles and entry.holdout_vehicles
     assert not set(entry.train_vehicles) & set(entry.holdout_vehicles)

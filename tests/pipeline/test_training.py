@@ -15,7 +15,7 @@ from sklearn.preprocessing import FunctionTransformer
 from synth_fleet import START, Car, build_store, day, evidence_fleet
 
 from edge.progress import bar_from_log
-from models import FaultWarningClassifier, NoStartRiskClassifier
+from models import BoostedWarningClassifier, FaultWarningClassifier
 from models.warnings import EVENT_KEYS
 from pipeline.errors import NotEnoughDataError
 from pipeline.leads.advice import advise
@@ -62,13 +62,15 @@ def test_one_promoted_model_per_component_with_held_out_metrics(
         assert model.n_features_in_ == len(features)
 
 
-def test_the_twelve_volt_battery_gets_the_no_start_classifier(
+def test_every_component_gets_the_boosted_classifier_with_its_monotone_directions(
     trained: duckdb.DuckDBPyConnection,
 ) -> None:
-    row = trained.execute("SELECT artifact, estimator FROM model_registry"
-                          " WHERE promoted AND component = 'lv_battery'").fetchall()[0]
-    assert isinstance(load_model(row[0]), NoStartRiskClassifier)
-    assert row[1] == "NoStartRiskClassifier"
+    rows = dict(trained.execute("SELECT component, artifact FROM model_registry"
+                                " WHERE promoted").fetchall())
+    models = {c: load_model(a) for c, a in rows.items()}
+    assert all(isinstance(m, BoostedWarningClassifier) for m in models.values())
+    assert models["lv_battery"].monotone == {"crank_dip_min": -1, "crank_dip_at_outlook": -1}
+    assert models["brakes"].monotone == {"pad_wear_max": 1}
 
 
 def test_held_out_metrics_include_calibration_lead_time_and_time_to_failure(
