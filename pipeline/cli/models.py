@@ -27,7 +27,7 @@ def _print_json(value: Any) -> None:
 def register_models(sub: SubParsers) -> None:
     """``fleetcare models evaluate|battery-life|list|show|promote``."""
     models = sub.add_parser("models", help="evaluate models on any data; the model registry",
-                            description="Cross-validate the fault-warning classifier or the "
+                            description="Cross-validate a fault warning or the "
                                         "battery-life forecaster on your own CSV files, and "
                                         "list, show or promote registered models.")
     msub = models.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
