@@ -225,6 +225,7 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     run.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
     run.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    _failing_share_option(run)
     run.add_argument("--start", default="2026-01-01", help="first simulated day (YYYY-MM-DD)")
     run.add_argument("--snapshot-s", type=float, default=1.0,
                      help="seconds of bus traffic per simulated day (default 1.0)")
@@ -259,6 +260,7 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
                     "format `fleetcare fleet import` reads. Prints the files as JSON.")
     master.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     master.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    _failing_share_option(master)
     master.add_argument("--start", default="2026-01-01",
                         help="first day of the capacity calendar, YYYY-MM-DD (default "
                              "2026-01-01)")
@@ -282,12 +284,33 @@ def register_sim(sub: argparse._SubParsersAction) -> None:
     shop.add_argument("--vehicles", type=int, default=10, help="fleet size (default 10)")
     shop.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
     shop.add_argument("--seed", type=int, default=0, help="fleet seed (default 0)")
+    _failing_share_option(shop)
     shop.add_argument("--start", default="2026-01-01",
                       help="first simulated day, YYYY-MM-DD (default 2026-01-01)")
     shop.add_argument("--out", type=Path, default=Path("fleet-master-data"),
                       help="folder to write repair_orders.csv into (default "
                            "./fleet-master-data)")
     shop.set_defaults(handler=_sim_workshop)
+
+
+def _share(text: str) -> float:
+    """A share between 0 and 1 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share from 0 to 1")
+    return value
+
+
+def _failing_share_option(parser: argparse.ArgumentParser) -> None:
+    """``--failing-share``: the same on ``sim run``, ``sim fleet`` and ``sim workshop``, so
+    the three commands describe one fleet."""
+    parser.add_argument("--failing-share", type=_share, default=0.3, metavar="SHARE",
+                        help="share of vehicles placed 35-170 days from a failure of one "
+                             "part (default 0.3; the rest fail only as their state and luck "
+                             "have it)")
 
 
 def _count(text: str) -> int:
@@ -457,7 +480,8 @@ def _run_sim(args: argparse.Namespace) -> int:
     from edge.sim.simulator import make_fleet
 
     start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC).timestamp()
-    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start)
+    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start,
+                       failing_share=args.failing_share)
     with (tempfile.TemporaryDirectory(prefix="fleetcare-spool-") as tmp,
           Progress("simulating", args.days, unit="days", enabled=args.progress) as bar):
         result = run_fleet_processes(
@@ -499,7 +523,7 @@ def _sim_fleet(args: argparse.Namespace) -> int:
     if args.days < 0:
         print(f"fleetcare sim fleet: --days must be 0 or more, got {args.days}", file=sys.stderr)
         return 2
-    specs = make_fleet(args.vehicles, seed=args.seed)
+    specs = make_fleet(args.vehicles, seed=args.seed, failing_share=args.failing_share)
     files = write_master_data(args.out, vehicles_of(specs), seed=args.seed, start=start)
     files["region_forecasts"] = write_region_forecasts(args.out, seed=args.seed, first=first,
                                                        days=args.days)
@@ -522,7 +546,8 @@ def _sim_workshop(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     start_ts = dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC).timestamp()
-    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start_ts)
+    specs = make_fleet(args.vehicles, seed=args.seed, start_ts=start_ts,
+                       failing_share=args.failing_share)
     path = write_repair_orders(args.out, specs, start_ts=start_ts, days=args.days)
     with path.open(encoding="utf-8") as handle:
         orders = sum(1 for _ in handle) - 1

@@ -99,6 +99,8 @@ def register_demo(sub: argparse._SubParsersAction) -> None:
                       help="fleet seed: the same seed, the same fleet and faults")
     demo.add_argument("--snapshot-s", type=float, default=defaults.snapshot_s,
                       help="seconds of bus traffic per simulated day")
+    demo.add_argument("--failing-share", type=float, default=defaults.failing_share,
+                      help="share of vehicles placed near a failure of one part")
     demo.add_argument("--broker-kind", choices=("auto", "mosquitto", "amqtt"), default="auto",
                       help="the broker the demo starts: auto is mosquitto when installed, "
                            "else the embedded amqtt")
@@ -205,7 +207,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     options = DemoOptions(output_dir=args.output_dir, vehicles=args.vehicles, days=args.days,
                           seed=args.seed, snapshot_s=args.snapshot_s,
-                          broker=args.broker_kind)
+                          failing_share=args.failing_share, broker=args.broker_kind)
     report = run_demo(options, log=lambda line: print(f"- {line}", file=sys.stderr))
     print(format_report(report))
     if args.json:

@@ -11,13 +11,17 @@ class DemoOptions:
     """What to simulate and where to put it."""
 
     output_dir: Path = Path("demo-output")
-    vehicles: int = 60
+    vehicles: int = 150
     days: int = 180
     seed: int = 1
+    failing_share: float = 0.9
+    """Share of vehicles placed near a failure (``sim run --failing-share``): a model is
+    promoted only when its held-out quarter holds 5 failures of its part, so a demo fleet needs
+    about 20 per part."""
     start: str | None = None
     """First simulated day, YYYY-MM-DD; None: ``days`` before today, so the fleet's newest
     readings are today's and its leads are fresh evidence, not held as stale."""
-    snapshot_s: float = 0.5
+    snapshot_s: float = 0.2
     horizon_days: int = 30
     broker: str = "auto"
     progress: bool = True

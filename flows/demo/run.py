@@ -126,9 +126,8 @@ def _import_workshop(options: DemoOptions, db_path: Path,
     labels the flow trains on. Runs once the vehicles' window is over and ingest is stopped
     (ingest holds the one file while it runs)."""
     folder = options.output_dir / "master-data"
-    _fleetcare("sim", "workshop", "--vehicles", str(options.vehicles), "--days",
-               str(options.days), "--seed", str(options.seed), "--start", str(options.start),
-               "--out", str(folder))
+    _fleetcare("sim", "workshop", *_fleet_args(options), "--days", str(options.days),
+               "--start", str(options.start), "--out", str(folder))
     result = _fleetcare("service", "import", "--db", str(db_path),
                         str(folder / "repair_orders.csv"))
     summary: dict[str, Any] = result["repair_orders"]
@@ -142,15 +141,18 @@ def _onboard(options: DemoOptions, db_path: Path, log: Callable[[str], None]) ->
     folder = options.output_dir / "master-data"
     # Capacity starts today: the flow advises (and books slots) on the real date.
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    _fleetcare("sim", "fleet", "--vehicles", str(options.vehicles), "--seed", str(options.seed),
-               "--start", today, "--out", str(folder))
-    command = ["fleet", "import", "--db", str(db_path)]
-    for kind in ("vehicles", "customers", "centres", "capacity", "catalogue"):
-        command += [f"--{kind}", str(folder / f"{kind}.csv")]
-    summary = _fleetcare(*command)
+    _fleetcare("sim", "fleet", *_fleet_args(options), "--start", today, "--out", str(folder),
+               "--window-start", str(options.start), "--days", str(options.days))
+    summary = _fleetcare("fleet", "import", "--db", str(db_path), str(folder))
     log(f"master data imported from {folder}: "
         + ", ".join(f"{t} {c['inserted']}" for t, c in summary["tables"].items()))
     return summary
+
+
+def _fleet_args(options: DemoOptions) -> list[str]:
+    """What makes ``sim fleet``, ``sim workshop`` and ``sim run`` describe the same fleet."""
+    return ["--vehicles", str(options.vehicles), "--seed", str(options.seed),
+            "--failing-share", str(options.failing_share)]
 
 
 def _fleetcare(*args: str) -> dict[str, Any]:
@@ -184,9 +186,8 @@ def _simulate_and_ingest(options: DemoOptions, broker_url: str, db_path: Path,
 def _run_simulator(options: DemoOptions, broker_url: str) -> dict[str, Any]:
     """The vehicles' side runs as its own process, as it would on real gateways."""
     command = [sys.executable, "-m", "flows.cli", "sim", "run", "--broker", broker_url,
-               "--vehicles", str(options.vehicles), "--days", str(options.days),
-               "--seed", str(options.seed), "--start", str(options.start),
-               "--snapshot-s", str(options.snapshot_s)]
+               *_fleet_args(options), "--days", str(options.days), "--start",
+               str(options.start), "--snapshot-s", str(options.snapshot_s)]
     if not options.progress:
         command.append("--no-progress")  # else its stderr (ours) decides: a bar on a terminal
     done = subprocess.run(command, stdout=subprocess.PIPE, check=True)
@@ -263,9 +264,21 @@ def _scoring_lines(scoring: dict[str, Any]) -> list[str]:
 
 
 def _quality(model: dict[str, Any]) -> str:
-    held_out = model["metrics"].get("held_out", model["metrics"])
-    parts = [f"{model['n_test_vehicles']} held-out vehicles"]
-    for key in ("precision", "recall", "roc_auc", "brier"):
-        value = held_out.get(key)
-        parts.append(f"{key} {value:.2f}" if isinstance(value, float) else f"{key} n/a")
+    """The model's calls on its held-out vehicles, and whether it now scores the fleet."""
+    events = model.get("events")
+    if not events:
+        return f"skipped ({model['metrics'].get('skipped', 'no model')})"
+    parts = [f"{model['n_test_vehicles']} held-out vehicles, {events['failures']} failures, "
+             f"{events['warned']} warned a day or more ahead ({events['warned_14d']} by 14 days)"]
+    if events["median_lead_days"] is not None:
+        parts.append(f"median lead {events['median_lead_days']:g} days")
+    precision = events["onset_precision"]
+    parts.append(f"onset precision {precision:.2f}" if precision is not None
+                 else "no decided call")
+    rate = events["false_alarms_per_100_vehicle_months"]
+    if rate is not None:
+        parts.append(f"{rate:.1f} false alarms per 100 vehicle-months")
+    promotion = model.get("promotion") or {}
+    parts.append("promoted" if model.get("promoted") else
+                 str(promotion.get("reason", "not promoted")).split(" (")[0])
     return ", ".join(parts)

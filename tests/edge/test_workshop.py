@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 from edge.sim.simulator import (
@@ -15,6 +16,7 @@ from edge.sim.simulator import (
 )
 from edge.sim.wear import DAY_S, PAD_WEAR_FAILED, HealthModel
 from edge.sim.workshop import COLUMNS, vehicle_orders, write_repair_orders
+from tests.processes import cli, cli_env
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
 
@@ -63,3 +65,25 @@ def test_the_same_fleet_and_seed_write_the_same_file(tmp_path: Path) -> None:
     vins = {s.vehicle_id: s.vin for s in specs}
     assert all(r["vin"] == vins[r["vehicle_id"]] for r in rows)
     assert len({r["order_id"] for r in rows}) == len(rows)
+
+
+def _workshop(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cli("sim", "workshop", "--vehicles", "40", "--days", "200", "--seed",
+                              "3", "--out", str(tmp_path), *extra),
+                          env=cli_env(), capture_output=True, text=True, check=False)
+
+
+def _failures(path: Path) -> int:
+    with path.open(encoding="utf-8") as handle:
+        return sum(1 for row in csv.DictReader(handle)
+                   if row["kind"] in ("unscheduled", "roadside"))
+
+
+def test_a_larger_failing_share_places_more_failures_in_the_same_fleet(tmp_path: Path) -> None:
+    few, many = tmp_path / "few", tmp_path / "many"
+    assert _workshop(few, "--failing-share", "0").returncode == 0
+    assert _workshop(many, "--failing-share", "0.9").returncode == 0
+    assert _failures(many / "repair_orders.csv") > 2 * max(1, _failures(few / "repair_orders.csv"))
+    bad = _workshop(tmp_path / "bad", "--failing-share", "1.5")
+    assert bad.returncode == 2 and "give a share from 0 to 1" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
