@@ -17,6 +17,7 @@ import pytest
 
 from flows.demo.options import DemoOptions
 from flows.demo.run import DemoReport, format_report, run_demo
+from models.warnings import EVENT_KEYS
 
 # The first test pays for the one demo run in its set-up: more than the default 300 s.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -25,9 +26,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory,
                prefect_harness: None) -> tuple[DemoReport, list[str], Path]:
-    """One demo run of six vehicles for 30 days: its report, log lines and output folder."""
+    """One demo run of six vehicles for 45 days (labels need 30 days past a day, and no part
+    fails in its first 30): its report, log lines and output folder."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    options = DemoOptions(output_dir=out, vehicles=6, days=30, seed=1, snapshot_s=0.2,
+    options = DemoOptions(output_dir=out, vehicles=6, days=45, seed=1, snapshot_s=0.2,
                           progress=False)
     lines: list[str] = []
     report = run_demo(options, log=lines.append)
@@ -36,7 +38,7 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory,
 
 def test_small_demo_reports_what_landed(small_demo: tuple[DemoReport, list[str], Path]) -> None:
     report, lines, out = small_demo
-    assert report.fleet["vehicles"] == 6 and report.fleet["days"] == 30
+    assert report.fleet["vehicles"] == 6 and report.fleet["days"] == 45
     assert report.ingest["telemetry_rows"] == report.fleet["signals_spooled"] > 0
     with duckdb.connect(report.db_path, read_only=True) as con:
         landed = con.execute("SELECT count(*) FROM telemetry").fetchone()
@@ -56,6 +58,24 @@ def test_small_demo_reports_what_landed(small_demo: tuple[DemoReport, list[str],
     assert scoring["rows"] == sum(c["scored"] for c in scoring["components"]) == scored[0]
     assert ("  scores      vehicles scored: " in text) == bool(scoring["components"])
     assert any(line.startswith("broker: ") for line in lines)
+
+
+def test_six_vehicles_hold_too_few_failures_to_promote_a_model(
+        small_demo: tuple[DemoReport, list[str], Path]) -> None:
+    report, _, _ = small_demo
+    text = format_report(report)
+    models = report.flow["models"]
+    assert {m["component"] for m in models} == {"traction_battery", "lv_battery", "brakes"}
+    for model in models:
+        line = next(ln for ln in text.splitlines()
+                    if ln.startswith(f"  model       {model['component']}: "))
+        if model["model_id"] is None:
+            assert "skipped" in line
+            continue
+        assert list(model["events"]) == list(EVENT_KEYS)
+        assert model["events"]["failures"] < 5 and not model["promoted"]
+        assert "registered, not promoted" in line
+    assert report.flow["scoring"]["rows"] == 0  # no promoted model scores anybody
 
 
 def test_demo_leaves_the_report_the_leads_and_what_the_crm_received(
