@@ -125,7 +125,10 @@ class Ingestor:
             on a cursor of the writer's connection (such as
             :class:`pipeline.leads.urgent.UrgentLeads`) loses it with the connection; if it
             has ``warm_up(con)``, :meth:`start` calls it once with the connection its
-            critical faults will land on, before the sessions subscribe.
+            critical faults will land on, before the sessions subscribe; if it has
+            ``wait_idle(timeout)``, the fault-code session waits on it after a critical
+            fault's call (at most the rest of the bulk session's pause, 0.25 s), so the
+            work it handed to its own threads runs while the bulk session gives way.
         critical_codes: fault codes (SAE J2012, any case) whose message lands at once,
             without waiting for its batch window; None (the default) takes the
             ``after_commit`` hook's ``critical_codes`` if it has them (as

@@ -57,8 +57,9 @@ the bulk path for longer)."""
 
 class Priority:
     """Urgent work first: while the fault-code session lands a critical fault and runs its
-    hook, the bulk session's thread waits between reads and before it lands a batch, instead
-    of contending for the GIL and the cores.
+    hook (and the work the hook hands to its own threads: an urgent lead's delivery), the bulk
+    session's thread waits between reads and before it lands a batch, instead of contending
+    for the GIL and the cores.
 
     Both threads are Python-bound at times, and CPython hands the GIL to a waiting thread
     only every switch interval (5 ms): each of the urgent path's many short DuckDB calls
@@ -85,6 +86,10 @@ class Priority:
     def release(self) -> None:
         """The urgent work is done: the bulk session goes on."""
         self._idle.set()
+
+    def time_left(self) -> float:
+        """Seconds the current claim may still hold the bulk session (0 when none)."""
+        return 0.0 if self._idle.is_set() else max(0.0, self._until - time.monotonic())
 
     def give_way(self) -> None:
         """Wait while urgent work is under way, until its claim's time is up."""
@@ -361,11 +366,14 @@ class Session:
             self._publish_receipts(client, writer.outcomes)
         receipted = time.perf_counter()
         writer.committed(result)
+        if urgent and self._urgent_first:
+            writer.settle(self._priority.time_left())  # the lead's delivery, still unhurried
         if urgent:
             done = time.perf_counter()
             log.info("%s: a critical fault landed and was receipted %.1f ms after its batch "
-                     "began (%d messages), its hook took %.1f ms", self.name,
-                     (receipted - self._first_at) * 1000, len(batch), (done - receipted) * 1000)
+                     "began (%d messages), its hook (with what it handed on) took %.1f ms",
+                     self.name, (receipted - self._first_at) * 1000, len(batch),
+                     (done - receipted) * 1000)
 
     def _publish_receipts(self, client: mqtt.Client, outcomes: Sequence[Outcome]) -> None:
         """Tell each vehicle of the committed batch which of its messages the store holds.

@@ -172,6 +172,17 @@ class BatchWriter:
             log.exception("the after_commit hook failed; ingest carries on")
             self._board.add(hook_failures=1)
 
+    def settle(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, for the work the ``after_commit`` hook handed to
+        threads of its own (its ``wait_idle(timeout)``, if it has one: an urgent lead's
+        delivery), so that it too runs while the bulk session gives way."""
+        wait_idle = getattr(self._after_commit, "wait_idle", None)
+        if callable(wait_idle) and timeout > 0:
+            try:
+                wait_idle(timeout)
+            except Exception:
+                log.exception("the after_commit hook's wait_idle failed; ingest carries on")
+
     def maintain(self, work: Maintenance) -> None:
         """Run periodic ``work`` on the writer's connection; count and log its failures."""
         try:

@@ -188,3 +188,28 @@ def test_the_bulk_session_gives_way_to_urgent_work_until_it_is_done_or_its_time_
     waiter.start()
     waiter.join(30)
     assert not waiter.is_alive()
+
+
+def test_after_a_critical_fault_the_writer_waits_for_what_its_hook_handed_on(
+        db_path: Path) -> None:
+    from pipeline.ingest.stats import StatsBoard
+    from pipeline.ingest.writer import BatchWriter
+
+    class Handing(Commits):
+        """A hook whose delivery runs on a thread of its own, like UrgentLeads'."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.waited: list[float] = []
+
+        def wait_idle(self, timeout: float) -> bool:
+            self.waited.append(timeout)
+            return True
+
+    hook = Handing()
+    with store.connect(db_path) as con:
+        writer = BatchWriter(con, StatsBoard(), hook, critical_codes=critical_codes())
+        writer.settle(0.2)
+        writer.settle(0.0)  # the bulk session's pause is over: nothing to wait for
+        BatchWriter(con, StatsBoard(), Commits()).settle(0.2)  # a hook with no threads
+    assert hook.waited == [0.2]
