@@ -25,14 +25,14 @@ from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.service import import_repair_orders
 from pipeline.store import connection as store
 
-DAYS = 40
+DAYS = 60
 START = (dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
          - dt.timedelta(days=DAYS)).timestamp()
 """The simulated days end today: the flow advises on the real date, and a lead on evidence
 older than evidence_max_age_days would be held, not sent."""
 FLEET = [
     VehicleSpec("EV-FAILING", "ev", "central", seed=11, battery_soh=71.5),
-    VehicleSpec("ICE-BRAKES", "ice", "south", seed=14, pad_wear=93.0),  # fails after day 40
+    VehicleSpec("ICE-BRAKES", "ice", "south", seed=14, pad_wear=88.0),  # fails after day 60
     VehicleSpec("EV-HEALTHY", "ev", "south", seed=13, battery_soh=99.0, pad_wear=5.0,
                 lv_resistance_mohm=4.0),
 ]
