@@ -66,12 +66,12 @@ def test_contributions_add_up_exactly_to_the_calibrated_log_odds() -> None:
 
 def test_calibrated_on_out_of_fold_scores_and_threshold_tuned_on_them() -> None:
     X, y, groups = _heavy_tailed(2)
-    model = BoostedWarningClassifier().fit(X, y, groups=groups)
+    model = BoostedWarningClassifier(class_weight="balanced").fit(X, y, groups=groups)
     assert model.oof_folds_ == 3
     assert model.oof_proba_.shape == (y.size,)
     assert roc_auc_score(y, model.oof_proba_) > 0.8
     # Platt's fit leaves the expected number of failures equal to its (smoothed) targets; on
-    # new vehicles the calibrated probabilities beat the class-weighted trees' own.
+    # new vehicles the calibrated probabilities beat the (fully) class-weighted trees' own.
     n_pos = int(y.sum())
     smoothed = n_pos * (n_pos + 1) / (n_pos + 2) + (y.size - n_pos) / (y.size - n_pos + 2)
     assert model.oof_proba_.sum() == pytest.approx(smoothed, rel=1e-6)
@@ -81,6 +81,16 @@ def test_calibrated_on_out_of_fold_scores_and_threshold_tuned_on_them() -> None:
     assert brier_score_loss(fails, calibrated) < 0.9 * brier_score_loss(fails, weighted_trees)
     assert abs(calibrated.mean() - fails.mean()) < abs(weighted_trees.mean() - fails.mean())
     assert model.threshold_ == cost_optimal_threshold(y, model.oof_proba_, 1.0, 10.0)
+
+
+def test_default_weighting_is_the_square_root_of_the_class_ratio() -> None:
+    X, y, _ = _heavy_tailed(12, n=600)
+    weights = BoostedWarningClassifier().fit(X, y)._weights(y)
+    assert weights is not None
+    ratio = (y == 0).sum() / (y == 1).sum()
+    assert np.unique(weights).tolist() == pytest.approx([1.0, np.sqrt(ratio)])
+    with pytest.raises(ValueError, match="class_weight must be"):
+        BoostedWarningClassifier(class_weight="heavy").fit(X, y)
 
 
 def test_grouped_out_of_fold_scores_never_see_the_vehicle() -> None:
