@@ -180,7 +180,9 @@ def _register_registry(msub: SubParsers) -> None:
                       help="the whole registry entry as one JSON object (default: text)")
     promote = msub.add_parser(
         "promote", help="promote a model if it beats the promoted one on the same hold-out",
-        description="Compares both models on the held-out vehicles neither trained on.")
+        description="Compares both models' calls on the held-out vehicles neither trained on, "
+                    "which must hold at least 5 failures of the part; with no promoted model, "
+                    "the model's own hold-out must hold them. --force promotes anyway.")
     promote.add_argument("model_id", help="the model's id (models list shows them)")
     promote.add_argument("--force", action="store_true",
                          help="promote without the comparison (recorded as forced)")
