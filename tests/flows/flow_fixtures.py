@@ -18,16 +18,15 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from synth_fleet import START, Car, add_dtc, build_store
+from synth_fleet import START, Car, add_dtc, build_store, evidence_fleet
 
 from pipeline.leads import advice
 from pipeline.store import export
 from tests.master_data import import_master_data
 
 N_DAYS = 80
-CARS = [Car(f"ok{i}") for i in range(4)] + [
-    Car(f"brk{i}", fails={"brakes": 45 + 9 * i}) for i in range(3)] + [
-    Car("ice0", ev=False, fails={"lv_battery": 60})]
+CARS = [*evidence_fleet(("brakes",), healthy=4), Car("ice0", ev=False, fails={"lv_battery": 60})]
+"""Enough failing brakes for the brake model to be promoted on its own evidence."""
 URGENT_VEHICLE = "ok0"
 
 
