@@ -27,11 +27,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import expit
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
-from models.errors import InsufficientDataError
 
 MIN_SLOPE = 1e-3
 """Floor of the Platt slope: scores that rank nothing out of fold keep their order, no more."""
@@ -156,22 +154,6 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         bias = float(shares[0, -1])
         self.expected_log_odds_ = self.platt_slope_ * bias + self.platt_intercept_
         return self
-
-    def _binary_target(self, yv: NDArray[Any]) -> NDArray[np.int_]:
-        """Check y and set ``classes_``; 1 where the row is of the second ("fails") class."""
-        check_classification_targets(yv)
-        kind = type_of_target(yv, input_name="y", raise_unknown=True)
-        if kind != "binary":
-            raise ValueError(
-                f"Only binary classification is supported. The type of the target is {kind}.")
-        self.classes_ = np.unique(yv)
-        if self.classes_.size < 2:
-            raise InsufficientDataError(
-                "need both classes to fit: y holds only one class "
-                f"({self.classes_.tolist()}); gather failing and healthy examples")
-        if self.cost_fp <= 0 or self.cost_fn <= 0:
-            raise ValueError("cost_fp and cost_fn must be positive")
-        return np.asarray(yv == self.classes_[1], dtype=int)
 
     def _input_names(self) -> list[str]:
         if hasattr(self, "feature_names_in_"):

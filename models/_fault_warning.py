@@ -95,6 +95,14 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
             ValueError: ``y`` is not binary, or the costs are not positive.
         """
         Xv, yv = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        target = self._binary_target(yv)
+        self.pipeline_ = self._new_pipeline().fit(Xv, target)
+        oof = self._out_of_fold(Xv, target, None if groups is None else np.asarray(groups))
+        self.threshold_ = cost_optimal_threshold(target, oof, self.cost_fp, self.cost_fn)
+        return self
+
+    def _binary_target(self, yv: NDArray[Any]) -> NDArray[np.int_]:
+        """Check y and set ``classes_``; 1 where the row is of the second ("fails") class."""
         check_classification_targets(yv)
         kind = type_of_target(yv, input_name="y", raise_unknown=True)
         if kind != "binary":
@@ -107,11 +115,7 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
                 f"({self.classes_.tolist()}); gather failing and healthy examples")
         if self.cost_fp <= 0 or self.cost_fn <= 0:
             raise ValueError("cost_fp and cost_fn must be positive")
-        target = (yv == self.classes_[1]).astype(int)
-        self.pipeline_ = self._new_pipeline().fit(Xv, target)
-        oof = self._out_of_fold(Xv, target, None if groups is None else np.asarray(groups))
-        self.threshold_ = cost_optimal_threshold(target, oof, self.cost_fp, self.cost_fn)
-        return self
+        return np.asarray(yv == self.classes_[1], dtype=int)
 
     def _new_pipeline(self) -> Pipeline:
         return make_pipeline(
