@@ -12,17 +12,19 @@ import getpass
 import logging
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import duckdb
 import paho.mqtt.client as mqtt
 import pytest
 
 from pipeline.broker.harness import find_mosquitto, free_port, wait_for_port
 from pipeline.ingest.service import Ingestor
+from pipeline.ingest.session import Connection, Session
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,18 @@ def password_broker(root: Path, users: dict[str, str],
 class LoggingIngestor(Ingestor):
     """The ingest loop with paho's packet-level DEBUG log on (it is searched for secrets)."""
 
-    def _make_client(self) -> mqtt.Client:
-        client = super()._make_client()
-        client.enable_logger(logging.getLogger("paho.ingest"))  # its DEBUG lines are searched too
+    def _make_sessions(self, con: duckdb.DuckDBPyConnection,
+                       connection: Connection) -> list[Session]:
+        sessions = super()._make_sessions(con, connection)
+        for session in sessions:  # both sessions' paho clients log, before they connect
+            session._make_client = _logging(session._make_client)  # type: ignore[method-assign]
+        return sessions
+
+
+def _logging(make: Callable[[], mqtt.Client]) -> Callable[[], mqtt.Client]:
+    """``make`` whose clients log paho's DEBUG lines (they are searched for secrets too)."""
+    def logged() -> mqtt.Client:
+        client = make()
+        client.enable_logger(logging.getLogger("paho.ingest"))
         return client
+    return logged
