@@ -82,7 +82,7 @@ from pipeline.ingest.stats import IngestStats, StatsBoard
 from pipeline.ingest.writer import AfterCommit, BatchWriter, Maintenance
 from pipeline.store import connection as store
 
-__all__ = ["FAULT_TOPICS", "AfterCommit", "IngestStats", "Ingestor", "Maintenance",
+__all__ = ["FAULT_TOPICS", "INFO_TOPICS", "AfterCommit", "IngestStats", "Ingestor", "Maintenance",
            "RateLimit", "run_forever"]
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ this stays out of the way of normal traffic; it bounds batches whose bytes carry
 (dead letters, large fault-code or truth messages), which only the flush interval bounded
 before. An oversize message counts only the head it keeps."""
 FAULT_TOPICS: Final = f"{contract.TOPIC_ROOT}/vehicles/+/dtc"
+INFO_TOPICS: Final = f"{contract.TOPIC_ROOT}/vehicles/+/info"
+"""Vehicle info (the VIN a car answers) rides the fault-code session too: an agent sends it
+before its fault codes, and only one session keeps that order, so a critical fault from a car
+whose VIN does not match its register is held, not sent."""
 """The filter the fault-code session serves (one of :data:`edge.wire.contract.INGEST_TOPICS`)."""
 FAULTS_SUFFIX: Final = "-faults"
 """Appended to the client id for the fault-code session's own client id."""
@@ -227,8 +231,9 @@ class Ingestor:
         prefix = f"$share/{self.share_group}/" if self.share_group else ""
         if not self.fault_session:
             return [prefix + topic for topic in contract.INGEST_TOPICS], []
-        return ([prefix + topic for topic in contract.INGEST_TOPICS if topic != FAULT_TOPICS],
-                [prefix + FAULT_TOPICS])
+        fast = (FAULT_TOPICS, INFO_TOPICS)
+        return ([prefix + topic for topic in contract.INGEST_TOPICS if topic not in fast],
+                [prefix + topic for topic in fast])
 
     @property
     def stats(self) -> IngestStats:

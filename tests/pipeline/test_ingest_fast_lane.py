@@ -19,7 +19,7 @@ import pytest
 from edge.wire import contract
 from pipeline.config import MqttClientKind
 from pipeline.ingest.landing import LandResult
-from pipeline.ingest.service import FAULT_TOPICS, Ingestor
+from pipeline.ingest.service import FAULT_TOPICS, INFO_TOPICS, Ingestor
 from pipeline.leads.urgent import critical_codes
 from pipeline.store import connection as store
 from tests.contract_subscriber import ContractSubscriber
@@ -130,7 +130,7 @@ def test_a_redelivered_critical_fault_lands_once_across_both_sessions(
                         critical_codes=critical_codes(), mqtt_client=mqtt_client,
                         **WINDOW).start()
     try:
-        assert ingestor.topic_filters[-1] == FAULT_TOPICS
+        assert ingestor.topic_filters[-2:] == [FAULT_TOPICS, INFO_TOPICS]
         assert heard.wait_for(lambda: _receipted(heard, f"{tag}-one"), timeout=30)
         publish(mosquitto_url, [first, first, second])  # the agent sends it again, twice
         assert ingestor.wait_for(lambda s: s.duplicates == 2 and s.dtc_rows == 2, timeout=30)
@@ -159,7 +159,8 @@ def test_a_client_certificate_keeps_fault_codes_on_the_one_session(
     assert ingestor.fault_session is False
     assert ingestor.topic_filters == list(contract.INGEST_TOPICS)
     assert Ingestor(broker_url, db_path).topic_filters == [
-        *(t for t in contract.INGEST_TOPICS if t != FAULT_TOPICS), FAULT_TOPICS]
+        *(t for t in contract.INGEST_TOPICS if t not in (FAULT_TOPICS, INFO_TOPICS)),
+        FAULT_TOPICS, INFO_TOPICS]
 
 
 def test_the_bulk_session_gives_way_to_urgent_work_until_it_is_done_or_its_time_is_up(
