@@ -24,19 +24,20 @@ from models import FaultWarningClassifier
 from models.warnings import LifeEvents, WarningFigures, tune_event_threshold, warning_events
 from pipeline.features.labels import CONFIRMED, FAILURE, RENEWAL, label_events
 
-__all__ = ["MIN_EVIDENCE_FAILURES", "day_numbers", "held_out_events", "life_events",
+__all__ = ["EPOCH", "MIN_EVIDENCE_FAILURES", "day_numbers", "held_out_events", "life_events",
            "out_of_fold", "tune_threshold"]
 
 MIN_EVIDENCE_FAILURES: Final = 5
 """Failures of its component a hold-out must hold before it can justify a promotion: with
 fewer, one lucky or unlucky vehicle swings the figures by 20 points or more."""
-_EPOCH: Final = dt.date(2000, 1, 1)
+EPOCH: Final = dt.date(2000, 1, 1)
+"""Day 0 of the day numbers :mod:`models` works in."""
 _FOLDS: Final = 3
 
 
 def day_numbers(days: pl.Series) -> NDArray[np.float64]:
     """Days as numbers (days since 2000-01-01), the unit :mod:`models` works in."""
-    return np.asarray((days - _EPOCH).dt.total_days().to_numpy(), dtype=float)
+    return np.asarray((days - EPOCH).dt.total_days().to_numpy(), dtype=float)
 
 
 def life_events(con: duckdb.DuckDBPyConnection, component: str) -> LifeEvents:

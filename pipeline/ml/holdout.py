@@ -27,6 +27,7 @@ from models.evaluate import (
     time_to_failure_error,
 )
 from pipeline.features.labels import first_failures, label_column, label_events
+from pipeline.ml.events import EPOCH, day_numbers
 
 Failures = dict[str, dt.date]
 """Recorded failure day per vehicle for one component (vehicles that did not fail are absent)."""
@@ -34,16 +35,11 @@ SOH_FAILED: Final = 70.0
 """Traction-pack SoH (%) at which the simulator counts the pack as failed."""
 PAD_WEAR_LIMIT: Final = 100.0
 """Pad wear (%) at the wear limit."""
-_EPOCH: Final = dt.date(2000, 1, 1)
 
 
 def load_failures(con: duckdb.DuckDBPyConnection, component: str) -> Failures:
     """First recorded failure day of ``component`` per vehicle, from the repair orders."""
     return first_failures(label_events(con), component)
-
-
-def _day_numbers(days: pl.Series) -> np.ndarray:
-    return np.asarray((days - _EPOCH).dt.total_days().to_numpy(), dtype=float)
 
 
 def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: list[str],
@@ -59,12 +55,12 @@ def held_out_report(model: FaultWarningClassifier, test: pl.DataFrame, names: li
     proba = model.predict_proba(X)[:, 1]
     ids = test["vehicle_id"].to_numpy()
     asked = set(ids[y])
-    failing = {v: float((d - _EPOCH).days) for v, d in failures.items() if v in asked}
+    failing = {v: float((d - EPOCH).days) for v, d in failures.items() if v in asked}
     return {
         "held_out": classification_report(y, proba, model.threshold_, model.cost_fp,
                                           model.cost_fn),
         "calibration": calibration(y, proba),
-        "lead_time": lead_times(ids, _day_numbers(test["day"]), proba >= model.threshold_,
+        "lead_time": lead_times(ids, day_numbers(test["day"]), proba >= model.threshold_,
                                 failing),
     }
 
@@ -84,7 +80,7 @@ def held_out_future(model: FaultWarningClassifier, rows: pl.DataFrame, names: li
 
     Returns None when either side lacks what it needs (one class in training, no test rows).
     """
-    day = _day_numbers(rows["day"])
+    day = day_numbers(rows["day"])
     if day.size == 0:
         return None
     y = rows[label_column(component)].to_numpy().astype(bool)
@@ -104,7 +100,7 @@ def held_out_future(model: FaultWarningClassifier, rows: pl.DataFrame, names: li
     proba = fitted.predict_proba(X.filter(pl.Series(test)))[:, 1]
     report = classification_report(y[test], proba, fitted.threshold_, fitted.cost_fp,
                                    fitted.cost_fn)
-    cut = _EPOCH + dt.timedelta(days=float(cutoff))
+    cut = EPOCH + dt.timedelta(days=float(cutoff))
     return {**report, "cutoff": cut.isoformat(), "n_train_rows": int(train.sum())}
 
 
@@ -144,7 +140,7 @@ def time_to_failure(rows: pl.DataFrame, train_ids: set[str], test_ids: set[str],
 
 def _soh_history(hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     ok = hist.filter(pl.col("soh").is_not_null())
-    return _day_numbers(ok["day"]), ok["soh"].to_numpy()
+    return day_numbers(ok["day"]), ok["soh"].to_numpy()
 
 
 def _soh_forecaster(by_vehicle: dict[str, pl.DataFrame], train_ids: set[str]
@@ -163,7 +159,7 @@ def _days_left(hist: pl.DataFrame, component: str,
             return None if forecaster is None else forecaster.forecast(
                 _soh_history(hist)).remaining
         life = pad_life(hist["odometer_km"].to_numpy(), hist["pad_wear_max"].to_numpy(),
-                        _day_numbers(hist["day"]), wear_limit=PAD_WEAR_LIMIT)
+                        day_numbers(hist["day"]), wear_limit=PAD_WEAR_LIMIT)
     except (InsufficientDataError, ValueError):
         return None
     return life.days_left if np.isfinite(life.days_left) else None

@@ -10,18 +10,16 @@ earlier than the workshop's order by the repair delay.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Final
+from typing import Any
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from edge.wire.contract import COMPONENTS
 from models.evaluate import lead_times
 from pipeline.features.daily import build_daily_features
 from pipeline.ml import registry
-
-_EPOCH: Final = dt.date(2000, 1, 1)
+from pipeline.ml.events import EPOCH, day_numbers
 
 
 def load_truth(con: duckdb.DuckDBPyConnection, component: str) -> dict[str, dt.date]:
@@ -55,9 +53,9 @@ def _judge(con: duckdb.DuckDBPyConnection, features: pl.DataFrame,
                 "real_failures": 0, "warned_in_time": 0, "median_lead_days": None}
     model = registry.load_artifact(con, entry.model_id)
     proba = model.predict_proba(rows.select(pl.col(entry.features).cast(pl.Float64)))[:, 1]
-    days = np.asarray((rows["day"] - _EPOCH).dt.total_days().to_numpy(), dtype=float)
+    days = day_numbers(rows["day"])
     leads = lead_times(rows["vehicle_id"].to_numpy(), days, proba >= model.threshold_,
-                       {v: float((d - _EPOCH).days) for v, d in truth.items()})
+                       {v: float((d - EPOCH).days) for v, d in truth.items()})
     return {"model_id": entry.model_id, "held_out_vehicles": len(entry.holdout_vehicles),
             "real_failures": leads["n_failures"], "warned_in_time": leads["n_warned_in_time"],
             "median_lead_days": leads["median_lead_days"]}
