@@ -60,7 +60,13 @@ from edge.sim.wear import DAY_S  # noqa: E402
 from edge.wire.contract import COMPONENTS  # noqa: E402
 from models import FaultWarningClassifier, NoStartRiskClassifier  # noqa: E402
 from models.evaluate import split_by_vehicle  # noqa: E402
-from models.warnings import WarningFigures, tune_event_threshold  # noqa: E402
+from models.warnings import (  # noqa: E402
+    FAILURE,
+    LifeEvents,
+    WarningFigures,
+    alarm_onsets,
+    tune_event_threshold,
+)
 from pipeline.features.daily import (  # noqa: E402
     attach_labels,
     build_daily_features,
@@ -69,6 +75,7 @@ from pipeline.features.daily import (  # noqa: E402
 )
 from pipeline.fleet.upsert import import_fleet  # noqa: E402
 from pipeline.ml.events import (  # noqa: E402
+    ONSET_PRECISION_FLOOR,
     day_numbers,
     held_out_events,
     life_events,
@@ -203,7 +210,8 @@ def _judged(figures: WarningFigures, cost: float) -> dict[str, Any]:
 
 
 def evaluate_component(con: Any, labelled: pl.DataFrame, component: str, seed: int,
-                       horizon: int, estimators: list[str]) -> dict[str, Any]:
+                       horizon: int, estimators: list[str],
+                       floors: list[float | None]) -> dict[str, Any]:
     """The rule and each estimator on one component's held-out vehicles."""
     rows = labelled.filter(pl.col(label_column(component)).is_not_null())
     y = rows[label_column(component)].to_numpy().astype(bool)
@@ -220,15 +228,51 @@ def evaluate_component(con: Any, labelled: pl.DataFrame, component: str, seed: i
         t0 = time.perf_counter()
         model = _estimator(name, component, names, seed).fit(
             train_rows.select(pl.col(names).cast(pl.Float64)), y[train], groups=ids[train])
-        tune_threshold(model, train_rows, names, y[train], events, horizon, seed)
-        figures = held_out_events(model, test_rows, names, events, horizon)
-        cost = figures.cost(model.cost_fp, model.cost_fn)
-        judged = _judged(figures, cost)
-        judged["cost_ratio_to_rule"] = cost / rule["cost"] if rule["cost"] else None
-        judged["meets"]["beats_rule"] = cost < rule["cost"]
-        judged["threshold"] = float(model.threshold_)
-        judged["fit_s"] = round(time.perf_counter() - t0, 1)
-        out[name] = judged
+        fit_s = round(time.perf_counter() - t0, 1)
+        for floor in floors:
+            key = name if floor == ONSET_PRECISION_FLOOR else f"{name}@floor={floor}"
+            tune_threshold(model, train_rows, names, y[train], events, horizon, seed,
+                           min_precision=floor)
+            figures = held_out_events(model, test_rows, names, events, horizon)
+            cost = figures.cost(model.cost_fp, model.cost_fn)
+            judged = _judged(figures, cost)
+            judged["cost_ratio_to_rule"] = cost / rule["cost"] if rule["cost"] else None
+            judged["meets"]["beats_rule"] = cost < rule["cost"]
+            judged["threshold"] = float(model.threshold_)
+            judged["min_precision"] = floor
+            judged["false_onsets_by_kind"] = false_onset_kinds(model, test_rows, names, events,
+                                                               horizon)
+            judged["fit_s"] = fit_s
+            out[key] = judged
+    return out
+
+
+def false_onset_kinds(model: Any, rows: pl.DataFrame, names: list[str], events: LifeEvents,
+                      horizon: int) -> dict[str, int]:
+    """Held-out false onsets by what followed them: ``no_failure`` (the vehicle's part never
+    failed in the data: noise), ``too_early`` (it failed, more than ``horizon`` days later),
+    ``other`` (a renewal or confirmed part beyond the horizon); ``repeat`` counts onsets that
+    re-fired on a vehicle and part life that already had one."""
+    proba = model.predict_proba(rows.select(pl.col(names).cast(pl.Float64)))[:, 1]
+    found = alarm_onsets(rows["vehicle_id"].to_numpy(), day_numbers(rows["day"]),
+                         proba >= model.threshold_, events, horizon)
+    out = {"no_failure": 0, "too_early": 0, "other": 0, "repeat": 0}
+    seen: set[tuple[Any, float]] = set()
+    for vehicle, day, outcome in zip(found.vehicle, found.day, found.outcome, strict=True):
+        ends, kinds = events.of_vehicle(vehicle)
+        later = ends > day
+        nxt = (float(ends[later][0]), str(kinds[later][0])) if later.any() else None
+        life = (vehicle, nxt[0] if nxt is not None else np.inf)
+        out["repeat"] += life in seen
+        seen.add(life)
+        if outcome is not False:
+            continue
+        if nxt is None or FAILURE not in kinds[later].tolist():
+            out["no_failure" if nxt is None else "other"] += 1
+        elif nxt[1] == FAILURE:
+            out["too_early"] += 1
+        else:
+            out["other"] += 1
     return out
 
 
@@ -269,9 +313,16 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
                                   "features_s": round(features_s, 1), "components": {}}
         for component in COMPONENTS:
             result["components"][component] = evaluate_component(
-                con, labelled, component, seed, args.horizon, args.estimators)
+                con, labelled, component, seed, args.horizon, args.estimators,
+                _floors(args.precision_floors))
         con.close()
     return result
+
+
+def _floors(given: list[str]) -> list[float | None]:
+    """``--precision-floors`` as numbers ("none": cost alone); the deployed floor first."""
+    floors = [None if f.lower() == "none" else float(f) for f in given]
+    return [ONSET_PRECISION_FLOOR, *[f for f in floors if f != ONSET_PRECISION_FLOOR]]
 
 
 def summary(seeds: list[dict[str, Any]], estimators: list[str]) -> dict[str, Any]:
@@ -279,7 +330,9 @@ def summary(seeds: list[dict[str, Any]], estimators: list[str]) -> dict[str, Any
     out: dict[str, Any] = {}
     for component in COMPONENTS:
         per: dict[str, Any] = {}
-        for name in [*estimators, "rule"]:
+        names = [k for k in seeds[0]["components"][component] if k.split("@")[0] in
+                 [*estimators, "rule"]]
+        for name in names:
             judged = [s["components"][component][name] for s in seeds]
             per[name] = {
                 key: {"min": min(vals), "median": statistics.median(vals)}
@@ -304,6 +357,9 @@ def main() -> None:
                         help="seconds of bus per simulated day (speed samples per day)")
     parser.add_argument("--estimators", nargs="+", default=["deployed"],
                         help="deployed (what training uses), logistic, boosted")
+    parser.add_argument("--precision-floors", nargs="*", default=[],
+                        help="also judge each estimator tuned with these out-of-fold onset "
+                             "precision floors ('none': cost alone), beside the deployed one")
     parser.add_argument("--jobs", type=int, default=2, help="processes landing vehicles")
     args = parser.parse_args()
     seeds = [run_seed(seed, args) for seed in args.seeds]

@@ -254,7 +254,8 @@ def summarise(found: Onsets) -> WarningFigures:
 
 def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLike,
                          events: LifeEvents, horizon: float, *, cost_fp: float,
-                         cost_fn: float, candidates: ArrayLike | None = None
+                         cost_fn: float, candidates: ArrayLike | None = None,
+                         min_precision: float | None = None
                          ) -> tuple[float, WarningFigures]:
     """The threshold whose calls cost least (:meth:`WarningFigures.cost`) on (out-of-fold)
     scores, and its figures.
@@ -262,6 +263,11 @@ def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLi
     Candidates are quantiles of the scores (or ``candidates``); a NaN score never alarms.
     Among equally cheap ones the earlier warnings win (more failures warned 14 days ahead,
     then the longer median lead), then the higher threshold (fewer calls).
+
+    With ``min_precision``, only thresholds whose onset precision reaches it compete (the
+    cheapest of those wins): an advisor's trust is lost by calls that were wrong, which the
+    cost weighs at a tenth of a missed failure. When no threshold reaches the floor, the
+    cheapest of all stands (a floor nothing meets must not silence the warning).
 
     Raises:
         InsufficientDataError: no scored rows.
@@ -278,7 +284,9 @@ def tune_event_threshold(vehicle_ids: ArrayLike, days: ArrayLike, proba: ArrayLi
     best: tuple[tuple[float, ...], float, WarningFigures] | None = None
     for cut in cand[::-1]:
         figures = warning_events(vehicle_ids, days, p, float(cut), events, horizon)
-        key = (figures.cost(cost_fp, cost_fn), -figures.warned_14d,
+        short = (min_precision is not None
+                 and (figures.onset_precision or 0.0) < min_precision)
+        key = (float(short), figures.cost(cost_fp, cost_fn), -figures.warned_14d,
                -(figures.median_lead_days or 0.0))
         if best is None or key < best[0]:
             best = (key, float(cut), figures)

@@ -132,3 +132,41 @@ def test_the_tuned_threshold_calls_the_failing_vehicle_and_not_the_noisy_ones() 
 def test_unknown_event_kinds_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown life event kinds"):
         LifeEvents.of(["A"], [1.0], ["inspection"])
+
+
+def _floor_case() -> tuple[list[str], list[float], list[float], LifeEvents]:
+    """Ten failures announced at 0.9, two more only at 0.6, and five healthy vehicles with
+    one 0.6 blip each: the 0.6 cut is cheapest (5 false onsets against 2 misses) but only
+    12 of its 17 calls are right."""
+    ids: list[str] = []
+    days: list[float] = []
+    proba: list[float] = []
+    triples = []
+    for v in range(17):
+        peak = 0.9 if v < 10 else 0.6
+        for d in range(100):
+            ids.append(f"V{v}")
+            days.append(float(d))
+            hot = (70 <= d < 80) if v < 12 else d == 20
+            proba.append(peak if hot else 0.1)
+        if v < 12:
+            triples.append((f"V{v}", 90.0, "failure"))
+    return ids, days, proba, _events(*triples)
+
+
+def test_a_precision_floor_keeps_the_cheapest_threshold_whose_calls_are_mostly_right() -> None:
+    ids, days, proba, events = _floor_case()
+    cut, figures = tune_event_threshold(ids, days, proba, events, H, cost_fp=1.0,
+                                        cost_fn=10.0, candidates=[0.6, 0.9])
+    assert cut == 0.6 and figures.warned == 12 and figures.false_onsets == 5
+    cut, figures = tune_event_threshold(ids, days, proba, events, H, cost_fp=1.0,
+                                        cost_fn=10.0, candidates=[0.6, 0.9],
+                                        min_precision=0.8)
+    assert cut == 0.9 and figures.warned == 10 and figures.onset_precision == 1.0
+
+
+def test_a_precision_floor_no_threshold_reaches_leaves_the_cheapest_one() -> None:
+    ids, days, proba, events = _floor_case()
+    cut, _ = tune_event_threshold(ids, days, proba, events, H, cost_fp=1.0, cost_fn=10.0,
+                                  candidates=[0.6, 0.9], min_precision=1.01)
+    assert cut == 0.6
