@@ -56,7 +56,7 @@ from edge.sim import (  # noqa: E402
     write_repair_orders,
 )
 from edge.sim.masterdata import write_region_forecasts  # noqa: E402
-from edge.sim.wear import DAY_S  # noqa: E402
+from edge.sim.wear import DAY_S, HealthModel  # noqa: E402
 from edge.wire.contract import COMPONENTS  # noqa: E402
 from models import FaultWarningClassifier, NoStartRiskClassifier  # noqa: E402
 from models.evaluate import split_by_vehicle  # noqa: E402
@@ -95,6 +95,7 @@ TARGETS = {"warned_share": 0.9, "median_lead_days": 14.0, "onset_precision": 0.8
 PLACED_SHARE = {"ev": {"traction_battery": 0.5, "lv_battery": 0.25, "brakes": 0.25},
                 "ice": {"lv_battery": 0.5, "brakes": 0.5}}
 """Which component a vehicle placed near a failure gets, so that each has enough failures."""
+FAILURE_KINDS = ("unscheduled", "roadside")
 
 
 def _fleet(n: int, seed: int, days: int, failing_share: float) -> list[VehicleSpec]:
@@ -126,6 +127,26 @@ def _placed(spec: VehicleSpec, component: str, days: float, rng: random.Random) 
     margin = rng.uniform(0.95, 1.03)
     return replace(spec, lv_resistance_mohm=round(
         placement.resistance_failing_at(params, when, margin), 3))
+
+
+def sudden_shares(specs: list[VehicleSpec], days: int) -> dict[str, Any]:
+    """Per component, the failures in the window (unscheduled or roadside orders) and the
+    share of them that were sudden: announced by no signal, so no model can warn them."""
+    out: dict[str, Any] = {}
+    counts = {c: [0, 0] for c in COMPONENTS}
+    for spec in specs:
+        model = HealthModel(params_of(spec), spec.seed, START.timestamp())
+        for _ in range(days):
+            model.step()
+        failed = [o for o in model.orders if o.day < days and o.kind in FAILURE_KINDS]
+        for order in failed:
+            counts[order.component][0] += 1
+            counts[order.component][1] += any(
+                c == order.component and 0 <= order.day - d <= 5 for d, c in model.sudden)
+    for component, (n, sudden) in counts.items():
+        out[component] = {"failures": n, "sudden": sudden,
+                          "sudden_share": round(sudden / n, 3) if n else None}
+    return out
 
 
 def _landed(job: tuple[VehicleSpec, int, float]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -309,6 +330,7 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         labelled = attach_labels(build_daily_features(con), con, args.horizon)
         features_s = time.perf_counter() - t0
         result: dict[str, Any] = {"seed": seed, "vehicles": len(specs), **landing,
+                                  "sudden": sudden_shares(specs, args.days),
                                   "feature_rows": labelled.height,
                                   "features_s": round(features_s, 1), "components": {}}
         for component in COMPONENTS:
