@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
 from typing import Final
 
 import duckdb
@@ -82,9 +83,16 @@ def model_features(component: str) -> list[str]:
     return [*COMPONENT_FEATURES[component], *CONTEXT_FEATURES]
 
 
+CHUNK_VEHICLES: Final = 50_000
+"""Vehicles per chunk of :func:`iter_daily_features`: a chunk's per-day aggregates and rolling
+windows are what is held in memory at once (about 0.3 GB at 14 days), whatever the fleet size."""
+_LAST_ID: Final = "\U0010ffff"
+"""An upper bound of every vehicle id (the highest code point; ids are plain text)."""
+
+
 def build_daily_features(
     con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None,
-    since: dt.datetime | None = None,
+    since: dt.datetime | None = None, vehicles: tuple[str, str] | None = None,
 ) -> pl.DataFrame:
     """One feature row per (vehicle_id, day) from everything in the store up to ``until``.
 
@@ -96,6 +104,9 @@ def build_daily_features(
         since: ignore telemetry before this instant. Rows whose windows reach back past it
             are computed from less data; rows at least :data:`LOOKBACK_DAYS` after it are
             exactly what a full build gives (what scoring the latest day needs).
+        vehicles: only the vehicles whose id is in this inclusive ``(first, last)`` range
+            (default: all). Every row depends on its own vehicle's data only, so a range's rows
+            equal the full build's rows of those vehicles.
 
     Returns:
         Columns ``vehicle_id``, ``day`` (pl.Date), the per-day signals, their trends and
@@ -103,8 +114,10 @@ def build_daily_features(
         Values a vehicle does not report (an ICE car's battery pack) are null.
     """
     bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+    first, last = vehicles or ("", _LAST_ID)
     window: dict[str, object] = {
-        "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
+        "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        "first": first, "last": last}
     daily = _query(con, daily_sql.DAILY, window)
     braking = _query(con, daily_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
@@ -117,6 +130,40 @@ def build_daily_features(
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
     )
     return out.sort("vehicle_id", "day").collect()
+
+
+def iter_daily_features(
+    con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None,
+    since: dt.datetime | None = None, chunk_vehicles: int = CHUNK_VEHICLES,
+) -> Iterator[pl.DataFrame]:
+    """:func:`build_daily_features` of the fleet, one chunk of vehicles at a time.
+
+    Chunks are consecutive ranges of sorted vehicle ids, ``chunk_vehicles`` each, in id order:
+    concatenated, they are exactly the one-shot build. Memory is bounded by the chunk, not the
+    fleet, so a million vehicles build in the memory of fifty thousand; each chunk's query
+    carries its id range, which a store written vehicle by vehicle prunes by zonemaps.
+    """
+    for first, last in vehicle_ranges(con, chunk_vehicles, until=until, since=since):
+        yield build_daily_features(con, until=until, since=since, vehicles=(first, last))
+
+
+def vehicle_ranges(
+    con: duckdb.DuckDBPyConnection, chunk_vehicles: int, *, until: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+) -> list[tuple[str, str]]:
+    """Inclusive ``(first, last)`` id ranges of ``chunk_vehicles`` vehicles each, in id order,
+    covering every vehicle with telemetry in ``[since, until]``."""
+    if chunk_vehicles < 1:
+        raise ValueError(f"chunk_vehicles must be positive, got {chunk_vehicles}")
+    rel = con.sql(
+        "SELECT min(vehicle_id), max(vehicle_id) FROM (SELECT vehicle_id,"
+        " (row_number() OVER (ORDER BY vehicle_id) - 1) // $size AS chunk"
+        " FROM (SELECT DISTINCT vehicle_id FROM telemetry WHERE ts <= $until AND ts >= $since))"
+        " GROUP BY chunk ORDER BY chunk",
+        params={"size": chunk_vehicles,
+                "until": until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+                "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)})
+    return [(str(a), str(b)) for a, b in rel.fetchall()]
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pl.LazyFrame:

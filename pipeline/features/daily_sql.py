@@ -1,10 +1,11 @@
 """The per-day aggregates behind :mod:`pipeline.features.daily`, as DuckDB SQL.
 
 Each query groups by (vehicle, UTC day) and reads only telemetry stamped in
-``[$since, $until]`` (fault-code history and repair orders are read back to the beginning,
-for code ages): the
-store does the heavy scan, polars does the backward windows. A day's aggregates use that
-day's rows only, so they are point-in-time by construction.
+``[$since, $until]`` of the vehicles in ``[$first, $last]`` (by id; a chunk of the fleet whose
+rows a vehicle-ordered table's zonemaps find without scanning the rest; fault-code history and
+repair orders are read back to the beginning, for code ages): the store does the heavy scan,
+polars does the backward windows. A day's aggregates use that day's rows only, so they are
+point-in-time by construction.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
   median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
 FROM telemetry
 WHERE ts <= $until AND ts >= $since
+  AND vehicle_id >= $first AND vehicle_id <= $last
 GROUP BY ALL
 """
 """Daily medians, minima and maxima of the health and context signals.
@@ -56,6 +58,7 @@ WITH v AS (
          lag(value / 3.6) OVER (PARTITION BY vehicle_id, CAST(timezone('UTC', ts) AS DATE)
                                 ORDER BY ts) AS prev
   FROM telemetry WHERE signal = '{SPEED}' AND ts <= $until AND ts >= $since
+  AND vehicle_id >= $first AND vehicle_id <= $last
 )
 SELECT vehicle_id, day,
        sum(greatest(prev * prev - mps * mps, 0.0)) / 2000.0 AS braking_energy_kj_per_kg
@@ -72,6 +75,7 @@ DTC: Final = f"""
 WITH days AS (
   SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
   FROM telemetry WHERE ts <= $until AND ts >= $since
+  AND vehicle_id >= $first AND vehicle_id <= $last
 ), {history_cte("$until")}
 SELECT days.vehicle_id, days.day, ev.code,
        arg_max(ev.cleared, ev.seq) AS cleared_last,
@@ -98,6 +102,7 @@ OUTLOOK: Final = f"""
 WITH days AS (
   SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
   FROM telemetry WHERE ts <= $until AND ts >= $since
+  AND vehicle_id >= $first AND vehicle_id <= $last
 )
 SELECT days.vehicle_id, days.day, min(f.min_temp_c) AS outlook_min_temp_c
 FROM days

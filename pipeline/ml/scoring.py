@@ -19,13 +19,18 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from pipeline.features.daily import build_daily_features, model_features
+from pipeline.features.daily import (
+    CHUNK_VEHICLES,
+    build_daily_features,
+    model_features,
+    vehicle_ranges,
+)
 from pipeline.features.inputs import ModelInputs
 from pipeline.ml.coverage import WINDOW_DAYS, missing_signals, scoring_window, signals_seen
 from pipeline.ml.registry import load_model, stored_inputs
@@ -85,8 +90,8 @@ class ScoringReport:
     components: tuple[ComponentScoring, ...]
 
 
-def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None
-                ) -> ScoringReport:
+def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
+                chunk_vehicles: int = CHUNK_VEHICLES) -> ScoringReport:
     """Write ``scores`` for ``as_of`` from each vehicle's latest feature row on or before it.
 
     Args:
@@ -95,6 +100,10 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None
             which for replayed or simulated fleets is not today's date). Each vehicle is
             scored on its latest feature row in the :data:`LOOKBACK_DAYS` up to that day, by
             each promoted model whose required signals it all sent in those days.
+        chunk_vehicles: vehicles whose features are built and scored at once (ranges of
+            sorted ids, :func:`pipeline.features.daily.iter_daily_features`): memory follows
+            the chunk, not the fleet. Every chunk's rows go into one transaction, so a failure
+            leaves the day's previous scores as they were; the result does not depend on it.
 
     Returns:
         The rows written (0 when no model is promoted or no data exists) and, per component,
@@ -105,29 +114,40 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None
         log.warning("nothing to score: no telemetry")
         return ScoringReport(None, 0, ())
     since, until = scoring_window(day)
-    features = build_daily_features(con, until=until, since=since)
     models = con.execute(
         "SELECT model_id, component, features, required_signals, optional_signals, metrics,"
         " artifact FROM model_registry WHERE promoted ORDER BY component").fetchall()
-    if features.is_empty():
+    ranges = vehicle_ranges(con, chunk_vehicles, until=until, since=since)
+    if not ranges:
         log.warning("nothing to score: no telemetry in the %d days up to %s", LOOKBACK_DAYS, day)
         return ScoringReport(day, 0, ())
-    latest = _latest_rows(features)
-    inputs = [stored_inputs(f, r, o, c) for _, c, f, r, o, _, _ in models]
-    seen = signals_seen(con, since, until, sorted({s for i in inputs for s in i.required}))
-    results = [_score_component(latest, seen, day, i, m, c, metrics, artifact)
-               for i, (m, c, _, _, _, metrics, artifact) in zip(inputs, models, strict=True)]
-    frames = [frame for frame, _ in results]
-    scores = pl.concat(frames) if frames else pl.DataFrame()
-    _replace_scores(con, day, [row[1] for row in models], scores)
-    report = ScoringReport(day, scores.height, tuple(r for _, r in results))
+    scorers = [_Scorer(m, c, stored_inputs(f, r, o, c), json.loads(metrics), load_model(art))
+               for m, c, f, r, o, metrics, art in models]
+    seen = signals_seen(con, since, until,
+                        sorted({s for sc in scorers for s in sc.inputs.required}))
+    parts: list[list[ComponentScoring]] = [[] for _ in scorers]
+    rows = 0
+    with transaction(con):
+        con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
+                    [day, [sc.component for sc in scorers]])
+        for first, last in ranges:
+            feats = build_daily_features(con, until=until, since=since, vehicles=(first, last))
+            latest = _latest_rows(feats)
+            del feats
+            chunk_seen = seen.filter(pl.col("vehicle_id").is_between(pl.lit(first), pl.lit(last)))
+            for i, sc in enumerate(scorers):
+                frame, part = _score_component(latest, chunk_seen, day, sc)
+                _insert_scores(con, frame)
+                parts[i].append(part)
+                rows += frame.height
+    report = ScoringReport(day, rows, tuple(_merge_component(p) for p in parts))
     for r in report.components:
         if r.skipped:
             log.info("%s: %d vehicles not scored (missing required signals): %s",
                         r.component, r.n_skipped,
                         "; ".join(f"{len(s.vehicle_ids)} lack {', '.join(s.missing_signals)}"
                                   for s in r.skipped))
-    log.info("scored %d (vehicle, component) pairs as of %s", scores.height, day)
+    log.info("scored %d (vehicle, component) pairs as of %s", rows, day)
     return report
 
 
@@ -169,16 +189,25 @@ def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:
     return features.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
 
 
-def _score_component(
-    latest: pl.DataFrame, seen: pl.DataFrame, day: dt.date, inputs: ModelInputs,
-    model_id: str, component: str, metrics: str, artifact: bytes,
-) -> tuple[pl.DataFrame, ComponentScoring]:
-    missing = missing_signals(latest["vehicle_id"], seen, inputs.required)
+@dataclass(frozen=True, slots=True)
+class _Scorer:
+    """A promoted model, loaded once and used on every chunk."""
+
+    model_id: str
+    component: str
+    inputs: ModelInputs
+    metrics: dict[str, Any]
+    model: Any
+
+
+def _score_component(latest: pl.DataFrame, seen: pl.DataFrame, day: dt.date, sc: _Scorer
+                     ) -> tuple[pl.DataFrame, ComponentScoring]:
+    missing = missing_signals(latest["vehicle_id"], seen, sc.inputs.required)
     can = missing.filter(pl.col("missing").list.len() == 0)["vehicle_id"]
     rows = latest.filter(pl.col("vehicle_id").is_in(can.implode()))
     skipped = _skipped(missing.filter(pl.col("missing").list.len() > 0))
-    scores = _scores(rows, day, model_id, component, metrics, artifact)
-    return scores, ComponentScoring(component, model_id, scores.height, skipped)
+    scores = _scores(rows, day, sc)
+    return scores, ComponentScoring(sc.component, sc.model_id, scores.height, skipped)
 
 
 def _skipped(missing: pl.DataFrame) -> tuple[SkippedVehicles, ...]:
@@ -188,32 +217,30 @@ def _skipped(missing: pl.DataFrame) -> tuple[SkippedVehicles, ...]:
     return tuple(SkippedVehicles(tuple(m), tuple(v)) for m, v in groups.iter_rows())
 
 
-def _scores(rows: pl.DataFrame, day: dt.date, model_id: str, component: str, metrics: str,
-            artifact: bytes) -> pl.DataFrame:
-    model = load_model(artifact)
-    names = [str(n) for n in getattr(model, "feature_names_in_", model_features(component))]
+def _scores(rows: pl.DataFrame, day: dt.date, sc: _Scorer) -> pl.DataFrame:
+    model = sc.model
+    names = [str(n) for n in getattr(model, "feature_names_in_", model_features(sc.component))]
     X = rows.select(pl.col(names).cast(pl.Float64))
     proba = model.predict_proba(X)[:, 1] if rows.height else np.empty(0)
     why = model.explain(X, top=TOP_FEATURES) if rows.height else []
-    horizon = int(json.loads(metrics)["horizon_days"])
+    horizon = int(sc.metrics["horizon_days"])
     return pl.DataFrame({
-        "vehicle_id": rows["vehicle_id"], "component": component, "as_of": day,
+        "vehicle_id": rows["vehicle_id"], "component": sc.component, "as_of": day,
         "probability": pl.Series(proba, dtype=pl.Float64), "horizon_days": horizon,
-        "model_id": model_id, "explanation": [json.dumps(w) for w in why],
+        "model_id": sc.model_id, "explanation": [json.dumps(w) for w in why],
     }, schema_overrides={"as_of": pl.Date, "horizon_days": pl.Int32,
                          "explanation": pl.String})
 
 
-def _replace_scores(
-    con: duckdb.DuckDBPyConnection, day: dt.date, components: list[str], scores: pl.DataFrame
-) -> None:
-    with transaction(con):
-        con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
-                    [day, components])
-        if scores.height:
-            con.register("_new_scores", scores)
-            con.execute(
-                "INSERT INTO scores (vehicle_id, component, as_of, probability, horizon_days,"
-                " model_id, explanation) SELECT vehicle_id, component, as_of, probability,"
-                " horizon_days, model_id, explanation::JSON FROM _new_scores")
-            con.unregister("_new_scores")
+def _insert_scores(con: duckdb.DuckDBPyConnection, scores: pl.DataFrame) -> None:
+    """Append one chunk's scores (inside :func:`score_fleet`'s transaction, after its DELETE)."""
+    if not scores.height:
+        return
+    con.register("_new_scores", scores)
+    try:
+        con.execute(
+            "INSERT INTO scores (vehicle_id, component, as_of, probability, horizon_days,"
+            " model_id, explanation) SELECT vehicle_id, component, as_of, probability,"
+            " horizon_days, model_id, explanation::JSON FROM _new_scores")
+    finally:
+        con.unregister("_new_scores")

@@ -12,7 +12,14 @@ import pytest
 from polars.testing import assert_frame_equal
 from synth_fleet import START, Car, add_dtc, add_telemetry, build_store, day
 
-from pipeline.features.daily import LOOKBACK_DAYS, attach_labels, build_daily_features, label_column
+from pipeline.features.daily import (
+    LOOKBACK_DAYS,
+    attach_labels,
+    build_daily_features,
+    iter_daily_features,
+    label_column,
+    vehicle_ranges,
+)
 
 
 def _row(frame: pl.DataFrame, vehicle: str, i: int) -> dict[str, Any]:
@@ -236,3 +243,17 @@ def test_a_staged_pad_sensor_is_read_by_the_distance_since_it_last_moved(tmp_pat
     expected_km = (100.0 - 80.0) / (late["pad_wear_rate_per_100km_60d"] / 100.0) - 750.0
     assert late["pad_km_left_60d"] == pytest.approx(expected_km)
     assert late["pad_days_left_60d"] == pytest.approx(expected_km / 50.0, rel=0.01)
+
+
+def test_the_chunked_build_equals_the_one_shot_build(tmp_path: Path) -> None:
+    cars = [Car("ev", fails={"brakes": 40}), Car("ice", ev=False), Car("ev2"), Car("b3")]
+    con = build_store(tmp_path / "f.duckdb", cars, 40)
+    add_dtc(con, "ev", 3, "C1B00")
+    _add_speed(con, "ev2", 30, [60.0, 30.0])
+    since = START + dt.timedelta(days=5)
+    full = build_daily_features(con, since=since)
+    assert vehicle_ranges(con, 3) == [("b3", "ev2"), ("ice", "ice")]
+    for size in (1, 3, 4):
+        chunks = list(iter_daily_features(con, since=since, chunk_vehicles=size))
+        assert len(chunks) == -(-4 // size)
+        assert_frame_equal(pl.concat(chunks), full)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 from synth_fleet import build_store, day, evidence_fleet
 
 from pipeline.features.daily import COMPONENT_FEATURES, CONTEXT_FEATURES
@@ -29,3 +30,18 @@ def test_each_score_names_its_top_contributing_features(tmp_path: Path) -> None:
     proba, reasons = by_vehicle["brk0"]
     assert proba > 0.5
     assert reasons[0]["feature"].startswith("pad_wear") and reasons[0]["contribution"] > 0
+
+
+def _day_scores(con: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
+    return con.execute("SELECT vehicle_id, component, probability, model_id, explanation::TEXT"
+                       " FROM scores WHERE as_of = ? ORDER BY ALL", [day(50)]).fetchall()
+
+
+def test_scoring_in_chunks_of_vehicles_writes_what_one_chunk_writes(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "fleet.duckdb", evidence_fleet(("brakes",), healthy=5), 80)
+    train_and_register(con, horizon_days=30, seed=0)
+    whole = score_fleet(con, as_of=day(50), chunk_vehicles=10_000)
+    once = _day_scores(con)
+    chunked = score_fleet(con, as_of=day(50), chunk_vehicles=2)
+    assert chunked == whole and whole.rows == len(once) > 2
+    assert _day_scores(con) == once
