@@ -35,9 +35,10 @@ EPOCH: Final = dt.date(2000, 1, 1)
 ONSET_PRECISION_FLOOR: Final[float | None] = None
 """Out-of-fold onset precision a deployed threshold must reach when any threshold does; None
 tunes on cost alone. None is what ``bench/quality.py`` measured best: a 0.8 floor raised the
-held-out precision to 0.83-0.88 but warned 43 % to 83 % of failures and cost more than the
-one-feature rule for brakes and the 12 V battery, because the false onsets are early calls
-on parts that did fail, later than the horizon (docs/benchmarks.md)."""
+held-out precision to 0.79-0.93 but warned 43 % to 88 % of failures and cost more than the
+one-feature rule in five of nine part-seeds (the 12 V battery in all three), because the
+false onsets are early calls on parts that did fail, later than the horizon
+(docs/benchmarks.md)."""
 _FOLDS: Final = 3
 
 
