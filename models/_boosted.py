@@ -19,7 +19,6 @@ Three choices keep it a drop-in for :class:`models.FaultWarningClassifier`:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightgbm as lgb
@@ -29,6 +28,7 @@ from scipy.special import expit
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models._explanations import TopContributions, as_dicts, pick_top
 from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
 
 MIN_SLOPE = 1e-3
@@ -259,10 +259,10 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         shares = np.asarray(self.booster_.predict(Xv, pred_contrib=True), dtype=float)
         return self.platt_slope_ * shares[:, :-1], Xv
 
-    def explain(self, X: ArrayLike, top: int = 3) -> list[list[dict[str, Any]]]:
-        """The ``top`` contributions per row, largest magnitude first, JSON-ready."""
+    def explain_top(self, X: ArrayLike, top: int = 3) -> TopContributions:
+        """The ``top`` contributions per row as arrays (column numbers, rounded figures)."""
         contrib, values = self.contributions(X)
-        return top_contributions(contrib, values, self.design_names(), top)
+        return pick_top(contrib, values, top)
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle (and skops) the booster as its text, not as a native handle."""
@@ -331,17 +331,5 @@ def _backtrack(design: NDArray[np.float64], t: NDArray[np.float64], theta: NDArr
 
 def top_contributions(contrib: NDArray[np.float64], values: NDArray[np.float64],
                       names: list[str], top: int) -> list[list[dict[str, Any]]]:
-    """Per row, the ``top`` columns by contribution magnitude (ties: column order), as dicts.
-
-    Ordering, picking and rounding run on whole matrices; per row only the dicts are built.
-    """
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :max(top, 0)]
-    picked = np.round(np.take_along_axis(contrib, order, axis=1), 4).tolist()
-    raw = np.take_along_axis(values, order, axis=1)
-    shown = np.where(np.isnan(raw), np.nan, np.round(raw, 4)).tolist()
-    label = np.asarray(names, dtype=object)[order].tolist()
-    return [
-        [{"feature": f, "contribution": c, "value": None if math.isnan(v) else v}
-         for f, c, v in zip(fs, cs, vs, strict=True)]
-        for fs, cs, vs in zip(label, picked, shown, strict=True)
-    ]
+    """Per row, the ``top`` columns by contribution magnitude (ties: column order), as dicts."""
+    return as_dicts(pick_top(contrib, values, top), names)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import polars as pl
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.impute import SimpleImputer
@@ -22,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from models._explanations import TopContributions, as_dicts, as_json, pick_top
 from models._transforms import SignedLog1p
 from models.errors import InsufficientDataError
 
@@ -185,17 +187,18 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         coef = np.asarray(self.pipeline_[-1].coef_[0], dtype=float)
         return np.asarray(z, dtype=float) * coef, raw
 
+    def explain_top(self, X: ArrayLike, top: int = 3) -> TopContributions:
+        """The ``top`` contributions per row as arrays (column numbers, rounded figures)."""
+        contrib, raw = self.contributions(X)
+        return pick_top(contrib, raw, top, python_rounding=True)
+
     def explain(self, X: ArrayLike, top: int = 3) -> list[list[dict[str, Any]]]:
         """The ``top`` contributions per row, largest magnitude first, JSON-ready."""
-        contrib, raw = self.contributions(X)
-        names = self.design_names()
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
-        return [
-            [{"feature": names[j], "contribution": round(float(contrib[i, j]), 4),
-              "value": None if np.isnan(raw[i, j]) else round(float(raw[i, j]), 4)}
-             for j in order[i]]
-            for i in range(contrib.shape[0])
-        ]
+        return as_dicts(self.explain_top(X, top), self.design_names())
+
+    def explain_json(self, X: ArrayLike, top: int = 3) -> pl.Series:
+        """``json.dumps`` of each row's :meth:`explain`, built without a dict per row."""
+        return as_json(self.explain_top(X, top), self.design_names())
 
 
 def cost_optimal_threshold(
