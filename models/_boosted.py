@@ -28,7 +28,7 @@ from scipy.special import expit
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from models._explanations import TopContributions, as_dicts, pick_top
+from models._explanations import TopContributions, pick_top
 from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
 
 MIN_SLOPE = 1e-3
@@ -328,8 +328,3 @@ def _backtrack(design: NDArray[np.float64], t: NDArray[np.float64], theta: NDArr
         scale /= 2.0
     return theta, 0.0
 
-
-def top_contributions(contrib: NDArray[np.float64], values: NDArray[np.float64],
-                      names: list[str], top: int) -> list[list[dict[str, Any]]]:
-    """Per row, the ``top`` columns by contribution magnitude (ties: column order), as dicts."""
-    return as_dicts(pick_top(contrib, values, top), names)

@@ -113,11 +113,8 @@ def build_daily_features(
         exposures, and the fault-code features per component, sorted by vehicle and day.
         Values a vehicle does not report (an ICE car's battery pack) are null.
     """
-    bound = until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
     first, last = vehicles or ("", _LAST_ID)
-    window: dict[str, object] = {
-        "until": bound, "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC),
-        "first": first, "last": last}
+    window: dict[str, object] = {**_time_window(until, since), "first": first, "last": last}
     daily = _query(con, daily_sql.DAILY, window)
     braking = _query(con, daily_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
@@ -160,10 +157,14 @@ def vehicle_ranges(
         " (row_number() OVER (ORDER BY vehicle_id) - 1) // $size AS chunk"
         " FROM (SELECT DISTINCT vehicle_id FROM telemetry WHERE ts <= $until AND ts >= $since))"
         " GROUP BY chunk ORDER BY chunk",
-        params={"size": chunk_vehicles,
-                "until": until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
-                "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)})
+        params={"size": chunk_vehicles, **_time_window(until, since)})
     return [(str(a), str(b)) for a, b in rel.fetchall()]
+
+
+def _time_window(until: dt.datetime | None, since: dt.datetime | None) -> dict[str, object]:
+    """``$until`` and ``$since`` of the telemetry queries; an open end reaches every row."""
+    return {"until": until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+            "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
 
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pl.LazyFrame:

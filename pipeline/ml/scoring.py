@@ -222,7 +222,8 @@ def _scores(rows: pl.DataFrame, day: dt.date, sc: _Scorer) -> pl.DataFrame:
     names = [str(n) for n in getattr(model, "feature_names_in_", model_features(sc.component))]
     X = rows.select(pl.col(names).cast(pl.Float64))
     proba = model.predict_proba(X)[:, 1] if rows.height else np.empty(0)
-    why = _explanations(model, X) if rows.height else pl.Series([], dtype=pl.String)
+    why = (model.explain_json(X, top=TOP_FEATURES) if rows.height
+           else pl.Series([], dtype=pl.String))
     horizon = int(sc.metrics["horizon_days"])
     return pl.DataFrame({
         "vehicle_id": rows["vehicle_id"], "component": sc.component, "as_of": day,
@@ -230,14 +231,6 @@ def _scores(rows: pl.DataFrame, day: dt.date, sc: _Scorer) -> pl.DataFrame:
         "model_id": sc.model_id, "explanation": why,
     }, schema_overrides={"as_of": pl.Date, "horizon_days": pl.Int32,
                          "explanation": pl.String})
-
-
-def _explanations(model: Any, X: pl.DataFrame) -> pl.Series:
-    """Each row's top features as JSON text; built on whole columns where the model can."""
-    if hasattr(model, "explain_json"):
-        return pl.Series(model.explain_json(X, top=TOP_FEATURES), dtype=pl.String)
-    return pl.Series([json.dumps(w) for w in model.explain(X, top=TOP_FEATURES)],
-                     dtype=pl.String)
 
 
 def _insert_scores(con: duckdb.DuckDBPyConnection, scores: pl.DataFrame) -> None:
