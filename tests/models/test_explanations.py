@@ -97,3 +97,23 @@ def test_classifiers_explain_as_before(model: FaultWarningClassifier) -> None:
               else _former_logistic)(contrib, values, model.design_names(), 3)
     assert model.explain(X, top=3) == former
     assert model.explain_json(X, top=3).to_list() == [json.dumps(w) for w in former]
+
+
+def test_infinite_figures_are_written_as_json_dumps_writes_them() -> None:
+    contrib, values, names = _matrices(4)
+    contrib[::7, 2] = np.inf
+    contrib[3::11, 5] = -np.inf
+    values[::5, 2] = -np.inf
+    values[1::13, 5] = np.inf
+    for python_rounding, former in ((True, _former_logistic), (False, _former_boosted)):
+        picked = pick_top(contrib, values, 3, python_rounding=python_rounding)
+        expected = former(contrib, values, names, 3)
+        assert as_json(picked, names).to_list() == [json.dumps(w) for w in expected]
+        assert any("Infinity" in text for text in as_json(picked, names).to_list())
+
+
+def test_picking_in_chunks_equals_picking_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    contrib, values, names = _matrices(6)
+    whole = as_json(pick_top(contrib, values, 3), names).to_list()
+    monkeypatch.setattr("models._explanations.PICK_CHUNK_ROWS", 7)
+    assert as_json(pick_top(contrib, values, 3), names).to_list() == whole
