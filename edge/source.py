@@ -9,6 +9,7 @@ dependencies. Any python-can interface name (``socketcan``, ``virtual``, ``pcan`
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -25,9 +26,9 @@ _BURST_S = 0.002
 receive buffer does, instead of waking once per frame."""
 
 _RAW_WAKE_S = 0.05
-"""A paced raw read that finds nothing due sleeps at least this long, then hands out every
-frame that came due meanwhile, as a reader polling a driver's receive buffer does: twenty
-wake-ups a second (225 frames each on a full bus) instead of thousands. Each wake-up of the
+"""Paced raw reads come this far apart: each round hands out every frame that came due since
+the last, as a reader polling a driver's receive buffer does: twenty rounds a second (225
+frames each on a full bus) instead of thousands, unless the reader falls behind. Each wake-up of the
 read loop also wakes the spool writer, the publisher and paho's thread once for what that
 block completed; on this 2-core VM such a round costs about 1 ms of CPU, and at 10 ms
 intervals the rounds took a third of the agent's CPU on a loaded bus (bench/edge.py). No
@@ -125,6 +126,8 @@ class ReplaySource(FrameSource):
         self._done = False
         self._next: can.Message | None = None
         self._origin: tuple[float, float] | None = None
+        self._last_round = -math.inf
+        """Monotonic time of the last paced raw round (see :meth:`_pace`)."""
         self._start_at = start_at
         self._shift: float | None = None if start_at is not None else 0.0
         """Seconds added to every recorded time; fixed by the recording's first frame."""
@@ -204,6 +207,11 @@ class ReplaySource(FrameSource):
     def recv_raw(self, timeout: float | None = None, limit: int = 1024) -> list[RawFrame]:
         """Up to ``limit`` frames at once (all that are due, when paced); [] after ``timeout``.
 
+        Paced, one call is one round of the agent's loop: it hands out every frame due, up to
+        ``limit``, across the reader's chunks of the file (a chunk ending mid-round does not
+        split the round in two), and the next round comes :data:`_RAW_WAKE_S` after this one
+        unless the reader has fallen behind (see :meth:`_pace`).
+
         Raises:
             ConfigError: the source was already read with :meth:`recv`.
         """
@@ -211,24 +219,66 @@ class ReplaySource(FrameSource):
             raise ConfigError("a replay read frame by frame cannot switch to raw reads")
         if not self._fill():
             return []
+        if self._speed > 0:
+            return self._paced_round(timeout, limit)
         buffer, at = self._buffer, self._at
         end = min(len(buffer), at + limit)
-        if self._speed > 0:
-            now = time.monotonic()
-            wait = self._due(buffer[at][0]) - now
-            if wait > 0:
-                wait = max(wait, _RAW_WAKE_S)
-                time.sleep(wait if timeout is None else min(wait, timeout))
-                now = time.monotonic()
-                if self._due(buffer[at][0]) > now:
-                    return []
-            assert self._origin is not None
-            first_ts, started = self._origin
-            horizon = first_ts + (now - started) * self._speed
-            stop = at + 1  # due: just checked
+        return self._take(buffer, at, end)
+
+    def _paced_round(self, timeout: float | None, limit: int) -> list[RawFrame]:
+        """One paced round: wait as :meth:`_pace` says, then everything due, up to ``limit``."""
+        now = self._pace(timeout)
+        if now is None:
+            return []
+        self._last_round = now
+        assert self._origin is not None
+        first_ts, started = self._origin
+        horizon = first_ts + (now - started) * self._speed
+        out: list[RawFrame] = []
+        while len(out) < limit and self._fill():
+            buffer, at = self._buffer, self._at
+            end = min(len(buffer), at + limit - len(out))
+            stop = at
             while stop < end and buffer[stop][0] <= horizon:
                 stop += 1
-            end = stop
+            if stop == at:
+                break  # the next frame is not due yet
+            piece = self._take(buffer, at, stop)
+            if not out and (stop < len(buffer) or len(piece) == limit):
+                return piece  # the whole round from one chunk: no copy
+            out += piece
+            if stop < end:
+                break
+        return out
+
+    def _pace(self, timeout: float | None) -> float | None:
+        """Sleep until the next round is due; its (monotonic) time, or None: nothing due yet.
+
+        A round is due when its first frame is and :data:`_RAW_WAKE_S` has passed since the
+        last round. The frames that come due while the agent works on a round (a few ms) wait
+        for the next one instead of making a mini-round of their own: on a full bus each wake
+        otherwise gave two rounds, the second of a dozen frames and costing the spool writer,
+        the publisher and paho a wake-up each all the same. A reader that has fallen behind
+        (its first frame waited a whole interval already) gets the next round at once.
+        """
+        buffer, at = self._buffer, self._at
+        now = time.monotonic()
+        due = self._due(buffer[at][0])
+        if due > now:  # nothing due: sleep at least an interval, as ever
+            wait = max(due - now, _RAW_WAKE_S)
+            time.sleep(wait if timeout is None else min(wait, timeout))
+            now = time.monotonic()
+            return None if due > now else now
+        if now - due >= _RAW_WAKE_S:
+            return now  # behind: no wait
+        wait = self._last_round + _RAW_WAKE_S - now
+        if wait > 0:
+            time.sleep(wait if timeout is None else min(wait, timeout))
+            now = time.monotonic()
+        return now
+
+    def _take(self, buffer: list[RawFrame], at: int, end: int) -> list[RawFrame]:
+        """Hand out ``buffer[at:end]`` (re-stamped when asked) and move past it."""
         self._at = end
         self.position += end - at
         shift = self._shift
