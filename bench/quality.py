@@ -20,6 +20,10 @@ Targets (issue 17), for every component and every seed: a warning at least a day
 the rule (``cost_ratio_to_rule`` < 1). All seeds are reported, not the best. Prints one JSON
 object.
 
+Each component is labelled and judged at its production horizon
+(:data:`pipeline.features.labels.HORIZON_DAYS`); ``--horizon`` sets one for all of them and
+``--component-horizon brakes=45`` one for a single part.
+
     .venv/bin/python bench/quality.py [--vehicles 300] [--days 730] [--seeds 0 1 2]
 """
 
@@ -73,6 +77,7 @@ from pipeline.features.daily import (  # noqa: E402
     label_column,
     model_features,
 )
+from pipeline.features.labels import HorizonError, horizons  # noqa: E402
 from pipeline.fleet.upsert import import_fleet  # noqa: E402
 from pipeline.ml.events import (  # noqa: E402
     ONSET_PRECISION_FLOOR,
@@ -327,18 +332,31 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         landing = build_store(path, specs, args.days, seed, args.jobs, args.snapshot_s)
         con = connect(path)
         t0 = time.perf_counter()
-        labelled = attach_labels(build_daily_features(con), con, args.horizon)
+        per = _horizons(args)
+        labelled = attach_labels(build_daily_features(con), con, per)
         features_s = time.perf_counter() - t0
-        result: dict[str, Any] = {"seed": seed, "vehicles": len(specs), **landing,
+        result: dict[str, Any] = {"seed": seed, "vehicles": len(specs), "horizons": per,
+                                  **landing,
                                   "sudden": sudden_shares(specs, args.days),
                                   "feature_rows": labelled.height,
                                   "features_s": round(features_s, 1), "components": {}}
         for component in COMPONENTS:
             result["components"][component] = evaluate_component(
-                con, labelled, component, seed, args.horizon, args.estimators,
+                con, labelled, component, seed, per[component], args.estimators,
                 _floors(args.precision_floors))
         con.close()
     return result
+
+
+def _horizons(args: argparse.Namespace) -> dict[str, int]:
+    """The production horizons with ``--horizon`` and then ``--component-horizon`` applied."""
+    per = horizons(args.horizon)
+    for item in args.component_horizon:
+        component, _, days = item.partition("=")
+        if not days.strip().isdigit():
+            raise HorizonError(f"{item!r} is not PART=DAYS")
+        per = horizons({**per, component: int(days)})
+    return per
 
 
 def _floors(given: list[str]) -> list[float | None]:
@@ -372,7 +390,10 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=300)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--horizon", type=int, default=30)
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="one horizon (days) for every component; default: each its own")
+    parser.add_argument("--component-horizon", nargs="*", default=[], metavar="PART=DAYS",
+                        help="a horizon for one component, e.g. brakes=45")
     parser.add_argument("--failing-share", type=float, default=0.8,
                         help="share of vehicles placed to fail somewhere in the window")
     parser.add_argument("--snapshot-s", type=float, default=0.5,
@@ -384,6 +405,10 @@ def main() -> None:
                              "precision floors ('none': cost alone), beside the deployed one")
     parser.add_argument("--jobs", type=int, default=2, help="processes landing vehicles")
     args = parser.parse_args()
+    try:
+        _horizons(args)
+    except HorizonError as exc:
+        parser.error(str(exc))
     seeds = [run_seed(seed, args) for seed in args.seeds]
     print(json.dumps({"config": vars(args), "targets": TARGETS,
                       "summary": summary(seeds, args.estimators), "seeds": seeds}, indent=1))

@@ -119,7 +119,10 @@ class PipelineSettings(BaseSettings):
     http_max_connections: int = Field(
         64, gt=0, description="Connections the CRM and inbound endpoints serve at once; a "
                               "request on one more is answered 503.")
-    horizon_days: int = Field(30, gt=0, description="Warn about failures this far ahead.")
+    horizon_days: int | None = Field(
+        None, gt=0, description="Warn about failures this many days ahead, for every "
+                                "component; unset: each component's own horizon (60 days for "
+                                "the traction battery and brakes, 30 for the 12 V battery).")
     seed: int = Field(0, description="Seed for splits and models (reproducible runs).")
     console_base_url: str = Field(
         "http://127.0.0.1:8765", pattern=r"^https?://[^\s/]+(/\S*)?$",

@@ -28,8 +28,9 @@ __all__ = ["STORE_TAG", "maintenance_flow"]
 
 
 @task(tags=[STORE_TAG])
-def train(db_path: str, horizon_days: int, seed: int) -> list[dict[str, Any]]:
-    """Fit, evaluate on held-out vehicles and register one model per component."""
+def train(db_path: str, horizon_days: int | None, seed: int) -> list[dict[str, Any]]:
+    """Fit, evaluate on held-out vehicles and register one model per component (``horizon_days``
+    None: each component's own horizon, :data:`pipeline.features.labels.HORIZON_DAYS`)."""
     with store.connect(db_path) as con:
         reports = training.train_and_register(con, horizon_days=horizon_days, seed=seed)
     return [dataclasses.asdict(r) for r in reports]
@@ -59,7 +60,7 @@ def deliver(db_path: str, crm_url: str) -> dict[str, Any]:
 
 
 @flow(name="maintenance", log_prints=False)
-def maintenance_flow(db_path: str, crm_url: str, horizon_days: int = 30,
+def maintenance_flow(db_path: str, crm_url: str, horizon_days: int | None = None,
                      seed: int = 0) -> dict[str, Any]:
     """Train on what landed, score the fleet, advise and deliver leads to the CRM.
 

@@ -22,7 +22,9 @@ class DemoOptions:
     """First simulated day, YYYY-MM-DD; None: ``days`` before today, so the fleet's newest
     readings are today's and its leads are fresh evidence, not held as stale."""
     snapshot_s: float = 0.2
-    horizon_days: int = 30
+    horizon_days: int | None = None
+    """One horizon for every component; None: each its own
+    (:data:`pipeline.features.labels.HORIZON_DAYS`)."""
     broker: str = "auto"
     progress: bool = True
     """Progress bars where stderr is a terminal (False: none anywhere)."""

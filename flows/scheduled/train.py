@@ -19,8 +19,9 @@ from pipeline.ml import training
 
 @task(tags=[STORE_TAG], **RETRIES)
 def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
-                 horizon_days: int, seed: int) -> list[dict[str, Any]]:
-    """Fit, evaluate, register and maybe promote one model per component."""
+                 horizon_days: int | None, seed: int) -> list[dict[str, Any]]:
+    """Fit, evaluate, register and maybe promote one model per component (``horizon_days``
+    None: each component's own horizon, :data:`pipeline.features.labels.HORIZON_DAYS`)."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
         reports = training.train_and_register(con, horizon_days=horizon_days, seed=seed)
     return [dataclasses.asdict(r) for r in reports]
@@ -28,7 +29,7 @@ def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 @flow(name="train")
 def train_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
-               horizon_days: int = 30, seed: int = 0) -> list[dict[str, Any]]:
+               horizon_days: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """Train on everything landed so far (see the module docstring)."""
     result: list[dict[str, Any]] = train_models(serving_path, snapshot_path, export_dir,
                                                 horizon_days, seed)

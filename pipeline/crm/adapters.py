@@ -56,12 +56,15 @@ def _summary(doc: dict[str, Any]) -> str:
     codes = ", ".join(f"{c['code']} {c['description']} ({c['severity']})"
                       for c in doc["evidence"]["fault_codes"])
     confidence = (doc.get("confidence") or {}).get("text")
+    horizon = f"{doc['horizon_days']} days"
+    if confidence and horizon not in confidence:
+        confidence = f"{confidence} ({horizon})"
     work = (doc.get("recommended_work") or {}).get("description", "")
     payer = doc.get("payer")
     slot = doc.get("proposed_appointment") or {}
     parts = [doc.get("headline") or f"{doc['component']} ({doc['severity']})",
              "ROADSIDE ASSISTANCE" if doc["roadside_assistance"] else "",
-             f"confidence: {confidence} ({doc['horizon_days']} days)" if confidence else "",
+             f"confidence: {confidence}" if confidence else "",
              f"fault codes: {codes}" if codes else "",
              f"work: {work}" + (f", paid by {payer} ({doc.get('payer_basis')})" if payer else "")
              if work else "",

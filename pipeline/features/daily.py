@@ -335,12 +335,15 @@ def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> 
 
 
 def attach_labels(
-    features: pl.DataFrame, con: duckdb.DuckDBPyConnection, horizon_days: int
+    features: pl.DataFrame, con: duckdb.DuckDBPyConnection,
+    horizon_days: labels.HorizonOverride = None,
 ) -> pl.DataFrame:
     """Add ``fails_within__<component>`` from the store's repair orders and lead outcomes.
 
-    The rule is :func:`pipeline.features.labels.attach_labels`'s; a vehicle has a component
-    when it reports one of :data:`PART_READINGS` on some day.
+    The rule is :func:`pipeline.features.labels.attach_labels`'s, each component at its own
+    horizon (:data:`pipeline.features.labels.HORIZON_DAYS`) unless ``horizon_days``
+    overrides it; a vehicle has a component when it reports one of :data:`PART_READINGS` on
+    some day.
     """
     return labels.attach_labels(features, con, horizon_days, PART_READINGS)
 

@@ -28,6 +28,10 @@ to the new part. The rule for day D, horizon H, the first of these that applies
 A vehicle that never reports any of a component's own features (an ICE car's traction
 pack) gets no label for that component. The simulator's ``ground_truth`` is not read here:
 it is the referee (:mod:`pipeline.ml.referee`), never the teacher.
+
+H is the component's own: :data:`HORIZON_DAYS` (:func:`horizons` applies an override). It is
+what a warning promises, so the same number labels the rows, judges the calls, tunes the
+threshold, is stored with the model and travels with every score and lead.
 """
 
 from __future__ import annotations
@@ -35,12 +39,56 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from typing import Final
+from types import MappingProxyType
+from typing import Final, TypeAlias
 
 import duckdb
 import polars as pl
 
 from edge.wire.contract import COMPONENTS
+from pipeline.errors import TerminalPipelineError
+
+HORIZON_DAYS: Final[Mapping[str, int]] = MappingProxyType(
+    {"traction_battery": 60, "lv_battery": 30, "brakes": 60})
+"""How far ahead a warning looks, per component: the product's promise to the service centre.
+
+Slowly wearing parts get 60 days: a traction pack or pads that will fail show it for months,
+and at 30 days most false calls were on parts that did fail, just more than 30 days later
+(docs/benchmarks.md, warning quality). The 12 V battery keeps 30: its cold-morning outlook
+looks 30 days ahead, and at 60 days it lost to the one-feature rule in two seeds of three."""
+
+HorizonOverride: TypeAlias = int | Mapping[str, int] | None
+"""What callers may pass for the horizon: None (each component's :data:`HORIZON_DAYS`), one
+number for every component, or a mapping that replaces the components it names."""
+
+
+class HorizonError(TerminalPipelineError, ValueError):
+    """A horizon override names an unknown component or a horizon that is not positive."""
+
+
+def horizons(override: HorizonOverride = None) -> dict[str, int]:
+    """Each component's horizon in days: :data:`HORIZON_DAYS` with ``override`` applied.
+
+    Raises:
+        HorizonError: a horizon below one day, or a component the fleet does not have.
+    """
+    if override is None:
+        given: Mapping[str, int] = {}
+    elif isinstance(override, int):
+        given = dict.fromkeys(COMPONENTS, override)
+    else:
+        given = override
+    unknown = sorted(set(given) - set(COMPONENTS))
+    if unknown:
+        raise HorizonError(f"no such component for a horizon: {', '.join(unknown)} "
+                           f"(components: {', '.join(COMPONENTS)})")
+    out = {c: int(given.get(c, HORIZON_DAYS[c])) for c in COMPONENTS}
+    bad = {c: h for c, h in out.items() if h < 1}
+    if bad:
+        raise HorizonError("a horizon must be at least one day: "
+                           + ", ".join(f"{c}={h}" for c, h in bad.items()))
+    return out
+
 
 FAILURE: Final = "failure"
 RENEWAL: Final = "renewal"
@@ -95,19 +143,22 @@ def first_failures(events: pl.DataFrame, component: str) -> dict[str, dt.date]:
     return dict(zip(first["vehicle_id"].to_list(), first["day"].to_list(), strict=True))
 
 
-def attach_labels(features: pl.DataFrame, con: duckdb.DuckDBPyConnection, horizon_days: int,
-                  own_features: Mapping[str, Sequence[str]]) -> pl.DataFrame:
+def attach_labels(features: pl.DataFrame, con: duckdb.DuckDBPyConnection,
+                  horizon_days: HorizonOverride, own_features: Mapping[str, Sequence[str]]
+                  ) -> pl.DataFrame:
     """Add ``fails_within__<component>`` to ``features`` by the rule in the module docstring.
 
-    ``own_features`` names, per component, the feature columns that show whether a vehicle
-    has the part at all (its own signals, not the zero-filled fault-code counts).
+    ``horizon_days`` overrides :data:`HORIZON_DAYS` (see :func:`horizons`); ``own_features``
+    names, per component, the feature columns that show whether a vehicle has the part at all
+    (its own signals, not the zero-filled fault-code counts).
     """
+    per = horizons(horizon_days)
     events = label_events(con)
     last = pl.col("day").max().over("vehicle_id").alias("_last_day")
     out = features.lazy().with_columns(last)
     for comp in COMPONENTS:
         out = _label_component(out, events.filter(pl.col("component") == comp).lazy(), comp,
-                               horizon_days, [c for c in own_features[comp]
+                               per[comp], [c for c in own_features[comp]
                                               if c in features.columns])
     return out.drop("_last_day").sort("vehicle_id", "day").collect()
 

@@ -177,14 +177,17 @@ def percent(probability: float) -> int:
 
 
 def confidence(probability: float | None, severity: str, *, has_codes: bool,
-               campaign: str | None) -> dict[str, Any]:
+               campaign: str | None, horizon_days: int | None = None) -> dict[str, Any]:
     """How sure the lead is, as a whole percentage (1 to 99: a model is never certain) and
-    a word; for a lead without a model score, what it rests on instead."""
+    a word; for a lead without a model score, what it rests on instead. The text names the
+    model's horizon in days (it differs per component: 60 days for wearing parts, 30 for the
+    12 V battery), so an advisor reads what the percentage promises."""
     if probability is not None:
         whole = percent(probability)
         level = "high" if whole >= 85 else "medium" if whole >= 60 else "low"
+        within = f"{horizon_days} days" if horizon_days else "the horizon"
         return {"percent": whole, "level": level, "basis": "model",
-                "text": f"{whole} % ({level}) chance of a failure within the horizon"}
+                "text": f"{whole} % ({level}) chance of a failure within {within}"}
     if has_codes:
         return {"percent": None, "level": "high", "basis": "fault_codes",
                 "text": f"the car itself reports a {severity} fault code"}

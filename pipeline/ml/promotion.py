@@ -7,7 +7,9 @@ hold-out: the candidate's held-out vehicles minus every vehicle the incumbent tr
 rows neither model has seen, labelled from today's store. That shared hold-out must hold as
 many failures too. Both are judged by their calls (:mod:`pipeline.ml.events`) at their own
 thresholds and the candidate's costs: a false onset costs ``cost_fp``, a failure not warned a
-day ahead ``cost_fn``; equal cost goes to the lower Brier score.
+day ahead ``cost_fn``; equal cost goes to the lower Brier score. Both are judged at the
+candidate's horizon, the promise the product makes now: after a horizon change the incumbent,
+tuned for its old horizon, is held to the new one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from models import FaultWarningClassifier
 from models.evaluate import classification_report
 from models.warnings import WarningFigures
 from pipeline.features.daily import attach_labels, build_daily_features, label_column
+from pipeline.features.labels import horizons
 from pipeline.ml import registry
 from pipeline.ml.events import MIN_EVIDENCE_FAILURES, held_out_events, life_events
 
@@ -106,7 +109,7 @@ def promote(con: duckdb.DuckDBPyConnection, model_id: str, *, force: bool = Fals
     incumbent = registry.promoted_model(con, entry.component)
     if entry.promoted:
         return {"promoted": True, "reason": "already the promoted model"}
-    horizon = int(entry.metrics.get("horizon_days", 30))
+    horizon = int(entry.metrics.get("horizon_days", horizons()[entry.component]))
     if force:
         decision = {"promoted": True, "against": incumbent.model_id if incumbent else None,
                     "reason": "forced by an operator"}
@@ -114,7 +117,7 @@ def promote(con: duckdb.DuckDBPyConnection, model_id: str, *, force: bool = Fals
         held = entry.metrics.get("events") or {}
         decision = first_model_decision(entry.component, int(held.get("failures", 0)))
     else:
-        labelled = attach_labels(build_daily_features(con), con, horizon)
+        labelled = attach_labels(build_daily_features(con), con, {entry.component: horizon})
         decision = compare_on_shared_holdout(
             con, entry.holdout_vehicles, entry.features, registry.load_artifact(con, model_id),
             incumbent, labelled, horizon)

@@ -30,6 +30,7 @@ from pipeline.features.daily import (
     label_column,
     model_features,
 )
+from pipeline.features.labels import HorizonOverride, horizons
 from pipeline.ml import registry
 from pipeline.ml.events import held_out_events, life_events, tune_threshold
 from pipeline.ml.holdout import (
@@ -106,31 +107,38 @@ def estimator_for(component: str, features: list[str], seed: int) -> FaultWarnin
 
 
 def train_and_register(
-    con: duckdb.DuckDBPyConnection, *, horizon_days: int = 30, seed: int = 0
+    con: duckdb.DuckDBPyConnection, *, horizon_days: HorizonOverride = None, seed: int = 0
 ) -> list[TrainReport]:
     """Train, evaluate on held-out vehicles, register and maybe promote one model per component.
 
+    Each component is labelled, tuned and judged at its own horizon
+    (:data:`pipeline.features.labels.HORIZON_DAYS`; ``horizon_days`` overrides it for all
+    components or, as a mapping, for those it names); the model's metrics record it, and
+    scoring hands it to every score and lead of that model.
+
     Raises:
+        HorizonError: ``horizon_days`` is not positive or names an unknown component.
         NotEnoughDataError: the store has no labelled row for any component (no telemetry yet,
             or none that reaches a horizon past its days).
 
     Labels come from repair orders and lead outcomes only (:mod:`pipeline.features.labels`);
     the simulator's ground truth is never read.
     """
-    labelled = attach_labels(build_daily_features(con), con, horizon_days)
+    per = horizons(horizon_days)
+    labelled = attach_labels(build_daily_features(con), con, per)
     counts = {c: labelled[label_column(c)].drop_nulls().len() for c in COMPONENTS}
     if not any(counts.values()):
         raise NotEnoughDataError(
             f"no labelled rows to train on ({labelled.height} feature rows): the store needs "
             "telemetry reaching at least "
-            f"{horizon_days} days past some day, and repair orders (fleetcare service import) "
+            f"{min(per.values())} days past some day, and repair orders (fleetcare service import) "
             "or closed leads for the failures")
     reports = []
     for done, component in enumerate(COMPONENTS, start=1):
         rows = labelled.filter(pl.col(label_column(component)).is_not_null())
         failures = load_failures(con, component)
         history = _first_lives(labelled, failures)
-        report = _train_component(con, rows, history, failures, component, horizon_days,
+        report = _train_component(con, rows, history, failures, component, per[component],
                                   seed)
         log.info("trained %s: %s", component, report.metrics.get("skipped", report.model_id))
         _steps.info("trained %d of %d", done, len(COMPONENTS),

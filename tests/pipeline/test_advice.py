@@ -35,10 +35,11 @@ def con(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     return store
 
 
-def _score(con: duckdb.DuckDBPyConnection, vehicle: str, comp: str, p: float) -> None:
+def _score(con: duckdb.DuckDBPyConnection, vehicle: str, comp: str, p: float,
+           horizon_days: int = 30) -> None:
     con.execute("INSERT OR REPLACE INTO scores (vehicle_id, component, as_of, probability,"
-                " horizon_days, model_id) VALUES (?, ?, ?, ?, 30, ?)",
-                [vehicle, comp, day(29), p, f"m-{comp}"])
+                " horizon_days, model_id) VALUES (?, ?, ?, ?, ?, ?)",
+                [vehicle, comp, day(29), p, horizon_days, f"m-{comp}"])
 
 
 def _leads(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -82,6 +83,26 @@ def test_vehicle_near_failure_gets_a_lead_and_healthy_ones_none(
     assert _free_slots(con) == slots - 1
     body, = con.execute("SELECT body FROM outbox").fetchone() or ()
     assert json.loads(body) == lead
+
+
+def test_a_lead_promises_its_models_horizon_per_component(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """Brake models look 60 days ahead, 12 V ones 30 (``scores.horizon_days`` comes from the
+    model's metrics): each lead carries its own horizon, says it in words, books within it."""
+    _score(con, "ev-sick", "brakes", 0.9, horizon_days=60)
+    _score(con, "ice-ok", "lv_battery", 0.7, horizon_days=30)
+    assert advise(con, now=NOW).new == 2
+    leads = {lead["component"]: lead for lead in _leads(con)}
+    for component, horizon in (("brakes", 60), ("lv_battery", 30)):
+        lead = leads[component]
+        jsonschema.validate(lead, SCHEMA)
+        assert lead["horizon_days"] == horizon
+        assert lead["confidence"]["text"].endswith(f"chance of a failure within {horizon} days")
+        booked = dt.date.fromisoformat(lead["proposed_appointment"]["day"])
+        assert day(29) < booked <= day(29 + horizon)
+    rows = dict(con.execute("SELECT component, horizon_days FROM leads").fetchall())
+    assert rows == {"brakes": 60, "lv_battery": 30}
 
 
 def test_advising_twice_issues_one_lead(con: duckdb.DuckDBPyConnection) -> None:

@@ -17,7 +17,7 @@ from synth_fleet import START, Car, add_repair_order, build_store, day
 from pipeline.crm.inbound import INBOUND_PATH, Inbox, inbound_server
 from pipeline.crm.outbox import deliver_outbox
 from pipeline.features.daily import attach_labels, build_daily_features, label_column
-from pipeline.features.labels import is_no_fault_found
+from pipeline.features.labels import HORIZON_DAYS, HorizonError, horizons, is_no_fault_found
 from pipeline.leads.advice import advise
 from pipeline.leads.lifecycle import apply_inbound
 from pipeline.ml.registry import load_artifact
@@ -83,6 +83,39 @@ def test_lead_outcomes_confirmed_is_positive_and_no_fault_found_negative(
     assert _label(labels, "ev", 25, BRAKES) is None, "replaced within the horizon: unknown"
     assert _label(labels, "ev", 55, LV) is False, "past the data's horizon, yet checked fine"
     assert _label(labels, "ev2", 55, LV) is None, "another dismissal teaches nothing"
+
+
+def test_each_component_is_labelled_at_its_own_horizon_by_default(tmp_path: Path) -> None:
+    """Brakes promise 60 days, the 12 V battery 30: the same failure day labels a brake day
+    60 days before it positive and a 12 V day only 30 days before it."""
+    assert (HORIZON_DAYS["brakes"], HORIZON_DAYS["lv_battery"]) == (60, 30)
+    con = build_store(tmp_path / "f.duckdb", [Car("ev")], 130)
+    add_repair_order(con, "ev", "brakes", 100, kind="roadside")
+    add_repair_order(con, "ev", "lv_battery", 100, kind="unscheduled")
+    labels = attach_labels(build_daily_features(con), con)
+    assert [_label(labels, "ev", i, BRAKES) for i in (39, 40, 69, 70, 99)] == [
+        False, True, True, True, True]
+    assert [_label(labels, "ev", i, LV) for i in (39, 40, 69, 70, 99)] == [
+        False, False, False, True, True]
+    assert _label(labels, "ev", 75, LV) is True and _label(labels, "ev", 110, LV) is None, (
+        "the data's last 30 days are unknown for the 12 V battery")
+    assert _label(labels, "ev", 69, BRAKES) is True and _label(labels, "ev", 101, BRAKES) is None
+
+
+def test_a_horizon_override_replaces_all_or_the_named_components(tmp_path: Path) -> None:
+    con = build_store(tmp_path / "f.duckdb", [Car("ev")], 130)
+    add_repair_order(con, "ev", "brakes", 100, kind="roadside")
+    feats = build_daily_features(con)
+    everywhere = attach_labels(feats, con, 30)
+    only_brakes = attach_labels(feats, con, {"brakes": 45})
+    assert _label(everywhere, "ev", 40, BRAKES) is False and _label(everywhere, "ev", 70,
+                                                                    BRAKES) is True
+    assert [_label(only_brakes, "ev", i, BRAKES) for i in (54, 55)] == [False, True]
+    assert horizons({"brakes": 45}) == {**HORIZON_DAYS, "brakes": 45}
+    with pytest.raises(HorizonError, match="wheels"):
+        horizons({"wheels": 10})
+    with pytest.raises(HorizonError, match="at least one day"):
+        horizons(0)
 
 
 def test_no_fault_found_is_read_from_the_advisors_words() -> None:

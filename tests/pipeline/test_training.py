@@ -18,6 +18,7 @@ from edge.progress import bar_from_log
 from models import BoostedWarningClassifier, FaultWarningClassifier
 from models.warnings import EVENT_KEYS
 from pipeline.errors import NotEnoughDataError
+from pipeline.features.labels import HORIZON_DAYS
 from pipeline.leads.advice import advise
 from pipeline.ml.promotion import promote
 from pipeline.ml.scoring import score_fleet
@@ -103,6 +104,29 @@ def test_component_with_one_class_is_skipped(tmp_path: Path) -> None:
     assert reports["brakes"].model_id is not None
     assert reports["lv_battery"].model_id is None
     assert "one class" in reports["lv_battery"].metrics["skipped"]
+
+
+def test_each_model_is_trained_and_registered_at_its_components_horizon(
+        tmp_path: Path) -> None:
+    """Without an override, brakes train at 60 days and the 12 V battery at 30: the registry
+    metrics say so, and the scores (so the leads) of each model carry its horizon."""
+    cars = [Car(f"ok{i}") for i in range(4)] + [
+        Car(f"brk{i}", fails={"brakes": 85 + 5 * i}) for i in range(2)] + [
+        Car(f"lv{i}", fails={"lv_battery": 85 + 5 * i}) for i in range(2)]
+    con = build_store(tmp_path / "f.duckdb", cars, 120)
+    reports = {r.component: r for r in train_and_register(con)}
+    assert reports["brakes"].metrics["horizon_days"] == HORIZON_DAYS["brakes"] == 60
+    assert reports["lv_battery"].metrics["horizon_days"] == HORIZON_DAYS["lv_battery"] == 30
+    stored = dict(con.execute("SELECT component, metrics->>'$.horizon_days' FROM model_registry"
+                              ).fetchall())
+    assert stored == {"brakes": "60", "lv_battery": "30"}
+    for component in ("brakes", "lv_battery"):
+        model_id = reports[component].model_id
+        assert model_id is not None
+        promote(con, model_id, force=True)
+    score_fleet(con, as_of=day(100))
+    scored = dict(con.execute("SELECT DISTINCT component, horizon_days FROM scores").fetchall())
+    assert scored == {"brakes": 60, "lv_battery": 30}
 
 
 def test_a_first_model_with_too_few_held_out_failures_is_registered_not_promoted(
