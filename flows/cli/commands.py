@@ -59,8 +59,9 @@ def register_flows(sub: argparse._SubParsersAction) -> None:
 def _store_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serving", type=Path,
                         help="serving store (default: FLEETCARE_FLOWS__SERVING_PATH)")
-    parser.add_argument("--snapshot", type=Path,
-                        help="landing snapshot (default: FLEETCARE_FLOWS__SNAPSHOT_PATH)")
+    parser.add_argument("--snapshot", type=Path, action="append",
+                        help="landing snapshot; repeat it for several ingest workers, one "
+                             "snapshot each (default: FLEETCARE_FLOWS__SNAPSHOT_PATH)")
     parser.add_argument("--export-dir", type=Path, help="Parquet exports of cold telemetry")
     parser.add_argument("--landing", type=Path,
                         help="landing store, for export_cold with ingest stopped")
@@ -127,10 +128,18 @@ def _settings(args: argparse.Namespace) -> tuple[Any, str]:
     from pipeline.config import load_pipeline_settings
 
     settings = load_flow_settings(
-        serving_path=args.serving, snapshot_path=args.snapshot, export_dir=args.export_dir,
+        serving_path=args.serving, snapshot_path=_one_or_list(args.snapshot),
+        export_dir=args.export_dir,
         landing_path=args.landing, inbox_path=args.inbox, buckets=args.buckets,
         dask_address=args.dask_address)
     return settings, load_pipeline_settings(crm_url=args.crm_url).crm_url
+
+
+def _one_or_list(paths: list[Path] | None) -> Path | list[Path] | None:
+    """A repeated option's values: None when not given, the path alone when given once."""
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _run_flow(args: argparse.Namespace) -> int:

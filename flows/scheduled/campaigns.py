@@ -12,12 +12,12 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from pipeline.leads import campaigns
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def run_campaign(name: str, serving_path: str, snapshot_path: str, export_dir: str | None,
+def run_campaign(name: str, serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                  now: dt.datetime) -> dict[str, Any]:
     """One campaign by name: ``winter``, ``reminders`` or ``follow_ups``."""
     run = {"winter": campaigns.pre_winter_battery_check, "reminders": campaigns.visit_reminders,
@@ -27,7 +27,7 @@ def run_campaign(name: str, serving_path: str, snapshot_path: str, export_dir: s
 
 
 @flow(name="campaigns")
-def campaigns_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
+def campaigns_flow(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None = None,
                    now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Every campaign, in turn (``now`` defaults to the current time)."""
     at = now or dt.datetime.now(dt.UTC)

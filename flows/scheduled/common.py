@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import duckdb
 from prefect.client.schemas.objects import TaskRun
@@ -22,6 +22,8 @@ from prefect.tasks import Task
 from pipeline.errors import TransientPipelineError
 from pipeline.store.serving import connect_serving
 
+SnapshotParam: TypeAlias = str | list[str]
+"""A flow's ``snapshot_path``: the landing snapshot, or one per ingest worker (a list)."""
 STORE_TAG: Final = "duckdb-writer"
 """Tag of every task that writes a DuckDB file; give it a concurrency limit of 1."""
 RETRY_DELAYS_S: Final = [2, 10, 30]
@@ -42,9 +44,9 @@ RETRIES: Final[dict[str, Any]] = {
 
 
 @contextmanager
-def serving_store(serving_path: str, snapshot_path: str,
+def serving_store(serving_path: str, snapshot_path: SnapshotParam,
                   export_dir: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The serving store with the landing snapshot behind its views, closed afterwards."""
+    """The serving store with the landing snapshot(s) behind its views, closed afterwards."""
     con = connect_serving(serving_path, snapshot_path, export_dir)
     try:
         yield con

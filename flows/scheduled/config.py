@@ -21,14 +21,23 @@ class FlowSettings(BaseSettings):
                                       extra="forbid")
 
     serving_path: Path = Field(Path("serving.duckdb"), description="The flows' own store.")
-    snapshot_path: Path = Field(Path("snapshot.duckdb"),
-                                description="The landing snapshot ingest publishes.")
+    snapshot_path: Path | list[Path] = Field(
+        Path("snapshot.duckdb"),
+        description="The landing snapshot ingest publishes, or a list of them, one per ingest "
+                    "worker on a shared subscription (environment: a JSON list).")
     export_dir: Path | None = Field(None, description="Parquet exports of cold telemetry.")
     landing_path: Path = Field(Path("fleet.duckdb"),
                                description="The landing store (export_cold, ingest stopped).")
     inbox_path: Path | None = Field(None, description="The CRM status-update inbox (JSONL).")
     buckets: int = Field(1, ge=1, description="Vehicle hash buckets for features and scores.")
     dask_address: str | None = Field(None, description="Existing Dask scheduler (tcp://...).")
+
+    @property
+    def snapshot_param(self) -> str | list[str]:
+        """``snapshot_path`` as the flows take it: one path, or a list of them."""
+        if isinstance(self.snapshot_path, list):
+            return [str(p) for p in self.snapshot_path]
+        return str(self.snapshot_path)
 
 
 def load_flow_settings(**overrides: Any) -> FlowSettings:

@@ -13,14 +13,14 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from pipeline.config import load_pipeline_settings
 from pipeline.crm import outbox
 from pipeline.leads.lifecycle import apply_inbound
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def apply_status_updates(serving_path: str, snapshot_path: str, inbox_path: str
+def apply_status_updates(serving_path: str, snapshot_path: SnapshotParam, inbox_path: str
                          ) -> dict[str, Any]:
     """Apply every status update in the inbox not applied before."""
     with serving_store(serving_path, snapshot_path) as con:
@@ -28,7 +28,7 @@ def apply_status_updates(serving_path: str, snapshot_path: str, inbox_path: str
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def deliver(serving_path: str, snapshot_path: str, crm_url: str,
+def deliver(serving_path: str, snapshot_path: SnapshotParam, crm_url: str,
             payload_format: str) -> dict[str, Any]:
     """Send due outbox rows; the secret comes from FLEETCARE_PIPELINE__CRM_SECRET."""
     secret = load_pipeline_settings().crm_secret.get_secret_value()
@@ -38,7 +38,7 @@ def deliver(serving_path: str, snapshot_path: str, crm_url: str,
 
 
 @flow(name="deliver_leads")
-def deliver_leads_flow(serving_path: str, snapshot_path: str, crm_url: str,
+def deliver_leads_flow(serving_path: str, snapshot_path: SnapshotParam, crm_url: str,
                        inbox_path: str | None = None,
                        payload_format: str = "json") -> dict[str, Any]:
     """Inbound updates first (a lead the advisor closed is not re-sent), then delivery.

@@ -58,12 +58,16 @@ SCHEDULES: Final[dict[str, Schedule]] = {
 def flow_parameters(name: str, settings: FlowSettings, crm_url: str) -> dict[str, Any]:
     """The parameters deployment ``name`` runs with, from ``settings``."""
     stores: dict[str, Any] = {"serving_path": str(settings.serving_path),
-                              "snapshot_path": str(settings.snapshot_path)}
+                              "snapshot_path": settings.snapshot_param}
     exports = str(settings.export_dir) if settings.export_dir else None
     if name == "export_cold":
         if exports is None:
             raise ValueError("export_cold needs an export folder: --export-dir or "
                              "FLEETCARE_FLOWS__EXPORT_DIR")
+        if isinstance(settings.snapshot_path, list):
+            raise ValueError("export_cold works on one landing store and rewrites its one "
+                             "snapshot: run it once per ingest worker, each with that "
+                             "worker's --landing and --snapshot")
         return {"landing_path": str(settings.landing_path), "export_dir": exports,
                 "snapshot_path": str(settings.snapshot_path)}
     if name == "deliver_leads":

@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from flows.scheduled.partitioned import features_by_partition
 from pipeline.features.materialised import DayRange, materialise_daily_features, recent_days
 from pipeline.ml.backfill import backfill
@@ -34,7 +34,7 @@ def day_range(start: str | None, end: str | None) -> DayRange:
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def pick_days(serving_path: str, snapshot_path: str, export_dir: str | None,
+def pick_days(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
               days: int) -> DayRange | None:
     """The last ``days`` days up to the newest landed telemetry (None: nothing landed)."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -42,7 +42,7 @@ def pick_days(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def materialise(serving_path: str, snapshot_path: str, export_dir: str | None,
+def materialise(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                 days: DayRange) -> int:
     """Replace ``days`` in ``daily_features`` (one process, one connection)."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -50,7 +50,7 @@ def materialise(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @flow(name="features")
-def features_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
+def features_flow(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None = None,
                   days: int = 7, start: str | None = None, end: str | None = None,
                   buckets: int = 1) -> dict[str, Any]:
     """Materialise daily features (see the module docstring)."""
@@ -64,7 +64,7 @@ def features_flow(serving_path: str, snapshot_path: str, export_dir: str | None 
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def backfill_range(serving_path: str, snapshot_path: str, export_dir: str | None,
+def backfill_range(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                    days: DayRange) -> dict[str, Any]:
     """Features and scores for every day of ``days``."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -72,7 +72,7 @@ def backfill_range(serving_path: str, snapshot_path: str, export_dir: str | None
 
 
 @flow(name="backfill")
-def backfill_flow(start: str, end: str, serving_path: str, snapshot_path: str,
+def backfill_flow(start: str, end: str, serving_path: str, snapshot_path: SnapshotParam,
                   export_dir: str | None = None) -> dict[str, Any]:
     """Features and scores for ``start``..``end`` (ISO dates), idempotently."""
     result: dict[str, Any] = backfill_range(serving_path, snapshot_path, export_dir,

@@ -22,7 +22,7 @@ from typing import Any, Final
 from prefect import flow, task
 from prefect.events import emit_event
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from pipeline.broker.counters import BrokerCounters
 from pipeline.ops.health import Check, HealthReport, Thresholds, check_health, record_health
 
@@ -49,7 +49,7 @@ def broker_reader() -> Callable[[], BrokerCounters]:
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def run_checks(serving_path: str, snapshot_path: str, export_dir: str | None,
+def run_checks(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                thresholds: Thresholds, now: dt.datetime | None,
                check_broker: bool = False) -> HealthReport:
     """Measure every service and record the result (the next run's baseline)."""
@@ -80,7 +80,7 @@ def raise_alarms(report: HealthReport) -> list[str]:
 
 
 @flow(name="health")
-def health_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
+def health_flow(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None = None,
                 thresholds: Thresholds | None = None,
                 now: dt.datetime | None = None, check_broker: bool = False) -> dict[str, Any]:
     """Check, record, alarm; fails the run when a service is unhealthy.

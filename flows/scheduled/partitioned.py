@@ -21,7 +21,7 @@ import polars as pl
 from prefect import Flow, task, unmapped
 from prefect.cache_policies import INPUTS
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from pipeline.features.materialised import DayRange, latest_telemetry_day, write_daily_features
 from pipeline.ml import partitions as partitioned
 from pipeline.ml import scoring
@@ -41,7 +41,7 @@ def on_dask(flow: Flow[Any, R], address: str | None = None, n_workers: int = 2,
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def plan_partitions(serving_path: str, snapshot_path: str, export_dir: str | None,
+def plan_partitions(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                     buckets: int) -> list[list[str]]:
     """The fleet's vehicles in ``buckets`` hash buckets (empty buckets left out)."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -51,34 +51,35 @@ def plan_partitions(serving_path: str, snapshot_path: str, export_dir: str | Non
 
 @task(**RETRIES, cache_policy=INPUTS, persist_result=True,
       cache_expiration=dt.timedelta(hours=6))
-def feature_partition(snapshot_path: str, snapshot_version: str, vehicles: list[str],
+def feature_partition(snapshot_path: SnapshotParam, snapshot_version: str, vehicles: list[str],
                       days: DayRange, export_dir: str | None) -> pl.DataFrame:
     """Long feature rows of one bucket, read-only from the snapshot."""
     return partitioned.partition_features(snapshot_path, vehicles, days, export_dir)
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def write_feature_partitions(serving_path: str, snapshot_path: str, export_dir: str | None,
-                             parts: list[pl.DataFrame], days: DayRange) -> int:
+def write_feature_partitions(serving_path: str, snapshot_path: SnapshotParam,
+                             export_dir: str | None, parts: list[pl.DataFrame],
+                             days: DayRange) -> int:
     """Replace ``days`` in ``daily_features`` with every partition's rows (one transaction)."""
     rows = pl.concat(parts) if parts else pl.DataFrame(schema=partitioned.LONG_SCHEMA)
     with serving_store(serving_path, snapshot_path, export_dir) as con:
         return write_daily_features(con, rows, days)
 
 
-def features_by_partition(serving_path: str, snapshot_path: str, export_dir: str | None,
+def features_by_partition(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                           days: DayRange, buckets: int) -> int:
     """Features for ``days`` computed per bucket on the flow's task runner, written once."""
     parts = plan_partitions(serving_path, snapshot_path, export_dir, buckets)
     version = partitioned.snapshot_version(snapshot_path)
-    futures = feature_partition.map(snapshot_path, version, parts, unmapped(days),
+    futures = feature_partition.map(unmapped(snapshot_path), version, parts, unmapped(days),
                                     unmapped(export_dir))
     return write_feature_partitions(serving_path, snapshot_path, export_dir,
                                     futures.result(), days)
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def plan_scoring(serving_path: str, snapshot_path: str, export_dir: str | None,
+def plan_scoring(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                  as_of: dt.date | None) -> tuple[dt.date | None, list[partitioned.PromotedModel]]:
     """The day to score (default: the newest telemetry day) and the promoted models."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -86,7 +87,7 @@ def plan_scoring(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @task(**RETRIES)
-def score_partition(snapshot_path: str, vehicles: list[str], as_of: dt.date,
+def score_partition(snapshot_path: SnapshotParam, vehicles: list[str], as_of: dt.date,
                     models: list[partitioned.PromotedModel],
                     export_dir: str | None) -> tuple[pl.DataFrame, scoring.ScoringReport]:
     """Scores of one bucket and its scoring report, read-only from the snapshot."""
@@ -94,7 +95,7 @@ def score_partition(snapshot_path: str, vehicles: list[str], as_of: dt.date,
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def write_score_partitions(serving_path: str, snapshot_path: str, export_dir: str | None,
+def write_score_partitions(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                            as_of: dt.date, components: list[str],
                            parts: list[pl.DataFrame]) -> int:
     """Replace ``as_of``'s scores of ``components`` with every partition's rows."""
@@ -103,7 +104,7 @@ def write_score_partitions(serving_path: str, snapshot_path: str, export_dir: st
         return partitioned.write_scores(con, as_of, components, rows)
 
 
-def scores_by_partition(serving_path: str, snapshot_path: str, export_dir: str | None,
+def scores_by_partition(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                         buckets: int, as_of: dt.date | None = None) -> dict[str, Any]:
     """Score the fleet per bucket on the flow's task runner; one writer stores the scores.
 
@@ -113,7 +114,7 @@ def scores_by_partition(serving_path: str, snapshot_path: str, export_dir: str |
     if day is None or not models:
         return dataclasses.asdict(scoring.ScoringReport(day, 0, ()))
     parts = plan_partitions(serving_path, snapshot_path, export_dir, buckets)
-    futures = score_partition.map(snapshot_path, parts, unmapped(day), unmapped(models),
+    futures = score_partition.map(unmapped(snapshot_path), parts, unmapped(day), unmapped(models),
                                   unmapped(export_dir))
     results = futures.result()
     written = write_score_partitions(serving_path, snapshot_path, export_dir, day,

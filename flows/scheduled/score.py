@@ -14,14 +14,14 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from flows.scheduled.partitioned import scores_by_partition
 from pipeline.leads import advice
 from pipeline.ml import scoring
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def score(serving_path: str, snapshot_path: str, export_dir: str | None,
+def score(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
           as_of: dt.date | None) -> dict[str, Any]:
     """Score every vehicle's latest day (default: the newest telemetry day); the scoring
     report says, per component, how many vehicles were scored and which were skipped."""
@@ -30,7 +30,7 @@ def score(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def advise(serving_path: str, snapshot_path: str, export_dir: str | None,
+def advise(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
            now: dt.datetime | None) -> dict[str, Any]:
     """Create or escalate leads (and their outbox rows) from scores and fault codes."""
     with serving_store(serving_path, snapshot_path, export_dir) as con:
@@ -38,8 +38,9 @@ def advise(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @flow(name="score_and_advise")
-def score_and_advise_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
-                          buckets: int = 1, as_of: dt.date | None = None,
+def score_and_advise_flow(serving_path: str, snapshot_path: SnapshotParam,
+                          export_dir: str | None = None, buckets: int = 1,
+                          as_of: dt.date | None = None,
                           now: dt.datetime | None = None) -> dict[str, Any]:
     """Score, then advise (see the module docstring). ``as_of``/``now`` default to the newest
     data and the current time; simulated or replayed fleets pass their own. ``scored`` is the

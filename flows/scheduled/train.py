@@ -13,12 +13,12 @@ from typing import Any
 
 from prefect import flow, task
 
-from flows.scheduled.common import RETRIES, STORE_TAG, serving_store
+from flows.scheduled.common import RETRIES, STORE_TAG, SnapshotParam, serving_store
 from pipeline.ml import training
 
 
 @task(tags=[STORE_TAG], **RETRIES)
-def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
+def train_models(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None,
                  horizon_days: int | None, seed: int) -> list[dict[str, Any]]:
     """Fit, evaluate, register and maybe promote one model per component (``horizon_days``
     None: each component's own horizon, :data:`pipeline.features.labels.HORIZON_DAYS`)."""
@@ -28,7 +28,7 @@ def train_models(serving_path: str, snapshot_path: str, export_dir: str | None,
 
 
 @flow(name="train")
-def train_flow(serving_path: str, snapshot_path: str, export_dir: str | None = None,
+def train_flow(serving_path: str, snapshot_path: SnapshotParam, export_dir: str | None = None,
                horizon_days: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """Train on everything landed so far (see the module docstring)."""
     result: list[dict[str, Any]] = train_models(serving_path, snapshot_path, export_dir,

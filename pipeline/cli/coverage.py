@@ -33,9 +33,10 @@ def register_coverage(fleet_sub: SubParsers) -> None:
                     "missing optional signals only leave features to impute. Reads the store "
                     "read-only.")
     _add_db(cov)
-    cov.add_argument("--snapshot", type=Path, metavar="PATH",
+    cov.add_argument("--snapshot", type=Path, metavar="PATH", action="append",
                      help="landing snapshot to read telemetry from when --db is the serving "
-                          "store (default: none; the one-file store holds its telemetry)")
+                          "store; repeat it for several ingest workers (default: none; the "
+                          "one-file store holds its telemetry)")
     cov.add_argument("--export-dir", type=Path, metavar="DIR",
                      help="telemetry exported to Parquet, read with --snapshot (default: none)")
     cov.add_argument("--as-of", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",

@@ -77,10 +77,10 @@ def _register_show(fleet_sub: SubParsers) -> None:
                     "is opened after it.")
     show.add_argument("vehicle_id", metavar="VEHICLE", help="the vehicle id")
     _add_db(show)
-    show.add_argument("--snapshot", type=Path, metavar="PATH",
+    show.add_argument("--snapshot", type=Path, metavar="PATH", action="append",
                       help="landing snapshot to read telemetry and fault codes from when --db "
-                           "is the serving store (default: none; the one-file store holds "
-                           "them)")
+                           "is the serving store; repeat it for several ingest workers "
+                           "(default: none; the one-file store holds them)")
     show.add_argument("--export-dir", type=Path, metavar="DIR",
                       help="telemetry exported to Parquet, read with --snapshot (default: "
                            "none)")

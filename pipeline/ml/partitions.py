@@ -28,7 +28,7 @@ from pipeline.features.materialised import LONG_SCHEMA, DayRange, compute_daily_
 from pipeline.ml import scoring
 from pipeline.store import connection as store
 from pipeline.store.connection import transaction
-from pipeline.store.serving import attach_landing, define_landing_views
+from pipeline.store.serving import Snapshots, attach_landing, define_landing_views, snapshot_paths
 
 SCORE_SCHEMA = {"vehicle_id": pl.String, "component": pl.String, "as_of": pl.Date,
                 "probability": pl.Float64, "horizon_days": pl.Int32, "model_id": pl.String,
@@ -68,10 +68,11 @@ def partition_vehicles(vehicle_ids: Collection[str], buckets: int) -> list[list[
     return parts
 
 
-def snapshot_version(snapshot_path: str | Path) -> str:
-    """Identity of the snapshot file's content (mtime and size): a new snapshot, a new key."""
-    stat = Path(snapshot_path).stat()
-    return f"{stat.st_mtime_ns}-{stat.st_size}"
+def snapshot_version(snapshot_path: Snapshots) -> str:
+    """Identity of the snapshot files' content (mtime and size of each, in order): a new
+    snapshot of any ingest worker, a new key."""
+    stats = [Path(p).stat() for p in snapshot_paths(snapshot_path)]
+    return "+".join(f"{stat.st_mtime_ns}-{stat.st_size}" for stat in stats)
 
 
 def fleet_vehicles(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -94,10 +95,11 @@ def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
 
 
 @contextmanager
-def open_partition(snapshot_path: str | Path, vehicles: Sequence[str],
+def open_partition(snapshot_path: Snapshots, vehicles: Sequence[str],
                    export_dir: str | Path | None = None
                    ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private in-memory store that sees only ``vehicles``' landed rows (read-only)."""
+    """A private in-memory store that sees only ``vehicles``' landed rows (read-only), from one
+    snapshot or the union of several (one per ingest worker)."""
     con = duckdb.connect(":memory:")
     try:
         store.migrate(con)
@@ -108,14 +110,14 @@ def open_partition(snapshot_path: str | Path, vehicles: Sequence[str],
         con.close()
 
 
-def partition_features(snapshot_path: str | Path, vehicles: Sequence[str], days: DayRange,
+def partition_features(snapshot_path: Snapshots, vehicles: Sequence[str], days: DayRange,
                        export_dir: str | Path | None = None) -> pl.DataFrame:
     """Long daily-feature rows of ``vehicles`` for ``days``."""
     with open_partition(snapshot_path, vehicles, export_dir) as con:
         return compute_daily_features(con, days)
 
 
-def partition_scores(snapshot_path: str | Path, vehicles: Sequence[str], as_of: dt.date,
+def partition_scores(snapshot_path: Snapshots, vehicles: Sequence[str], as_of: dt.date,
                      models: Sequence[PromotedModel],
                      export_dir: str | Path | None = None
                      ) -> tuple[pl.DataFrame, scoring.ScoringReport]:

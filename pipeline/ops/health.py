@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -80,7 +81,7 @@ class HealthReport:
 
 
 def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
-                 snapshot_path: str | Path | None = None,
+                 snapshot_path: str | Path | Sequence[str | Path] | None = None,
                  thresholds: Thresholds = Thresholds(),
                  broker: Callable[[], BrokerCounters] | None = None) -> HealthReport:
     """Run every check on ``con`` (a serving store, or the landing store itself).
@@ -93,7 +94,7 @@ def check_health(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = No
     checks = [_heartbeats(con, at, thresholds.heartbeat_max_age_s),
               _ingest_lag(con, at, thresholds.ingest_max_lag_s)]
     if snapshot_path is not None:
-        checks.append(_snapshot_age(Path(snapshot_path), at, thresholds.snapshot_max_age_s))
+        checks.append(_oldest_snapshot(snapshot_path, at, thresholds.snapshot_max_age_s))
     checks += [
         _growth(con, "dead_letters", "SELECT count(*) FROM dead_letters",
                 thresholds.dead_letter_max_growth, "dead letters"),
@@ -150,6 +151,15 @@ def _ingest_lag(con: duckdb.DuckDBPyConnection, now: dt.datetime, limit: float) 
             f"ingest lag {lag:.0f} s exceeds {limit:.0f} s: nothing landed since then "
             "(is `fleetcare ingest` running and connected?)")
     return Check("ingest_lag", float(lag), limit, healthy, text)
+
+
+def _oldest_snapshot(snapshots: str | Path | Sequence[str | Path], now: dt.datetime,
+                     limit: float) -> Check:
+    """The snapshot-age check of the worst snapshot: with several ingest workers, each
+    publishing its own, the flows read stale data as soon as any one of them is stale."""
+    paths = [snapshots] if isinstance(snapshots, str | Path) else list(snapshots)
+    checks = [_snapshot_age(Path(p), now, limit) for p in paths]
+    return max(checks, key=lambda c: math.inf if c.value is None else c.value)
 
 
 def _snapshot_age(path: Path, now: dt.datetime, limit: float) -> Check:
