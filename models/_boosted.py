@@ -12,13 +12,17 @@ Three choices keep it a drop-in for :class:`models.FaultWarningClassifier`:
 - **exact explanations**: LightGBM's ``pred_contrib`` splits each raw score into one additive
   share per column plus the expected score (TreeSHAP); Platt's map is affine in the raw score,
   so the shares times ``a`` add up exactly to the calibrated log-odds. Isotonic calibration
-  would have broken that sum;
+  would have broken that sum. ``attribution="path"`` offers a cheaper split that adds up just
+  as exactly (each tree's root-to-leaf value changes, credited to the split's column; see
+  :class:`PathTables`), at the price of ranking columns differently from TreeSHAP
+  (docs/benchmarks.md, "Explanations");
 - **the cost-tuned threshold** is chosen on those calibrated out-of-fold probabilities, as the
   logistic classifier does.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -33,6 +37,82 @@ from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
 
 MIN_SLOPE = 1e-3
 """Floor of the Platt slope: scores that rank nothing out of fold keep their order, no more."""
+
+ATTRIBUTIONS = ("treeshap", "path")
+"""What :meth:`BoostedWarningClassifier.contributions` may split the raw score by."""
+
+PATH_CHUNK_ROWS = 16_384
+"""Rows whose leaves are looked up and whose path shares are summed at a time: LightGBM's
+``pred_leaf`` output and the share matrix of one chunk stay a few tens of MB."""
+
+
+@dataclass(frozen=True)
+class PathTables:
+    """Path attribution ("Saabas") of a LightGBM model, one row per (tree, column) pair.
+
+    Every node of a tree has a value (LightGBM's ``internal_value``; a leaf's is its
+    ``leaf_value``). Going from a node to the child a row takes changes the tree's output by
+    ``child value - node value``; that change is credited to the column the node splits on.
+    A leaf's output is its root's value plus the changes along its path, so the credits of
+    all trees plus ``bias`` (the sum of the roots' values) add up exactly to the raw score.
+    ``delta[e, leaf]`` is the credit pair ``e`` gives column ``feature[e]`` in tree
+    ``tree[e]`` for a row that lands in ``leaf`` (0 where the path does not split on it).
+    """
+
+    tree: NDArray[np.intp]
+    feature: NDArray[np.intp]
+    delta: NDArray[np.float64]
+    bias: float
+
+    @classmethod
+    def of(cls, booster: lgb.Booster) -> PathTables:
+        """The tables of every tree of ``booster`` (from its ``dump_model``)."""
+        trees: list[int] = []
+        features: list[int] = []
+        rows: list[NDArray[np.float64]] = []
+        bias = 0.0
+        dump = booster.dump_model()
+        widest = max([int(t["num_leaves"]) for t in dump["tree_info"]] + [1])
+        for number, info in enumerate(dump["tree_info"]):
+            root = info["tree_structure"]
+            bias += float(root["internal_value"] if "split_index" in root else root["leaf_value"])
+            credit: dict[int, NDArray[np.float64]] = {}
+            stack: list[tuple[dict[str, Any], dict[int, float]]] = [(root, {})]
+            while stack:
+                node, path = stack.pop()
+                if "split_index" not in node:
+                    for column, change in path.items():
+                        credit.setdefault(column, np.zeros(widest))[
+                            int(node.get("leaf_index", 0))] = change
+                    continue
+                column, value = int(node["split_feature"]), float(node["internal_value"])
+                for side in ("left_child", "right_child"):
+                    child = node[side]
+                    reached = float(child["internal_value"] if "split_index" in child
+                                    else child["leaf_value"])
+                    stack.append((child, {**path, column: path.get(column, 0.0)
+                                          + (reached - value)}))
+            for column in sorted(credit):
+                trees.append(number)
+                features.append(column)
+                rows.append(credit[column])
+        delta = np.vstack(rows) if rows else np.zeros((0, widest))
+        return cls(np.asarray(trees, dtype=np.intp), np.asarray(features, dtype=np.intp),
+                   delta, bias)
+
+    def shares(self, booster: lgb.Booster, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``(n_rows, n_columns)`` raw-score credits of each row (``bias`` not included)."""
+        n, d = X.shape
+        out = np.empty((n, d))
+        for start in range(0, n, PATH_CHUNK_ROWS):
+            stop = min(n, start + PATH_CHUNK_ROWS)
+            leaves = np.asarray(booster.predict(X[start:stop], pred_leaf=True), dtype=np.intp)
+            by_tree = np.ascontiguousarray(leaves.reshape(stop - start, -1).T)
+            acc = np.zeros((d, stop - start))
+            for e in range(self.tree.size):
+                acc[self.feature[e]] += self.delta[e].take(by_tree[self.tree[e]])
+            out[start:stop] = acc.T
+        return out
 
 
 class BoostedWarningClassifier(FaultWarningClassifier):
@@ -71,6 +151,12 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         calibrate: fit Platt scaling (the default); False keeps the class-weighted trees'
             own ``sigmoid(raw)`` (slope 1, intercept 0), only to measure what calibration
             buys (``bench/evaluate_tabular.py``): those probabilities are inflated.
+        attribution: how :meth:`contributions` splits the log-odds: "treeshap" (the
+            default: LightGBM's exact Shapley values, ``pred_contrib``) or "path" (each tree's
+            value changes along the row's root-to-leaf path, :class:`PathTables`: as exact a
+            sum, some 40 times cheaper on 200 trees, but it credits the columns split on near
+            the roots more and picks a different top column for about a quarter of the rows
+            of the benchmark's table, so it is not the default).
 
     Attributes:
         classes_: the two class labels; the second is the "fails" class.
@@ -81,7 +167,8 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         oof_raw_: the raw (uncalibrated) booster score behind each ``oof_proba_``.
         platt_slope_, platt_intercept_: the calibration ``logit(p) = a * raw + b``.
         expected_log_odds_: the calibrated log-odds of the average training row; with
-            :meth:`contributions` it adds up exactly to each row's log-odds.
+            TreeSHAP's :meth:`contributions` it adds up exactly to each row's log-odds
+            (:meth:`baseline_log_odds` gives the start of either attribution's sum).
         booster_: the fitted LightGBM booster (rebuilt from ``model_text_`` on unpickling).
         model_text_: the booster in LightGBM's text format (what is stored).
         n_features_in_: number of features seen in ``fit``.
@@ -104,6 +191,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         n_jobs: int = 1,
         random_state: int | None = 0,
         calibrate: bool = True,
+        attribution: str = "treeshap",
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -119,6 +207,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.calibrate = calibrate
+        self.attribution = attribution
 
     def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
             ) -> BoostedWarningClassifier:
@@ -132,11 +221,14 @@ class BoostedWarningClassifier(FaultWarningClassifier):
 
         Raises:
             InsufficientDataError: ``y`` holds one class only (a ValueError too).
-            ValueError: ``y`` is not binary, a cost is not positive, or ``monotone`` names
-                a column X does not have or a direction other than -1, 0 or +1.
+            ValueError: ``y`` is not binary, a cost is not positive, ``monotone`` names
+                a column X does not have or a direction other than -1, 0 or +1, or
+                ``attribution`` is not one of :data:`ATTRIBUTIONS`.
         """
         Xv, yv = validate_data(self, X, y, ensure_all_finite="allow-nan")
         target = self._binary_target(yv)
+        self._attribution()
+        self.__dict__.pop("_path_tables_", None)
         Xf = np.asarray(Xv, dtype=float)
         params = self._params(self._monotone_vector())
         weights = self._weights(target)
@@ -246,18 +338,50 @@ class BoostedWarningClassifier(FaultWarningClassifier):
     def contributions(self, X: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Each column's exact additive share of the calibrated log-odds, and its value.
 
-        For every row ``contrib.sum() + expected_log_odds_ == logit(predict_proba)[1]``:
-        LightGBM's TreeSHAP shares of the raw score, times the Platt slope.
+        For every row ``contrib.sum() + baseline_log_odds() == logit(predict_proba)[1]``
+        (to rounding): shares of the raw score, times the Platt slope. With
+        ``attribution="treeshap"`` the shares are LightGBM's TreeSHAP values (``pred_contrib``)
+        and the baseline is ``expected_log_odds_``; with "path" they are the value changes
+        along each tree's root-to-leaf path (:class:`PathTables`) and the baseline is the
+        calibrated sum of the trees' root values.
 
         Returns:
             ``(contributions, values)``, both ``(n_rows, n_features)``; values are the inputs
             as given (NaN where the vehicle did not report).
+
+        Raises:
+            ValueError: ``attribution`` is not one of :data:`ATTRIBUTIONS`.
         """
         check_is_fitted(self)
+        method = self._attribution()
         Xv = np.asarray(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"),
                         dtype=float)
+        if method == "path":
+            return self.platt_slope_ * self.path_tables().shares(self.booster_, Xv), Xv
         shares = np.asarray(self.booster_.predict(Xv, pred_contrib=True), dtype=float)
         return self.platt_slope_ * shares[:, :-1], Xv
+
+    def baseline_log_odds(self) -> float:
+        """The calibrated log-odds :meth:`contributions` add up from (see there)."""
+        check_is_fitted(self)
+        if self._attribution() == "path":
+            return float(self.platt_slope_ * self.path_tables().bias + self.platt_intercept_)
+        return float(self.expected_log_odds_)
+
+    def path_tables(self) -> PathTables:
+        """The fitted booster's :class:`PathTables`, built on first use and kept (not stored:
+        models registered before path attribution existed get them the same way)."""
+        check_is_fitted(self)
+        tables = self.__dict__.get("_path_tables_")
+        if tables is None:
+            tables = self._path_tables_ = PathTables.of(self.booster_)
+        return tables
+
+    def _attribution(self) -> str:
+        method = getattr(self, "attribution", "treeshap")
+        if method not in ATTRIBUTIONS:
+            raise ValueError(f"attribution must be one of {ATTRIBUTIONS}, got {method!r}")
+        return str(method)
 
     def explain_top(self, X: ArrayLike, top: int = 3) -> TopContributions:
         """The ``top`` contributions per row as arrays (column numbers, rounded figures)."""
@@ -268,10 +392,15 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         """Pickle (and skops) the booster as its text, not as a native handle."""
         state = dict(super().__getstate__())
         state.pop("booster_", None)
+        state.pop("_path_tables_", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Rebuild the booster from its text, so predictions match the saved model exactly."""
+        """Rebuild the booster from its text, so predictions match the saved model exactly.
+
+        Models saved before ``attribution`` existed explain by TreeSHAP, as they did.
+        """
+        state = {"attribution": "treeshap", **state}
         super().__setstate__(state)
         if "model_text_" in state:
             self.booster_ = lgb.Booster(model_str=state["model_text_"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
+import lightgbm as lgb
 import numpy as np
 import polars as pl
 import pytest
+import skops.io as sio
 from scipy.special import expit, logit
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -18,6 +21,7 @@ from models import (
     cost_optimal_threshold,
     platt_scaling,
 )
+from models._boosted import PathTables
 from models.errors import InsufficientDataError
 
 EXPECTED_FAILED: dict[str, str] = {
@@ -210,3 +214,137 @@ def test_robust_logistic_explains_exactly_with_the_values_as_given() -> None:
     np.testing.assert_array_equal(values, X)
     plain = FaultWarningClassifier().fit(X, y, groups=groups)
     assert roc_auc_score(y, proba) > roc_auc_score(y, plain.predict_proba(X)[:, 1])
+
+
+TWO_TREES = """tree
+version=v4
+num_class=1
+num_tree_per_iteration=1
+label_index=0
+max_feature_idx=2
+objective=binary sigmoid:1
+feature_names=a b c
+feature_infos=[0:1] [0:1] [0:1]
+
+Tree=0
+num_leaves=3
+num_cat=0
+split_feature=0 1
+split_gain=1 1
+threshold=0.5 0.5
+decision_type=2 2
+left_child=-1 -2
+right_child=1 -3
+leaf_value=-1 0.2 1.4
+leaf_weight=1 1 1
+leaf_count=10 10 10
+internal_value=0.1 0.5
+internal_weight=3 2
+internal_count=30 20
+is_linear=0
+shrinkage=1
+
+
+Tree=1
+num_leaves=3
+num_cat=0
+split_feature=2 2
+split_gain=1 1
+threshold=0.5 0.25
+decision_type=2 2
+left_child=1 -1
+right_child=-3 -2
+leaf_value=-0.5 0.1 0.3
+leaf_weight=1 1 1
+leaf_count=10 10 10
+internal_value=0 -0.2
+internal_weight=3 2
+internal_count=30 20
+is_linear=0
+shrinkage=1
+
+
+end of trees
+"""
+"""Two hand-written trees. Tree 0: ``a <= 0.5`` (value 0.1) to a leaf of -1, else
+``b <= 0.5`` (value 0.5) to 0.2 or 1.4. Tree 1: ``c <= 0.5`` (value 0) to ``c <= 0.25``
+(value -0.2, leaves -0.5 and 0.1), else a leaf of 0.3: column c is split twice on a path."""
+
+
+def test_path_shares_of_hand_built_trees_are_the_value_changes_along_each_path() -> None:
+    booster = lgb.Booster(model_str=TWO_TREES)
+    X = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.3], [1.0, 1.0, 0.9], [np.nan, 0.0, 0.1]])
+    tables = PathTables.of(booster)
+    # By hand: tree 0 credits a with -1 - 0.1 (left) or 0.5 - 0.1 (right), then b with
+    # 0.2 - 0.5 or 1.4 - 0.5; tree 1 credits c with (-0.2 - 0) + (-0.5 + 0.2) = -0.5,
+    # (-0.2 - 0) + (0.1 + 0.2) = 0.1, or 0.3 - 0; the bias is the roots' 0.1 + 0.
+    expected = np.array([[-1.1, 0.0, -0.5], [0.4, -0.3, 0.1], [0.4, 0.9, 0.3],
+                         [-1.1, 0.0, -0.5]])
+    assert tables.bias == pytest.approx(0.1)
+    shares = tables.shares(booster, X)
+    np.testing.assert_allclose(shares, expected, atol=1e-12)
+    np.testing.assert_allclose(shares.sum(axis=1) + tables.bias,
+                               booster.predict(X, raw_score=True), atol=1e-12)
+
+
+def test_path_contributions_add_up_exactly_to_the_raw_score_and_the_log_odds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y, groups = _heavy_tailed(3)
+    model = BoostedWarningClassifier(random_state=2, attribution="path").fit(X, y, groups=groups)
+    rng = np.random.default_rng(4)
+    fresh = rng.lognormal(3.0, 1.5, size=(700, 6))
+    fresh[rng.random(fresh.shape) < 0.3] = np.nan
+    tables = model.path_tables()
+    raw = model.booster_.predict(fresh, raw_score=True)
+    monkeypatch.setattr("models._boosted.PATH_CHUNK_ROWS", 64)  # chunks and a remainder
+    np.testing.assert_allclose(tables.shares(model.booster_, fresh).sum(axis=1) + tables.bias,
+                               raw, atol=1e-6, rtol=0)
+    contrib, values = model.contributions(fresh)
+    np.testing.assert_allclose(contrib.sum(axis=1) + model.baseline_log_odds(),
+                               logit(model.predict_proba(fresh)[:, 1]), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(values, fresh)
+    assert np.abs(contrib).sum() > 0
+    treeshap = model.set_params(attribution="treeshap")
+    assert treeshap.baseline_log_odds() == treeshap.expected_log_odds_
+
+
+def test_path_explanations_keep_the_json_format() -> None:
+    X, y, groups = _heavy_tailed(5)
+    model = BoostedWarningClassifier(n_estimators=40, attribution="path").fit(X, y, groups)
+    why = model.explain(X[:50], top=3)
+    assert all([r["feature"] for r in row] and len(row) == 3 for row in why)
+    assert model.explain_json(X[:50], top=3).to_list() == [json.dumps(row) for row in why]
+    contrib, _ = model.contributions(X[:50])
+    first = [row[0]["feature"] for row in why]
+    assert first == [model.design_names()[j] for j in np.argmax(np.abs(contrib), axis=1)]
+
+
+def test_unknown_attribution_is_refused() -> None:
+    X, y, _ = _heavy_tailed(n=300)
+    with pytest.raises(ValueError, match="attribution"):
+        BoostedWarningClassifier(n_estimators=5, attribution="gain").fit(X, y)
+    model = BoostedWarningClassifier(n_estimators=5).fit(X, y)
+    with pytest.raises(ValueError, match="attribution"):
+        model.set_params(attribution="saabas").contributions(X)
+
+
+def test_models_saved_before_path_attribution_load_and_explain_as_they_did() -> None:
+    X, y, groups = _heavy_tailed(6)
+    model = BoostedWarningClassifier(n_estimators=40).fit(X, y, groups=groups)
+    before = model.explain_json(X[:100]).to_list()
+    model.path_tables()  # a cache, never stored
+    state = model.__getstate__()
+    assert "_path_tables_" not in state
+    del state["attribution"]  # what an artifact of the former class holds
+    old = BoostedWarningClassifier.__new__(BoostedWarningClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["attribution"] == "treeshap"
+    assert old.explain_json(X[:100]).to_list() == before
+    artifact = sio.dumps(old)
+    untrusted = sio.get_untrusted_types(data=artifact)
+    assert set(untrusted) <= {"models._boosted.BoostedWarningClassifier", "numpy.dtype"}
+    loaded = sio.loads(artifact, trusted=untrusted)
+    assert loaded.explain_json(X[:100]).to_list() == before
+    contrib, _ = loaded.set_params(attribution="path").contributions(X[:100])
+    np.testing.assert_allclose(contrib.sum(axis=1) + loaded.baseline_log_odds(),
+                               logit(loaded.predict_proba(X[:100])[:, 1]), atol=1e-6, rtol=0)

@@ -88,7 +88,8 @@ def _table(seed: int) -> tuple[pl.DataFrame, NDArray[np.int_]]:
 
 
 @pytest.mark.parametrize("model", [FaultWarningClassifier(), FaultWarningClassifier(robust=True),
-                                   BoostedWarningClassifier(n_estimators=30)])
+                                   BoostedWarningClassifier(n_estimators=30),
+                                   BoostedWarningClassifier(n_estimators=30, attribution="path")])
 def test_classifiers_explain_as_before(model: FaultWarningClassifier) -> None:
     X, y = _table(3)
     model.fit(X, y)
