@@ -74,6 +74,10 @@ def register_ingest(sub: SubParsers) -> None:
     ingest.add_argument("--client-id", default="fleetcare-ingest",
                         help="MQTT client id: the persistent session's name on the broker")
     ingest.add_argument("--share-group", help="MQTT shared-subscription group (several workers)")
+    ingest.add_argument("--fault-codes", action=argparse.BooleanOptionalAction, default=True,
+                        help="subscribe to fault codes and vehicle info; --no-fault-codes for "
+                             "every worker of a share group but one, so that one sees every "
+                             "fault code and raises each urgent lead once (default: on)")
     ingest.add_argument("--flush-rows", type=int, default=122_880,
                         help="land a batch at this many telemetry rows (default 122880, "
                              "DuckDB's row-group size)")
@@ -178,6 +182,7 @@ def _ingest(args: argparse.Namespace) -> int:
         flush_rows=args.flush_rows, flush_interval_s=args.flush_interval,
         flush_bytes=args.flush_bytes, after_commit=urgent,
         critical_codes=critical_codes(),  # land at once, with or without urgent leads
+        fault_codes=args.fault_codes,
         maintenance=policy, maintenance_interval_s=args.maintenance_interval,
         require_registered_vehicles=not args.allow_unregistered,
         vehicles_file=args.vehicles, customers_file=args.customers,

@@ -141,6 +141,12 @@ class Ingestor:
             docstring); None (the default) means yes unless a client certificate is
             configured (``tls.cert``): a broker binding client ids to certificates would
             let the two sessions take each other's place.
+        fault_codes: False subscribes to no fault-code or vehicle-info topic at all (and drops
+            them from a persistent session that had them): for the second and later ingest
+            workers of a shared subscription, so that one worker sees every fault code. A
+            critical fault then raises one urgent lead, deduplicated against that worker's own
+            store; dealt out to several workers, two of a vehicle's fault codes, or a copy the
+            agent sent again, could each raise one.
         maintenance: called every ``maintenance_interval_s`` between batches (for example
             :class:`pipeline.store.export.ExportPolicy`); exceptions are logged and counted.
         require_registered_vehicles: dead-letter messages of vehicles not in the store's
@@ -176,6 +182,7 @@ class Ingestor:
                  after_commit: AfterCommit | None = None,
                  critical_codes: Collection[str] | None = None,
                  fault_session: bool | None = None,
+                 fault_codes: bool = True,
                  maintenance: Maintenance | None = None,
                  maintenance_interval_s: float = 60.0,
                  require_registered_vehicles: bool = True,
@@ -204,6 +211,7 @@ class Ingestor:
         self.critical_codes = frozenset(critical_codes)
         self.fault_session = (fault_session if fault_session is not None
                               else tls is None or tls.cert is None)
+        self.fault_codes = fault_codes
         self.maintenance_interval_s = maintenance_interval_s
         self.require_registered_vehicles = require_registered_vehicles
         self.vehicles_file = Path(vehicles_file) if vehicles_file is not None else None
@@ -229,11 +237,21 @@ class Ingestor:
     def _filters(self) -> tuple[list[str], list[str]]:
         """The bulk session's filters and the fault-code session's (empty when it is off)."""
         prefix = f"$share/{self.share_group}/" if self.share_group else ""
+        fast = (FAULT_TOPICS, INFO_TOPICS)
+        if not self.fault_codes:
+            return [prefix + t for t in contract.INGEST_TOPICS if t not in fast], []
         if not self.fault_session:
             return [prefix + topic for topic in contract.INGEST_TOPICS], []
-        fast = (FAULT_TOPICS, INFO_TOPICS)
         return ([prefix + topic for topic in contract.INGEST_TOPICS if topic not in fast],
                 [prefix + topic for topic in fast])
+
+    def _dropped_by_bulk(self, fault_filters: list[str]) -> list[str]:
+        """What the bulk session unsubscribes from at every connect: the filters the
+        fault-code session serves, or with fault codes off, those filters all the same."""
+        if self.fault_codes:
+            return fault_filters
+        prefix = f"$share/{self.share_group}/" if self.share_group else ""
+        return [prefix + FAULT_TOPICS, prefix + INFO_TOPICS]
 
     @property
     def stats(self) -> IngestStats:
@@ -295,7 +313,8 @@ class Ingestor:
         bulk_filters, fault_filters = self._filters()
         rule = BatchRule(self.flush_rows, self.flush_bytes, self.flush_interval_s)
         priority = Priority()
-        bulk = Session("ingest", self.client_id, bulk_filters, fault_filters,
+        bulk = Session("ingest", self.client_id, bulk_filters,
+                       self._dropped_by_bulk(fault_filters),
                        self._writer(con, files=True), rule, connection, self._board,
                        self._stopping, receipts=self.receipts,
                        maintenance=((self.maintenance, self.maintenance_interval_s)

@@ -9,11 +9,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from edge.wire import contract
 from pipeline.config import MqttClientKind
 from pipeline.ingest.service import Ingestor
 from tests.pipeline.test_ingest import (
     FAST,
     SIGNALS,
+    T0,
     StoreWatcher,
     fleet,
     publish,
@@ -58,6 +60,40 @@ def test_two_workers_split_the_stream_without_loss_or_duplicates(
                          "(SELECT * FROM a.telemetry UNION ALL SELECT * FROM b.telemetry)"
                          ).fetchone()
     assert rows == (400 * SIGNALS, 400 * SIGNALS)
+
+
+def test_a_worker_without_fault_codes_leaves_every_fault_code_to_the_other(
+        mosquitto_url: str, tmp_path: Path) -> None:
+    """The deployment for urgent leads raised once: only the first worker takes fault codes
+    (and vehicle info), the telemetry is still dealt out to both."""
+    group, tag = f"g{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    stores = [tmp_path / "with-faults.duckdb", tmp_path / "telemetry-only.duckdb"]
+    codes = [(contract.dtc_topic(f"VIN{i % 4}"), contract.encode(contract.DtcBatch(
+        f"{tag}-d{i}", f"VIN{i % 4}", [contract.DtcEvent(T0 + i, "P0A80", "stored")])))
+        for i in range(20)]
+    wires = [*fleet(200, f"nofaults-{tag}"), *codes]  # 21 fault-code messages in all
+    for path in stores:
+        register_fleet(path)
+    workers = [Ingestor(mosquitto_url, path, client_id=f"w{i}-{tag}", share_group=group,
+                        fault_codes=i == 0, **FAST) for i, path in enumerate(stores)]
+    for worker in workers:
+        worker.start()
+    try:
+        assert not any("/dtc" in f or "/info" in f for f in workers[1].topic_filters)
+        publish(mosquitto_url, wires)
+        assert _wait_total(workers, len(wires))
+    finally:
+        for worker in workers:
+            worker.stop()
+    counts = []
+    for path in stores:
+        with duckdb.connect(str(path), read_only=True) as con:
+            counts.append(con.execute(
+                "SELECT (SELECT count(DISTINCT msg_id) FROM dtc_events),"
+                " (SELECT count(DISTINCT msg_id) FROM telemetry)").fetchone())
+    assert counts[0] is not None and counts[1] is not None
+    assert (counts[0][0], counts[1][0]) == (21, 0)
+    assert counts[0][1] > 0 and counts[1][1] > 0 and counts[0][1] + counts[1][1] == 200
 
 
 def _wait_total(workers: list[Ingestor], total: int) -> bool:
