@@ -45,6 +45,7 @@ import ssl
 import time
 import typing
 from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
@@ -69,8 +70,8 @@ from pipeline.errors import DeliveryError, RejectedError, TerminalPipelineError
 from pipeline.store.connection import transaction
 
 __all__ = ["BACKOFF_BASE_S", "BACKOFF_CAP_S", "RETRY_WINDOW", "SECRET_PREFIX", "DeliveryReport",
-           "SignatureError", "backoff_s", "check_endpoint", "deliver_outbox", "new_secret",
-           "sign", "verify"]
+           "OutboxSender", "SignatureError", "backoff_s", "check_endpoint", "deliver_outbox",
+           "new_secret", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def deliver_outbox(
     max_attempts: int | None = None,
     payload_format: str = "json",
     event_ids: Collection[str] | None = None,
+    sender: OutboxSender | None = None,
 ) -> DeliveryReport:
     """POST every pending outbox row that is due to ``url``, each row's outcome on its row.
 
@@ -149,6 +151,9 @@ def deliver_outbox(
         max_attempts: give up sooner than the retry window (None: only the window counts).
         payload_format: ``json``, ``salesforce`` or ``adf`` for rows that do not name one.
         event_ids: only these rows (urgent leads deliver their own rows at once).
+        sender: an :class:`OutboxSender` kept open by the caller for the same ``url``,
+            keys and deadline, so its connection to the CRM outlives this run (default: one
+            for this run, closed at its end).
 
     Raises:
         SecretError: no key, or a key that is not ``whsec_`` + base64 (nothing is sent).
@@ -172,15 +177,16 @@ def deliver_outbox(
     tally = {"delivered": 0, "retrying": 0, "dead": 0}
     if not rows:
         return DeliveryReport(**tally)
-    with _Sender(url, keys, timeout_s) as sender:
+    with nullcontext(sender) if sender is not None else OutboxSender(
+            url, keys, timeout_s) as open_sender:
         for row in rows:
-            outcome = _deliver_one(con, sender, _Row(*row), max_attempts, clock)
+            outcome = _deliver_one(con, open_sender, _Row(*row), max_attempts, clock)
             tally[outcome] += 1
     log.info("outbox delivery to %s: %s", redact_url(url), tally)
     return DeliveryReport(**tally)
 
 
-def _deliver_one(con: duckdb.DuckDBPyConnection, sender: _Sender, row: _Row,
+def _deliver_one(con: duckdb.DuckDBPyConnection, sender: OutboxSender, row: _Row,
                  max_attempts: int | None, clock: Callable[[], dt.datetime]) -> str:
     try:
         body, content_type = render(orjson.loads(row.body), row.payload_format) \
@@ -238,10 +244,19 @@ def backoff_s(attempt: int, rng: random.Random | None = None) -> float:
     return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 
-class _Sender:
-    """One run's HTTP client: signs and POSTs rows over one reused keep-alive connection."""
+class OutboxSender:
+    """An HTTP client that signs and POSTs rows over one reused keep-alive connection.
 
-    def __init__(self, url: str, keys: Sequence[str], timeout_s: float) -> None:
+    :func:`deliver_outbox` opens one per run. A long-running caller that delivers now and
+    then (ingest's urgent leads) keeps one open and passes it to every run: each lead then
+    reuses the connection the last one opened, when the CRM kept it alive, instead of
+    connecting (and on https, shaking hands) again. One thread at a time uses it; close it
+    (or use it as a context manager) when done.
+    """
+
+    def __init__(self, url: str, secret: str | Sequence[str], timeout_s: float) -> None:
+        keys = check_secrets(secret)
+        check_endpoint(url)
         self.url, self._keys, self._timeout_s = url, list(keys), timeout_s
         self._shown = redact_url(url)
         self._deadline = _Deadline()
@@ -250,11 +265,15 @@ class _Sender:
                                     timeout=httpx.Timeout(timeout_s), follow_redirects=False,
                                     trust_env=False)
 
-    def __enter__(self) -> _Sender:
+    def __enter__(self) -> OutboxSender:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (a later post would open a new one)."""
         self._client.close()
 
     def post(self, event_id: str, body: bytes, content_type: str) -> None:

@@ -34,10 +34,11 @@ from pipeline.leads.document import (
     LeadFacts,
     LeadSettings,
     build_document,
+    load_catalogue,
     load_context,
     newest_evidence,
 )
-from pipeline.leads.holds import HELD, HoldReason, evidence_hold, hold_reasons
+from pipeline.leads.holds import HELD, HoldReason, evidence_hold
 from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,25 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What every advice run reads that does not change while one process holds the store:
+    whether ``scores`` has its explanation column, and the service catalogue.
+
+    Ingest's urgent leads read these once at start (:meth:`load`) instead of two queries
+    per lead: DuckDB lets one process write a store file, so a catalogue import cannot
+    happen while ingest holds it. A caller that imports the catalogue itself passes None.
+    """
+
+    explanation_column: bool
+    catalogue: dict[str, tuple[Any, ...]]
+
+    @classmethod
+    def load(cls, con: duckdb.DuckDBPyConnection) -> StoreFacts:
+        """Read them from ``con``."""
+        return cls(_has_explanation(con), load_catalogue(con))
+
+
+@dataclass(frozen=True, slots=True)
 class _OpenLead:
     lead_id: str
     severity: str
@@ -106,7 +126,8 @@ class _OpenLead:
 
 def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
            vehicles: Collection[str] | None = None, min_severity: str = "low",
-           daily_features: bool = True, settings: LeadSettings | None = None) -> AdviceReport:
+           daily_features: bool = True, settings: LeadSettings | None = None,
+           facts: StoreFacts | None = None) -> AdviceReport:
     """Create or escalate leads from the latest scores and the active fault codes.
 
     Args:
@@ -121,6 +142,8 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
             last day, which is much cheaper for a single urgent lead).
         settings: the console's address and the evidence age limit (default: from the
             environment, :mod:`pipeline.config`).
+        facts: the store's catalogue and schema, read once by a long-running caller
+            (default: read now).
 
     Returns:
         Counts of new, escalated and unchanged leads, and the ids of the leads issued.
@@ -128,17 +151,21 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
     now = now or dt.datetime.now(dt.UTC)
     settings = settings or LeadSettings.from_settings()
     floor = severity_rank(min_severity)
-    candidates = [c for c in _candidates(con, now, vehicles)
+    wanted = None if vehicles is None else sorted(set(vehicles))
+    candidates = [c for c in _candidates(con, now, wanted, facts)
                   if severity_rank(c.severity) >= floor]
-    open_leads = _open_leads(con)
     counts = {"new": 0, "escalated": 0, "unchanged": 0, "held": 0, "released": 0}
+    if not candidates:
+        log.info("advice: %s", counts)
+        return AdviceReport(**counts, lead_ids=())
+    open_leads = _open_leads(con, wanted)
     issued: list[str] = []
     with transaction(con):
         vehicle_ids = {c.vehicle_id for c in candidates}
-        context = load_context(con, now, vehicle_ids, daily_features=daily_features)
-        holds = hold_reasons(con, vehicle_ids)
+        context = load_context(con, now, vehicle_ids, daily_features=daily_features,
+                               catalogue=None if facts is None else facts.catalogue)
         for cand in candidates:
-            hold = holds.get(cand.vehicle_id) or evidence_hold(
+            hold = context.holds.get(cand.vehicle_id) or evidence_hold(
                 newest_evidence(cand.facts(), context), now, settings.evidence_max_age_days)
             outcome, lead_id = _apply(
                 con, cand, open_leads.get((cand.vehicle_id, cand.component)), context, now,
@@ -153,7 +180,7 @@ def advise(con: duckdb.DuckDBPyConnection, *, now: dt.datetime | None = None,
 _SCORES_SQL: Final = """
 WITH latest AS (
   SELECT *, row_number() OVER (PARTITION BY vehicle_id, component ORDER BY as_of DESC) AS rn
-  FROM scores WHERE as_of <= $today
+  FROM scores WHERE as_of <= $today AND ($all OR list_contains($vehicles, vehicle_id))
 )
 SELECT l.vehicle_id, l.component, l.probability, l.horizon_days, l.model_id, {explanation}
 FROM latest l JOIN model_registry m USING (model_id)
@@ -162,14 +189,13 @@ WHERE l.rn = 1 AND l.probability >= CAST(m.metrics->>'$.threshold' AS DOUBLE)
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime,
-                vehicles: Collection[str] | None) -> list[Candidate]:
+                wanted: list[str] | None, facts: StoreFacts | None) -> list[Candidate]:
     """Merge scores above their model's threshold with active, catalogued fault codes."""
-    wanted = None if vehicles is None else set(vehicles)
-    scores = [] if wanted == set() else _scores(con, now)
+    scores = [] if wanted == [] else _scores(con, now, wanted, facts)
     codes = _active_codes(con, now, wanted)
     by_key: dict[tuple[str, str], Candidate] = {
         (v, c): Candidate(v, c, float(p), int(h), m, (), _top_factors(x))
-        for v, c, p, h, m, x in scores if wanted is None or v in wanted
+        for v, c, p, h, m, x in scores
     }
     for row in codes.iter_rows(named=True):
         key = (row["vehicle_id"], row["component"])
@@ -180,14 +206,23 @@ def _candidates(con: duckdb.DuckDBPyConnection, now: dt.datetime,
     return [by_key[k] for k in sorted(by_key)]
 
 
-def _scores(con: duckdb.DuckDBPyConnection, now: dt.datetime) -> list[tuple[Any, ...]]:
-    """Latest score per vehicle and component above threshold, with its explanation if any."""
-    has_explanation = con.execute(
+def _scores(con: duckdb.DuckDBPyConnection, now: dt.datetime, wanted: list[str] | None,
+            facts: StoreFacts | None) -> list[tuple[Any, ...]]:
+    """Latest score per vehicle and component above threshold, with its explanation if any.
+
+    The vehicles are kept before the window numbers the scores, not after: one vehicle's
+    advice reads that vehicle's scores, not the fleet's history."""
+    explained = facts.explanation_column if facts is not None else _has_explanation(con)
+    sql = _SCORES_SQL.format(explanation="l.explanation" if explained else "NULL")
+    return con.execute(sql, {"today": now.date(), "all": wanted is None,
+                             "vehicles": wanted or []}).fetchall()
+
+
+def _has_explanation(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'scores'"
         " AND column_name = 'explanation'").fetchone()
-    column = "l.explanation" if has_explanation and has_explanation[0] else "NULL"
-    sql = _SCORES_SQL.format(explanation=column)
-    return con.execute(sql, {"today": now.date()}).fetchall()
+    return bool(row and row[0])
 
 
 def _top_factors(explanation: Any) -> tuple[Any, ...]:
@@ -203,18 +238,22 @@ def _top_factors(explanation: Any) -> tuple[Any, ...]:
 
 
 def _active_codes(con: duckdb.DuckDBPyConnection, now: dt.datetime,
-                  wanted: set[str] | None) -> pl.DataFrame:
+                  wanted: list[str] | None) -> pl.DataFrame:
     """Catalogued codes active at ``now``: not cleared by the vehicle nor by a repair of
     their component since (:mod:`pipeline.features.active_codes`)."""
     active = active_fault_codes(con, now, wanted)
     return active.filter(pl.col("component").is_not_null())
 
 
-def _open_leads(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], _OpenLead]:
+def _open_leads(con: duckdb.DuckDBPyConnection, wanted: list[str] | None
+                ) -> dict[tuple[str, str], _OpenLead]:
+    """The open leads of ``wanted`` (None: the fleet's), documents parsed."""
     rows = con.execute(
         "SELECT vehicle_id, component, lead_id, severity, probability, document, state,"
-        " hold_reason FROM leads WHERE list_contains(?, state)",
-        [list(BLOCKING_STATES)]).fetchall()
+        " hold_reason FROM leads WHERE list_contains($states, state)"
+        " AND ($all OR list_contains($vehicles, vehicle_id))",
+        {"states": list(BLOCKING_STATES), "all": wanted is None,
+         "vehicles": wanted or []}).fetchall()
     return {(v, c): _OpenLead(lid, sev, float(p), json.loads(doc), state, hold)
             for v, c, lid, sev, p, doc, state, hold in rows}
 

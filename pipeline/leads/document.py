@@ -23,6 +23,7 @@ from pipeline.config import PipelineSettings, load_pipeline_settings
 from pipeline.features.daily import COMPONENT_FEATURES, CONTEXT_FEATURES, build_daily_features
 from pipeline.leads import wording
 from pipeline.leads.appointments import book_slot, iso
+from pipeline.leads.holds import HOLD_CASE, HoldReason
 
 LEAD_SCHEMA_VERSION: Final = 2
 WARRANTY_START: Final = (7, 1)
@@ -74,6 +75,8 @@ class Context:
     vehicles: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     signals: dict[str, dict[str, Any]] = field(default_factory=dict)
     catalogue: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    holds: dict[str, HoldReason] = field(default_factory=dict)
+    """The vehicle reasons to hold each vehicle's leads, as :func:`hold_reasons` says them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +96,36 @@ class LeadFacts:
 
 _VEHICLES_SQL: Final = (
     "SELECT v.vehicle_id, v.model, v.region, c.customer_id, c.name, c.email, c.phone,"
-    " s.centre_id, s.name, s.region, s.timezone, v.vin, v.model_year FROM vehicles v"
-    " LEFT JOIN customers c USING (customer_id)"
-    " LEFT JOIN service_centres s ON s.centre_id = v.centre_id"
-    " WHERE list_contains(?, v.vehicle_id)")
+    " s.centre_id, s.name, s.region, s.timezone, v.vin, v.model_year, i.vehicle_id,"
+    f" {HOLD_CASE} FROM (SELECT unnest(?) AS vehicle_id) i"
+    " LEFT JOIN vehicles v ON v.vehicle_id = i.vehicle_id"
+    " LEFT JOIN customers c ON c.customer_id = v.customer_id"
+    " LEFT JOIN service_centres s ON s.centre_id = v.centre_id")
+"""The register's rows of the vehicles (NULL for one not registered) and their holds."""
 
 
 def load_context(con: duckdb.DuckDBPyConnection, now: dt.datetime, vehicles: set[str],
-                 *, daily_features: bool = True) -> Context:
-    """Per-vehicle facts for ``vehicles``; raw last-day signals when not ``daily_features``."""
+                 *, daily_features: bool = True,
+                 catalogue: dict[str, tuple[Any, ...]] | None = None) -> Context:
+    """Per-vehicle facts for ``vehicles`` (the register's rows and the reasons to hold
+    their leads, in one query); raw last-day signals when not ``daily_features``;
+    ``catalogue`` as :func:`load_catalogue` read it earlier (None: read it now)."""
     if not vehicles:
         return Context()
     ids = sorted(vehicles)
     rows = con.execute(_VEHICLES_SQL, [ids]).fetchall()
-    catalogue = {r[0]: r[1:] for r in con.execute(
-        "SELECT component, work, parts_eur, labour_hours, labour_rate_eur, warranty_months"
-        " FROM service_catalogue").fetchall()}
     signals = (_daily_signals(con, now, ids) if daily_features
                else _raw_signals(con, now, ids))
-    return Context({r[0]: r for r in rows}, signals, catalogue)
+    return Context({r[0]: r[:13] for r in rows if r[0] is not None}, signals,
+                   load_catalogue(con) if catalogue is None else catalogue,
+                   {r[13]: HoldReason(r[14]) for r in rows if r[14] is not None})
+
+
+def load_catalogue(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[Any, ...]]:
+    """The service catalogue by component: work, parts, labour hours and rate, warranty."""
+    return {r[0]: r[1:] for r in con.execute(
+        "SELECT component, work, parts_eur, labour_hours, labour_rate_eur, warranty_months"
+        " FROM service_catalogue").fetchall()}
 
 
 def _daily_signals(con: duckdb.DuckDBPyConnection, now: dt.datetime,

@@ -74,6 +74,14 @@ HOLD_RULES: Final = (
 """Checked in this order; every :class:`HoldReason` has exactly one rule."""
 
 
+HOLD_CASE: Final = "CASE {} END".format(" ".join(
+    f"WHEN {rule.condition} THEN '{rule.reason.value}'" for rule in HOLD_RULES
+    if rule.condition is not None))
+"""SQL for the first vehicle reason of :data:`HOLD_RULES` that holds for ``v`` and ``c``
+(NULL when none does): :func:`hold_reasons`, and the lead context's one query for the
+register and the holds together (:func:`pipeline.leads.document.load_context`)."""
+
+
 def explain(reason: str) -> str:
     """The words for a stored reason (the reason itself when it is not one of ours)."""
     return next((r.explanation for r in HOLD_RULES if r.reason == reason), reason)
@@ -85,10 +93,8 @@ def hold_reasons(con: duckdb.DuckDBPyConnection, vehicle_ids: Collection[str]
     absent."""
     if not vehicle_ids:
         return {}
-    cases = " ".join(f"WHEN {rule.condition} THEN '{rule.reason.value}'" for rule in HOLD_RULES
-                     if rule.condition is not None)
     rows = con.execute(
-        f"SELECT i.vehicle_id, CASE {cases} END FROM (SELECT unnest($ids) AS vehicle_id) i"
+        f"SELECT i.vehicle_id, {HOLD_CASE} FROM (SELECT unnest($ids) AS vehicle_id) i"
         " LEFT JOIN vehicles v ON v.vehicle_id = i.vehicle_id"
         " LEFT JOIN customers c ON c.customer_id = v.customer_id",
         {"ids": sorted(vehicle_ids)}).fetchall()

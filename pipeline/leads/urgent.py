@@ -27,9 +27,9 @@ from typing import Any, Final
 
 import duckdb
 
-from pipeline.crm.outbox import deliver_outbox, trust_store
+from pipeline.crm.outbox import OutboxSender, deliver_outbox, trust_store
 from pipeline.features.fault_codes import CATALOG
-from pipeline.leads.advice import advise
+from pipeline.leads.advice import StoreFacts, advise
 from pipeline.leads.document import LeadSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ class UrgentLeads:
         self._stats = UrgentStats()
         self._pending = 0
         self._thread: threading.Thread | None = None
+        self._facts: StoreFacts | None = None
         self.critical_codes = critical_codes()
         """What ingest lands at once (:class:`~pipeline.ingest.service.Ingestor` reads it)."""
 
@@ -97,7 +98,8 @@ class UrgentLeads:
         started = time.perf_counter()
         try:
             report = advise(con, now=self._clock(), vehicles=vehicles, min_severity="critical",
-                            daily_features=False, settings=self._settings)
+                            daily_features=False, settings=self._settings,
+                            facts=self._store_facts(con))
         except Exception:
             log.exception("urgent advice for %s failed; the scheduled advice will retry",
                           vehicles)
@@ -112,15 +114,25 @@ class UrgentLeads:
                  len(report.lead_ids), (time.perf_counter() - started) * 1000)
         self._submit(con, [r[0] for r in rows])
 
+    def _store_facts(self, con: duckdb.DuckDBPyConnection) -> StoreFacts:
+        """The catalogue and schema facts, read at the first use (ingest holds the store:
+        nobody imports a catalogue into it meanwhile)."""
+        if self._facts is None:
+            self._facts = StoreFacts.load(con)
+        return self._facts
+
     def warm_up(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Pay the first lead's one-off costs now (ingest calls this at start): the advice's
-        queries and what they load (DuckDB's JSON extension for the scores' thresholds), on
-        an advice for a vehicle id no vehicle has, which writes nothing, and the delivery
-        thread with the HTTP client's trust store. Measured on a loaded machine, they made
-        the first lead after a start 450 ms slower than the next. Never raises."""
+        """Pay the first lead's one-off costs now (ingest calls this at start): the store's
+        catalogue and schema facts (:class:`~pipeline.leads.advice.StoreFacts`), the
+        advice's queries and what they load (DuckDB's JSON extension for the scores'
+        thresholds), on an advice for a vehicle id no vehicle has, which writes nothing, and
+        the delivery thread with the HTTP client's trust store. Measured on a loaded
+        machine, they made the first lead after a start 450 ms slower than the next. Never
+        raises."""
         try:
             advise(con, now=self._clock(), vehicles=[""], min_severity="critical",
-                   daily_features=False, settings=self._settings)
+                   daily_features=False, settings=self._settings,
+                   facts=self._store_facts(con))
         except Exception:
             log.exception("warming up the urgent advice failed; the first lead pays for it")
         self._start_delivery(con)
@@ -140,19 +152,30 @@ class UrgentLeads:
 
     def _deliver_loop(self, cursor: duckdb.DuckDBPyConnection) -> None:
         trust_store()  # read before the first lead needs it
+        sender: OutboxSender | None = None
+        try:
+            # One sender for the thread's life: a lead reuses the connection the last one
+            # opened (while the CRM keeps it alive) instead of connecting again.
+            sender = OutboxSender(self.crm_url, self._secret, self.timeout_s)
+        except Exception:
+            log.exception("the CRM settings are unusable; urgent leads stay in the outbox")
         try:
             while (job := self._jobs.get()) is not _STOP:
                 assert isinstance(job, list)
-                self._deliver(cursor, job)
+                self._deliver(cursor, sender, job)
         finally:
+            if sender is not None:
+                sender.close()
             cursor.close()
 
-    def _deliver(self, cursor: duckdb.DuckDBPyConnection, event_ids: list[str]) -> None:
+    def _deliver(self, cursor: duckdb.DuckDBPyConnection, sender: OutboxSender | None,
+                 event_ids: list[str]) -> None:
         started = time.perf_counter()
         try:
             report = deliver_outbox(cursor, url=self.crm_url, secret=self._secret,
                                     now=self._clock(), timeout_s=self.timeout_s,
-                                    payload_format=self.payload_format, event_ids=event_ids)
+                                    payload_format=self.payload_format, event_ids=event_ids,
+                                    sender=sender)
             log.info("urgent delivery of %d lead(s): %d delivered in %.1f ms", len(event_ids),
                      report.delivered, (time.perf_counter() - started) * 1000)
             self._bump(delivered=report.delivered,
