@@ -21,7 +21,11 @@ Why the rate does or does not double, from what the run measures: the CPU second
 worker and mosquitto spent during the drain (``/proc/PID/stat``), and the reference of the
 same machine's decode-and-insert floor (orjson, Arrow, one ``INSERT`` per batch, no MQTT) run
 by one process on the whole backlog and by two processes at once on half each: what two
-cores give to the part of the work that is pure CPU, without the broker. ``start_gap_s`` is
+cores give to the part of the work that is pure CPU, without the broker. ``rows_per_cpu_s``
+(rows per CPU second of the ingest processes) and ``core_share`` (CPU seconds per second of
+the drain: 1.0 is one whole core, 2.0 both) do not depend on how loaded the machine is the
+way rates do: they tell whether two workers cost more CPU for the same rows, and how much of
+the cores they actually got. ``start_gap_s`` is
 how much later the second worker reached its start mark (both start at once and compete for
 the cores while they import); the combined clock includes it, as a restart of both would.
 
@@ -367,6 +371,14 @@ def main(argv: list[str] | None = None) -> int:
             sum(m * SIGNALS / s for m, s in zip(r["messages"], r["worker_seconds"], strict=True))
             for r in two)),
         "two_workers_start_gap_s": round(_median(two, "start_gap_s"), 3),
+        "one_worker_rows_per_cpu_s": round(rows / statistics.median(
+            sum(r["cpu_s"]) for r in one)),
+        "two_workers_rows_per_cpu_s": round(rows / statistics.median(
+            sum(r["cpu_s"]) for r in two)),
+        "one_worker_core_share": round(statistics.median(
+            r["cpu_s"][0] / r["worker_seconds"][0] for r in one), 2),
+        "two_workers_core_share": round(statistics.median(
+            sum(r["cpu_s"]) / r["seconds"] for r in two), 2),
         "two_workers_share": [round(statistics.median(r["messages"][i] for r in two) / messages,
                                     3) for i in range(2)],
         "exactly_once": all(r["exactly_once"]["msg_ids"] == messages for r in two),
