@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from edge.errors import ContractError
+from edge.errors import ContractError, SpoolError
 from edge.spool import Spool
 from edge.wire import contract
 from edge.wire.mqtt import TlsFiles, configure_tls, parse_mqtt_url
@@ -253,6 +253,7 @@ class Publisher:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=5)
+        self._flush_acks()
         if self._health is not None and self._connected.is_set():
             info = self._client.publish(contract.health_topic(self._health.vehicle_id),
                                         self._health_payload(online=False), qos=1)
@@ -348,7 +349,10 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(0.5)
+            if not self._wake.wait(0.5):
+                # Half a second without an append: write the PUBACKs' deletes now rather
+                # than hold them for an append that may not come (an idle or stopped bus).
+                self._flush_acks()
             self._wake.clear()
             done = self._take_acks()
             self._take_receipts()
@@ -362,6 +366,15 @@ class Publisher:
             # Forgotten after sending more: the delete may wait for an append's fsync, and
             # the window it freed is better filled first.
             self._retire(done)
+
+    def _flush_acks(self) -> None:
+        """Write the deferred PUBACK deletes; a refusal is logged and retried later (the
+        entries are out of the spool's view already, and at worst sent again after a
+        restart)."""
+        try:
+            self._spool.flush_acks()
+        except SpoolError as exc:
+            log.warning("%s; they are written with the next append", exc)
 
     def _new_session(self) -> None:
         """What was in flight may never be acknowledged now, so it is sent again first.
@@ -404,7 +417,8 @@ class Publisher:
         (from when each PUBACK arrived)."""
         self._acked += len(done)
         if self._receipts is None:
-            self._spool.ack_many([seq for seq, _ in done])
+            # Out of the spool's view now; the rows go in the next append's transaction.
+            self._spool.ack_later([seq for seq, _ in done])
             if done and self._spool.empty():
                 self._emptied.set()
         else:

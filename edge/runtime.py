@@ -33,7 +33,7 @@ from edge.publish import Health, Publisher, Receipts
 from edge.rules import load_rules
 from edge.sdnotify import Watchdog
 from edge.source import FrameSource, ReplaySource, open_source
-from edge.spool import Spool
+from edge.spool import KEEP_UNSENT_BYTES, Spool
 from edge.wire.mqtt import TlsFiles, redact_url
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def assemble(settings: EdgeSettings, *, quiet_first_connect: bool = False) -> As
         if needed is not None and not taps:  # taps need every frame
             options["can_filters"] = decoder.can_filters(needed)
     spool = Spool(settings.spool_dir / settings.vehicle_id, max_bytes=settings.spool_max_bytes,
-                  fsync=settings.spool_fsync)
+                  fsync=settings.spool_fsync, keep_unsent_bytes=KEEP_UNSENT_BYTES)
     source = open_source(settings.interface, settings.channel, **options)
     if isinstance(source, ReplaySource):
         done = spool.checkpoint(source.checkpoint_key)
