@@ -173,3 +173,24 @@ def test_features_flow_takes_both_snapshots_in_one_writer_and_in_buckets(
     assert whole["rows"] > 0
     assert features_flow(str(tmp_path / "two.duckdb"), pair, days=7) == whole
     assert features_flow(str(tmp_path / "three.duckdb"), pair, days=7, buckets=3) == whole
+
+
+def test_the_snapshot_age_check_judges_the_oldest_snapshot(
+        workers: Workers, tmp_path: Path) -> None:
+    import os
+
+    from pipeline.ops.health import check_health
+
+    now = dt.datetime.now(dt.UTC)
+    stale = now.timestamp() - 7200
+    os.utime(workers.worker_b, (stale, stale))
+    pair = [workers.worker_a, workers.worker_b]
+    missing: list[str | Path] = [workers.worker_a, tmp_path / "none.duckdb"]
+    with connect_serving(tmp_path / "two.duckdb", pair) as con:
+        both, fresh, gone = (
+            next(c for c in check_health(con, now=now, snapshot_path=given).checks
+                 if c.name == "snapshot_age")
+            for given in (pair, workers.worker_a, missing))
+    assert fresh.healthy and not both.healthy and workers.worker_b in both.message
+    assert both.value is not None and both.value >= 7000
+    assert not gone.healthy and "no landing snapshot" in gone.message
