@@ -176,8 +176,9 @@ class Spool:
             self._reader = sqlite3.connect(self._dir / _FILE, check_same_thread=False,
                                            isolation_level=None)
             self._reader.execute(_CACHE)
-            count, used = self._db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM entry").fetchone()
+            count, used, top = self._db.execute(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(max(seq), 0) FROM entry"
+            ).fetchone()
         except (OSError, sqlite3.Error) as exc:
             raise SpoolError(f"cannot open the spool in {self._dir}: {exc}") from exc
         self._count, self._used = int(count), int(used)
@@ -194,7 +195,7 @@ class Spool:
         self._unsent: collections.OrderedDict[int, SpoolEntry] = collections.OrderedDict()
         """Entries appended here above ``_unsent_floor``, oldest first (committed ones only)."""
         self._unsent_bytes = 0
-        self._unsent_floor = self._max_seq()
+        self._unsent_floor = int(top)
         """Every entry in the database above this sequence number is in ``_unsent``."""
 
     def append(self, topic: str, payload: bytes, *, priority: Priority = Priority.TELEMETRY,
