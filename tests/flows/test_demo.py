@@ -26,8 +26,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory: pytest.TempPathFactory,
                prefect_harness: None) -> tuple[DemoReport, list[str], Path]:
-    """One demo run of six vehicles for 45 days (labels need 30 days past a day, and no part
-    fails in its first 30): its report, log lines and output folder."""
+    """One demo run of six vehicles for 45 days (12 V labels need 30 days past a day, the
+    60-day parts' 60, and no part fails in its first 30): its report, log lines and output
+    folder."""
     out = tmp_path_factory.mktemp("demo") / "out"
     options = DemoOptions(output_dir=out, vehicles=6, days=45, seed=1, snapshot_s=0.2,
                           progress=False)
