@@ -141,8 +141,9 @@ class Ingestor:
             docstring); None (the default) means yes unless a client certificate is
             configured (``tls.cert``): a broker binding client ids to certificates would
             let the two sessions take each other's place.
-        fault_codes: False subscribes to no fault-code or vehicle-info topic at all (and drops
-            them from a persistent session that had them): for the second and later ingest
+        fault_codes: False subscribes to no fault-code or vehicle-info topic at all (and
+            unsubscribes both sessions from them, landing what the broker had queued for a
+            fault-code session of an earlier run): for the second and later ingest
             workers of a shared subscription, so that one worker sees every fault code. A
             critical fault then raises one urgent lead, deduplicated against that worker's own
             store; dealt out to several workers, two of a vehicle's fault codes, or a copy the
@@ -319,10 +320,16 @@ class Ingestor:
                        self._stopping, receipts=self.receipts,
                        maintenance=((self.maintenance, self.maintenance_interval_s)
                                     if self.maintenance else None), priority=priority)
-        if not fault_filters:
+        # A telemetry-only worker still connects its fault-code session, with no filter: if
+        # the worker once ran with fault codes, that persistent session is still in the
+        # share group and the broker would keep queueing its share of the fault codes for
+        # it, never to be landed. Connected, it gives up its filters and lands what waited.
+        retired = not self.fault_codes and self.fault_session
+        if not fault_filters and not retired:
             return [bulk]
         self._cursor = con.cursor()  # DuckDB: one connection object per thread
-        faults = Session("ingest-faults", self.client_id + FAULTS_SUFFIX, fault_filters, (),
+        faults = Session("ingest-faults", self.client_id + FAULTS_SUFFIX, fault_filters,
+                         self._dropped_by_bulk([]) if retired else (),
                          self._writer(self._cursor, files=False), rule, connection,
                          self._board, self._stopping, receipts=self.receipts,
                          priority=priority, urgent_first=True)

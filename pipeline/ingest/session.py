@@ -235,6 +235,9 @@ class Session:
         self._backoff = 0.5
         if self.dropped:
             client.unsubscribe(self.dropped)
+        if not self.filters:  # a session kept only to give up its filters and drain its queue
+            self.subscribed.set()
+            return
         client.subscribe([(topic, 1) for topic in self.filters])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,

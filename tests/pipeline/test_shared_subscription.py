@@ -96,6 +96,48 @@ def test_a_worker_without_fault_codes_leaves_every_fault_code_to_the_other(
     assert counts[0][1] > 0 and counts[1][1] > 0 and counts[0][1] + counts[1][1] == 200
 
 
+def test_a_worker_switched_to_no_fault_codes_strands_no_queued_fault_code(
+        mosquitto_url: str, tmp_path: Path) -> None:
+    """Its fault-code session from the run with fault codes is still in the share group: the
+    broker queues fault codes for it while it is offline. Started without fault codes, the
+    worker lands those and gives the filters up, so later ones all go to the other worker."""
+    group, tag = f"g{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    stores = [tmp_path / "with-faults.duckdb", tmp_path / "switched.duckdb"]
+    for path in stores:
+        register_fleet(path)
+
+    def codes(first: int, n: int) -> list[tuple[str, bytes]]:
+        return [(contract.dtc_topic(f"VIN{i % 4}"), contract.encode(contract.DtcBatch(
+            f"{tag}-d{i}", f"VIN{i % 4}", [contract.DtcEvent(T0 + i, "P0A80", "stored")])))
+            for i in range(first, first + n)]
+
+    def worker(i: int, fault_codes: bool) -> Ingestor:
+        return Ingestor(mosquitto_url, stores[i], client_id=f"w{i}-{tag}", share_group=group,
+                        fault_codes=fault_codes, **FAST)
+
+    worker(1, True).start().stop()  # its sessions exist, offline, in the share group
+    first = worker(0, True).start()
+    try:
+        publish(mosquitto_url, codes(0, 20))  # dealt out: some queue for the offline worker
+        second = worker(1, False).start()
+        try:
+            assert _wait_total([first, second], 20)
+            publish(mosquitto_url, codes(20, 20))
+            assert _wait_total([first, second], 40)
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    ids = []
+    for path in stores:
+        with duckdb.connect(str(path), read_only=True) as con:
+            ids.append({str(r[0]) for r in con.execute(
+                "SELECT DISTINCT msg_id FROM dtc_events").fetchall()})
+    assert ids[1], "nothing had queued for the switched worker's fault-code session"
+    assert not ids[0] & ids[1] and len(ids[0] | ids[1]) == 40
+    assert {f"{tag}-d{i}" for i in range(20, 40)} <= ids[0]  # after the switch: all to one
+
+
 def _wait_total(workers: list[Ingestor], total: int) -> bool:
     """Wait until the workers together have handled ``total`` messages (either may be last)."""
     def done() -> bool:
