@@ -194,3 +194,35 @@ def test_the_snapshot_age_check_judges_the_oldest_snapshot(
     assert fresh.healthy and not both.healthy and workers.worker_b in both.message
     assert both.value is not None and both.value >= 7000
     assert not gone.healthy and "no landing snapshot" in gone.message
+
+
+def test_flows_run_takes_one_snapshot_per_worker(
+        workers: Workers, tmp_path: Path, prefect_harness: None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.main import main
+
+    code = main(["flows", "run", "features", "--serving", str(tmp_path / "two.duckdb"),
+                 "--snapshot", workers.worker_a, "--snapshot", workers.worker_b,
+                 "--param", "days=3"])
+    assert code == 0
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["flows", "run", "features", "--serving", str(tmp_path / "one.duckdb"),
+                 "--snapshot", workers.whole, "--param", "days=3"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == both
+    assert both["rows"] > 0
+
+
+def test_deployments_take_the_snapshot_list_and_export_cold_refuses_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.scheduled.config import load_flow_settings
+    from flows.scheduled.deployments import flow_parameters
+
+    monkeypatch.setenv("FLEETCARE_FLOWS__SNAPSHOT_PATH", '["a.duckdb", "b.duckdb"]')
+    settings = load_flow_settings(export_dir="exports")
+    assert flow_parameters("features", settings, "http://crm")["snapshot_path"] == [
+        "a.duckdb", "b.duckdb"]
+    with pytest.raises(ValueError, match="once per ingest worker"):
+        flow_parameters("export_cold", settings, "http://crm")
+    monkeypatch.setenv("FLEETCARE_FLOWS__SNAPSHOT_PATH", "one.duckdb")
+    assert flow_parameters("health", load_flow_settings(), "http://crm")["snapshot_path"] == (
+        "one.duckdb")
