@@ -17,8 +17,10 @@ was still to land when its frame was sent (counted from the receipts ingest publ
 each commit, which the benchmark reads like the vehicles do). Runs whose frame went out
 after the backlog had drained are reported apart and left out of ``during_backlog``. Each
 run also records, on the benchmark's clock, when its fault code reached the broker and when
-ingest's receipt for it came back; ingest's own log adds how long the landing, the advice and
-the delivery took (``ingest_stages_*``).
+ingest's receipt for that message came back (matched by message id, not the receipt of the
+vehicle info the agent sends first; it can come back after the lead reached the CRM, so it
+is looked up once the runs are done, None when it never came); ingest's own log adds how
+long the landing, the advice and the delivery took (``ingest_stages_*``).
 
 The reference, measured in the same run on the same broker, is a bare MQTT QoS 1 publish →
 receive round trip; the ratio says how many such round trips a critical lead costs. The same
@@ -208,7 +210,9 @@ class Watcher:
         self.first_at: float | None = None
         self.last_at: float | None = None
         self.fault_at: dict[str, float] = {}
-        self.receipt_at: dict[str, float] = {}
+        self.fault_msg: dict[str, str] = {}
+        self.receipted: dict[str, float] = {}
+        """When each bench vehicle's message ids were first receipted, by id."""
         self._cond = threading.Condition()
         host, port = parse_broker_url(broker_url)
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -228,10 +232,12 @@ class Watcher:
         vehicle = contract.vehicle_of_topic(msg.topic) or ""
         if msg.topic.endswith("/dtc"):
             self.fault_at.setdefault(vehicle, now)
+            self.fault_msg.setdefault(vehicle, contract.msg_id_of(bytes(msg.payload)) or "")
             return
         receipt = contract.decode_receipt(bytes(msg.payload))
         if not vehicle.startswith("BACKLOG"):
-            self.receipt_at.setdefault(vehicle, now)
+            for msg_id in receipt.msg_ids:
+                self.receipted.setdefault(msg_id, now)
             return
         with self._cond:
             self.landed += len(receipt.landed) + len(receipt.duplicates)
@@ -239,6 +245,12 @@ class Watcher:
             self.first_at = self.first_at or now
             self.last_at = now
             self._cond.notify_all()
+
+    def receipt_at(self, vehicle: str) -> float | None:
+        """When the receipt of the vehicle's fault code came back (not that of the vehicle
+        info its agent sent before it)."""
+        msg_id = self.fault_msg.get(vehicle)
+        return None if msg_id is None else self.receipted.get(msg_id)
 
     def remaining_rows(self) -> int:
         with self._cond:
@@ -287,22 +299,25 @@ def _publish_backlog(broker_url: str, messages: int) -> None:
 
 
 def _lead_runs(broker_url: str, crm: TimedCrm, workdir: Path, vehicles: list[str],
-               watcher: Watcher, backlog: bool) -> list[dict[str, float]]:
+               watcher: Watcher, backlog: bool) -> list[dict[str, Any]]:
     """One critical frame per vehicle, one after another: each run's latency, when its fault
     code reached the broker and when ingest's receipt for it came back (ms after the frame),
     and the rows of backlog still to land when its frame went out."""
-    runs = []
+    sent = []
     for vehicle in vehicles:
         remaining = watcher.remaining_rows() if backlog else 0
-        sent = time.perf_counter()
         latency = _one_lead(broker_url, crm, workdir, vehicle)
         started = crm.stored[vehicle] - latency  # the frame's send time, on the same clock
-        runs.append({
-            "ms": round(latency * 1000, 2),
-            "on_broker_ms": round((watcher.fault_at.get(vehicle, sent) - started) * 1000, 2),
-            "receipted_ms": round((watcher.receipt_at.get(vehicle, sent) - started) * 1000, 2),
-            "backlog_rows_left": remaining})
-    return runs
+        sent.append((vehicle, latency, started, remaining))
+    # A receipt may come back after the lead reached the CRM: look them up once all are in.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(watcher.receipt_at(v) is None for v, *_ in sent):
+        time.sleep(0.05)
+    return [{"ms": round(latency * 1000, 2),
+             "on_broker_ms": _after(watcher.fault_at.get(vehicle), started),
+             "receipted_ms": _after(watcher.receipt_at(vehicle), started),
+             "backlog_rows_left": remaining}
+            for vehicle, latency, started, remaining in sent]
 
 
 def _mqtt_round_trips(broker_url: str, runs: int) -> list[float]:
@@ -346,12 +361,21 @@ def _stages(lines: list[str]) -> dict[str, dict[str, float]]:
     return found
 
 
-def _run_stages(runs: list[dict[str, float]]) -> dict[str, float]:
+def _run_stages(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians of when the fault code reached the broker and when its receipt came back."""
     if not runs:
         return {}
-    return {f"{key}_p50": round(statistics.median(r[key] for r in runs), 1)
-            for key in ("on_broker_ms", "receipted_ms")}
+    out = {}
+    for key in ("on_broker_ms", "receipted_ms"):
+        seen = [r[key] for r in runs if r[key] is not None]
+        out[f"{key}_p50"] = round(statistics.median(seen), 1) if seen else None
+        out[f"{key}_seen"] = len(seen)
+    return out
+
+
+def _after(at: float | None, started: float) -> float | None:
+    """Milliseconds from the frame to ``at``; None when the watcher never saw it."""
+    return None if at is None else round((at - started) * 1000, 2)
 
 
 def _summary(times: list[float]) -> dict[str, float]:
