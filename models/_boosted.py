@@ -155,8 +155,9 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             default: LightGBM's exact Shapley values, ``pred_contrib``) or "path" (each tree's
             value changes along the row's root-to-leaf path, :class:`PathTables`: as exact a
             sum, some 40 times cheaper on 200 trees, but it credits the columns split on near
-            the roots more and picks a different top column for about a quarter of the rows
-            of the benchmark's table, so it is not the default).
+            the roots more: it picked another top column than TreeSHAP for 28 % of the
+            benchmark table's rows and 19-89 % of a simulated fleet's, so it is not the
+            default; docs/benchmarks.md, "Explanations").
 
     Attributes:
         classes_: the two class labels; the second is the "fails" class.
