@@ -183,10 +183,10 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
         for step in head:
             if isinstance(step, SignedLog1p):
                 design = step.transform(design)
-        # The imputer's output is a fresh array: scale and weigh it in place, as
-        # StandardScaler.transform does on its own copy (same operations, same figures),
-        # which saves two matrix-sized allocations per call.
-        z = np.array(self.pipeline_[-3].transform(design), dtype=float, copy=None)
+        # Impute into a fresh array, then scale and weigh it in place, as StandardScaler
+        # does on its own copy: the same operations and figures as the pipeline's, without
+        # its validation passes and two matrix-sized allocations per call.
+        z = _imputed(self.pipeline_[-3], np.asarray(design, dtype=float))
         scaler = self.pipeline_[-2]
         z -= scaler.mean_
         z /= scaler.scale_
@@ -205,6 +205,17 @@ class FaultWarningClassifier(ClassifierMixin, BaseEstimator):
     def explain_json(self, X: ArrayLike, top: int = 3) -> pl.Series:
         """``json.dumps`` of each row's :meth:`explain`, built without a dict per row."""
         return as_json(self.explain_top(X, top), self.design_names())
+
+
+def _imputed(imputer: Any, design: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``imputer.transform(design)`` as a new array; a NaN-filling ``SimpleImputer`` that keeps
+    every column (ours) is applied directly: each NaN becomes its column's statistic."""
+    if (isinstance(imputer, SimpleImputer) and not imputer.add_indicator
+            and imputer.keep_empty_features and isinstance(imputer.missing_values, float)
+            and np.isnan(imputer.missing_values)
+            and np.shape(imputer.statistics_) == (design.shape[1],)):
+        return np.where(np.isnan(design), np.asarray(imputer.statistics_, dtype=float), design)
+    return np.array(imputer.transform(design), dtype=float, copy=None)
 
 
 def cost_optimal_threshold(

@@ -118,3 +118,18 @@ def test_picking_in_chunks_equals_picking_at_once(monkeypatch: pytest.MonkeyPatc
     whole = as_json(pick_top(contrib, values, 3), names).to_list()
     monkeypatch.setattr("models._explanations.PICK_CHUNK_ROWS", 7)
     assert as_json(pick_top(contrib, values, 3), names).to_list() == whole
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_logistic_contributions_equal_the_fitted_pipelines_own_transforms(robust: bool) -> None:
+    X, y = _table(8)
+    X = X.with_columns(pl.lit(None, dtype=pl.Float64).alias("s5"))  # a column never reported
+    model = FaultWarningClassifier(robust=robust).fit(X, y)
+    contrib, values = model.contributions(X)
+    steps = model.pipeline_
+    design = X.to_numpy()
+    if robust:
+        design = steps[0].transform(design)
+    expected = steps[-2].transform(steps[-3].transform(design)) * steps[-1].coef_[0]
+    np.testing.assert_array_equal(contrib, expected)
+    np.testing.assert_array_equal(values, X.to_numpy())
