@@ -3,8 +3,9 @@
 for the boosted one both attributions: TreeSHAP (LightGBM's ``pred_contrib``, the default)
 and path attribution (``attribution="path"``), with how far their top-3 agree.
 
-Prints JSON. CPU seconds (process time) are the figures; the ratio is bare predict_proba
-time over predict + explain time, so 1.0 means explanations are free and the target is >= 0.3.
+Prints JSON. CPU seconds (process time) are the figures, medians of calls that alternate
+between the bare and the explained one; the ratio is bare predict_proba time over predict +
+explain time, so 1.0 means explanations are free and the target is >= 0.3.
 Agreement of path attribution with TreeSHAP on the same rows: ``top1`` the share of rows whose
 largest-magnitude column is the same, ``top3_overlap`` the mean share of TreeSHAP's top 3
 that path attribution also puts in its top 3, ``top3_sign`` the share of TreeSHAP's top-3
@@ -66,10 +67,25 @@ def _former(model: FaultWarningClassifier, X: pl.DataFrame) -> list[str]:
     return [json.dumps(w) for w in model.explain(X, top=3)]
 
 
+def _interleaved(bare_fn: Callable[[], Any], full_fn: Callable[[], Any], repeats: int,
+                 full_repeats: int) -> tuple[float, float]:
+    """Median CPU seconds of both, their calls alternating so that a change of the machine's
+    load during the measurement weighs on both alike (the bare one first)."""
+    bare: list[float] = []
+    full: list[float] = []
+    for i in range(max(repeats, full_repeats)):
+        if i < repeats:
+            bare.append(_cpu(bare_fn, 1))
+        if i < full_repeats:
+            full.append(_cpu(full_fn, 1))
+    return statistics.median(bare), statistics.median(full)
+
+
 def _measure(model: FaultWarningClassifier, X: pl.DataFrame, repeats: int, slow_repeats: int,
              former: bool) -> dict[str, Any]:
-    bare = _cpu(lambda: model.predict_proba(X), repeats)
-    full = _cpu(lambda: (model.predict_proba(X), model.explain_json(X, top=3)), slow_repeats)
+    bare, full = _interleaved(
+        lambda: model.predict_proba(X),
+        lambda: (model.predict_proba(X), model.explain_json(X, top=3)), repeats, slow_repeats)
     contrib = _cpu(lambda: model.contributions(X), slow_repeats)
     out: dict[str, Any] = {
         "rows": X.height, "explain_repeats": slow_repeats, "predict_proba_s": round(bare, 3),
