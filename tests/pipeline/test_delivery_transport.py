@@ -27,7 +27,7 @@ import orjson
 import pytest
 
 from pipeline.config import SecretError, load_pipeline_settings
-from pipeline.crm.outbox import BACKOFF_BASE_S, DeliveryReport, deliver_outbox
+from pipeline.crm.outbox import BACKOFF_BASE_S, DeliveryReport, OutboxSender, deliver_outbox
 from pipeline.crm.signing import SignatureError, new_secret, verify
 from pipeline.errors import TerminalPipelineError
 from pipeline.store.connection import connect
@@ -318,3 +318,25 @@ def test_crm_deliver_refuses_a_bad_secret_or_url_in_one_line_writing_nothing(
     assert ("whsec_" if secret != SECRET else "http") in done.stderr
     assert secret.removeprefix("whsec_") not in done.stderr
     assert not db.exists()
+
+
+def test_a_kept_sender_reuses_its_connection_from_run_to_run_and_reconnects_after_a_reset(
+    tmp_path: Path,
+) -> None:
+    """Urgent leads deliver one run per lead through one :class:`OutboxSender`: the second
+    lead goes over the connection the first opened; after the CRM reset one, the next lead
+    opens a new one and is delivered."""
+    path = tmp_path / "fleet.duckdb"
+    events = ["k1.r1", "k2.r1", "k3-reset.r1", "k4.r1"]
+    _seed(path, events, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    with (connect(path) as con, RudeCrm({"k3-reset.r1": "reset"}) as crm,
+          OutboxSender(crm.url, SECRET, DEADLINE_S) as sender):
+        reports = [deliver_outbox(con, url=crm.url, secret=SECRET, timeout_s=DEADLINE_S,
+                                  event_ids=[event_id], sender=sender) for event_id in events]
+        assert reports == [DeliveryReport(1, 0, 0), DeliveryReport(1, 0, 0),
+                           DeliveryReport(0, 1, 0), DeliveryReport(1, 0, 0)]
+        first, second, reset, after = (crm.requests_for(e)[0].connection for e in events)
+        assert first == second == reset
+        assert after != first
+        assert [r["status"] for _, r in sorted(_rows(con).items())] == [
+            "delivered", "delivered", "pending", "delivered"]
