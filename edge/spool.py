@@ -377,6 +377,9 @@ class Spool:
             SpoolError: the database refused; the acknowledgements stay deferred (the next
                 append or flush writes them).
         """
+        with self._mem:
+            if not self._unlinked:
+                return  # (no lock: an idle publisher asks twice a second)
         with self._lock:
             with self._mem:
                 unlinked = list(self._unlinked)
