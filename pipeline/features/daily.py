@@ -28,6 +28,8 @@ from pipeline.features import daily_sql, labels
 from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.labels import label_column as label_column
+from pipeline.features.pad_stages import FEATURES as PAD_STAGE_FEATURES
+from pipeline.features.pad_stages import stage_changes, with_pad_stages
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
                "pad_km_left_60d", "pad_days_left_60d", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
                *(f"pad_wear_rate_per_100km_{k}" for k in _WHEEL_KEYS),
                "braking_energy_30d", "pad_wear_per_braking_energy", "dtc_count__brakes",
-               "dtc_events_30d__brakes", "dtc_age_days__brakes"),
+               "dtc_events_30d__brakes", "dtc_age_days__brakes", *PAD_STAGE_FEATURES),
 }
 """The features that describe each component's own health (also the lead's evidence)."""
 CONTEXT_FEATURES: Final = ("distance_km", "ambient_temp", "odometer_km")
@@ -121,6 +123,7 @@ def build_daily_features(
     outlook = _query(con, daily_sql.OUTLOOK, window)
     daily = daily.join(outlook, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
+    feats = with_pad_stages(feats, stage_changes(con, window).lazy())
     dtc = _dtc_features(con, window)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
         pl.col(f"dtc_{kind}__{c}").fill_null(0)

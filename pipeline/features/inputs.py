@@ -96,6 +96,8 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     "pad_km_in_stage": (*_PADS, ODOMETER),
     "pad_km_left_60d": (*_PADS, ODOMETER),
     "pad_days_left_60d": (*_PADS, ODOMETER),
+    **{name: _PADS for name in ("pad_stage_days", "pad_days_in_stage", "pad_days_left_stage")},
+    "pad_km_left_stage": (*_PADS, ODOMETER),
     **{f"pad_wear_{k}": (sig,) for k, sig in PAD_WEAR.items()},
     **{f"pad_wear_rate_per_100km_{k}": (sig, ODOMETER) for k, sig in PAD_WEAR.items()},
     "braking_energy_30d": (SPEED,),
