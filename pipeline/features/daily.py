@@ -95,6 +95,7 @@ _LAST_ID: Final = "\U0010ffff"
 def build_daily_features(
     con: duckdb.DuckDBPyConnection, *, until: dt.datetime | None = None,
     since: dt.datetime | None = None, vehicles: tuple[str, str] | None = None,
+    latest_only: bool = False,
 ) -> pl.DataFrame:
     """One feature row per (vehicle_id, day) from everything in the store up to ``until``.
 
@@ -109,6 +110,9 @@ def build_daily_features(
         vehicles: only the vehicles whose id is in this inclusive ``(first, last)`` range
             (default: all). Every row depends on its own vehicle's data only, so a range's rows
             equal the full build's rows of those vehicles.
+        latest_only: only each vehicle's latest day (what scoring reads): the rolling windows
+            still read the days before it, but the fault-code and outlook queries and the
+            joins run for one day per vehicle. The rows equal the full build's latest rows.
 
     Returns:
         Columns ``vehicle_id``, ``day`` (pl.Date), the per-day signals, their trends and
@@ -120,16 +124,18 @@ def build_daily_features(
     daily = _query(con, daily_sql.DAILY, window)
     braking = _query(con, daily_sql.BRAKING, window)
     daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
-    outlook = _query(con, daily_sql.OUTLOOK, window)
+    outlook = _query(con, daily_sql.OUTLOOK_LATEST if latest_only else daily_sql.OUTLOOK, window)
     daily = daily.join(outlook, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
     feats = with_pad_stages(feats, stage_changes(con, window).lazy())
-    dtc = _dtc_features(con, window)
+    if latest_only:
+        feats = feats.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
+    dtc = _dtc_features(con, window, latest_only)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
         pl.col(f"dtc_{kind}__{c}").fill_null(0)
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
     )
-    return out.sort("vehicle_id", "day").collect()
+    return out.sort("vehicle_id", "day").collect(engine="streaming")
 
 
 def iter_daily_features(
@@ -316,9 +322,11 @@ def _rolling_slope(y: pl.Expr, x: pl.Expr, window: str = TREND_WINDOW) -> pl.Exp
     return pl.when((n >= 2) & (den.abs() > 1e-9)).then((n * sxy - sx * sy) / den)
 
 
-def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> pl.LazyFrame:
-    """Active codes, reports in the last 30 days and the oldest active code's age per component."""
-    events = _query(con, daily_sql.DTC, window)
+def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object],
+                  latest_only: bool = False) -> pl.LazyFrame:
+    """Active codes, reports in the last 30 days and the oldest active code's age per component
+    (of each vehicle's latest day only, when ``latest_only``)."""
+    events = _query(con, daily_sql.DTC_LATEST if latest_only else daily_sql.DTC, window)
     comp = catalog_frame().lazy().select("code", "component")
     joined = events.join(comp, on="code", how="left").with_columns(
         active=~pl.col("cleared_last"),

@@ -19,13 +19,17 @@ _WHEELS: Final = {"fl": "Row1.Wheel.Left", "fr": "Row1.Wheel.Right",
 PAD_WEAR: Final = {k: f"Vehicle.Chassis.Axle.{w}.Brake.PadWear" for k, w in _WHEELS.items()}
 """Pad wear (%) signal per wheel: front left, front right, rear left, rear right."""
 SPEED: Final = "Vehicle.Speed"
+UTC_DAY: Final = "(DATE '1970-01-01' + CAST(fdiv(epoch_us(ts), 86400000000) AS INTEGER))"
+"""The UTC day of ``ts``, from its epoch microseconds (floor division, so days before 1970 are
+right too): the same date as ``CAST(timezone('UTC', ts) AS DATE)`` without a time-zone
+conversion per row, which was a fifth of the daily aggregate's time."""
 
 _PADS = ", ".join(f"'{p}'" for p in PAD_WEAR.values())
 _PER_WHEEL = ",\n  ".join(
     f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
 
 DAILY: Final = f"""
-SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
+SELECT vehicle_id, {UTC_DAY} AS day,
   median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.StateOfHealth') AS soh,
   median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Max')
     - median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Min')
@@ -54,8 +58,8 @@ measurement (``Event.Crank.MinVoltage``): the same quantity, from whichever the 
 
 BRAKING: Final = f"""
 WITH v AS (
-  SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day, value / 3.6 AS mps,
-         lag(value / 3.6) OVER (PARTITION BY vehicle_id, CAST(timezone('UTC', ts) AS DATE)
+  SELECT vehicle_id, {UTC_DAY} AS day, value / 3.6 AS mps,
+         lag(value / 3.6) OVER (PARTITION BY vehicle_id, {UTC_DAY}
                                 ORDER BY ts) AS prev
   FROM telemetry WHERE signal = '{SPEED}' AND ts <= $until AND ts >= $since
   AND vehicle_id >= $first AND vehicle_id <= $last
@@ -71,12 +75,22 @@ Summed over consecutive speed samples of the same day; energy lost to drag and e
 is counted too, so it is an upper bound on what the friction brakes absorbed.
 """
 
-DTC: Final = f"""
-WITH days AS (
-  SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
+_ALL_DAYS: Final = f"""days AS (
+  SELECT DISTINCT vehicle_id, {UTC_DAY} AS day
   FROM telemetry WHERE ts <= $until AND ts >= $since
   AND vehicle_id >= $first AND vehicle_id <= $last
-), {history_cte("$until")}
+)"""
+_LAST_DAYS: Final = f"""days AS (
+  SELECT vehicle_id, max({UTC_DAY}) AS day
+  FROM telemetry WHERE ts <= $until AND ts >= $since
+  AND vehicle_id >= $first AND vehicle_id <= $last
+  GROUP BY vehicle_id
+)"""
+"""The (vehicle, day) pairs the fault-code and outlook features are computed for: every day
+with telemetry, or each vehicle's latest one only (what scoring reads)."""
+
+_DTC: Final = f"""
+WITH {{days}}, {history_cte("$until")}
 SELECT days.vehicle_id, days.day, ev.code,
        arg_max(ev.cleared, ev.seq) AS cleared_last,
        arg_max(ev.episode_start, ev.seq) AS first_seen,
@@ -94,16 +108,15 @@ before the latest one, so its start never comes from after the day), and how man
 code was reported (pending, stored, ...) in the 30 days up to the day since the part was last
 repaired: its recurrence (a vehicle's own clear does not reset it, a repair does: the reports
 were about the part it replaced)."""
+DTC: Final = _DTC.replace("{days}", _ALL_DAYS)
+DTC_LATEST: Final = _DTC.replace("{days}", _LAST_DAYS)
+"""Both over :data:`_DTC`'s rule: every day with telemetry, or each vehicle's latest."""
 
 OUTLOOK_DAYS: Final = 30
 """How far ahead the temperature outlook looks (the default warning horizon)."""
 
-OUTLOOK: Final = f"""
-WITH days AS (
-  SELECT DISTINCT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day
-  FROM telemetry WHERE ts <= $until AND ts >= $since
-  AND vehicle_id >= $first AND vehicle_id <= $last
-)
+_OUTLOOK: Final = f"""
+WITH {{days}}
 SELECT days.vehicle_id, days.day, min(f.min_temp_c) AS outlook_min_temp_c
 FROM days
 JOIN vehicles v ON v.vehicle_id = days.vehicle_id
@@ -116,3 +129,6 @@ GROUP BY ALL
 ``fleetcare leads campaigns --forecast``). The table keeps one value per region and day, the
 latest forecast; for past days that is close to what happened, so a model trained on it sees
 a sharper outlook than a real forecast gives a month ahead."""
+OUTLOOK: Final = _OUTLOOK.replace("{days}", _ALL_DAYS)
+OUTLOOK_LATEST: Final = _OUTLOOK.replace("{days}", _LAST_DAYS)
+"""Both over :data:`_OUTLOOK`'s rule: every day with telemetry, or each vehicle's latest."""

@@ -131,9 +131,8 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
         con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
                     [day, [sc.component for sc in scorers]])
         for first, last in ranges:
-            feats = build_daily_features(con, until=until, since=since, vehicles=(first, last))
-            latest = _latest_rows(feats)
-            del feats
+            latest = build_daily_features(con, until=until, since=since, vehicles=(first, last),
+                                          latest_only=True)
             chunk_seen = seen.filter(pl.col("vehicle_id").is_between(pl.lit(first), pl.lit(last)))
             for i, sc in enumerate(scorers):
                 frame, part = _score_component(latest, chunk_seen, day, sc)
@@ -183,10 +182,6 @@ def _merge_component(parts: list[ComponentScoring]) -> ComponentScoring:
 def _latest_telemetry_day(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     rows = con.execute("SELECT CAST(timezone('UTC', max(ts)) AS DATE) FROM telemetry").fetchall()
     return rows[0][0] if rows and rows[0][0] is not None else None
-
-
-def _latest_rows(features: pl.DataFrame) -> pl.DataFrame:
-    return features.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,3 +257,21 @@ def test_the_chunked_build_equals_the_one_shot_build(tmp_path: Path) -> None:
         chunks = list(iter_daily_features(con, since=since, chunk_vehicles=size))
         assert len(chunks) == -(-4 // size)
         assert_frame_equal(pl.concat(chunks), full)
+
+
+def test_the_latest_only_build_equals_the_full_builds_latest_rows(tmp_path: Path) -> None:
+    cars = [Car("ev", fails={"brakes": 30}), Car("ice", ev=False), Car("ev2"), Car("b3")]
+    con = build_store(tmp_path / "f.duckdb", cars, 40)
+    add_dtc(con, "ev", 3, "C1B00")
+    add_dtc(con, "ev2", 38, "C1B00")
+    _add_speed(con, "ev2", 39, [60.0, 30.0])
+    _add_forecasts(con, "north", {35: -4.0, 45: -12.0})
+    for until, since in ((None, None), (START + dt.timedelta(days=36), START)):
+        full = build_daily_features(con, until=until, since=since)
+        latest = full.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
+        assert latest["day"].n_unique() == 2, "one car stopped sending early"
+        assert_frame_equal(build_daily_features(con, until=until, since=since,
+                                                latest_only=True), latest)
+        assert_frame_equal(build_daily_features(con, until=until, since=since,
+                                                vehicles=("b3", "ev2"), latest_only=True),
+                           latest.filter(pl.col("vehicle_id") <= "ev2"))

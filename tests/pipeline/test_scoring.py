@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import duckdb
+import polars as pl
+import pytest
 from synth_fleet import build_store, day, evidence_fleet
 
 from pipeline.features.daily import COMPONENT_FEATURES, CONTEXT_FEATURES
+from pipeline.ml import scoring
 from pipeline.ml.scoring import TOP_FEATURES, score_fleet
 from pipeline.ml.training import train_and_register
 
@@ -45,3 +48,26 @@ def test_scoring_in_chunks_of_vehicles_writes_what_one_chunk_writes(tmp_path: Pa
     chunked = score_fleet(con, as_of=day(50), chunk_vehicles=2)
     assert chunked == whole and whole.rows == len(once) > 2
     assert _day_scores(con) == once
+
+
+def test_a_later_chunks_failure_leaves_the_days_scores_as_they_were(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    con = build_store(tmp_path / "fleet.duckdb", evidence_fleet(("brakes",), healthy=5), 80)
+    train_and_register(con, horizon_days=30, seed=0)
+    score_fleet(con, as_of=day(50))
+    before = _day_scores(con)
+    real_insert = scoring._insert_scores
+    calls: list[int] = []
+
+    def insert_then_fail_on_the_second_chunk(c: duckdb.DuckDBPyConnection,
+                                             frame: pl.DataFrame) -> None:
+        calls.append(frame.height)
+        if len(calls) == 2:
+            raise duckdb.IOException("disk went away while writing chunk 2")
+        real_insert(c, frame)
+
+    monkeypatch.setattr(scoring, "_insert_scores", insert_then_fail_on_the_second_chunk)
+    with pytest.raises(duckdb.IOException, match="chunk 2"):
+        score_fleet(con, as_of=day(50), chunk_vehicles=2)
+    assert calls[0] > 0, "the first chunk had written rows (after the day's DELETE)"
+    assert _day_scores(con) == before and len(before) > 2
