@@ -24,6 +24,7 @@ from pipeline.features.inputs import (
     component_inputs,
     model_inputs,
 )
+from pipeline.features.labels import HORIZON_DAYS, HorizonError, HorizonOverride, horizons
 from pipeline.features.materialised import (
     LONG_SCHEMA,
     DayRange,
@@ -39,10 +40,13 @@ __all__ = [
     "COMPONENT_FEATURES",
     "CONTEXT_FEATURES",
     "FEATURE_SIGNALS",
+    "HORIZON_DAYS",
     "LONG_SCHEMA",
     "LOOKBACK_DAYS",
     "OPTIONAL_SIGNALS",
     "DayRange",
+    "HorizonError",
+    "HorizonOverride",
     "ModelInputs",
     "UnknownFeatureError",
     "active_fault_codes",
@@ -53,6 +57,7 @@ __all__ = [
     "catalog_frame",
     "component_inputs",
     "compute_daily_features",
+    "horizons",
     "label_column",
     "latest_telemetry_day",
     "materialise_daily_features",
