@@ -75,7 +75,8 @@ LIMIT = RateLimit(rows_per_s=10_000_000.0, burst_rows=10_000_000.0)
 """High enough that draining the backlog refuses nothing; the checks still run per message."""
 
 
-def _payloads(n: int, run: str) -> list[tuple[str, bytes]]:
+def backlog_payloads(n: int, run: str) -> list[tuple[str, bytes]]:
+    """``n`` telemetry messages of :data:`SIGNALS` signals, dealt round the bench vehicles."""
     wires = []
     for i in range(n):
         vehicle = VEHICLES[i % len(VEHICLES)]
@@ -113,7 +114,8 @@ def _bare_loop(payloads: list[bytes], db: Path, per_batch: int = PER_BATCH) -> f
     return elapsed
 
 
-def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
+def connected_client(url: str) -> mqtt.Client:
+    """A paho client connected to ``url`` with its network loop running (no queue cap)."""
     host, port = parse_broker_url(url)
     connected = threading.Event()
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
@@ -123,8 +125,14 @@ def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
     client.loop_start()
     if not connected.wait(10):
         raise SystemExit("bench: no connection to the broker")
+    return client
+
+
+def publish_backlog(url: str, wires: list[tuple[str, bytes]], wait_s: float = 120.0) -> None:
+    """Publish ``wires`` at QoS 1 and return once the broker has acknowledged them all."""
+    client = connected_client(url)
     infos = [client.publish(topic, payload, qos=1) for topic, payload in wires]
-    infos[-1].wait_for_publish(timeout=120)
+    infos[-1].wait_for_publish(timeout=wait_s)
     while client.want_write() or any(not i.is_published() for i in infos[-100:]):
         time.sleep(0.01)
     client.disconnect()
@@ -136,7 +144,7 @@ def _ingest(url: str, wires: list[tuple[str, bytes]], db: Path) -> float:
     with store.connect(db) as con:
         register_vehicles(con, [Vehicle(v, "Bench EV", "north") for v in VEHICLES])
     Ingestor(url, db, client_id=client_id).start().stop()  # the session exists: mosquitto queues
-    _publish(url, wires)
+    publish_backlog(url, wires)
     started = time.perf_counter()
     with Ingestor(url, db, client_id=client_id, flush_rows=FLUSH_ROWS, rate_limit=LIMIT,
                   require_registered_vehicles=True) as ingestor:
@@ -184,14 +192,14 @@ def _flood(url: str, db: Path, oversize: int, size: int, mqtt_client: str) -> di
     threading.Thread(target=read, daemon=True).start()
     topic = contract.telemetry_topic("BENCHBIG")
     body = b"x" * size  # one object for all: the publisher need not hold them all
-    normal = _payloads(40 * oversize, f"flood-{mqtt_client}")
+    normal = backlog_payloads(40 * oversize, f"flood-{mqtt_client}")
     wires = [w for i, w in enumerate(normal)
              for w in ([w, (topic, body)] if i % 40 == 39 else [w])]
     try:
         wait_for("ingesting")
         idle = _memory_kib(proc.pid, "VmRSS")
         started = time.perf_counter()
-        _publish(url, wires)
+        publish_backlog(url, wires)
         wait_for(f"dead-lettering a message on {topic}", oversize)
         elapsed = time.perf_counter() - started
         peak = _memory_kib(proc.pid, "VmHWM")
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker(prefer="mosquitto") as broker:
         for run in range(args.repeat):
-            wires = _payloads(messages, f"r{run}")
+            wires = backlog_payloads(messages, f"r{run}")
             payloads = [p for _, p in wires]
             bare.append(_bare_loop(payloads, Path(tmp) / f"bare{run}.duckdb"))
             bare_100k.append(_bare_loop(payloads, Path(tmp) / f"b100k{run}.duckdb",

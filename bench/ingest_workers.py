@@ -52,69 +52,39 @@ from typing import Any
 import duckdb
 import orjson
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 # bench/ holds scripts named like our packages (bench/edge.py): import the packages, not them.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 from edge.wire import contract  # noqa: E402
-from pipeline.broker.auth import parse_broker_url  # noqa: E402
 from pipeline.broker.harness import EmbeddedBroker  # noqa: E402
 from pipeline.ingest.admission import Vehicle, register_vehicles  # noqa: E402
-from pipeline.ingest.service import FLUSH_ROWS, Ingestor  # noqa: E402
+from pipeline.ingest.service import Ingestor  # noqa: E402
 from pipeline.store import connection as store  # noqa: E402
 
-SIGNALS = 100
-PER_BATCH = -(-FLUSH_ROWS // SIGNALS)
-"""Messages per batch: the ingest flushes at the first message that reaches FLUSH_ROWS."""
-START_TS = 1_767_225_600.0
-NAMES = [f"Vehicle.Powertrain.TractionBattery.Cell{i:02d}.Voltage" for i in range(SIGNALS)]
-VEHICLES = [f"BENCH{i:03d}" for i in range(50)]
+# The backlog, its vehicles and the publishing client are bench/ingest.py's, imported as
+# ``bench.ingest`` from the repository root (the directory above this one).
+sys.path.append(str(_HERE.parent))
+from bench.ingest import (  # noqa: E402
+    PER_BATCH,
+    SIGNALS,
+    VEHICLES,
+    backlog_payloads,
+    connected_client,
+    publish_backlog,
+)
+
 WAIT_S = 600.0
 START_MARK = "admitting the"
 """Logged (``-v``) right before the sessions connect: the start of the clock."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _payloads(n: int, run: str) -> list[tuple[str, bytes]]:
-    wires = []
-    for i in range(n):
-        vehicle = VEHICLES[i % len(VEHICLES)]
-        ts = [START_TS + i + k / SIGNALS for k in range(SIGNALS)]
-        values = [3.6 + (i * SIGNALS + k) % 97 / 1000 for k in range(SIGNALS)]
-        batch = contract.TelemetryBatch(f"{run}-{i}", vehicle, ts, NAMES, values)
-        wires.append((contract.telemetry_topic(vehicle), contract.encode(batch)))
-    return wires
-
-
 def _cpu_s(pid: int) -> float:
     """User plus system CPU seconds process ``pid`` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def _connected_client(url: str) -> mqtt.Client:
-    host, port = parse_broker_url(url)
-    connected = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.max_queued_messages_set(0)
-    client.on_connect = lambda *_: connected.set()
-    client.connect(host, port)
-    client.loop_start()
-    if not connected.wait(10):
-        raise SystemExit("bench: no connection to the broker")
-    return client
-
-
-def _publish(url: str, wires: list[tuple[str, bytes]]) -> None:
-    client = _connected_client(url)
-    infos = [client.publish(topic, payload, qos=1) for topic, payload in wires]
-    infos[-1].wait_for_publish(timeout=WAIT_S)
-    while client.want_write() or any(not i.is_published() for i in infos[-100:]):
-        time.sleep(0.01)
-    client.disconnect()
-    client.loop_stop()
 
 
 class ReceiptWatcher:
@@ -125,7 +95,7 @@ class ReceiptWatcher:
         self.seen: dict[str, float] = {}
         self.done = threading.Event()
         subscribed = threading.Event()
-        self._client = _connected_client(url)
+        self._client = connected_client(url)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_: subscribed.set()
         self._client.subscribe(contract.RECEIPT_TOPICS, qos=1)
@@ -195,7 +165,7 @@ def _drain(url: str, wires: list[tuple[str, bytes]], dbs: Sequence[Path],
     ids = [f"bench-w{i}-{tag}" for i in range(len(dbs))]
     for db, client_id in zip(dbs, ids, strict=True):
         _prepare(url, db, client_id, group)
-    _publish(url, wires)
+    publish_backlog(url, wires, WAIT_S)
     watcher = ReceiptWatcher(url, len(wires))
     broker_cpu0 = _cpu_s(mosquitto_pid) if mosquitto_pid else 0.0
     workers = [_spawn(url, db, client_id, group) for db, client_id in zip(dbs, ids, strict=True)]
@@ -325,13 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker(prefer="mosquitto") as broker:
         tmp = Path(tmp_dir)
         for run in range(args.repeat):
-            wires = _payloads(messages, f"r{run}-{uuid.uuid4().hex[:6]}")
+            wires = backlog_payloads(messages, f"r{run}-{uuid.uuid4().hex[:6]}")
             payloads = [p for _, p in wires]
             bare1.append(_bare_loops(payloads, tmp, 1))
             bare2.append(_bare_loops(payloads, tmp, 2))
             one.append(_drain(broker.url, wires, [tmp / f"one{run}.duckdb"],
                               broker.mosquitto_pid))
-            wires = _payloads(messages, f"s{run}-{uuid.uuid4().hex[:6]}")
+            wires = backlog_payloads(messages, f"s{run}-{uuid.uuid4().hex[:6]}")
             two.append(_drain(broker.url, wires,
                               [tmp / f"two{run}-a.duckdb", tmp / f"two{run}-b.duckdb"],
                               broker.mosquitto_pid))
