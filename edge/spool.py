@@ -285,10 +285,6 @@ class Spool:
             if size is not None:
                 self._unlinked_bytes -= size
 
-    def _max_seq(self) -> int:
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM entry").fetchone()
-        return int(row[0])
-
     def checkpoint(self, key: str) -> int | None:
         """The position last recorded under ``key``, or None."""
         with self._lock:
@@ -338,12 +334,7 @@ class Spool:
             with self._mem:
                 self._count, self._used = count, used
                 for seq in gone:
-                    if seq in self._unlinked:  # acknowledged and counted already
-                        self._forget_unlinked([seq])
-                    else:
-                        self._acked += 1
-                    self._tracked.pop(seq, None)
-                    self._drop_unsent(seq)
+                    self._deleted(seq)
 
     def ack_later(self, seqs: list[int]) -> None:
         """Acknowledged: forget these entries now, delete their rows with the next append.
@@ -394,6 +385,16 @@ class Spool:
                 self._count, self._used = count, used
                 self._forget_unlinked(unlinked)
 
+    def _deleted(self, seq: int) -> None:
+        """An acknowledged entry's row is deleted: forget it everywhere, and count it as
+        acknowledged unless :meth:`ack_later` already did (under ``_mem``)."""
+        self._tracked.pop(seq, None)
+        self._drop_unsent(seq)
+        if seq in self._unlinked:
+            self._forget_unlinked([seq])
+        else:
+            self._acked += 1
+
     def _drop_unsent(self, seq: int) -> None:
         """The entry is gone: the publisher must not be handed it (under ``_mem``)."""
         entry = self._unsent.pop(seq, None)
@@ -421,13 +422,7 @@ class Spool:
                     self._count -= len(rows)
                     self._used -= sum(int(r[2]) for r in rows)
                     for row in rows:
-                        seq = int(row[0])
-                        self._tracked.pop(seq, None)
-                        self._drop_unsent(seq)
-                        if seq in self._unlinked:  # acknowledged and counted already
-                            self._forget_unlinked([seq])
-                        else:
-                            self._acked += 1
+                        self._deleted(int(row[0]))
                 removed += [(int(r[0]), str(r[1])) for r in rows]
         return removed
 
@@ -547,11 +542,11 @@ class Spool:
         dropped entries from memory that are still stored)."""
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        count, used = self._db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM entry").fetchone()
-        floor = self._max_seq()
+        count, used, floor = self._db.execute(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(max(seq), 0) FROM entry"
+        ).fetchone()
         with self._mem:
             self._count, self._used = int(count), int(used)
             self._unsent.clear()
             self._unsent_bytes = 0
-            self._unsent_floor = max(self._unsent_floor, floor)
+            self._unsent_floor = max(self._unsent_floor, int(floor))
