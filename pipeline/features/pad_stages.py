@@ -30,7 +30,7 @@ from typing import Final
 import duckdb
 import polars as pl
 
-from pipeline.features.daily_sql import PAD_WEAR
+from pipeline.features.daily_sql import PAD_WEAR, UTC_DAY
 
 ODOMETER: Final = "Vehicle.TraveledDistance"
 
@@ -44,7 +44,7 @@ FEATURES: Final = ("pad_stage_days", "pad_days_in_stage", "pad_days_left_stage",
 
 _PADS = ", ".join(f"'{p}'" for p in PAD_WEAR.values())
 PAD_HISTORY: Final = f"""
-SELECT vehicle_id, CAST(timezone('UTC', ts) AS DATE) AS day,
+SELECT vehicle_id, {UTC_DAY} AS day,
   max(value) FILTER (WHERE signal IN ({_PADS})) AS reading,
   max(value) FILTER (WHERE signal = '{ODOMETER}') AS odometer
 FROM telemetry
