@@ -16,9 +16,12 @@ compares that VIN with the register's.
 Reading a replay without frame taps, the loop takes frames many at a time as bare
 ``(timestamp, key, payload)`` tuples (:meth:`Agent.process_raw`), and each message the decoder
 can compile gets a *sink*: generated code that decodes a frame straight into the batch's
-columns under the published names (:func:`edge.decode.compile_sink`). Messages with fault
-codes, cranking or collection windows, and anything cantools must decode, take the general
-path, frame by frame; both paths spool the same samples in the same order.
+columns under the published names (:func:`edge.decode.compile_sink`), remembering what each
+recent payload decoded to, so a payload the bus repeats is copied rather than decoded again
+(:func:`edge.decode.memo_sink`; a message whose payloads do not repeat drops the memory).
+Messages with fault codes, cranking or collection windows, and anything cantools must
+decode, take the general path, frame by frame; both paths spool the same samples in the same
+order.
 
 Samples are stamped with the frame's own timestamp (the driver's receive time, a log's
 recorded time, or the simulator's simulated time), never with the time the agent got to it.
@@ -36,7 +39,7 @@ import can
 
 from edge.batch import BatchWriter, Notifiable
 from edge.cranking import CrankDetector
-from edge.decode import CAN_EFF_FLAG, DecodedFrame, Decoder, Route, compile_sink
+from edge.decode import CAN_EFF_FLAG, DecodedFrame, Decoder, Route, memo_sink
 from edge.identity import AgentIdentity
 from edge.logfile import NOT_DATA, RawFrame
 from edge.rules import DTC_STATUS_BY_VALUE, RuleSet, j2012_code
@@ -290,8 +293,13 @@ class Agent:
                     else:
                         routes[signal.name] = None
                 out = self._out
-                sink = compile_sink(plan, routes, self._decoder.counters,
-                                    (out.ts, out.signal, out.value))
+
+                def demote(plain: Callable[[float, bytes], int], key: int = key) -> None:
+                    """The key's payloads do not repeat: the plain sink from its next frame."""
+                    self._sinks[key] = plain
+
+                sink = memo_sink(plan, routes, self._decoder.counters,
+                                 (out.ts, out.signal, out.value), demote=demote)
         self._sinks[key] = sink
         return sink
 

@@ -544,3 +544,83 @@ def _sink_group(codes: tuple[SignalCode, ...], routes: list[Route]) -> list[str]
         body += ["else:", "    counters.invalid_signals += 1"]
     body.append("return n")
     return body
+
+
+
+PAYLOAD_MEMO_SIZE = 128
+"""Distinct payloads a memoising sink remembers per frame key (:func:`memo_sink`): about
+40 kB for a message of eight signals, so a DBC's worth of messages stays well under 1 MB."""
+
+_Memo = tuple[int, tuple[str, ...], tuple[float, ...], int, int]
+"""What one payload decodes to: how many samples, their names and values, how many invalid
+signals, and the sink's return value (valid signals not published)."""
+
+
+def memo_sink(plan: MessagePlan, routes: Mapping[str, Route], counters: DecodeCounters,
+              columns: tuple[list[float], list[str], list[float]], *,
+              demote: Callable[[Callable[..., int]], None],
+              size: int = PAYLOAD_MEMO_SIZE) -> Callable[..., int]:
+    """:func:`compile_sink`'s sink, remembering what each distinct payload decodes to.
+
+    Many messages repeat their payload frame after frame (a status that has not changed, a
+    gear, a door), and decoding a payload again gives the same samples. So each payload is
+    decoded once, by a compiled sink of the same plan and routes into a scratch batch, and
+    from then on only the remembered names and values are copied into the columns, stamped
+    with the frame's time, the frame and its invalid signals counted as decoding counts them.
+    The decoding is the compiled sink's own, so the columns, the counters and the return
+    value are exactly what :func:`compile_sink`'s sink gives; a payload not remembered is
+    decoded afresh, and a malformed one (-1) is never remembered.
+
+    The memory is bounded: at ``size`` distinct payloads it is emptied and starts again. A
+    message whose payloads seldom repeat (fewer than ``size`` hits while it filled: a
+    counter or a checksum in every frame) stops paying for the memory: ``demote(sink)``
+    hands over a plain compiled sink, for the caller to put in this one's place (this one
+    keeps working meanwhile).
+    """
+    scratch: tuple[list[float], list[str], list[float]] = ([], [], [])
+    probe_counters = DecodeCounters()
+    probe = compile_sink(plan, routes, probe_counters, scratch)
+    memo: dict[bytes, _Memo] = {}
+    remembered = memo.get
+    stamps, names, values = columns
+    ts_extend, sig_extend, val_extend = stamps.extend, names.extend, values.extend
+    hits = 0
+
+    def learn(data: bytes) -> _Memo | None:
+        """Decode a payload not remembered (into the scratch batch); None: malformed."""
+        nonlocal hits
+        for column in scratch:
+            column.clear()
+        probe_counters.invalid_signals = 0
+        dropped = probe(0.0, data)
+        if dropped < 0:
+            return None
+        if len(memo) >= size:
+            if hits < size:
+                demote(compile_sink(plan, routes, counters, columns))
+            memo.clear()
+            hits = 0
+        found = memo[data] = (len(scratch[1]), tuple(scratch[1]), tuple(scratch[2]),
+                              probe_counters.invalid_signals, dropped)
+        return found
+
+    def sink(ts: float, data: bytes) -> int:
+        nonlocal hits
+        found = remembered(data)
+        if found is None:
+            found = learn(data)
+            if found is None:
+                return -1
+        else:
+            hits += 1
+        n, signal_names, signal_values, invalid, dropped = found
+        counters.decoded += 1
+        if invalid:
+            counters.invalid_signals += invalid
+        if n:
+            ts_extend((ts,) * n)
+            sig_extend(signal_names)
+            val_extend(signal_values)
+        return dropped
+
+    return sink

@@ -254,10 +254,19 @@ def to_raw(frame: can.Message) -> RawFrame:
     return frame.timestamp, key, bytes(frame.data)
 
 
+_TOKEN_MEMO = 2048
+"""Distinct ``ID#DATA`` texts :func:`read_raw` remembers the frame of (about 400 kB)."""
+
+
 def _raw_candump(path: Path, counters: LogCounters, strict: bool,
                  chunk: int) -> Iterator[list[RawFrame]]:
+    """The short parser: a plain data frame's line is split once, and its ``ID#DATA`` text
+    looked up among those seen lately (a bus repeats many payloads), so only a new text
+    goes through the id table and ``bytes.fromhex``; a repeated payload is the same bytes
+    object, whose hash the agent's payload memo then does not compute again. Anything else
+    (FD, remote and error frames, malformed lines, a new id) takes the full parser."""
     keys: dict[str, int] = {}  # id text -> key, for the ids of plain data frames
-    fromhex = bytes.fromhex
+    seen: dict[str, tuple[int, bytes]] = {}  # ID#DATA text -> (key, payload), bounded
     number = 0
     with open(path, encoding="ascii", errors="replace") as handle:
         while lines := handle.readlines(chunk * 40):  # a candump line is ~40 characters
@@ -270,21 +279,38 @@ def _raw_candump(path: Path, counters: LogCounters, strict: bool,
                     del parts[3]
                 if len(parts) == 3:
                     stamp, _, frame = parts
-                    ident, _, data = frame.partition("#")
-                    key = keys.get(ident)
-                    if (key is not None and stamp[0] == "(" and stamp[-1] == ")"
-                            and len(data) <= 128):
+                    known = seen.get(frame)
+                    if known is None:
+                        known = _plain_frame(frame, keys)
+                        if known is not None:
+                            if len(seen) >= _TOKEN_MEMO:
+                                seen.clear()
+                            seen[frame] = known
+                    if known is not None and stamp[0] == "(" and stamp[-1] == ")":
                         try:
-                            out.append((float(stamp[1:-1]), key, fromhex(data)))
+                            out.append((float(stamp[1:-1]), known[0], known[1]))
                             continue
                         except ValueError:
-                            pass  # FD, remote or bad hex: the full parser says which
+                            pass  # not a timestamp: the full parser says so
                 raw = _raw_line(path, number, line, counters, strict, keys)
                 if raw is not None:
                     out.append(raw)
             counters.frames += len(out)
             if out:
                 yield out
+
+
+def _plain_frame(frame: str, keys: dict[str, int]) -> tuple[int, bytes] | None:
+    """``ID#DATA`` of a plain data frame whose id the full parser has met: (key, payload);
+    None for anything else (FD, remote, bad hex, an id not met yet)."""
+    ident, _, data = frame.partition("#")
+    key = keys.get(ident)
+    if key is None or len(data) > 128:
+        return None
+    try:
+        return key, bytes.fromhex(data)
+    except ValueError:
+        return None
 
 
 def _raw_line(path: Path, number: int, line: str, counters: LogCounters, strict: bool,
