@@ -25,6 +25,8 @@ import polars as pl
 
 from edge.wire.contract import COMPONENTS
 from pipeline.features import daily_sql, labels
+from pipeline.features.crank_margin import FEATURES as CRANK_MARGIN_FEATURES
+from pipeline.features.crank_margin import with_crank_margin
 from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.labels import label_column as label_column
@@ -67,7 +69,8 @@ COMPONENT_FEATURES: Final[dict[str, tuple[str, ...]]] = {
     "lv_battery": ("crank_dip_min", "crank_dip_trend_14d", "rest_voltage",
                    "rest_voltage_trend_14d", "crank_dip_per_degree_30d",
                    "outlook_min_temp_c", "crank_dip_at_outlook", "dtc_count__lv_battery",
-                   "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery"),
+                   "dtc_events_30d__lv_battery", "dtc_age_days__lv_battery",
+                   *CRANK_MARGIN_FEATURES),
     "brakes": ("pad_wear_max", "pad_wear_rate_per_100km", "pad_km_to_limit",
                "pad_days_to_limit", "pad_wear_rate_per_100km_60d", "pad_km_in_stage",
                "pad_km_left_60d", "pad_days_left_60d", *(f"pad_wear_{k}" for k in _WHEEL_KEYS),
@@ -128,6 +131,7 @@ def build_daily_features(
     daily = daily.join(outlook, on=["vehicle_id", "day"], how="left")
     feats = _with_trends(daily.sort("vehicle_id", "day"))
     feats = with_pad_stages(feats, stage_changes(con, window).lazy())
+    feats = with_crank_margin(feats)
     if latest_only:
         feats = feats.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
     dtc = _dtc_features(con, window, latest_only)

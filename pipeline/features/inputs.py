@@ -88,6 +88,7 @@ FEATURE_SIGNALS: Final[dict[str, tuple[str, ...]]] = {
     "crank_dip_per_degree_30d": (CRANK_DIP, AIR_TEMP),
     "outlook_min_temp_c": (),
     "crank_dip_at_outlook": (CRANK_DIP, AIR_TEMP),
+    "crank_margin_at_outlook": (CRANK_DIP, AIR_TEMP),
     "pad_wear_max": _PADS,
     "pad_wear_rate_per_100km": (*_PADS, ODOMETER),
     "pad_km_to_limit": (*_PADS, ODOMETER),

@@ -85,7 +85,8 @@ class TrainReport:
 
 MONOTONE: Final[dict[str, dict[str, int]]] = {
     "traction_battery": {"soh_median_30d": -1, "insulation_resistance_mean_30d": -1},
-    "lv_battery": {"crank_dip_min": -1, "crank_dip_at_outlook": -1},
+    "lv_battery": {"crank_dip_min": -1, "crank_dip_at_outlook": -1,
+                   "crank_margin_at_outlook": -1},
     "brakes": {"pad_wear_max": 1},
 }
 """Directions physics vouches for, per component (-1: the lower, the likelier a failure):

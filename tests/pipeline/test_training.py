@@ -70,7 +70,8 @@ def test_every_component_gets_the_boosted_classifier_with_its_monotone_direction
                                 " WHERE promoted").fetchall())
     models = {c: load_model(a) for c, a in rows.items()}
     assert all(isinstance(m, BoostedWarningClassifier) for m in models.values())
-    assert models["lv_battery"].monotone == {"crank_dip_min": -1, "crank_dip_at_outlook": -1}
+    assert models["lv_battery"].monotone == {"crank_dip_min": -1, "crank_dip_at_outlook": -1,
+                                             "crank_margin_at_outlook": -1}
     assert models["brakes"].monotone == {"pad_wear_max": 1}
 
 
