@@ -28,7 +28,77 @@ _PADS = ", ".join(f"'{p}'" for p in PAD_WEAR.values())
 _PER_WHEEL = ",\n  ".join(
     f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
 
+_MEDIAN_SIGNALS: Final = {
+    "soh": "Vehicle.Powertrain.TractionBattery.StateOfHealth",
+    "cell_v_max": "Vehicle.Powertrain.TractionBattery.CellVoltage.Max",
+    "cell_v_min": "Vehicle.Powertrain.TractionBattery.CellVoltage.Min",
+    "rest_voltage": "Vehicle.LowVoltageBattery.CurrentVoltage",
+    "ambient_temp": "Vehicle.Exterior.AirTemperature",
+}
+_MEDIANS = ", ".join(f"'{s}'" for s in _MEDIAN_SIGNALS.values())
+_WINDOW: Final = "ts <= $until AND ts >= $since AND vehicle_id >= $first AND vehicle_id <= $last"
+
+
+def _median(name: str) -> str:
+    """The exact median of one signal's day from its per-signal group: the value itself of a
+    single sample, DuckDB's own interpolation ``lo * (1 - 0.5) + hi * 0.5`` of two (bit for bit what
+    ``median`` gives), and ``median`` itself only for groups of three or more."""
+    return (f"max(CASE WHEN g.n > 2 THEN m.med WHEN g.n = 2 THEN g.lo * 0.5 + g.hi * 0.5"
+            f" ELSE g.lo END) FILTER (WHERE signal = '{_MEDIAN_SIGNALS[name]}')")
+
+
+def _hi(signals: str) -> str:
+    return f"max(g.hi) FILTER (WHERE signal IN ({signals}))"
+
+
+def _lo(signals: str) -> str:
+    return f"min(g.lo) FILTER (WHERE signal IN ({signals}))"
+
+
+_PER_WHEEL_MAX = ",\n  ".join(f"{_hi(repr(sig))} AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
+
 DAILY: Final = f"""
+WITH g AS (
+  SELECT vehicle_id, {UTC_DAY} AS day, signal,
+         count(value) AS n, min(value) AS lo, max(value) AS hi
+  FROM telemetry WHERE {_WINDOW}
+  GROUP BY ALL
+), m AS (
+  SELECT t.vehicle_id, t.day, t.signal, median(t.value) AS med
+  FROM (SELECT vehicle_id, {UTC_DAY} AS day, signal, value FROM telemetry
+        WHERE {_WINDOW} AND signal IN ({_MEDIANS})) t
+  SEMI JOIN (SELECT vehicle_id, day, signal FROM g WHERE n > 2 AND signal IN ({_MEDIANS})) b
+    USING (vehicle_id, day, signal)
+  GROUP BY ALL
+)
+SELECT vehicle_id, day,
+  {_median("soh")} AS soh,
+  {_median("cell_v_max")} - {_median("cell_v_min")} AS cell_voltage_spread,
+  {_hi("'Vehicle.Powertrain.TractionBattery.Temperature.Max'")} AS cell_temp_max,
+  {_lo("'BMS_Health.InsulationResistance'")} AS insulation_resistance_min,
+  {_hi(_PADS)} AS pad_wear_max,
+  {_PER_WHEEL_MAX},
+  {_lo("'BCM_LowVoltage.CrankMinVoltage', 'Event.Crank.MinVoltage'")} AS crank_dip_min,
+  {_median("rest_voltage")} AS rest_voltage,
+  {_hi("'Vehicle.TraveledDistance'")} AS odometer_km,
+  {_median("ambient_temp")} AS ambient_temp
+FROM g LEFT JOIN m USING (vehicle_id, day, signal)
+GROUP BY vehicle_id, day
+"""
+"""Daily medians, minima and maxima of the health and context signals.
+
+The cranking minimum is the lowest of the BCM's own report and the agent's crank detector's
+measurement (``Event.Crank.MinVoltage``): the same quantity, from whichever the bus gives.
+
+Two levels: one pass groups the day's rows by signal (count, minimum, maximum: cheap,
+streaming aggregates, the same shape as a bare ``GROUP BY vehicle, day, signal``), then the
+per-signal groups are pivoted to one row per vehicle-day. Exact medians are holistic (they
+keep every value of a group) and took most of the time when every (vehicle, day) computed
+five of them; now ``median`` runs only over the signal-days with three or more samples, and
+one or two samples take their median from the minimum and maximum. Every (vehicle, day) with
+any telemetry gets a row, as before. Equal, value for value, to :data:`DAILY_ONE_PASS`."""
+
+DAILY_ONE_PASS: Final = f"""
 SELECT vehicle_id, {UTC_DAY} AS day,
   median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.StateOfHealth') AS soh,
   median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Max')
@@ -47,14 +117,11 @@ SELECT vehicle_id, {UTC_DAY} AS day,
   max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
   median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
 FROM telemetry
-WHERE ts <= $until AND ts >= $since
-  AND vehicle_id >= $first AND vehicle_id <= $last
+WHERE {_WINDOW}
 GROUP BY ALL
 """
-"""Daily medians, minima and maxima of the health and context signals.
-
-The cranking minimum is the lowest of the BCM's own report and the agent's crank detector's
-measurement (``Event.Crank.MinVoltage``): the same quantity, from whichever the bus gives."""
+"""The former single-level form of :data:`DAILY` (five exact medians per vehicle-day, two to
+four times slower): the reference its test compares against."""
 
 BRAKING: Final = f"""
 WITH v AS (
