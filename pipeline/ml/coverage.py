@@ -138,17 +138,27 @@ def _has_stored_signals(con: duckdb.DuckDBPyConnection) -> bool:
 
 
 def signals_seen(con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime,
-                 signals: Sequence[str]) -> pl.DataFrame:
+                 signals: Sequence[str], vehicles: tuple[str, str] | None = None
+                 ) -> pl.DataFrame:
     """``vehicle_id, signal``: which of ``signals`` each vehicle sent in ``[since, until]``
-    (an input of alternatives is looked up signal by signal)."""
+    (an input of alternatives is looked up signal by signal).
+
+    ``vehicles`` (first, last id, both included) limits it to one chunk of the fleet: over a
+    whole fleet the frame has a row per vehicle and required signal, twelve million at a
+    million vehicles, so scoring asks chunk by chunk and its memory follows the chunk."""
     schema = {"vehicle_id": pl.String, "signal": pl.String}
     names = sorted({name for s in signals for name in alternatives(s)})
     if not names:
         return pl.DataFrame(schema=schema)
+    params: dict[str, object] = {"since": since, "until": until, "signals": names}
+    chunk = ""
+    if vehicles is not None:
+        chunk = " AND vehicle_id >= $first AND vehicle_id <= $last"
+        params |= {"first": vehicles[0], "last": vehicles[1]}
     rel = con.sql(
         "SELECT DISTINCT vehicle_id, signal FROM telemetry"
-        " WHERE ts <= $until AND ts >= $since AND signal IN (SELECT unnest($signals))",
-        params={"since": since, "until": until, "signals": names})
+        " WHERE ts <= $until AND ts >= $since AND signal IN (SELECT unnest($signals))" + chunk,
+        params=params)
     return rel.pl().cast(schema)
 
 

@@ -123,8 +123,7 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
         return ScoringReport(day, 0, ())
     scorers = [_Scorer(m, c, stored_inputs(f, r, o, c), json.loads(metrics), load_model(art))
                for m, c, f, r, o, metrics, art in models]
-    seen = signals_seen(con, since, until,
-                        sorted({s for sc in scorers for s in sc.inputs.required}))
+    required = sorted({s for sc in scorers for s in sc.inputs.required})
     parts: list[list[ComponentScoring]] = [[] for _ in scorers]
     rows = 0
     with transaction(con):
@@ -133,7 +132,7 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
         for first, last in ranges:
             latest = build_daily_features(con, until=until, since=since, vehicles=(first, last),
                                           latest_only=True)
-            chunk_seen = seen.filter(pl.col("vehicle_id").is_between(pl.lit(first), pl.lit(last)))
+            chunk_seen = signals_seen(con, since, until, required, (first, last))
             for i, sc in enumerate(scorers):
                 frame, part = _score_component(latest, chunk_seen, day, sc)
                 _insert_scores(con, frame)

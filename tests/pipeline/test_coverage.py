@@ -24,7 +24,7 @@ from pipeline.features.inputs import (
 )
 from pipeline.leads.advice import advise
 from pipeline.ml import registry
-from pipeline.ml.coverage import fleet_coverage, vehicle_coverage
+from pipeline.ml.coverage import fleet_coverage, scoring_window, signals_seen, vehicle_coverage
 from pipeline.ml.partitions import partition_scores, promoted_models
 from pipeline.ml.scoring import ScoringReport, SkippedVehicles, merge_reports, score_fleet
 from pipeline.store.connection import connect
@@ -61,6 +61,32 @@ def test_scoring_skips_and_reports_vehicles_without_required_signals(
                 ("ice", "traction_battery")} & rows
     assert {("norear", "lv_battery"), ("nolv", "brakes"), ("noair", "lv_battery"),
             ("nocrank", "lv_battery")} <= rows
+
+
+def test_scoring_in_chunks_of_two_vehicles_skips_and_scores_what_one_chunk_does(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    whole = score_fleet(con, as_of=LAST)
+    whole_rows = con.execute("SELECT vehicle_id, component, probability FROM scores"
+                             " WHERE as_of = ? ORDER BY ALL", [LAST]).fetchall()
+    chunked = score_fleet(con, as_of=LAST, chunk_vehicles=2)
+    assert _by_component(chunked) == _by_component(whole)
+    assert con.execute("SELECT vehicle_id, component, probability FROM scores"
+                       " WHERE as_of = ? ORDER BY ALL", [LAST]).fetchall() == whole_rows
+
+
+def test_signals_seen_of_a_vehicle_range_is_the_fleets_rows_in_that_range(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    since, until = scoring_window(LAST)
+    signals = [LV_VOLTAGE, CRANK_DIP, *TRACTION]
+    fleet_rows = signals_seen(con, since, until, signals)
+    ids = sorted(fleet_rows["vehicle_id"].unique())
+    first, last = ids[1], ids[-2]
+    chunk = signals_seen(con, since, until, signals, (first, last))
+    expected = fleet_rows.filter(pl.col("vehicle_id").is_between(pl.lit(first), pl.lit(last)))
+    assert 0 < chunk.height < fleet_rows.height
+    assert chunk.sort(pl.all()).equals(expected.sort(pl.all()))
 
 
 def test_the_window_decides_a_signal_that_stopped_long_ago_counts_while_it_is_in_it(
