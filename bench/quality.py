@@ -209,6 +209,11 @@ def _insert(con: Any, telemetry: pl.DataFrame, codes: pl.DataFrame) -> int:
 
 
 def _estimator(name: str, component: str, names: list[str], seed: int) -> Any:
+    """The estimator ``name`` stands for; ``deployed:interactions=2,n_estimators=400`` is the
+    deployed one (or ``boosted``) with those parameters changed (``set_params``)."""
+    base, _, changed = name.partition(":")
+    if changed:
+        return _estimator(base, component, names, seed).set_params(**_parameters(changed))
     if name == "logistic":
         if component == "lv_battery":
             return NoStartRiskClassifier(dip_column=names.index("crank_dip_min"),
@@ -222,6 +227,25 @@ def _estimator(name: str, component: str, names: list[str], seed: int) -> Any:
     from pipeline.ml.training import estimator_for
 
     return estimator_for(component, names, seed)
+
+
+def _parameters(text: str) -> dict[str, Any]:
+    """``"a=1,b=0.5,c=none"`` as ``{"a": 1, "b": 0.5, "c": None}`` (numbers where they parse)."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        parsed: Any = value
+        if value.lower() == "none":
+            parsed = None
+        else:
+            for kind in (int, float):
+                try:
+                    parsed = kind(value)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip()] = parsed
+    return out
 
 
 def _judged(figures: WarningFigures, cost: float) -> dict[str, Any]:
@@ -399,7 +423,9 @@ def main() -> None:
     parser.add_argument("--snapshot-s", type=float, default=0.5,
                         help="seconds of bus per simulated day (speed samples per day)")
     parser.add_argument("--estimators", nargs="+", default=["deployed"],
-                        help="deployed (what training uses), logistic, boosted")
+                        help="deployed (what training uses), logistic, boosted; NAME:k=v,... "
+                             "changes that estimator's parameters, e.g. "
+                             "deployed:interactions=2")
     parser.add_argument("--precision-floors", nargs="*", default=[],
                         help="also judge each estimator tuned with these out-of-fold onset "
                              "precision floors ('none': cost alone), beside the deployed one")

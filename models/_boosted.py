@@ -9,11 +9,15 @@ Three choices keep it a drop-in for :class:`models.FaultWarningClassifier`:
   probabilities by Platt scaling (``a * raw + b``) fitted on scores of vehicles each fold's
   booster never saw, so a probability of 0.2 means one vehicle in five, and the class
   weighting that helps the trees find rare failures does not inflate it;
-- **exact explanations**: LightGBM's ``pred_contrib`` splits each raw score into one additive
-  share per column plus the expected score (TreeSHAP); Platt's map is affine in the raw score,
-  so the shares times ``a`` add up exactly to the calibrated log-odds. Isotonic calibration
-  would have broken that sum. ``attribution="path"`` offers a cheaper split that adds up just
-  as exactly (each tree's root-to-leaf value changes, credited to the split's column; see
+- **exact explanations**: TreeSHAP splits each raw score into one additive share per column
+  plus the expected score; Platt's map is affine in the raw score, so the shares times ``a``
+  add up exactly to the calibrated log-odds. Isotonic calibration would have broken that sum.
+  LightGBM's ``pred_contrib`` computes them by walking every tree for every row; a booster
+  fitted with ``interactions=1`` or ``2`` (no root-to-leaf path reads more than two columns)
+  gets the same values from per-column and per-pair lookup tables
+  (:class:`models._shape_tables.ShapeTables`), several times cheaper than the prediction.
+  ``attribution="path"`` offers a cheaper split of any booster that adds up just as exactly
+  (each tree's root-to-leaf value changes, credited to the split's column; see
   :class:`PathTables`), at the price of ranking columns differently from TreeSHAP
   (docs/benchmarks.md, "Explanations");
 - **the cost-tuned threshold** is chosen on those calibrated out-of-fold probabilities, as the
@@ -34,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from models._explanations import TopContributions, pick_top
 from models._fault_warning import FaultWarningClassifier, cost_optimal_threshold
+from models._shape_tables import ShapeTables
 
 MIN_SLOPE = 1e-3
 """Floor of the Platt slope: scores that rank nothing out of fold keep their order, no more."""
@@ -158,6 +163,12 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             the roots more: it picked another top column than TreeSHAP for 28 % of the
             benchmark table's rows and 19-89 % of a simulated fleet's, so it is not the
             default; docs/benchmarks.md, "Explanations").
+        interactions: None (the default: a tree's paths may read any columns), 1 (LightGBM's
+            ``interaction_constraints`` with every column alone: each tree reads one column,
+            an additive model) or 2 (every pair: each root-to-leaf path reads at most two
+            columns). With 1 or 2, TreeSHAP is read from lookup tables
+            (:class:`models._shape_tables.ShapeTables`) instead of ``pred_contrib``: the
+            same values (to rounding), at a fraction of a prediction's cost.
 
     Attributes:
         classes_: the two class labels; the second is the "fails" class.
@@ -193,6 +204,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         random_state: int | None = 0,
         calibrate: bool = True,
         attribution: str = "treeshap",
+        interactions: int | None = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -209,6 +221,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         self.random_state = random_state
         self.calibrate = calibrate
         self.attribution = attribution
+        self.interactions = interactions
 
     def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None
             ) -> BoostedWarningClassifier:
@@ -223,13 +236,15 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         Raises:
             InsufficientDataError: ``y`` holds one class only (a ValueError too).
             ValueError: ``y`` is not binary, a cost is not positive, ``monotone`` names
-                a column X does not have or a direction other than -1, 0 or +1, or
-                ``attribution`` is not one of :data:`ATTRIBUTIONS`.
+                a column X does not have or a direction other than -1, 0 or +1,
+                ``attribution`` is not one of :data:`ATTRIBUTIONS`, or ``interactions`` is
+                not None, 1 or 2.
         """
         Xv, yv = validate_data(self, X, y, ensure_all_finite="allow-nan")
         target = self._binary_target(yv)
         self._attribution()
         self.__dict__.pop("_path_tables_", None)
+        self.__dict__.pop("_shape_tables_", None)
         Xf = np.asarray(Xv, dtype=float)
         params = self._params(self._monotone_vector())
         weights = self._weights(target)
@@ -279,7 +294,24 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             params["seed"] = int(self.random_state)
         if monotone is not None:
             params["monotone_constraints"] = monotone
+        constraints = self._interaction_sets()
+        if constraints is not None:
+            params["interaction_constraints"] = constraints
         return params
+
+    def _interaction_sets(self) -> list[list[int]] | None:
+        """LightGBM's ``interaction_constraints`` for ``interactions``: every column alone
+        (1: each tree reads one column) or every pair (2: each root-to-leaf path reads at most
+        two columns, a tree may read more on different paths)."""
+        limit = getattr(self, "interactions", None)
+        if limit is None:
+            return None
+        if limit not in (1, 2):
+            raise ValueError(f"interactions must be None, 1 or 2, got {limit!r}")
+        d = self.n_features_in_
+        if limit == 1 or d < 2:
+            return [[j] for j in range(d)]
+        return [[i, j] for i in range(d) for j in range(i + 1, d)]
 
     def _weights(self, target: NDArray[np.int_]) -> NDArray[np.float64] | None:
         """Per-row weights from ``class_weight`` (None: every row weighs 1)."""
@@ -361,6 +393,11 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             path_shares = self.path_tables().shares(self.booster_, Xv)
             path_shares *= self.platt_slope_  # in place: the matrix is ours, and 320 MB at 1M
             return path_shares, Xv
+        tables = self.shape_tables()
+        if tables is not None:
+            table_shares = tables.shares(Xv)
+            table_shares *= self.platt_slope_  # in place: a view of our own matrix
+            return table_shares, Xv
         shares = np.asarray(self.booster_.predict(Xv, pred_contrib=True), dtype=float)
         return self.platt_slope_ * shares[:, :-1], Xv
 
@@ -380,6 +417,16 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             tables = self._path_tables_ = PathTables.of(self.booster_)
         return tables
 
+    def shape_tables(self) -> ShapeTables | None:
+        """The fitted booster's TreeSHAP lookup tables, or None when some path of it reads
+        more than two columns (then ``pred_contrib`` explains). Built on first use and kept,
+        never stored, so a model saved before the tables existed gets them too."""
+        check_is_fitted(self)
+        if "_shape_tables_" not in self.__dict__:
+            self._shape_tables_ = ShapeTables.of(self.booster_)
+        tables: ShapeTables | None = self.__dict__["_shape_tables_"]
+        return tables
+
     def _attribution(self) -> str:
         method = getattr(self, "attribution", "treeshap")
         if method not in ATTRIBUTIONS:
@@ -396,14 +443,16 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         state = dict(super().__getstate__())
         state.pop("booster_", None)
         state.pop("_path_tables_", None)
+        state.pop("_shape_tables_", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild the booster from its text, so predictions match the saved model exactly.
 
-        Models saved before ``attribution`` existed explain by TreeSHAP, as they did.
+        Models saved before ``attribution`` or ``interactions`` existed explain by TreeSHAP
+        and have unconstrained trees, as they did.
         """
-        state = {"attribution": "treeshap", **state}
+        state = {"attribution": "treeshap", "interactions": None, **state}
         super().__setstate__(state)
         if "model_text_" in state:
             self.booster_ = lgb.Booster(model_str=state["model_text_"])
