@@ -156,3 +156,29 @@ def test_a_publisher_without_receipts_leaves_an_empty_spool_on_disk(broker_url: 
     assert _on_disk(tmp_path) == []  # the last deletes were written at the stop
     spool.close()
     watcher.close()
+
+
+@pytest.mark.broker
+def test_a_backlog_goes_out_whole_through_a_small_window_without_appends(
+        broker_url: str, tmp_path: Path) -> None:
+    """A full window is refilled when half of it is acknowledged, not only at the next append
+    or the half-second tick: 200 entries through a window of 4 with no append to wake the
+    publisher would take 25 s of ticks."""
+    vehicle = f"B{uuid.uuid4().hex[:8]}"
+    watcher = ContractSubscriber(broker_url, contract.telemetry_topic(vehicle))
+    spool = Spool(tmp_path, keep_unsent_bytes=KEEP_UNSENT_BYTES)
+    batches = [contract.TelemetryBatch(f"{vehicle}-{i:03d}", vehicle, [float(i)], ["s"], [1.0])
+               for i in range(200)]
+    for batch in batches:  # waiting before the publisher starts: a backlog after an outage
+        spool.append(contract.telemetry_topic(vehicle), contract.encode(batch))
+    publisher = Publisher(spool, broker_url, f"test-{vehicle}", window=4)
+    publisher.start()
+    assert watcher.wait_for(lambda: len(watcher.messages) >= len(batches))
+    assert publisher.wait_drained(20)
+    stats = publisher.stats()
+    publisher.stop()
+    assert [m.msg_id for m in watcher.messages] == [b.msg_id for b in batches]  # once, in order
+    assert stats.published == stats.acked == len(batches)
+    assert _on_disk(tmp_path) == []
+    spool.close()
+    watcher.close()
