@@ -16,8 +16,15 @@ Every throughput comes with a reference measured in the same process on the same
   vehicles only: a bare impute + scale + logistic regression fit on the same matrix (ours adds
   calibration and the out-of-fold threshold tuning);
 - scoring: bare ``predict_proba`` on the same subsample's latest rows (ours adds the
-  explanations), and the whole ``score_fleet`` over the whole fleet (features of the scoring
-  window + every component + writing ``scores``), with the deployed estimator.
+  explanations); then the scoring day is materialised (``materialise_daily_features``, what
+  the daily ``features`` flow does; timed on its own) and the whole ``score_fleet`` runs over
+  the whole fleet (reading the materialised rows, checking their freshness and coverage,
+  every component, writing ``scores``), with the deployed estimator; for fleets up to
+  ``--built-max`` also ``score_fleet`` with nothing fresh, building every chunk's features
+  from the window's telemetry (a store without materialised features).
+
+Peak RSS is reported for the whole process and per phase (the kernel's high-water mark is
+reset before each phase through ``/proc/self/clear_refs``).
 
 The exponents are least-squares slopes of log(seconds) on log(vehicles) across the sizes.
 
@@ -57,6 +64,11 @@ from pipeline.features.daily import (  # noqa: E402
     label_column,
     model_features,
     vehicle_ranges,
+)
+from pipeline.features.materialised import (  # noqa: E402
+    DayRange,
+    latest_telemetry_day,
+    materialise_daily_features,
 )
 from pipeline.ml.scoring import score_fleet  # noqa: E402
 from pipeline.ml.training import estimator_for  # noqa: E402
@@ -188,45 +200,86 @@ def _features(con: Any) -> tuple[int, pl.DataFrame]:
     return rows, keep if keep is not None else pl.DataFrame()
 
 
-def run_one(n: int, days: int, memory: str) -> dict[str, Any]:
-    """Measure one fleet size; returns throughputs, ratios and peak RSS."""
+def run_one(n: int, days: int, memory: str, built_max: int) -> dict[str, Any]:
+    """Measure one fleet size; returns throughputs, ratios and peak RSS (overall and per
+    phase: the kernel's high-water mark is reset before each phase)."""
+    peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         (con, rows), t_load = _timed(lambda: build_store(Path(tmp) / "b.duckdb", n, days,
                                                          memory=memory))
+        peaks["load"] = _phase_peak_mb()
         ranges = vehicle_ranges(con, CHUNK_VEHICLES)
         _, t_ref = _timed(lambda: _bare_group_by(con, ranges))
         (n_feats, feats), t_feat = _timed(lambda: _features(con))
-        labelled = attach_labels(feats, con, max(1, days // 2))
-        names = model_features("brakes")
-        part = labelled.filter(pl.col(label_column("brakes")).is_not_null())
-        X = part.select(pl.col(names).cast(pl.Float64))
-        y = part[label_column("brakes")].to_numpy().astype(int)
-        groups = part["vehicle_id"].to_numpy()
-        model, t_fit = _timed(lambda: estimator_for("brakes", names, 0).fit(X, y, groups=groups))
-        _, t_bare_fit = _timed(lambda: _bare_pipeline().fit(X, y))
-        latest = feats.filter(pl.col("day") == pl.col("day").max()).select(
-            pl.col(names).cast(pl.Float64))
-        _, t_pred = _timed(lambda: model.predict_proba(latest))
-        _, t_explain = _timed(lambda: (model.predict_proba(latest), model.explain(latest)))
+        peaks["features"] = _phase_peak_mb()
+        training, model, names = _train(con, feats, days)
+        peaks["training"] = _phase_peak_mb()
         _register_for_scoring(con, model, names)
-        scored, t_score = _timed(lambda: score_fleet(con).rows)
+        del feats, model
+        last = latest_telemetry_day(con)
+        assert last is not None
+        n_mat, t_mat = _timed(lambda: materialise_daily_features(con, DayRange(last, last)))
+        peaks["materialise"] = _phase_peak_mb()
+        report, t_score = _timed(lambda: score_fleet(con))
+        peaks["score_fleet"] = _phase_peak_mb()
+        built: dict[str, Any] = {"skipped": f"fleets over {built_max} vehicles"}
+        if n <= built_max:
+            con.execute("DELETE FROM daily_feature_inputs")  # nothing fresh: build every chunk
+            rebuilt, t_built = _timed(lambda: score_fleet(con))
+            peaks["score_fleet_built"] = _phase_peak_mb()
+            built = {"rows": rebuilt.rows, "rows_per_s": rebuilt.rows / t_built,
+                     "seconds": t_built, "materialised_vehicles": rebuilt.materialised_vehicles}
         con.close()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the resets lower ru_maxrss too: the process's peak is the largest phase's
+    peak_mb = max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, *peaks.values()])
     return {
         "vehicles": n, "days": days, "telemetry_rows": rows, "feature_rows": n_feats,
         "chunk_vehicles": CHUNK_VEHICLES, "duckdb_memory_limit": memory,
         "load_rows_per_s": rows / t_load, "load_seconds": t_load,
         "features": {"telemetry_rows_per_s": rows / t_feat, "seconds": t_feat,
                      "bare_group_by_seconds": t_ref, "ratio_to_bare_group_by": t_ref / t_feat},
-        "training": {"vehicles": int(feats["vehicle_id"].n_unique()), "rows": int(y.size),
-                     "rows_per_s": y.size / t_fit, "seconds": t_fit,
-                     "ratio_to_bare_fit": t_bare_fit / t_fit},
-        "scoring": {"rows": latest.height, "predict_explain_rows_per_s": latest.height / t_explain,
-                    "ratio_to_bare_predict_proba": t_pred / t_explain,
-                    "score_fleet_rows": scored, "score_fleet_rows_per_s": scored / t_score,
-                    "score_fleet_seconds": t_score},
+        "training": training["fit"],
+        "scoring": {**training["predict"],
+                    "materialise_day_rows": n_mat, "materialise_day_seconds": t_mat,
+                    "score_fleet_rows": report.rows,
+                    "score_fleet_rows_per_s": report.rows / t_score,
+                    "score_fleet_seconds": t_score,
+                    "score_fleet_materialised_vehicles": report.materialised_vehicles,
+                    "score_fleet_built": built},
         "peak_rss_mb": round(peak_mb, 1),
+        "phase_peak_rss_mb": {k: round(v, 1) for k, v in peaks.items()},
     }
+
+
+def _train(con: Any, feats: pl.DataFrame, days: int
+           ) -> tuple[dict[str, dict[str, Any]], FaultWarningClassifier, list[str]]:
+    """Fit the deployed estimator on the training subsample and time its predictions against
+    the bare references; the matrices are dropped on return (only the model is kept)."""
+    labelled = attach_labels(feats, con, max(1, days // 2))
+    names = model_features("brakes")
+    part = labelled.filter(pl.col(label_column("brakes")).is_not_null())
+    X = part.select(pl.col(names).cast(pl.Float64))
+    y = part[label_column("brakes")].to_numpy().astype(int)
+    groups = part["vehicle_id"].to_numpy()
+    model, t_fit = _timed(lambda: estimator_for("brakes", names, 0).fit(X, y, groups=groups))
+    _, t_bare_fit = _timed(lambda: _bare_pipeline().fit(X, y))
+    latest = feats.filter(pl.col("day") == pl.col("day").max()).select(
+        pl.col(names).cast(pl.Float64))
+    _, t_pred = _timed(lambda: model.predict_proba(latest))
+    _, t_explain = _timed(lambda: (model.predict_proba(latest), model.explain(latest)))
+    fit = {"vehicles": int(feats["vehicle_id"].n_unique()), "rows": int(y.size),
+           "rows_per_s": y.size / t_fit, "seconds": t_fit, "ratio_to_bare_fit": t_bare_fit / t_fit}
+    predict = {"rows": latest.height, "predict_explain_rows_per_s": latest.height / t_explain,
+               "ratio_to_bare_predict_proba": t_pred / t_explain}
+    return {"fit": fit, "predict": predict}, model, names
+
+
+def _phase_peak_mb() -> float:
+    """This process's peak RSS since the last call, in MB (Linux: VmHWM, then reset it)."""
+    status = Path("/proc/self/status").read_text()
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    Path("/proc/self/clear_refs").write_text("5")
+    return hwm / 1024
 
 
 def _register_for_scoring(con: Any, model: FaultWarningClassifier, names: list[str]) -> None:
@@ -245,15 +298,19 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--duckdb-memory", default="1GB",
                         help="DuckDB's memory_limit in each size's process")
+    parser.add_argument("--built-max", type=int, default=100_000,
+                        help="also time score_fleet building every chunk from telemetry (as"
+                        " with no fresh materialised day) for fleets up to this size")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.days, args.duckdb_memory)))
+        print(json.dumps(run_one(args.one, args.days, args.duckdb_memory, args.built_max)))
         return
     results = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--one", str(n), "--days",
-                              str(args.days), "--duckdb-memory", args.duckdb_memory],
+                              str(args.days), "--duckdb-memory", args.duckdb_memory,
+                              "--built-max", str(args.built_max)],
                              capture_output=True, text=True, check=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
@@ -264,14 +321,15 @@ def main() -> None:
 def _exponents(results: list[dict[str, Any]]) -> dict[str, float | None]:
     """Slope of log(seconds) on log(vehicles): 1.0 is linear in the fleet size."""
     if len(results) < 2:
-        return {"features": None, "score_fleet": None}
+        return {"features": None, "score_fleet": None, "materialise_day": None}
     n = np.log([r["vehicles"] for r in results])
 
     def slope(seconds: list[float]) -> float:
         return round(float(np.polyfit(n, np.log(seconds), 1)[0]), 3)
 
     return {"features": slope([r["features"]["seconds"] for r in results]),
-            "score_fleet": slope([r["scoring"]["score_fleet_seconds"] for r in results])}
+            "score_fleet": slope([r["scoring"]["score_fleet_seconds"] for r in results]),
+            "materialise_day": slope([r["scoring"]["materialise_day_seconds"] for r in results])}
 
 
 def _cpus() -> int:

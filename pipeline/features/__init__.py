@@ -14,6 +14,7 @@ from pipeline.features.daily import (
     model_features,
 )
 from pipeline.features.fault_codes import catalog_frame, severity_rank
+from pipeline.features.freshness import fresh_days, input_digests
 from pipeline.features.inputs import (
     FEATURE_SIGNALS,
     OPTIONAL_SIGNALS,
@@ -57,7 +58,9 @@ __all__ = [
     "catalog_frame",
     "component_inputs",
     "compute_daily_features",
+    "fresh_days",
     "horizons",
+    "input_digests",
     "label_column",
     "latest_telemetry_day",
     "materialise_daily_features",

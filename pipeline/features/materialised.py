@@ -5,19 +5,31 @@ its data has landed; materialising them lets notebooks, reports and the CRM's ev
 them without rebuilding. The table is long (``vehicle_id, day, feature, value``) so that a new
 feature in :mod:`pipeline.features.daily` needs no migration. Writing a range first deletes that
 range, in the same transaction, so a repeated or retried run leaves exactly one row per
-(vehicle, day, feature).
+(vehicle, day, feature); the table has no key index (at a million vehicles a day is tens of
+millions of rows, and the index cost three times the insert), this one writer keeps it unique.
+
+Each day written by :func:`materialise_daily_features` is recorded in ``daily_feature_inputs``
+with the digest of what its features read (:mod:`pipeline.features.freshness`): scoring reads
+a day's rows instead of rebuilding them only while the store still gives that digest.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 import duckdb
 import polars as pl
 
-from pipeline.features.daily import LOOKBACK_DAYS, build_daily_features
+from pipeline.features.daily import (
+    CHUNK_VEHICLES,
+    LOOKBACK_DAYS,
+    build_daily_features,
+    vehicle_ranges,
+)
+from pipeline.features.freshness import input_digests
 from pipeline.store.connection import transaction
 
 KEYS: Final = ("vehicle_id", "day")
@@ -51,14 +63,59 @@ def recent_days(con: duckdb.DuckDBPyConnection, days: int) -> DayRange | None:
     return DayRange(last - dt.timedelta(days=max(days, 1) - 1), last)
 
 
-def compute_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange) -> pl.DataFrame:
+def compute_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange,
+                           vehicles: tuple[str, str] | None = None) -> pl.DataFrame:
     """Long feature rows for ``days`` (reads :data:`LOOKBACK_DAYS` before it, so each row
-    equals the full build's); null values are left out."""
+    equals the full build's), of every vehicle or of the inclusive id range ``vehicles``;
+    null values are left out."""
+    since, until = _read_span(days)
+    wide = build_daily_features(con, since=since, until=until, vehicles=vehicles)
+    return _long(wide.filter(pl.col("day").is_between(days.start, days.end)))
+
+
+def write_daily_features(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame,
+                         days: DayRange, inputs: Mapping[dt.date, str] | None = None) -> int:
+    """Replace every ``daily_features`` row of ``days`` with ``rows``; returns rows written.
+
+    ``inputs`` (a digest per day, :func:`pipeline.features.freshness.input_digests` taken
+    before ``rows`` were computed) marks those days fresh for scoring; without it the range's
+    days are left unmarked, so scoring builds them from telemetry rather than trust rows it
+    cannot date (a partitioned run's writer did not see what its partitions read)."""
+    with transaction(con):
+        _clear(con, days)
+        _insert(con, rows)
+        _record_inputs(con, days, inputs or {})
+    return rows.height
+
+
+def materialise_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange,
+                               chunk_vehicles: int = CHUNK_VEHICLES) -> int:
+    """Compute and write ``days``' features on one connection, one chunk of vehicles at a
+    time (memory follows the chunk, not the fleet), all in one transaction; returns rows
+    written. The days are recorded with the digest of their inputs, taken first, so that
+    anything landing while this runs makes them stale rather than wrongly fresh."""
+    inputs = input_digests(con, days.days())
+    since, until = _read_span(days)
+    written = 0
+    with transaction(con):
+        _clear(con, days)
+        for first, last in vehicle_ranges(con, chunk_vehicles, since=since, until=until):
+            rows = compute_daily_features(con, days, vehicles=(first, last))
+            _insert(con, rows)
+            written += rows.height
+        _record_inputs(con, days, inputs)
+    return written
+
+
+def _read_span(days: DayRange) -> tuple[dt.datetime, dt.datetime]:
+    """The telemetry instants ``days``' features read: their lookback, then the days."""
     since = dt.datetime.combine(days.start - dt.timedelta(days=LOOKBACK_DAYS), dt.time.min,
                                 tzinfo=dt.UTC)
-    until = dt.datetime.combine(days.end, dt.time.max, tzinfo=dt.UTC)
-    wide = build_daily_features(con, since=since, until=until)
-    wide = wide.filter(pl.col("day").is_between(days.start, days.end))
+    return since, dt.datetime.combine(days.end, dt.time.max, tzinfo=dt.UTC)
+
+
+def _long(wide: pl.DataFrame) -> pl.DataFrame:
+    """Wide feature rows as long ``vehicle_id, day, feature, value`` rows, nulls left out."""
     if wide.is_empty():
         return pl.DataFrame(schema=LONG_SCHEMA)
     values = [c for c in wide.columns if c not in KEYS]
@@ -68,19 +125,28 @@ def compute_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange) -> pl
             .sort("vehicle_id", "day", "feature"))
 
 
-def write_daily_features(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame,
-                         days: DayRange) -> int:
-    """Replace every ``daily_features`` row of ``days`` with ``rows``; returns rows written."""
-    with transaction(con):
-        con.execute("DELETE FROM daily_features WHERE day BETWEEN ? AND ?", [days.start, days.end])
-        if rows.height:
-            con.register("_daily_features", rows)
-            con.execute("INSERT INTO daily_features (vehicle_id, day, feature, value)"
-                        " SELECT vehicle_id, day, feature, value FROM _daily_features")
-            con.unregister("_daily_features")
-    return rows.height
+def _clear(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:
+    con.execute("DELETE FROM daily_features WHERE day BETWEEN ? AND ?", [days.start, days.end])
+    con.execute("DELETE FROM daily_feature_inputs WHERE day BETWEEN ? AND ?",
+                [days.start, days.end])
 
 
-def materialise_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange) -> int:
-    """Compute and write ``days``' features on one connection; returns rows written."""
-    return write_daily_features(con, compute_daily_features(con, days), days)
+def _insert(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+    """Append ``rows`` day by day, so a day's rows sit together and a read of one day skips
+    the others by their zonemaps (scoring reads each vehicle's latest day)."""
+    if not rows.height:
+        return
+    con.register("_daily_features", rows)
+    try:
+        con.execute("INSERT INTO daily_features (vehicle_id, day, feature, value)"
+                    " SELECT vehicle_id, day, feature, value FROM _daily_features"
+                    " ORDER BY day, vehicle_id, feature")
+    finally:
+        con.unregister("_daily_features")
+
+
+def _record_inputs(con: duckdb.DuckDBPyConnection, days: DayRange,
+                   inputs: Mapping[dt.date, str]) -> None:
+    marks = [(d, inputs[d]) for d in days.days() if d in inputs]
+    if marks:
+        con.executemany("INSERT INTO daily_feature_inputs (day, inputs) VALUES (?, ?)", marks)

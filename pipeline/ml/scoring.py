@@ -7,6 +7,14 @@ A model scores only the vehicles that sent every signal it requires in the scori
 (:mod:`pipeline.ml.coverage`); the others get no score row, so advice raises no score lead
 for them, and the :class:`ScoringReport` names them with the signals they lack.
 
+Features come from the materialised ``daily_features`` rows where they can: a chunk of vehicles
+whose latest days are all materialised and still fresh (:mod:`pipeline.features.freshness`: the
+store gives the same digest of their inputs) and at least
+:data:`~pipeline.features.daily.LOOKBACK_DAYS` inside the window (so a build would give the
+same row) is scored from those rows; any other chunk is built from telemetry, as a store without
+materialised features always is. The scores are the same either way; only the work differs
+(re-reading the window's raw telemetry costs more than the model).
+
 Each score carries its ``explanation``: the :data:`TOP_FEATURES` inputs that moved the
 log-odds most for that vehicle, as JSON ``[{"feature", "value", "contribution"}, ...]``,
 largest magnitude first (a positive contribution pushes towards a warning).
@@ -25,14 +33,17 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from pipeline.features import daily as feature_build
 from pipeline.features.daily import (
     CHUNK_VEHICLES,
     build_daily_features,
     model_features,
     vehicle_ranges,
 )
-from pipeline.features.inputs import ModelInputs
-from pipeline.ml.coverage import WINDOW_DAYS, missing_signals, scoring_window, signals_seen
+from pipeline.features.daily_sql import UTC_DAY
+from pipeline.features.freshness import fresh_days
+from pipeline.features.inputs import ModelInputs, alternatives
+from pipeline.ml.coverage import WINDOW_DAYS, missing_signals, scoring_window
 from pipeline.ml.registry import load_model, stored_inputs
 from pipeline.store.connection import transaction
 
@@ -83,11 +94,14 @@ class ScoringReport:
         as_of: the day scored (None: the store holds no telemetry).
         rows: score rows written.
         components: one entry per promoted model, by component.
+        materialised_vehicles: vehicles whose features came from ``daily_features``.
     """
 
     as_of: dt.date | None
     rows: int
     components: tuple[ComponentScoring, ...]
+    materialised_vehicles: int = 0
+    """Vehicles whose features were read from materialised rows rather than built."""
 
 
 def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
@@ -123,29 +137,39 @@ def score_fleet(con: duckdb.DuckDBPyConnection, *, as_of: dt.date | None = None,
         return ScoringReport(day, 0, ())
     scorers = [_Scorer(m, c, stored_inputs(f, r, o, c), json.loads(metrics), load_model(art))
                for m, c, f, r, o, metrics, art in models]
-    required = sorted({s for sc in scorers for s in sc.inputs.required})
+    required = sorted({name for sc in scorers for s in sc.inputs.required
+                       for name in alternatives(s)})
+    wanted = sorted({str(n) for sc in scorers for n in _feature_names(sc)})
+    usable = _usable_days(con, since, day)
     parts: list[list[ComponentScoring]] = [[] for _ in scorers]
-    rows = 0
+    rows = from_store = 0
     with transaction(con):
         con.execute("DELETE FROM scores WHERE as_of = ? AND list_contains(?, component)",
                     [day, [sc.component for sc in scorers]])
         for first, last in ranges:
-            latest = build_daily_features(con, until=until, since=since, vehicles=(first, last),
-                                          latest_only=True)
-            chunk_seen = signals_seen(con, since, until, required, (first, last))
+            activity = _activity(con, since, until, (first, last))
+            latest = _materialised_latest(con, activity, usable, wanted, (first, last))
+            if latest is None:
+                latest = build_daily_features(con, until=until, since=since,
+                                              vehicles=(first, last), latest_only=True)
+            else:
+                from_store += latest.height
+            chunk_seen = (activity.filter(pl.col("signal").is_in(required))
+                          .select("vehicle_id", "signal"))
             for i, sc in enumerate(scorers):
                 frame, part = _score_component(latest, chunk_seen, day, sc)
                 _insert_scores(con, frame)
                 parts[i].append(part)
                 rows += frame.height
-    report = ScoringReport(day, rows, tuple(_merge_component(p) for p in parts))
+    report = ScoringReport(day, rows, tuple(_merge_component(p) for p in parts), from_store)
     for r in report.components:
         if r.skipped:
             log.info("%s: %d vehicles not scored (missing required signals): %s",
                         r.component, r.n_skipped,
                         "; ".join(f"{len(s.vehicle_ids)} lack {', '.join(s.missing_signals)}"
                                   for s in r.skipped))
-    log.info("scored %d (vehicle, component) pairs as of %s", rows, day)
+    log.info("scored %d (vehicle, component) pairs as of %s (%d vehicles from materialised"
+             " features)", rows, day, from_store)
     return report
 
 
@@ -164,7 +188,8 @@ def merge_reports(reports: Iterable[ScoringReport]) -> ScoringReport:
         for c in r.components:
             by_component.setdefault(c.component, []).append(c)
     return ScoringReport(next(iter(days), None), sum(r.rows for r in reports), tuple(
-        _merge_component(parts) for _, parts in sorted(by_component.items())))
+        _merge_component(parts) for _, parts in sorted(by_component.items())),
+        sum(r.materialised_vehicles for r in reports))
 
 
 def _merge_component(parts: list[ComponentScoring]) -> ComponentScoring:
@@ -194,6 +219,65 @@ class _Scorer:
     model: Any
 
 
+def _feature_names(sc: _Scorer) -> list[str]:
+    return [str(n) for n in getattr(sc.model, "feature_names_in_",
+                                    model_features(sc.component))]
+
+
+def _usable_days(con: duckdb.DuckDBPyConnection, since: dt.datetime, day: dt.date
+                 ) -> set[dt.date]:
+    """The days whose materialised rows scoring may read: fresh, and late enough in the
+    window that a build from the window's telemetry gives the same row (its lookback fits)."""
+    earliest = (since + dt.timedelta(days=feature_build.LOOKBACK_DAYS + 1)).date()
+    if earliest > day:
+        return set()
+    recorded = [d for (d,) in con.execute(
+        "SELECT day FROM daily_feature_inputs WHERE day BETWEEN ? AND ?",
+        [earliest, day]).fetchall()]
+    return fresh_days(con, recorded)
+
+
+def _activity(con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.datetime,
+              vehicles: tuple[str, str]) -> pl.DataFrame:
+    """``vehicle_id, signal, day``: each signal a chunk's vehicles sent in the window and the
+    last UTC day they sent it (one grouped scan: what coverage needs and which day is each
+    vehicle's latest)."""
+    rel = con.sql(
+        f"SELECT vehicle_id, signal, max({UTC_DAY}) AS day FROM telemetry"
+        " WHERE ts <= $until AND ts >= $since AND vehicle_id >= $first AND vehicle_id <= $last"
+        " GROUP BY ALL",
+        params={"since": since, "until": until, "first": vehicles[0], "last": vehicles[1]})
+    return rel.pl().cast({"vehicle_id": pl.String, "signal": pl.String, "day": pl.Date})
+
+
+def _materialised_latest(con: duckdb.DuckDBPyConnection, activity: pl.DataFrame,
+                         usable: set[dt.date], wanted: list[str], vehicles: tuple[str, str]
+                         ) -> pl.DataFrame | None:
+    """Each vehicle's latest feature row read from ``daily_features``, or None when one of the
+    chunk's latest days is not usable (the chunk is then built from telemetry)."""
+    latest = activity.group_by("vehicle_id").agg(pl.col("day").max())
+    if latest.is_empty() or not set(latest["day"].unique().to_list()) <= usable:
+        return None
+    con.register("_latest_days", latest)
+    try:
+        long = con.sql(
+            "SELECT f.vehicle_id, f.day, f.feature, f.value FROM daily_features f"
+            " JOIN _latest_days l ON l.vehicle_id = f.vehicle_id AND l.day = f.day"
+            " WHERE f.day BETWEEN $lo AND $hi AND f.vehicle_id >= $first"
+            " AND f.vehicle_id <= $last",
+            params={"lo": latest["day"].min(), "hi": latest["day"].max(),
+                    "first": vehicles[0], "last": vehicles[1]}).pl()
+    finally:
+        con.unregister("_latest_days")
+    wide = (long.pivot(on="feature", index=["vehicle_id", "day"], values="value")
+            if long.height else pl.DataFrame(schema={"vehicle_id": pl.String, "day": pl.Date}))
+    wide = latest.join(wide.cast({"vehicle_id": pl.String, "day": pl.Date}),
+                       on=["vehicle_id", "day"], how="left")
+    absent = [n for n in wanted if n not in wide.columns]
+    return wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(n) for n in absent
+                             ).sort("vehicle_id")
+
+
 def _score_component(latest: pl.DataFrame, seen: pl.DataFrame, day: dt.date, sc: _Scorer
                      ) -> tuple[pl.DataFrame, ComponentScoring]:
     missing = missing_signals(latest["vehicle_id"], seen, sc.inputs.required)
@@ -213,7 +297,7 @@ def _skipped(missing: pl.DataFrame) -> tuple[SkippedVehicles, ...]:
 
 def _scores(rows: pl.DataFrame, day: dt.date, sc: _Scorer) -> pl.DataFrame:
     model = sc.model
-    names = [str(n) for n in getattr(model, "feature_names_in_", model_features(sc.component))]
+    names = _feature_names(sc)
     X = rows.select(pl.col(names).cast(pl.Float64))
     proba = model.predict_proba(X)[:, 1] if rows.height else np.empty(0)
     why = (model.explain_json(X, top=TOP_FEATURES) if rows.height
