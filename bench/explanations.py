@@ -1,7 +1,12 @@
 """Predict + top-3 explanations (as scoring writes them, JSON column included) against a bare
 ``predict_proba`` on the same rows, for both fault-warning classifiers (issue 20 item 2), and
 for the boosted one both attributions: TreeSHAP (LightGBM's ``pred_contrib``, the default)
-and path attribution (``attribution="path"``), with how far their top-3 agree.
+and path attribution (``attribution="path"``), with how far their top-3 agree; and the
+boosted one fitted with ``interactions=3`` or ``2`` (each root-to-leaf path reads at most
+three or two columns) and ``interactions=1`` (each tree one column), whose TreeSHAP values
+come from lookup tables
+(:mod:`models._shape_tables`, the same values as ``pred_contrib``), with the held-out ROC AUC
+of each fit on the scored rows (what the constraint costs in ranking on this table).
 
 Prints JSON. CPU seconds (process time) are the figures, medians of calls that alternate
 between the bare and the explained one; the ratio is bare predict_proba time over predict +
@@ -34,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from sklearn.metrics import roc_auc_score
 
 # Run as a script, this folder comes first on sys.path and bench/models.py would shadow the
 # models package.
@@ -207,6 +213,10 @@ def main() -> None:
                         help="also compare the attributions on a simulated fleet (0: not)")
     parser.add_argument("--fleet-days", type=int, default=365)
     parser.add_argument("--only", choices=["synthetic", "fleet"], default=None)
+    parser.add_argument("--models", nargs="+",
+                        default=["logistic", "boosted", "boosted_triples", "boosted_pairwise",
+                                 "boosted_additive"],
+                        help="which fits of the synthetic table to measure")
     args = parser.parse_args()
     report: dict[str, Any] = {"features": args.features, "train_rows": args.train,
                               "repeats": args.repeats, "cpus": os.cpu_count(),
@@ -223,16 +233,23 @@ def main() -> None:
 def _synthetic(args: argparse.Namespace, report: dict[str, Any]) -> None:
     X, y = _table(args.train, args.features, seed=0)
     models: dict[str, FaultWarningClassifier] = {
-        "logistic": FaultWarningClassifier(), "boosted": BoostedWarningClassifier()}
+        "logistic": FaultWarningClassifier(), "boosted": BoostedWarningClassifier(),
+        "boosted_triples": BoostedWarningClassifier(interactions=3),
+        "boosted_pairwise": BoostedWarningClassifier(interactions=2),
+        "boosted_additive": BoostedWarningClassifier(interactions=1)}
+    models = {k: v for k, v in models.items() if k in args.models}
     for name, model in models.items():
         start = time.process_time()
         model.fit(X, y)
         report["results"][name] = {"fit_cpu_s": round(time.process_time() - start, 2),
                                    "scoring": []}
     for size in (int(s) for s in args.score.split(",")):
-        Xs, _ = _table(size, args.features, seed=size)
+        Xs, ys = _table(size, args.features, seed=size)
         for name, model in models.items():
-            if isinstance(model, BoostedWarningClassifier):
+            if isinstance(model, BoostedWarningClassifier) and model.shape_tables() is not None:
+                result = _measure(model, Xs, args.repeats, args.repeats, former=False)
+                result["tables"] = _table_sizes(model)
+            elif isinstance(model, BoostedWarningClassifier):
                 if size > max(args.boosted_max_rows, args.path_max_rows):
                     continue
                 shap = args.boosted_explain_repeats if size <= args.boosted_max_rows else None
@@ -240,7 +257,20 @@ def _synthetic(args: argparse.Namespace, report: dict[str, Any]) -> None:
             else:
                 result = _measure(model, Xs, args.repeats, args.repeats,
                                   former=size <= 100_000)
+            result["roc_auc"] = round(float(roc_auc_score(ys, model.predict_proba(Xs)[:, 1])),
+                                      4)
             report["results"][name]["scoring"].append(result)
+
+
+def _table_sizes(model: BoostedWarningClassifier) -> dict[str, int]:
+    """How many tables of one, two and three columns the model's TreeSHAP reads, and their
+    cells (a cell per column of its set)."""
+    tables = model.shape_tables()
+    assert tables is not None
+    sizes = [len(g.columns) for g in tables.groups]
+    return {"sets_of_1": sizes.count(1), "sets_of_2": sizes.count(2),
+            "sets_of_3": sizes.count(3),
+            "cells": sum(len(g.columns) * g.shares[0].size for g in tables.groups)}
 
 
 if __name__ == "__main__":

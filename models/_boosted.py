@@ -13,8 +13,8 @@ Three choices keep it a drop-in for :class:`models.FaultWarningClassifier`:
   plus the expected score; Platt's map is affine in the raw score, so the shares times ``a``
   add up exactly to the calibrated log-odds. Isotonic calibration would have broken that sum.
   LightGBM's ``pred_contrib`` computes them by walking every tree for every row; a booster
-  fitted with ``interactions=1`` or ``2`` (no root-to-leaf path reads more than two columns)
-  gets the same values from per-column and per-pair lookup tables
+  fitted with ``interactions=1``, ``2`` or ``3`` (no root-to-leaf path reads more than that
+  many columns) gets the same values from lookup tables per set of columns
   (:class:`models._shape_tables.ShapeTables`), several times cheaper than the prediction.
   ``attribution="path"`` offers a cheaper split of any booster that adds up just as exactly
   (each tree's root-to-leaf value changes, credited to the split's column; see
@@ -26,6 +26,7 @@ Three choices keep it a drop-in for :class:`models.FaultWarningClassifier`:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,8 +166,9 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             default; docs/benchmarks.md, "Explanations").
         interactions: None (the default: a tree's paths may read any columns), 1 (LightGBM's
             ``interaction_constraints`` with every column alone: each tree reads one column,
-            an additive model) or 2 (every pair: each root-to-leaf path reads at most two
-            columns). With 1 or 2, TreeSHAP is read from lookup tables
+            an additive model), 2 (every pair: each root-to-leaf path reads at most two
+            columns; a tree may read more on different paths) or 3 (every triple). With a
+            limit, TreeSHAP is read from lookup tables
             (:class:`models._shape_tables.ShapeTables`) instead of ``pred_contrib``: the
             same values (to rounding), at a fraction of a prediction's cost.
 
@@ -238,7 +240,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
             ValueError: ``y`` is not binary, a cost is not positive, ``monotone`` names
                 a column X does not have or a direction other than -1, 0 or +1,
                 ``attribution`` is not one of :data:`ATTRIBUTIONS`, or ``interactions`` is
-                not None, 1 or 2.
+                not None, 1, 2 or 3.
         """
         Xv, yv = validate_data(self, X, y, ensure_all_finite="allow-nan")
         target = self._binary_target(yv)
@@ -300,18 +302,16 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         return params
 
     def _interaction_sets(self) -> list[list[int]] | None:
-        """LightGBM's ``interaction_constraints`` for ``interactions``: every column alone
-        (1: each tree reads one column) or every pair (2: each root-to-leaf path reads at most
-        two columns, a tree may read more on different paths)."""
+        """LightGBM's ``interaction_constraints`` for ``interactions``: every set of that many
+        columns (1: each tree reads one column; 2 or 3: each root-to-leaf path reads at most
+        two or three, a tree may read more on different paths)."""
         limit = getattr(self, "interactions", None)
         if limit is None:
             return None
-        if limit not in (1, 2):
-            raise ValueError(f"interactions must be None, 1 or 2, got {limit!r}")
+        if limit not in (1, 2, 3):
+            raise ValueError(f"interactions must be None, 1, 2 or 3, got {limit!r}")
         d = self.n_features_in_
-        if limit == 1 or d < 2:
-            return [[j] for j in range(d)]
-        return [[i, j] for i in range(d) for j in range(i + 1, d)]
+        return [list(c) for c in itertools.combinations(range(d), min(limit, d))]
 
     def _weights(self, target: NDArray[np.int_]) -> NDArray[np.float64] | None:
         """Per-row weights from ``class_weight`` (None: every row weighs 1)."""
@@ -419,7 +419,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
 
     def shape_tables(self) -> ShapeTables | None:
         """The fitted booster's TreeSHAP lookup tables, or None when some path of it reads
-        more than two columns (then ``pred_contrib`` explains). Built on first use and kept,
+        more than three columns (then ``pred_contrib`` explains). Built on first use and kept,
         never stored, so a model saved before the tables existed gets them too."""
         check_is_fitted(self)
         if "_shape_tables_" not in self.__dict__:

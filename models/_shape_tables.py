@@ -1,4 +1,4 @@
-"""Exact TreeSHAP by table lookup, for boosters whose every root-to-leaf path reads at most two
+"""Exact TreeSHAP by table lookup, for boosters whose every root-to-leaf path reads at most three
 columns.
 
 LightGBM's ``pred_contrib`` runs the TreeSHAP recursion for every row and tree: some 60
@@ -13,17 +13,20 @@ only its path's columns, so:
 
 - a leaf on one column ``a`` gives ``a`` the share ``v * (o_a - z_a)`` and nothing else;
 - a leaf on two columns gives ``a`` the share ``v * (o_a - z_a) * (o_b + z_b) / 2`` (the two
-  orders of a two-player game, averaged), and ``b`` the mirror image.
+  orders of a two-player game, averaged), and ``b`` the mirror image;
+- a leaf on three gives ``a`` ``v * (o_a - z_a) * (z_b z_c / 3 + (o_b z_c + z_b o_c) / 6
+  + o_b o_c / 3)`` (Shapley's weights ``|S|! (m - |S| - 1)! / m!`` of each coalition ``S`` of
+  the others).
 
 ``o_a`` only depends on which interval between the column's thresholds the row's value falls
-in (or whether it is missing), so summed over every leaf of the booster each column's share is
-a step function of one value (:attr:`ShapeTables.single`), plus, for each pair of columns that
-share a path, a step function of two values (:attr:`ShapeTables.pairs`). Explaining a row is
-then one ``searchsorted`` per column and two gathers per pair, not a walk of every tree.
+in (or whether it is missing), so summed over all leaves that read the same set of columns
+each of those columns' share is a step function of their values: one table per set of one to
+three columns (:attr:`ShapeTables.groups`). Explaining a row is then one ``searchsorted`` per
+column and one gather per column of each set, not a walk of every tree.
 
-Boosters fitted with ``interactions=1`` or ``2`` (LightGBM's ``interaction_constraints``,
-:class:`models.BoostedWarningClassifier`) have that shape; :meth:`ShapeTables.of` says None for
-any other, and the caller keeps ``pred_contrib``.
+Boosters fitted with ``interactions=1``, ``2`` or ``3`` (LightGBM's
+``interaction_constraints``, :class:`models.BoostedWarningClassifier`) have that shape;
+:meth:`ShapeTables.of` says None for any other, and the caller keeps ``pred_contrib``.
 
 Missing values follow LightGBM's prediction: a column fitted with missing values sends NaN the
 way each split's ``default_left`` says; one fitted without them reads NaN as 0; a value within
@@ -33,6 +36,7 @@ categorical splits are not covered (:meth:`ShapeTables.of` says None).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,91 +44,82 @@ import lightgbm as lgb
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["TABLE_CHUNK_ROWS", "PairTable", "ShapeTables"]
+__all__ = ["MAX_COLUMNS", "TABLE_CHUNK_ROWS", "GroupTable", "ShapeTables"]
 
 TABLE_CHUNK_ROWS = 16_384
 """Rows binned and looked up at a time: their bins and shares stay a few MB, in cache."""
+
+MAX_COLUMNS = 3
+"""The most columns one root-to-leaf path may read for the tables to cover the booster: a set
+of ``m`` columns gets an ``m``-dimensional table, and three is where their cells and the
+number of sets stay small next to the trees."""
 
 ZERO_THRESHOLD = float(np.float32(1e-35))
 """LightGBM's ``kZeroThreshold``: a dense input within it of zero is read as 0."""
 
 
 @dataclass(frozen=True)
-class PairTable:
-    """The shares two columns ``a`` and ``b`` get from the leaves whose paths read both.
+class GroupTable:
+    """The shares a set of columns gets from the leaves whose paths read exactly those columns.
 
-    ``map_a`` takes a row's bin of ``a`` among all the booster's thresholds on ``a`` to its bin
-    among the thresholds of these leaves only (``map_b`` the same for ``b``); ``share_a`` and
-    ``share_b`` hold the two shares per cell, flattened row-major over
-    ``(local bins of a, local bins of b)``; ``width`` is the number of local bins of ``b``.
+    ``maps[i]`` takes a row's bin of ``columns[i]`` among all the booster's thresholds on it to
+    its bin among the thresholds of these leaves only; ``shape`` is the number of those local
+    bins per column, and ``shares[i]`` holds the share of ``columns[i]`` per cell, flattened
+    row-major over ``shape``.
     """
 
-    a: int
-    b: int
-    map_a: NDArray[np.intp]
-    map_b: NDArray[np.intp]
-    width: int
-    share_a: NDArray[np.float64]
-    share_b: NDArray[np.float64]
+    columns: tuple[int, ...]
+    maps: tuple[NDArray[np.intp], ...]
+    shape: tuple[int, ...]
+    shares: tuple[NDArray[np.float64], ...]
 
 
 @dataclass(frozen=True)
 class ShapeTables:
-    """Per-column and per-pair step functions that add up to a booster's TreeSHAP values.
+    """Per-set step functions that add up to a booster's TreeSHAP values.
 
     A column ``j``'s value falls in bin ``searchsorted(thresholds[j], x)`` (``x <= t`` goes
     left, as LightGBM splits), or bin ``len(thresholds[j]) + 1`` when it is missing.
-    ``single[j]`` is ``j``'s share from its one-column leaves per bin; ``pairs`` the two-column
-    ones. ``expected`` is the booster's expected raw score (``pred_contrib``'s last column).
+    ``groups`` holds one :class:`GroupTable` per set of columns some leaf's path reads.
+    ``expected`` is the booster's expected raw score (``pred_contrib``'s last column).
     """
 
     n_features: int
     thresholds: tuple[NDArray[np.float64], ...]
-    single: tuple[NDArray[np.float64] | None, ...]
-    pairs: tuple[PairTable, ...]
+    groups: tuple[GroupTable, ...]
     expected: float
 
     @classmethod
     def of(cls, booster: lgb.Booster) -> ShapeTables | None:
         """The tables of ``booster`` (from its ``dump_model``), or None when a path reads more
-        than two columns or a split is one the tables do not cover (see the module)."""
+        than :data:`MAX_COLUMNS` columns or a split is one the tables do not cover (see the
+        module)."""
         dump = booster.dump_model()
         d = int(dump["max_feature_idx"]) + 1
-        leaves: list[_Leaf] = []
+        by_set: dict[tuple[int, ...], list[_Leaf]] = {}
         expected = 0.0
         for info in dump["tree_info"]:
-            tree = _tree_leaves(info["tree_structure"])
+            root = info["tree_structure"]
+            if "split_index" not in root:  # a one-leaf tree: its value is all expectation
+                expected += float(root["leaf_value"])
+                continue
+            tree = _tree_leaves(root)
             if tree is None:
                 return None
-            root_count = float(_count(info["tree_structure"]))
+            root_count = _count(root)
             for leaf in tree:
                 if root_count > 0:
                     expected += leaf.value * leaf.count / root_count
-                if leaf.splits:
-                    leaves.append(leaf)
-            if not tree:  # a one-leaf tree: its value is all expectation
-                expected += float(info["tree_structure"]["leaf_value"])
+                by_set.setdefault(tuple(sorted(leaf.splits)), []).append(leaf)
         cuts: list[set[float]] = [set() for _ in range(d)]
-        for leaf in leaves:
-            for feature, splits in leaf.splits.items():
-                cuts[feature].update(s.threshold for s in splits)
+        for leaves in by_set.values():
+            for leaf in leaves:
+                for feature, splits in leaf.splits.items():
+                    cuts[feature].update(s.threshold for s in splits)
         thresholds = tuple(np.array(sorted(c), dtype=float) for c in cuts)
-        single: list[NDArray[np.float64] | None] = [None] * d
-        by_pair: dict[tuple[int, int], list[_Leaf]] = {}
-        for leaf in leaves:
-            columns = sorted(leaf.splits)
-            if len(columns) == 1:
-                j = columns[0]
-                o, z = _on_path(leaf.splits[j], thresholds[j])
-                table = single[j]
-                if table is None:
-                    table = single[j] = np.zeros(thresholds[j].size + 2)
-                table += leaf.value * (o - z)
-            else:
-                by_pair.setdefault((columns[0], columns[1]), []).append(leaf)
-        pairs = tuple(_pair_table(a, b, group, thresholds)
-                      for (a, b), group in sorted(by_pair.items()))
-        return cls(d, thresholds, tuple(single), pairs, expected)
+        groups = tuple(_group_table(columns, leaves, thresholds)
+                       for columns, leaves in sorted(by_set.items()))
+        return cls(d, thresholds, groups, expected)
 
     def shares(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
         """``(n_rows, n_features)`` TreeSHAP values of the raw score (``expected`` not
@@ -146,15 +141,14 @@ class ShapeTables:
                 k = np.searchsorted(self.thresholds[j], column)
                 k += np.isnan(column)
                 bins[j] = k
-                table = self.single[j]
-                if table is not None:
-                    out[j, start:stop] += table.take(k)
-            for pair in self.pairs:
-                cell = pair.map_a.take(bins[pair.a])
-                cell *= pair.width
-                cell += pair.map_b.take(bins[pair.b])
-                out[pair.a, start:stop] += pair.share_a.take(cell)
-                out[pair.b, start:stop] += pair.share_b.take(cell)
+            for group in self.groups:
+                cell = group.maps[0].take(bins[group.columns[0]])
+                for c, local, width in zip(group.columns[1:], group.maps[1:],
+                                           group.shape[1:], strict=True):
+                    cell *= width
+                    cell += local.take(bins[c])
+                for c, share in zip(group.columns, group.shares, strict=True):
+                    out[c, start:stop] += share.take(cell)
         return out.T
 
 
@@ -182,9 +176,7 @@ def _count(node: dict[str, Any]) -> float:
 
 def _tree_leaves(root: dict[str, Any]) -> list[_Leaf] | None:
     """Every leaf of a tree with the splits on its path by column; None when a path reads more
-    than two columns or a split is not a plain numeric one."""
-    if "split_index" not in root:
-        return []
+    than :data:`MAX_COLUMNS` columns or a split is not a plain numeric one."""
     out: list[_Leaf] = []
     stack: list[tuple[dict[str, Any], dict[int, list[_Split]]]] = [(root, {})]
     while stack:
@@ -195,7 +187,7 @@ def _tree_leaves(root: dict[str, Any]) -> list[_Leaf] | None:
         if node.get("decision_type") != "<=" or node.get("missing_type") not in ("None", "NaN"):
             return None
         feature, threshold = int(node["split_feature"]), float(node["threshold"])
-        if feature not in path and len(path) == 2:
+        if feature not in path and len(path) == MAX_COLUMNS:
             return None
         if node["missing_type"] == "NaN":
             missing_left = bool(node["default_left"])
@@ -231,17 +223,37 @@ def _local(cuts: NDArray[np.float64], everywhere: NDArray[np.float64]) -> NDArra
     return np.concatenate([numeric, [cuts.size + 1]]).astype(np.intp)
 
 
-def _pair_table(a: int, b: int, leaves: list[_Leaf],
-                thresholds: tuple[NDArray[np.float64], ...]) -> PairTable:
-    cuts_a = np.array(sorted({s.threshold for leaf in leaves for s in leaf.splits[a]}))
-    cuts_b = np.array(sorted({s.threshold for leaf in leaves for s in leaf.splits[b]}))
-    share_a = np.zeros((cuts_a.size + 2, cuts_b.size + 2))
-    share_b = np.zeros_like(share_a)
+def _shapley_weight(size: int, players: int) -> float:
+    """Shapley's weight of a coalition of ``size`` others among ``players``."""
+    return (math.factorial(size) * math.factorial(players - size - 1)
+            / math.factorial(players))
+
+
+def _group_table(columns: tuple[int, ...], leaves: list[_Leaf],
+                 thresholds: tuple[NDArray[np.float64], ...]) -> GroupTable:
+    """Each column's share from ``leaves`` (all reading exactly ``columns``) per cell."""
+    m = len(columns)
+    cuts = [np.array(sorted({s.threshold for leaf in leaves for s in leaf.splits[c]}))
+            for c in columns]
+    shape = tuple(c.size + 2 for c in cuts)
+    shares = [np.zeros(shape) for _ in columns]
+    axes = [tuple(-1 if i == j else 1 for j in range(m)) for i in range(m)]
     for leaf in leaves:
-        o_a, z_a = _on_path(leaf.splits[a], cuts_a)
-        o_b, z_b = _on_path(leaf.splits[b], cuts_b)
-        half = 0.5 * leaf.value
-        share_a += half * np.outer(o_a - z_a, o_b + z_b)
-        share_b += half * np.outer(o_a + z_a, o_b - z_b)
-    return PairTable(a, b, _local(cuts_a, thresholds[a]), _local(cuts_b, thresholds[b]),
-                     cuts_b.size + 2, share_a.ravel(), share_b.ravel())
+        on = [_on_path(leaf.splits[c], cut) for c, cut in zip(columns, cuts, strict=True)]
+        for i in range(m):
+            # by_size[s]: the sum over coalitions of s others of their o's and the rest's z's
+            by_size: list[NDArray[np.float64]] = [np.ones((1,) * m)]
+            for j in range(m):
+                if j == i:
+                    continue
+                o_j, z_j = on[j][0].reshape(axes[j]), on[j][1]
+                grown = [p * z_j for p in by_size] + [np.zeros((1,) * m)]
+                for s, p in enumerate(by_size):
+                    grown[s + 1] = grown[s + 1] + p * o_j
+                by_size = grown
+            weighted = sum(_shapley_weight(s, m) * p for s, p in enumerate(by_size))
+            o_i, z_i = on[i][0].reshape(axes[i]), on[i][1]
+            shares[i] += leaf.value * (o_i - z_i) * weighted
+    return GroupTable(columns, tuple(_local(cut, thresholds[c]) for c, cut in
+                                     zip(columns, cuts, strict=True)),
+                      shape, tuple(s.ravel() for s in shares))

@@ -78,7 +78,8 @@ def _pred_contrib(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
 def test_hand_built_pair_and_single_column_trees_by_hand_and_as_lightgbm_says() -> None:
     booster = lgb.Booster(model_str=PAIR_TREES)
     tables = ShapeTables.of(booster)
-    assert tables is not None and len(tables.pairs) == 1
+    assert tables is not None
+    assert [g.columns for g in tables.groups] == [(0,), (0, 1), (2,)]
     # Row (0, 1, 0). Tree 0's leaves: -1 (a left, cover 1/3), 0.2 (a right 2/3, b left 1/2),
     # 1.4 (a right, b right). a: -1 * (1 - 1/3) + 0.2 * (0 - 2/3) * (0 + 1/2) / 2
     # + 1.4 * (0 - 2/3) * (1 + 1/2) / 2 = -1.4; b: 0.2 * (0 - 1/2) * (0 + 2/3) / 2
@@ -119,7 +120,7 @@ def _fresh(seed: int, n: int, d: int = 8) -> np.ndarray:
     return X
 
 
-@pytest.mark.parametrize("interactions", [1, 2])
+@pytest.mark.parametrize("interactions", [1, 2, 3])
 def test_tables_equal_pred_contrib_with_missing_values_and_monotone_constraints(
         interactions: int, monkeypatch: pytest.MonkeyPatch) -> None:
     X, y = _table(0, 3000)
@@ -127,7 +128,7 @@ def test_tables_equal_pred_contrib_with_missing_values_and_monotone_constraints(
                                      monotone={"x0": 1, "x5": -1}, random_state=3).fit(X, y)
     tables = model.shape_tables()
     assert tables is not None
-    assert (len(tables.pairs) > 0) == (interactions == 2)
+    assert max(len(g.columns) for g in tables.groups) == interactions
     fresh = _fresh(1, 2000)
     on_cuts = np.column_stack([np.resize(t if t.size else [0.0], 2000)
                                for t in tables.thresholds])
@@ -146,7 +147,7 @@ def test_tables_equal_pred_contrib_with_missing_values_and_monotone_constraints(
 
 def test_interaction_limits_hold_on_every_path_and_monotone_directions_still_hold() -> None:
     X, y = _table(2, 3000)
-    for limit in (1, 2):
+    for limit in (1, 2, 3):
         model = BoostedWarningClassifier(n_estimators=60, interactions=limit,
                                          monotone={"x0": 1}, random_state=0).fit(X, y)
         for info in model.booster_.dump_model()["tree_info"]:
@@ -201,7 +202,7 @@ def test_pickled_model_rebuilds_its_tables_and_explains_identically() -> None:
     assert old.get_params()["interactions"] is None
 
 
-@pytest.mark.parametrize("limit", [0, 3, "pairs"])
+@pytest.mark.parametrize("limit", [0, 4, "pairs"])
 def test_unknown_interaction_limit_is_refused(limit: object) -> None:
     X, y = _table(9, 300)
     with pytest.raises(ValueError, match="interactions"):
