@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,6 +50,7 @@ from pipeline.store.connection import transaction
 
 log = logging.getLogger(__name__)
 
+_PLAIN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TOP_FEATURES: Final = 3
 """How many contributing features each score's explanation lists."""
 LOOKBACK_DAYS: Final = WINDOW_DAYS
@@ -258,24 +260,28 @@ def _materialised_latest(con: duckdb.DuckDBPyConnection, activity: pl.DataFrame,
     latest = activity.group_by("vehicle_id").agg(pl.col("day").max())
     if latest.is_empty() or not set(latest["day"].unique().to_list()) <= usable:
         return None
+    columns = ", ".join(
+        f"max(f.value) FILTER (WHERE f.feature = '{_identifier(n)}') AS \"{_identifier(n)}\""
+        for n in wanted)
     con.register("_latest_days", latest)
     try:
-        long = con.sql(
-            "SELECT f.vehicle_id, f.day, f.feature, f.value FROM daily_features f"
-            " JOIN _latest_days l ON l.vehicle_id = f.vehicle_id AND l.day = f.day"
-            " WHERE f.day BETWEEN $lo AND $hi AND f.vehicle_id >= $first"
-            " AND f.vehicle_id <= $last",
+        wide = con.sql(
+            f"SELECT l.vehicle_id, l.day{', ' if columns else ''}{columns} FROM _latest_days l"
+            " LEFT JOIN (SELECT * FROM daily_features WHERE day BETWEEN $lo AND $hi"
+            " AND vehicle_id >= $first AND vehicle_id <= $last) f"
+            " ON l.vehicle_id = f.vehicle_id AND l.day = f.day GROUP BY ALL ORDER BY 1",
             params={"lo": latest["day"].min(), "hi": latest["day"].max(),
                     "first": vehicles[0], "last": vehicles[1]}).pl()
     finally:
         con.unregister("_latest_days")
-    wide = (long.pivot(on="feature", index=["vehicle_id", "day"], values="value")
-            if long.height else pl.DataFrame(schema={"vehicle_id": pl.String, "day": pl.Date}))
-    wide = latest.join(wide.cast({"vehicle_id": pl.String, "day": pl.Date}),
-                       on=["vehicle_id", "day"], how="left")
-    absent = [n for n in wanted if n not in wide.columns]
-    return wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(n) for n in absent
-                             ).sort("vehicle_id")
+    return wide.cast({"vehicle_id": pl.String, "day": pl.Date})
+
+
+def _identifier(name: str) -> str:
+    """``name`` if it is a plain feature name (letters, digits, underscores), for SQL text."""
+    if not _PLAIN.fullmatch(name):
+        raise ValueError(f"not a plain feature name: {name!r}")
+    return name
 
 
 def _score_component(latest: pl.DataFrame, seen: pl.DataFrame, day: dt.date, sc: _Scorer
