@@ -245,9 +245,9 @@ def _activity(con: duckdb.DuckDBPyConnection, since: dt.datetime, until: dt.date
     last UTC day they sent it (one grouped scan: what coverage needs and which day is each
     vehicle's latest)."""
     rel = con.sql(
-        f"SELECT vehicle_id, signal, max({UTC_DAY}) AS day FROM telemetry"
-        " WHERE ts <= $until AND ts >= $since AND vehicle_id >= $first AND vehicle_id <= $last"
-        " GROUP BY ALL",
+        f"SELECT vehicle_id, signal, {UTC_DAY} AS day FROM (SELECT vehicle_id, signal,"
+        " max(ts) AS ts FROM telemetry WHERE ts <= $until AND ts >= $since"
+        " AND vehicle_id >= $first AND vehicle_id <= $last GROUP BY ALL)",
         params={"since": since, "until": until, "first": vehicles[0], "last": vehicles[1]})
     return rel.pl().cast({"vehicle_id": pl.String, "signal": pl.String, "day": pl.Date})
 
