@@ -24,6 +24,8 @@ from typing import Final
 
 import polars as pl
 
+from pipeline.features.vehicle_order import previous
+
 __all__ = ["COLD_START_C", "FEATURES", "MIN_LEVEL_STARTS", "MIN_SPREAD_C", "MIN_STARTS",
            "STARTER_NEED_V", "WINDOW_DAYS", "with_crank_margin"]
 
@@ -69,25 +71,29 @@ def with_crank_margin(feats: pl.LazyFrame) -> pl.LazyFrame:
     :data:`MIN_STARTS` starts or from mornings all alike (:data:`MIN_SPREAD_C`), counts as
     flat: the window's mean dip. Null with fewer than :data:`MIN_LEVEL_STARTS` such starts or
     no outlook.
+
+    ``feats`` must be sorted by vehicle and day (the daily build's order, kept): the sums
+    are rolling windows over that order and the day before is the row before. Each sum is a
+    column of its own, computed once (as one expression, polars computed each up to four
+    times, and the day gap inside every one of them), with the same kernels and inputs.
     """
-    gap = (pl.col("day") - pl.col("day").shift(1).over("vehicle_id")).dt.total_days()
+    gap = (pl.col("day") - previous(pl.col("day"))).dt.total_days()
     temp, dip = pl.col("ambient_temp"), pl.col("crank_dip_min")
     ok = dip.is_not_null() & temp.is_not_null() & (temp < COLD_START_C) & (gap == 1)
     x, y = pl.when(ok).then(temp), pl.when(ok).then(dip)
     window = f"{WINDOW_DAYS}i"
-
-    def rsum(e: pl.Expr) -> pl.Expr:
-        return e.fill_null(0.0).rolling_sum_by(_KEY, window)
-
-    n = rsum(ok.cast(pl.Float64))
-    sx, sy, sxy, sxx = rsum(x), rsum(y), rsum(x * y), rsum(x * x)
+    parts = {"_cm_n": ok.cast(pl.Float64), "_cm_x": x, "_cm_y": y, "_cm_xy": x * y,
+             "_cm_xx": x * x}
+    n, sx, sy, sxy, sxx = (pl.col(name) for name in parts)
     den = n * sxx - sx * sx  # n² times the temperatures' variance
     trusted = (n >= MIN_STARTS) & (den > (MIN_SPREAD_C ** 2) * n * n)
     slope = pl.when(trusted).then((n * sxy - sx * sy) / den).otherwise(0.0).clip(lower_bound=0.0)
     coldest = pl.min_horizontal(pl.col("outlook_min_temp_c"), pl.lit(COLD_START_C))
     enough = (n >= MIN_LEVEL_STARTS) & pl.col("outlook_min_temp_c").is_not_null()
     predicted = sy / n + slope * (coldest - sx / n)
-    return (feats.with_columns(_key().alias(_KEY)).sort(_KEY)
+    return (feats.with_columns(_key().alias(_KEY))
+            .with_columns(e.fill_null(0.0).rolling_sum_by(_KEY, window).alias(name)
+                          for name, e in parts.items())
             .with_columns(pl.when(enough).then(predicted - STARTER_NEED_V)
                           .alias("crank_margin_at_outlook"))
-            .drop(_KEY))
+            .drop(_KEY, *parts))

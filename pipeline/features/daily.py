@@ -31,7 +31,8 @@ from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
 from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.labels import label_column as label_column
 from pipeline.features.pad_stages import FEATURES as PAD_STAGE_FEATURES
-from pipeline.features.pad_stages import stage_changes, with_pad_stages
+from pipeline.features.pad_stages import pad_history, stage_changes, with_pad_stages
+from pipeline.features.vehicle_order import forward_filled, previous
 
 log = logging.getLogger(__name__)
 
@@ -124,17 +125,30 @@ def build_daily_features(
     """
     first, last = vehicles or ("", _LAST_ID)
     window: dict[str, object] = {**_time_window(until, since), "first": first, "last": last}
-    daily = _query(con, daily_sql.DAILY, window)
+    aggregate = _fetch(con, daily_sql.DAILY, window)
+    days = aggregate.select("vehicle_id", "day")
+    if latest_only:
+        days = days.group_by("vehicle_id").agg(pl.col("day").max())
+    con.register(daily_sql.FEATURE_DAYS, days)
+    try:
+        outlook = _fetch(con, daily_sql.OUTLOOK, window).lazy()
+        dtc = _dtc_features(_fetch(con, daily_sql.DTC, window).lazy())
+    finally:
+        con.unregister(daily_sql.FEATURE_DAYS)
+    # With no lower bound the aggregate holds every day of the pad history: its daily
+    # maximum pad reading and odometer are the history's (the same maxima of the same rows),
+    # and its other days carry neither, which the history's forward fill passes over.
+    history = (aggregate.select("vehicle_id", "day", reading="pad_wear_max",
+                                odometer="odometer_km")
+               if since is None else pad_history(con, window))
     braking = _query(con, daily_sql.BRAKING, window)
-    daily = daily.join(braking, on=["vehicle_id", "day"], how="left")
-    outlook = _query(con, daily_sql.OUTLOOK_LATEST if latest_only else daily_sql.OUTLOOK, window)
-    daily = daily.join(outlook, on=["vehicle_id", "day"], how="left")
+    daily = (aggregate.lazy().join(braking, on=["vehicle_id", "day"], how="left")
+             .join(outlook, on=["vehicle_id", "day"], how="left"))
     feats = _with_trends(daily.sort("vehicle_id", "day"))
-    feats = with_pad_stages(feats, stage_changes(con, window).lazy())
+    feats = with_pad_stages(feats, stage_changes(history).lazy())
     feats = with_crank_margin(feats)
     if latest_only:
         feats = feats.filter(pl.col("day") == pl.col("day").max().over("vehicle_id"))
-    dtc = _dtc_features(con, window, latest_only)
     out = feats.join(dtc, on=["vehicle_id", "day"], how="left").with_columns(
         pl.col(f"dtc_{kind}__{c}").fill_null(0)
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
@@ -182,10 +196,17 @@ def _time_window(until: dt.datetime | None, since: dt.datetime | None) -> dict[s
 
 def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pl.LazyFrame:
     """Run ``sql`` and hand its result to polars through Arrow."""
-    rel = con.sql(sql, params=params or None)
+    return _fetch(con, sql, params).lazy()
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+           ) -> pl.DataFrame:
+    """Run ``sql`` with those of ``params`` it names (DuckDB refuses unused ones)."""
+    named = {k: v for k, v in params.items() if f"${k}" in sql}
+    rel = con.sql(sql, params=named or None)
     if rel is None:
         raise ValueError("query returned no relation")
-    return rel.pl().lazy()
+    return rel.pl()
 
 
 _KEY: Final = "_vehicle_day"
@@ -222,34 +243,68 @@ def _days_to(gap: pl.Expr, rate: pl.Expr) -> pl.Expr:
             .otherwise(HORIZON_CAP_DAYS).clip(upper_bound=HORIZON_CAP_DAYS))
 
 
+_SLOPES: Final[tuple[tuple[str, str, str, str, float | None], ...]] = (
+    ("soh_slope_14d", "soh", "_x_day", TREND_WINDOW, None),
+    ("crank_dip_trend_14d", "crank_dip_min", "_x_day", TREND_WINDOW, None),
+    ("crank_dip_per_degree_30d", "crank_dip_min", "ambient_temp", EXPOSURE_WINDOW, None),
+    ("rest_voltage_trend_14d", "rest_voltage", "_x_day", TREND_WINDOW, None),
+    ("pad_wear_rate_per_100km", "pad_wear_max", "odometer_km", TREND_WINDOW, 100.0),
+    *((f"pad_wear_rate_per_100km_{k}", f"pad_wear_{k}", "odometer_km", TREND_WINDOW, 100.0)
+      for k in _WHEEL_KEYS),
+    ("pad_wear_per_braking_energy", "pad_wear_max", "_cum_energy", TREND_WINDOW, None),
+    ("soh_slope_60d", "soh", "_x_day", LONG_WINDOW, None),
+    ("cell_voltage_spread_slope_60d", "cell_voltage_spread", "_x_day", LONG_WINDOW, None),
+    ("pad_wear_rate_per_100km_60d", "pad_wear_max", "odometer_km", LONG_WINDOW, 100.0),
+)
+"""Every rolling least-squares slope of the build: (name, y, x, window, scale), where x is a
+column of the frame or a helper column of :func:`_with_trends` (``_x_day``: days since 2000;
+``_cum_energy``: the vehicle's braking energy so far)."""
+
+
 def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
-    x_day = (pl.col("day") - pl.date(2000, 1, 1)).dt.total_days().cast(pl.Float64)
+    """``daily`` (sorted by vehicle and day) with the trend, exposure and time-to-limit
+    features.
+
+    Built in stages of ``with_columns``: the helper columns first, then every rolling sum
+    of every slope as a column of its own, then the features from them. Polars does not share
+    a subexpression between the places it appears in, so one slope written as a single
+    expression computed its five rolling sums up to four times each (and the per-vehicle
+    ``over`` inside its x as often); as columns each is computed once, by the same kernels on
+    the same inputs, so the values are the same to the bit.
+    """
     odo = pl.col("odometer_km")
-    prev_day = pl.col("day").shift(1).over("vehicle_id")
-    prev_odo = odo.forward_fill().shift(1).over("vehicle_id")
-    gap = (pl.col("day") - prev_day).dt.total_days()
     energy = pl.col("braking_energy_kj_per_kg")
-    cum_energy = energy.fill_null(0.0).cum_sum().over("vehicle_id")
-    first = daily.with_columns(_key()).with_columns(
-        _rolling_slope(pl.col("soh"), x_day).alias("soh_slope_14d"),
-        _rolling_slope(pl.col("crank_dip_min"), x_day).alias("crank_dip_trend_14d"),
-        _rolling_slope(pl.col("crank_dip_min"), pl.col("ambient_temp"), EXPOSURE_WINDOW)
-        .alias("crank_dip_per_degree_30d"),
-        _rolling_slope(pl.col("rest_voltage"), x_day).alias("rest_voltage_trend_14d"),
-        (_rolling_slope(pl.col("pad_wear_max"), odo) * 100.0).alias("pad_wear_rate_per_100km"),
-        *((_rolling_slope(pl.col(f"pad_wear_{k}"), odo) * 100.0)
-          .alias(f"pad_wear_rate_per_100km_{k}") for k in _WHEEL_KEYS),
-        _rolling_slope(pl.col("pad_wear_max"), cum_energy).alias("pad_wear_per_braking_energy"),
+    helpers = daily.with_columns(
+        _key(),
+        (pl.col("day") - pl.date(2000, 1, 1)).dt.total_days().cast(pl.Float64).alias("_x_day"),
+        energy.fill_null(0.0).cum_sum().over("vehicle_id").alias("_cum_energy"),
+        previous(pl.col("day")).alias("_prev_day"),
+        previous(forward_filled(odo)).alias("_prev_odo"),
+        forward_filled(pl.col("pad_wear_max")).alias("_wear"),
+    )
+    sums = helpers.with_columns(
+        *(e for i, (_, y, x, window, _) in enumerate(_SLOPES)
+          for e in _slope_sums(f"_s{i}", pl.col(y), pl.col(x), window)),
+        pl.when(pl.col("_wear") != previous(pl.col("_wear"))).then(odo).alias("_stage_km"),
+        odo.rolling_min_by(_KEY, _by_key(LONG_WINDOW)).alias("_window_start_km"),
+    )
+    slopes = {name: _slope_from(f"_s{i}") * scale if scale else _slope_from(f"_s{i}")
+              for i, (name, _, _, _, scale) in enumerate(_SLOPES)}
+    gap = (pl.col("day") - pl.col("_prev_day")).dt.total_days()
+    first = sums.with_columns(
+        *(slopes[name].alias(name) for name in (
+            "soh_slope_14d", "crank_dip_trend_14d", "crank_dip_per_degree_30d",
+            "rest_voltage_trend_14d", "pad_wear_rate_per_100km",
+            *(f"pad_wear_rate_per_100km_{k}" for k in _WHEEL_KEYS),
+            "pad_wear_per_braking_energy")),
         pl.col("soh").rolling_median_by(_KEY, _by_key(EXPOSURE_WINDOW)).alias("soh_median_30d"),
-        _rolling_slope(pl.col("soh"), x_day, LONG_WINDOW).alias("soh_slope_60d"),
+        slopes["soh_slope_60d"].alias("soh_slope_60d"),
         _backward(pl.col("insulation_resistance_min"), "mean")
         .alias("insulation_resistance_mean_30d"),
-        _rolling_slope(pl.col("cell_voltage_spread"), x_day, LONG_WINDOW)
-        .alias("cell_voltage_spread_slope_60d"),
-        (_rolling_slope(pl.col("pad_wear_max"), odo, LONG_WINDOW) * 100.0)
-        .alias("pad_wear_rate_per_100km_60d"),
+        slopes["cell_voltage_spread_slope_60d"].alias("cell_voltage_spread_slope_60d"),
+        slopes["pad_wear_rate_per_100km_60d"].alias("pad_wear_rate_per_100km_60d"),
         _km_in_stage().alias("pad_km_in_stage"),
-        ((odo - prev_odo) / gap).alias("distance_km"),
+        ((odo - pl.col("_prev_odo")) / gap).alias("distance_km"),
         _backward(pl.col("cell_temp_max"), "mean").alias("cell_temp_mean_30d"),
         _backward((pl.col("cell_temp_max") >= HOT_CELL_C).cast(pl.Float64), "sum")
         .alias("hot_days_30d"),
@@ -261,6 +316,9 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
     rate_60d = pl.col("pad_wear_rate_per_100km_60d") / 100.0
     km_left_60d = ((PAD_WEAR_LIMIT - pl.col("pad_wear_max")) / rate_60d
                    - pl.col("pad_km_in_stage")).clip(lower_bound=0.0)
+    temporary = [_KEY, "_x_day", "_cum_energy", "_prev_day", "_prev_odo", "_wear",
+                 "_window_start_km", "_stage_km",
+                 *(f"_s{i}{part}" for i in range(len(_SLOPES)) for part in _SUM_PARTS)]
     return first.with_columns(
         _crank_dip_at_outlook().alias("crank_dip_at_outlook"),
         _days_to(pl.col("soh_median_30d") - SOH_FAILED, -pl.col("soh_slope_60d"))
@@ -275,7 +333,7 @@ def _with_trends(daily: pl.LazyFrame) -> pl.LazyFrame:
         _days_to(PAD_WEAR_LIMIT - pl.col("pad_wear_max"),
                  pl.col("pad_wear_rate_per_100km") / 100.0 * km_per_day)
         .alias("pad_days_to_limit"),
-    ).drop(_KEY)
+    ).drop(temporary)
 
 
 def _km_in_stage() -> pl.Expr:
@@ -284,14 +342,13 @@ def _km_in_stage() -> pl.Expr:
     A staged pad sensor reads 80 % from the moment the pad reaches 80 % until it reaches 90 %:
     the distance driven since the reading changed says how far into the stage the pad is.
     A change older than the window counts from the window's start, so the value never reaches
-    further back than :data:`LOOKBACK_DAYS`.
+    further back than :data:`LOOKBACK_DAYS`. From :func:`_with_trends`' helper columns: the
+    odometer on each day the (forward-filled) reading changed, and the window's lowest
+    odometer.
     """
-    odo = pl.col("odometer_km")
-    wear = pl.col("pad_wear_max").forward_fill().over("vehicle_id")
-    changed = wear != wear.shift(1).over("vehicle_id")
-    stage_start = pl.when(changed).then(odo).forward_fill().over("vehicle_id")
-    window_start = odo.rolling_min_by(_KEY, _by_key(LONG_WINDOW))
-    return (odo - pl.max_horizontal(stage_start, window_start)).clip(lower_bound=0.0)
+    stage_start = forward_filled(pl.col("_stage_km"))
+    return (pl.col("odometer_km") - pl.max_horizontal(stage_start, pl.col("_window_start_km"))
+            ).clip(lower_bound=0.0)
 
 
 def _crank_dip_at_outlook() -> pl.Expr:
@@ -307,30 +364,31 @@ def _crank_dip_at_outlook() -> pl.Expr:
     return pl.col("crank_dip_min") + per_degree * cooling.clip(upper_bound=0.0)
 
 
-def _rolling_slope(y: pl.Expr, x: pl.Expr, window: str = TREND_WINDOW) -> pl.Expr:
-    """Least-squares slope of y on x over a backward window (the trend window unless given),
-    per vehicle.
+_SUM_PARTS: Final = ("n", "x", "y", "xy", "xx")
 
-    Written with rolling sums so it stays a vectorised expression; null when fewer than two
-    points or no spread in x.
-    """
+
+def _slope_sums(prefix: str, y: pl.Expr, x: pl.Expr, window: str) -> list[pl.Expr]:
+    """The five backward rolling sums of a least-squares slope of ``y`` on ``x`` over the
+    rows where both are known (count, x, y, xy, xx), as columns ``{prefix}n`` ...
+    ``{prefix}xx`` for :func:`_slope_from`."""
     ok = y.is_not_null() & x.is_not_null()
     xv, yv = pl.when(ok).then(x), pl.when(ok).then(y)
+    parts = (ok.cast(pl.Float64), xv, yv, xv * yv, xv * xv)
+    return [e.fill_null(0.0).rolling_sum_by(_KEY, _by_key(window)).alias(f"{prefix}{name}")
+            for name, e in zip(_SUM_PARTS, parts, strict=True)]
 
-    def rsum(e: pl.Expr) -> pl.Expr:
-        return e.fill_null(0.0).rolling_sum_by(_KEY, _by_key(window))
 
-    n = rsum(ok.cast(pl.Float64))
-    sx, sy, sxy, sxx = rsum(xv), rsum(yv), rsum(xv * yv), rsum(xv * xv)
+def _slope_from(prefix: str) -> pl.Expr:
+    """The least-squares slope from :func:`_slope_sums`' columns; null when fewer than two
+    points or no spread in x."""
+    n, sx, sy, sxy, sxx = (pl.col(f"{prefix}{name}") for name in _SUM_PARTS)
     den = n * sxx - sx * sx
     return pl.when((n >= 2) & (den.abs() > 1e-9)).then((n * sxy - sx * sy) / den)
 
 
-def _dtc_features(con: duckdb.DuckDBPyConnection, window: dict[str, object],
-                  latest_only: bool = False) -> pl.LazyFrame:
+def _dtc_features(events: pl.LazyFrame) -> pl.LazyFrame:
     """Active codes, reports in the last 30 days and the oldest active code's age per component
-    (of each vehicle's latest day only, when ``latest_only``)."""
-    events = _query(con, daily_sql.DTC_LATEST if latest_only else daily_sql.DTC, window)
+    from :data:`pipeline.features.daily_sql.DTC`'s rows."""
     comp = catalog_frame().lazy().select("code", "component")
     joined = events.join(comp, on="code", how="left").with_columns(
         active=~pl.col("cleared_last"),

@@ -142,22 +142,16 @@ Summed over consecutive speed samples of the same day; energy lost to drag and e
 is counted too, so it is an upper bound on what the friction brakes absorbed.
 """
 
-_ALL_DAYS: Final = f"""days AS (
-  SELECT DISTINCT vehicle_id, {UTC_DAY} AS day
-  FROM telemetry WHERE ts <= $until AND ts >= $since
-  AND vehicle_id >= $first AND vehicle_id <= $last
-)"""
-_LAST_DAYS: Final = f"""days AS (
-  SELECT vehicle_id, max({UTC_DAY}) AS day
-  FROM telemetry WHERE ts <= $until AND ts >= $since
-  AND vehicle_id >= $first AND vehicle_id <= $last
-  GROUP BY vehicle_id
-)"""
-"""The (vehicle, day) pairs the fault-code and outlook features are computed for: every day
-with telemetry, or each vehicle's latest one only (what scoring reads)."""
+FEATURE_DAYS: Final = "_feature_days"
+"""The name under which the daily build registers the (vehicle_id, day) pairs the fault-code
+and outlook features are computed for: every vehicle-day of the daily aggregate, or each
+vehicle's latest one (what scoring reads). They come from the aggregate's own rows, which are
+exactly the vehicle-days with telemetry in the window, so neither query scans the telemetry
+again to find them (that second scan was about a tenth of a chunk's build)."""
+_DAYS: Final = f"days AS (SELECT vehicle_id, day FROM {FEATURE_DAYS})"
 
 _DTC: Final = f"""
-WITH {{days}}, {history_cte("$until")}
+WITH {{days}}, {history_cte("$until", "vehicle_id >= $first AND vehicle_id <= $last")}
 SELECT days.vehicle_id, days.day, ev.code,
        arg_max(ev.cleared, ev.seq) AS cleared_last,
        arg_max(ev.episode_start, ev.seq) AS first_seen,
@@ -175,9 +169,9 @@ before the latest one, so its start never comes from after the day), and how man
 code was reported (pending, stored, ...) in the 30 days up to the day since the part was last
 repaired: its recurrence (a vehicle's own clear does not reset it, a repair does: the reports
 were about the part it replaced)."""
-DTC: Final = _DTC.replace("{days}", _ALL_DAYS)
-DTC_LATEST: Final = _DTC.replace("{days}", _LAST_DAYS)
-"""Both over :data:`_DTC`'s rule: every day with telemetry, or each vehicle's latest."""
+DTC: Final = _DTC.replace("{days}", _DAYS)
+""":data:`_DTC` over the registered :data:`FEATURE_DAYS`, the events of the chunk's vehicles
+(``$first`` to ``$last``) only."""
 
 OUTLOOK_DAYS: Final = 30
 """How far ahead the temperature outlook looks (the default warning horizon)."""
@@ -196,6 +190,5 @@ GROUP BY ALL
 ``fleetcare leads campaigns --forecast``). The table keeps one value per region and day, the
 latest forecast; for past days that is close to what happened, so a model trained on it sees
 a sharper outlook than a real forecast gives a month ahead."""
-OUTLOOK: Final = _OUTLOOK.replace("{days}", _ALL_DAYS)
-OUTLOOK_LATEST: Final = _OUTLOOK.replace("{days}", _LAST_DAYS)
-"""Both over :data:`_OUTLOOK`'s rule: every day with telemetry, or each vehicle's latest."""
+OUTLOOK: Final = _OUTLOOK.replace("{days}", _DAYS)
+""":data:`_OUTLOOK` over the registered :data:`FEATURE_DAYS`."""

@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 
 from pipeline.features.daily_sql import PAD_WEAR, UTC_DAY
+from pipeline.features.vehicle_order import forward_filled, previous
 
 ODOMETER: Final = "Vehicle.TraveledDistance"
 
@@ -56,47 +57,56 @@ GROUP BY ALL
 (``$since`` unused)."""
 
 
-def stage_changes(con: duckdb.DuckDBPyConnection, params: dict[str, object]) -> pl.DataFrame:
-    """Per vehicle, each day its most worn pad's reading changed: ``up`` (a step of wear, not a
-    renewal's drop) and the day of the change before it (null for the first one in the data).
+def pad_history(con: duckdb.DuckDBPyConnection, params: dict[str, object]) -> pl.DataFrame:
+    """:data:`PAD_HISTORY` of the window's ``$until``, ``$first`` and ``$last``."""
+    query = {k: v for k, v in params.items() if k in ("until", "first", "last")}
+    rel = con.sql(PAD_HISTORY, params=query)
+    if rel is None:
+        raise ValueError("query returned no relation")
+    return rel.pl()
+
+
+def stage_changes(history: pl.DataFrame) -> pl.DataFrame:
+    """From a :data:`PAD_HISTORY` frame (:func:`pad_history`, or the same columns from any
+    source of the same daily maxima), per vehicle, each day its most worn pad's reading
+    changed: ``up`` (a step of wear, not a renewal's drop) and the day of the change before it
+    (null for the first one in the data).
 
     Why drops count: after new pads the reading falls to 0, and the first step up after that
     measures the new pads' first stage from the renewal, not from a step of the old pads; until
     that step, no stage of the new pads is known.
     """
-    query = {k: v for k, v in params.items() if k in ("until", "first", "last")}
-    rel = con.sql(PAD_HISTORY, params=query)
-    if rel is None:
-        raise ValueError("query returned no relation")
-    history = rel.pl().sort("vehicle_id", "day").with_columns(
-        pl.col("reading", "odometer").forward_fill().over("vehicle_id"))
-    prev = pl.col("reading").shift(1).over("vehicle_id")
+    history = history.sort("vehicle_id", "day").with_columns(
+        forward_filled(pl.col("reading")), forward_filled(pl.col("odometer")))
+    prev = previous(pl.col("reading"))
     changes = (history.with_columns(prev=prev)
                .filter(pl.col("prev").is_not_null() & (pl.col("reading") != pl.col("prev"))))
     return changes.select(
         "vehicle_id", pl.col("day").alias("change_day"),
         (pl.col("reading") > pl.col("prev")).alias("up"),
-        pl.col("day").shift(1).over("vehicle_id").alias("previous_change"),
+        previous(pl.col("day")).alias("previous_change"),
         pl.col("odometer").alias("change_km"),
-        pl.col("odometer").shift(1).over("vehicle_id").alias("previous_change_km"))
+        previous(pl.col("odometer")).alias("previous_change_km"))
 
 
 def with_pad_stages(feats: pl.LazyFrame, changes: pl.LazyFrame) -> pl.LazyFrame:
     """``feats`` (vehicle, day, ``pad_wear_max``) with :data:`FEATURES` added from ``changes``
     (:func:`stage_changes`): each day takes the last change on or before it, and has stage
-    features when that change was a step up whose stage began at a change seen in the data."""
-    joined = (feats.sort("day")
-              .join_asof(changes.sort("change_day"), left_on="day", right_on="change_day",
-                         by="vehicle_id", strategy="backward",
-                         check_sortedness=False)  # both sorted by day just above
-              .sort("vehicle_id", "day"))
-    reading = pl.col("pad_wear_max").forward_fill().over("vehicle_id")
+    features when that change was a step up whose stage began at a change seen in the data.
+
+    Both frames must be sorted by vehicle and day (``feats``: the daily build's order, which
+    the result keeps; ``changes``: :func:`stage_changes`' order). The as-of join needs days
+    in order within each vehicle only, not across the frame: sorting the wide feature frame
+    by day for it, and back by vehicle after, cost more than the join."""
+    joined = feats.join_asof(changes, left_on="day", right_on="change_day", by="vehicle_id",
+                             strategy="backward", check_sortedness=False)
+    reading = forward_filled(pl.col("pad_wear_max"))
     stage_days = (pl.col("change_day") - pl.col("previous_change")).dt.total_days()
     in_stage = (pl.col("day") - pl.col("change_day")).dt.total_days()
     stages_left = (PAD_LIMIT_PCT - reading) / PAD_STAGE_PCT
     known = pl.col("up").fill_null(False) & stage_days.is_not_null()
     stage_km = pl.col("change_km") - pl.col("previous_change_km")
-    km_in = pl.col("odometer_km").forward_fill().over("vehicle_id") - pl.col("change_km")
+    km_in = forward_filled(pl.col("odometer_km")) - pl.col("change_km")
     return joined.with_columns(
         pl.when(known).then(stage_days).cast(pl.Float64).alias("pad_stage_days"),
         pl.when(known).then(in_stage).cast(pl.Float64).alias("pad_days_in_stage"),
