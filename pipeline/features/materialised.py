@@ -4,8 +4,8 @@ Features are point-in-time (see :mod:`pipeline.features.daily`), so a day's row 
 its data has landed; materialising them lets notebooks, reports and the CRM's evidence read
 them without rebuilding. The table is long (``vehicle_id, day, feature, value``) so that a new
 feature in :mod:`pipeline.features.daily` needs no migration. Writing a range first deletes that
-range, in the same transaction, so a repeated or retried run leaves exactly one row per
-(vehicle, day, feature); the table has no key index (at a million vehicles a day is tens of
+range (of each chunk's vehicles), in the same transaction, so a repeated or retried run leaves
+exactly one row per (vehicle, day, feature); the table has no key index (at a million vehicles a day is tens of
 millions of rows, and the index cost three times the insert), this one writer keeps it unique.
 
 Each day written by :func:`materialise_daily_features` is recorded in ``daily_feature_inputs``
@@ -91,20 +91,43 @@ def write_daily_features(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame,
 def materialise_daily_features(con: duckdb.DuckDBPyConnection, days: DayRange,
                                chunk_vehicles: int = CHUNK_VEHICLES) -> int:
     """Compute and write ``days``' features on one connection, one chunk of vehicles at a
-    time (memory follows the chunk, not the fleet), all in one transaction; returns rows
-    written. The days are recorded with the digest of their inputs, taken first, so that
-    anything landing while this runs makes them stale rather than wrongly fresh."""
+    time; returns rows written.
+
+    Each chunk replaces its vehicles' rows in a transaction of its own, so memory follows the
+    chunk, not the fleet: in one transaction for the whole range DuckDB held every inserted
+    row in transaction-local storage until the commit (about 95 bytes a row, 4.5 GB for a
+    day of a million vehicles). A vehicle's rows are whole at every moment, the old ones or
+    the new. The days' freshness marks go first and come back last, with the digest of their
+    inputs taken before anything was computed: while a run is under way, or after one
+    failed, the days are unmarked and scoring builds them from telemetry, and anything that
+    lands during the run makes them stale rather than wrongly fresh.
+    """
     inputs = input_digests(con, days.days())
     since, until = _read_span(days)
+    _unmark(con, days)
+    ranges = vehicle_ranges(con, chunk_vehicles, since=since, until=until)
     written = 0
-    with transaction(con):
-        _clear(con, days)
-        for first, last in vehicle_ranges(con, chunk_vehicles, since=since, until=until):
-            rows = compute_daily_features(con, days, vehicles=(first, last))
+    for (first, last), ids in zip(ranges, _replaced_ids(ranges), strict=True):
+        rows = compute_daily_features(con, days, vehicles=(first, last))
+        with transaction(con):
+            _clear(con, days, ids)
             _insert(con, rows)
-            written += rows.height
+        written += rows.height
+    with transaction(con):
+        if not ranges:
+            _clear(con, days)
         _record_inputs(con, days, inputs)
     return written
+
+
+def _replaced_ids(ranges: list[tuple[str, str]]) -> list[tuple[str | None, str | None]]:
+    """Per chunk, the ids whose old rows it replaces: from its first id (the first chunk: from
+    the lowest) up to the next chunk's first, excluded (the last chunk: to the highest), so
+    the chunks' spans cover every id and the rows of a vehicle no longer in the telemetry
+    go too."""
+    starts: list[str | None] = [None, *(first for first, _ in ranges[1:])]
+    ends: list[str | None] = [*(first for first, _ in ranges[1:]), None]
+    return list(zip(starts, ends, strict=True))
 
 
 def _read_span(days: DayRange) -> tuple[dt.datetime, dt.datetime]:
@@ -125,8 +148,19 @@ def _long(wide: pl.DataFrame) -> pl.DataFrame:
             .sort("vehicle_id", "day", "feature"))
 
 
-def _clear(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:
-    con.execute("DELETE FROM daily_features WHERE day BETWEEN ? AND ?", [days.start, days.end])
+def _clear(con: duckdb.DuckDBPyConnection, days: DayRange,
+           ids: tuple[str | None, str | None] = (None, None)) -> None:
+    """Delete ``days``' rows of the vehicles from ``ids[0]`` (included) to ``ids[1]``
+    (excluded), an open end reaching every id, and the days' freshness marks."""
+    low, high = ids
+    con.execute("DELETE FROM daily_features WHERE day BETWEEN $start AND $end"
+                " AND ($low IS NULL OR vehicle_id >= $low)"
+                " AND ($high IS NULL OR vehicle_id < $high)",
+                {"start": days.start, "end": days.end, "low": low, "high": high})
+    _unmark(con, days)
+
+
+def _unmark(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:
     con.execute("DELETE FROM daily_feature_inputs WHERE day BETWEEN ? AND ?",
                 [days.start, days.end])
 

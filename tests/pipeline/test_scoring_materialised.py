@@ -119,3 +119,40 @@ def test_a_vehicle_silent_too_long_for_an_exact_row_makes_its_chunk_build(
     materialise_daily_features(con, DAYS)
     report = score_fleet(con, as_of=day(120))
     assert report.materialised_vehicles == 0 and report.rows > 0
+
+
+def test_each_chunk_replaces_the_rows_of_every_id_up_to_the_next_chunk(
+        con: duckdb.DuckDBPyConnection) -> None:
+    """Rows of vehicles with no telemetry left (before, between and after the chunks' ids)
+    are replaced too: the chunks' spans cover every id."""
+    ids = [r[0] for r in con.execute("SELECT DISTINCT vehicle_id FROM telemetry ORDER BY 1")
+           .fetchall()]
+    strays = ["", ids[2] + "-gone", "zzz"]
+    con.executemany("INSERT INTO daily_features VALUES (?, ?, 'soh', 1.0)",
+                    [(v, day(45)) for v in strays])
+    materialise_daily_features(con, DAYS, chunk_vehicles=2)
+    stored = con.sql("SELECT vehicle_id, day, feature, value FROM daily_features").pl()
+    assert stored.sort(pl.all()).equals(compute_daily_features(con, DAYS).sort(pl.all()))
+
+
+def test_a_run_that_fails_part_way_leaves_whole_vehicles_and_unmarked_days(
+        con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.features.materialised as materialised
+
+    materialise_daily_features(con, DAYS)
+    before = con.sql("SELECT * FROM daily_features").pl()
+    real, calls = materialised.compute_daily_features, []
+
+    def fail_on_third(*args: object, **kwargs: object) -> pl.DataFrame:
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("disk gone")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(materialised, "compute_daily_features", fail_on_third)
+    with pytest.raises(OSError):
+        materialise_daily_features(con, DAYS, chunk_vehicles=2)
+    assert fresh_days(con, DAYS.days()) == set(), "nothing marked fresh after a failed run"
+    assert score_fleet(con, as_of=AS_OF).materialised_vehicles == 0
+    after = con.sql("SELECT * FROM daily_features").pl()
+    assert after.sort(pl.all()).equals(before.sort(pl.all())), "each vehicle's rows whole"
