@@ -89,9 +89,11 @@ def model_features(component: str) -> list[str]:
     return [*COMPONENT_FEATURES[component], *CONTEXT_FEATURES]
 
 
-CHUNK_VEHICLES: Final = 50_000
+CHUNK_VEHICLES: Final = 20_000
 """Vehicles per chunk of :func:`iter_daily_features`: a chunk's per-day aggregates and rolling
-windows are what is held in memory at once (about 0.3 GB at 14 days), whatever the fleet size."""
+windows are what is held in memory at once, whatever the fleet size. On 100k vehicles x 14
+days, 50,000 a chunk peaked at 2.4 GB and 20,000 at 1.8 GB for the same speed; 10,000 was a
+quarter slower (bench/models.py, docs/benchmarks.md)."""
 _LAST_ID: Final = "\U0010ffff"
 """An upper bound of every vehicle id (the highest code point; ids are plain text)."""
 
