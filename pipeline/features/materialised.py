@@ -3,10 +3,11 @@
 Features are point-in-time (see :mod:`pipeline.features.daily`), so a day's row never changes once
 its data has landed; materialising them lets notebooks, reports and the CRM's evidence read
 them without rebuilding. The table is long (``vehicle_id, day, feature, value``) so that a new
-feature in :mod:`pipeline.features.daily` needs no migration. Writing a range first deletes that
-range (of each chunk's vehicles), in the same transaction, so a repeated or retried run leaves
-exactly one row per (vehicle, day, feature); the table has no key index (at a million vehicles a day is tens of
-millions of rows, and the index cost three times the insert), this one writer keeps it unique.
+feature in :mod:`pipeline.features.daily` needs no migration. Writing a range first deletes
+that range (of each chunk's vehicles), in the same transaction, so a repeated or retried run
+leaves exactly one row per (vehicle, day, feature); the table has no key index (at a million
+vehicles a day is tens of millions of rows, and the index cost three times the insert), this
+one writer keeps it unique.
 
 Each day written by :func:`materialise_daily_features` is recorded in ``daily_feature_inputs``
 with the digest of what its features read (:mod:`pipeline.features.freshness`): scoring reads
