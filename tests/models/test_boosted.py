@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 import skops.io as sio
+from hand_trees import two_trees
 from scipy.special import expit, logit
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -216,56 +217,7 @@ def test_robust_logistic_explains_exactly_with_the_values_as_given() -> None:
     assert roc_auc_score(y, proba) > roc_auc_score(y, plain.predict_proba(X)[:, 1])
 
 
-TWO_TREES = """tree
-version=v4
-num_class=1
-num_tree_per_iteration=1
-label_index=0
-max_feature_idx=2
-objective=binary sigmoid:1
-feature_names=a b c
-feature_infos=[0:1] [0:1] [0:1]
-
-Tree=0
-num_leaves=3
-num_cat=0
-split_feature=0 1
-split_gain=1 1
-threshold=0.5 0.5
-decision_type=2 2
-left_child=-1 -2
-right_child=1 -3
-leaf_value=-1 0.2 1.4
-leaf_weight=1 1 1
-leaf_count=10 10 10
-internal_value=0.1 0.5
-internal_weight=3 2
-internal_count=30 20
-is_linear=0
-shrinkage=1
-
-
-Tree=1
-num_leaves=3
-num_cat=0
-split_feature=2 2
-split_gain=1 1
-threshold=0.5 0.25
-decision_type=2 2
-left_child=1 -1
-right_child=-3 -2
-leaf_value=-0.5 0.1 0.3
-leaf_weight=1 1 1
-leaf_count=10 10 10
-internal_value=0 -0.2
-internal_weight=3 2
-internal_count=30 20
-is_linear=0
-shrinkage=1
-
-
-end of trees
-"""
+TWO_TREES = two_trees((2, 2), (0.1, 0.5))
 """Two hand-written trees. Tree 0: ``a <= 0.5`` (value 0.1) to a leaf of -1, else
 ``b <= 0.5`` (value 0.5) to 0.2 or 1.4. Tree 1: ``c <= 0.5`` (value 0) to ``c <= 0.25``
 (value -0.2, leaves -0.5 and 0.1), else a leaf of 0.3: column c is split twice on a path."""

@@ -9,61 +9,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pytest
+from hand_trees import two_trees
 from scipy.special import logit
 
 from models import BoostedWarningClassifier
 from models._shape_tables import ZERO_THRESHOLD, ShapeTables
 
-PAIR_TREES = """tree
-version=v4
-num_class=1
-num_tree_per_iteration=1
-label_index=0
-max_feature_idx=2
-objective=binary sigmoid:1
-feature_names=a b c
-feature_infos=[0:1] [0:1] [0:1]
-
-Tree=0
-num_leaves=3
-num_cat=0
-split_feature=0 1
-split_gain=1 1
-threshold=0.5 0.5
-decision_type=8 10
-left_child=-1 -2
-right_child=1 -3
-leaf_value=-1 0.2 1.4
-leaf_weight=1 1 1
-leaf_count=10 10 10
-internal_value=0.2 0.8
-internal_weight=3 2
-internal_count=30 20
-is_linear=0
-shrinkage=1
-
-
-Tree=1
-num_leaves=3
-num_cat=0
-split_feature=2 2
-split_gain=1 1
-threshold=0.5 0.25
-decision_type=2 2
-left_child=1 -1
-right_child=-3 -2
-leaf_value=-0.5 0.1 0.3
-leaf_weight=1 1 1
-leaf_count=10 10 10
-internal_value=0 -0.2
-internal_weight=3 2
-internal_count=30 20
-is_linear=0
-shrinkage=1
-
-
-end of trees
-"""
+PAIR_TREES = two_trees((8, 10), (0.2, 0.8))
 """Tree 0 reads a pair: ``a <= 0.5`` (a missing ``a`` goes right) to a leaf of -1, else
 ``b <= 0.5`` (a missing ``b`` goes left) to 0.2 or 1.4. Tree 1 reads ``c`` twice on a path
 (``c <= 0.5``, then ``c <= 0.25``: leaves -0.5 and 0.1; else 0.3), fitted without missing
