@@ -32,6 +32,7 @@ from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.labels import label_column as label_column
 from pipeline.features.pad_stages import FEATURES as PAD_STAGE_FEATURES
 from pipeline.features.pad_stages import pad_history, stage_changes, with_pad_stages
+from pipeline.features.query import frame
 from pipeline.features.vehicle_order import forward_filled, previous
 
 log = logging.getLogger(__name__)
@@ -127,14 +128,14 @@ def build_daily_features(
     """
     first, last = vehicles or ("", _LAST_ID)
     window: dict[str, object] = {**_time_window(until, since), "first": first, "last": last}
-    aggregate = _fetch(con, daily_sql.DAILY, window)
+    aggregate = frame(con, daily_sql.DAILY, window)
     days = aggregate.select("vehicle_id", "day")
     if latest_only:
         days = days.group_by("vehicle_id").agg(pl.col("day").max())
     con.register(daily_sql.FEATURE_DAYS, days)
     try:
-        outlook = _fetch(con, daily_sql.OUTLOOK, window).lazy()
-        dtc = _dtc_features(_fetch(con, daily_sql.DTC, window).lazy())
+        outlook = frame(con, daily_sql.OUTLOOK, window).lazy()
+        dtc = _dtc_features(frame(con, daily_sql.DTC, window).lazy())
     finally:
         con.unregister(daily_sql.FEATURE_DAYS)
     # With no lower bound the aggregate holds every day of the pad history: its daily
@@ -143,7 +144,7 @@ def build_daily_features(
     history = (aggregate.select("vehicle_id", "day", reading="pad_wear_max",
                                 odometer="odometer_km")
                if since is None else pad_history(con, window))
-    braking = _query(con, daily_sql.BRAKING, window)
+    braking = frame(con, daily_sql.BRAKING, window).lazy()
     daily = (aggregate.lazy().join(braking, on=["vehicle_id", "day"], how="left")
              .join(outlook, on=["vehicle_id", "day"], how="left"))
     feats = _with_trends(daily.sort("vehicle_id", "day"))
@@ -194,21 +195,6 @@ def _time_window(until: dt.datetime | None, since: dt.datetime | None) -> dict[s
     """``$until`` and ``$since`` of the telemetry queries; an open end reaches every row."""
     return {"until": until or dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
             "since": since or dt.datetime(1, 1, 1, tzinfo=dt.UTC)}
-
-
-def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]) -> pl.LazyFrame:
-    """Run ``sql`` and hand its result to polars through Arrow."""
-    return _fetch(con, sql, params).lazy()
-
-
-def _fetch(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
-           ) -> pl.DataFrame:
-    """Run ``sql`` with those of ``params`` it names (DuckDB refuses unused ones)."""
-    named = {k: v for k, v in params.items() if f"${k}" in sql}
-    rel = con.sql(sql, params=named or None)
-    if rel is None:
-        raise ValueError("query returned no relation")
-    return rel.pl()
 
 
 _KEY: Final = "_vehicle_day"

@@ -150,8 +150,8 @@ exactly the vehicle-days with telemetry in the window, so neither query scans th
 again to find them (that second scan was about a tenth of a chunk's build)."""
 _DAYS: Final = f"days AS (SELECT vehicle_id, day FROM {FEATURE_DAYS})"
 
-_DTC: Final = f"""
-WITH {{days}}, {history_cte("$until", "vehicle_id >= $first AND vehicle_id <= $last")}
+DTC: Final = f"""
+WITH {_DAYS}, {history_cte("$until", "vehicle_id >= $first AND vehicle_id <= $last")}
 SELECT days.vehicle_id, days.day, ev.code,
        arg_max(ev.cleared, ev.seq) AS cleared_last,
        arg_max(ev.episode_start, ev.seq) AS first_seen,
@@ -168,16 +168,14 @@ current episode began (first report after the last clear; every event of an epis
 before the latest one, so its start never comes from after the day), and how many times the
 code was reported (pending, stored, ...) in the 30 days up to the day since the part was last
 repaired: its recurrence (a vehicle's own clear does not reset it, a repair does: the reports
-were about the part it replaced)."""
-DTC: Final = _DTC.replace("{days}", _DAYS)
-""":data:`_DTC` over the registered :data:`FEATURE_DAYS`, the events of the chunk's vehicles
-(``$first`` to ``$last``) only."""
+were about the part it replaced). Over the registered :data:`FEATURE_DAYS`, the events of the
+chunk's vehicles (``$first`` to ``$last``) only."""
 
 OUTLOOK_DAYS: Final = 30
 """How far ahead the temperature outlook looks (the default warning horizon)."""
 
-_OUTLOOK: Final = f"""
-WITH {{days}}
+OUTLOOK: Final = f"""
+WITH {_DAYS}
 SELECT days.vehicle_id, days.day, min(f.min_temp_c) AS outlook_min_temp_c
 FROM days
 JOIN vehicles v ON v.vehicle_id = days.vehicle_id
@@ -189,6 +187,5 @@ GROUP BY ALL
 :data:`OUTLOOK_DAYS` days (``region_forecasts``, imported with the master data or by
 ``fleetcare leads campaigns --forecast``). The table keeps one value per region and day, the
 latest forecast; for past days that is close to what happened, so a model trained on it sees
-a sharper outlook than a real forecast gives a month ahead."""
-OUTLOOK: Final = _OUTLOOK.replace("{days}", _DAYS)
-""":data:`_OUTLOOK` over the registered :data:`FEATURE_DAYS`."""
+a sharper outlook than a real forecast gives a month ahead. Over the registered
+:data:`FEATURE_DAYS`."""

@@ -31,6 +31,7 @@ import duckdb
 import polars as pl
 
 from pipeline.features.daily_sql import PAD_WEAR, UTC_DAY
+from pipeline.features.query import frame
 from pipeline.features.vehicle_order import forward_filled, previous
 
 ODOMETER: Final = "Vehicle.TraveledDistance"
@@ -59,11 +60,7 @@ GROUP BY ALL
 
 def pad_history(con: duckdb.DuckDBPyConnection, params: dict[str, object]) -> pl.DataFrame:
     """:data:`PAD_HISTORY` of the window's ``$until``, ``$first`` and ``$last``."""
-    query = {k: v for k, v in params.items() if k in ("until", "first", "last")}
-    rel = con.sql(PAD_HISTORY, params=query)
-    if rel is None:
-        raise ValueError("query returned no relation")
-    return rel.pl()
+    return frame(con, PAD_HISTORY, params)
 
 
 def stage_changes(history: pl.DataFrame) -> pl.DataFrame:

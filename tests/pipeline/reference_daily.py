@@ -40,12 +40,18 @@ from pipeline.features.daily import (
     _by_key,
     _days_to,
     _key,
-    _query,
     _time_window,
 )
 from pipeline.features.daily_sql import OUTLOOK_DAYS, UTC_DAY
 from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.pad_stages import PAD_HISTORY, PAD_LIMIT_PCT, PAD_STAGE_PCT
+from pipeline.features.query import frame
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object]
+           ) -> pl.LazyFrame:
+    return frame(con, sql, params).lazy()
+
 
 # The fault-code and outlook queries as they were: their days from a scan of the telemetry.
 _ALL_DAYS = f"""days AS (
