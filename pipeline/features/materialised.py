@@ -84,6 +84,7 @@ def write_daily_features(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame,
     cannot date (a partitioned run's writer did not see what its partitions read)."""
     with transaction(con):
         _clear(con, days)
+        _unmark(con, days)
         _insert(con, rows)
         _record_inputs(con, days, inputs or {})
     return rows.height
@@ -152,13 +153,12 @@ def _long(wide: pl.DataFrame) -> pl.DataFrame:
 def _clear(con: duckdb.DuckDBPyConnection, days: DayRange,
            ids: tuple[str | None, str | None] = (None, None)) -> None:
     """Delete ``days``' rows of the vehicles from ``ids[0]`` (included) to ``ids[1]``
-    (excluded), an open end reaching every id, and the days' freshness marks."""
+    (excluded), an open end reaching every id."""
     low, high = ids
     con.execute("DELETE FROM daily_features WHERE day BETWEEN $start AND $end"
                 " AND ($low IS NULL OR vehicle_id >= $low)"
                 " AND ($high IS NULL OR vehicle_id < $high)",
                 {"start": days.start, "end": days.end, "low": low, "high": high})
-    _unmark(con, days)
 
 
 def _unmark(con: duckdb.DuckDBPyConnection, days: DayRange) -> None:
