@@ -28,6 +28,7 @@ from pipeline.features import daily_sql, labels
 from pipeline.features.crank_margin import FEATURES as CRANK_MARGIN_FEATURES
 from pipeline.features.crank_margin import with_crank_margin
 from pipeline.features.daily_sql import PAD_WEAR as PAD_WEAR_SIGNALS
+from pipeline.features.engine import POLARS_ENGINE
 from pipeline.features.fault_codes import catalog_frame
 from pipeline.features.labels import label_column as label_column
 from pipeline.features.pad_stages import FEATURES as PAD_STAGE_FEATURES
@@ -90,19 +91,13 @@ def model_features(component: str) -> list[str]:
     return [*COMPONENT_FEATURES[component], *CONTEXT_FEATURES]
 
 
-CHUNK_VEHICLES: Final = 20_000
+CHUNK_VEHICLES: Final = 10_000
 """Vehicles per chunk of :func:`iter_daily_features`: a chunk's per-day aggregates and rolling
-windows are what is held in memory at once, whatever the fleet size. On 100k vehicles x 14
-days, 50,000 a chunk peaked at 2.4 GB and 20,000 at 1.8 GB for the same speed; 10,000 was a
-quarter slower (bench/models.py, docs/benchmarks.md)."""
-CHUNK_ENGINE: Final = "in-memory"
-"""The polars engine that runs a chunk's plan. What keeps the fleet out of memory is the chunk
-(DuckDB streams the scan and aggregates; polars sees one chunk's per-day rows); inside a
-chunk the plan is rolling windows over the vehicle-and-day order, running flags over the
-previous row and an as-of join, which the streaming engine runs in order-preserving steps:
-on a 20,000-vehicle chunk of 14 days it took 2.7-3.4 s against 1.7-2.2 s in memory for the
-same frame, value for value (the as-of join and the stage columns alone 0.42 s against
-0.04 s)."""
+windows are what is held in memory at once, whatever the fleet size. Building 100k vehicles x
+14 days chunk by chunk on the in-memory engine (:mod:`pipeline.features.engine`) peaked at
+1.40-1.51 GB with 20,000 a chunk, 0.95-0.96 GB with 10,000 and 0.72-0.73 GB with 5,000,
+in 10.4-10.9 s, 9.7-10.3 s and 10.7-11.7 s (on the streaming engine 10,000 had been a quarter
+slower than 20,000; docs/benchmarks.md)."""
 _LAST_ID: Final = "\U0010ffff"
 """An upper bound of every vehicle id (the highest code point; ids are plain text)."""
 
@@ -164,7 +159,7 @@ def build_daily_features(
         pl.col(f"dtc_{kind}__{c}").fill_null(0)
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
     )
-    return out.sort("vehicle_id", "day").collect(engine=CHUNK_ENGINE)
+    return out.sort("vehicle_id", "day").collect(engine=POLARS_ENGINE)
 
 
 def iter_daily_features(

@@ -47,6 +47,7 @@ import polars as pl
 
 from edge.wire.contract import COMPONENTS
 from pipeline.errors import TerminalPipelineError
+from pipeline.features.engine import POLARS_ENGINE
 
 HORIZON_DAYS: Final[Mapping[str, int]] = MappingProxyType(
     {"traction_battery": 60, "lv_battery": 30, "brakes": 60})
@@ -160,7 +161,7 @@ def attach_labels(features: pl.DataFrame, con: duckdb.DuckDBPyConnection,
         out = _label_component(out, events.filter(pl.col("component") == comp).lazy(), comp,
                                per[comp], [c for c in own_features[comp]
                                               if c in features.columns])
-    return out.drop("_last_day").sort("vehicle_id", "day").collect()
+    return out.drop("_last_day").sort("vehicle_id", "day").collect(engine=POLARS_ENGINE)
 
 
 def _label_component(rows: pl.LazyFrame, events: pl.LazyFrame, component: str,
