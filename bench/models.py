@@ -2,8 +2,9 @@
 
 Prints one JSON object. Each fleet size runs in its own process (so its peak RSS is its own)
 on a synthetic store generated directly with numpy/polars, chunk of vehicles by chunk and signal
-by signal, and bulk-inserted into a DuckDB file (DuckDB's memory limit set to ``--duckdb-memory``):
-one sample per signal per vehicle-day, about 5 % of vehicles degrading towards a
+by signal, and bulk-inserted into a DuckDB file (the store's memory limit is
+``--duckdb-memory``, given as ``FLEETCARE_PIPELINE__DB_MEMORY_LIMIT`` the way a deployment
+bounds it): one sample per signal per vehicle-day, about 5 % of vehicles degrading towards a
 failure per component, each failure recorded as a repair order the day after the data ends
 (training labels come from repair orders, with a horizon of half the window). The CAN
 simulator is not run: this measures the backend only.
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -118,8 +120,7 @@ data: tied to the pipeline's CHUNK_VEHICLES, a change of the pipeline's chunk ch
 fleet and the model trained on it (and with them the cost of its explanations)."""
 
 
-def build_store(path: Path, n: int, days: int, seed: int = 0, memory: str = "1GB"
-                ) -> tuple[Any, int]:
+def build_store(path: Path, n: int, days: int, seed: int = 0) -> tuple[Any, int]:
     """A migrated store with ``n`` vehicles x ``days`` days of telemetry and ground truth.
 
     Generated and inserted per chunk of :data:`GENERATED_CHUNK` vehicles and per signal, so
@@ -127,8 +128,7 @@ def build_store(path: Path, n: int, days: int, seed: int = 0, memory: str = "1GB
     within each chunk and signal, as a store compacted by vehicle would hold them.
     """
     rng = np.random.default_rng(seed)
-    con = connect(path)
-    con.execute(f"SET memory_limit = '{memory}'")
+    con = connect(path)  # with the process's FLEETCARE_PIPELINE__DB_MEMORY_LIMIT, as deployed
     ids = np.array([f"V{i:07d}" for i in range(n)])
     ts = (np.datetime64("2025-01-01T12:00", "us")
           + np.arange(days) * np.timedelta64(1, "D")).astype("datetime64[us]")
@@ -206,14 +206,14 @@ def _features(con: Any) -> tuple[int, pl.DataFrame]:
     return rows, keep if keep is not None else pl.DataFrame()
 
 
-def run_one(n: int, days: int, memory: str, built_max: int) -> dict[str, Any]:
+def run_one(n: int, days: int, built_max: int) -> dict[str, Any]:
     """Measure one fleet size; returns throughputs, ratios and peak RSS (overall and per
     phase: the kernel's high-water mark is reset before each phase)."""
     peaks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        (con, rows), t_load = _timed(lambda: build_store(Path(tmp) / "b.duckdb", n, days,
-                                                         memory=memory))
+        (con, rows), t_load = _timed(lambda: build_store(Path(tmp) / "b.duckdb", n, days))
         peaks["load"] = _phase_peak_mb()
+        memory = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
         ranges = vehicle_ranges(con, CHUNK_VEHICLES)
         _, t_ref = _timed(lambda: _bare_group_by(con, ranges))
         (n_feats, feats), t_feat = _timed(lambda: _features(con))
@@ -303,21 +303,23 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--duckdb-memory", default="1GB",
-                        help="DuckDB's memory_limit in each size's process")
+                        help="each size's process runs with FLEETCARE_PIPELINE__DB_MEMORY_LIMIT"
+                        " set to this (the store's memory limit, as a deployment sets it)")
     parser.add_argument("--built-max", type=int, default=100_000,
                         help="also time score_fleet building every chunk from telemetry (as"
                         " with no fresh materialised day) for fleets up to this size")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.days, args.duckdb_memory, args.built_max)))
+        print(json.dumps(run_one(args.one, args.days, args.built_max)))
         return
     results = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--one", str(n), "--days",
-                              str(args.days), "--duckdb-memory", args.duckdb_memory,
-                              "--built-max", str(args.built_max)],
-                             capture_output=True, text=True, check=True)
+                              str(args.days), "--built-max", str(args.built_max)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ,
+                                  "FLEETCARE_PIPELINE__DB_MEMORY_LIMIT": args.duckdb_memory})
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"benchmark": "models", "cpu_count": _cpus(), "runs": results,

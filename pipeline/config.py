@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,7 +80,66 @@ MqttClientKind = Literal["fast", "stock"]
 the fallback when a paho upgrade breaks those internals."""
 
 
-class PipelineSettings(BaseSettings):
+DuckDBConfig: TypeAlias = dict[str, str | bool | int | float | list[str]]
+"""The ``config`` argument of ``duckdb.connect``."""
+
+MEMORY_SIZE: Final = r"(?i)^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$"
+"""A memory size as DuckDB's ``memory_limit`` takes it: a number and a unit (``1GB``,
+``512MiB``)."""
+
+
+class StoreResources(BaseSettings):
+    """How much of the machine a process's DuckDB store may take.
+
+    DuckDB's own defaults are 80 % of the machine's memory and a thread per core: right for a
+    machine that only runs queries, wrong for one that also holds the feature build's polars
+    frames, a scheduler and the broker. Every store connection of a backend process opens with
+    these (:func:`pipeline.store.connect` and the serving store), so a deployment bounds the
+    feature build and scoring of a large fleet without touching code. A separate model from
+    :class:`PipelineSettings` (which has these fields too) so that opening a store reads and
+    validates only these two values.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLEETCARE_PIPELINE__", frozen=True,
+                                      extra="ignore", hide_input_in_errors=True)
+
+    db_memory_limit: str | None = Field(
+        None, pattern=MEMORY_SIZE,
+        description="DuckDB's memory limit for each backend process's store (1GB, 512MiB); "
+                    "past it DuckDB spills to disk. Unset: DuckDB's default, 80 % of RAM.")
+    db_threads: int | None = Field(
+        None, gt=0, description="DuckDB's worker threads per process; unset: one per core.")
+
+    def duckdb_config(self) -> DuckDBConfig:
+        """The ``config`` of ``duckdb.connect``: only what is set, so an unset field keeps
+        DuckDB's default."""
+        config: DuckDBConfig = {}
+        if self.db_memory_limit is not None:
+            config["memory_limit"] = self.db_memory_limit.replace(" ", "")
+        if self.db_threads is not None:
+            config["threads"] = self.db_threads
+        return config
+
+
+def load_store_resources() -> StoreResources:
+    """:class:`StoreResources` from the environment.
+
+    Raises:
+        TerminalPipelineError: a value is invalid; the message names the variable and what a
+            valid value looks like.
+    """
+    try:
+        overrides: dict[str, Any] = {}  # the environment only
+        return StoreResources(**overrides)
+    except ValidationError as exc:
+        fields = ", ".join(f"FLEETCARE_PIPELINE__{str(err['loc'][0]).upper()}"
+                           for err in exc.errors() if err["loc"])
+        raise TerminalPipelineError(
+            f"invalid store resources in {fields or 'the environment'}: the memory limit is a "
+            "number and a unit (1GB, 512MiB), the threads a positive whole number") from None
+
+
+class PipelineSettings(StoreResources):
     """Where the store, the broker and the CRM are, and the secrets to talk to them."""
 
     model_config = SettingsConfigDict(env_prefix="FLEETCARE_PIPELINE__", frozen=True,

@@ -19,6 +19,7 @@ from typing import Final
 
 import duckdb
 
+from pipeline.config import DuckDBConfig, load_store_resources
 from pipeline.errors import StoreError
 
 MIGRATIONS_DIR: Final = Path(__file__).with_name("migrations")
@@ -56,11 +57,14 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open the store read-write and bring its schema up to date.
 
+    The connection takes the process's :func:`resource_config` (memory limit, threads).
+
     Raises:
         StoreError: the file cannot be opened (for example another process holds the write lock).
+        TerminalPipelineError: the resource settings in the environment are invalid.
     """
     try:
-        con = duckdb.connect(str(path))
+        con = duckdb.connect(str(path), config=resource_config())
     except duckdb.Error as exc:
         raise StoreError(f"cannot open DuckDB file {path} for writing: {exc}") from exc
     migrate(con)
@@ -144,9 +148,23 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
     """Open the store read-only (never blocks or disturbs the writer's schema)."""
     try:
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True, config=resource_config())
     except duckdb.Error as exc:
         raise StoreError(f"cannot open DuckDB file {path} read-only: {exc}") from exc
+
+
+def resource_config() -> DuckDBConfig:
+    """DuckDB's ``config`` for every store connection of this process: the memory limit and
+    threads of :class:`pipeline.config.StoreResources` (``FLEETCARE_PIPELINE__DB_MEMORY_LIMIT``,
+    ``FLEETCARE_PIPELINE__DB_THREADS``), read when the store is opened.
+
+    One process opens a file with one configuration: DuckDB refuses a second connection to
+    an open file with different settings, and the environment gives every connection the same.
+
+    Raises:
+        TerminalPipelineError: a value is invalid (one line naming the variable).
+    """
+    return load_store_resources().duckdb_config()
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:

@@ -83,7 +83,7 @@ def connect_serving(serving_path: str | Path, snapshot_path: Snapshots,
 
 def _open_writable(path: Path) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path))
+        return duckdb.connect(str(path), config=store.resource_config())
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise ServingStoreBusyError(
