@@ -25,8 +25,6 @@ right too): the same date as ``CAST(timezone('UTC', ts) AS DATE)`` without a tim
 conversion per row, which was a fifth of the daily aggregate's time."""
 
 _PADS = ", ".join(f"'{p}'" for p in PAD_WEAR.values())
-_PER_WHEEL = ",\n  ".join(
-    f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
 
 _MEDIAN_SIGNALS: Final = {
     "soh": "Vehicle.Powertrain.TractionBattery.StateOfHealth",
@@ -96,32 +94,8 @@ per-signal groups are pivoted to one row per vehicle-day. Exact medians are holi
 keep every value of a group) and took most of the time when every (vehicle, day) computed
 five of them; now ``median`` runs only over the signal-days with three or more samples, and
 one or two samples take their median from the minimum and maximum. Every (vehicle, day) with
-any telemetry gets a row, as before. Equal, value for value, to :data:`DAILY_ONE_PASS`."""
-
-DAILY_ONE_PASS: Final = f"""
-SELECT vehicle_id, {UTC_DAY} AS day,
-  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.StateOfHealth') AS soh,
-  median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Max')
-    - median(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.CellVoltage.Min')
-    AS cell_voltage_spread,
-  max(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.Temperature.Max')
-    AS cell_temp_max,
-  min(value) FILTER (WHERE signal = 'BMS_Health.InsulationResistance')
-    AS insulation_resistance_min,
-  max(value) FILTER (WHERE signal IN ({_PADS})) AS pad_wear_max,
-  {_PER_WHEEL},
-  min(value) FILTER (WHERE signal IN ('BCM_LowVoltage.CrankMinVoltage',
-                                      'Event.Crank.MinVoltage')) AS crank_dip_min,
-  median(value) FILTER (WHERE signal = 'Vehicle.LowVoltageBattery.CurrentVoltage')
-    AS rest_voltage,
-  max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km,
-  median(value) FILTER (WHERE signal = 'Vehicle.Exterior.AirTemperature') AS ambient_temp
-FROM telemetry
-WHERE {_WINDOW}
-GROUP BY ALL
-"""
-"""The former single-level form of :data:`DAILY` (five exact medians per vehicle-day, two to
-four times slower): the reference its test compares against."""
+any telemetry gets a row, as before. Equal, value for value, to the former single-level
+aggregate (``tests/pipeline/reference_daily.py``)."""
 
 BRAKING: Final = f"""
 WITH v AS (

@@ -2,10 +2,10 @@
 
 :data:`pipeline.features.daily_sql.DAILY` takes one- and two-sample medians from the
 minimum and maximum and runs ``median`` only on larger signal-days; these tests hold it to
-:data:`~pipeline.features.daily_sql.DAILY_ONE_PASS` bit for bit on a store where signal-days
-have zero to six samples, some readings are NaN (``value`` is NOT NULL in the store, so NaN
-is the missing reading that can reach an aggregate), vehicles lack signals and some days have
-no health signal at all.
+the former single-level form (``reference_daily.DAILY_ONE_PASS``) bit for bit on a store
+where signal-days have zero to six samples, some readings are NaN (``value`` is NOT NULL in
+the store, so NaN is the missing reading that can reach an aggregate), vehicles lack signals
+and some days have no health signal at all.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import duckdb
 import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
+from reference_daily import DAILY_ONE_PASS
 from synth_fleet import START, Car, build_store
 
 from pipeline.features.daily import _time_window
-from pipeline.features.daily_sql import DAILY, DAILY_ONE_PASS, PAD_WEAR, SPEED
+from pipeline.features.daily_sql import DAILY, PAD_WEAR, SPEED
 
 _SIGNALS = (
     "Vehicle.Powertrain.TractionBattery.StateOfHealth",
