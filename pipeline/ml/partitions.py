@@ -100,7 +100,7 @@ def open_partition(snapshot_path: Snapshots, vehicles: Sequence[str],
                    ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A private in-memory store that sees only ``vehicles``' landed rows (read-only), from one
     snapshot or the union of several (one per ingest worker)."""
-    con = duckdb.connect(":memory:")
+    con = duckdb.connect(":memory:", config=store.resource_config())
     try:
         store.migrate(con)
         attach_landing(con, snapshot_path)

@@ -15,6 +15,7 @@ import pytest
 from processes import cli, cli_env
 
 from pipeline.errors import TerminalPipelineError
+from pipeline.ml.partitions import open_partition
 from pipeline.store import connect, connect_serving
 from pipeline.store.connection import connect_readonly
 
@@ -40,6 +41,8 @@ def test_every_store_connection_takes_the_limit_and_threads(
     with connect_readonly(landing) as con:
         assert _settings(con) == ("300.0 MiB", 1)
     with connect_serving(serving, landing) as con:
+        assert _settings(con) == ("300.0 MiB", 1)
+    with open_partition(landing, ["V1"]) as con:  # a partition task's private store
         assert _settings(con) == ("300.0 MiB", 1)
     assert default_limit != "300.0 MiB"  # the setting, not DuckDB's default, made it 300
 
