@@ -94,7 +94,8 @@ class StoreResources(BaseSettings):
     DuckDB's own defaults are 80 % of the machine's memory and a thread per core: right for a
     machine that only runs queries, wrong for one that also holds the feature build's polars
     frames, a scheduler and the broker. Every store connection of a backend process opens with
-    these (:func:`pipeline.store.connect` and the serving store), so a deployment bounds the
+    these (:func:`pipeline.store.connection.resource_config`: the landing store, read-only
+    readers, the serving store, partition stores), so a deployment bounds the
     feature build and scoring of a large fleet without touching code. A separate model from
     :class:`PipelineSettings` (which has these fields too) so that opening a store reads and
     validates only these two values.

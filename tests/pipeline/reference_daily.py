@@ -110,7 +110,6 @@ OUTLOOK_LATEST = _OUTLOOK.replace("{days}", _LAST_DAYS)
 """Both over :data:`_OUTLOOK`'s rule: every day with telemetry, or each vehicle's latest."""
 
 
-_PADS = ", ".join(f"'{p}'" for p in daily_sql.PAD_WEAR.values())
 _PER_WHEEL = ",\n  ".join(
     f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}"
     for k, sig in daily_sql.PAD_WEAR.items())
@@ -125,7 +124,7 @@ SELECT vehicle_id, {daily_sql.UTC_DAY} AS day,
     AS cell_temp_max,
   min(value) FILTER (WHERE signal = 'BMS_Health.InsulationResistance')
     AS insulation_resistance_min,
-  max(value) FILTER (WHERE signal IN ({_PADS})) AS pad_wear_max,
+  max(value) FILTER (WHERE signal IN ({daily_sql._PADS})) AS pad_wear_max,
   {_PER_WHEEL},
   min(value) FILTER (WHERE signal IN ('BCM_LowVoltage.CrankMinVoltage',
                                       'Event.Crank.MinVoltage')) AS crank_dip_min,
