@@ -134,6 +134,10 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         n_estimators: boosting rounds (trees); no early stopping, the rounds are few.
         learning_rate: shrinkage of each tree's contribution.
         num_leaves: leaves per tree (15: interactions of a few signals, not memorised rows).
+        max_depth: the most splits on one root-to-leaf path (-1: no limit but
+            ``num_leaves``). At 3 or less no path reads more than three columns, so TreeSHAP
+            comes from lookup tables (:class:`models._shape_tables.ShapeTables`), as with
+            ``interactions``.
         min_child_samples: fewest training rows in a leaf.
         reg_lambda: L2 penalty on leaf values.
         colsample_bytree: share of the columns each tree may use (1.0: all of them).
@@ -194,6 +198,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         n_estimators: int = 200,
         learning_rate: float = 0.05,
         num_leaves: int = 15,
+        max_depth: int = -1,
         min_child_samples: int = 20,
         reg_lambda: float = 1.0,
         colsample_bytree: float = 1.0,
@@ -211,6 +216,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
+        self.max_depth = max_depth
         self.min_child_samples = min_child_samples
         self.reg_lambda = reg_lambda
         self.colsample_bytree = colsample_bytree
@@ -287,7 +293,8 @@ class BoostedWarningClassifier(FaultWarningClassifier):
     def _params(self, monotone: list[int] | None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "objective": "binary", "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves, "min_data_in_leaf": self.min_child_samples,
+            "num_leaves": self.num_leaves, "max_depth": self.max_depth,
+            "min_data_in_leaf": self.min_child_samples,
             "lambda_l2": self.reg_lambda, "feature_fraction": self.colsample_bytree,
             "num_threads": self.n_jobs, "deterministic": True, "force_col_wise": True,
             "verbosity": -1,
@@ -452,7 +459,7 @@ class BoostedWarningClassifier(FaultWarningClassifier):
         Models saved before ``attribution`` or ``interactions`` existed explain by TreeSHAP
         and have unconstrained trees, as they did.
         """
-        state = {"attribution": "treeshap", "interactions": None, **state}
+        state = {"attribution": "treeshap", "interactions": None, "max_depth": -1, **state}
         super().__setstate__(state)
         if "model_text_" in state:
             self.booster_ = lgb.Booster(model_str=state["model_text_"])

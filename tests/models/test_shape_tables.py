@@ -97,6 +97,31 @@ def test_tables_equal_pred_contrib_with_missing_values_and_monotone_constraints(
         np.testing.assert_array_equal(values, rows)
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_depth_limited_trees_get_tables_equal_to_pred_contrib(depth: int) -> None:
+    X, y = _table(6, 3000)
+    model = BoostedWarningClassifier(n_estimators=60, max_depth=depth, num_leaves=2**depth,
+                                     monotone={"x0": 1}, random_state=2).fit(X, y)
+    for info in model.booster_.dump_model()["tree_info"]:
+        assert _widest_path(info["tree_structure"]) <= depth
+    tables = model.shape_tables()
+    assert tables is not None
+    fresh = _fresh(7, 2000)
+    reference = _pred_contrib(model.booster_, fresh)
+    np.testing.assert_allclose(tables.shares(fresh), reference[:, :-1], atol=1e-9, rtol=0)
+
+
+def test_a_model_saved_before_max_depth_existed_has_no_depth_limit() -> None:
+    X, y = _table(8, 1000)
+    model = BoostedWarningClassifier(n_estimators=10, random_state=0).fit(X, y)
+    state = model.__getstate__()
+    del state["max_depth"]
+    old = BoostedWarningClassifier.__new__(BoostedWarningClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["max_depth"] == -1
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+
+
 def test_interaction_limits_hold_on_every_path_and_monotone_directions_still_hold() -> None:
     X, y = _table(2, 3000)
     for limit in (1, 2, 3):
