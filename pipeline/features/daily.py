@@ -131,7 +131,7 @@ def build_daily_features(
     """
     first, last = vehicles or ("", _LAST_ID)
     window: dict[str, object] = {**_time_window(until, since), "first": first, "last": last}
-    aggregate = frame(con, daily_sql.DAILY, window)
+    aggregate = frame(con, daily_aggregate_sql(con, window), window)
     days = aggregate.select("vehicle_id", "day")
     if latest_only:
         days = days.group_by("vehicle_id").agg(pl.col("day").max())
@@ -160,6 +160,16 @@ def build_daily_features(
         for c in COMPONENTS for kind in ("count", "events_30d", "age_days")
     )
     return out.sort("vehicle_id", "day").collect(engine=POLARS_ENGINE)
+
+
+def daily_aggregate_sql(con: duckdb.DuckDBPyConnection, window: dict[str, object]) -> str:
+    """The form of the per-day aggregate that suits the window's data: the one-pass
+    :data:`~pipeline.features.daily_sql.DAILY_BY_DAY` where signal-days hold at most
+    :data:`~pipeline.features.daily_sql.SPARSE_SAMPLES` samples on average, else the two-level
+    :data:`~pipeline.features.daily_sql.DAILY`. Both give the same frame."""
+    (density,), = frame(con, daily_sql.SAMPLES_PROBE, window).rows()
+    sparse = density is None or density <= daily_sql.SPARSE_SAMPLES
+    return daily_sql.DAILY_BY_DAY if sparse else daily_sql.DAILY
 
 
 def iter_daily_features(

@@ -1,11 +1,13 @@
-"""The two-level daily aggregate gives exactly the single-level one's frame.
+"""Both forms of the daily aggregate give exactly the former single-level one's frame.
 
-:data:`pipeline.features.daily_sql.DAILY` takes one- and two-sample medians from the
-minimum and maximum and runs ``median`` only on larger signal-days; these tests hold it to
-the former single-level form (``reference_daily.DAILY_ONE_PASS``) bit for bit on a store
-where signal-days have zero to six samples, some readings are NaN (``value`` is NOT NULL in
-the store, so NaN is the missing reading that can reach an aggregate), vehicles lack signals
-and some days have no health signal at all.
+:data:`pipeline.features.daily_sql.DAILY` (two levels) and
+:data:`pipeline.features.daily_sql.DAILY_BY_DAY` (one pass, for sparse stores) take one- and
+two-sample medians from the minimum and maximum and run ``median`` only on larger
+signal-days; these tests hold both to the former single-level form
+(``reference_daily.DAILY_ONE_PASS``) bit for bit on a store where signal-days have zero to
+six samples, some readings are NaN (``value`` is NOT NULL in the store, so NaN is the missing
+reading that can reach an aggregate), vehicles lack signals and some days have no health
+signal at all.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 from reference_daily import DAILY_ONE_PASS
 from synth_fleet import START, Car, build_store
 
-from pipeline.features.daily import _time_window
-from pipeline.features.daily_sql import DAILY, PAD_WEAR, SPEED
+from pipeline.features.daily import _time_window, daily_aggregate_sql
+from pipeline.features.daily_sql import DAILY, DAILY_BY_DAY, PAD_WEAR, SPEED
+
+FORMS = pytest.mark.parametrize("form", [DAILY, DAILY_BY_DAY], ids=["two_level", "by_day"])
 
 _SIGNALS = (
     "Vehicle.Powertrain.TractionBattery.StateOfHealth",
@@ -75,10 +80,12 @@ def _store(tmp_path: Path, seed: int) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def test_the_two_level_daily_aggregate_equals_the_single_level_one(tmp_path: Path) -> None:
+@FORMS
+def test_each_form_of_the_daily_aggregate_equals_the_single_level_one(
+        tmp_path: Path, form: str) -> None:
     for seed in range(3):
         con = _store(tmp_path / str(seed), seed)
-        new, old = _daily(con, DAILY), _daily(con, DAILY_ONE_PASS)
+        new, old = _daily(con, form), _daily(con, DAILY_ONE_PASS)
         assert new.height == old.height > 70
         assert_frame_equal(new, old, check_exact=True)
         con.close()
@@ -98,10 +105,30 @@ def test_the_store_has_what_the_equality_must_cover(tmp_path: Path) -> None:
     assert old.filter(pl.all_horizontal(pl.exclude("vehicle_id", "day").is_null())).height > 0
 
 
-def test_the_window_and_vehicle_range_bound_both_alike(tmp_path: Path) -> None:
+@FORMS
+def test_the_window_and_vehicle_range_bound_both_alike(tmp_path: Path, form: str) -> None:
     con = _store(tmp_path, 1)
     window = {"since": START + dt.timedelta(days=1, hours=7),
               "until": START + dt.timedelta(days=4, hours=3), "first": "M002", "last": "M007"}
-    new, old = _daily(con, DAILY, **window), _daily(con, DAILY_ONE_PASS, **window)
+    new, old = _daily(con, form, **window), _daily(con, DAILY_ONE_PASS, **window)
     assert set(new["vehicle_id"]) == {f"M{i:03d}" for i in range(2, 8)}
     assert_frame_equal(new, old, check_exact=True)
+
+
+def _uniform_store(tmp_path: Path, samples: int) -> duckdb.DuckDBPyConnection:
+    """Two vehicles x four days x every signal, ``samples`` readings per signal-day."""
+    con = build_store(tmp_path / f"u{samples}.duckdb", [], 0)
+    rows = [(f"U{v}", START + dt.timedelta(days=d, hours=1 + i), sig, float(v + d + i))
+            for v in range(2) for d in range(4) for sig in _SIGNALS for i in range(samples)]
+    con.executemany("INSERT INTO telemetry VALUES (?, ?, ?, ?, 'uniform')", rows)
+    return con
+
+
+@pytest.mark.parametrize(("samples", "form"), [(1, DAILY_BY_DAY), (2, DAILY_BY_DAY),
+                                               (3, DAILY), (8, DAILY)])
+def test_the_build_picks_the_form_by_samples_per_signal_day(
+        tmp_path: Path, samples: int, form: str) -> None:
+    con = _uniform_store(tmp_path, samples)
+    window = {**_time_window(None, None), "first": "", "last": "\U0010ffff"}
+    assert daily_aggregate_sql(con, window) is form
+    assert_frame_equal(_daily(con, form), _daily(con, DAILY_ONE_PASS), check_exact=True)
