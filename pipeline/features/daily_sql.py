@@ -45,15 +45,28 @@ def _median(name: str) -> str:
             f" ELSE g.lo END) FILTER (WHERE signal = '{_MEDIAN_SIGNALS[name]}')")
 
 
-def _hi(signals: str) -> str:
-    return f"max(g.hi) FILTER (WHERE signal IN ({signals}))"
+_EXTREMES: Final[dict[str, tuple[str, str]]] = {
+    "cell_temp_max": ("max", "'Vehicle.Powertrain.TractionBattery.Temperature.Max'"),
+    "insulation_resistance_min": ("min", "'BMS_Health.InsulationResistance'"),
+    "pad_wear_max": ("max", _PADS),
+    **{f"pad_wear_{k}": ("max", f"'{sig}'") for k, sig in PAD_WEAR.items()},
+    "crank_dip_min": ("min", "'BCM_LowVoltage.CrankMinVoltage', 'Event.Crank.MinVoltage'"),
+    "odometer_km": ("max", "'Vehicle.TraveledDistance'"),
+}
+"""The daily minima and maxima: column -> (aggregate, the signals it reads). Both forms of the
+aggregate build theirs from this one table, so a signal added here reaches both."""
 
 
-def _lo(signals: str) -> str:
-    return f"min(g.lo) FILTER (WHERE signal IN ({signals}))"
+def _extreme(name: str, over: str) -> str:
+    """Column ``name`` of :data:`_EXTREMES` as a filtered aggregate over ``over``: the rows'
+    ``value`` or, in :data:`DAILY`'s pivot, the per-signal group's ``g.lo`` or ``g.hi``."""
+    agg, signals = _EXTREMES[name]
+    if over == "g":
+        over = "g.hi" if agg == "max" else "g.lo"
+    return f"{agg}({over}) FILTER (WHERE signal IN ({signals})) AS {name}"
 
 
-_PER_WHEEL_MAX = ",\n  ".join(f"{_hi(repr(sig))} AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
+_GROUP_EXTREMES: Final = ",\n  ".join(_extreme(n, "g") for n in _EXTREMES if n != "odometer_km")
 
 DAILY: Final = f"""
 WITH g AS (
@@ -72,13 +85,9 @@ WITH g AS (
 SELECT vehicle_id, day,
   {_median("soh")} AS soh,
   {_median("cell_v_max")} - {_median("cell_v_min")} AS cell_voltage_spread,
-  {_hi("'Vehicle.Powertrain.TractionBattery.Temperature.Max'")} AS cell_temp_max,
-  {_lo("'BMS_Health.InsulationResistance'")} AS insulation_resistance_min,
-  {_hi(_PADS)} AS pad_wear_max,
-  {_PER_WHEEL_MAX},
-  {_lo("'BCM_LowVoltage.CrankMinVoltage', 'Event.Crank.MinVoltage'")} AS crank_dip_min,
+  {_GROUP_EXTREMES},
   {_median("rest_voltage")} AS rest_voltage,
-  {_hi("'Vehicle.TraveledDistance'")} AS odometer_km,
+  {_extreme("odometer_km", "g")},
   {_median("ambient_temp")} AS ambient_temp
 FROM g LEFT JOIN m USING (vehicle_id, day, signal)
 GROUP BY vehicle_id, day
@@ -97,12 +106,11 @@ one or two samples take their median from the minimum and maximum. Every (vehicl
 any telemetry gets a row, as before. Equal, value for value, to the former single-level
 aggregate (``tests/pipeline/reference_daily.py``)."""
 
+_ROW_EXTREMES: Final = ",\n    ".join(_extreme(n, "value") for n in _EXTREMES)
 _STATS: Final = ",\n    ".join(
     f"count(value) FILTER (WHERE signal = '{s}') AS n_{k},"
     f" min(value) FILTER (WHERE signal = '{s}') AS lo_{k},"
     f" max(value) FILTER (WHERE signal = '{s}') AS hi_{k}" for k, s in _MEDIAN_SIGNALS.items())
-_DAY_WHEELS: Final = ",\n    ".join(
-    f"max(value) FILTER (WHERE signal = '{sig}') AS pad_wear_{k}" for k, sig in PAD_WEAR.items())
 
 
 def _day_median(name: str) -> str:
@@ -116,15 +124,7 @@ DAILY_BY_DAY: Final = f"""
 WITH a AS (
   SELECT vehicle_id, {UTC_DAY} AS day,
     {_STATS},
-    max(value) FILTER (WHERE signal = 'Vehicle.Powertrain.TractionBattery.Temperature.Max')
-      AS cell_temp_max,
-    min(value) FILTER (WHERE signal = 'BMS_Health.InsulationResistance')
-      AS insulation_resistance_min,
-    max(value) FILTER (WHERE signal IN ({_PADS})) AS pad_wear_max,
-    {_DAY_WHEELS},
-    min(value) FILTER (WHERE signal IN ('BCM_LowVoltage.CrankMinVoltage',
-                                        'Event.Crank.MinVoltage')) AS crank_dip_min,
-    max(value) FILTER (WHERE signal = 'Vehicle.TraveledDistance') AS odometer_km
+    {_ROW_EXTREMES}
   FROM telemetry WHERE {_WINDOW}
   GROUP BY ALL
 ), m AS (
@@ -140,9 +140,8 @@ WITH a AS (
 )
 SELECT a.vehicle_id, a.day, {_day_median("soh")} AS soh,
   {_day_median("cell_v_max")} - {_day_median("cell_v_min")} AS cell_voltage_spread,
-  a.cell_temp_max, a.insulation_resistance_min, a.pad_wear_max,
-  {", ".join(f"a.pad_wear_{k}" for k in PAD_WEAR)},
-  a.crank_dip_min, {_day_median("rest_voltage")} AS rest_voltage, a.odometer_km,
+  {", ".join(f"a.{n}" for n in _EXTREMES if n != "odometer_km")},
+  {_day_median("rest_voltage")} AS rest_voltage, a.odometer_km,
   {_day_median("ambient_temp")} AS ambient_temp
 FROM a LEFT JOIN m USING (vehicle_id, day)
 """
