@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -34,6 +33,8 @@ from pipeline.broker.harness import EmbeddedBroker, find_mosquitto
 from pipeline.broker.limits import DEFAULT_LIMITS
 from pipeline.ingest.landing import KEPT_BYTES
 from pipeline.store import connection as store
+from tests.background import Background
+from tests.processes import cli
 
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")]
@@ -58,56 +59,25 @@ def unlimited_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield running
 
 
-class IngestProcess:
-    """``fleetcare -v ingest`` in its own process; its stderr lines are read as they come."""
+class IngestProcess(Background):
+    """``fleetcare -v ingest`` in its own process (killed after ``4 * WAIT_S`` should it hang),
+    and how much memory it holds."""
 
     def __init__(self, broker_url: str, db_path: Path, client_id: str) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "-v", "ingest", "--no-urgent",
-             "--broker", broker_url, "--db", str(db_path), "--client-id", client_id,
-             "--allow-unregistered", "--rate-limit", "0", "--flush-interval", "0.2"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self._watchdog = threading.Timer(4 * WAIT_S, self.proc.kill)  # never hang the run
-        self._watchdog.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, *needles: str, count: int = 1) -> list[str]:
-        """Block until ``count`` lines (in all, since start) hold one of ``needles``."""
-        found = [line for line in self.seen if any(n in line for n in needles)]
-        while len(found) < count:
-            try:
-                line = self.lines.get(timeout=WAIT_S)
-            except queue.Empty:
-                raise AssertionError(f"no {needles} line; log so far:\n"
-                                     + "\n".join(self.seen[-30:])) from None
-            self.seen.append(line)
-            if any(n in line for n in needles):
-                found.append(line)
-        return found
+        super().__init__(cli("-v", "ingest", "--no-urgent", "--broker", broker_url, "--db",
+                             str(db_path), "--client-id", client_id, "--allow-unregistered",
+                             "--rate-limit", "0", "--flush-interval", "0.2"),
+                         name="fleetcare ingest", wait_s=WAIT_S, watchdog_s=4 * WAIT_S)
 
     def memory_kib(self, field: str) -> int:
         """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of the ingest process."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
         return next(int(line.split()[1]) for line in status.splitlines()
                     if line.startswith(field + ":"))
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = WAIT_S) -> int:
         """SIGTERM (ingest lands and acks what it holds, then exits); the exit status."""
-        self.proc.terminate()
-        try:
-            return self.proc.wait(timeout=WAIT_S)
-        finally:
-            self._watchdog.cancel()
-            self.proc.kill()
-            self._reader.join(timeout=10)
+        return super().stop(timeout)
 
 
 def publish(url: str, wires: Sequence[tuple[str, bytes]], retain: bool = False) -> None:
@@ -161,10 +131,10 @@ def test_an_oversize_flood_keeps_heads_and_ingest_memory_stays_bounded(
 
     ingest = IngestProcess(broker.url, db_path, f"flood-{uuid.uuid4().hex[:8]}")
     try:
-        ingest.wait_for("ingesting")
+        ingest.wait_for_text("ingesting")
         idle_kib = ingest.memory_kib("VmRSS")
         publish(broker.url, flood)
-        ingest.wait_for(f"dead-lettering a message on {topic}", count=FLOOD)
+        ingest.wait_for_text(f"dead-lettering a message on {topic}", count=FLOOD)
         peak_kib = ingest.memory_kib("VmHWM")
     finally:
         assert ingest.stop() == 0
@@ -202,8 +172,8 @@ def test_a_retained_message_is_dead_lettered_once_across_restarts(
     for _ in range(2):  # the first start keeps it, the next is a repeat (as are all later)
         ingest = IngestProcess(broker.url, db_path, client_id)
         try:
-            [line] = ingest.wait_for(f"dead-lettering a message on {topic}",
-                                     "is already a dead letter")
+            [line] = ingest.wait_for_text(f"dead-lettering a message on {topic}",
+                                          "is already a dead letter")
             outcomes.append("kept" if "dead-lettering" in line else "repeat")
         finally:
             assert ingest.stop() == 0

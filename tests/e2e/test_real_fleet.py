@@ -27,10 +27,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
-import queue
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -44,6 +41,7 @@ from pipeline.features.inputs import CRANK_DIP, alternatives
 from pipeline.ml.registry import stored_inputs
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
+from tests.background import Background
 from tests.processes import cli, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,45 +88,14 @@ def _run(*args: str) -> dict[str, object]:
     return summary
 
 
-class Ingest:
-    """``fleetcare -v ingest`` as its own process, its stderr collected."""
-
-    def __init__(self, broker_url: str, db: Path) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.process = subprocess.Popen(
-            cli("-v", "ingest", "--broker", broker_url, "--db", str(db), "--client-id",
-                 f"ingest-{db.parent.name}", "--flush-interval", "0.05"),
-            cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        self._wait_for("ingesting")
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def _wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.5)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if text in line:
-                return
-        pytest.fail(f"fleetcare ingest never said {text!r}: {self.seen}")
-
-    def stop(self) -> int:
-        self.process.terminate()
-        try:
-            return self.process.wait(timeout=60)
-        finally:
-            if self.process.poll() is None:
-                self.process.kill()
+def _ingest(broker_url: str, db: Path) -> Background:
+    """``fleetcare -v ingest`` as its own process, once it says it is subscribed."""
+    ingest = Background(
+        cli("-v", "ingest", "--broker", broker_url, "--db", str(db), "--client-id",
+            f"ingest-{db.parent.name}", "--flush-interval", "0.05"),
+        cwd=REPO, env=cli_env(), name="fleetcare ingest", wait_s=TIMEOUT_S)
+    ingest.wait_for_text("ingesting")
+    return ingest
 
 
 def _write(path: Path, header: str, rows: list[str]) -> Path:
@@ -193,7 +160,7 @@ def test_four_real_recordings_onboarded_as_a_fleet_reach_the_crm(
         _run("fleet", "import", "--db", str(db),
              *[arg for kind, path in files.items() for arg in (f"--{kind}", str(path))])
 
-    ingest = Ingest(broker_url, db)
+    ingest = _ingest(broker_url, db)
     try:
         # The training fleet's buses, then the four recordings as the fleet's last day.
         _run("sim", "run", "--broker", broker_url, *SIM_FLEET, "--days", str(SIM_DAYS),
@@ -207,7 +174,7 @@ def test_four_real_recordings_onboarded_as_a_fleet_reach_the_crm(
                 vehicle, "--dbc-dir", str(DBC_DIR), "--broker", broker_url, "--start-at",
                 at.isoformat(), "--state-dir", str(tmp_path / "replay-state"))
     finally:
-        assert ingest.stop() == 0, ingest.seen
+        assert ingest.stop() == 0, ingest.lines
     assert {v: s["profile"] for v, s in replays.items()} == {
         "KONA-0417": "hyundai_kona", "WRX-0932": "subaru_wrx", "CAR-0288": "obd2_generic",
         "TRUCK-0051": "j1939_generic"}

@@ -16,16 +16,17 @@ import pytest
 
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store.serving import connect_serving
+from tests.background import Background
 from tests.e2e.test_urgent_cli import (  # noqa: F401  (fixtures)
     SECRET,
     TIMEOUT_S,
     Deployment,
-    Service,
     _landed_codes,
     _replay,
     _store,
     cli_broker,
     deployment,
+    service,
 )
 from tests.polling import wait_until
 from tests.processes import cli, cli_env
@@ -34,16 +35,16 @@ pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
 def _worker(dep: Deployment, name: str, tmp_path: Path, *flags: str,
-            env: dict[str, str]) -> Service:
+            env: dict[str, str]) -> Background:
     """One worker of the share group, with its own client id, store and snapshot."""
-    worker = Service(cli("-v", "ingest", "--broker", dep.broker_url, "--share-group",
+    worker = service(cli("-v", "ingest", "--broker", dep.broker_url, "--share-group",
                          f"g-{dep.vehicle}", "--client-id", f"ingest-{name}-{dep.vehicle}",
                          "--db", str(tmp_path / f"landing-{name}.duckdb"),
                          "--snapshot", str(tmp_path / f"snapshot-{name}.duckdb"),
                          "--maintenance-interval", "1", "--vehicles", str(dep.fleet_file),
                          "--customers", str(dep.customers_file), "--flush-interval", "0.05",
                          *flags), env)
-    worker.wait_for_line("ingesting")
+    worker.wait_for_text("ingesting")
     return worker
 
 
@@ -55,17 +56,17 @@ def test_a_critical_fault_reported_twice_to_two_workers_is_one_lead(
         workers = [_worker(deployment, "a", tmp_path, "--urgent", env=env),
                    _worker(deployment, "b", tmp_path, "--urgent", "--no-fault-codes", env=env)]
         try:
-            assert not any("/dtc" in line for line in workers[1].seen if "listening" in line)
+            assert not any("/dtc" in line for line in workers[1].lines if "listening" in line)
             _replay(deployment, tmp_path / "spool-1")
-            assert wait_until(lambda: len(crm.leads()) >= 1, TIMEOUT_S, 0.1), workers[0].seen
+            assert wait_until(lambda: len(crm.leads()) >= 1, TIMEOUT_S, 0.1), workers[0].lines
             _replay(deployment, tmp_path / "spool-2")
             # the snapshot is written between batches, after the urgent hook of the batch ran
             assert wait_until(lambda: _landed_codes(snapshots[0]) == ["P0AA6", "P0AA6"],
-                              TIMEOUT_S, 0.1), workers[0].seen
+                              TIMEOUT_S, 0.1), workers[0].lines
             assert wait_until(lambda: snapshots[1].exists(), TIMEOUT_S, 0.1)
         finally:
             statuses = [w.stop() for w in workers]
-        assert statuses == [0, 0], [w.seen for w in workers]
+        assert statuses == [0, 0], [w.lines for w in workers]
         assert len(crm.leads()) == 1 and crm.rejected_count == 0
     assert _landed_codes(snapshots[1]) == []
     assert _store(tmp_path / "landing-a.duckdb", "SELECT count(*) FROM leads") == [(1,)]

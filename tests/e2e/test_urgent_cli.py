@@ -17,9 +17,7 @@ import base64
 import datetime as dt
 import logging
 import os
-import queue
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ from pipeline.config import load_pipeline_settings
 from pipeline.leads.urgent import UrgentLeads
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
+from tests.background import Background
 from tests.e2e.replay_helpers import REPO
 from tests.polling import wait_until
 from tests.processes import cli, cli_env
@@ -51,52 +50,10 @@ TIMEOUT_S = 90.0
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
-class Service:
-    """A long-running ``fleetcare`` command whose stderr lines are collected as they come."""
-
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.name = " ".join(command[3:5])
-        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, timeout: float = TIMEOUT_S) -> str:
-        """The first stderr line containing ``text``; fails if the process ends without one."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=min(left, 0.5))
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.seen.append(line)
-            if text in line:
-                return line
-        pytest.fail(f"no line with {text!r} from {self.name}; got {self.seen}")
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit status (a process that does not stop is killed: a failure)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-        finally:
-            self._reader.join(timeout=10)
-            while not self.lines.empty():
-                self.seen.append(self.lines.get())
+def service(command: list[str], env: dict[str, str]) -> Background:
+    """A long-running ``fleetcare`` command in the repository, its stderr collected."""
+    return Background(command, cwd=REPO, env=env, name=" ".join(command[3:5]),
+                      wait_s=TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -117,13 +74,13 @@ def cli_broker() -> Iterator[str]:
     if find_mosquitto() is None:
         pytest.skip("needs mosquitto: the production broker")
     port = free_port()
-    broker = Service(cli("broker", "--port", str(port), "--broker-kind", "mosquitto"), cli_env())
+    broker = service(cli("broker", "--port", str(port), "--broker-kind", "mosquitto"), cli_env())
     try:
         if not wait_for_port("127.0.0.1", port, TIMEOUT_S):
-            pytest.fail(f"fleetcare broker did not listen on {port}: {broker.seen}")
+            pytest.fail(f"fleetcare broker did not listen on {port}: {broker.lines}")
         yield f"mqtt://127.0.0.1:{port}"
     finally:
-        assert broker.stop() == 0, broker.seen
+        assert broker.stop() == 0, broker.lines
 
 
 @pytest.fixture
@@ -140,14 +97,14 @@ def deployment(cli_broker: str, tmp_path: Path) -> Deployment:
                       dms["customers"])
 
 
-def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Service:
+def _ingest(dep: Deployment, *flags: str, env: dict[str, str]) -> Background:
     """``fleetcare -v ingest`` once it says it is subscribed (what it is sent from then on
     lands)."""
-    ingest = Service(cli("-v", "ingest", "--broker", dep.broker_url, "--db", str(dep.db),
+    ingest = service(cli("-v", "ingest", "--broker", dep.broker_url, "--db", str(dep.db),
                           "--client-id", f"ingest-{dep.vehicle}", "--vehicles",
                           str(dep.fleet_file), "--customers", str(dep.customers_file),
                           "--flush-interval", "0.05", *flags), env)
-    ingest.wait_for_line("ingesting")
+    ingest.wait_for_text("ingesting")
     return ingest
 
 
@@ -174,13 +131,13 @@ def test_a_critical_fault_frame_becomes_a_signed_lead_at_the_crm(
     with CrmReceiver(SECRET, validate=True) as crm:
         ingest = _ingest(deployment, env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
-            assert any("urgent leads on" in line for line in ingest.seen), ingest.seen
+            assert any("urgent leads on" in line for line in ingest.lines), ingest.lines
             _replay(deployment, tmp_path / "spool")
             assert wait_until(lambda: len(crm.leads()) >= 1, TIMEOUT_S, 0.1), (
-                crm.rejected_count, ingest.seen)
+                crm.rejected_count, ingest.lines)
         finally:
             status = ingest.stop()
-        assert status == 0, ingest.seen
+        assert status == 0, ingest.lines
         (lead,) = crm.leads()
         assert crm.rejected_count == 0
     assert lead["vehicle"]["vehicle_id"] == deployment.vehicle
@@ -202,14 +159,14 @@ def test_no_urgent_lands_the_fault_and_sends_nothing(
                          "--maintenance-interval", "1",
                          env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
-            assert any("urgent leads off (--no-urgent)" in line for line in ingest.seen)
+            assert any("urgent leads off (--no-urgent)" in line for line in ingest.lines)
             _replay(deployment, tmp_path / "spool")
             # The snapshot is written between batches, after any after-commit hook ran.
             assert wait_until(lambda: _landed_codes(snapshot) == ["P0AA6"], TIMEOUT_S,
-                              0.1), ingest.seen
+                              0.1), ingest.lines
         finally:
             status = ingest.stop()
-        assert status == 0, ingest.seen
+        assert status == 0, ingest.lines
         assert (crm.received_count, crm.rejected_count) == (0, 0)
     assert _store(deployment.db, "SELECT upper(code) FROM dtc_events") == [("P0AA6",)]
     assert _store(deployment.db, "SELECT count(*) FROM leads") == [(0,)]

@@ -29,9 +29,10 @@ from edge.sim.vins import simulated_vin, vin_exchange
 from pipeline.ops.health import check_health
 from pipeline.sandbox.reference_crm import CrmReceiver
 from pipeline.store import connection as store
+from tests.background import Background
 from tests.e2e import test_urgent_cli as urgent
 from tests.e2e.replay_helpers import CAN, DBC, REPO
-from tests.e2e.test_urgent_cli import SECRET, TIMEOUT_S, Service
+from tests.e2e.test_urgent_cli import SECRET, TIMEOUT_S, service
 from tests.polling import wait_until
 from tests.processes import cli, cli_env
 
@@ -48,11 +49,11 @@ VEHICLE_HEADER = "vehicle_id,vin,model,model_year,region,centre_id,customer_id\n
 
 
 def _ingest(broker_url: str, db: Path, register: Path, *flags: str,
-            env: dict[str, str] | None = None) -> Service:
-    ingest = Service(cli("-v", "ingest", "--broker", broker_url, "--db", str(db),
+            env: dict[str, str] | None = None) -> Background:
+    ingest = service(cli("-v", "ingest", "--broker", broker_url, "--db", str(db),
                           "--client-id", f"ingest-{uuid.uuid4().hex[:8]}", "--vehicles",
                           str(register), "--flush-interval", "0.05", *flags), env or cli_env())
-    ingest.wait_for_line("ingesting")
+    ingest.wait_for_text("ingesting")
     return ingest
 
 
@@ -85,7 +86,7 @@ def test_the_truck_logs_vin_lands_in_vehicle_info(cli_broker: str, tmp_path: Pat
                        str(tmp_path / "spool"))
     finally:
         status = ingest.stop()
-    assert status == 0, ingest.seen
+    assert status == 0, ingest.lines
     assert summary["drained"] is True and summary["vin"] == TRUCK_VIN, summary
     assert summary["vin_source"] == "j1939_feec"
     rows = _rows(db, "SELECT vehicle_id, vin, vin_source, agent_version, dbc_fingerprints,"
@@ -119,7 +120,7 @@ def test_simulated_vehicles_report_the_vins_their_register_lists(
                        "--broker", cli_broker, "--spool-dir", str(tmp_path / "spools"))
     finally:
         status = ingest.stop()
-    assert status == 0, ingest.seen
+    assert status == 0, ingest.lines
     assert summary["messages_undelivered"] == 0, summary
     read = _rows(db, "SELECT vehicle_id, vin, vin_source, reports FROM vehicle_info"
                      " WHERE vin IS NOT NULL ORDER BY vehicle_id")
@@ -158,15 +159,15 @@ def test_another_cars_vin_holds_the_critical_lead_and_fails_the_health_check(
                          "--snapshot", str(snapshot), "--maintenance-interval", "1",
                          env=cli_env(crm_url=crm.url, crm_secret=SECRET))
         try:
-            assert any("urgent leads on" in line for line in ingest.seen), ingest.seen
+            assert any("urgent leads on" in line for line in ingest.lines), ingest.lines
             summary = _run("edge", "replay", str(log), "--dbc", str(REFERENCE_DBC), "--taps",
                            "obd", "--broker", cli_broker, "--vehicle", vehicle, "--spool-dir",
                            str(tmp_path / "spool"))
             assert summary["vin"] == other and summary["dtc_events"] == 1, summary
-            assert wait_until(lambda: _leads(snapshot) != [], TIMEOUT_S, 0.2), ingest.seen
+            assert wait_until(lambda: _leads(snapshot) != [], TIMEOUT_S, 0.2), ingest.lines
         finally:
             status = ingest.stop()
-        assert status == 0, ingest.seen
+        assert status == 0, ingest.lines
         assert (crm.received_count, crm.rejected_count) == (0, 0)  # nothing went out
     assert _rows(db, "SELECT vehicle_id, state, hold_reason FROM leads") == [
         (vehicle, "held", "vin_mismatch")]

@@ -23,7 +23,8 @@ from pipeline.broker.auth import parse_broker_url
 from pipeline.broker.counters import read_broker_counters
 from pipeline.broker.harness import EmbeddedBroker, find_mosquitto
 from pipeline.broker.limits import DEFAULT_LIMITS
-from tests.pipeline.broker_processes import WAIT_S, close, connected, poll, publish_all, telemetry
+from tests.pipeline.broker_processes import WAIT_S, close, connected, publish_all, telemetry
+from tests.polling import poll
 
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")]

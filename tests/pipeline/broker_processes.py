@@ -8,20 +8,17 @@ nothing here measures a duration.
 from __future__ import annotations
 
 import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edge.wire import contract
 from pipeline.store import connection as store
+from tests.background import Background
+from tests.polling import poll
+from tests.processes import cli
 
 WAIT_S = 120.0
 """Longest wait for any one outcome."""
@@ -40,71 +37,18 @@ def telemetry(msg_id: str, vehicle: str) -> tuple[str, bytes]:
     return contract.telemetry_topic(vehicle), contract.encode(batch)
 
 
-def poll(what: str, predicate: Callable[[], Any], timeout: float = WAIT_S) -> Any:
-    """``predicate()``'s first truthy value, polled until ``timeout``; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout:g} s")
-        time.sleep(0.1)
-
-
-class Fleetcare:
-    """One ``fleetcare`` command in its own process; its stderr lines are read as they come."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.seen: list[str] = []
-        self._lines: queue.Queue[str] = queue.Queue()
-        self.proc = subprocess.Popen([sys.executable, "-m", "flows.cli", *args],
-                                     env={**os.environ, **(env or {})},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        self._watchdog = threading.Timer(4 * WAIT_S, self.proc.kill)  # never hang the run
-        self._watchdog.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._lines.put(line.rstrip("\n"))
-
-    def wait_for(self, needle: str) -> str:
-        """Block until a stderr line holds ``needle``; fails with the log when none comes."""
-        for line in self.seen:
-            if needle in line:
-                return line
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None and self._lines.empty():
-                break
-            try:
-                line = self._lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.seen.append(line)
-            if needle in line:
-                return line
-        raise AssertionError(f"no {needle!r} line; log so far:\n" + "\n".join(self.seen[-30:]))
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit status (ingest lands and acks what it holds first)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=WAIT_S)
-        finally:
-            self._watchdog.cancel()
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
+def fleetcare(*args: str, env: dict[str, str] | None = None) -> Background:
+    """``fleetcare ARGS...`` in its own process, in this process's environment plus ``env``;
+    killed after ``4 * WAIT_S`` should it hang."""
+    return Background(cli(*args), env={**os.environ, **(env or {})},
+                      name=f"fleetcare {' '.join(args[:2])}", wait_s=WAIT_S,
+                      watchdog_s=4 * WAIT_S)
 
 
 def ingest(broker_url: str, db_path: Path, client_id: str,
-           env: dict[str, str] | None = None) -> Fleetcare:
+           env: dict[str, str] | None = None) -> Background:
     """``fleetcare -v ingest`` that admits any vehicle, with no rate limit and no CRM."""
-    return Fleetcare("-v", "ingest", "--no-urgent", "--broker", broker_url, "--db",
+    return fleetcare("-v", "ingest", "--no-urgent", "--broker", broker_url, "--db",
                      str(db_path), "--client-id", client_id, "--allow-unregistered",
                      "--rate-limit", "0", "--flush-interval", "0.2", env=env)
 

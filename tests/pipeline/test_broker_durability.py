@@ -31,23 +31,24 @@ from pipeline.broker.harness import EmbeddedBroker, find_mosquitto, free_port, w
 from pipeline.broker.limits import DEFAULT_LIMITS
 from pipeline.ops.health import Check, check_health, record_health
 from pipeline.store import connection as store
+from tests.background import Background
 from tests.pipeline.broker_processes import (
     FLEET,
     SIGNALS,
     WAIT_S,
-    Fleetcare,
     ReceiptWatcher,
     child_pids,
     close,
     connected,
+    fleetcare,
     ingest,
     landed,
-    poll,
     publish_all,
     telemetry,
     uid_of,
     wait_for_saves,
 )
+from tests.polling import poll
 
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")]
@@ -69,12 +70,12 @@ def client(name: str, clean: bool = True) -> mqtt.Client:
                        clean_session=clean)
 
 
-def start_broker(port: int, data_dir: Path) -> tuple[Fleetcare, int]:
+def start_broker(port: int, data_dir: Path) -> tuple[Background, int]:
     """``fleetcare broker`` and the pid of the mosquitto it runs."""
-    broker = Fleetcare("broker", "--port", str(port), "--broker-kind", "mosquitto",
+    broker = fleetcare("broker", "--port", str(port), "--broker-kind", "mosquitto",
                        "--data-dir", str(data_dir), "--fleet-size", str(FLEET))
     poll("the broker's port", lambda: wait_for_port("127.0.0.1", port, 0.5))
-    [mosquitto] = poll("mosquitto under fleetcare broker", lambda: child_pids(broker.proc.pid))
+    [mosquitto] = poll("mosquitto under fleetcare broker", lambda: child_pids(broker.process.pid))
     return broker, mosquitto
 
 
@@ -94,7 +95,7 @@ def test_fleetcare_broker_runs_as_mosquitto_and_a_stopped_ingests_queue_survives
 
         # Ingest's persistent session exists, ingest is down, and the broker acknowledges 30.
         first = ingest(url, db_path, client_id)
-        first.wait_for("ingesting")
+        first.wait_for_text("ingesting")
         assert first.stop() == 0
         publisher = connected(client("pub"), "127.0.0.1", port)
         publish_all(publisher, wires)

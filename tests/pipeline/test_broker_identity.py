@@ -39,12 +39,12 @@ from tests.pipeline.broker_processes import (
     connected,
     ingest,
     landed,
-    poll,
     publish_all,
     telemetry,
     uid_of,
     wait_for_saves,
 )
+from tests.polling import poll
 
 pytestmark = [pytest.mark.broker,
               pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto")]
@@ -166,7 +166,7 @@ def test_a_vehicle_cannot_take_ingests_session_and_its_queue_survives_kill_9(
 
         # Ingest's persistent session exists; ingest stops; V1 sends 20, all acknowledged.
         first = ingest(deployment.url, db_path, INGEST, env=deployment.env(INGEST))
-        first.wait_for("ingesting")
+        first.wait_for_text("ingesting")
         assert first.stop() == 0
         sender = connected(vehicle_client(deployment, "V1", "V1"), "127.0.0.1", deployment.port)
         publish_all(sender, [telemetry(msg_id, "V1") for msg_id in ids])
