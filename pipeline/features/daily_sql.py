@@ -63,7 +63,11 @@ def _extreme(name: str, over: str) -> str:
     agg, signals = _EXTREMES[name]
     if over == "g":
         over = "g.hi" if agg == "max" else "g.lo"
-    return f"{agg}({over}) FILTER (WHERE signal IN ({signals})) AS {name}"
+        return f"{agg}({over}) FILTER (WHERE signal IN ({signals})) AS {name}"
+    # A one-signal IN in the one-pass form's FILTERs took 7 % longer than an equality
+    # (20,000 vehicles x 14 days, 3.4M rows, medians of 5).
+    test = f"= {signals}" if "," not in signals else f"IN ({signals})"
+    return f"{agg}({over}) FILTER (WHERE signal {test}) AS {name}"
 
 
 _GROUP_EXTREMES: Final = ",\n  ".join(_extreme(n, "g") for n in _EXTREMES if n != "odometer_km")
