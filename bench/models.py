@@ -342,9 +342,12 @@ def main() -> None:
 
 
 def _exponents(results: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Slope of log(seconds) on log(vehicles): 1.0 is linear in the fleet size."""
+    """Slope of log(seconds) on log(vehicles): 1.0 is linear in the fleet size. The bare
+    ``GROUP BY``'s own slope, from the same runs, is the reference: a machine that slows down
+    while the larger sizes run steepens both."""
     if len(results) < 2:
-        return {"features": None, "score_fleet": None, "materialise_day": None}
+        return {"features": None, "score_fleet": None, "materialise_day": None,
+                "bare_group_by": None}
     n = np.log([r["vehicles"] for r in results])
 
     def slope(seconds: list[float]) -> float:
@@ -352,7 +355,8 @@ def _exponents(results: list[dict[str, Any]]) -> dict[str, float | None]:
 
     return {"features": slope([r["features"]["seconds"] for r in results]),
             "score_fleet": slope([r["scoring"]["score_fleet_seconds"] for r in results]),
-            "materialise_day": slope([r["scoring"]["materialise_day_seconds"] for r in results])}
+            "materialise_day": slope([r["scoring"]["materialise_day_seconds"] for r in results]),
+            "bare_group_by": slope([r["features"]["bare_group_by_seconds"] for r in results])}
 
 
 def _cpus() -> int:
