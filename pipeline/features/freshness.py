@@ -74,8 +74,10 @@ def input_digests(con: duckdb.DuckDBPyConnection, days: Sequence[dt.date]
     params = {"since": since, "until": until}
     telemetry = {d: (n, s) for d, n, s in con.execute(_TELEMETRY_BY_DAY, params).fetchall()}
     codes = sorted(con.execute(_CODES_BY_DAY, {"until": until}).fetchall())
-    row = con.execute(_TABLE_DIGESTS).fetchone()
-    tables = "|".join(str(part) for part in (row or ()))
+    # fetchall, not fetchone: DuckDB 2 refuses the connection's next relation (con.sql) while
+    # an execute()'s result is not read to its end, and scoring runs queries right after this
+    rows = con.execute(_TABLE_DIGESTS).fetchall()
+    tables = "|".join(str(part) for part in (rows[0] if rows else ()))
     fixed = f"{tables}|{feature_code_digest()}"
     return {d: _digest(d, telemetry, codes, fixed) for d in days}
 

@@ -80,6 +80,14 @@ def test_chunked_materialisation_writes_what_one_build_gives(
     assert fresh_days(con, DAYS.days()) == set(DAYS.days())
 
 
+def test_the_freshness_check_leaves_no_result_open_on_the_connection(
+        con: duckdb.DuckDBPyConnection) -> None:
+    materialise_daily_features(con, DAYS)
+    assert fresh_days(con, DAYS.days()) == set(DAYS.days())
+    # DuckDB refuses a relation while an execute()'s result is not fetched to its end
+    assert con.sql("SELECT count(*) AS n FROM daily_feature_inputs").pl()["n"].item() > 0
+
+
 def test_late_telemetry_makes_the_days_whose_lookback_it_reaches_stale(
         con: duckdb.DuckDBPyConnection) -> None:
     materialise_daily_features(con, DAYS)
